@@ -1,0 +1,199 @@
+"""The sealed evidence bundle: write atomically, verify integrity, open for replay.
+
+Layout of ``<run-id>.zip``::
+
+    manifest.json          run, versions, target (no secrets), scenarios, verdicts,
+                           artefact index, and the SHA-256 of every other member
+    manifest.sha256        SHA-256 of manifest.json (sha256sum format): the seal
+    artefacts/<sha256>     every recorded artefact, once, named by its content hash
+    findings/<scenario>.json   the findings of each scenario, in French and English
+    summary.fr.txt / summary.en.txt   the human summary, rendered from the manifest
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import BundleError, UnsafeInput
+from .evidence import canonical_json, sha256
+from .safety import ArchiveLimits, SafeArchive
+
+FORMAT = "harness-bundle/1"
+MANIFEST = "manifest.json"
+SEAL = "manifest.sha256"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+BUNDLE_LIMITS = ArchiveLimits(max_entries=100_000, max_total_bytes=4 * 1024**3, max_entry_bytes=1024**3, max_ratio=2000.0)
+
+
+def _member_bytes(manifest: dict) -> bytes:
+    return json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+
+
+def write_bundle(path: Path, manifest: dict, members: dict[str, bytes | Callable[[], bytes]]) -> Path:
+    """Write the bundle at ``path`` atomically: a temporary file renamed into place.
+
+    ``members`` maps member names to bytes (or to a function returning them, so large
+    artefacts are read one at a time). ``manifest["members"]`` is filled in here.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    hashes: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for name in sorted(members):
+                data = members[name]
+                data = data() if callable(data) else data
+                hashes[name] = sha256(data)
+                zf.writestr(zipfile.ZipInfo(name, _ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
+            manifest = dict(manifest, members=hashes)
+            body = _member_bytes(manifest)
+            zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_DATE), body, compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(zipfile.ZipInfo(SEAL, _ZIP_DATE), f"{sha256(body)}  {MANIFEST}\n".encode())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a bundle is meant to be handed over
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class Problem:
+    member: str
+    message: dict[str, str]
+
+    def text(self, lang: str = "fr") -> str:
+        return f"{self.member}: {self.message.get(lang, self.message['fr'])}"
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+    manifest: dict | None = None
+    member_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.manifest is not None
+
+
+def _problem(report: VerifyReport, member: str, fr: str, en: str) -> None:
+    report.problems.append(Problem(member, {"fr": fr, "en": en}))
+
+
+def verify_bundle(path: str | Path) -> VerifyReport:
+    """Check a bundle's integrity: every changed, missing or extra member is reported."""
+    path = Path(path)
+    report = VerifyReport(path)
+    try:
+        archive = SafeArchive(path, limits=BUNDLE_LIMITS)
+    except UnsafeInput as exc:
+        _problem(report, path.name, exc.messages["fr"], exc.messages["en"])
+        return report
+    except OSError as exc:
+        _problem(report, path.name, f"illisible : {exc}", f"unreadable: {exc}")
+        return report
+    with archive:
+        names = archive.names()
+        report.member_count = len(names)
+        contents: dict[str, bytes | None] = {}
+
+        def read(name: str) -> bytes | None:
+            if name not in contents:
+                try:
+                    contents[name] = archive.read(name)
+                except UnsafeInput as exc:
+                    _problem(report, name, exc.messages["fr"], exc.messages["en"])
+                    contents[name] = None
+            return contents[name]
+
+        for required in (MANIFEST, SEAL):
+            if required not in names:
+                _problem(report, required, "membre obligatoire absent", "required member missing")
+        if MANIFEST not in names or SEAL not in names:
+            return report
+        body, seal = read(MANIFEST), read(SEAL)
+        if body is None or seal is None:
+            return report
+        expected = seal.decode("ascii", "replace").split()[0] if seal.split() else ""
+        if sha256(body) != expected:
+            _problem(report, MANIFEST, "empreinte différente du sceau (manifest.sha256)", "hash differs from the seal (manifest.sha256)")
+            if len(expected) != 64:
+                _problem(report, SEAL, "sceau illisible", "unreadable seal")
+        try:
+            manifest = json.loads(body)
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("members"), dict):
+                raise ValueError("not a harness bundle manifest")
+        except (ValueError, UnicodeDecodeError) as exc:
+            _problem(report, MANIFEST, f"manifeste illisible : {exc}", f"unreadable manifest: {exc}")
+            return report
+        listed: dict[str, str] = manifest["members"]
+        for name, digest in sorted(listed.items()):
+            if name not in names:
+                _problem(report, name, "membre absent", "member missing")
+                continue
+            data = read(name)
+            if data is None:
+                continue
+            if sha256(data) != digest:
+                _problem(report, name, "contenu modifié (empreinte SHA-256 différente)", "content changed (SHA-256 differs)")
+            elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
+                _problem(report, name, "nom d'artefact différent de son empreinte", "artefact name differs from its hash")
+        for name in names:
+            if name not in listed and name not in (MANIFEST, SEAL):
+                _problem(report, name, "membre en trop, absent du manifeste", "extra member, not in the manifest")
+        for digest in manifest.get("artefacts", {}):
+            if f"artefacts/{digest}" not in listed:
+                _problem(report, f"artefacts/{digest}", "artefact indexé mais non scellé", "artefact indexed but not sealed")
+        report.manifest = manifest
+    return report
+
+
+class Bundle:
+    """A verified bundle, open for reading artefacts and findings."""
+
+    def __init__(self, path: str | Path) -> None:
+        report = verify_bundle(path)
+        if not report.ok:
+            details = "; ".join(p.text("en") for p in report.problems)
+            raise BundleError(
+                f"Dossier de preuves non intègre : {path} ({'; '.join(p.text('fr') for p in report.problems)})",
+                f"Evidence bundle failed integrity check: {path} ({details})",
+            )
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = report.manifest  # type: ignore[assignment]
+        self._archive = SafeArchive(self.path, limits=BUNDLE_LIMITS)
+
+    def read_artefact(self, digest: str) -> bytes:
+        return self._archive.read(f"artefacts/{digest}")
+
+    def findings(self, scenario: str) -> list[dict]:
+        name = f"findings/{scenario}.json"
+        return json.loads(self._archive.read(name)) if name in self.manifest["members"] else []
+
+    def artefacts_labelled(self, label: str) -> Iterable[str]:
+        return [d for d, meta in sorted(self.manifest.get("artefacts", {}).items()) if meta.get("label") == label]
+
+    def close(self) -> None:
+        self._archive.close()
+
+    def __enter__(self) -> "Bundle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Bundle", "FORMAT", "Problem", "VerifyReport", "canonical_json", "verify_bundle", "write_bundle"]

@@ -1,0 +1,101 @@
+"""The ``harness`` command: verify and replay bundles, list scenarios, run the demo vendor."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .bundle import Bundle, verify_bundle
+from .errors import HarnessError
+from .i18n import LANGS, resolve_lang, t
+
+
+def _verify(args: argparse.Namespace, lang: str) -> int:
+    status = 0
+    for path in args.bundles:
+        report = verify_bundle(path)
+        print(f"{path}:")
+        if report.ok:
+            print("  " + t("verify_ok", lang, count=report.member_count))
+        else:
+            print("  " + t("verify_failed", lang, count=len(report.problems)))
+            for p in report.problems:
+                print("  - " + p.text(lang))
+            status = 1
+            continue
+        if args.replay:
+            from .replay import replay_bundle
+            from .setup import assemble
+
+            assembly = assemble()
+            with Bundle(path) as bundle:
+                result = replay_bundle(bundle, assembly.registry, assembly.pm)
+            for note in result.version_notes:
+                print(f"  ! {note}")
+            if result.identical:
+                print("  " + t("replay_ok", lang, count=result.scenarios))
+            else:
+                print("  " + t("replay_diff", lang, count=len(result.differences)))
+                for d in result.differences:
+                    print(f"  - {d.scenario}: {d.recorded} -> {d.replayed} ({d.detail})")
+                status = 1
+    return status
+
+
+def _scenarios(args: argparse.Namespace, lang: str) -> int:
+    from .setup import assemble
+
+    catalogue = assemble(args.scenario_dir).catalogue
+    for s in catalogue.scenarios.values():
+        print(f"{s.id:<32} {s.criticality:<9} {','.join(s.requirements):<20} [{', '.join(s.tags)}] {s.title[lang]}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, lang: str) -> int:
+    from harness_demo.app import DEFECTS, DemoConfig, DemoServer, UnknownDefect
+
+    if args.list_defects:
+        for name, text in sorted(DEFECTS.items()):
+            print(f"{name:<28} {text[lang]}")
+        return 0
+    try:
+        cfg = DemoConfig(defects=args.defect, release=args.release)
+    except UnknownDefect as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    server = DemoServer(cfg, port=args.port).start()
+    print(f"demo vendor: {server.base_url} (release {cfg.release}, defects: {', '.join(cfg.defects) or '-'})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description="E-health conformity harness")
+    parser.add_argument("--lang", choices=LANGS, default=None, help="fr (default) or en")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="check a bundle's integrity (and replay its checks offline)")
+    v.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
+    v.add_argument("--replay", action="store_true", help="re-run every check from the bundle alone and compare verdicts")
+    s = sub.add_parser("scenarios", help="list the known scenarios")
+    s.add_argument("--scenario-dir", action="append", default=[], metavar="DIR")
+    d = sub.add_parser("demo", help="run the embedded demo vendor in the foreground")
+    d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--release", default="3.2.1")
+    d.add_argument("--list-defects", action="store_true")
+    args = parser.parse_args(argv)
+    lang = resolve_lang(args.lang)
+    try:
+        return {"verify": _verify, "scenarios": _scenarios, "demo": _demo}[args.command](args, lang)
+    except HarnessError as exc:
+        print(exc.message(lang), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The harness hook API: every extension point, in the order a run calls it.
+
+A plugin is a module (or object) with functions named after these specs, marked with
+``harness.hookimpl``, exposed through the ``harness.plugins`` entry-point group. Built-in
+plugins use this API and nothing else.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .context import Check, Collector, Service, ServiceContext
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+# -- 1. Configuration: before anything runs -------------------------------------------
+
+
+@hookspec
+def harness_target_schema() -> Mapping[str, Mapping[str, str]]:
+    """Declare the target-file sections and keys this plugin reads.
+
+    Called once when a target file is loaded, before any scenario runs.
+    Return a mapping from section path (``"product"``, ``"services.demo-vendor"``) to a
+    mapping of key to type (``str``, ``int``, ``bool``, ``url``, ``path``, ``secret``,
+    ``list[str]``, ``list[path]``; a trailing ``!`` marks the key required; key ``*``
+    accepts any key of that type). Sections nobody declares are refused, so a typo in a
+    target file is an error, not a silently ignored key. All results are merged.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_default_target() -> Path | None:
+    """Return the path of the target file to use when the user names none.
+
+    Called once at start when ``--target`` is absent. First non-None result wins: the
+    embedded demo vendor provides one, so the main command works on a fresh machine.
+    """
+
+
+@hookspec
+def harness_scenario_dirs() -> list[Path]:
+    """Return folders of scenario files (TOML) this plugin ships.
+
+    Called once at start, before collection. All folders are merged with the core's own
+    ``scenarios/`` folder and with the user's ``--scenario-dir`` folders; scenario ids must
+    be unique across all of them.
+    """
+
+
+# -- 2. Registration: the step implementations scenarios refer to by name --------------
+
+
+@hookspec
+def harness_collectors() -> Mapping[str, "Collector"]:
+    """Return the collectors this plugin implements, by step name (``"version.observations"``).
+
+    Called once at start. A collector is ``collect(ctx: CollectContext) -> Mapping[str,
+    Artefact]``: it talks to the target (through ``ctx.http``, ``ctx.service_url``...),
+    records what it received with ``ctx.record`` and returns the recorded artefacts by
+    input name. Collectors run live only; replay uses what they recorded. A name provided
+    by two plugins is an error.
+    """
+
+
+@hookspec
+def harness_checks() -> Mapping[str, "Check"]:
+    """Return the checks this plugin implements, by step name (``"version.visible_in_ui"``).
+
+    Called once at start. A check is ``check(ctx: CheckContext, ev: Evaluation) -> None``:
+    a pure function of the recorded inputs (``ctx.read``, ``ctx.json``, ``ctx.xml``), the
+    sanitised target (``ctx.target``) and earlier recorded answers. It must not touch the
+    network or the clock, so that ``harness verify --replay`` reproduces its verdict from
+    the bundle alone. A name provided by two plugins is an error.
+    """
+
+
+# -- 3. Live run: services the target asks for ----------------------------------------
+
+
+@hookspec(firstresult=True)
+def harness_start_service(name: str, options: Mapping[str, object], ctx: "ServiceContext") -> "Service | None":
+    """Start the service ``name`` the target lists under ``[services.<name>]``.
+
+    Called lazily, the first time a collector needs the service (at most once per process:
+    each pytest-xdist worker starts its own). Return a running :class:`Service` (base URL
+    on loopback, ``stop()``) or None when this plugin does not provide ``name``. The first
+    non-None result wins; the harness stops every started service at the end of the run.
+    """

@@ -1,0 +1,193 @@
+"""Scenarios are data: TOML files that name requirements, collectors and checks.
+
+A scenario file holds ``[[requirement]]`` entries (what is proven, in French and English,
+with its source) and ``[[scenario]]`` entries (how it is proven).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import ScenarioError
+from .i18n import t
+
+CRITICALITIES = ("minor", "major", "critical")
+LEVELS = ("must", "may")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    source: str
+    level: str
+    text: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "source": self.source, "level": self.level, "text": dict(self.text)}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: dict[str, str]
+    requirements: tuple[str, ...]
+    profiles: tuple[str, ...]
+    criticality: str
+    proof: str
+    tags: tuple[str, ...]
+    collect: tuple[str, ...]
+    checks: tuple[str, ...]
+    file: Path = field(compare=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "title": dict(self.title),
+            "requirements": list(self.requirements),
+            "profiles": list(self.profiles),
+            "criticality": self.criticality,
+            "proof": self.proof,
+            "tags": list(self.tags),
+            "collect": list(self.collect),
+            "checks": list(self.checks),
+            "file": self.file.name,
+        }
+
+
+@dataclass
+class Catalogue:
+    scenarios: dict[str, Scenario]
+    requirements: dict[str, Requirement]
+
+    def names(self) -> list[str]:
+        """Every name ``--scenario`` accepts: ``all``, scenario ids and tags."""
+        tags = {tag for s in self.scenarios.values() for tag in s.tags}
+        return ["all", *sorted(self.scenarios), *sorted(tags - set(self.scenarios))]
+
+    def select(self, names: Iterable[str], lang: str = "fr") -> list[Scenario]:
+        """Scenarios matching ids or tags, in catalogue order; an unknown name fails fast."""
+        names = list(names)
+        chosen: set[str] = set()
+        for name in names:
+            if name == "all":
+                chosen.update(self.scenarios)
+                continue
+            hits = {s.id for s in self.scenarios.values() if s.id == name or name in s.tags}
+            if not hits:
+                known = ", ".join(self.names())
+                raise ScenarioError(
+                    t("unknown_scenario", "fr", name=name, known=known),
+                    t("unknown_scenario", "en", name=name, known=known),
+                )
+            chosen.update(hits)
+        return [s for sid, s in self.scenarios.items() if sid in chosen]
+
+
+def _text(file: Path, where: str, value: object) -> dict[str, str]:
+    if isinstance(value, dict) and isinstance(value.get("fr"), str) and isinstance(value.get("en"), str):
+        return {"fr": value["fr"], "en": value["en"]}
+    raise ScenarioError(
+        f"{file}: {where} : attendu une table {{ fr = \"...\", en = \"...\" }}",
+        f"{file}: {where}: expected a table {{ fr = \"...\", en = \"...\" }}",
+    )
+
+
+def _strings(file: Path, where: str, value: object, *, required: bool = True) -> tuple[str, ...]:
+    if value is None and not required:
+        return ()
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    if isinstance(value, list) and not value and not required:
+        return ()
+    raise ScenarioError(
+        f"{file}: {where} : attendu une liste non vide de chaînes",
+        f"{file}: {where}: expected a non-empty list of strings",
+    )
+
+
+def _one(file: Path, where: str, value: object, allowed: tuple[str, ...] | None = None) -> str:
+    if isinstance(value, str) and value and (allowed is None or value in allowed):
+        return value
+    choice = f" ({', '.join(allowed)})" if allowed else ""
+    raise ScenarioError(
+        f"{file}: {where} : valeur invalide {value!r}{choice}",
+        f"{file}: {where}: invalid value {value!r}{choice}",
+    )
+
+
+_SCENARIO_KEYS = {"id", "title", "requirements", "profiles", "criticality", "proof", "tags", "collect", "checks"}
+
+
+def load_file(file: Path) -> tuple[list[Scenario], list[Requirement]]:
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{file}: fichier de scénarios illisible : {exc}", f"{file}: unreadable scenario file: {exc}") from None
+    requirements = []
+    for i, r in enumerate(data.get("requirement", [])):
+        where = f"requirement[{i}]"
+        requirements.append(
+            Requirement(
+                id=_one(file, f"{where}.id", r.get("id")),
+                source=_one(file, f"{where}.source", r.get("source")),
+                level=_one(file, f"{where}.level", r.get("level"), LEVELS),
+                text=_text(file, f"{where}.text", r.get("text")),
+            )
+        )
+    scenarios = []
+    for i, s in enumerate(data.get("scenario", [])):
+        where = f"scenario[{i}]"
+        unknown = set(s) - _SCENARIO_KEYS
+        if unknown:
+            raise ScenarioError(f"{file}: {where} : clés inconnues {sorted(unknown)}", f"{file}: {where}: unknown keys {sorted(unknown)}")
+        scenarios.append(
+            Scenario(
+                id=_one(file, f"{where}.id", s.get("id")),
+                title=_text(file, f"{where}.title", s.get("title")),
+                requirements=_strings(file, f"{where}.requirements", s.get("requirements")),
+                profiles=_strings(file, f"{where}.profiles", s.get("profiles")),
+                criticality=_one(file, f"{where}.criticality", s.get("criticality"), CRITICALITIES),
+                proof=_one(file, f"{where}.proof", s.get("proof")),
+                tags=_strings(file, f"{where}.tags", s.get("tags"), required=False),
+                collect=_strings(file, f"{where}.collect", s.get("collect"), required=False),
+                checks=_strings(file, f"{where}.checks", s.get("checks")),
+                file=file,
+            )
+        )
+    return scenarios, requirements
+
+
+def load_catalogue(dirs: Iterable[Path]) -> Catalogue:
+    """All scenarios of the given folders, in folder then file order; ids must be unique."""
+    dirs = list(dirs)
+    scenarios: dict[str, Scenario] = {}
+    requirements: dict[str, Requirement] = {}
+    for folder in dirs:
+        if not folder.is_dir():
+            raise ScenarioError(f"Dossier de scénarios introuvable : {folder}", f"Scenario folder not found: {folder}")
+        for file in sorted(folder.glob("*.toml")):
+            found, reqs = load_file(file)
+            for r in reqs:
+                if r.id in requirements and requirements[r.id] != r:
+                    raise ScenarioError(f"{file}: exigence {r.id} définie deux fois", f"{file}: requirement {r.id} defined twice")
+                requirements[r.id] = r
+            for s in found:
+                if s.id in scenarios:
+                    raise ScenarioError(
+                        f"{file}: scénario {s.id} déjà défini dans {scenarios[s.id].file}",
+                        f"{file}: scenario {s.id} already defined in {scenarios[s.id].file}",
+                    )
+                scenarios[s.id] = s
+    if not scenarios:
+        shown = ", ".join(map(str, dirs))
+        raise ScenarioError(t("no_scenario", "fr", dirs=shown), t("no_scenario", "en", dirs=shown))
+    for s in scenarios.values():
+        for req in s.requirements:
+            if req not in requirements:
+                raise ScenarioError(
+                    f"{s.file}: scénario {s.id} : exigence {req} non définie",
+                    f"{s.file}: scenario {s.id}: requirement {req} is not defined",
+                )
+    return Catalogue(scenarios, requirements)

@@ -1,0 +1,193 @@
+"""The demo vendor application: an HTML user interface and a JSON API, on loopback.
+
+It behaves like a conformant vendor system unless started with named defects, each of
+which breaks exactly one behaviour a scenario checks.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+PRODUCT_NAME = "Cabinet Démo"
+VENDOR = "Éditeur Exemple SAS"
+RELEASE = "3.2.1"
+# The version the demo product was last labelled with: the embedded history bundle
+# (history/*.zip) evidences this release.
+LAST_LABELLED = "3.1.0"
+
+DEFECTS: dict[str, dict[str, str]] = {
+    "version-hidden": {
+        "fr": "l'interface n'affiche plus le numéro de version (ni pied de page, ni page « À propos »)",
+        "en": "the user interface no longer shows the version number (neither footer nor About page)",
+    },
+    "version-undeclared": {
+        "fr": "le logiciel affiche partout une version (3.3.0) différente de celle déclarée",
+        "en": "the software shows everywhere a version (3.3.0) other than the declared one",
+    },
+    "version-unorderable": {
+        "fr": "le numéro de version (printemps-2024) ne suit aucun schéma ordonnable",
+        "en": "the version number (printemps-2024) follows no orderable scheme",
+    },
+    "version-regression": {
+        "fr": "le logiciel se présente en 3.0.4, antérieure à la dernière version évaluée (3.1.0)",
+        "en": "the software reports 3.0.4, older than the last evidenced version (3.1.0)",
+    },
+    "version-frozen": {
+        "fr": "le code a changé mais la version affichée est restée celle de la version labellisée (3.1.0)",
+        "en": "the code changed but the version shown stayed that of the labelled release (3.1.0)",
+    },
+    "version-channel-mismatch": {
+        "fr": "l'API annonce une version (3.2.0) différente de celle de l'interface",
+        "en": "the API reports a version (3.2.0) other than the user interface's",
+    },
+}
+
+_SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+class UnknownDefect(ValueError):
+    pass
+
+
+@dataclass
+class DemoConfig:
+    release: str = RELEASE
+    defects: list[str] = field(default_factory=list)
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.defects) - set(DEFECTS))
+        if unknown:
+            raise UnknownDefect(f"unknown defect(s): {', '.join(unknown)}; known: {', '.join(sorted(DEFECTS))}")
+        self.defects = sorted(set(self.defects))
+
+    def has(self, defect: str) -> bool:
+        return defect in self.defects
+
+    @property
+    def shown_version(self) -> str:
+        if self.has("version-undeclared"):
+            return "3.3.0"
+        if self.has("version-unorderable"):
+            return "printemps-2024"
+        if self.has("version-regression"):
+            return "3.0.4"
+        if self.has("version-frozen"):
+            return LAST_LABELLED
+        return self.release
+
+    @property
+    def api_version(self) -> str:
+        return "3.2.0" if self.has("version-channel-mismatch") else self.shown_version
+
+    @property
+    def fingerprint(self) -> str:
+        """The build fingerprint: what the code is, not what it claims to be."""
+        material = json.dumps({"source": _SOURCE_DIGEST, "release": self.release, "defects": self.defects}, sort_keys=True)
+        return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="fr">
+<head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} footer{{margin-top:3em;color:#555;border-top:1px solid #ccc}}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def render_home(cfg: DemoConfig) -> str:
+    version = "" if cfg.has("version-hidden") else f" — version {html.escape(cfg.shown_version)}"
+    return _page(
+        PRODUCT_NAME,
+        f"""<header><h1>{html.escape(PRODUCT_NAME)}</h1>
+<nav><a href="/patients">Patients</a> | <a href="/agenda">Agenda</a> | <a href="/about">À propos</a></nav></header>
+<main><p>Bienvenue, Dr Exemple. 12 rendez-vous aujourd'hui.</p></main>
+<footer id="about"><p>{html.escape(PRODUCT_NAME)}{version}<br>{html.escape(VENDOR)}</p></footer>""",
+    )
+
+
+def render_about(cfg: DemoConfig) -> str:
+    version = "" if cfg.has("version-hidden") else f"<dt>Version</dt><dd>{html.escape(cfg.shown_version)}</dd>"
+    return _page(
+        f"À propos — {PRODUCT_NAME}",
+        f"""<h1>À propos</h1>
+<section id="a-propos"><dl><dt>Logiciel</dt><dd>{html.escape(PRODUCT_NAME)}</dd>
+<dt>Éditeur</dt><dd>{html.escape(VENDOR)}</dd>{version}</dl></section>""",
+    )
+
+
+def api_about(cfg: DemoConfig) -> dict:
+    return {
+        "name": PRODUCT_NAME,
+        "vendor": VENDOR,
+        "version": cfg.api_version,
+        "build": {"fingerprint": cfg.fingerprint},
+    }
+
+
+def make_handler(cfg: DemoConfig) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "CabinetDemo"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/":
+                self._send(200, render_home(cfg).encode(), "text/html; charset=utf-8")
+            elif path == "/about":
+                self._send(200, render_about(cfg).encode(), "text/html; charset=utf-8")
+            elif path == "/api/about":
+                if cfg.token and self.headers.get("Authorization") != f"Bearer {cfg.token}":
+                    self._send(401, b'{"error":"unauthorized"}', "application/json")
+                    return
+                self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
+            elif path in ("/patients", "/agenda"):
+                self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
+            else:
+                self._send(404, b"not found", "text/plain")
+
+    return Handler
+
+
+class DemoServer:
+    """The demo vendor listening on loopback, in a background thread."""
+
+    def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.cfg = cfg
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(cfg))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="demo-vendor", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def start(self) -> "DemoServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

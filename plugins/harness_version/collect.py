@@ -1,0 +1,128 @@
+"""Collectors: what the software shows in each channel, and what earlier bundles evidenced."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from harness import Bundle, BundleError, CollectContext, HarnessError, UnsafeInput
+
+from .extract import about_link, read_page, ui_version
+
+SCREENSHOT_TIMEOUT = 45
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser() -> str | None:
+    """A headless-capable browser: HARNESS_BROWSER, else the usual Chromium names."""
+    configured = os.environ.get("HARNESS_BROWSER")
+    if configured:
+        return configured if configured != "none" and shutil.which(configured) else None
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+def screenshot(url: str) -> bytes | None:
+    """A PNG of ``url`` from headless Chromium, or None when no browser could take it."""
+    browser = find_browser()
+    if browser is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="harness-shot-") as tmp:
+        out = Path(tmp) / "page.png"
+        cmd = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--hide-scrollbars", f"--user-data-dir={tmp}/profile", "--window-size=1280,900",
+            f"--screenshot={out}", url,
+        ]
+        try:
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=SCREENSHOT_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.read_bytes() if out.exists() and out.stat().st_size else None
+
+
+def _same_origin(a: str, b: str) -> bool:
+    return urlsplit(a)[:2] == urlsplit(b)[:2]
+
+
+def collect_ui(ctx: CollectContext) -> dict:
+    url = ctx.endpoint("ui")
+    if url is None:
+        raise HarnessError("la cible ne déclare pas d'interface utilisateur (endpoints.ui)", "the target declares no user interface (endpoints.ui)")
+    outputs = {}
+    home = ctx.http.get(url, label="version.ui.page")
+    outputs["ui.exchange"] = home.exchange
+    if home.body:
+        outputs["ui.page"] = home.body
+    shown_url = url
+    if home.ok:
+        page = read_page(home.data)
+        found = ui_version(page)
+        link = about_link(page, url)
+        # One click away is still "simply reachable": follow the About link when the
+        # landing page's about areas do not show the version.
+        if (found is None or found[1] == "body") and link and _same_origin(link, url):
+            about = ctx.http.get(link, label="version.ui.about")
+            outputs["ui.about.exchange"] = about.exchange
+            if about.body:
+                outputs["ui.about"] = about.body
+                shown_url = link
+    if home.ok:
+        png = screenshot(shown_url)
+        if png:
+            outputs["ui.screenshot"] = ctx.record(png, media_type="image/png", label="version.ui.screenshot")
+    return outputs
+
+
+def collect_api(ctx: CollectContext) -> dict:
+    url = ctx.endpoint("api")
+    if url is None:
+        return {}
+    token = ctx.target.secret("api_token")
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    res = ctx.http.get(url, label="version.api", headers=headers)
+    outputs = {"api.exchange": res.exchange}
+    if res.body:
+        outputs["api.about"] = res.body
+    return outputs
+
+
+def collect_history(ctx: CollectContext) -> dict:
+    """Earlier bundles of the same product: their run, version and build fingerprint."""
+    product = ctx.target.product["id"]
+    records, skipped = [], []
+    for folder in ctx.target.history_dirs:
+        if not folder.is_dir():
+            skipped.append({"bundle": str(folder), "reason": "folder not found"})
+            continue
+        for path in sorted(folder.glob("*.zip")):
+            try:
+                with Bundle(path) as bundle:
+                    m = bundle.manifest
+                    if m.get("target", {}).get("product", {}).get("id") != product:
+                        continue
+                    record = {"bundle": path.name, "run_id": m["run_id"], "started_at": m["started_at"], "version": None, "fingerprint": None}
+                    for digest in bundle.artefacts_labelled("version.api"):
+                        try:
+                            data = json.loads(bundle.read_artefact(digest))
+                        except ValueError:
+                            continue
+                        if isinstance(data, dict) and isinstance(data.get("version"), str):
+                            record["version"] = data["version"]
+                            fp = data.get("build", {}).get("fingerprint") if isinstance(data.get("build"), dict) else None
+                            record["fingerprint"] = fp if isinstance(fp, str) else None
+                            break
+                    if record["version"] is not None:
+                        records.append(record)
+            except (BundleError, UnsafeInput) as exc:
+                skipped.append({"bundle": path.name, "reason": exc.message("en")})
+    records.sort(key=lambda r: (r["started_at"], r["run_id"]))
+    summary = {"product": product, "records": records, "skipped": skipped}
+    art = ctx.record(json.dumps(summary, sort_keys=True, ensure_ascii=False).encode("utf-8"), media_type="application/json", label="version.history")
+    return {"history": art}
