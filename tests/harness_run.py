@@ -1,0 +1,51 @@
+"""Helpers for end-to-end tests: run the harness as a user would, in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class RunOutcome:
+    returncode: int
+    stdout: str
+    stderr: str
+    bundle: Path | None
+
+    @property
+    def manifest(self) -> dict:
+        with zipfile.ZipFile(self.bundle) as zf:
+            return json.loads(zf.read("manifest.json"))
+
+    def requirement_verdicts(self) -> dict[str, str]:
+        return {req: info["verdict"] for req, info in self.manifest["requirements"].items()}
+
+    def failing(self) -> set[str]:
+        return {req for req, v in self.requirement_verdicts().items() if v == "FAIL"}
+
+    def findings(self) -> list[dict]:
+        out = []
+        with zipfile.ZipFile(self.bundle) as zf:
+            for name in sorted(zf.namelist()):
+                if name.startswith("findings/"):
+                    out.extend(json.loads(zf.read(name)))
+        return out
+
+
+def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180) -> RunOutcome:
+    evidence = cwd / "reports"
+    before = set(evidence.glob("*.zip")) if evidence.exists() else set()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+    after = set(evidence.glob("*.zip")) if evidence.exists() else set()
+    new = sorted(after - before)
+    return RunOutcome(proc.returncode, proc.stdout, proc.stderr, new[-1] if new else None)

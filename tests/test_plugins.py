@@ -1,0 +1,101 @@
+"""The plugin system: one documented hook API, entry-point loading, blocking, strictness."""
+import inspect
+import re
+from pathlib import Path
+
+import pluggy
+import pytest
+
+import harness
+from harness import HarnessError, hookimpl, hookspecs
+from harness.plugins import BUILTIN_PLUGINS, get_plugin_manager
+from harness.runner import build_registry
+
+DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"
+
+
+def _hooks():
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("harness_")]
+
+
+def test_every_hook_is_documented_in_code_and_in_the_plugin_guide():
+    documented = set(re.findall(r"^### (harness_\w+)$", DOCS.read_text(), re.MULTILINE))
+    hooks = _hooks()
+    assert hooks, "no hook found"
+    for name in hooks:
+        fn = getattr(hookspecs, name)
+        assert fn.__doc__ and len(fn.__doc__.split()) >= 15, f"{name} has no real docstring"
+        assert "Called" in fn.__doc__, f"{name} does not say when it is called"
+        assert fn.__annotations__.get("return"), f"{name} has no return type"
+        params = inspect.signature(fn).parameters
+        assert all(name in fn.__annotations__ for name in params), f"{name} has untyped parameters"
+    assert documented == set(hooks), f"docs/plugins.md out of sync: {documented ^ set(hooks)}"
+
+
+def test_hook_names_carry_the_prefix_and_are_listed_in_lifecycle_order():
+    source = inspect.getsource(hookspecs)
+    in_order = re.findall(r"^def (harness_\w+)\(", source, re.MULTILINE)
+    assert in_order == ["harness_target_schema", "harness_default_target", "harness_scenario_dirs",
+                        "harness_collectors", "harness_checks", "harness_start_service"]
+
+
+def test_builtin_plugins_load_through_entry_points():
+    pm = get_plugin_manager()
+    for name in BUILTIN_PLUGINS:
+        assert pm.get_plugin(name) is not None, name
+    dists = {pm.get_name(p) for p, _ in pm.list_plugin_distinfo()}
+    assert set(BUILTIN_PLUGINS) <= dists, "built-ins must come from entry points, like third parties"
+
+
+def test_a_plugin_can_be_blocked_by_name(monkeypatch):
+    monkeypatch.setenv("HARNESS_BLOCK_PLUGINS", "harness-version")
+    pm = get_plugin_manager()
+    assert pm.get_plugin("harness-version") is None
+    assert pm.is_blocked("harness-version")
+    assert "version.visible_in_ui" not in build_registry(pm).checks
+
+
+def test_a_misspelt_hook_fails_loudly():
+    class Typo:
+        @hookimpl
+        def harness_chekcs(self):
+            return {}
+
+    pm = get_plugin_manager()
+    pm.register(Typo())
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.check_pending()
+
+
+def test_two_plugins_providing_the_same_step_is_an_error():
+    class Clash:
+        @hookimpl
+        def harness_checks(self):
+            return {"version.visible_in_ui": lambda ctx, ev: None}
+
+    pm = get_plugin_manager()
+    pm.register(Clash(), name="clash")
+    with pytest.raises(HarnessError) as exc:
+        build_registry(pm)
+    assert "clash" in exc.value.message("en") and "harness-version" in exc.value.message("en")
+
+
+def test_core_does_not_import_plugins():
+    core = Path(harness.__file__).parent
+    for file in core.glob("*.py"):
+        text = file.read_text()
+        if file.name == "cli.py":  # `harness demo` runs the demo app on request only
+            text = text.replace("from harness_demo.app import", "")
+        assert not re.search(r"^\s*(from|import) harness_(version|demo)", text, re.MULTILINE), file.name
+
+
+def test_public_surface_is_pinned():
+    assert sorted(harness.__all__) == [
+        "ArchiveLimits", "Artefact", "Bundle", "BundleError", "CheckContext", "CollectContext",
+        "Evaluation", "Finding", "HarnessError", "SafeArchive", "ScenarioError", "Service",
+        "ServiceContext", "Severity", "Target", "TargetError", "UnsafeInput", "Verdict",
+        "hookimpl", "parse_xml", "resolve_secret", "verify_bundle",
+    ]
+    assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
+    for name in set(harness.__all__) - {"hookimpl"}:
+        assert getattr(harness, name).__module__.startswith("harness."), name

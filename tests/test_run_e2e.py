@@ -1,0 +1,135 @@
+"""The main command end to end: embedded demo, verdicts, bundle, defects, xdist, secrets."""
+import re
+import zipfile
+
+import pytest
+
+from harness_demo.app import DEFECTS
+from harness_version.collect import find_browser
+from tests.harness_run import run_harness
+
+ALL_REQUIREMENTS = {"LES-3.1-UI", "LES-3.1-DECL", "LES-3.1-SCHEME", "LES-3.1-CHRONO", "LES-3.1-CHANGE", "LES-3.1-CHANNELS"}
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("main")
+    return run_harness(cwd, "--scenario", "all")
+
+
+def test_main_command_passes_on_the_conformant_demo_and_writes_a_bundle(demo_run):
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    assert demo_run.bundle is not None and demo_run.bundle.parent.name == "reports"
+    assert demo_run.requirement_verdicts() == dict.fromkeys(sorted(ALL_REQUIREMENTS), "PASS")
+    out = demo_run.stdout
+    assert "Verdicts par exigence" in out
+    assert f"Dossier de preuves : {demo_run.bundle}" in out
+    for req in ALL_REQUIREMENTS:
+        assert re.search(rf"PASS\s+{req}", out), req
+    m = demo_run.manifest
+    assert m["target"]["services"]["demo-vendor"]["defects"] == []
+    assert m["started_at"].endswith("Z") and m["finished_at"] >= m["started_at"]
+    assert set(m["plugins"]) >= {"harness-demo", "harness-version"}
+    assert m["harness"]["python"] and m["harness"]["pytest"]
+    # every check evaluated something: a PASS is backed by assertions
+    for r in m["results"]:
+        assert all(c["assertions"] > 0 for c in r["checks"]), r
+
+
+def test_ui_proof_is_recorded(demo_run):
+    labels = {meta["label"] for meta in demo_run.manifest["artefacts"].values()}
+    assert {"version.ui.page", "version.api", "version.history", "exchange:version.ui.page"} <= labels
+    shots = [f for f in demo_run.findings() if f["rule"] == "VER-UI-03"]
+    if find_browser():
+        assert "version.ui.screenshot" in labels
+        assert shots[0]["severity"] == "info" and shots[0]["artefact"]
+    else:
+        assert shots[0]["severity"] == "warning"
+
+
+EXPECTED = {
+    # defect: (the requirement it must fail, every requirement that fails with it)
+    "version-hidden": ("LES-3.1-UI", {"LES-3.1-UI"}),
+    "version-undeclared": ("LES-3.1-DECL", {"LES-3.1-DECL"}),
+    "version-unorderable": ("LES-3.1-SCHEME", {"LES-3.1-SCHEME", "LES-3.1-DECL"}),
+    "version-regression": ("LES-3.1-CHRONO", {"LES-3.1-CHRONO", "LES-3.1-DECL"}),
+    "version-frozen": ("LES-3.1-CHANGE", {"LES-3.1-CHANGE", "LES-3.1-DECL"}),
+    "version-channel-mismatch": ("LES-3.1-CHANNELS", {"LES-3.1-CHANNELS"}),
+}
+
+
+def test_every_defect_has_an_expectation():
+    assert set(EXPECTED) == set(DEFECTS)
+
+
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_each_demo_defect_is_caught_with_its_requirement(tmp_path, defect):
+    expected, all_failing = EXPECTED[defect]
+    run = run_harness(tmp_path, "--scenario", "version", "--defect", defect, "--lang", "en")
+    assert run.returncode == 1, run.stdout
+    assert expected in run.failing()
+    assert run.failing() == all_failing
+    failing_findings = {f["requirement"] for f in run.findings() if f["severity"] == "error"}
+    assert failing_findings == all_failing
+    assert run.manifest["target"]["services"]["demo-vendor"]["defects"] == [defect]
+
+
+def test_xdist_run_gives_the_same_verdicts_as_a_serial_run(tmp_path, demo_run):
+    parallel = run_harness(tmp_path, "-n", "2", "--scenario", "all", "--defect", "version-channel-mismatch")
+    serial = run_harness(tmp_path, "--scenario", "all", "--defect", "version-channel-mismatch")
+    assert parallel.bundle and serial.bundle and parallel.bundle != serial.bundle
+    assert parallel.manifest["options"]["workers"] == 2
+    assert parallel.requirement_verdicts() == serial.requirement_verdicts()
+    key = lambda m: [(r["scenario"], r["verdict"], [(c["name"], c["verdict"], c["assertions"]) for c in r["checks"]]) for r in m["results"]]
+    assert key(parallel.manifest) == key(serial.manifest)
+    strip = lambda fs: sorted((f["rule"], f["requirement"], f["severity"], re.sub(r":\d+/", ":PORT/", f["location"])) for f in fs)
+    assert strip(parallel.findings()) == strip(serial.findings())
+    assert not list((tmp_path / "reports").glob(".staging-*")), "staging store left behind"
+
+
+def test_unknown_scenario_fails_fast_with_the_known_names(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "verison")
+    assert run.returncode == 4
+    assert "Scénario inconnu : verison" in run.stderr
+    assert "version-visible-in-ui" in run.stderr and "all" in run.stderr
+    assert run.bundle is None
+
+
+def test_malformed_target_gives_a_precise_error_not_a_traceback(tmp_path):
+    target = tmp_path / "vendor.toml"
+    target.write_text('[product]\nid = "x"\nname = "X"\nversion = 3\n')
+    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--lang", "en")
+    assert run.returncode == 4
+    assert f"{target}: product.version: expected a string" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_scenario_runs_never_collect_tests_and_plain_pytest_runs_no_scenario(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_boom.py").write_text("def test_boom():\n    assert False\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
+    run = run_harness(tmp_path, "--scenario", "version-same-in-channels")
+    assert run.returncode == 0, run.stdout
+    assert "test_boom" not in run.stdout and "1 passed" in run.stdout
+    plain = run_harness(tmp_path)
+    assert plain.returncode == 1 and "test_boom" in plain.stdout
+    assert plain.bundle is None and "Verdicts par exigence" not in plain.stdout
+
+
+def test_secrets_never_reach_bundle_or_terminal(tmp_path):
+    token = "demo-token-7c1e9a55f0"
+    run = run_harness(tmp_path, "--scenario", "all", "-rA", env={"HARNESS_DEMO_TOKEN": token})
+    assert run.returncode == 0, run.stdout
+    assert token not in run.stdout + run.stderr
+    with zipfile.ZipFile(run.bundle) as zf:
+        for name in zf.namelist():
+            assert token.encode() not in zf.read(name), name
+    assert run.manifest["target"]["credentials"]["api_token"] == "env:HARNESS_DEMO_TOKEN"
+    # the token was really used: the API answered (it refuses requests without it)
+    assert run.requirement_verdicts()["LES-3.1-CHANNELS"] == "PASS"
+
+
+def test_english_output(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en")
+    assert "Verdicts per requirement" in run.stdout and "Evidence bundle:" in run.stdout

@@ -1,0 +1,73 @@
+"""Scenario files as data: loading, validation and selection."""
+import pytest
+
+from harness import ScenarioError
+from harness.scenarios import load_catalogue
+from harness.setup import builtin_scenario_dir
+
+GOOD = """
+[[requirement]]
+id = "R-1"
+source = "spec §1"
+level = "must"
+text = { fr = "exigence", en = "requirement" }
+
+[[scenario]]
+id = "{sid}"
+title = { fr = "titre", en = "title" }
+requirements = ["R-1"]
+profiles = ["lgc"]
+criticality = "minor"
+proof = "text"
+tags = ["mytag"]
+collect = []
+checks = ["x.y"]
+"""
+
+
+def test_builtin_catalogue_has_the_version_scenarios():
+    cat = load_catalogue([builtin_scenario_dir()])
+    version = cat.select(["version"])
+    assert len(version) == 6
+    assert all("version" in s.tags for s in version)
+    assert {r for s in version for r in s.requirements} == {
+        "LES-3.1-UI", "LES-3.1-DECL", "LES-3.1-SCHEME", "LES-3.1-CHRONO", "LES-3.1-CHANGE", "LES-3.1-CHANNELS",
+    }
+    assert [s.id for s in cat.select(["all"])] == list(cat.scenarios)
+    assert [s.id for s in cat.select(["version-visible-in-ui"])] == ["version-visible-in-ui"]
+
+
+def test_unknown_name_fails_fast_with_known_names():
+    cat = load_catalogue([builtin_scenario_dir()])
+    with pytest.raises(ScenarioError) as exc:
+        cat.select(["version", "verison"])
+    msg = exc.value.message("en")
+    assert "verison" in msg and "version-visible-in-ui" in msg and "all" in msg
+
+
+def test_user_folder_adds_scenarios_and_duplicates_are_refused(tmp_path):
+    (tmp_path / "mine.toml").write_text(GOOD.replace("{sid}", "mine-1"))
+    cat = load_catalogue([builtin_scenario_dir(), tmp_path])
+    assert [s.id for s in cat.select(["mytag"])] == ["mine-1"]
+    (tmp_path / "dup.toml").write_text(GOOD.replace("{sid}", "version-visible-in-ui").replace("R-1", "R-2"))
+    with pytest.raises(ScenarioError) as exc:
+        load_catalogue([builtin_scenario_dir(), tmp_path])
+    assert "already defined" in exc.value.message("en") and "déjà défini" in exc.value.message("fr")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('criticality = "minor"', 'criticality = "huge"'), "criticality"),
+        (('requirements = ["R-1"]', 'requirements = ["R-9"]'), "R-9"),
+        (('checks = ["x.y"]', "checks = []"), "checks"),
+        (('proof = "text"', 'proof = "text"\nsteps = 1'), "unknown keys"),
+        (('title = { fr = "titre", en = "title" }', 'title = "t"'), "title"),
+    ],
+)
+def test_invalid_scenario_files_are_reported(tmp_path, change, message):
+    (tmp_path / "bad.toml").write_text(GOOD.replace("{sid}", "s").replace(*change))
+    with pytest.raises(ScenarioError) as exc:
+        load_catalogue([tmp_path])
+    assert message in exc.value.message("en")
+    assert "bad.toml" in exc.value.message("en")

@@ -1,0 +1,71 @@
+"""Target files: validation with precise errors, path resolution, secrets as references."""
+import pytest
+
+from harness import TargetError
+from harness.target import load_target
+from tests.conftest import MINIMAL
+
+
+def test_relative_paths_resolve_against_the_target_folder(write_target, schema, tmp_path):
+    path = write_target(MINIMAL + '[exports]\ndocuments = "exports/cda"\n[history]\nbundles = ["old"]\n')
+    target = load_target(path, schema)
+    assert target.exports["documents"] == (tmp_path / "exports" / "cda").resolve()
+    assert target.history_dirs == [(tmp_path / "old").resolve()]
+
+
+@pytest.mark.parametrize(
+    "text, key, expected",
+    [
+        (MINIMAL.replace('version = "1.0.0"', "version = 3"), "product.version", "expected a string"),
+        (MINIMAL + "[endpoints]\nui = 42\n", "endpoints.ui", "URL"),
+        (MINIMAL + "[endpoints]\nui = \"ftp://x\"\n", "endpoints.ui", "URL"),
+        (MINIMAL + "[history]\nbundles = \"one\"\n", "history.bundles", "list of paths"),
+        (MINIMAL + "[services.demo-vendor]\nport = \"80\"\n", "services.demo-vendor.port", "integer"),
+        (MINIMAL + "[services.demo-vendor]\ndefects = [1]\n", "services.demo-vendor.defects[0]", "string"),
+        (MINIMAL + "[prodcut]\nid = \"x\"\n", "prodcut", "unknown section"),
+        (MINIMAL + "[services.nope]\n", "services.nope", "unknown service"),
+        (MINIMAL.replace('name = "P"\n', ""), "product.name", "required key missing"),
+        (MINIMAL.replace('id = "p"', 'id = "p"\nversoin = "x"'), "product.versoin", "unknown key"),
+        ("[endpoints]\nui = \"http://x\"\n", "product", "required section missing"),
+        (MINIMAL + "[endpoints]\nui = \"service://ghost/\"\n", "endpoints.ui", "not declared under [services]"),
+    ],
+)
+def test_malformed_target_names_file_key_and_expectation(write_target, schema, text, key, expected):
+    path = write_target(text)
+    with pytest.raises(TargetError) as exc:
+        load_target(path, schema)
+    assert exc.value.key == key
+    assert exc.value.file == str(path)
+    assert expected in exc.value.message("en")
+    assert str(path) in exc.value.message("fr")
+
+
+def test_invalid_toml_and_missing_file(write_target, schema, tmp_path):
+    with pytest.raises(TargetError) as exc:
+        load_target(write_target("[product\n"), schema)
+    assert "invalid TOML" in exc.value.message("en") and "TOML invalide" in exc.value.message("fr")
+    with pytest.raises(TargetError) as exc:
+        load_target(tmp_path / "absent.toml", schema)
+    assert "file not found" in exc.value.message("en")
+
+
+def test_inline_secret_is_refused(write_target, schema):
+    path = write_target(MINIMAL + '[credentials]\napi_token = "s3cr3t-value"\n')
+    with pytest.raises(TargetError) as exc:
+        load_target(path, schema)
+    assert exc.value.key == "credentials.api_token"
+    assert "s3cr3t-value" not in exc.value.message("en")
+
+
+def test_secret_references_resolve_but_never_appear_in_sanitized_target(write_target, schema, tmp_path, monkeypatch):
+    (tmp_path / "token.txt").write_text("from-a-file-123\n")
+    monkeypatch.setenv("HARNESS_TEST_TOKEN", "from-env-456")
+    path = write_target(MINIMAL + '[credentials]\na = "env:HARNESS_TEST_TOKEN"\nb = "file:token.txt"\nc = "env:HARNESS_UNSET_VAR"\n')
+    target = load_target(path, schema)
+    assert target.secret("a") == "from-env-456"
+    assert target.secret("b") == "from-a-file-123"
+    assert target.secret("c") is None
+    assert sorted(target.secret_values()) == ["from-a-file-123", "from-env-456"]
+    text = repr(target.sanitized())
+    assert "from-env-456" not in text and "from-a-file-123" not in text
+    assert target.sanitized()["credentials"]["a"] == "env:HARNESS_TEST_TOKEN"
