@@ -1,0 +1,201 @@
+"""Sealed bundles: integrity down to the byte, offline replay, atomic writing."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from harness import Bundle, BundleError, verify_bundle
+from harness.bundle import SEAL, write_bundle
+from harness.cli import main as cli
+from harness.evidence import sha256
+from harness.replay import replay_bundle
+from harness.setup import assemble
+from tests.harness_run import run_harness
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    run = run_harness(tmp_path_factory.mktemp("b"), "--scenario", "all", "--defect", "version-channel-mismatch")
+    assert run.bundle is not None, run.stdout + run.stderr
+    return run.bundle
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def _rewrite(path, out, members):
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def test_verify_accepts_an_untouched_bundle(bundle, capsys):
+    report = verify_bundle(bundle)
+    assert report.ok and report.problems == []
+    assert cli(["verify", str(bundle)]) == 0
+    assert "empreintes conformes" in capsys.readouterr().out
+
+
+def test_flipping_one_byte_of_any_member_is_caught_and_named(bundle, tmp_path, capsys):
+    members = _members(bundle)
+    assert len(members) > 10
+    for i, name in enumerate(members):
+        changed = dict(members)
+        data = bytearray(changed[name])
+        data[len(data) // 2] ^= 0x01
+        changed[name] = bytes(data)
+        out = _rewrite(bundle, tmp_path / f"t{i}.zip", changed)
+        report = verify_bundle(out)
+        assert not report.ok, name
+        named = {p.member for p in report.problems}
+        assert name in named, (name, named)
+        assert cli(["--lang", "en", "verify", str(out)]) == 1
+        assert name in capsys.readouterr().out
+
+
+def test_raw_byte_flips_inside_the_zip_are_caught(bundle, tmp_path):
+    raw = bundle.read_bytes()
+    with zipfile.ZipFile(bundle) as zf:
+        infos = zf.infolist()
+    for info in infos:
+        # the middle of the member's stored data
+        offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+        damaged = bytearray(raw)
+        damaged[offset] ^= 0xFF
+        path = tmp_path / "raw.zip"
+        path.write_bytes(bytes(damaged))
+        report = verify_bundle(path)
+        assert not report.ok, info.filename
+        assert info.filename in {p.member for p in report.problems}, info.filename
+
+
+def test_missing_and_extra_members_are_reported(bundle, tmp_path):
+    members = _members(bundle)
+    victim = next(n for n in members if n.startswith("findings/"))
+    fewer = _rewrite(bundle, tmp_path / "fewer.zip", {k: v for k, v in members.items() if k != victim})
+    assert [(p.member, p.message["en"]) for p in verify_bundle(fewer).problems] == [(victim, "member missing")]
+    more = _rewrite(bundle, tmp_path / "more.zip", dict(members, **{"notes.txt": b"added later"}))
+    assert [p.member for p in verify_bundle(more).problems] == ["notes.txt"]
+    with pytest.raises(BundleError):
+        Bundle(more)
+
+
+def test_garbage_file_is_reported_not_crashing(tmp_path):
+    path = tmp_path / "junk.zip"
+    path.write_bytes(b"not a zip at all")
+    report = verify_bundle(path)
+    assert not report.ok and report.problems[0].member == "junk.zip"
+
+
+def test_replay_reproduces_every_verdict_offline(bundle, capsys):
+    assembly = assemble()
+    with Bundle(bundle) as b:
+        report = replay_bundle(b, assembly.registry, assembly.pm)
+    assert report.scenarios == 6 and report.identical, report.differences
+    assert cli(["verify", "--replay", str(bundle)]) == 0
+    assert "verdicts identiques" in capsys.readouterr().out
+
+
+def _reseal(members, out):
+    """Re-sign a modified bundle as a forger would: integrity passes, replay must not."""
+    manifest = json.loads(members["manifest.json"])
+    for name in manifest["members"]:
+        manifest["members"][name] = sha256(members[name])
+    body = json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode() + b"\n"
+    members = dict(members, **{"manifest.json": body, SEAL: f"{sha256(body)}  manifest.json\n".encode()})
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def test_replay_detects_a_verdict_that_does_not_follow_from_the_artefacts(bundle, tmp_path, capsys):
+    members = _members(bundle)
+    manifest = json.loads(members["manifest.json"])
+    for r in manifest["results"]:
+        if r["scenario"] == "version-same-in-channels":
+            assert r["verdict"] == "FAIL"
+            r["verdict"] = "PASS"
+    members["manifest.json"] = json.dumps(manifest).encode()
+    forged = _reseal(members, tmp_path / "forged.zip")
+    assert verify_bundle(forged).ok
+    assert cli(["--lang", "en", "verify", "--replay", str(forged)]) == 1
+    out = capsys.readouterr().out
+    assert "version-same-in-channels: PASS -> FAIL" in out
+
+
+def test_replay_detects_an_altered_artefact_consistent_with_its_hash(bundle, tmp_path):
+    members = _members(bundle)
+    manifest = json.loads(members["manifest.json"])
+    result = next(r for r in manifest["results"] if r["scenario"] == "version-same-in-channels")
+    api = result["inputs"]["api.about"]
+    doc = json.loads(members[f"artefacts/{api}"])
+    doc["version"] = "3.2.1"  # a forger "fixes" the API answer
+    new = json.dumps(doc).encode()
+    digest = sha256(new)
+    del members[f"artefacts/{api}"]
+    members[f"artefacts/{digest}"] = new
+    text = json.dumps(manifest).replace(api, digest)
+    manifest = json.loads(text)
+    manifest["members"][f"artefacts/{digest}"] = digest
+    manifest["artefacts"][digest]["size"] = len(new)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    forged = _reseal(members, tmp_path / "forged2.zip")
+    assert verify_bundle(forged).ok
+    assembly = assemble()
+    with Bundle(forged) as b:
+        report = replay_bundle(b, assembly.registry)
+    assert {d.scenario for d in report.differences} >= {"version-same-in-channels"}
+
+
+def test_replay_makes_no_network_call(bundle, monkeypatch):
+    import socket
+
+    from harness.replay import NetworkDisabled, no_network
+
+    with no_network():
+        with pytest.raises(NetworkDisabled):
+            socket.create_connection(("127.0.0.1", 9))
+    assert socket.create_connection is not None
+
+
+def test_a_failed_write_leaves_nothing_under_the_final_name(tmp_path):
+    def explode():
+        raise RuntimeError("disk full")
+
+    target = tmp_path / "run.zip"
+    with pytest.raises(RuntimeError):
+        write_bundle(target, {"format": "harness-bundle/1"}, {"a": b"1", "b": explode})
+    assert list(tmp_path.iterdir()) == []
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from harness.bundle import write_bundle
+def slow():
+    print("writing", flush=True)
+    time.sleep(30)
+    return b"x"
+write_bundle(Path(sys.argv[1]), {"format": "harness-bundle/1"}, {"a": b"1" * 100000, "b": slow})
+"""
+
+
+def test_a_killed_run_never_leaves_a_half_bundle_under_the_final_name(tmp_path):
+    target = tmp_path / "run.zip"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()
+    leftovers = list(tmp_path.iterdir())
+    assert leftovers and all(p.name.startswith(".run.zip.") and p.name.endswith(".partial") for p in leftovers)
