@@ -133,3 +133,37 @@ def test_secrets_never_reach_bundle_or_terminal(tmp_path):
 def test_english_output(tmp_path):
     run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en")
     assert "Verdicts per requirement" in run.stdout and "Evidence bundle:" in run.stdout
+
+
+def test_unreachable_vendor_gives_error_and_inconclusive_never_pass(tmp_path):
+    target = tmp_path / "down.toml"
+    target.write_text(
+        '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'
+        '[endpoints]\nui = "http://127.0.0.1:9/"\napi = "http://127.0.0.1:9/api"\n'
+    )
+    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--lang", "en")
+    assert run.returncode == 1
+    verdicts = run.requirement_verdicts()
+    assert verdicts["LES-3.1-UI"] == "ERROR"
+    assert "PASS" not in verdicts.values(), verdicts
+    assert "User interface unreachable: http://127.0.0.1:9/" in run.stdout
+    assert re.search(r"\d+ error", run.stdout.splitlines()[-1])
+
+
+def test_offline_mode_refuses_non_loopback_endpoints(tmp_path):
+    target = tmp_path / "remote.toml"
+    target.write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n[endpoints]\nui = "https://vendor.example.test/"\n')
+    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--target", str(target), "--offline", "--lang", "en")
+    assert run.returncode == 1
+    assert run.requirement_verdicts() == {"LES-3.1-UI": "ERROR"}
+    assert "Offline mode: network access refused to https://vendor.example.test/" in run.stdout
+    assert run.manifest["options"]["offline"] is True
+
+
+def test_defect_option_needs_the_demo_service(tmp_path):
+    target = tmp_path / "t.toml"
+    target.write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n')
+    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--defect", "version-hidden", "--lang", "en")
+    assert run.returncode == 4 and "--defect applies to the embedded demo vendor only" in run.stderr
+    run = run_harness(tmp_path, "--scenario", "all", "--defect", "no-such-defect", "--lang", "en")
+    assert run.returncode == 1 and "unknown defect(s): no-such-defect" in run.stdout

@@ -125,6 +125,9 @@ def check_orderable_scheme(ctx: CheckContext, ev: Evaluation) -> None:
     _, ui = ui_seen(ctx)
     api = api_seen(ctx)[0]
     candidates += [s for s in (ui, api) if s]
+    if not candidates:
+        ev.inconclusive(fr="Aucune version observée dans le logiciel : seule la version déclarée a été examinée",
+                        en="No version observed in the software: only the declared version was examined")
     candidates.append(Seen("declared", ctx.target["product"]["version"], "target:product.version", ""))
     for s in candidates:
         ev.check(
