@@ -9,6 +9,7 @@ from lxml import etree
 
 from .errors import HarnessError
 from .safety import parse_xml
+from .target import SERVICE_URL_SCHEME
 from .verdicts import Evaluation
 
 
@@ -100,8 +101,6 @@ class CollectContext:
         url = self.target.endpoints.get(name)
         if url is None:
             return None
-        from .target import SERVICE_URL_SCHEME
-
         if url.startswith(SERVICE_URL_SCHEME):
             svc, _, rest = url[len(SERVICE_URL_SCHEME):].partition("/")
             return self._service_url(svc).rstrip("/") + "/" + rest

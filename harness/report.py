@@ -4,10 +4,10 @@ from __future__ import annotations
 import platform
 import sys
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any
 
 from .bundle import FORMAT
-from .i18n import both, t
+from .i18n import t
 from .scenarios import Catalogue, Scenario
 from .verdicts import Verdict, combine
 
@@ -126,9 +126,3 @@ def render_summary(manifest: dict, findings: dict[str, list[dict]], lang: str, b
 def not_run_reason() -> dict[str, str]:
     return {"fr": "scénario sélectionné mais non exécuté (interruption ou désélection)", "en": "scenario selected but not run (interrupted or deselected)"}
 
-
-__all__ = ["build_manifest", "not_run_result", "render_summary", "both"]
-
-
-def iter_findings(results: Iterable[dict]) -> dict[str, list[dict]]:
-    return {r["scenario"]: r["findings"] for r in results}

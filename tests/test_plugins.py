@@ -99,3 +99,24 @@ def test_public_surface_is_pinned():
     assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
     for name in set(harness.__all__) - {"hookimpl"}:
         assert getattr(harness, name).__module__.startswith("harness."), name
+
+
+def test_a_plugin_can_ship_scenario_folders(tmp_path):
+    from harness.scenarios import load_catalogue
+    from harness.setup import scenario_dirs
+
+    (tmp_path / "extra.toml").write_text(
+        '[[scenario]]\nid = "extra-channels"\ntitle = { fr = "f", en = "e" }\nrequirements = ["LES-3.1-CHANNELS"]\n'
+        'profiles = ["lgc"]\ncriticality = "minor"\nproof = "text"\ntags = ["extra"]\n'
+        'collect = ["version.ui", "version.api"]\nchecks = ["version.same_in_channels"]\n'
+    )
+
+    class Shipper:
+        @hookimpl
+        def harness_scenario_dirs(self):
+            return [tmp_path]
+
+    pm = get_plugin_manager()
+    pm.register(Shipper())
+    cat = load_catalogue(scenario_dirs(pm))
+    assert [s.id for s in cat.select(["extra"])] == ["extra-channels"]

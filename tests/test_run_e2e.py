@@ -167,3 +167,21 @@ def test_defect_option_needs_the_demo_service(tmp_path):
     assert run.returncode == 4 and "--defect applies to the embedded demo vendor only" in run.stderr
     run = run_harness(tmp_path, "--scenario", "all", "--defect", "no-such-defect", "--lang", "en")
     assert run.returncode == 1 and "unknown defect(s): no-such-defect" in run.stdout
+
+
+def test_user_scenario_folder(tmp_path):
+    mine = tmp_path / "my-scenarios"
+    mine.mkdir()
+    (mine / "mine.toml").write_text(
+        '[[requirement]]\nid = "ACME-1"\nsource = "internal QA"\nlevel = "may"\n'
+        'text = { fr = "Version cohérente", en = "Consistent version" }\n'
+        '[[scenario]]\nid = "acme-consistent"\ntitle = { fr = "f", en = "e" }\nrequirements = ["ACME-1"]\n'
+        'profiles = ["lgc"]\ncriticality = "minor"\nproof = "text"\ntags = ["acme"]\n'
+        'collect = ["version.ui", "version.api"]\nchecks = ["version.same_in_channels"]\n'
+    )
+    run = run_harness(tmp_path, "--scenario", "acme", "--scenario-dir", str(mine), "--defect", "version-channel-mismatch")
+    assert run.returncode == 1
+    assert [r["scenario"] for r in run.manifest["results"]] == ["acme-consistent"]
+    # the check cites the requirement it proves, whatever scenario reuses it
+    assert {f["rule"] for f in run.findings() if f["severity"] == "error"} == {"VER-CHAN-01"}
+    assert run.requirement_verdicts() == {"ACME-1": "FAIL"}
