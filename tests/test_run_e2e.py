@@ -85,6 +85,9 @@ def test_xdist_run_gives_the_same_verdicts_as_a_serial_run(tmp_path, demo_run):
     strip = lambda fs: sorted((f["rule"], f["requirement"], f["severity"], re.sub(r":\d+/", ":PORT/", f["location"])) for f in fs)
     assert strip(parallel.findings()) == strip(serial.findings())
     assert not list((tmp_path / "reports").glob(".staging-*")), "staging store left behind"
+    from harness.cli import main as cli
+
+    assert cli(["verify", "--replay", str(parallel.bundle)]) == 0
 
 
 def test_unknown_scenario_fails_fast_with_the_known_names(tmp_path):

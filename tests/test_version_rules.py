@@ -44,3 +44,24 @@ def test_malformed_html_never_raises():
     for junk in (b"\xff\xfe\x00<<<>>>", b"<div><p>version 1.0.0", b"</a></div><a href=>"):
         read_page(junk)
     assert ui_version(read_page(b"<div><p>version 1.0.0")) == ("1.0.0", "body")
+
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+parts = st.lists(st.integers(min_value=0, max_value=10_000), min_size=2, max_size=4)
+
+
+@given(parts, parts)
+def test_version_order_is_numeric_order(a, b):
+    pad = lambda p: tuple(p) + (0,) * (4 - len(p))
+    ka, kb = version_key(".".join(map(str, a))), version_key(".".join(map(str, b)))
+    assert ka is not None and kb is not None
+    assert (ka < kb) == (pad(a) < pad(b))
+    assert (ka == kb) == (pad(a) == pad(b))
+
+
+@given(parts, st.from_regex(r"[0-9A-Za-z]+(\.[0-9A-Za-z]+)*", fullmatch=True))
+def test_a_prerelease_sorts_before_its_release(a, pre):
+    release = ".".join(map(str, a))
+    assert version_key(f"{release}-{pre}") < version_key(release)

@@ -1,0 +1,65 @@
+"""Chronology and code-change rules against a vendor's own earlier bundles."""
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+from tests.harness_run import run_harness
+
+DEMO_TARGET = Path(__file__).parents[1] / "plugins" / "harness_demo" / "target.toml"
+
+
+def _target(folder: Path, *, release: str, declared: str, defects=()) -> Path:
+    text = DEMO_TARGET.read_text()
+    text = text.replace('version = "3.2.1"', f'version = "{declared}"')
+    text = text.replace("defects = []", f"defects = {json.dumps(list(defects))}\nrelease = \"{release}\"")
+    text = text.replace('bundles = ["history"]', 'bundles = ["reports"]')
+    path = folder / f"target-{release}-{len(defects)}.toml"
+    path.write_text(text)
+    return path
+
+
+def _history(run) -> dict:
+    with zipfile.ZipFile(run.bundle) as zf:
+        m = json.loads(zf.read("manifest.json"))
+        digest = next(d for d, meta in m["artefacts"].items() if meta["label"] == "version.history")
+        return json.loads(zf.read(f"artefacts/{digest}"))
+
+
+def test_vendor_history_in_its_own_reports_folder(tmp_path):
+    first = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    assert first.returncode == 0
+    assert first.requirement_verdicts()["LES-3.1-CHRONO"] == "INCONCLUSIVE"  # nothing earlier yet
+
+    again = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    verdicts = again.requirement_verdicts()
+    # the same build evidenced twice: consistent, but no other version to order against
+    assert verdicts["LES-3.1-CHANGE"] == "PASS" and verdicts["LES-3.1-CHRONO"] == "INCONCLUSIVE"
+
+    newer = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
+    assert newer.returncode == 0
+    assert newer.requirement_verdicts()["LES-3.1-CHRONO"] == "PASS"
+    assert [r["version"] for r in _history(newer)["records"]] == ["3.2.1", "3.2.1"]
+
+    # a rebuild (another fingerprint) still calling itself 3.2.2
+    rebuild = run_harness(tmp_path, "--scenario", "version", "--lang", "en",
+                          "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2", defects=["version-channel-mismatch"])))
+    assert "LES-3.1-CHANGE" in rebuild.failing()
+    assert any(f["rule"] == "VER-CODE-01" and "3.2.2" in f["message"]["en"] for f in rebuild.findings())
+
+    # an older version after 3.2.2 was evidenced
+    older = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.1.5", declared="3.1.5")))
+    assert "LES-3.1-CHRONO" in older.failing()
+
+
+def test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
+    first = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    forged = tmp_path / "reports" / "forged.zip"
+    shutil.copy(first.bundle, forged)
+    data = bytearray(forged.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    forged.write_bytes(bytes(data))
+    second = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
+    history = _history(second)
+    assert [r["bundle"] for r in history["records"]] == [first.bundle.name]
+    assert [s["bundle"] for s in history["skipped"]] == ["forged.zip"]
