@@ -272,7 +272,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
-    if state is None or state.is_worker:
+    if state is None or state.is_worker or (state.manifest is None and state.bundle_error is None):
         return
     terminalreporter.section("harness")
     if state.manifest is not None:
