@@ -173,8 +173,9 @@ class ScenarioItem(pytest.Item):
             return "\n".join(lines)
         return super().repr_failure(excinfo)
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.scenario.file, None, f"scenario {self.scenario.id}"
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        # Shown relative to the scenarios folder, wherever the package is installed.
+        return f"scenarios/{self.scenario.file.name}", None, f"scenario {self.scenario.id}"
 
 
 @pytest.hookimpl(tryfirst=True)

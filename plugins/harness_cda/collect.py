@@ -1,0 +1,99 @@
+"""Collectors: run the official kit (XSD, schematrons) live and record what it said."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness import CollectContext, HarnessError, UnsafeInput
+
+from .document import read_cda
+from .engine import EngineError, Saxon
+from .kit import Kit
+from .xsd import XsdError, load_schema, validate
+
+KIT_ENV = "HARNESS_CDA_KIT"
+PROFILES = {
+    "header": "profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.sch",
+    "ihe": "profils/IHE.sch",
+    "content-models": "profils/CI-SIS_ModelesDeContenusCDA.sch",
+    "ans-models": "profils/CI-SIS_Modeles_ANS.sch",
+}
+
+_saxon: Saxon | None = None
+
+
+def saxon() -> Saxon:
+    global _saxon
+    if _saxon is None:
+        _saxon = Saxon()
+    return _saxon
+
+
+def _json(ctx: CollectContext, value: object, label: str):
+    return ctx.record(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"), media_type="application/json", label=label)
+
+
+def kit_of(ctx: CollectContext) -> Kit:
+    from harness.plugins import harness_version
+
+    conf = ctx.target.data.get("cda", {})
+    root = os.environ.get(KIT_ENV) or conf.get("kit")
+    if not root:
+        raise HarnessError("aucun kit CDA indiqué ([cda] kit dans la cible, ou HARNESS_CDA_KIT)", "no CDA kit given ([cda] kit in the target, or HARNESS_CDA_KIT)")
+    return Kit(Path(root), harness_version())
+
+
+def documents_of(ctx: CollectContext) -> list[Path]:
+    folder = ctx.target.data.get("cda", {}).get("documents")
+    if not folder:
+        raise HarnessError("aucun dossier de documents CDA ([cda] documents dans la cible)", "no CDA documents folder ([cda] documents in the target)")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HarnessError(f"dossier de documents introuvable : {folder}", f"documents folder not found: {folder}")
+    return sorted(folder.glob("*.xml"))
+
+
+def collect_documents(ctx: CollectContext) -> dict:
+    """Each document (recorded as is), its XSD validation, and the kit's identity."""
+    kit = kit_of(ctx)
+    outputs = {"cda.kit": _json(ctx, kit.identity(), "cda.kit")}
+    schema_error = None
+    try:
+        schema = load_schema(kit.xsd)
+    except XsdError as exc:
+        schema, schema_error = None, exc.messages
+    for path in documents_of(ctx):
+        data = path.read_bytes()
+        outputs[f"doc/{path.name}"] = ctx.record(data, media_type="application/xml", label=f"cda.document:{path.name}")
+        try:
+            doc = read_cda(data, path.name)
+            xsd = {"errors": validate(schema, doc.root), "embedded": doc.embedded} if schema is not None else {"error": schema_error}
+        except UnsafeInput as exc:
+            xsd = {"unreadable": exc.messages}
+        outputs[f"xsd/{path.name}"] = _json(ctx, xsd, f"cda.xsd:{path.name}")
+    return outputs
+
+
+def _collect_profile(ctx: CollectContext, key: str) -> dict:
+    kit = kit_of(ctx)
+    sch = kit.root / "schematrons" / PROFILES[key]
+    compiled = kit.compiled(sch)
+    outputs = {f"sch/{key}": _json(ctx, {"schematron": compiled.schematron, "phase": compiled.phase, "rules": compiled.rule_count,
+                                         "asserts": compiled.assert_count, "quirks": compiled.quirks, "error": compiled.error,
+                                         "kit": kit.identity()}, f"cda.schematron:{key}")}
+    if compiled.error:
+        return outputs
+    engine = saxon()
+    for path in documents_of(ctx):
+        try:
+            doc = read_cda(path.read_bytes(), path.name)
+            svrl = engine.run(compiled.xslt_path, engine.parse(doc.text().encode("utf-8")))
+            outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
+        except (UnsafeInput, EngineError) as exc:
+            outputs[f"svrl/{key}/{path.name}"] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{key}:{path.name}")
+    return outputs
+
+
+def profile_collectors() -> dict:
+    return {f"cda.svrl.{key}": (lambda ctx, key=key: _collect_profile(ctx, key)) for key in PROFILES}

@@ -1,0 +1,76 @@
+"""Running compiled schematrons with SaxonC-HE (no Java) and reading their SVRL."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness import HarnessError, UnsafeInput, parse_xml
+
+SVRL = "{http://purl.oclc.org/dsdl/svrl}"
+
+
+class EngineError(HarnessError):
+    pass
+
+
+@dataclass(frozen=True)
+class SvrlItem:
+    kind: str  # "failed-assert" or "successful-report"
+    pattern: str
+    test: str
+    location: str
+    role: str | None
+    id: str | None
+    text: str
+
+
+class Saxon:
+    """One SaxonC processor per process, with compiled stylesheets kept in memory."""
+
+    def __init__(self) -> None:
+        from saxonche import PySaxonProcessor
+
+        self._proc = PySaxonProcessor(license=False)
+        self._xslt = self._proc.new_xslt30_processor()
+        self._executables: dict[str, object] = {}
+
+    def executable(self, xslt_path: str):
+        ex = self._executables.get(xslt_path)
+        if ex is None:
+            try:
+                ex = self._xslt.compile_stylesheet(stylesheet_file=xslt_path)
+            except Exception as exc:  # PySaxonApiError: a static error in generated code
+                raise EngineError(f"compilation XSLT impossible : {exc}", f"XSLT compilation failed: {exc}") from None
+            self._executables[xslt_path] = ex
+        return ex
+
+    def parse(self, data: bytes):
+        """A Saxon tree of a document already checked by the hardened parser."""
+        try:
+            return self._proc.parse_xml(xml_text=data.decode("utf-8"))
+        except Exception as exc:
+            raise EngineError(f"document illisible par Saxon : {exc}", f"document unreadable by Saxon: {exc}") from None
+
+    def run(self, xslt_path: str, node) -> bytes:
+        try:
+            return self.executable(xslt_path).transform_to_string(xdm_node=node).encode("utf-8")
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"échec d'exécution du schématron : {exc}", f"schematron execution failed: {exc}") from None
+
+
+def read_svrl(svrl: bytes) -> list[SvrlItem]:
+    try:
+        root = parse_xml(svrl, source="svrl").getroot()
+    except UnsafeInput as exc:
+        raise EngineError(exc.messages["fr"], exc.messages["en"]) from None
+    items = []
+    pattern = ""
+    for el in root:
+        tag = el.tag.replace(SVRL, "") if isinstance(el.tag, str) else ""
+        if tag == "active-pattern":
+            pattern = el.get("id") or el.get("name") or ""
+        elif tag in ("failed-assert", "successful-report"):
+            text = " ".join("".join(el.find(f"{SVRL}text").itertext()).split()) if el.find(f"{SVRL}text") is not None else ""
+            items.append(SvrlItem(tag, pattern, el.get("test", ""), el.get("location", ""), el.get("role"), el.get("id"), text))
+    return items

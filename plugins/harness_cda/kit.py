@@ -1,0 +1,189 @@
+"""The official ANS CDA kit as a user downloaded it: identity, quirks, compiled cache."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import HarnessError, UnsafeInput, parse_xml
+
+from .schematron import Quirk, SchematronError, compile_schema
+
+SVS = "{urn:ihe:iti:svs:2008}"
+KIT_PARTS = ("schematrons", "jeuxDeValeurs", "infrastructure")
+_DOC_LITERAL = re.compile(r"""\b(doc|document)\(\s*'([^'$]+)'\s*\)""")
+_VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
+
+
+class KitError(HarnessError):
+    pass
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/harness`` (default ``~/.cache/harness``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "harness"
+
+
+@dataclass
+class CompiledSchematron:
+    """A schematron compiled to XSLT and stored in the cache."""
+
+    schematron: str  # path relative to the kit
+    xslt_path: str
+    phase: str
+    rule_count: int
+    assert_count: int
+    files: list[str]
+    quirks: list[dict] = field(default_factory=list)
+    error: dict | None = None  # {"fr":..., "en":...} when the schematron cannot be compiled
+
+
+class Kit:
+    """A kit folder: ``schematrons/``, ``jeuxDeValeurs/``, ``infrastructure/cda/CDA_extended.xsd``."""
+
+    def __init__(self, root: Path, harness_version: str) -> None:
+        self.root = Path(root).resolve()
+        if not (self.root / "schematrons").is_dir():
+            raise KitError(f"{self.root} : pas de dossier schematrons/ (kit CDA ANS attendu)", f"{self.root}: no schematrons/ folder (ANS CDA kit expected)")
+        self.harness_version = harness_version
+        self.files = sorted(p for part in KIT_PARTS if (self.root / part).exists() for p in (self.root / part).rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        for p in self.files:
+            digest.update(p.relative_to(self.root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(p.read_bytes()).digest())
+        self.sha256 = digest.hexdigest()
+        self.cache_dir = cache_root() / "cda-kit" / f"{harness_version}-{self.sha256[:24]}"
+
+    @property
+    def xsd(self) -> Path:
+        return self.root / "infrastructure" / "cda" / "CDA_extended.xsd"
+
+    def volet_schematrons(self) -> list[Path]:
+        return sorted((self.root / "schematrons").glob("CI-SIS_*.sch"))
+
+    def profile_schematrons(self) -> list[Path]:
+        profils = self.root / "schematrons" / "profils"
+        return [p for p in (
+            profils / "structurationMinimale" / "ASIP-STRUCT-MIN-StrucMin.sch",
+            profils / "IHE.sch",
+            profils / "CI-SIS_ModelesDeContenusCDA.sch",
+            profils / "CI-SIS_Modeles_ANS.sch",
+        ) if p.exists()]
+
+    def identity(self) -> dict:
+        return {"root": self.root.name, "sha256": self.sha256, "files": len(self.files)}
+
+    # -- value sets the kit forgot ---------------------------------------------------
+
+    def _value_set_files(self) -> dict[str, Path]:
+        """OID -> SVS file of jeuxDeValeurs/, for OIDs that exactly one file declares."""
+        found: dict[str, list[Path]] = {}
+        for p in sorted((self.root / "jeuxDeValeurs").glob("*.xml")):
+            try:
+                root = parse_xml(p.read_bytes(), source=str(p)).getroot()
+            except (UnsafeInput, OSError):
+                continue
+            vs = root.find(f"{SVS}ValueSet")
+            if vs is not None and vs.get("id"):
+                found.setdefault(vs.get("id"), []).append(p)
+        return {oid: files[0] for oid, files in found.items() if len(files) == 1}
+
+    def _synthesise_voc(self, oid: str, svs_file: Path, out: Path) -> None:
+        """Write an ART-DECOR ``voc-<oid>-DYNAMIC.xml`` from the kit's own SVS value set."""
+        root = parse_xml(svs_file.read_bytes(), source=str(svs_file)).getroot()
+        vs = root.find(f"{SVS}ValueSet")
+        from lxml import etree
+
+        sets = etree.Element("{urn:hl7-org:v3}valueSets", nsmap={None: "urn:hl7-org:v3"})
+        value_set = etree.SubElement(sets, "valueSet", nsmap={None: ""})
+        value_set.set("id", oid)
+        value_set.set("name", (vs.get("displayName") or "").removesuffix(".tabs"))
+        value_set.set("displayName", value_set.get("name"))
+        concepts = etree.SubElement(value_set, "conceptList")
+        for c in vs.iter(f"{SVS}Concept"):
+            concept = etree.SubElement(concepts, "concept")
+            for attr in ("code", "codeSystem", "displayName"):
+                if c.get(attr) is not None:
+                    concept.set(attr, c.get(attr))
+            concept.set("level", "0")
+            concept.set("type", "L")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out, etree.tostring(sets, xml_declaration=True, encoding="UTF-8"))
+
+    def _fix_missing_documents(self, xslt: bytes, schematron: Path) -> tuple[bytes, list[Quirk], dict | None]:
+        """Point doc('...') literals naming absent files at synthesised copies when certain."""
+        quirks: list[Quirk] = []
+        text = xslt.decode("utf-8")
+        value_sets: dict[str, Path] | None = None
+        missing: list[str] = []
+        for literal in sorted({m.group(2) for m in _DOC_LITERAL.finditer(text)}):
+            if (schematron.parent / literal).exists():
+                continue
+            m = _VOC.search(literal)
+            if m:
+                if value_sets is None:
+                    value_sets = self._value_set_files()
+                source = value_sets.get(m.group(1))
+                if source is not None:
+                    out = self.cache_dir / "synthesised" / Path(literal).name
+                    self._synthesise_voc(m.group(1), source, out)
+                    text = text.replace(f"'{literal}'", f"'{out.as_uri()}'")
+                    quirks.append(Quirk("value-set-synthesised", str(schematron.relative_to(self.root)),
+                                        f"{literal} absent from the kit; synthesised from jeuxDeValeurs/{source.name} (same value set OID {m.group(1)})"))
+                    continue
+            missing.append(literal)
+        if missing:
+            return xslt, quirks, {
+                "fr": f"fichiers lus par les règles mais absents du kit : {', '.join(missing)}",
+                "en": f"files read by the rules but missing from the kit: {', '.join(missing)}",
+            }
+        return text.encode("utf-8"), quirks, None
+
+    # -- compile cache -------------------------------------------------------------
+
+    def compiled(self, schematron: Path) -> CompiledSchematron:
+        """The compiled form of ``schematron``, from the cache or compiled now and cached."""
+        rel = schematron.resolve().relative_to(self.root).as_posix()
+        meta_path = self.cache_dir / (rel + ".json")
+        if meta_path.exists():
+            try:
+                return CompiledSchematron(**json.loads(meta_path.read_text()))
+            except (ValueError, TypeError):
+                pass  # a damaged cache entry is recompiled
+        xslt_path = self.cache_dir / (rel + ".xsl")
+        try:
+            c = compile_schema(schematron)
+            xslt, extra, error = self._fix_missing_documents(c.xslt, schematron)
+            quirks = c.quirks + extra
+            _atomic_write(xslt_path, xslt)
+            entry = CompiledSchematron(
+                rel, str(xslt_path), c.phase, c.rule_count, c.assert_count,
+                [p.relative_to(self.root).as_posix() for p in c.files if p.is_relative_to(self.root)],
+                [_quirk_dict(q, self.root) for q in quirks], error,
+            )
+        except SchematronError as exc:
+            entry = CompiledSchematron(rel, "", "", 0, 0, [], [], exc.messages)
+        _atomic_write(meta_path, json.dumps(asdict(entry), ensure_ascii=False, indent=1).encode())
+        return entry
+
+
+def _quirk_dict(q: Quirk, root: Path) -> dict:
+    file = Path(q.file)
+    return {"kind": q.kind, "file": file.relative_to(root).as_posix() if file.is_absolute() and file.is_relative_to(root) else q.file, "detail": q.detail}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,450 @@
+"""An ISO Schematron (queryBinding xslt2) to XSLT 3.0 compiler.
+
+Steps, as in ISO/IEC 19757-3: resolve ``include`` (with a letter-case fallback for kits
+written on Windows), instantiate abstract patterns (``is-a`` + ``param``), expand abstract
+rules (``extends``), select the phase, then generate one XSLT mode per pattern in which
+each rule is a template whose priority follows document order: within a pattern only the
+first rule matching a node fires, as the standard requires. The output is SVRL.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from harness import HarnessError, UnsafeInput, parse_xml
+
+SCH = "http://purl.oclc.org/dsdl/schematron"
+XSL = "http://www.w3.org/1999/XSL/Transform"
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+S = f"{{{SCH}}}"
+
+
+class SchematronError(HarnessError):
+    """A schematron that cannot be compiled (missing include, unknown abstract pattern...)."""
+
+
+@dataclass
+class Quirk:
+    """Something in the kit that is not as published standards want it, and how we coped."""
+
+    kind: str
+    file: str
+    detail: str
+
+
+@dataclass
+class Loaded:
+    root: etree._Element
+    files: list[Path] = field(default_factory=list)
+    quirks: list[Quirk] = field(default_factory=list)
+
+
+def _resolve_case_insensitive(base: Path, href: str) -> Path | None:
+    """The file ``href`` names relative to ``base``, matching each part regardless of case."""
+    current = base
+    for part in Path(href).parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = current.parent
+            continue
+        exact = current / part
+        if exact.exists():
+            current = exact
+            continue
+        if not current.is_dir():
+            return None
+        matches = [p for p in current.iterdir() if p.name.lower() == part.lower()]
+        if len(matches) != 1:
+            return None
+        current = matches[0]
+    return current if current.is_file() else None
+
+
+def load(path: Path) -> Loaded:
+    """Parse a schematron and resolve every ``include`` recursively."""
+    path = Path(path).resolve()
+    result = Loaded(root=_parse(path), files=[path])
+    _expand_includes(result.root, path, result, stack=[path])
+    return result
+
+
+def _parse(path: Path) -> etree._Element:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SchematronError(f"{path} : illisible ({exc})", f"{path}: unreadable ({exc})") from None
+    if not data.strip():
+        raise SchematronError(f"{path} : fichier vide", f"{path}: empty file")
+    try:
+        return parse_xml(data, source=str(path)).getroot()
+    except UnsafeInput as exc:
+        raise SchematronError(exc.messages["fr"], exc.messages["en"]) from None
+
+
+def _expand_includes(root: etree._Element, file: Path, result: Loaded, stack: list[Path]) -> None:
+    for inc in list(root.iter(f"{S}include")):
+        href = inc.get("href", "")
+        target = (file.parent / href).resolve()
+        if not target.is_file():
+            found = _resolve_case_insensitive(file.parent, href)
+            if found is None:
+                detail = "dossier au lieu d'un fichier" if target.is_dir() else "introuvable"
+                raise SchematronError(
+                    f"{file} : include {href!r} {detail}",
+                    f"{file}: include {href!r} {'is a folder, not a file' if target.is_dir() else 'not found'}",
+                )
+            result.quirks.append(Quirk("include-case", str(file), f"{href} -> {os.path.relpath(found, file.parent)}"))
+            target = found.resolve()
+        if target in stack:
+            raise SchematronError(f"{file} : inclusion circulaire de {href}", f"{file}: circular include of {href}")
+        included = _parse(target)
+        result.files.append(target)
+        _expand_includes(included, target, result, stack + [target])
+        parent = inc.getparent()
+        included.tail = inc.tail
+        parent.replace(inc, included)
+
+
+# -- abstract patterns and rules ------------------------------------------------------
+
+
+def _substitute(text: str, params: dict[str, str]) -> str:
+    """Replace ``$name`` by the parameter value, longest names first, whole names only."""
+    for name in sorted(params, key=len, reverse=True):
+        text = re.sub(r"\$" + re.escape(name) + r"(?![\w.\-])", lambda m, v=params[name]: v, text)
+    return text
+
+
+def instantiate_abstract_patterns(schema: etree._Element) -> None:
+    abstract = {p.get("id"): p for p in schema.iter(f"{S}pattern") if p.get("abstract") == "true"}
+    for inst in list(schema.iter(f"{S}pattern")):
+        base_id = inst.get("is-a")
+        if not base_id:
+            continue
+        base = abstract.get(base_id)
+        if base is None:
+            raise SchematronError(f"motif abstrait inconnu : {base_id}", f"unknown abstract pattern: {base_id}")
+        params = {p.get("name"): p.get("value", "") for p in inst.findall(f"{S}param")}
+        new = etree.Element(f"{S}pattern", nsmap=base.nsmap)
+        for k, v in inst.attrib.items():
+            if k != "is-a":
+                new.set(k, v)
+        for child in base:
+            if child.tag == f"{S}param":
+                continue
+            clone = copy.deepcopy(child)
+            for el in clone.iter():
+                if not isinstance(el.tag, str):
+                    continue
+                for k, v in el.attrib.items():
+                    if "$" in v:
+                        el.set(k, _substitute(v, params))
+            new.append(clone)
+        new.tail = inst.tail
+        inst.getparent().replace(inst, new)
+    for p in abstract.values():
+        p.getparent().remove(p)
+
+
+_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
+_BOUND = re.compile(r"\b(?:for|some|every|let)\s+\$([A-Za-z_][\w.\-]*)")
+_VAR = re.compile(r"\$([A-Za-z_][\w.\-]*)")
+
+
+def _free_variables(expressions: list[str]) -> set[str]:
+    """Variables an XPath expression uses without binding them itself (string literals ignored)."""
+    free: set[str] = set()
+    for expr in expressions:
+        bare = _STRING.sub("''", expr)
+        bound = set(_BOUND.findall(bare))
+        free |= set(_VAR.findall(bare)) - bound
+    return free
+
+
+def collect_abstract_rules(schema: etree._Element) -> dict[str, etree._Element]:
+    """Abstract rules by id, removed from the tree; the first definition of an id wins."""
+    abstract: dict[str, etree._Element] = {}
+    for r in list(schema.iter(f"{S}rule")):
+        if r.get("abstract") == "true":
+            abstract.setdefault(r.get("id"), r)
+            r.getparent().remove(r)
+    return abstract
+
+
+# -- code generation -------------------------------------------------------------------
+
+
+@dataclass
+class Compiled:
+    xslt: bytes
+    phase: str
+    patterns: list[str]
+    files: list[Path]
+    quirks: list[Quirk]
+    rule_count: int
+    assert_count: int
+
+
+def _xsl(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree._Element:
+    el = etree.Element(f"{{{XSL}}}{tag}") if parent is None else etree.SubElement(parent, f"{{{XSL}}}{tag}")
+    for k, v in attrs.items():
+        el.set(k.rstrip("_").replace("_", "-"), v)
+    return el
+
+
+def _svrl(tag: str, parent: etree._Element, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{SVRL}}}{tag}")
+    for k, v in attrs.items():
+        el.set(k, v)
+    return el
+
+
+def _let(parent: etree._Element, let: etree._Element, *, top: bool) -> None:
+    var = _xsl("variable", parent, name=let.get("name"))
+    if let.get("value") is not None:
+        var.set("select", let.get("value"))
+    else:
+        for child in let:
+            var.append(copy.deepcopy(child))
+        if let.text and not len(let):
+            var.text = let.text
+
+
+def _message(parent: etree._Element, source: etree._Element) -> None:
+    """Copy assertion text, evaluating value-of and name; other markup keeps its text."""
+    if source.text:
+        parent.text = (parent.text or "") + source.text
+    for child in source:
+        if child.tag == f"{S}value-of":
+            _xsl("value-of", parent, select=child.get("select"))
+        elif child.tag == f"{S}name":
+            _xsl("value-of", parent, select=f"name({child.get('path') or '.'})")
+        elif isinstance(child.tag, str):
+            _message_inline(parent, child)
+        if child.tail:
+            last = parent[-1] if len(parent) else None
+            if last is not None:
+                last.tail = (last.tail or "") + child.tail
+            else:
+                parent.text = (parent.text or "") + child.tail
+
+
+def _message_inline(parent: etree._Element, element: etree._Element) -> None:
+    """emph, dir, span, foreign elements: keep the text and evaluate nested value-of."""
+    wrapper = etree.Element("tmp")
+    _message(wrapper, element)
+    if wrapper.text:
+        last = parent[-1] if len(parent) else None
+        if last is not None:
+            last.tail = (last.tail or "") + wrapper.text
+        else:
+            parent.text = (parent.text or "") + wrapper.text
+    for c in list(wrapper):
+        parent.append(c)
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside brackets, parentheses and string literals."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def pattern_to_expression(pattern: str) -> str:
+    """An XPath expression selecting, in a document, exactly the nodes an XSLT pattern matches.
+
+    A relative pattern ``p`` matches node N when N is among ``//p`` (descendant-or-self
+    from the root, then ``p``); an absolute pattern selects itself.
+    """
+    alternatives = []
+    for alt in _split_top_level(pattern, "|"):
+        alt = alt.strip()
+        alternatives.append(alt if alt.startswith("/") else f"//{alt}")
+    return " | ".join(alternatives)
+
+
+class _Generator:
+    """Emits rule bodies; abstract rules become named templates called at ``extends``.
+
+    Calling a named template keeps the context node, so ``extends`` behaves as the textual
+    inclusion ISO describes, without copying a popular abstract rule into hundreds of
+    rules. An abstract rule that reads a variable it does not declare (one of its
+    caller's) is inlined instead, which is exactly the textual inclusion.
+    """
+
+    def __init__(self, sheet: etree._Element, abstract: dict[str, etree._Element], diagnostics: dict[str, etree._Element], globals_: set[str]) -> None:
+        self.sheet = sheet
+        self.abstract = abstract
+        self.diagnostics = diagnostics
+        self.globals = globals_
+        self.named: dict[str, str] = {}
+        self.assertions = 0
+
+    def _needs_inline(self, rid: str, seen: tuple[str, ...] = ()) -> bool:
+        rule = self.abstract[rid]
+        exprs = [v for el in rule.iter() if isinstance(el.tag, str) for k, v in el.attrib.items() if k in ("test", "value", "select", "path", "subject")]
+        declared = {let.get("name") for let in rule.iter(f"{S}let")} | self.globals
+        if _free_variables(exprs) - declared:
+            return True
+        return any(self._needs_inline(e.get("rule"), seen + (rid,)) for e in rule.iter(f"{S}extends") if e.get("rule") in self.abstract and e.get("rule") not in seen)
+
+    def body(self, target: etree._Element, rule: etree._Element, seen: tuple[str, ...]) -> None:
+        for child in rule:
+            if not isinstance(child.tag, str):
+                continue
+            if child.tag == f"{S}let":
+                _let(target, child, top=False)
+            elif child.tag in (f"{S}assert", f"{S}report"):
+                self.assertions += 1
+                _assertion(target, child, self.diagnostics)
+            elif child.tag == f"{S}extends":
+                rid = child.get("rule")
+                if rid is None:
+                    raise SchematronError("extends sans attribut rule", "extends without a rule attribute")
+                if rid in seen:
+                    raise SchematronError(f"extends circulaire : {rid}", f"circular extends: {rid}")
+                if rid not in self.abstract:
+                    raise SchematronError(f"règle abstraite inconnue : {rid}", f"unknown abstract rule: {rid}")
+                if self._needs_inline(rid):
+                    self.body(target, self.abstract[rid], seen + (rid,))
+                else:
+                    _xsl("call-template", target, name=self.template(rid, seen))
+
+    def template(self, rid: str, seen: tuple[str, ...]) -> str:
+        if rid not in self.named:
+            name = f"abstract-rule-{len(self.named)}"
+            self.named[rid] = name
+            tpl = _xsl("template", self.sheet, name=name)
+            self.body(tpl, self.abstract[rid], seen + (rid,))
+        return self.named[rid]
+
+
+def compile_schema(path: Path, phase: str | None = None) -> Compiled:
+    loaded = load(path)
+    schema = loaded.root
+    if schema.tag != f"{S}schema":
+        raise SchematronError(f"{path} : l'élément racine n'est pas sch:schema", f"{path}: root element is not sch:schema")
+    binding = (schema.get("queryBinding") or "xslt").lower()
+    if binding not in ("xslt2", "xslt3", "xpath2", "xpath3", "xpath31"):
+        raise SchematronError(f"{path} : queryBinding {binding} non pris en charge", f"{path}: queryBinding {binding} not supported")
+    instantiate_abstract_patterns(schema)
+    abstract = collect_abstract_rules(schema)
+
+    chosen = phase or schema.get("defaultPhase") or "#ALL"
+    patterns = [p for p in schema.iter(f"{S}pattern")]
+    phase_lets: list[etree._Element] = []
+    if chosen != "#ALL":
+        ph = next((p for p in schema.findall(f"{S}phase") if p.get("id") == chosen), None)
+        if ph is None:
+            raise SchematronError(f"{path} : phase inconnue {chosen}", f"{path}: unknown phase {chosen}")
+        active = [a.get("pattern") for a in ph.findall(f"{S}active")]
+        by_id = {p.get("id"): p for p in patterns if p.get("id")}
+        missing = [a for a in active if a not in by_id]
+        if missing:
+            raise SchematronError(f"{path} : phase {chosen} active des motifs inconnus : {missing}", f"{path}: phase {chosen} activates unknown patterns: {missing}")
+        patterns = [by_id[a] for a in dict.fromkeys(active)]
+        phase_lets = ph.findall(f"{S}let")
+
+    nsmap = {"xsl": XSL, "svrl": SVRL, "xs": "http://www.w3.org/2001/XMLSchema"}
+    ns_decls = [(n.get("prefix"), n.get("uri")) for n in schema.findall(f"{S}ns")]
+    for prefix, uri in ns_decls:
+        if prefix and prefix != "xml" and prefix not in nsmap:
+            nsmap[prefix] = uri
+    sheet = etree.Element(f"{{{XSL}}}stylesheet", nsmap=nsmap)
+    sheet.set("version", "3.0")
+    sheet.set("exclude-result-prefixes", " ".join(p for p in nsmap if p not in ("xsl", "svrl")))
+    sheet.set("{http://www.w3.org/XML/1998/namespace}base", path.resolve().as_uri())
+    _xsl("output", sheet, method="xml", indent="no", encoding="UTF-8")
+    for foreign in schema:
+        if isinstance(foreign.tag, str) and foreign.tag.startswith(f"{{{XSL}}}") and foreign.tag.split("}")[1] in ("function", "key", "include", "import"):
+            sheet.append(copy.deepcopy(foreign))
+    global_lets = schema.findall(f"{S}let") + phase_lets + [let for p in patterns for let in p.findall(f"{S}let")]
+    for let in global_lets:
+        # schema, phase and pattern variables are all global in XSLT terms
+        _let(sheet, let, top=True)
+    gen = _Generator(sheet, abstract, {d.get("id"): d for d in schema.iter(f"{S}diagnostic")}, {let.get("name") for let in global_lets})
+
+    main = _xsl("template", sheet, match="/")
+    out = _svrl("schematron-output", main, phase=chosen, schemaVersion=schema.get("schemaVersion", ""))
+    if schema.findtext(f"{S}title"):
+        out.set("title", " ".join(schema.findtext(f"{S}title").split()))
+    for prefix, uri in ns_decls:
+        _svrl("ns-prefix-in-attribute-values", out, prefix=prefix or "", uri=uri or "")
+    rule_count = 0
+    for index, pattern in enumerate(patterns):
+        mode = f"M{index}"
+        ap = _svrl("active-pattern", out)
+        for attr in ("id", "name", "documents"):
+            if pattern.get(attr):
+                ap.set(attr, pattern.get(attr))
+        contexts = [r.get("context") for r in pattern.findall(f"{S}rule") if r.get("context")]
+        if contexts:
+            # Visit only the nodes some rule of this pattern can match, in document order;
+            # the templates' priorities then pick the first matching rule for each node.
+            _xsl("apply-templates", out, select=" | ".join(pattern_to_expression(c) for c in dict.fromkeys(contexts)), mode=mode)
+        for order, rule in enumerate(pattern.findall(f"{S}rule")):
+            context = rule.get("context")
+            if not context:
+                continue
+            rule_count += 1
+            # Priority falls with document order: within a pattern the first rule wins.
+            tpl = _xsl("template", sheet, match=context, mode=mode, priority=str(100000 - order))
+            fired = _svrl("fired-rule", tpl, context=context)
+            for attr in ("id", "role", "flag"):
+                if rule.get(attr):
+                    fired.set(attr, rule.get(attr))
+            gen.body(tpl, rule, ())
+    return Compiled(
+        xslt=etree.tostring(sheet, xml_declaration=True, encoding="UTF-8"),
+        phase=chosen,
+        patterns=[p.get("id") or f"#{i}" for i, p in enumerate(patterns)],
+        files=loaded.files,
+        quirks=loaded.quirks,
+        rule_count=rule_count,
+        assert_count=gen.assertions,
+    )
+
+
+def _assertion(tpl: etree._Element, node: etree._Element, diagnostics: dict[str, etree._Element]) -> None:
+    is_assert = node.tag == f"{S}assert"
+    test = node.get("test", "true()")
+    if is_assert:
+        choose = _xsl("choose", tpl)
+        _xsl("when", choose, test=test)
+        holder = _xsl("otherwise", choose)
+        out = _svrl("failed-assert", holder, test=test)
+    else:
+        holder = _xsl("if", tpl, test=test)
+        out = _svrl("successful-report", holder, test=test)
+    for attr in ("id", "role", "flag", "see"):
+        if node.get(attr):
+            out.set(attr, node.get(attr))
+    loc = _xsl("attribute", out, name="location")
+    _xsl("value-of", loc, select=f"path({node.get('subject') or '.'})")
+    text = _svrl("text", out)
+    _message(text, node)
+    for did in (node.get("diagnostics") or "").split():
+        diag = diagnostics.get(did)
+        if diag is None:
+            raise SchematronError(f"diagnostic inconnu : {did}", f"unknown diagnostic: {did}")
+        ref = _svrl("diagnostic-reference", out, diagnostic=did)
+        _message(ref, diag)
