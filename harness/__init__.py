@@ -5,7 +5,7 @@ internal and may change.
 """
 from .bundle import Bundle, verify_bundle
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
-from .errors import BundleError, HarnessError, ScenarioError, TargetError, UnsafeInput
+from .errors import BundleError, HarnessError, NotApplicable, ScenarioError, TargetError, UnsafeInput
 from .plugins import hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_xml
 from .target import Target, resolve_secret
@@ -21,6 +21,7 @@ __all__ = [
     "Evaluation",
     "Finding",
     "HarnessError",
+    "NotApplicable",
     "SafeArchive",
     "ScenarioError",
     "Service",

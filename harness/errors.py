@@ -36,3 +36,8 @@ class ScenarioError(HarnessError):
 
 class BundleError(HarnessError):
     """An evidence bundle that cannot be read at all."""
+
+
+class NotApplicable(HarnessError):
+    """Raised by a collector when the target does not configure what it needs: the
+    scenario is NOT_RUN with this reason (not an ERROR: nothing was attempted)."""

@@ -155,6 +155,7 @@ class ScenarioItem(pytest.Item):
         if verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
             raise ScenarioNotPassed(result)
         reasons = [r[state.lang] for c in result["checks"] for r in c["reasons"]]
+        reasons += [c["message"][state.lang] for c in result["collect"] if c["status"] != "ok"]
         pytest.skip(f"{verdict}: " + "; ".join(reasons))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

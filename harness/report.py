@@ -114,7 +114,8 @@ def render_summary(manifest: dict, findings: dict[str, list[dict]], lang: str, b
                 shown.append(f"    ({c['verdict']}) {r['scenario']}/{c['name']}: {reason[lang]}")
         for c in r.get("collect", []):
             if c["status"] != "ok":
-                shown.append(f"    (ERROR) {r['scenario']}/{c['name']}: {c['message'][lang]}")
+                label = "NOT_RUN" if c["status"] == "not-applicable" else "ERROR"
+                shown.append(f"    ({label}) {r['scenario']}/{c['name']}: {c['message'][lang]}")
         if r.get("reason"):
             shown.append(f"    (NOT_RUN) {r['scenario']}: {r['reason'][lang]}")
     lines.extend(shown)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from .context import Artefact, Check, CheckContext, CollectContext, Collector, MissingInput, Service, ServiceContext
-from .errors import HarnessError
+from .errors import HarnessError, NotApplicable
 from .evidence import Recorder, RecordingHttp
 from .i18n import LANGS, both, t
 from .scenarios import Scenario
@@ -68,6 +68,8 @@ def evaluate(
     """Run the scenario's checks on recorded inputs: (verdict, check steps, findings)."""
     steps: list[dict] = []
     findings: list[dict] = []
+    if any(c["status"] == "not-applicable" for c in collect_steps):
+        return Verdict.NOT_RUN.value, steps, findings  # the target does not configure this
     verdicts = [Verdict.ERROR for c in collect_steps if c["status"] != "ok"]
     for name in scenario["checks"]:
         ev = Evaluation(requirement=scenario["requirements"][0])
@@ -150,6 +152,8 @@ class LiveSession:
                     ctx.http = _OfflineGuard(self.http)
                 try:
                     outputs = dict(fn(ctx))
+                except NotApplicable as exc:
+                    error = {"status": "not-applicable", **exc.messages}
                 except HarnessError as exc:
                     error = {lang: t("collect_failed", lang, name=name, error=exc.message(lang)) for lang in LANGS}
                 except Exception as exc:  # a collector bug is an ERROR verdict, not a crash
@@ -165,9 +169,10 @@ class LiveSession:
         for name in scenario.collect:
             outputs, produced, error = self._collect(name)
             artefacts.update(produced)
-            step: dict[str, Any] = {"name": name, "status": "ok" if error is None else "error"}
+            step: dict[str, Any] = {"name": name, "status": "ok"}
             if error is not None:
-                step["message"] = error
+                step["status"] = error.get("status", "error")
+                step["message"] = {lang: error[lang] for lang in LANGS}
             if outputs:
                 step["outputs"] = {k: a.sha256 for k, a in sorted(outputs.items())}
                 for k, a in outputs.items():

@@ -92,7 +92,7 @@ def test_core_does_not_import_plugins():
 def test_public_surface_is_pinned():
     assert sorted(harness.__all__) == [
         "ArchiveLimits", "Artefact", "Bundle", "BundleError", "CheckContext", "CollectContext",
-        "Evaluation", "Finding", "HarnessError", "SafeArchive", "ScenarioError", "Service",
+        "Evaluation", "Finding", "HarnessError", "NotApplicable", "SafeArchive", "ScenarioError", "Service",
         "ServiceContext", "Severity", "Target", "TargetError", "UnsafeInput", "Verdict",
         "hookimpl", "parse_xml", "resolve_secret", "verify_bundle",
     ]

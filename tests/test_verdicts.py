@@ -68,3 +68,11 @@ def test_a_failed_collection_makes_the_scenario_error_even_if_checks_pass():
     assert verdict == "ERROR"
     verdict, _, _ = _run(ok, inputs, [{"name": "c1", "status": "ok"}])
     assert verdict == "PASS"
+
+
+def test_a_collector_that_does_not_apply_makes_the_scenario_not_run():
+    def never(ctx, ev):
+        raise AssertionError("checks must not run")
+
+    verdict, steps, findings = _run(never, collect=[{"name": "c1", "status": "not-applicable", "message": {"fr": "x", "en": "x"}}])
+    assert (verdict, steps, findings) == ("NOT_RUN", [], [])

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from harness import CollectContext, HarnessError, UnsafeInput
+from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput
 
 from .document import read_cda
 from .engine import EngineError, Saxon
@@ -40,14 +40,14 @@ def kit_of(ctx: CollectContext) -> Kit:
     conf = ctx.target.data.get("cda", {})
     root = os.environ.get(KIT_ENV) or conf.get("kit")
     if not root:
-        raise HarnessError("aucun kit CDA indiqué ([cda] kit dans la cible, ou HARNESS_CDA_KIT)", "no CDA kit given ([cda] kit in the target, or HARNESS_CDA_KIT)")
+        raise NotApplicable("aucun kit CDA indiqué ([cda] kit dans la cible, ou HARNESS_CDA_KIT)", "no CDA kit given ([cda] kit in the target, or HARNESS_CDA_KIT)")
     return Kit(Path(root), harness_version())
 
 
 def documents_of(ctx: CollectContext) -> list[Path]:
     folder = ctx.target.data.get("cda", {}).get("documents")
     if not folder:
-        raise HarnessError("aucun dossier de documents CDA ([cda] documents dans la cible)", "no CDA documents folder ([cda] documents in the target)")
+        raise NotApplicable("aucun dossier de documents CDA ([cda] documents dans la cible)", "no CDA documents folder ([cda] documents in the target)")
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"dossier de documents introuvable : {folder}", f"documents folder not found: {folder}")

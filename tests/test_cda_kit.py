@@ -1,0 +1,89 @@
+"""The CDA kit plugin: compile cache, kit quirks, and verdict fidelity on the official kit."""
+from pathlib import Path
+
+import pytest
+
+from harness_cda import kit as kit_module
+from harness_cda.kit import Kit
+from tests.harness_run import run_harness
+
+ROOT = Path(__file__).parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+OFFICIAL = CORPUS / "ans-testcontenucda"
+needs_corpus = pytest.mark.skipif(not OFFICIAL.is_dir(), reason="official CDA kit not found in ../shared/corpus (a user's fresh clone)")
+
+MINI = ('<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2"><pattern id="p">'
+        '<rule context="/"><assert test="true()">ok</assert></rule></pattern></schema>')
+
+
+def _mini_kit(tmp_path):
+    root = tmp_path / "kit"
+    (root / "schematrons").mkdir(parents=True)
+    (root / "schematrons" / "CI-SIS_X.sch").write_text(MINI)
+    return root
+
+
+def test_compiled_stylesheets_are_cached_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _mini_kit(tmp_path)
+    kit = Kit(root, "1.0")
+    entry = kit.compiled(root / "schematrons" / "CI-SIS_X.sch")
+    assert entry.error is None and Path(entry.xslt_path).is_file()
+    assert Path(entry.xslt_path).is_relative_to(tmp_path / "cache" / "harness" / "cda-kit")
+
+    def must_not_compile(*a, **k):
+        raise AssertionError("recompiled although cached")
+
+    monkeypatch.setattr(kit_module, "compile_schema", must_not_compile)
+    again = Kit(root, "1.0").compiled(root / "schematrons" / "CI-SIS_X.sch")
+    assert again.xslt_path == entry.xslt_path
+    # a kit change or another harness version gets another cache folder
+    (root / "schematrons" / "CI-SIS_X.sch").write_text(MINI.replace("ok", "ok!"))
+    assert Kit(root, "1.0").cache_dir != kit.cache_dir
+    assert Kit(_mini_kit(tmp_path / "other"), "2.0").cache_dir != kit.cache_dir
+
+
+def test_a_folder_that_is_not_a_kit_is_refused(tmp_path):
+    with pytest.raises(kit_module.KitError) as exc:
+        Kit(tmp_path, "1.0")
+    assert "no schematrons/ folder" in exc.value.message("en")
+
+
+@needs_corpus
+def test_official_kit_quirks_are_handled_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kit = Kit(OFFICIAL, "test")
+    sch = OFFICIAL / "schematrons"
+    header = kit.compiled(sch / "profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.sch")
+    assert header.error is None
+    assert [q["kind"] for q in header.quirks] == ["value-set-synthesised"]
+    assert "JDV_J07_XdsTypeCode_CISIS.xml" in header.quirks[0]["detail"]
+    ihe = kit.compiled(sch / "profils/IHE.sch")
+    assert {q["kind"] for q in ihe.quirks} == {"include-case"}
+    broken = kit.compiled(sch / "CI-SIS_BIO-CR-BIO_2023.01.sch")
+    assert broken.error is not None and "BIO-CR-BIO_2023.01" in broken.error["en"]
+
+
+@needs_corpus
+def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
+    target = ROOT / "fixtures" / "targets" / "official-kit.toml"
+    run = run_harness(tmp_path, "-n", "2", "--scenario", "cda-kit", "--target", str(target),
+                      env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=300)
+    assert run.bundle is not None, run.stdout + run.stderr
+    verdicts = run.requirement_verdicts()
+    assert verdicts == {"CISIS-CDA-XSD": "PASS", "CISIS-CDA-STRUCMIN": "FAIL", "CISIS-CDA-IHE": "PASS",
+                        "CISIS-CDA-MODELES": "FAIL", "CISIS-CDA-MODELES-ANS": "PASS"}
+    failing = {}
+    for f in run.findings():
+        if f["severity"] == "error":
+            failing.setdefault(f["requirement"], set()).add(f["location"].split(" ")[0])
+    assert failing == {
+        "CISIS-CDA-STRUCMIN": {"eDISP-MED_2024.01.xml"},
+        "CISIS-CDA-MODELES": {"CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml", "TLM-DA_2022.01_TCG.xml"},
+    }
+    assert any("qualifier" in f["message"]["fr"] for f in run.findings() if f["requirement"] == "CISIS-CDA-STRUCMIN" and f["severity"] == "error")
+    documents = sorted(p.name for p in (OFFICIAL / "ExemplesCDA").glob("*.xml"))
+    assert len([m for m in run.manifest["artefacts"].values() if m["label"].startswith("cda.document:")]) == len(documents)
+    from harness.cli import main as cli
+
+    assert cli(["verify", "--replay", str(run.bundle)]) == 0
