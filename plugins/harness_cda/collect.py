@@ -81,6 +81,7 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     compiled = kit.compiled(sch)
     outputs = {f"sch/{key}": _json(ctx, {"schematron": compiled.schematron, "phase": compiled.phase, "rules": compiled.rule_count,
                                          "asserts": compiled.assert_count, "quirks": compiled.quirks, "error": compiled.error,
+                                         "files": compiled.files,
                                          "kit": kit.identity()}, f"cda.schematron:{key}")}
     if compiled.error:
         return outputs

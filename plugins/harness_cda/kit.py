@@ -57,7 +57,10 @@ class Kit:
             digest.update(p.relative_to(self.root).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(p.read_bytes()).digest())
         self.sha256 = digest.hexdigest()
-        self.cache_dir = cache_root() / "cda-kit" / f"{harness_version}-{self.sha256[:24]}"
+        # Compiled stylesheets carry the kit's location (document() resolves against it),
+        # so the location is part of the key along with the content hash and our version.
+        where = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        self.cache_dir = cache_root() / "cda-kit" / f"{harness_version}-{self.sha256[:24]}-{where}"
 
     @property
     def xsd(self) -> Path:
