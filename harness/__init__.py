@@ -5,6 +5,7 @@ internal and may change.
 """
 from .bundle import Bundle, verify_bundle
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
+from .evidence import atomic_write
 from .errors import BundleError, HarnessError, NotApplicable, ScenarioError, TargetError, UnsafeInput
 from .plugins import hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_xml
@@ -31,6 +32,7 @@ __all__ = [
     "TargetError",
     "UnsafeInput",
     "Verdict",
+    "atomic_write",
     "hookimpl",
     "parse_xml",
     "resolve_secret",

@@ -31,6 +31,21 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file and a rename: readers, including other
+    processes writing the same file, never see it half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class ObjectStore:
     """A folder of content-addressed objects, safe to share between processes.
 
@@ -49,14 +64,7 @@ class ObjectStore:
         digest = sha256(data)
         final = self.path(digest)
         if not final.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, final)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(final, data)
         return digest
 
     def get(self, digest: str) -> bytes:

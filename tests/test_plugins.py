@@ -94,7 +94,7 @@ def test_public_surface_is_pinned():
         "ArchiveLimits", "Artefact", "Bundle", "BundleError", "CheckContext", "CollectContext",
         "Evaluation", "Finding", "HarnessError", "NotApplicable", "SafeArchive", "ScenarioError", "Service",
         "ServiceContext", "Severity", "Target", "TargetError", "UnsafeInput", "Verdict",
-        "hookimpl", "parse_xml", "resolve_secret", "verify_bundle",
+        "atomic_write", "hookimpl", "parse_xml", "resolve_secret", "verify_bundle",
     ]
     assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
     for name in set(harness.__all__) - {"hookimpl"}:

@@ -5,11 +5,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import HarnessError, UnsafeInput, parse_xml
+from lxml import etree
+
+from harness import HarnessError, UnsafeInput, atomic_write, parse_xml
 
 from .schematron import Quirk, SchematronError, compile_schema
 
@@ -100,8 +101,6 @@ class Kit:
         """Write an ART-DECOR ``voc-<oid>-DYNAMIC.xml`` from the kit's own SVS value set."""
         root = parse_xml(svs_file.read_bytes(), source=str(svs_file)).getroot()
         vs = root.find(f"{SVS}ValueSet")
-        from lxml import etree
-
         sets = etree.Element("{urn:hl7-org:v3}valueSets", nsmap={None: "urn:hl7-org:v3"})
         value_set = etree.SubElement(sets, "valueSet", nsmap={None: ""})
         value_set.set("id", oid)
@@ -116,7 +115,7 @@ class Kit:
             concept.set("level", "0")
             concept.set("type", "L")
         out.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out, etree.tostring(sets, xml_declaration=True, encoding="UTF-8"))
+        atomic_write(out, etree.tostring(sets, xml_declaration=True, encoding="UTF-8"))
 
     def _fix_missing_documents(self, xslt: bytes, schematron: Path) -> tuple[bytes, list[Quirk], dict | None]:
         """Point doc('...') literals naming absent files at synthesised copies when certain."""
@@ -163,7 +162,7 @@ class Kit:
             c = compile_schema(schematron)
             xslt, extra, error = self._fix_missing_documents(c.xslt, schematron)
             quirks = c.quirks + extra
-            _atomic_write(xslt_path, xslt)
+            atomic_write(xslt_path, xslt)
             entry = CompiledSchematron(
                 rel, str(xslt_path), c.phase, c.rule_count, c.assert_count,
                 [p.relative_to(self.root).as_posix() for p in c.files if p.is_relative_to(self.root)],
@@ -171,22 +170,10 @@ class Kit:
             )
         except SchematronError as exc:
             entry = CompiledSchematron(rel, "", "", 0, 0, [], [], exc.messages)
-        _atomic_write(meta_path, json.dumps(asdict(entry), ensure_ascii=False, indent=1).encode())
+        atomic_write(meta_path, json.dumps(asdict(entry), ensure_ascii=False, indent=1).encode())
         return entry
 
 
 def _quirk_dict(q: Quirk, root: Path) -> dict:
     file = Path(q.file)
     return {"kind": q.kind, "file": file.relative_to(root).as_posix() if file.is_absolute() and file.is_relative_to(root) else q.file, "detail": q.detail}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
