@@ -53,25 +53,31 @@ def _scenarios(args: argparse.Namespace, lang: str) -> int:
 
 
 def _demo(args: argparse.Namespace, lang: str) -> int:
-    from harness_demo.app import DEFECTS, DemoConfig, DemoServer, UnknownDefect
+    """Start the default target's services (the embedded demo vendor) in the foreground."""
+    from .context import ServiceContext
+    from .plugins import get_plugin_manager
+    from .setup import resolve_target
 
-    if args.list_defects:
-        for name, text in sorted(DEFECTS.items()):
-            print(f"{name:<28} {text[lang]}")
-        return 0
+    pm = get_plugin_manager()
+    target = resolve_target(pm, None)
+    services = []
     try:
-        cfg = DemoConfig(defects=args.defect, release=args.release)
-    except UnknownDefect as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    server = DemoServer(cfg, port=args.port).start()
-    print(f"demo vendor: {server.base_url} (release {cfg.release}, defects: {', '.join(cfg.defects) or '-'})", flush=True)
-    try:
+        for name, options in target.services.items():
+            options = dict(options, port=args.port, **({"defects": args.defect} if args.defect else {}))
+            if args.release:
+                options["release"] = args.release
+            svc = pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(target, lambda *a, **k: None))
+            if svc is None:
+                raise HarnessError(f"Aucun greffon ne fournit le service {name}", f"No plugin provides service {name}")
+            services.append(svc)
+            print(f"{name}: {svc.base_url} {svc.info}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        server.stop()
-    return 0
+        return 0
+    finally:
+        for svc in services:
+            svc.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="run the embedded demo vendor in the foreground")
     d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
     d.add_argument("--port", type=int, default=8080)
-    d.add_argument("--release", default="3.2.1")
-    d.add_argument("--list-defects", action="store_true")
+    d.add_argument("--release", default=None, help="run the demo as another release (e.g. 3.1.0)")
     args = parser.parse_args(argv)
     lang = resolve_lang(args.lang)
     try:

@@ -58,3 +58,13 @@ def test_each_defect_changes_what_the_demo_shows(demo, defect):
     home = requests.get(base, timeout=5).text
     api = requests.get(base + "api/about", timeout=5).json()
     assert (good.shown_version in home and api["version"] == good.shown_version and api["build"]["fingerprint"] == good.fingerprint) is False
+
+
+def test_harness_demo_command_refuses_unknown_defects_with_the_list():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "demo", "--defect", "nope"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown defect(s): nope; known: version-channel-mismatch" in proc.stderr

@@ -51,7 +51,10 @@ _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 class UnknownDefect(ValueError):
-    pass
+    def __init__(self, unknown: list[str]) -> None:
+        self.unknown = unknown
+        self.known = sorted(DEFECTS)
+        super().__init__(f"unknown defect(s): {', '.join(unknown)}; known: {', '.join(self.known)}")
 
 
 @dataclass
@@ -63,7 +66,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))
         if unknown:
-            raise UnknownDefect(f"unknown defect(s): {', '.join(unknown)}; known: {', '.join(sorted(DEFECTS))}")
+            raise UnknownDefect(unknown)
         self.defects = sorted(set(self.defects))
 
     def has(self, defect: str) -> bool:

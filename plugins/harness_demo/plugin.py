@@ -33,6 +33,9 @@ def harness_start_service(name, options, ctx):
     try:
         cfg = DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token)
     except UnknownDefect as exc:
-        raise HarnessError(f"Vendeur de démonstration : {exc}", f"Demo vendor: {exc}") from None
+        raise HarnessError(
+            f"Vendeur de démonstration : défaut(s) inconnu(s) : {', '.join(exc.unknown)} ; connus : {', '.join(exc.known)}",
+            f"Demo vendor: unknown defect(s): {', '.join(exc.unknown)}; known: {', '.join(exc.known)}",
+        ) from None
     server = DemoServer(cfg, port=options.get("port", 0)).start()
     return Service(SERVICE, server.base_url, server.stop, {"defects": cfg.defects, "release": cfg.release})
