@@ -1,11 +1,9 @@
 """Sealed bundles: integrity down to the byte, offline replay, atomic writing."""
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import pytest

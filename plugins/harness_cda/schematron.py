@@ -205,7 +205,7 @@ def _svrl(tag: str, parent: etree._Element, **attrs: str) -> etree._Element:
     return el
 
 
-def _let(parent: etree._Element, let: etree._Element, *, top: bool) -> None:
+def _let(parent: etree._Element, let: etree._Element) -> None:
     var = _xsl("variable", parent, name=let.get("name"))
     if let.get("value") is not None:
         var.set("select", let.get("value"))
@@ -216,37 +216,32 @@ def _let(parent: etree._Element, let: etree._Element, *, top: bool) -> None:
             var.text = let.text
 
 
+def _append_text(parent: etree._Element, text: str | None) -> None:
+    """Add text after the last child of ``parent`` (or as its text when it has none)."""
+    if not text:
+        return
+    if len(parent):
+        parent[-1].tail = (parent[-1].tail or "") + text
+    else:
+        parent.text = (parent.text or "") + text
+
+
 def _message(parent: etree._Element, source: etree._Element) -> None:
     """Copy assertion text, evaluating value-of and name; other markup keeps its text."""
-    if source.text:
-        parent.text = (parent.text or "") + source.text
+    _append_text(parent, source.text)
     for child in source:
         if child.tag == f"{S}value-of":
             _xsl("value-of", parent, select=child.get("select"))
         elif child.tag == f"{S}name":
             _xsl("value-of", parent, select=f"name({child.get('path') or '.'})")
         elif isinstance(child.tag, str):
-            _message_inline(parent, child)
-        if child.tail:
-            last = parent[-1] if len(parent) else None
-            if last is not None:
-                last.tail = (last.tail or "") + child.tail
-            else:
-                parent.text = (parent.text or "") + child.tail
-
-
-def _message_inline(parent: etree._Element, element: etree._Element) -> None:
-    """emph, dir, span, foreign elements: keep the text and evaluate nested value-of."""
-    wrapper = etree.Element("tmp")
-    _message(wrapper, element)
-    if wrapper.text:
-        last = parent[-1] if len(parent) else None
-        if last is not None:
-            last.tail = (last.tail or "") + wrapper.text
-        else:
-            parent.text = (parent.text or "") + wrapper.text
-    for c in list(wrapper):
-        parent.append(c)
+            # emph, dir, span, foreign elements: keep their text, evaluate nested value-of
+            wrapper = etree.Element("tmp")
+            _message(wrapper, child)
+            _append_text(parent, wrapper.text)
+            for c in list(wrapper):
+                parent.append(c)
+        _append_text(parent, child.tail)
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
@@ -312,7 +307,7 @@ class _Generator:
             if not isinstance(child.tag, str):
                 continue
             if child.tag == f"{S}let":
-                _let(target, child, top=False)
+                _let(target, child)
             elif child.tag in (f"{S}assert", f"{S}report"):
                 self.assertions += 1
                 _assertion(target, child, self.diagnostics)
@@ -380,7 +375,7 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     global_lets = schema.findall(f"{S}let") + phase_lets + [let for p in patterns for let in p.findall(f"{S}let")]
     for let in global_lets:
         # schema, phase and pattern variables are all global in XSLT terms
-        _let(sheet, let, top=True)
+        _let(sheet, let)
     gen = _Generator(sheet, abstract, {d.get("id"): d for d in schema.iter(f"{S}diagnostic")}, {let.get("name") for let in global_lets})
 
     main = _xsl("template", sheet, match="/")
