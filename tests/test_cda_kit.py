@@ -76,7 +76,7 @@ def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
     assert run.bundle is not None, run.stdout + run.stderr
     verdicts = run.requirement_verdicts()
     assert verdicts == {"CISIS-CDA-XSD": "PASS", "CISIS-CDA-STRUCMIN": "FAIL", "CISIS-CDA-IHE": "PASS",
-                        "CISIS-CDA-MODELES": "FAIL", "CISIS-CDA-MODELES-ANS": "PASS"}
+                        "CISIS-CDA-MODELES": "FAIL", "CISIS-CDA-MODELES-ANS": "PASS", "CISIS-CDA-VOLET": "FAIL"}
     failing = {}
     for f in run.findings():
         if f["severity"] == "error":
@@ -84,10 +84,29 @@ def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
     assert failing == {
         "CISIS-CDA-STRUCMIN": {"eDISP-MED_2024.01.xml"},
         "CISIS-CDA-MODELES": {"CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml", "TLM-DA_2022.01_TCG.xml"},
+        # the two N1 examples miss their volet's templateIds; the generic N1 document is a
+        # lab report by its type code, so the BIO volet applies to it as well
+        "CISIS-CDA-VOLET": {"BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml", "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml"},
     }
+    volet = [f for f in run.findings() if f["requirement"] == "CISIS-CDA-VOLET"]
+    assert {f["location"] for f in volet if f["rule"] == "CDA-VOLET-00"} == {
+        "CANCER-CR-GM_2022.01_AnalyseNonRealisee.xml", "CANCER-CR-GM_2022.01_AnalyseRealisee.xml",
+        "CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml", "CSE-MDE_2023.01.xml"}
+    n1 = [f for f in volet if f["location"].startswith("BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml /") and f["severity"] == "error"]
+    assert n1 and all("templateId" in f["message"]["en"] for f in n1)
+    assert any(f["rule"] == "CDA-VOLET-04" and f["location"] == "VSM_1.4_2022.01.xml" for f in volet)
     assert any("qualifier" in f["message"]["fr"] for f in run.findings() if f["requirement"] == "CISIS-CDA-STRUCMIN" and f["severity"] == "error")
     documents = sorted(p.name for p in (OFFICIAL / "ExemplesCDA").glob("*.xml"))
     assert len([m for m in run.manifest["artefacts"].values() if m["label"].startswith("cda.document:")]) == len(documents)
     from harness.cli import main as cli
 
     assert cli(["verify", "--replay", str(run.bundle)]) == 0
+
+
+def test_volet_family_and_version_from_file_names():
+    from harness_cda.volets import family_and_version
+
+    assert family_and_version("CI-SIS_CSE-CS24_2025.01") == ("CSE-CS24", "2025.01")
+    assert family_and_version("CI-SIS_VSM_1.4_2022.01") == ("VSM", "1.4_2022.01")
+    assert family_and_version("CI-SIS_eDISP-MED_2024.01") == ("eDISP-MED", "2024.01")
+    assert family_and_version("CI-SIS_Other") == ("Other", "")

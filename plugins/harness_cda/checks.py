@@ -8,6 +8,7 @@ from harness import CheckContext, Evaluation, Severity
 from .engine import EngineError, read_svrl
 
 REQ_XSD = "CISIS-CDA-XSD"
+REQ_VOLET = "CISIS-CDA-VOLET"
 REQUIREMENTS = {
     "header": "CISIS-CDA-STRUCMIN",
     "ihe": "CISIS-CDA-IHE",
@@ -51,6 +52,81 @@ def check_xsd(ctx: CheckContext, ev: Evaluation) -> None:
                    artefact=art, fr=f"XSD : {err['message']}", en=f"XSD: {err['message']}")
 
 
+def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requirement: str) -> tuple[list[dict], dict | None]:
+    """Findings of one recorded SVRL (as Evaluation.add keyword sets), or the error it recorded."""
+    art = ctx.artefact(name)
+    if art.media_type == "application/json":
+        return [], json.loads(ctx.read(name))["error"]
+    try:
+        items = read_svrl(ctx.read(name))
+    except EngineError as exc:
+        return [], {"fr": f"SVRL illisible : {exc.messages['fr']}", "en": f"unreadable SVRL: {exc.messages['en']}"}
+    out = []
+    for item in items:
+        test = " ".join(item.test.split())
+        verb_fr = "assertion non vérifiée" if item.kind == "failed-assert" else "rapport émis"
+        verb_en = "assertion failed" if item.kind == "failed-assert" else "report fired"
+        out.append(dict(
+            rule=f"{schematron}#{item.id or item.pattern}", requirement=requirement,
+            severity=_ROLE.get((item.role or "").lower(), Severity.ERROR),
+            location=f"{doc} {_pretty(item.location)}", artefact=art.sha256,
+            fr=f"{item.text} ({verb_fr} : {test})",
+            en=f"{verb_en} in pattern {item.pattern}: {test} — kit message (fr): {item.text}",
+        ))
+    return out, None
+
+
+def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
+    from .volets import family_and_version
+
+    docs = _documents(ctx)
+    if not docs:
+        ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
+    for doc in docs:
+        chosen = ctx.json(f"volets/{doc}")
+        if "unreadable" in chosen:
+            continue  # reported by the XSD check (CDA-DOC-01)
+        if chosen["basis"] is None:
+            ev.add(rule="CDA-VOLET-00", requirement=REQ_VOLET, severity=Severity.WARNING, location=doc,
+                   fr="Aucun volet du kit ne reconnaît ce document (code et templateIds) : seuls les profils génériques s'appliquent",
+                   en="No volet of the kit recognises this document (code and templateIds): only the generic profiles apply")
+            continue
+        names = [v.rsplit("/", 1)[-1].removesuffix(".sch") for v in chosen["volets"]]
+        if chosen["basis"] == "code":
+            ev.add(rule="CDA-VOLET-01", requirement=REQ_VOLET, severity=Severity.INFO, location=doc,
+                   fr=f"Volet choisi par le seul code du document (templateIds du volet absents) : {', '.join(names)}",
+                   en=f"Volet chosen by the document code only (the volet's templateIds are missing): {', '.join(names)}")
+        families: dict[str, list[str]] = {}
+        for volet in chosen["volets"]:
+            families.setdefault(family_and_version(volet.rsplit("/", 1)[-1].removesuffix(".sch"))[0], []).append(volet)
+        for family, volets in sorted(families.items()):
+            results = {}
+            for volet in sorted(volets, key=lambda v: family_and_version(v.rsplit("/", 1)[-1].removesuffix(".sch"))[1]):
+                results[volet] = _svrl_findings(ctx, f"svrl/volet/{doc}/{volet}", doc, volet, REQ_VOLET)
+            usable = {v: f for v, (f, err) in results.items() if err is None}
+            for v, (_, err) in results.items():
+                if err is not None:
+                    ev.add(rule="CDA-VOLET-02", requirement=REQ_VOLET, severity=Severity.WARNING, location=f"{doc} {v}",
+                           fr=f"Volet {v} non exécutable : {err['fr']}", en=f"Volet {v} could not run: {err['en']}")
+            if not usable:
+                ev.error(fr=f"{doc} : aucun volet {family} exécutable", en=f"{doc}: no runnable {family} volet")
+                continue
+            passing = [v for v, f in usable.items() if not any(x["severity"].fails for x in f)]
+            latest = list(usable)[-1]
+            ev.check(bool(passing), rule="CDA-VOLET-03", requirement=REQ_VOLET, location=doc,
+                     fr=f"Non conforme à aucune version du volet {family} ({', '.join(usable)}) ; détail pour {latest}",
+                     en=f"Conforms to no version of volet {family} ({', '.join(usable)}); details for {latest}")
+            if passing:
+                ev.add(rule="CDA-VOLET-04", requirement=REQ_VOLET, severity=Severity.INFO, location=doc,
+                       fr=f"Conforme à : {', '.join(passing)}", en=f"Conforms to: {', '.join(passing)}")
+                shown = usable[passing[-1]]
+            else:
+                shown = usable[latest]
+            for f in shown:
+                if not passing or not f["severity"].fails:
+                    ev.add(**f)
+
+
 def _schematron_check(key: str):
     requirement = REQUIREMENTS[key]
 
@@ -71,29 +147,16 @@ def _schematron_check(key: str):
             if not ctx.has(name):
                 ev.error(fr=f"{doc} : aucun rapport SVRL", en=f"{doc}: no SVRL report")
                 continue
-            art = ctx.artefact(name)
-            if art.media_type == "application/json":
-                err = json.loads(ctx.read(name))["error"]
+            found, err = _svrl_findings(ctx, name, doc, meta["schematron"], requirement)
+            if err is not None:
                 ev.error(fr=f"{doc} : {err['fr']}", en=f"{doc}: {err['en']}")
                 continue
-            try:
-                items = read_svrl(ctx.read(name))
-            except EngineError as exc:
-                ev.error(fr=f"{doc} : SVRL illisible : {exc.messages['fr']}", en=f"{doc}: unreadable SVRL: {exc.messages['en']}")
-                continue
             ev.assertions += 1  # the document was evaluated against every active pattern
-            for item in items:
-                severity = _ROLE.get((item.role or "").lower(), Severity.ERROR)
-                test = " ".join(item.test.split())
-                verb_fr = "assertion non vérifiée" if item.kind == "failed-assert" else "rapport émis"
-                verb_en = "assertion failed" if item.kind == "failed-assert" else "report fired"
-                ev.add(rule=f"{meta['schematron']}#{item.id or item.pattern}", requirement=requirement, severity=severity,
-                       location=f"{doc} {_pretty(item.location)}", artefact=art.sha256,
-                       fr=f"{item.text} ({verb_fr} : {test})",
-                       en=f"{verb_en} in pattern {item.pattern}: {test} — kit message (fr): {item.text}")
+            for f in found:
+                ev.add(**f)
 
     return check
 
 
 def schematron_checks() -> dict:
-    return {f"cda.schematron.{key}": _schematron_check(key) for key in REQUIREMENTS}
+    return {**{f"cda.schematron.{key}": _schematron_check(key) for key in REQUIREMENTS}, "cda.volets": check_volets}

@@ -10,6 +10,7 @@ from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput
 from .document import read_cda
 from .engine import EngineError, Saxon
 from .kit import Kit
+from .volets import select
 from .xsd import XsdError, load_schema, validate
 
 KIT_ENV = "HARNESS_CDA_KIT"
@@ -93,6 +94,35 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
             outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
         except (UnsafeInput, EngineError) as exc:
             outputs[f"svrl/{key}/{path.name}"] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{key}:{path.name}")
+    return outputs
+
+
+def collect_volets(ctx: CollectContext) -> dict:
+    """Per document: which volets apply (from the kit's identity rules), and their SVRL."""
+    kit = kit_of(ctx)
+    identities = kit.volet_identities()
+    outputs = {}
+    engine = saxon()
+    for path in documents_of(ctx):
+        try:
+            doc = read_cda(path.read_bytes(), path.name)
+        except UnsafeInput as exc:
+            outputs[f"volets/{path.name}"] = _json(ctx, {"unreadable": exc.messages}, f"cda.volets:{path.name}")
+            continue
+        chosen = select(doc.root, identities)
+        outputs[f"volets/{path.name}"] = _json(ctx, chosen, f"cda.volets:{path.name}")
+        node = None
+        for volet in chosen["volets"]:
+            name = f"svrl/volet/{path.name}/{volet}"
+            compiled = kit.compiled(kit.root / volet)
+            if compiled.error:
+                outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
+                continue
+            try:
+                node = node or engine.parse(doc.text().encode("utf-8"))
+                outputs[name] = ctx.record(engine.run(compiled.xslt_path, node), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
+            except EngineError as exc:
+                outputs[name] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{volet}:{path.name}")
     return outputs
 
 

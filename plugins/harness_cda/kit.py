@@ -146,6 +146,20 @@ class Kit:
             }
         return text.encode("utf-8"), quirks, None
 
+    def volet_identities(self) -> list:
+        """Identity assertions of every volet schematron, computed once per kit (cached)."""
+        from .volets import Identity, identity_of
+
+        path = self.cache_dir / "volet-identities.json"
+        if path.exists():
+            try:
+                return [Identity(**d) for d in json.loads(path.read_text())]
+            except (ValueError, TypeError):
+                pass
+        identities = [identity_of(p, p.relative_to(self.root).as_posix()) for p in self.volet_schematrons()]
+        atomic_write(path, json.dumps([i.to_dict() for i in identities], ensure_ascii=False).encode("utf-8"))
+        return identities
+
     # -- compile cache -------------------------------------------------------------
 
     def compiled(self, schematron: Path) -> CompiledSchematron:

@@ -13,7 +13,7 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"cda.documents": collect.collect_documents, **collect.profile_collectors()}
+    return {"cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
 
 
 @hookimpl
