@@ -132,3 +132,26 @@ def test_document_function_resolves_against_the_schema_folder(saxon, tmp_path):
 ])
 def test_patterns_become_selecting_expressions(pattern, expression):
     assert pattern_to_expression(pattern) == expression
+
+
+@pytest.mark.parametrize("contexts, expression", [
+    (["h:a", "h:b"], "//h:a | //h:b"),
+    (["//h:D[t='a/b|c']/h:x", "//h:D[t='a/b|c']/h:y[@z]"], "//h:D[t='a/b|c']/(h:x | h:y[@z])"),
+    (["/h:a/h:b", "/h:a//h:c"], "/h:a/(h:b | descendant-or-self::node()/h:c)"),
+    (["//h:D/h:x", "//h:D"], "//h:D/h:x | //h:D"),
+    (["/h:a", "/h:b"], "/h:a | /h:b"),
+])
+def test_contexts_sharing_leading_steps_are_factored(contexts, expression):
+    from harness_cda.schematron import union_of_contexts
+
+    assert union_of_contexts(contexts) == expression
+
+
+def test_factored_selection_fires_the_same_rules(saxon, tmp_path):
+    body = """<pattern id="p">
+      <rule context="/h:ClinicalDocument[h:id]/h:author/h:assignedAuthor"><report test="true()">aa</report></rule>
+      <rule context="/h:ClinicalDocument[h:id]/h:author//h:code"><report test="true()">code <value-of select="@code"/></report></rule>
+      <rule context="/h:ClinicalDocument[h:id]/h:code"><report test="true()">doc code</report></rule>
+    </pattern>"""
+    _, items = run(saxon, tmp_path, body)
+    assert texts(items) == ["doc code", "aa", "code A", "aa", "code B"]

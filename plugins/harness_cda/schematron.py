@@ -264,17 +264,46 @@ def _split_top_level(text: str, sep: str) -> list[str]:
     return parts
 
 
+def _alternatives(pattern: str) -> list[str]:
+    """The selecting expressions of each top-level alternative of an XSLT pattern."""
+    out = []
+    for alt in _split_top_level(pattern, "|"):
+        alt = alt.strip()
+        out.append(alt if alt.startswith("/") else f"//{alt}")
+    return out
+
+
 def pattern_to_expression(pattern: str) -> str:
     """An XPath expression selecting, in a document, exactly the nodes an XSLT pattern matches.
 
     A relative pattern ``p`` matches node N when N is among ``//p`` (descendant-or-self
     from the root, then ``p``); an absolute pattern selects itself.
     """
-    alternatives = []
-    for alt in _split_top_level(pattern, "|"):
-        alt = alt.strip()
-        alternatives.append(alt if alt.startswith("/") else f"//{alt}")
-    return " | ".join(alternatives)
+    return " | ".join(_alternatives(pattern))
+
+
+def union_of_contexts(contexts: list[str]) -> str:
+    """One expression selecting every node some context matches.
+
+    Alternatives sharing leading steps are factored (``P/a | P/b`` -> ``P/(a | b)``), so a
+    pattern whose rules all start with the same long path (ART-DECOR header rules) makes
+    the processor find that path once instead of once per rule.
+    """
+    alternatives = list(dict.fromkeys(alt for c in contexts for alt in _alternatives(c)))
+    steps = [_split_top_level(a, "/") for a in alternatives]
+    common = 0
+    while all(len(s) > common + 1 for s in steps) and len({s[common] for s in steps}) == 1:
+        common += 1
+    while common and steps[0][common - 1] == "":
+        common -= 1  # never cut inside a "//"
+    if len(alternatives) < 2 or common == 0:
+        return " | ".join(alternatives)
+    prefix = "/".join(steps[0][:common])
+    rests = []
+    for s in steps:
+        rest = "/".join(s[common:])
+        rests.append(f"descendant-or-self::node(){rest}" if rest.startswith("/") else rest)
+    return f"{prefix}/({' | '.join(dict.fromkeys(rests))})"
 
 
 class _Generator:
@@ -395,7 +424,7 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
         if contexts:
             # Visit only the nodes some rule of this pattern can match, in document order;
             # the templates' priorities then pick the first matching rule for each node.
-            _xsl("apply-templates", out, select=" | ".join(pattern_to_expression(c) for c in dict.fromkeys(contexts)), mode=mode)
+            _xsl("apply-templates", out, select=union_of_contexts(list(dict.fromkeys(contexts))), mode=mode)
         for order, rule in enumerate(pattern.findall(f"{S}rule")):
             context = rule.get("context")
             if not context:
