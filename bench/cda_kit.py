@@ -2,9 +2,9 @@
 
     python bench/cda_kit.py [--kit ../shared/corpus/ans-testcontenucda] [--workers 2]
 
-Runs `pytest --scenario cda-kit` on fixtures/targets/official-kit.toml (XSD + the four
-generic schematron profiles; per-volet schematrons are not selected yet) with an empty
-compile cache (cold), then again with the cache filled (warm). Reports wall time, peak
+Runs `pytest --scenario cda-kit` on fixtures/targets/official-kit.toml (XSD, the four
+generic schematron profiles and the volets) with an empty compile cache (cold), then again
+with the cache filled (warm). Reports wall time, peak
 memory of the whole process tree, documents per second, and our compile time for each
 schematron. Writes bench/results/cda_kit.json.
 """
