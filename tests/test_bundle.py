@@ -98,7 +98,7 @@ def test_replay_reproduces_every_verdict_offline(bundle, capsys):
     assembly = assemble()
     with Bundle(bundle) as b:
         report = replay_bundle(b, assembly.registry, assembly.pm)
-    assert report.scenarios == 11 and report.identical, report.differences
+    assert report.scenarios == len(b.manifest["results"]) > 0 and report.identical, report.differences
     assert cli(["verify", "--replay", str(bundle)]) == 0
     assert "verdicts identiques" in capsys.readouterr().out
 
