@@ -26,15 +26,16 @@ def _pretty(location: str) -> str:
     return location
 
 
-def _documents(ctx: CheckContext) -> list[str]:
-    return sorted(name[4:] for name in ctx.inputs if name.startswith("doc/"))
+def _documents(ctx: CheckContext, ev: Evaluation) -> list[str]:
+    """The recorded documents; none at all makes the check inconclusive, never PASS."""
+    docs = sorted(name[4:] for name in ctx.inputs if name.startswith("doc/"))
+    if not docs:
+        ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
+    return docs
 
 
 def check_xsd(ctx: CheckContext, ev: Evaluation) -> None:
-    docs = _documents(ctx)
-    if not docs:
-        ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
-    for doc in docs:
+    for doc in _documents(ctx, ev):
         result = ctx.json(f"xsd/{doc}")
         art = ctx.artefact(f"doc/{doc}").sha256
         if "error" in result:
@@ -79,10 +80,7 @@ def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requ
 def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
     from .volets import family_and_version
 
-    docs = _documents(ctx)
-    if not docs:
-        ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
-    for doc in docs:
+    for doc in _documents(ctx, ev):
         chosen = ctx.json(f"volets/{doc}")
         if "unreadable" in chosen:
             continue  # reported by the XSD check (CDA-DOC-01)
@@ -139,10 +137,7 @@ def _schematron_check(key: str):
         if meta["error"]:
             ev.error(fr=f"{meta['schematron']} : {meta['error']['fr']}", en=f"{meta['schematron']}: {meta['error']['en']}")
             return
-        docs = _documents(ctx)
-        if not docs:
-            ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
-        for doc in docs:
+        for doc in _documents(ctx, ev):
             name = f"svrl/{key}/{doc}"
             if not ctx.has(name):
                 ev.error(fr=f"{doc} : aucun rapport SVRL", en=f"{doc}: no SVRL report")
