@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput
 
-from .document import read_cda
+from .document import CdaDocument, read_cda
 from .engine import EngineError, Saxon
 from .kit import Kit
 from .volets import select
@@ -29,6 +30,40 @@ def saxon() -> Saxon:
     if _saxon is None:
         _saxon = Saxon()
     return _saxon
+
+
+class _Loaded:
+    """One document read once per process: bytes, hardened parse, and its Saxon tree.
+
+    Every CDA collector (XSD, each profile, volets) reads the same files; parsing them
+    once per process instead of once per collector saves most of the parse time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.data = path.read_bytes()
+        self.doc: CdaDocument | None = None
+        self.unreadable: UnsafeInput | None = None
+        try:
+            self.doc = read_cda(self.data, path.name)
+        except UnsafeInput as exc:
+            self.unreadable = exc
+        self._node = None
+
+    def node(self):
+        if self._node is None:
+            self._node = saxon().parse(self.doc.text().encode("utf-8"))
+        return self._node
+
+
+@lru_cache(maxsize=None)
+def _load_cached(path: str, mtime_ns: int, size: int) -> _Loaded:
+    return _Loaded(Path(path))
+
+
+def load(path: Path) -> _Loaded:
+    """The loaded document, shared by collectors while the file is unchanged."""
+    st = path.stat()
+    return _load_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
 def _json(ctx: CollectContext, value: object, label: str):
@@ -65,13 +100,14 @@ def collect_documents(ctx: CollectContext) -> dict:
     except XsdError as exc:
         schema, schema_error = None, exc.messages
     for path in documents_of(ctx):
-        data = path.read_bytes()
-        outputs[f"doc/{path.name}"] = ctx.record(data, media_type="application/xml", label=f"cda.document:{path.name}")
-        try:
-            doc = read_cda(data, path.name)
-            xsd = {"errors": validate(schema, doc.root), "embedded": doc.embedded} if schema is not None else {"error": schema_error}
-        except UnsafeInput as exc:
-            xsd = {"unreadable": exc.messages}
+        loaded = load(path)
+        outputs[f"doc/{path.name}"] = ctx.record(loaded.data, media_type="application/xml", label=f"cda.document:{path.name}")
+        if loaded.unreadable is not None:
+            xsd = {"unreadable": loaded.unreadable.messages}
+        elif schema is None:
+            xsd = {"error": schema_error}
+        else:
+            xsd = {"errors": validate(schema, loaded.doc.root), "embedded": loaded.doc.embedded}
         outputs[f"xsd/{path.name}"] = _json(ctx, xsd, f"cda.xsd:{path.name}")
     return outputs
 
@@ -89,8 +125,10 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     engine = saxon()
     for path in documents_of(ctx):
         try:
-            doc = read_cda(path.read_bytes(), path.name)
-            svrl = engine.run(compiled.xslt_path, engine.parse(doc.text().encode("utf-8")))
+            loaded = load(path)
+            if loaded.unreadable is not None:
+                raise loaded.unreadable
+            svrl = engine.run(compiled.xslt_path, loaded.node())
             outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
         except (UnsafeInput, EngineError) as exc:
             outputs[f"svrl/{key}/{path.name}"] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{key}:{path.name}")
@@ -104,14 +142,12 @@ def collect_volets(ctx: CollectContext) -> dict:
     outputs = {}
     engine = saxon()
     for path in documents_of(ctx):
-        try:
-            doc = read_cda(path.read_bytes(), path.name)
-        except UnsafeInput as exc:
-            outputs[f"volets/{path.name}"] = _json(ctx, {"unreadable": exc.messages}, f"cda.volets:{path.name}")
+        loaded = load(path)
+        if loaded.unreadable is not None:
+            outputs[f"volets/{path.name}"] = _json(ctx, {"unreadable": loaded.unreadable.messages}, f"cda.volets:{path.name}")
             continue
-        chosen = select(doc.root, identities)
+        chosen = select(loaded.doc.root, identities)
         outputs[f"volets/{path.name}"] = _json(ctx, chosen, f"cda.volets:{path.name}")
-        node = None
         for volet in chosen["volets"]:
             name = f"svrl/volet/{path.name}/{volet}"
             compiled = kit.compiled(kit.root / volet)
@@ -119,8 +155,7 @@ def collect_volets(ctx: CollectContext) -> dict:
                 outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
                 continue
             try:
-                node = node or engine.parse(doc.text().encode("utf-8"))
-                outputs[name] = ctx.record(engine.run(compiled.xslt_path, node), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
+                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node()), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
             except EngineError as exc:
                 outputs[name] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{volet}:{path.name}")
     return outputs
