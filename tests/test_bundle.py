@@ -160,10 +160,13 @@ def test_replay_makes_no_network_call(bundle, monkeypatch):
 
     from harness.replay import NetworkDisabled, no_network
 
+    original = socket.create_connection
     with no_network():
         with pytest.raises(NetworkDisabled):
             socket.create_connection(("127.0.0.1", 9))
-    assert socket.create_connection is not None
+        with pytest.raises(NetworkDisabled):
+            socket.socket().connect(("127.0.0.1", 9))
+    assert socket.create_connection is original  # restored after the replay
 
 
 def test_a_failed_write_leaves_nothing_under_the_final_name(tmp_path):
