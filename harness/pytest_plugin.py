@@ -56,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="an extra folder of scenario files (repeatable)")
     group.addoption("--target", dest="harness_target", metavar="FILE", default=None,
                     help="target description (TOML); default: the embedded demo vendor")
+    group.addoption("--set", action="append", default=[], dest="harness_target_overrides", metavar="SECTION.KEY=VALUE",
+                    help="set one target value from the command line (repeatable), e.g. cda.kit=path/to/TestContenuCDA")
     group.addoption("--evidence-dir", dest="harness_evidence_dir", metavar="DIR", default="reports",
                     help="where the evidence bundle is written (default: reports)")
     group.addoption("--lang", dest="harness_lang", choices=LANGS, default=None,
@@ -79,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         assembly = assemble(config.getoption("harness_scenario_dirs"))
         selected = assembly.catalogue.select(names)
-        target = resolve_target(assembly.pm, config.getoption("harness_target"))
+        target = resolve_target(assembly.pm, config.getoption("harness_target"), config.getoption("harness_target_overrides"))
         defects = config.getoption("harness_defects")
         if defects:
             if DEMO_SERVICE not in target.services:

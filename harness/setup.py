@@ -39,12 +39,16 @@ def target_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, str]]:
     return schema
 
 
-def resolve_target(pm: pluggy.PluginManager, path: str | Path | None) -> Target:
+def resolve_target(pm: pluggy.PluginManager, path: str | Path | None, overrides: Iterable[str] = ()) -> Target:
     if path is None:
         path = pm.hook.harness_default_target()
         if path is None:
             raise TargetError("-", "--target", "aucune cible indiquée et aucune cible par défaut", "no target given and no default target available")
-    return load_target(path, target_schema(pm))
+    schema = target_schema(pm)
+    target = load_target(path, schema)
+    for assignment in overrides:
+        target.override(assignment, schema)
+    return target
 
 
 @dataclass

@@ -107,6 +107,44 @@ class Target:
         paths are as the user wrote them (relative to the target file)."""
         return copy.deepcopy(self.raw)
 
+    def override(self, assignment: str, schema: Schema) -> None:
+        """Apply one ``SECTION.KEY=VALUE`` from the command line (``--set``), in data and evidence.
+
+        The value is checked against the key's declared type like a value of the file;
+        a relative path resolves against the current folder, where the user typed it.
+        """
+        name, sep, text = assignment.partition("=")
+        section, dot, key = name.strip().rpartition(".")
+        if not sep or not dot or not section or not key:
+            raise TargetError("--set", assignment, "attendu : SECTION.CLÉ=VALEUR", "expected SECTION.KEY=VALUE")
+        spec = schema.get(section)
+        if spec is None:
+            known = ", ".join(sorted(schema))
+            raise TargetError("--set", name, f"section inconnue (sections connues : {known})", f"unknown section (known sections: {known})")
+        typ = spec.get(key, spec.get("*"))
+        if typ is None:
+            allowed = ", ".join(sorted(k for k in spec if k != "*"))
+            raise TargetError("--set", name, f"clé inconnue (clés permises : {allowed})", f"unknown key (allowed keys: {allowed})")
+        typ = typ.rstrip("!")
+        value: Any = text
+        if typ == "int":
+            try:
+                value = int(text)
+            except ValueError:
+                raise _expected("--set", name, typ, text) from None
+        elif typ == "bool":
+            if text.lower() not in ("true", "false"):
+                raise _expected("--set", name, typ, text)
+            value = text.lower() == "true"
+        elif typ.startswith("list["):
+            raise TargetError("--set", name, "une liste s'écrit dans le fichier cible", "a list is written in the target file")
+        checked = _check_value("--set", name, typ, value, Path.cwd())
+        table, raw = self.data, self.raw
+        for part in section.split("."):
+            table, raw = table.setdefault(part, {}), raw.setdefault(part, {})
+        table[key] = checked
+        raw[key] = checked if typ == "path" else value
+
     def set_service_option(self, service: str, key: str, value: Any) -> None:
         """Override one service option (command-line switches), in data and evidence alike."""
         self.data.setdefault("services", {}).setdefault(service, {})[key] = value

@@ -64,6 +64,13 @@ def test_official_kit_quirks_are_handled_and_reported(tmp_path, monkeypatch):
     assert "JDV_J07_XdsTypeCode_CISIS.xml" in header.quirks[0]["detail"]
     ihe = kit.compiled(sch / "profils/IHE.sch")
     assert {q["kind"] for q in ihe.quirks} == {"include-case"}
+    # a value set named with the wrong letter case is found; one the kit lacks is reported
+    cse = kit.compiled(sch / "CI-SIS_CSE-CS8_2022.01.sch")
+    assert [q["detail"] for q in cse.quirks if q["kind"] == "file-case"] == [
+        "../jeuxDeValeurs/JDV_HL7_Condition_ver_status_CISIS.xml -> ../jeuxDeValeurs/JDV_HL7_condition_ver_status_CISIS.xml (names differ only by letter case)"]
+    models = kit.compiled(sch / "profils/CI-SIS_ModelesDeContenusCDA.sch")
+    assert models.error is None
+    assert [q["detail"].split()[0] for q in models.quirks if q["kind"] == "file-missing"] == ["../../jeuxDeValeurs/JDV_ClinicalStatusCodes_CISIS.xml"]
     broken = kit.compiled(sch / "CI-SIS_BIO-CR-BIO_2023.01.sch")
     assert broken.error is not None and "BIO-CR-BIO_2023.01" in broken.error["en"]
 
@@ -95,6 +102,14 @@ def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
     n1 = [f for f in volet if f["location"].startswith("BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml /") and f["severity"] == "error"]
     assert n1 and all("templateId" in f["message"]["en"] for f in n1)
     assert any(f["rule"] == "CDA-VOLET-04" and f["location"] == "VSM_1.4_2022.01.xml" for f in volet)
+    # the volets' kit quirks are findings too; with the value set's real name, CSE-CS8 2022 runs
+    assert {f["location"] for f in volet if f["rule"] == "CDA-KIT-01" and "file-case" in f["message"]["en"]} == {"kit:schematrons/CI-SIS_CSE-CS8_2022.01.sch"}
+    # the BIO 2023.01 volet cannot compile (empty include files): it is reported on every
+    # lab report, whose other BIO versions run and decide
+    unrunnable = [f for f in volet if f["rule"] == "CDA-VOLET-02"]
+    bio = {p.name for p in (OFFICIAL / "ExemplesCDA").glob("BIO-CR-BIO_*.xml")} | {"DOC_NON_STRUCTURE_CDA-R2-N1.xml"}
+    assert {f["location"].split(" ")[0] for f in unrunnable} == bio
+    assert all(f["location"].endswith("CI-SIS_BIO-CR-BIO_2023.01.sch") and "BIO-CR-BIO_2023.01" in f["message"]["en"] for f in unrunnable)
     assert any("qualifier" in f["message"]["fr"] for f in run.findings() if f["requirement"] == "CISIS-CDA-STRUCMIN" and f["severity"] == "error")
     documents = sorted(p.name for p in (OFFICIAL / "ExemplesCDA").glob("*.xml"))
     assert len([m for m in run.manifest["artefacts"].values() if m["label"].startswith("cda.document:")]) == len(documents)

@@ -2,7 +2,8 @@
 import pytest
 
 from harness_cda.engine import Saxon, read_svrl
-from harness_cda.schematron import SchematronError, compile_schema, pattern_to_expression
+from harness_cda.schematron import SchematronError, compile_schema
+from harness_cda.selection import is_boolean_predicate, pattern_to_expression, select_contexts
 
 HEAD = '<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2" {attrs}><ns prefix="h" uri="urn:hl7-org:v3"/>'
 DOC = b"""<ClinicalDocument xmlns="urn:hl7-org:v3"><id root="1.2.3"/><code code="SYNTH" codeSystem="X"/>
@@ -134,17 +135,81 @@ def test_patterns_become_selecting_expressions(pattern, expression):
     assert pattern_to_expression(pattern) == expression
 
 
+NS = {"h": "urn:hl7-org:v3", "x": "urn:other"}
+
+
 @pytest.mark.parametrize("contexts, expression", [
-    (["h:a", "h:b"], "//h:a | //h:b"),
-    (["//h:D[t='a/b|c']/h:x", "//h:D[t='a/b|c']/h:y[@z]"], "//h:D[t='a/b|c']/(h:x | h:y[@z])"),
     (["/h:a/h:b", "/h:a//h:c"], "/h:a/(h:b | descendant-or-self::node()/h:c)"),
-    (["//h:D/h:x", "//h:D"], "//h:D/h:x | //h:D"),
     (["/h:a", "/h:b"], "/h:a | /h:b"),
+    (["/h:a", "/h:a/h:b"], "/h:a/(. | h:b)"),
+    (["/"], "/"),
+    (["//h:D[t/u='a/b|c']/h:x", "//h:D[t/u='a/b|c']/h:y[@z]"], "//h:D[t/u='a/b|c']/(h:x | h:y[@z])"),
+    (["h:a", "h:b"], "//h:a | //h:b"),
+    (["*[h:templateId/@root='1']/h:a", "*[h:templateId/@root='1']", "*[h:templateId/@root='2']"],
+     "key('harness-template-root', '1')/parent::*/(h:a | .) | key('harness-template-root', '2')/parent::*"),
 ])
 def test_contexts_sharing_leading_steps_are_factored(contexts, expression):
-    from harness_cda.schematron import union_of_contexts
+    assert select_contexts(contexts, NS)[0] == expression
 
-    assert union_of_contexts(contexts) == expression
+
+@pytest.mark.parametrize("context, expression", [
+    ("*[h:templateId/@root='1.2']", "key('harness-template-root', '1.2')/parent::*"),
+    ('*[h:templateId/@root = "1.2"][h:code]/h:entry', "key('harness-template-root', '1.2')/parent::*[h:code]/h:entry"),
+    ("h:section[./h:templateId[@root='1.2']]", "key('harness-template-root', '1.2')/parent::Q{urn:hl7-org:v3}section"),
+    ("x:a[x:templateId/@root='1']", "//x:a[x:templateId/@root='1']"),
+    # positional or unknown predicates keep the child axis: //h:a[1] is not key(...)[1]
+    ("*[h:templateId/@root='1'][1]", "//*[h:templateId/@root='1'][1]"),
+    ("*[h:templateId/@root='1'][position() = 2]", "//*[h:templateId/@root='1'][position() = 2]"),
+    ("*[h:templateId/@root='1'][$n]", "//*[h:templateId/@root='1'][$n]"),
+    ("*[h:templateId/@root='1'][count(h:b)]", "//*[h:templateId/@root='1'][count(h:b)]"),
+    # not a templateId lookup: kept as written
+    ("h:a[@k='v']", "//h:a[@k='v']"), ("*[@x]", "//*[@x]"), ("u:a[h:templateId/@root='1']", "//u:a[h:templateId/@root='1']"),
+    ("*:a", "//*:a"), ("@code", "//@code"),
+])
+def test_first_steps_are_looked_up_in_an_index_when_that_keeps_their_meaning(context, expression):
+    assert select_contexts([context], NS)[0] == expression
+
+
+@pytest.mark.parametrize("predicate, boolean", [
+    ("@x = '1'", True), ("not(h:a)", True), ("h:a/@b", True), ("h:a and h:b", True), ("@x", True), (".", True),
+    ("1", False), ("last()", False), ("position() > 1", False), ("$i", False), ("count(h:a)", False), ("h:a + 1", False),
+])
+def test_only_predicates_that_cannot_be_positions_move_onto_an_index(predicate, boolean):
+    assert is_boolean_predicate(predicate) is boolean
+
+
+def test_indexed_selection_fires_the_same_rules_as_the_plain_one(saxon, tmp_path):
+    doc = b"""<ClinicalDocument xmlns="urn:hl7-org:v3"><templateId root="1.2"/>
+    <component><section><templateId root="S"/><entry><act><templateId root="A"/><code code="c1"/></act></entry>
+    <entry><act><templateId root="A"/><templateId root="B"/><code code="c2"/></act></entry></section></component>
+    <component><section><templateId root="S"/><code code="c3"/></section></component></ClinicalDocument>"""
+    body = """<pattern id="p">
+      <rule context="*[h:templateId/@root='B']"><report test="true()">B <value-of select="h:code/@code"/></report></rule>
+      <rule context="*[h:templateId/@root='A']"><report test="true()">A <value-of select="h:code/@code"/></report></rule>
+      <rule context="h:section[h:templateId/@root='S']/h:code"><report test="true()">S code <value-of select="@code"/></report></rule>
+      <rule context="h:entry[1]"><report test="true()">first entry</report></rule>
+    </pattern>"""
+    compiled, items = run(saxon, tmp_path, body, doc=doc)
+    assert b"key('harness-template-root'" in compiled.xslt
+    assert texts(items) == ["first entry", "A c1", "B c2", "S code c3"]
+
+
+def test_absolute_and_root_contexts_fire(saxon, tmp_path):
+    body = """<pattern id="p">
+      <rule context="/"><report test="true()">root</report></rule>
+      <rule context="/h:ClinicalDocument"><report test="true()">document</report></rule>
+      <rule context="/h:Other"><report test="true()">never</report></rule>
+      <rule context="/h:ClinicalDocument/h:author[2]//h:code"><report test="true()">second author <value-of select="@code"/></report></rule>
+    </pattern>"""
+    _, items = run(saxon, tmp_path, body)
+    assert texts(items) == ["root", "document", "second author B"]
+
+
+def test_braces_in_tests_reach_the_svrl_unchanged(saxon, tmp_path):
+    body = """<pattern id="p"><rule context="h:id">
+      <assert test="matches(@root, '^[0-9]{4}$')">root of four digits</assert></rule></pattern>"""
+    _, items = run(saxon, tmp_path, body)
+    assert [i.test for i in items] == ["matches(@root, '^[0-9]{4}$')"]
 
 
 def test_factored_selection_fires_the_same_rules(saxon, tmp_path):

@@ -69,3 +69,38 @@ def test_secret_references_resolve_but_never_appear_in_sanitized_target(write_ta
     text = repr(target.sanitized())
     assert "from-env-456" not in text and "from-a-file-123" not in text
     assert target.sanitized()["credentials"]["a"] == "env:HARNESS_TEST_TOKEN"
+
+
+def test_command_line_values_override_the_file_and_resolve_paths_from_the_current_folder(write_target, schema, tmp_path, monkeypatch):
+    path = write_target(MINIMAL + '[cda]\nkit = "kit-in-file"\n')
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    target = load_target(path, schema)
+    target.override("cda.kit=my/kit", schema)
+    target.override("cda.documents=/abs/docs", schema)
+    target.override("services.demo-vendor.port=8081", schema)
+    target.override("product.version=2.0.0", schema)
+    assert target.data["cda"] == {"kit": str(here / "my" / "kit"), "documents": "/abs/docs"}
+    assert target.data["services"]["demo-vendor"]["port"] == 8081
+    assert target.product["version"] == "2.0.0"
+    # the evidence records what the run used
+    assert target.sanitized()["cda"]["kit"] == str(here / "my" / "kit")
+
+
+@pytest.mark.parametrize("assignment, key, expected", [
+    ("cda.kit", "cda.kit", "SECTION.KEY=VALUE"),
+    ("kit=x", "kit=x", "SECTION.KEY=VALUE"),
+    ("cdaa.kit=x", "cdaa.kit", "unknown section"),
+    ("cda.kits=x", "cda.kits", "unknown key (allowed keys: documents, kit)"),
+    ("services.demo-vendor.port=eighty", "services.demo-vendor.port", "integer"),
+    ("history.bundles=a", "history.bundles", "list is written in the target file"),
+    ("credentials.token=plain-secret", "credentials.token", "must not be written inline"),
+])
+def test_bad_command_line_values_are_refused_with_the_key(write_target, schema, assignment, key, expected):
+    target = load_target(write_target(MINIMAL), schema)
+    with pytest.raises(TargetError) as exc:
+        target.override(assignment, schema)
+    assert exc.value.key == key
+    assert expected in exc.value.message("en")
+    assert "plain-secret" not in exc.value.message("en")

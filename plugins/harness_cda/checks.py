@@ -80,6 +80,9 @@ def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requ
 def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
     from .volets import family_and_version
 
+    if ctx.has("sch/volets"):
+        for _, meta in sorted(ctx.json("sch/volets").items()):
+            _quirks(ev, meta, REQ_VOLET)
     for doc in _documents(ctx, ev):
         chosen = ctx.json(f"volets/{doc}")
         if "unreadable" in chosen:
@@ -125,15 +128,20 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
                     ev.add(**f)
 
 
+def _quirks(ev: Evaluation, meta: dict, requirement: str) -> None:
+    """Each way the kit departs from what it should be, and how it was handled."""
+    for q in meta["quirks"]:
+        ev.add(rule="CDA-KIT-01", requirement=requirement, severity=Severity.INFO if q["kind"] == "value-set-synthesised" else Severity.WARNING,
+               location=f"kit:{q['file']}",
+               fr=f"Particularité du kit ({q['kind']}) : {q['detail']}", en=f"Kit quirk ({q['kind']}): {q['detail']}")
+
+
 def _schematron_check(key: str):
     requirement = REQUIREMENTS[key]
 
     def check(ctx: CheckContext, ev: Evaluation) -> None:
         meta = ctx.json(f"sch/{key}")
-        for q in meta["quirks"]:
-            ev.add(rule="CDA-KIT-01", requirement=requirement, severity=Severity.WARNING if q["kind"] == "include-case" else Severity.INFO,
-                   location=f"kit:{q['file']}",
-                   fr=f"Particularité du kit ({q['kind']}) : {q['detail']}", en=f"Kit quirk ({q['kind']}): {q['detail']}")
+        _quirks(ev, meta, requirement)
         if meta["error"]:
             ev.error(fr=f"{meta['schematron']} : {meta['error']['fr']}", en=f"{meta['schematron']}: {meta['error']['en']}")
             return

@@ -74,16 +74,19 @@ def kit_of(ctx: CollectContext) -> Kit:
     from harness.plugins import harness_version
 
     conf = ctx.target.data.get("cda", {})
-    root = os.environ.get(KIT_ENV) or conf.get("kit")
+    # the target (file or --set cda.kit=...) first; the environment names a default kit
+    root = conf.get("kit") or os.environ.get(KIT_ENV)
     if not root:
-        raise NotApplicable("aucun kit CDA indiqué ([cda] kit dans la cible, ou HARNESS_CDA_KIT)", "no CDA kit given ([cda] kit in the target, or HARNESS_CDA_KIT)")
+        raise NotApplicable("aucun kit CDA indiqué ([cda] kit dans la cible, --set cda.kit=DOSSIER, ou HARNESS_CDA_KIT)",
+                            "no CDA kit given ([cda] kit in the target, --set cda.kit=FOLDER, or HARNESS_CDA_KIT)")
     return Kit(Path(root), harness_version())
 
 
 def documents_of(ctx: CollectContext) -> list[Path]:
     folder = ctx.target.data.get("cda", {}).get("documents")
     if not folder:
-        raise NotApplicable("aucun dossier de documents CDA ([cda] documents dans la cible)", "no CDA documents folder ([cda] documents in the target)")
+        raise NotApplicable("aucun dossier de documents CDA ([cda] documents dans la cible, ou --set cda.documents=DOSSIER)",
+                            "no CDA documents folder ([cda] documents in the target, or --set cda.documents=FOLDER)")
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"dossier de documents introuvable : {folder}", f"documents folder not found: {folder}")
@@ -112,14 +115,18 @@ def collect_documents(ctx: CollectContext) -> dict:
     return outputs
 
 
+def _description(compiled, kit: Kit) -> dict:
+    """What a verifier needs to know of a compiled schematron: what it holds and how the kit was fixed."""
+    return {"schematron": compiled.schematron, "phase": compiled.phase, "rules": compiled.rule_count,
+            "asserts": compiled.assert_count, "quirks": compiled.quirks, "error": compiled.error,
+            "files": compiled.files, "kit": kit.identity()}
+
+
 def _collect_profile(ctx: CollectContext, key: str) -> dict:
     kit = kit_of(ctx)
     sch = kit.root / "schematrons" / PROFILES[key]
     compiled = kit.compiled(sch)
-    outputs = {f"sch/{key}": _json(ctx, {"schematron": compiled.schematron, "phase": compiled.phase, "rules": compiled.rule_count,
-                                         "asserts": compiled.assert_count, "quirks": compiled.quirks, "error": compiled.error,
-                                         "files": compiled.files,
-                                         "kit": kit.identity()}, f"cda.schematron:{key}")}
+    outputs = {f"sch/{key}": _json(ctx, _description(compiled, kit), f"cda.schematron:{key}")}
     if compiled.error:
         return outputs
     engine = saxon()
@@ -140,6 +147,7 @@ def collect_volets(ctx: CollectContext) -> dict:
     kit = kit_of(ctx)
     identities = kit.volet_identities()
     outputs = {}
+    used: dict[str, dict] = {}
     engine = saxon()
     for path in documents_of(ctx):
         loaded = load(path)
@@ -151,6 +159,7 @@ def collect_volets(ctx: CollectContext) -> dict:
         for volet in chosen["volets"]:
             name = f"svrl/volet/{path.name}/{volet}"
             compiled = kit.compiled(kit.root / volet)
+            used[volet] = _description(compiled, kit)
             if compiled.error:
                 outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
                 continue
@@ -158,6 +167,7 @@ def collect_volets(ctx: CollectContext) -> dict:
                 outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node()), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
             except EngineError as exc:
                 outputs[name] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{volet}:{path.name}")
+    outputs["sch/volets"] = _json(ctx, used, "cda.schematron:volets")
     return outputs
 
 

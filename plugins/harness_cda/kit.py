@@ -12,11 +12,13 @@ from lxml import etree
 
 from harness import HarnessError, UnsafeInput, atomic_write, parse_xml
 
-from .schematron import Quirk, SchematronError, compile_schema
+from .schematron import Quirk, SchematronError, compile_schema, resolve_case_insensitive
 
 SVS = "{urn:ihe:iti:svs:2008}"
 KIT_PARTS = ("schematrons", "jeuxDeValeurs", "infrastructure")
-_DOC_LITERAL = re.compile(r"""\b(doc|document)\(\s*'([^'$]+)'\s*\)""")
+_DOC_LITERAL = re.compile(r"""\b(?:doc|document)\(\s*'([^'$]+)'\s*\)""")
+# a variable holding a file name, as the volets declare their value sets: <let value="'../jeuxDeValeurs/X.xml'"/>
+_FILE_VARIABLE = re.compile(r"""<xsl:variable name="[^"]+" select="'([^'"$]+\.xml)'"/>""")
 _VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
 
 
@@ -117,14 +119,21 @@ class Kit:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, etree.tostring(sets, xml_declaration=True, encoding="UTF-8"))
 
-    def _fix_missing_documents(self, xslt: bytes, schematron: Path) -> tuple[bytes, list[Quirk], dict | None]:
-        """Point doc('...') literals naming absent files at synthesised copies when certain."""
+    def _fix_missing_documents(self, xslt: bytes, schematron: Path) -> tuple[bytes, list[Quirk]]:
+        """Point file names the rules read, when the file is absent, at the right file when certain.
+
+        Certain means: a ``voc-<oid>-DYNAMIC.xml`` value set whose OID exactly one file of
+        ``jeuxDeValeurs/`` declares (synthesised in the cache), or a file whose name differs
+        from a real one only by letter case. Any other absent file is reported; a rule
+        that reads it fails when it fires, which makes that document's result ERROR.
+        """
         quirks: list[Quirk] = []
         text = xslt.decode("utf-8")
         value_sets: dict[str, Path] | None = None
-        missing: list[str] = []
-        for literal in sorted({m.group(2) for m in _DOC_LITERAL.finditer(text)}):
-            if (schematron.parent / literal).exists():
+        where = str(schematron.relative_to(self.root))
+        literals = {m.group(1) for m in _DOC_LITERAL.finditer(text)} | {m.group(1) for m in _FILE_VARIABLE.finditer(text)}
+        for literal in sorted(literals):
+            if "://" in literal or (schematron.parent / literal).exists():
                 continue
             m = _VOC.search(literal)
             if m:
@@ -135,16 +144,17 @@ class Kit:
                     out = self.cache_dir / "synthesised" / Path(literal).name
                     self._synthesise_voc(m.group(1), source, out)
                     text = text.replace(f"'{literal}'", f"'{out.as_uri()}'")
-                    quirks.append(Quirk("value-set-synthesised", str(schematron.relative_to(self.root)),
+                    quirks.append(Quirk("value-set-synthesised", where,
                                         f"{literal} absent from the kit; synthesised from jeuxDeValeurs/{source.name} (same value set OID {m.group(1)})"))
                     continue
-            missing.append(literal)
-        if missing:
-            return xslt, quirks, {
-                "fr": f"fichiers lus par les règles mais absents du kit : {', '.join(missing)}",
-                "en": f"files read by the rules but missing from the kit: {', '.join(missing)}",
-            }
-        return text.encode("utf-8"), quirks, None
+            found = resolve_case_insensitive(schematron.parent, literal)
+            if found is not None:
+                text = text.replace(f"'{literal}'", f"'{found.resolve().as_uri()}'")
+                quirks.append(Quirk("file-case", where, f"{literal} -> {os.path.relpath(found, schematron.parent)} (names differ only by letter case)"))
+                continue
+            quirks.append(Quirk("file-missing", where,
+                                f"{literal} is read by a rule but absent from the kit: a document on which that rule fires gets ERROR"))
+        return text.encode("utf-8"), quirks
 
     def volet_identities(self) -> list:
         """Identity assertions of every volet schematron, computed once per kit (cached)."""
@@ -174,13 +184,13 @@ class Kit:
         xslt_path = self.cache_dir / (rel + ".xsl")
         try:
             c = compile_schema(schematron)
-            xslt, extra, error = self._fix_missing_documents(c.xslt, schematron)
+            xslt, extra = self._fix_missing_documents(c.xslt, schematron)
             quirks = c.quirks + extra
             atomic_write(xslt_path, xslt)
             entry = CompiledSchematron(
                 rel, str(xslt_path), c.phase, c.rule_count, c.assert_count,
                 [p.relative_to(self.root).as_posix() for p in c.files if p.is_relative_to(self.root)],
-                [_quirk_dict(q, self.root) for q in quirks], error,
+                [_quirk_dict(q, self.root) for q in quirks], None,
             )
         except SchematronError as exc:
             entry = CompiledSchematron(rel, "", "", 0, 0, [], [], exc.messages)

@@ -18,6 +18,8 @@ from lxml import etree
 
 from harness import HarnessError, UnsafeInput, parse_xml
 
+from .selection import KEYS, select_contexts
+
 SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -44,7 +46,7 @@ class Loaded:
     quirks: list[Quirk] = field(default_factory=list)
 
 
-def _resolve_case_insensitive(base: Path, href: str) -> Path | None:
+def resolve_case_insensitive(base: Path, href: str) -> Path | None:
     """The file ``href`` names relative to ``base``, matching each part regardless of case."""
     current = base
     for part in Path(href).parts:
@@ -92,7 +94,7 @@ def _expand_includes(root: etree._Element, file: Path, result: Loaded, stack: li
         href = inc.get("href", "")
         target = (file.parent / href).resolve()
         if not target.is_file():
-            found = _resolve_case_insensitive(file.parent, href)
+            found = resolve_case_insensitive(file.parent, href)
             if found is None:
                 detail = "dossier au lieu d'un fichier" if target.is_dir() else "introuvable"
                 raise SchematronError(
@@ -201,8 +203,17 @@ def _xsl(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree.
 def _svrl(tag: str, parent: etree._Element, **attrs: str) -> etree._Element:
     el = etree.SubElement(parent, f"{{{SVRL}}}{tag}")
     for k, v in attrs.items():
-        el.set(k, v)
+        _literal(el, k, v)
     return el
+
+
+def _literal(el: etree._Element, name: str, value: str) -> None:
+    """Set an attribute of a literal result element to exactly ``value``.
+
+    Such attributes are attribute value templates: a test like ``matches(@v, '^[0-9]{8}')``
+    copied as is would come out as ``^[0-9]8`` in the SVRL.
+    """
+    el.set(name, value.replace("{", "{{").replace("}", "}}"))
 
 
 def _let(parent: etree._Element, let: etree._Element) -> None:
@@ -242,68 +253,6 @@ def _message(parent: etree._Element, source: etree._Element) -> None:
             for c in list(wrapper):
                 parent.append(c)
         _append_text(parent, child.tail)
-
-
-def _split_top_level(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside brackets, parentheses and string literals."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[(":
-            depth += 1
-        elif ch in "])":
-            depth -= 1
-        elif ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _alternatives(pattern: str) -> list[str]:
-    """The selecting expressions of each top-level alternative of an XSLT pattern."""
-    out = []
-    for alt in _split_top_level(pattern, "|"):
-        alt = alt.strip()
-        out.append(alt if alt.startswith("/") else f"//{alt}")
-    return out
-
-
-def pattern_to_expression(pattern: str) -> str:
-    """An XPath expression selecting, in a document, exactly the nodes an XSLT pattern matches.
-
-    A relative pattern ``p`` matches node N when N is among ``//p`` (descendant-or-self
-    from the root, then ``p``); an absolute pattern selects itself.
-    """
-    return " | ".join(_alternatives(pattern))
-
-
-def union_of_contexts(contexts: list[str]) -> str:
-    """One expression selecting every node some context matches.
-
-    Alternatives sharing leading steps are factored (``P/a | P/b`` -> ``P/(a | b)``), so a
-    pattern whose rules all start with the same long path (ART-DECOR header rules) makes
-    the processor find that path once instead of once per rule.
-    """
-    alternatives = list(dict.fromkeys(alt for c in contexts for alt in _alternatives(c)))
-    steps = [_split_top_level(a, "/") for a in alternatives]
-    common = 0
-    while all(len(s) > common + 1 for s in steps) and len({s[common] for s in steps}) == 1:
-        common += 1
-    while common and steps[0][common - 1] == "":
-        common -= 1  # never cut inside a "//"
-    if len(alternatives) < 2 or common == 0:
-        return " | ".join(alternatives)
-    prefix = "/".join(steps[0][:common])
-    rests = []
-    for s in steps:
-        rest = "/".join(s[common:])
-        rests.append(f"descendant-or-self::node(){rest}" if rest.startswith("/") else rest)
-    return f"{prefix}/({' | '.join(dict.fromkeys(rests))})"
 
 
 class _Generator:
@@ -410,21 +359,27 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     main = _xsl("template", sheet, match="/")
     out = _svrl("schematron-output", main, phase=chosen, schemaVersion=schema.get("schemaVersion", ""))
     if schema.findtext(f"{S}title"):
-        out.set("title", " ".join(schema.findtext(f"{S}title").split()))
+        _literal(out, "title", " ".join(schema.findtext(f"{S}title").split()))
     for prefix, uri in ns_decls:
         _svrl("ns-prefix-in-attribute-values", out, prefix=prefix or "", uri=uri or "")
+    namespaces = {prefix: uri for prefix, uri in ns_decls if prefix}
+    keys_used: set[str] = set()
     rule_count = 0
     for index, pattern in enumerate(patterns):
         mode = f"M{index}"
         ap = _svrl("active-pattern", out)
         for attr in ("id", "name", "documents"):
             if pattern.get(attr):
-                ap.set(attr, pattern.get(attr))
+                _literal(ap, attr, pattern.get(attr))
         contexts = [r.get("context") for r in pattern.findall(f"{S}rule") if r.get("context")]
         if contexts:
             # Visit only the nodes some rule of this pattern can match, in document order;
             # the templates' priorities then pick the first matching rule for each node.
-            _xsl("apply-templates", out, select=union_of_contexts(list(dict.fromkeys(contexts))), mode=mode)
+            select, keys = select_contexts(list(dict.fromkeys(contexts)), namespaces)
+            keys_used |= keys
+            _xsl("apply-templates", out, select=select, mode=mode)
+            # a node selected but matched by no rule (never expected) must not copy its text
+            sheet.insert(1, _xsl("mode", name=mode, on_no_match="deep-skip"))
         for order, rule in enumerate(pattern.findall(f"{S}rule")):
             context = rule.get("context")
             if not context:
@@ -435,8 +390,11 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
             fired = _svrl("fired-rule", tpl, context=context)
             for attr in ("id", "role", "flag"):
                 if rule.get(attr):
-                    fired.set(attr, rule.get(attr))
+                    _literal(fired, attr, rule.get(attr))
             gen.body(tpl, rule, ())
+    for name in sorted(keys_used):
+        match, use = KEYS[name]
+        sheet.insert(1, _xsl("key", name=name, match=match, use=use))
     return Compiled(
         xslt=etree.tostring(sheet, xml_declaration=True, encoding="UTF-8"),
         phase=chosen,
@@ -461,7 +419,7 @@ def _assertion(tpl: etree._Element, node: etree._Element, diagnostics: dict[str,
         out = _svrl("successful-report", holder, test=test)
     for attr in ("id", "role", "flag", "see"):
         if node.get(attr):
-            out.set(attr, node.get(attr))
+            _literal(out, attr, node.get(attr))
     loc = _xsl("attribute", out, name="location")
     _xsl("value-of", loc, select=f"path({node.get('subject') or '.'})")
     text = _svrl("text", out)

@@ -11,6 +11,9 @@ templateIds that identify its documents. Those identity assertions are read from
   will report, exactly as when the official kit is run with them;
 * otherwise no volet applies, and the check says so.
 
+A version of a chosen volet that the kit ships broken is listed as well: the check
+reports it could not run, and the other versions decide.
+
 Volets of one family (``CSE-CS24_2022.01``, ``_2024.01``, ``_2025.01``) are all run; a
 document conforms when it satisfies at least one version.
 """
@@ -92,8 +95,9 @@ def select(root: etree._Element, identities: list[Identity]) -> dict:
             by_template.append(ident.volet)
         elif code_ok:
             by_code.append(ident.volet)
-    if by_template:
-        return {"basis": "templateId", "volets": sorted(by_template)}
-    if by_code:
-        return {"basis": "code", "volets": sorted(by_code)}
-    return {"basis": None, "volets": []}
+    chosen, basis = (by_template, "templateId") if by_template else (by_code, "code") if by_code else ([], None)
+    # A version of a chosen volet whose rules cannot even be read (the kit's BIO-CR-BIO
+    # 2023.01 includes empty files) is listed too, so the check reports that it could not run.
+    families = {i.family for i in identities if i.volet in chosen}
+    chosen += [i.volet for i in identities if i.error and i.family in families]
+    return {"basis": basis, "volets": sorted(set(chosen))}
