@@ -27,7 +27,8 @@ def run(saxon, tmp_path, body, *, attrs="", doc=DOC, phase=None, files=None):
     xsl = tmp_path / f"main-{phase}.xsl"
     xsl.write_bytes(compiled.xslt)
     saxon._executables.pop(str(xsl), None)
-    return compiled, read_svrl(saxon.run(str(xsl), saxon.parse(doc)))
+    documents = {param: str(tmp_path / file) for param, file in compiled.documents.items()}
+    return compiled, read_svrl(saxon.run(str(xsl), saxon.parse(doc), documents))
 
 
 def texts(items):
@@ -125,6 +126,25 @@ def test_document_function_resolves_against_the_schema_folder(saxon, tmp_path):
     </rule></pattern>"""
     _, items = run(saxon, tmp_path, body, files=files)
     assert texts(items) == ["not in set: B"]
+
+
+def test_value_set_reads_are_preloaded_parameters_with_the_read_as_default(saxon, tmp_path, monkeypatch):
+    files = {"jdv/codes.xml": '<ValueSet xmlns="urn:ihe:iti:svs:2008"><Concept code="A"/></ValueSet>'}
+    body = """<ns prefix="svs" uri="urn:ihe:iti:svs:2008"/><let name="jdv" value="'jdv/codes.xml'"/><let name="shadowed" value="'jdv/codes.xml'"/>
+      <pattern id="by-variable"><rule context="h:assignedAuthor/h:code">
+        <assert test="@code = document($jdv)//svs:Concept/@code">not in set: <value-of select="@code"/></assert></rule></pattern>
+      <pattern id="by-literal"><rule context="h:assignedAuthor/h:code">
+        <assert test="@code = doc('jdv/codes.xml')//svs:Concept/@code">literal: <value-of select="@code"/></assert></rule></pattern>
+      <pattern id="shadowed"><rule context="h:ClinicalDocument"><let name="shadowed" value="'jdv/other.xml'"/>
+        <report test="ends-with($shadowed, 'other.xml') and doc-available($shadowed) = false()">own variable</report></rule></pattern>"""
+    parsed = []
+    original = saxon._file
+    monkeypatch.setattr(saxon, "_file", lambda path: parsed.append(path) or original(path))
+    compiled, items = run(saxon, tmp_path, body, files=files)
+    assert sorted(compiled.documents.values()) == ["jdv/codes.xml", "jdv/codes.xml"]
+    assert b"document($shadowed)" not in compiled.xslt and b'select="doc($jdv)"' in compiled.xslt
+    assert texts(items) == ["not in set: B", "literal: B", "own variable"]
+    assert sorted(parsed) == sorted(str(tmp_path / "jdv" / "codes.xml") for _ in range(2))
 
 
 @pytest.mark.parametrize("pattern, expression", [

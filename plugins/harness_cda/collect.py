@@ -48,6 +48,13 @@ class _Loaded:
         except UnsafeInput as exc:
             self.unreadable = exc
         self._node = None
+        self._xsd: dict[int, list[dict]] = {}
+
+    def xsd_errors(self, schema) -> list[dict]:
+        """XSD validation errors, computed once per schema: every CDA scenario records them."""
+        if id(schema) not in self._xsd:
+            self._xsd[id(schema)] = validate(schema, self.doc.root)
+        return self._xsd[id(schema)]
 
     def node(self):
         if self._node is None:
@@ -110,7 +117,7 @@ def collect_documents(ctx: CollectContext) -> dict:
         elif schema is None:
             xsd = {"error": schema_error}
         else:
-            xsd = {"errors": validate(schema, loaded.doc.root), "embedded": loaded.doc.embedded}
+            xsd = {"errors": loaded.xsd_errors(schema), "embedded": loaded.doc.embedded}
         outputs[f"xsd/{path.name}"] = _json(ctx, xsd, f"cda.xsd:{path.name}")
     return outputs
 
@@ -135,7 +142,7 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
             loaded = load(path)
             if loaded.unreadable is not None:
                 raise loaded.unreadable
-            svrl = engine.run(compiled.xslt_path, loaded.node())
+            svrl = engine.run(compiled.xslt_path, loaded.node(), compiled.documents)
             outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
         except (UnsafeInput, EngineError) as exc:
             outputs[f"svrl/{key}/{path.name}"] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{key}:{path.name}")
@@ -164,7 +171,7 @@ def collect_volets(ctx: CollectContext) -> dict:
                 outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
                 continue
             try:
-                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node()), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
+                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node(), compiled.documents), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
             except EngineError as exc:
                 outputs[name] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{volet}:{path.name}")
     outputs["sch/volets"] = _json(ctx, used, "cda.schematron:volets")

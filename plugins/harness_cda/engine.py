@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from harness import HarnessError, UnsafeInput, parse_xml
 
@@ -32,16 +33,35 @@ class Saxon:
         self._proc = PySaxonProcessor(license=False)
         self._xslt = self._proc.new_xslt30_processor()
         self._executables: dict[str, object] = {}
+        self._files: dict[str, object] = {}
 
-    def executable(self, xslt_path: str):
+    def executable(self, xslt_path: str, documents: Mapping[str, str] | None = None):
+        """The compiled stylesheet, with the files its rules read supplied as parameters.
+
+        ``documents`` maps parameters to kit files (value sets): each is parsed once per
+        process. One that cannot be parsed is not supplied, so the rule reads it itself
+        and fails as it would have.
+        """
         ex = self._executables.get(xslt_path)
         if ex is None:
             try:
                 ex = self._xslt.compile_stylesheet(stylesheet_file=xslt_path)
             except Exception as exc:  # PySaxonApiError: a static error in generated code
                 raise EngineError(f"compilation XSLT impossible : {exc}", f"XSLT compilation failed: {exc}") from None
+            for name, path in (documents or {}).items():
+                node = self._file(path)
+                if node is not None:
+                    ex.set_parameter(name, node)
             self._executables[xslt_path] = ex
         return ex
+
+    def _file(self, path: str):
+        if path not in self._files:
+            try:
+                self._files[path] = self._proc.parse_xml(xml_file_name=path)
+            except Exception:
+                self._files[path] = None
+        return self._files[path]
 
     def parse(self, data: bytes):
         """A Saxon tree of a document already checked by the hardened parser."""
@@ -50,9 +70,9 @@ class Saxon:
         except Exception as exc:
             raise EngineError(f"document illisible par Saxon : {exc}", f"document unreadable by Saxon: {exc}") from None
 
-    def run(self, xslt_path: str, node) -> bytes:
+    def run(self, xslt_path: str, node, documents: Mapping[str, str] | None = None) -> bytes:
         try:
-            return self.executable(xslt_path).transform_to_string(xdm_node=node).encode("utf-8")
+            return self.executable(xslt_path, documents).transform_to_string(xdm_node=node).encode("utf-8")
         except EngineError:
             raise
         except Exception as exc:

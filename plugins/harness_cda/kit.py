@@ -16,7 +16,6 @@ from .schematron import Quirk, SchematronError, compile_schema, resolve_case_ins
 
 SVS = "{urn:ihe:iti:svs:2008}"
 KIT_PARTS = ("schematrons", "jeuxDeValeurs", "infrastructure")
-_DOC_LITERAL = re.compile(r"""\b(?:doc|document)\(\s*'([^'$]+)'\s*\)""")
 # a variable holding a file name, as the volets declare their value sets: <let value="'../jeuxDeValeurs/X.xml'"/>
 _FILE_VARIABLE = re.compile(r"""<xsl:variable name="[^"]+" select="'([^'"$]+\.xml)'"/>""")
 _VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
@@ -44,6 +43,7 @@ class CompiledSchematron:
     files: list[str]
     quirks: list[dict] = field(default_factory=list)
     error: dict | None = None  # {"fr":..., "en":...} when the schematron cannot be compiled
+    documents: dict[str, str] = field(default_factory=dict)  # stylesheet parameter -> file to preload
 
 
 class Kit:
@@ -119,21 +119,26 @@ class Kit:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, etree.tostring(sets, xml_declaration=True, encoding="UTF-8"))
 
-    def _fix_missing_documents(self, xslt: bytes, schematron: Path) -> tuple[bytes, list[Quirk]]:
-        """Point file names the rules read, when the file is absent, at the right file when certain.
+    def _fix_missing_documents(self, compiled, schematron: Path) -> tuple[bytes, list[Quirk], dict[str, str]]:
+        """Resolve the files the rules read: (XSLT, quirks, {parameter: file to preload}).
 
-        Certain means: a ``voc-<oid>-DYNAMIC.xml`` value set whose OID exactly one file of
-        ``jeuxDeValeurs/`` declares (synthesised in the cache), or a file whose name differs
-        from a real one only by letter case. Any other absent file is reported; a rule
-        that reads it fails when it fires, which makes that document's result ERROR.
+        A file that is absent is replaced when the right one is certain: a
+        ``voc-<oid>-DYNAMIC.xml`` value set whose OID exactly one file of ``jeuxDeValeurs/``
+        declares (synthesised in the cache), or a file whose name differs from a real one
+        only by letter case. Any other absent file is reported; a rule that reads it fails
+        when it fires, which makes that document's result ERROR.
         """
         quirks: list[Quirk] = []
-        text = xslt.decode("utf-8")
+        text = compiled.xslt.decode("utf-8")
         value_sets: dict[str, Path] | None = None
         where = str(schematron.relative_to(self.root))
-        literals = {m.group(1) for m in _DOC_LITERAL.finditer(text)} | {m.group(1) for m in _FILE_VARIABLE.finditer(text)}
+        resolved: dict[str, Path] = {}
+        literals = set(compiled.documents.values()) | {m.group(1) for m in _FILE_VARIABLE.finditer(text)}
         for literal in sorted(literals):
-            if "://" in literal or (schematron.parent / literal).exists():
+            if "://" in literal:
+                continue
+            if (schematron.parent / literal).is_file():
+                resolved[literal] = (schematron.parent / literal).resolve()
                 continue
             m = _VOC.search(literal)
             if m:
@@ -143,18 +148,24 @@ class Kit:
                 if source is not None:
                     out = self.cache_dir / "synthesised" / Path(literal).name
                     self._synthesise_voc(m.group(1), source, out)
-                    text = text.replace(f"'{literal}'", f"'{out.as_uri()}'")
+                    resolved[literal] = out
                     quirks.append(Quirk("value-set-synthesised", where,
                                         f"{literal} absent from the kit; synthesised from jeuxDeValeurs/{source.name} (same value set OID {m.group(1)})"))
                     continue
             found = resolve_case_insensitive(schematron.parent, literal)
             if found is not None:
-                text = text.replace(f"'{literal}'", f"'{found.resolve().as_uri()}'")
+                resolved[literal] = found.resolve()
                 quirks.append(Quirk("file-case", where, f"{literal} -> {os.path.relpath(found, schematron.parent)} (names differ only by letter case)"))
                 continue
             quirks.append(Quirk("file-missing", where,
                                 f"{literal} is read by a rule but absent from the kit: a document on which that rule fires gets ERROR"))
-        return text.encode("utf-8"), quirks
+        for literal, path in resolved.items():
+            if path != (schematron.parent / literal).resolve():
+                # only the reads themselves: the SVRL still shows the rules as the kit wrote them
+                text = text.replace(f"select=\"doc('{literal}')\"", f"select=\"doc('{path.as_uri()}')\"")
+                text = text.replace(f"select=\"'{literal}'\"", f"select=\"'{path.as_uri()}'\"")
+        preload = {param: str(resolved[file]) for param, file in compiled.documents.items() if file in resolved}
+        return text.encode("utf-8"), quirks, preload
 
     def volet_identities(self) -> list:
         """Identity assertions of every volet schematron, computed once per kit (cached)."""
@@ -184,13 +195,13 @@ class Kit:
         xslt_path = self.cache_dir / (rel + ".xsl")
         try:
             c = compile_schema(schematron)
-            xslt, extra = self._fix_missing_documents(c.xslt, schematron)
+            xslt, extra, documents = self._fix_missing_documents(c, schematron)
             quirks = c.quirks + extra
             atomic_write(xslt_path, xslt)
             entry = CompiledSchematron(
                 rel, str(xslt_path), c.phase, c.rule_count, c.assert_count,
                 [p.relative_to(self.root).as_posix() for p in c.files if p.is_relative_to(self.root)],
-                [_quirk_dict(q, self.root) for q in quirks], None,
+                [_quirk_dict(q, self.root) for q in quirks], None, documents,
             )
         except SchematronError as exc:
             entry = CompiledSchematron(rel, "", "", 0, 0, [], [], exc.messages)

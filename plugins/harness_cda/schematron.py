@@ -18,6 +18,7 @@ from lxml import etree
 
 from harness import HarnessError, UnsafeInput, parse_xml
 
+from .documents import file_name_of, preload_reads
 from .selection import KEYS, select_contexts
 
 SCH = "http://purl.oclc.org/dsdl/schematron"
@@ -191,6 +192,7 @@ class Compiled:
     quirks: list[Quirk]
     rule_count: int
     assert_count: int
+    documents: dict[str, str] = field(default_factory=dict)  # parameter -> file read, as written
 
 
 def _xsl(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree._Element:
@@ -395,6 +397,9 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     for name in sorted(keys_used):
         match, use = KEYS[name]
         sheet.insert(1, _xsl("key", name=name, match=match, use=use))
+    _share_repeated_assertions(sheet, {let.get("name") for let in global_lets})
+    local_names = {let.get("name") for r in [*schema.iter(f"{S}rule"), *abstract.values()] for let in r.iter(f"{S}let")}
+    documents = preload_reads(sheet, {let.get("name"): f for let in global_lets if (f := file_name_of(let.get("value")))}, local_names)
     return Compiled(
         xslt=etree.tostring(sheet, xml_declaration=True, encoding="UTF-8"),
         phase=chosen,
@@ -403,7 +408,35 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
         quirks=loaded.quirks,
         rule_count=rule_count,
         assert_count=gen.assertions,
+        documents=documents,
     )
+
+
+def _share_repeated_assertions(sheet: etree._Element, globals_: set[str]) -> None:
+    """Compile an assertion that many rules repeat once, as a named template they call.
+
+    Generated schematrons (ART-DECOR) repeat the same assertion in hundreds of rules: the
+    header profile has 1,995 assertions and 875 distinct ones. A named template called
+    from the rule keeps the rule's context node, position and size, so the assertion
+    means the same; the processor compiles it once. Assertions that read one of the
+    rule's own variables stay in place.
+    """
+    seen: dict[bytes, list[etree._Element]] = {}
+    for tpl in sheet.findall(f"{{{XSL}}}template"):
+        for code in tpl:
+            if code.tag in (f"{{{XSL}}}choose", f"{{{XSL}}}if"):
+                seen.setdefault(etree.tostring(code), []).append(code)
+    for number, (key, codes) in enumerate(item for item in seen.items() if len(item[1]) > 1):
+        expressions = [v for el in codes[0].iter(f"{{{XSL}}}*") for k, v in el.attrib.items() if k in ("test", "select")]
+        if _free_variables(expressions) - globals_:
+            continue
+        name = f"assertion-{number}"
+        shared = _xsl("template", sheet, name=name)
+        shared.append(copy.deepcopy(codes[0]))
+        for code in codes:
+            call = _xsl("call-template", name=name)
+            call.tail = code.tail
+            code.getparent().replace(code, call)
 
 
 def _assertion(tpl: etree._Element, node: etree._Element, diagnostics: dict[str, etree._Element]) -> None:
