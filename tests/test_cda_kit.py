@@ -1,4 +1,5 @@
 """The CDA kit plugin: compile cache, kit quirks, and verdict fidelity on the official kit."""
+import json
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,19 @@ def test_volet_family_and_version_from_file_names():
     assert family_and_version("CI-SIS_VSM_1.4_2022.01") == ("VSM", "1.4_2022.01")
     assert family_and_version("CI-SIS_eDISP-MED_2024.01") == ("eDISP-MED", "2024.01")
     assert family_and_version("CI-SIS_Other") == ("Other", "")
+
+
+@needs_corpus
+def test_kit_and_documents_can_be_given_on_the_command_line(tmp_path):
+    docs = tmp_path / "exports"
+    docs.mkdir()
+    (docs / "vsm.xml").write_bytes((OFFICIAL / "ExemplesCDA" / "VSM_1.4_2022.01.xml").read_bytes())
+    (docs / "hostile.xml").write_text('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><ClinicalDocument xmlns="urn:hl7-org:v3">&e;</ClinicalDocument>')
+    run = run_harness(tmp_path, "--scenario", "cda-kit-xsd", "--set", f"cda.kit={OFFICIAL}", "--set", "cda.documents=exports",
+                      env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.bundle is not None, run.stdout + run.stderr
+    assert run.requirement_verdicts() == {"CISIS-CDA-XSD": "FAIL"}
+    by_doc = {f["location"].split(":")[0]: f for f in run.findings() if f["severity"] == "error"}
+    assert set(by_doc) == {"hostile.xml"} and by_doc["hostile.xml"]["rule"] == "CDA-DOC-01"
+    assert run.manifest["target"]["cda"] == {"kit": str(OFFICIAL), "documents": str(docs)}
+    assert "root:" not in json.dumps(run.findings())  # the entity was never expanded
