@@ -41,20 +41,29 @@ _PATH_STEP = r"(?:\.|\.\.|(?:text|node|comment)\(\)|@?(?:\*|[\w.\-]+:)?[\w.\-*]+
 _PATH = re.compile(rf"^{_PATH_STEP}(?:/{{1,2}}{_PATH_STEP})*$")
 
 
-def split_top_level(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside brackets, parentheses and string literals."""
-    parts, depth, quote, start = [], 0, None, 0
+def _scan(text: str):
+    """(index, character, bracket depth around it) for each character outside string
+    literals; an opening quote is yielded, the literal's content is not."""
+    depth, quote = 0, None
     for i, ch in enumerate(text):
         if quote:
             if ch == quote:
                 quote = None
-        elif ch in "'\"":
+            continue
+        if ch in "'\"":
             quote = ch
-        elif ch in "[(":
-            depth += 1
         elif ch in "])":
             depth -= 1
-        elif ch == sep and depth == 0:
+        yield i, ch, depth
+        if ch in "[(":
+            depth += 1
+
+
+def split_top_level(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside brackets, parentheses and string literals."""
+    parts, start = [], 0
+    for i, ch, depth in _scan(text):
+        if ch == sep and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
@@ -81,24 +90,15 @@ def pattern_to_expression(pattern: str) -> str:
 
 def _predicates(text: str) -> list[str]:
     """``[a][b[c]]`` -> ``["a", "b[c]"]``; an empty list when the text is not only predicates."""
-    out, depth, quote, start = [], 0, None, None
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[(":
-            if depth == 0:
-                if ch != "[":
-                    return []
-                start = i + 1
-            depth += 1
-        elif ch in "])":
-            depth -= 1
-            if depth == 0:
-                out.append(text[start:i])
-        elif depth == 0 and not ch.isspace():
+    out, start = [], 0
+    for i, ch, depth in _scan(text):
+        if depth:
+            continue
+        if ch == "[":
+            start = i + 1
+        elif ch == "]":
+            out.append(text[start:i])
+        elif not ch.isspace():
             return []
     return out
 
