@@ -86,7 +86,14 @@ def kit_of(ctx: CollectContext) -> Kit:
     if not root:
         raise NotApplicable("aucun kit CDA indiqué ([cda] kit dans la cible, --set cda.kit=DOSSIER, ou HARNESS_CDA_KIT)",
                             "no CDA kit given ([cda] kit in the target, --set cda.kit=FOLDER, or HARNESS_CDA_KIT)")
-    return Kit(Path(root), harness_version())
+    return _kit(str(Path(root).resolve()), harness_version())
+
+
+@lru_cache(maxsize=4)
+def _kit(root: str, version: str) -> Kit:
+    """The kit, hashed once per process: every CDA collector asks for it, and the kit
+    does not change during a run."""
+    return Kit(Path(root), version)
 
 
 def documents_of(ctx: CollectContext) -> list[Path]:
