@@ -46,6 +46,9 @@ def test_compiled_stylesheets_are_cached_under_xdg_cache_home(tmp_path, monkeypa
     (moved / "schematrons" / "CI-SIS_X.sch").write_text(MINI.replace("ok", "ok!"))
     assert Kit(moved, "1.0").sha256 == Kit(root, "1.0").sha256
     assert Kit(moved, "1.0").cache_dir != Kit(root, "1.0").cache_dir
+    # so does a change to the compiler itself, even under the same version number
+    monkeypatch.setattr(kit_module, "COMPILER", "another-compiler")
+    assert Kit(root, "1.0").cache_dir != kit.cache_dir
 
 
 def test_a_folder_that_is_not_a_kit_is_refused(tmp_path):

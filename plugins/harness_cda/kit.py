@@ -21,6 +21,18 @@ _FILE_VARIABLE = re.compile(r"""<xsl:variable name="[^"]+" select="'([^'"$]+\.xm
 _VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
 
 
+def _compiler_fingerprint() -> str:
+    """The code that turns a kit into stylesheets: a change to it invalidates the cache even
+    when the harness version number did not move (a development install)."""
+    digest = hashlib.sha256()
+    for name in ("schematron.py", "selection.py", "documents.py", "kit.py", "volets.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+COMPILER = _compiler_fingerprint()
+
+
 class KitError(HarnessError):
     pass
 
@@ -63,7 +75,7 @@ class Kit:
         # Compiled stylesheets carry the kit's location (document() resolves against it),
         # so the location is part of the key along with the content hash and our version.
         where = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
-        self.cache_dir = cache_root() / "cda-kit" / f"{harness_version}-{self.sha256[:24]}-{where}"
+        self.cache_dir = cache_root() / "cda-kit" / f"{harness_version}-{COMPILER}-{self.sha256[:24]}-{where}"
 
     @property
     def xsd(self) -> Path:
