@@ -145,3 +145,14 @@ def test_kit_and_documents_can_be_given_on_the_command_line(tmp_path):
     assert set(by_doc) == {"hostile.xml"} and by_doc["hostile.xml"]["rule"] == "CDA-DOC-01"
     assert run.manifest["target"]["cda"] == {"kit": str(OFFICIAL), "documents": str(docs)}
     assert "root:" not in json.dumps(run.findings())  # the entity was never expanded
+
+
+def test_a_kit_reached_through_a_symbolic_link_compiles(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _mini_kit(tmp_path)
+    (root / "schematrons" / "CI-SIS_X.sch").write_text(MINI.replace("<pattern", "<let name=\"jdv\" value=\"'../jeuxDeValeurs/X.xml'\"/><pattern"))
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    entry = Kit(link, "1.0").compiled(link / "schematrons" / "CI-SIS_X.sch")
+    assert entry.error is None
+    assert [q["kind"] for q in entry.quirks] == ["file-missing"] and entry.quirks[0]["file"] == "schematrons/CI-SIS_X.sch"

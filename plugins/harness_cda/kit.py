@@ -197,7 +197,8 @@ class Kit:
 
     def compiled(self, schematron: Path) -> CompiledSchematron:
         """The compiled form of ``schematron``, from the cache or compiled now and cached."""
-        rel = schematron.resolve().relative_to(self.root).as_posix()
+        schematron = Path(schematron).resolve()  # the kit root is resolved: a kit reached through a link works
+        rel = schematron.relative_to(self.root).as_posix()
         meta_path = self.cache_dir / (rel + ".json")
         if meta_path.exists():
             try:
