@@ -132,7 +132,13 @@ def check_status(status: str | None, attributes: Iterable[str] = (), *, ins_shar
     problems: list[Problem] = []
     code = (status or "").strip().upper()
     attrs = [a.strip().upper() for a in attributes if a and a.strip()]
-    if code not in STATUSES:
+    if not code:
+        problems.append(_problem(
+            "INS-STA-01", Severity.ERROR,
+            f"Statut d'identité absent (attendu : {', '.join(STATUSES)})",
+            f"Identity status missing (expected: {', '.join(STATUSES)})",
+        ))
+    elif code not in STATUSES:
         problems.append(_problem(
             "INS-STA-01", Severity.ERROR,
             f"Statut d'identité {status!r} inconnu (attendu : {', '.join(STATUSES)})",

@@ -1,0 +1,220 @@
+"""Patient identities in HL7 v2 messages (PAM-France, document transmission), read safely.
+
+A message from the vendor is untrusted: any bytes must give findings, never an exception.
+The framing is checked before the ``hl7`` library parses: MLLP envelope, MSH first, the
+standard separators, carriage returns between segments (line feeds are accepted with a
+warning, as many files are stored that way). Then each PID gives one identity:
+
+* PID-3 repetitions: identifier (1), assigning authority namespace & OID & type (4),
+  identifier type code (5: ``INS``, ``PI``...);
+* PID-5 the name of type ``L`` (birth name): family (1), first given name (2), list of
+  given names (3, separated by spaces);
+* PID-7 birth date, PID-8 sex, PID-11 the address of type ``BDL`` (birth place): INSEE
+  code in component 9;
+* PID-32 identity reliability: the status (PROV, RECUP, VALI, QUAL) and the attributes
+  (DOUT, FICT, HOMD, HOMA), as repetitions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness import Severity
+
+from .identity import Problem, Traits
+
+MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
+STANDARD_SEPARATORS = "|^~\\&"
+
+
+@dataclass
+class Identifier:
+    value: str
+    namespace: str
+    system: str  # the assigning authority's universal id (an OID for INS)
+    type_code: str
+    location: str
+
+
+@dataclass
+class Hl7Identity:
+    """One patient as a message carries it."""
+
+    location: str  # "PID" or "PID[2]"
+    identifiers: list[Identifier] = field(default_factory=list)
+    traits: Traits = field(default_factory=Traits)
+    status: str | None = None
+    attributes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Hl7Message:
+    """What one message holds: its type and control id, its patients, what is wrong with it."""
+
+    message_type: str = ""
+    control_id: str = ""
+    identities: list[Hl7Identity] = field(default_factory=list)
+    problems: list[tuple[str, Problem]] = field(default_factory=list)  # (location, problem)
+
+    @property
+    def readable(self) -> bool:
+        return not any(p.severity.fails for loc, p in self.problems if p.rule.startswith("HL7-"))
+
+
+def _p(rule: str, severity: Severity, fr: str, en: str) -> Problem:
+    return Problem(rule, severity, fr, en)
+
+
+def _decode(data: bytes, msg: Hl7Message) -> str | None:
+    if b"\x00" in data:
+        msg.problems.append(("message", _p("HL7-ENC-01", Severity.ERROR, "Octets nuls dans le message : ce n'est pas du texte HL7 v2",
+                                            "NUL bytes in the message: this is not HL7 v2 text")))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        msg.problems.append(("message", _p("HL7-ENC-02", Severity.WARNING, "Message non UTF-8, lu en ISO 8859-1",
+                                           "Message is not UTF-8; read as ISO 8859-1")))
+        return text
+
+
+def _segments(text: str, msg: Hl7Message) -> str | None:
+    text = text.strip("\x0b\x1c\r\n ")
+    if "\r" not in text and "\n" in text:
+        msg.problems.append(("message", _p("HL7-SEG-01", Severity.WARNING,
+                                           "Segments séparés par des sauts de ligne (LF) au lieu de retours chariot (CR)",
+                                           "Segments separated by line feeds (LF) instead of carriage returns (CR)")))
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    if not text.startswith("MSH"):
+        msg.problems.append(("MSH", _p("HL7-MSH-01", Severity.ERROR, "Le message ne commence pas par un segment MSH",
+                                       "The message does not start with an MSH segment")))
+        return None
+    if len(text) < 8 or text[3:8] != STANDARD_SEPARATORS:
+        separators = text[3:8]
+        if len(separators) < 5 or len(set(separators)) < 5 or any(c.isalnum() or c in "\r " for c in separators):
+            msg.problems.append(("MSH-1", _p("HL7-MSH-02", Severity.ERROR, f"Séparateurs MSH inutilisables : {separators!r}",
+                                             f"Unusable MSH separators: {separators!r}")))
+            return None
+        msg.problems.append(("MSH-1", _p("HL7-MSH-02", Severity.WARNING, f"Séparateurs non standard {separators!r} (attendus {STANDARD_SEPARATORS!r})",
+                                         f"Non-standard separators {separators!r} (expected {STANDARD_SEPARATORS!r})")))
+    return text
+
+
+def _component(field_value, rep: int, comp: int, sub: int = 0) -> str:
+    """Component ``comp`` (1-based) of repetition ``rep`` (0-based) of a parsed field, or ''."""
+    try:
+        repetition = field_value[rep]
+        if isinstance(repetition, str):
+            return repetition if comp == 1 and sub == 0 else ""
+        component = repetition[comp - 1]
+        if isinstance(component, str):
+            return component if sub in (0, 1) else ""
+        return str(component[sub - 1] if sub else component).strip()
+    except (IndexError, TypeError, KeyError):
+        return ""
+
+
+def _repetitions(segment, index: int) -> list:
+    try:
+        value = segment[index]
+    except (IndexError, KeyError):
+        return []
+    if isinstance(value, str):
+        return [[value]] if value else []
+    return [r for r in value if str(r)]
+
+
+def read_message(data: bytes) -> Hl7Message:
+    """Parse one message; every problem found is in ``problems``, nothing is raised."""
+    import hl7
+
+    msg = Hl7Message()
+    text = _decode(data, msg)
+    text = _segments(text, msg) if text is not None else None
+    if text is None:
+        return msg
+    try:
+        parsed = hl7.parse(text)
+        msh = parsed.segment("MSH")
+        msg.message_type = "^".join(str(c) for c in msh[9][0]) if not isinstance(msh[9][0], str) else str(msh[9][0])
+        msg.control_id = str(msh[10])
+        pids = [s for s in parsed if str(s[0]) == "PID"]
+    except Exception as exc:  # the library's errors vary with the damage; all mean "unreadable"
+        msg.problems.append(("message", _p("HL7-PARSE-01", Severity.ERROR, f"Message HL7 v2 illisible : {exc}", f"Unreadable HL7 v2 message: {exc}")))
+        return msg
+    for n, pid in enumerate(pids, 1):
+        msg.identities.append(_identity(pid, "PID" if len(pids) == 1 else f"PID[{n}]"))
+    return msg
+
+
+def _identity(pid, where: str) -> Hl7Identity:
+    ident = Hl7Identity(where)
+    for r, _ in enumerate(_repetitions(pid, 3)):
+        field3 = pid[3]
+        ident.identifiers.append(Identifier(
+            value=_component(field3, r, 1), namespace=_component(field3, r, 4, 1), system=_component(field3, r, 4, 2),
+            type_code=_component(field3, r, 5), location=f"{where}-3[{r + 1}]",
+        ))
+    names = _repetitions(pid, 5)
+    birth = next((r for r in range(len(names)) if _component(pid[5], r, 7) == "L"), None)
+    if birth is not None:
+        listed = _component(pid[5], birth, 3)
+        ident.traits.birth_name = _component(pid[5], birth, 1) or None
+        ident.traits.first_given_name = _component(pid[5], birth, 2) or None
+        ident.traits.given_names = listed.split() if listed else []
+    ident.traits.birth_date = (_component(pid[7], 0, 1) if _repetitions(pid, 7) else "")[:8] or None
+    ident.traits.sex = (_component(pid[8], 0, 1) if _repetitions(pid, 8) else "") or None
+    for r, _ in enumerate(_repetitions(pid, 11)):
+        if _component(pid[11], r, 7) == "BDL":
+            ident.traits.birth_place = _component(pid[11], r, 9) or None
+    codes = [_component(pid[32], r, 1) for r, _ in enumerate(_repetitions(pid, 32))]
+    codes = [c.strip().upper() for c in codes if c and c.strip()]
+    if codes:
+        ident.status = codes[0]
+        ident.attributes = codes[1:]
+    return ident
+
+
+# Where each rule's subject lives in a PID segment.
+_TRAIT_FIELD = {"INS-TRA-01": 5, "INS-TRA-02": 5, "INS-TRA-03": 5, "INS-TRA-04": 8, "INS-TRA-05": 7, "INS-TRA-06": 11}
+
+
+def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
+    """Every INS rule applied to every patient of a message, with HL7 v2 locations."""
+    from .identity import SystemClass, check_coherence, check_matricule, check_status, check_traits, classify_system
+
+    out = list(msg.problems)
+    for ident in msg.identities:
+        ins = []
+        for i in ident.identifiers:
+            system = classify_system(i.system)
+            if not system.is_ins and i.type_code.upper() != "INS":
+                continue
+            ins.append(i)
+            out += [(i.location, p) for p in check_matricule(i.value)]
+            if system.cls is SystemClass.PRODUCTION:
+                out.append((i.location, _p(
+                    "INS-SYS-01", Severity.CRITICAL,
+                    f"OID de production {system.oid} ({system.kind}) : un environnement de démonstration ne montre que des OID de test "
+                    f"(1.2.250.1.213.1.4.10) ou de démonstration (1.2.250.1.213.1.4.11)",
+                    f"Production OID {system.oid} ({system.kind}): a demo environment shows only test (1.2.250.1.213.1.4.10) "
+                    f"or demo (1.2.250.1.213.1.4.11) OIDs")))
+            elif not system.is_ins:
+                out.append((i.location, _p(
+                    "INS-SYS-02", Severity.ERROR,
+                    f"Identifiant de type INS dont l'autorité {i.system or '(absente)'} n'est pas un OID INS",
+                    f"INS-typed identifier whose authority {i.system or '(missing)'} is not an INS OID")))
+            out += [(i.location, p) for p in check_coherence(i.value, ident.traits)]
+        for p in check_status(ident.status, ident.attributes, ins_shared=bool(ins)):
+            if p.rule == "INS-STA-04":
+                # Both sources, and the severity they support: the INS guide reserves the INS
+                # to qualified identities; the PAM-France examples send it with VALI inside a
+                # facility, where the status travels with it so that each system knows it.
+                p = _p(p.rule, Severity.WARNING,
+                       f"{p.fr} (guide INS / RNIV) ; les exemples officiels PAM-France (IHE PAM FR 2.11) transmettent pourtant "
+                       f"l'INS avec le statut VALI : à proscrire hors de l'établissement (DMP, MSSanté)",
+                       f"{p.en} (INS guide / RNIV); the official PAM-France examples (IHE PAM FR 2.11) do send the INS with "
+                       f"status VALI: not to be done outside the facility (DMP, MSSanté)")
+            out.append((f"{ident.location}-32", p))
+        out += [(f"{ident.location}-{_TRAIT_FIELD[p.rule]}", p) for p in check_traits(ident.traits)]
+    return out
