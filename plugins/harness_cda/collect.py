@@ -162,6 +162,7 @@ def collect_volets(ctx: CollectContext) -> dict:
     identities = kit.volet_identities()
     outputs = {}
     used: dict[str, dict] = {}
+    compiled_volets: dict = {}
     engine = saxon()
     for path in documents_of(ctx):
         loaded = load(path)
@@ -172,8 +173,10 @@ def collect_volets(ctx: CollectContext) -> dict:
         outputs[f"volets/{path.name}"] = _json(ctx, chosen, f"cda.volets:{path.name}")
         for volet in chosen["volets"]:
             name = f"svrl/volet/{path.name}/{volet}"
-            compiled = kit.compiled(kit.root / volet)
-            used[volet] = _description(compiled, kit)
+            if volet not in compiled_volets:  # read the cache entry once per volet, not once per document
+                compiled_volets[volet] = kit.compiled(kit.root / volet)
+                used[volet] = _description(compiled_volets[volet], kit)
+            compiled = compiled_volets[volet]
             if compiled.error:
                 outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
                 continue

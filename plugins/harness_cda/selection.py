@@ -71,21 +71,16 @@ def split_top_level(text: str, sep: str) -> list[str]:
 
 
 def alternatives(pattern: str) -> list[str]:
-    """The selecting expressions of each top-level alternative of an XSLT pattern."""
+    """The selecting expressions of each top-level alternative of an XSLT pattern.
+
+    A relative pattern ``p`` matches node N when N is among ``//p`` (descendant-or-self
+    from the root, then ``p``); an absolute pattern selects itself.
+    """
     out = []
     for alt in split_top_level(pattern, "|"):
         alt = alt.strip()
         out.append(alt if alt.startswith("/") else f"//{alt}")
     return out
-
-
-def pattern_to_expression(pattern: str) -> str:
-    """An XPath expression selecting, in a document, exactly the nodes an XSLT pattern matches.
-
-    A relative pattern ``p`` matches node N when N is among ``//p`` (descendant-or-self
-    from the root, then ``p``); an absolute pattern selects itself.
-    """
-    return " | ".join(alternatives(pattern))
 
 
 def _predicates(text: str) -> list[str]:

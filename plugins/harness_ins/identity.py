@@ -82,10 +82,6 @@ class Problem:
     en: str
 
 
-def _problem(rule: str, severity: Severity, fr: str, en: str) -> Problem:
-    return Problem(rule, severity, fr, en)
-
-
 # -- matricule ----------------------------------------------------------------------------
 
 
@@ -104,14 +100,14 @@ def check_matricule(value: str | None) -> list[Problem]:
     """Format (13 characters, Corsica allowed, then a 2-digit key) and key of a matricule."""
     text = (value or "").strip()
     if not _MATRICULE.match(text):
-        return [_problem(
+        return [Problem(
             "INS-MAT-01", Severity.ERROR,
             f"Matricule INS mal formé : {text!r} (15 caractères attendus : 13 chiffres, 2A ou 2B pour la Corse, puis la clé)",
             f"Malformed INS matricule: {text!r} (15 characters expected: 13 digits, 2A or 2B for Corsica, then the key)",
         )]
     expected = matricule_key(text[:13])
     if int(text[13:]) != expected:
-        return [_problem(
+        return [Problem(
             "INS-MAT-02", Severity.ERROR,
             f"Clé du matricule INS fausse : {text[13:]} au lieu de {expected:02d}",
             f"Wrong INS matricule key: {text[13:]} instead of {expected:02d}",
@@ -133,39 +129,39 @@ def check_status(status: str | None, attributes: Iterable[str] = (), *, ins_shar
     code = (status or "").strip().upper()
     attrs = [a.strip().upper() for a in attributes if a and a.strip()]
     if not code:
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-STA-01", Severity.ERROR,
             f"Statut d'identité absent (attendu : {', '.join(STATUSES)})",
             f"Identity status missing (expected: {', '.join(STATUSES)})",
         ))
     elif code not in STATUSES:
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-STA-01", Severity.ERROR,
             f"Statut d'identité {status!r} inconnu (attendu : {', '.join(STATUSES)})",
             f"Unknown identity status {status!r} (expected: {', '.join(STATUSES)})",
         ))
     for a in attrs:
         if a not in ATTRIBUTES:
-            problems.append(_problem(
+            problems.append(Problem(
                 "INS-STA-05", Severity.WARNING,
                 f"Attribut d'identité {a!r} inconnu (attendus : {', '.join(ATTRIBUTES)})",
                 f"Unknown identity attribute {a!r} (expected: {', '.join(ATTRIBUTES)})",
             ))
     if "DOUT" in attrs and "FICT" in attrs:
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-STA-03", Severity.ERROR,
             "Une identité ne peut être à la fois douteuse (DOUT) et fictive (FICT)",
             "An identity cannot be both doubtful (DOUT) and fictitious (FICT)",
         ))
     forcing = [a for a in ("DOUT", "FICT") if a in attrs]
     if forcing and code in STATUSES and code != "PROV":
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-STA-02", Severity.ERROR,
             f"L'attribut {'/'.join(forcing)} impose le statut provisoire (PROV), pas {code}",
             f"Attribute {'/'.join(forcing)} requires the provisional status (PROV), not {code}",
         ))
     if ins_shared and code in STATUSES and code != "QUAL":
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-STA-04", Severity.ERROR,
             f"INS transmis pour une identité au statut {code} : seule une identité qualifiée (QUAL) partage son INS",
             f"INS sent for an identity with status {code}: only a qualified identity (QUAL) shares its INS",
@@ -203,7 +199,7 @@ def check_traits(traits: Traits) -> list[Problem]:
     problems: list[Problem] = []
 
     def missing(rule: str, fr: str, en: str) -> None:
-        problems.append(_problem(rule, Severity.ERROR, f"Trait strict absent : {fr}", f"Strict trait missing: {en}"))
+        problems.append(Problem(rule, Severity.ERROR, f"Trait strict absent : {fr}", f"Strict trait missing: {en}"))
 
     if not (traits.birth_name or "").strip():
         missing("INS-TRA-01", "nom de naissance", "birth name")
@@ -213,7 +209,7 @@ def check_traits(traits: Traits) -> list[Problem]:
     if not names:
         missing("INS-TRA-03", "liste des prénoms de naissance", "list of given names")
     elif (traits.first_given_name or "").strip() and names[0].upper() != traits.first_given_name.strip().upper():
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-TRA-03", Severity.ERROR,
             f"La liste des prénoms ({' '.join(names)}) ne commence pas par le premier prénom ({traits.first_given_name})",
             f"The list of given names ({' '.join(names)}) does not start with the first given name ({traits.first_given_name})",
@@ -222,18 +218,18 @@ def check_traits(traits: Traits) -> list[Problem]:
     if not sex:
         missing("INS-TRA-04", "sexe", "sex")
     elif sex not in SEXES:
-        problems.append(_problem("INS-TRA-04", Severity.ERROR, f"Sexe {traits.sex!r} invalide (attendu : M, F ou I)",
+        problems.append(Problem("INS-TRA-04", Severity.ERROR, f"Sexe {traits.sex!r} invalide (attendu : M, F ou I)",
                                  f"Invalid sex {traits.sex!r} (expected: M, F or I)"))
     if not (traits.birth_date or "").strip():
         missing("INS-TRA-05", "date de naissance", "birth date")
     elif parse_date(traits.birth_date) is None:
-        problems.append(_problem("INS-TRA-05", Severity.ERROR, f"Date de naissance {traits.birth_date!r} invalide",
+        problems.append(Problem("INS-TRA-05", Severity.ERROR, f"Date de naissance {traits.birth_date!r} invalide",
                                  f"Invalid birth date {traits.birth_date!r}"))
     place = (traits.birth_place or "").strip().upper()
     if not place:
         missing("INS-TRA-06", "lieu de naissance (code INSEE)", "birth place (INSEE code)")
     elif not _INSEE_PLACE.match(place):
-        problems.append(_problem("INS-TRA-06", Severity.ERROR, f"Code INSEE du lieu de naissance {traits.birth_place!r} invalide (5 caractères)",
+        problems.append(Problem("INS-TRA-06", Severity.ERROR, f"Code INSEE du lieu de naissance {traits.birth_place!r} invalide (5 caractères)",
                                  f"Invalid INSEE birth place code {traits.birth_place!r} (5 characters)"))
     return problems
 
@@ -253,7 +249,7 @@ def check_coherence(matricule: str, traits: Traits) -> list[Problem]:
     sex = (traits.sex or "").strip().upper()
     written = "M" if text[0] == "1" else "F"
     if sex in ("M", "F") and sex != written:
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-COH-01", Severity.WARNING,
             f"Le matricule {text} désigne le sexe {written}, les traits indiquent {sex}",
             f"Matricule {text} says sex {written}, the traits say {sex}",
@@ -261,7 +257,7 @@ def check_coherence(matricule: str, traits: Traits) -> list[Problem]:
     born = parse_date(traits.birth_date)
     month = int(text[3:5])
     if born is not None and 1 <= month <= 12 and (born.year % 100, born.month) != (int(text[1:3]), month):
-        problems.append(_problem(
+        problems.append(Problem(
             "INS-COH-02", Severity.WARNING,
             f"Le matricule {text} désigne une naissance en {text[3:5]}/{text[1:3]}, les traits indiquent {born.isoformat()}",
             f"Matricule {text} says born in {text[3:5]}/{text[1:3]}, the traits say {born.isoformat()}",
