@@ -18,6 +18,8 @@ def _verify(args: argparse.Namespace, lang: str) -> int:
         print(f"{path}:")
         if report.ok:
             print("  " + t("verify_ok", lang, count=report.member_count))
+            for kind in report.manifest.get("sensitive_data", []):
+                print(t("summary_sensitive", lang, kind=kind))
         else:
             print("  " + t("verify_failed", lang, count=len(report.problems)))
             for p in report.problems:

@@ -1,6 +1,8 @@
 """What collectors, checks and services receive and return."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
@@ -35,11 +37,19 @@ class MissingInput(HarnessError):
 class CheckContext:
     """A check's whole world: recorded inputs, the sanitised target, nothing live."""
 
-    def __init__(self, inputs: Mapping[str, Artefact], load: Callable[[str], bytes], target: Mapping[str, Any], scenario: str) -> None:
+    def __init__(self, inputs: Mapping[str, Artefact], load: Callable[[str], bytes], target: Mapping[str, Any], scenario: str, salt: str = "") -> None:
         self.inputs = dict(inputs)
         self._load = load
         self.target = target
         self.scenario = scenario
+        self._salt = salt.encode("ascii")
+
+    def mask(self, value: str) -> str:
+        """A stand-in for a value that must not be shown (a production matricule): 12 hex
+        digits of HMAC-SHA256 under the run's salt. The same value gives the same stand-in
+        throughout a run and in its replay; the salt is kept in the bundle only, so a
+        report alone does not let anyone test guesses."""
+        return hmac.new(self._salt, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
 
     def artefact(self, name: str) -> Artefact:
         try:

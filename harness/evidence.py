@@ -114,7 +114,7 @@ class HttpResult:
 
 
 class RecordingHttp:
-    """GET through requests, recording request, response and timing; never raises for I/O."""
+    """GET and POST through requests, recording request, response and timing; never raises for I/O."""
 
     def __init__(self, recorder: Recorder, *, timeout: float = 10.0, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.recorder = recorder
@@ -124,7 +124,17 @@ class RecordingHttp:
         self.session.trust_env = False  # loopback and configured endpoints only: no proxies
 
     def get(self, url: str, *, label: str, headers: dict[str, str] | None = None) -> HttpResult:
+        return self._exchange("GET", url, label=label, headers=headers)
+
+    def post(self, url: str, *, label: str, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> HttpResult:
+        """POST ``body`` (recorded as an artefact of its own, secrets scrubbed)."""
+        return self._exchange("POST", url, label=label, headers=dict(headers or {}, **{"Content-Type": content_type}), body=body)
+
+    def _exchange(self, method: str, url: str, *, label: str, headers: dict[str, str] | None, body: bytes | None = None) -> HttpResult:
         headers = dict(headers or {})
+        sent = None
+        if body is not None:
+            sent = self.recorder.record(self.recorder.scrub(body), media_type=headers.get("Content-Type", "application/octet-stream"), label=f"request:{label}")
         started = utc_now()
         t0 = time.monotonic()
         status: int | None = None
@@ -134,7 +144,7 @@ class RecordingHttp:
         content_type = ""
         recorded = b""
         try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False) as resp:
+            with self.session.request(method, url, headers=headers, data=body, timeout=self.timeout, stream=True, allow_redirects=False) as resp:
                 status = resp.status_code
                 response_headers = dict(resp.headers)
                 content_type = resp.headers.get("Content-Type", "application/octet-stream")
@@ -149,8 +159,9 @@ class RecordingHttp:
             error = f"{type(exc).__name__}: {exc}"
         exchange = {
             "protocol": "http",
-            "method": "GET",
+            "method": method,
             "url": url,
+            **({"request_body_sha256": sent.sha256} if sent is not None else {}),
             "started_at": started,
             "elapsed_ms": round((time.monotonic() - t0) * 1000, 1),
             "request_headers": _redact_headers(headers),

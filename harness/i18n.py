@@ -26,6 +26,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "Dossier de preuves : {path}",
         "en": "Evidence bundle: {path}",
     },
+    "summary_sensitive": {
+        "fr": "  ⚠ Données sensibles dans ce dossier de preuves : {kind} (diffusion restreinte ; les valeurs sont masquées dans les rapports, pas dans les artefacts scellés)",
+        "en": "  ⚠ Sensitive data in this evidence bundle: {kind} (restricted distribution; values are masked in reports, not in the sealed artefacts)",
+    },
     "summary_bundle_failed": {
         "fr": "Le dossier de preuves n'a pas pu être écrit : {error}",
         "en": "The evidence bundle could not be written: {error}",

@@ -95,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         shared = workerinput["harness_run"]
-        info = RunInfo(shared["run_id"], shared["started_at"], Path(shared["evidence_dir"]))
+        info = RunInfo(shared["run_id"], shared["started_at"], Path(shared["evidence_dir"]), salt=shared["salt"])
     else:
         evidence = Path(config.getoption("harness_evidence_dir")).resolve()
         info = RunInfo(new_run_id(), utc_now(), evidence)
@@ -116,6 +116,7 @@ def pytest_configure_node(node: Any) -> None:
             "run_id": state.info.run_id,
             "started_at": state.info.started_at,
             "evidence_dir": str(state.info.evidence_dir),
+            "salt": state.info.salt,
         }
 
 
@@ -147,7 +148,7 @@ class ScenarioItem(pytest.Item):
             state.live = LiveSession(
                 state.assembly.pm, state.assembly.registry, state.target,
                 Recorder(state.info.store, state.target.secret_values()),
-                lang=state.lang, offline=state.offline,
+                lang=state.lang, offline=state.offline, salt=state.info.salt,
             )
         result = state.live.run_scenario(self.scenario)
         self.user_properties.append((RESULT_PROPERTY, result))

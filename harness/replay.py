@@ -78,7 +78,8 @@ def replay_bundle(bundle: Bundle, registry: Registry, pm: pluggy.PluginManager |
             inputs = {
                 name: Artefact(digest, **m["artefacts"][digest]) for name, digest in result["inputs"].items()
             }
-            verdict, checks, findings = evaluate(scenarios[sid], inputs, bundle.read_artefact, m["target"], registry.checks, result["collect"])
+            verdict, checks, findings = evaluate(scenarios[sid], inputs, bundle.read_artefact, m["target"], registry.checks, result["collect"],
+                                               m.get("masking", {}).get("salt", ""))
             recorded_findings = bundle.findings(sid)
             if verdict != result["verdict"]:
                 report.differences.append(Difference(sid, result["verdict"], verdict, "verdict"))

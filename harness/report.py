@@ -64,11 +64,13 @@ def build_manifest(
     catalogue: Catalogue,
     selected: list[Scenario],
     results: list[dict],
+    salt: str = "",
 ) -> dict[str, Any]:
     artefacts: dict[str, dict] = {}
     for r in results:
         for digest, meta in sorted(r["artefacts"].items()):
             artefacts.setdefault(digest, meta)
+    sensitive = sorted({kind for r in results for c in r.get("checks", []) for kind in c.get("sensitive", [])})
     return {
         "format": FORMAT,
         "run_id": run_id,
@@ -92,6 +94,10 @@ def build_manifest(
         "requirements": requirement_verdicts(catalogue, results),
         "results": [{k: v for k, v in r.items() if k not in ("findings", "artefacts")} for r in results],
         "artefacts": artefacts,
+        # What sensitive data the recorded artefacts hold, as the checks found it
+        # (``production-identity``: real INS matricules), and the salt of masked values.
+        "sensitive_data": sensitive,
+        "masking": {"method": "hmac-sha256/12", "salt": salt},
     }
 
 
@@ -119,6 +125,8 @@ def render_summary(manifest: dict, findings: dict[str, list[dict]], lang: str, b
         if r.get("reason"):
             shown.append(f"    (NOT_RUN) {r['scenario']}: {r['reason'][lang]}")
     lines.extend(shown)
+    for kind in manifest.get("sensitive_data", []):
+        lines.append(t("summary_sensitive", lang, kind=kind))
     if bundle_path:
         lines.append(t("summary_bundle", lang, path=bundle_path))
     return "\n".join(lines) + "\n"

@@ -31,6 +31,8 @@ class RunInfo:
     started_at: str
     evidence_dir: Path
     results: dict[str, dict] = field(default_factory=dict)
+    # Masks sensitive values in findings (CheckContext.mask); one per run, shared with workers.
+    salt: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def store(self) -> ObjectStore:
@@ -64,6 +66,7 @@ def seal(
         catalogue=catalogue,
         selected=selected,
         results=results,
+        salt=info.salt,
     )
     findings = {r["scenario"]: r["findings"] for r in results}
     store = info.store

@@ -64,20 +64,30 @@ def evaluate(
     target: Mapping[str, Any],
     checks: Mapping[str, Check],
     collect_steps: list[dict],
+    salt: str = "",
 ) -> tuple[str, list[dict], list[dict]]:
-    """Run the scenario's checks on recorded inputs: (verdict, check steps, findings)."""
+    """Run the scenario's checks on recorded inputs: (verdict, check steps, findings).
+
+    ``salt`` is the run's masking salt (:meth:`CheckContext.mask`), recorded in the
+    manifest so that replay masks the same values the same way.
+    """
     steps: list[dict] = []
     findings: list[dict] = []
-    if any(c["status"] == "not-applicable" for c in collect_steps):
+    not_applicable = [c["status"] == "not-applicable" for c in collect_steps]
+    if scenario.get("collect_mode", "all") == "any" and collect_steps:
+        skip = all(not_applicable)  # runs on whatever the configured collectors gathered
+    else:
+        skip = any(not_applicable)
+    if skip:
         return Verdict.NOT_RUN.value, steps, findings  # the target does not configure this
-    verdicts = [Verdict.ERROR for c in collect_steps if c["status"] != "ok"]
+    verdicts = [Verdict.ERROR for c in collect_steps if c["status"] not in ("ok", "not-applicable")]
     for name in scenario["checks"]:
         ev = Evaluation(requirement=scenario["requirements"][0])
         fn = checks.get(name)
         if fn is None:
             ev.error(**both("unknown_step", kind="check", name=name))
         else:
-            ctx = CheckContext(inputs, load, target, scenario["id"])
+            ctx = CheckContext(inputs, load, target, scenario["id"], salt)
             try:
                 fn(ctx, ev)
             except MissingInput as exc:
@@ -90,13 +100,16 @@ def evaluate(
         reasons = ev.errors + ev.inconclusive_reasons + ev.manual
         if verdict is Verdict.INCONCLUSIVE and not reasons:
             reasons = [both("nothing_evaluated")]
-        steps.append({
+        step = {
             "name": name,
             "verdict": verdict.value,
             "assertions": ev.assertions,
             "reasons": reasons,
             "findings": len(ev.findings),
-        })
+        }
+        if ev.sensitive:
+            step["sensitive"] = sorted(ev.sensitive)
+        steps.append(step)
         findings.extend(dict(f.to_dict(), check=name) for f in ev.findings)
         verdicts.append(verdict)
     return combine(verdicts).value, steps, findings
@@ -115,8 +128,9 @@ def is_loopback(url: str) -> bool:
 class LiveSession:
     """One process's live run: services, recorder, collector cache."""
 
-    def __init__(self, pm: pluggy.PluginManager, registry: Registry, target: Target, recorder: Recorder, *, lang: str, offline: bool) -> None:
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry, target: Target, recorder: Recorder, *, lang: str, offline: bool, salt: str = "") -> None:
         self.pm = pm
+        self.salt = salt
         self.registry = registry
         self.target = target
         self.recorder = recorder
@@ -180,7 +194,7 @@ class LiveSession:
                     artefacts[a.sha256] = a.meta()
             collect_steps.append(step)
         sdict = scenario.to_dict()
-        verdict, checks, findings = evaluate(sdict, inputs, self.recorder.store.get, self._sanitized, self.registry.checks, collect_steps)
+        verdict, checks, findings = evaluate(sdict, inputs, self.recorder.store.get, self._sanitized, self.registry.checks, collect_steps, self.salt)
         return {
             "scenario": scenario.id,
             "requirements": list(scenario.requirements),
@@ -207,10 +221,17 @@ class _OfflineGuard:
     def __init__(self, http: RecordingHttp) -> None:
         self._http = http
 
-    def get(self, url: str, **kw: Any):
+    def _allowed(self, url: str) -> None:
         if not is_loopback(url):
             raise HarnessError(
                 f"Mode hors ligne : accès réseau refusé vers {url}",
                 f"Offline mode: network access refused to {url}",
             )
+
+    def get(self, url: str, **kw: Any):
+        self._allowed(url)
         return self._http.get(url, **kw)
+
+    def post(self, url: str, **kw: Any):
+        self._allowed(url)
+        return self._http.post(url, **kw)

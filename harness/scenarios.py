@@ -40,6 +40,9 @@ class Scenario:
     collect: tuple[str, ...]
     checks: tuple[str, ...]
     file: Path = field(compare=False)
+    # "all": any collector the target does not configure makes the scenario NOT_RUN;
+    # "any": it runs on what the configured collectors gathered (NOT_RUN if none applies).
+    collect_mode: str = "all"
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +56,7 @@ class Scenario:
             "collect": list(self.collect),
             "checks": list(self.checks),
             "file": self.file.name,
+            **({"collect_mode": self.collect_mode} if self.collect_mode != "all" else {}),
         }
 
 
@@ -117,7 +121,8 @@ def _one(file: Path, where: str, value: object, allowed: tuple[str, ...] | None 
     )
 
 
-_SCENARIO_KEYS = {"id", "title", "requirements", "profiles", "criticality", "proof", "tags", "collect", "checks"}
+_SCENARIO_KEYS = {"id", "title", "requirements", "profiles", "criticality", "proof", "tags", "collect", "checks", "collect_mode"}
+COLLECT_MODES = ("all", "any")
 
 
 def load_file(file: Path) -> tuple[list[Scenario], list[Requirement]]:
@@ -154,6 +159,7 @@ def load_file(file: Path) -> tuple[list[Scenario], list[Requirement]]:
                 collect=_strings(file, f"{where}.collect", s.get("collect"), required=False),
                 checks=_strings(file, f"{where}.checks", s.get("checks")),
                 file=file,
+                collect_mode=_one(file, f"{where}.collect_mode", s.get("collect_mode", "all"), COLLECT_MODES),
             )
         )
     return scenarios, requirements

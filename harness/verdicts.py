@@ -95,6 +95,7 @@ class Evaluation:
     inconclusive_reasons: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     manual: list[dict[str, str]] = field(default_factory=list)
+    sensitive: set[str] = field(default_factory=set)
 
     def check(
         self,
@@ -135,6 +136,11 @@ class Evaluation:
 
     def error(self, *, fr: str, en: str) -> None:
         self.errors.append({"fr": fr, "en": en})
+
+    def holds_sensitive(self, kind: str) -> None:
+        """Say that the evaluated inputs hold sensitive data of ``kind`` (``production-identity``):
+        the bundle manifest lists it and the summary warns whoever receives the bundle."""
+        self.sensitive.add(kind)
 
     def manual_pending(self, *, fr: str, en: str) -> None:
         self.manual.append({"fr": fr, "en": en})
