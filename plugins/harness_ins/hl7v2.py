@@ -16,6 +16,7 @@ warning, as many files are stored that way). Then each PID gives one identity:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from harness import Severity
@@ -58,6 +59,21 @@ class Hl7Message:
     @property
     def readable(self) -> bool:
         return not any(p.severity.fails for loc, p in self.problems if p.rule.startswith("HL7-"))
+
+
+_MESSAGE_START = re.compile(rb"(?:^|(?<=[\r\n]))\x0b?MSH")
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """The messages of a file: one per MSH at a segment start (a file may hold several)."""
+    starts = [m.start() for m in _MESSAGE_START.finditer(data)]
+    if len(starts) <= 1:
+        return [data]
+    if starts[0] > 0 and data[:starts[0]].strip():
+        starts.insert(0, 0)
+    else:
+        starts[0] = 0
+    return [data[a:b] for a, b in zip(starts, starts[1:] + [len(data)])]
 
 
 def _decode(data: bytes, msg: Hl7Message) -> str | None:
@@ -176,8 +192,12 @@ _TRAIT_FIELD = {"INS-TRA-01": 5, "INS-TRA-02": 5, "INS-TRA-03": 5, "INS-TRA-04":
 
 
 def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
-    """Every INS rule applied to every patient of a message, with HL7 v2 locations."""
-    from .identity import SystemClass, check_coherence, check_matricule, check_status, check_traits, classify_system
+    """Every INS rule applied to every patient of a message, with HL7 v2 locations.
+
+    The issuing system's class (a production OID in a demo) is the data-protection check's
+    business, not this one's: see :func:`harness_ins.identity.production_problem`.
+    """
+    from .identity import check_coherence, check_matricule, check_status, check_traits, classify_system
 
     out = list(msg.problems)
     for ident in msg.identities:
@@ -188,14 +208,7 @@ def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
                 continue
             ins.append(i)
             out += [(i.location, p) for p in check_matricule(i.value)]
-            if system.cls is SystemClass.PRODUCTION:
-                out.append((i.location, Problem(
-                    "INS-SYS-01", Severity.CRITICAL,
-                    f"OID de production {system.oid} ({system.kind}) : un environnement de démonstration ne montre que des OID de test "
-                    f"(1.2.250.1.213.1.4.10) ou de démonstration (1.2.250.1.213.1.4.11)",
-                    f"Production OID {system.oid} ({system.kind}): a demo environment shows only test (1.2.250.1.213.1.4.10) "
-                    f"or demo (1.2.250.1.213.1.4.11) OIDs")))
-            elif not system.is_ins:
+            if not system.is_ins:
                 out.append((i.location, Problem(
                     "INS-SYS-02", Severity.ERROR,
                     f"Identifiant de type INS dont l'autorité {i.system or '(absente)'} n'est pas un OID INS",

@@ -82,6 +82,19 @@ class Problem:
     en: str
 
 
+def production_problem(system: InsSystem) -> Problem | None:
+    """INS-SYS-01: a production INS OID where only test or demo identities may appear."""
+    if system.cls is not SystemClass.PRODUCTION:
+        return None
+    return Problem(
+        "INS-SYS-01", Severity.CRITICAL,
+        f"OID de production {system.oid} ({system.kind}) : un environnement de démonstration ne montre que des OID de test "
+        f"({TEST_NIR}) ou de démonstration ({DEMO_NIR}) ; une identité réelle dans des preuves est un incident de protection des données",
+        f"Production OID {system.oid} ({system.kind}): a demo environment shows only test ({TEST_NIR}) or demo ({DEMO_NIR}) OIDs; "
+        f"a real identity in evidence is a data-protection incident",
+    )
+
+
 # -- matricule ----------------------------------------------------------------------------
 
 

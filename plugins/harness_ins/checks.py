@@ -1,0 +1,289 @@
+"""Checks of the INS plugin: pure functions of what the collectors recorded.
+
+Every channel is read into :class:`Observation` records (one per patient occurrence), so
+that the channel checks, the cross-channel check and the data-protection check judge the
+same reading. A matricule that is not a test or demo one is never written in a finding:
+it is replaced by ``NIR#<12 hex>``, an HMAC under the run's salt (``ctx.mask``).
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from harness import CheckContext, Evaluation, Severity, UnsafeInput
+
+from . import cda, fhir, hl7v2
+from .identity import Problem, SystemClass, Traits, classify_system, parse_date, production_problem
+
+REQ_HL7 = "INS-HL7V2"
+REQ_CDA = "INS-CDA"
+REQ_FHIR = "INS-FHIR"
+REQ_XCH = "INS-COHERENCE"
+REQ_PROTECT = "INS-PROTECTION"
+SENSITIVE = "production-identity"
+
+CHANNEL_PREFIXES = {
+    "hl7v2": ("hl7/", "mllp/"),
+    "cda": ("cda/", "cda-live/"),
+    "fhir": ("fhir/", "fhir-live/"),
+}
+
+
+@dataclass
+class Ins:
+    value: str
+    system: str
+    location: str
+
+
+@dataclass
+class Observation:
+    """One patient as one channel showed it."""
+
+    channel: str
+    source: str  # input name (and message number in a file of several)
+    artefact: str
+    location: str
+    ins: list[Ins] = field(default_factory=list)
+    traits: Traits = field(default_factory=Traits)
+    status: str | None = None
+    problems: list[tuple[str, Problem, str | None]] = field(default_factory=list)  # (location, problem, matricule concerned)
+
+
+@dataclass
+class Reading:
+    """A channel's inputs read: observations, and problems that belong to no patient."""
+
+    observations: list[Observation] = field(default_factory=list)
+    problems: list[tuple[str, str, Problem]] = field(default_factory=list)  # (source, location, problem)
+    units: int = 0  # messages / documents / resources read
+
+
+def _inputs(ctx: CheckContext, channel: str) -> list[str]:
+    prefixes = CHANNEL_PREFIXES[channel]
+    return sorted(n for n in ctx.inputs if n.startswith(prefixes) and not n.endswith(".exchange"))
+
+
+def _read_hl7(ctx: CheckContext) -> Reading:
+    reading = Reading()
+    for name in _inputs(ctx, "hl7v2"):
+        chunks = hl7v2.split_messages(ctx.read(name))
+        for n, data in enumerate(chunks, 1):
+            source = name if len(chunks) == 1 else f"{name}#{n}"
+            msg = hl7v2.read_message(data)
+            reading.units += 1
+            problems = hl7v2.check_message(msg)
+            for loc, p in problems:
+                if not loc.startswith("PID"):
+                    reading.problems.append((source, loc, p))
+            for ident in msg.identities:
+                obs = Observation("hl7v2", source, ctx.artefact(name).sha256, ident.location, traits=ident.traits, status=ident.status)
+                for i in ident.identifiers:
+                    if classify_system(i.system).is_ins or i.type_code.upper() == "INS":
+                        obs.ins.append(Ins(i.value, i.system, i.location))
+                values = {i.location: i.value for i in obs.ins}
+                obs.problems = [(loc, p, values.get(loc)) for loc, p in problems if loc.split("-")[0] == ident.location]
+                reading.observations.append(obs)
+    return reading
+
+
+def _read_cda(ctx: CheckContext) -> Reading:
+    reading = Reading()
+    for name in _inputs(ctx, "cda"):
+        try:
+            doc = ctx.xml(name)
+        except UnsafeInput as exc:
+            reading.problems.append((name, "/", Problem("INS-CDA-00", Severity.ERROR, f"Document CDA illisible : {exc.message('fr')}",
+                                                        f"Unreadable CDA document: {exc.message('en')}")))
+            continue
+        reading.units += 1
+        identities = cda.read_identities(doc)
+        if not identities:
+            reading.problems.append((name, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, "Document sans recordTarget : aucun patient",
+                                                                        "Document without recordTarget: no patient")))
+        for ident in identities:
+            obs = Observation("cda", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits)
+            obs.ins = [Ins(i.extension, i.root, i.location) for i in ident.identifiers if classify_system(i.root).is_ins]
+            obs.problems = [(loc, p, i.extension if i else None) for loc, p, i in cda.check_identity(ident)]
+            reading.observations.append(obs)
+    return reading
+
+
+def _read_fhir(ctx: CheckContext) -> Reading:
+    reading = Reading()
+    for name in _inputs(ctx, "fhir"):
+        read = fhir.read_patients(ctx.read(name))
+        reading.units += 1
+        reading.problems += [(name, loc, p) for loc, p in read.problems]
+        for ident in read.identities:
+            obs = Observation("fhir", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits, status=ident.status)
+            obs.ins = [Ins(i.value, i.system, i.location) for i in ident.identifiers if classify_system(i.system).is_ins]
+            obs.problems = [(loc, p, i.value if i else None) for loc, p, i in fhir.check_identity(ident)]
+            reading.observations.append(obs)
+    return reading
+
+
+READERS = {"hl7v2": _read_hl7, "cda": _read_cda, "fhir": _read_fhir}
+
+
+def read_channel(ctx: CheckContext, channel: str) -> Reading:
+    return READERS[channel](ctx)
+
+
+# -- showing matricules -------------------------------------------------------------------
+
+
+def shown(ctx: CheckContext, value: str, system: str | None) -> str:
+    """A matricule as a report may show it: test and demo ones as they are, others masked."""
+    if classify_system(system).cls in (SystemClass.TEST, SystemClass.DEMO):
+        return value
+    return f"NIR#{ctx.mask(value.strip().upper())}"
+
+
+def _masked(ctx: CheckContext, text: str, obs: Observation, value: str | None) -> str:
+    values = {i.value: i.system for i in obs.ins}
+    if value is not None and value not in values:
+        values[value] = None
+    for v, system in values.items():
+        if v and v in text:
+            text = text.replace(v, shown(ctx, v, system))
+    return text
+
+
+def _flag_production(ev: Evaluation, observations: list[Observation]) -> None:
+    if any(classify_system(i.system).cls is SystemClass.PRODUCTION for o in observations for i in o.ins):
+        ev.holds_sensitive(SENSITIVE)
+
+
+def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, what: tuple[str, str]) -> None:
+    for source, loc, p in reading.problems:
+        ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}",
+               artefact=ctx.artefact(source.split("#")[0]).sha256, fr=p.fr, en=p.en)
+    for obs in reading.observations:
+        ev.assertions += 1
+        for loc, p, value in obs.problems:
+            ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{obs.source} {loc}", artefact=obs.artefact,
+                   fr=_masked(ctx, p.fr, obs, value), en=_masked(ctx, p.en, obs, value))
+    _flag_production(ev, reading.observations)
+    if reading.units == 0:
+        ev.inconclusive(fr=f"Aucun {what[0]} reçu ou trouvé", en=f"No {what[1]} received or found")
+    elif not reading.observations:
+        ev.assertions += reading.units  # each unit was read; its problems are findings
+        if not reading.problems:
+            ev.inconclusive(fr=f"Aucune identité de patient dans les {what[0]}s", en=f"No patient identity in the {what[1]}s")
+
+
+def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
+    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, ("message HL7 v2", "HL7 v2 message"))
+
+
+def check_cda(ctx: CheckContext, ev: Evaluation) -> None:
+    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, ("document CDA", "CDA document"))
+
+
+def check_fhir(ctx: CheckContext, ev: Evaluation) -> None:
+    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, ("ressource FHIR", "FHIR resource"))
+
+
+def _all(ctx: CheckContext) -> list[Observation]:
+    return [o for channel in READERS for o in read_channel(ctx, channel).observations]
+
+
+# -- data protection ----------------------------------------------------------------------
+
+
+def check_no_production_identity(ctx: CheckContext, ev: Evaluation) -> None:
+    """Every INS identifier collected in the run is a test or demo one."""
+    observations = _all(ctx)
+    for obs in observations:
+        for i in obs.ins:
+            system = classify_system(i.system)
+            p = production_problem(system)
+            ev.check(p is None, rule="INS-SYS-01", requirement=REQ_PROTECT, severity=p.severity if p else Severity.ERROR,
+                     location=f"{obs.source} {i.location}", artefact=obs.artefact,
+                     fr=(p.fr if p else "") + f" — matricule {shown(ctx, i.value, i.system)}",
+                     en=(p.en if p else "") + f" — matricule {shown(ctx, i.value, i.system)}")
+    _flag_production(ev, observations)
+    if ev.assertions == 0:
+        ev.inconclusive(fr="Aucun identifiant INS dans ce qui a été collecté : rien à protéger ni à vérifier",
+                        en="No INS identifier in what was collected: nothing to protect or to check")
+
+
+# -- cross-channel consistency ------------------------------------------------------------
+
+
+def _norm_text(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = unicodedata.normalize("NFKD", value)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(text.upper().replace("-", " ").replace("'", " ").split()) or None
+
+
+def _norm_date(value: str | None) -> str | None:
+    d = parse_date(value)
+    return d.isoformat() if d else (value or None)
+
+
+FIELDS = (
+    ("status", "statut d'identité", "identity status", lambda o: o.status),
+    ("birth_name", "nom de naissance", "birth name", lambda o: _norm_text(o.traits.birth_name)),
+    ("first_given_name", "premier prénom", "first given name", lambda o: _norm_text(o.traits.first_given_name)),
+    ("given_names", "liste des prénoms", "list of given names", lambda o: _norm_text(" ".join(o.traits.given_names))),
+    ("sex", "sexe", "sex", lambda o: (o.traits.sex or "").upper() or None),
+    ("birth_date", "date de naissance", "birth date", lambda o: _norm_date(o.traits.birth_date)),
+    ("birth_place", "lieu de naissance", "birth place", lambda o: (o.traits.birth_place or "").upper() or None),
+)
+
+
+def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
+    """For each INS matricule, every occurrence agrees with the first one on the issuing
+    system, the status and the strict traits; an INS in a CDA document needs a qualified
+    identity wherever the status is known. The first disagreement per field is reported."""
+    observations = _all(ctx)
+    by_ins: dict[str, list[tuple[Observation, Ins]]] = {}
+    for obs in observations:
+        for i in obs.ins:
+            if i.value.strip():
+                by_ins.setdefault(i.value.strip().upper(), []).append((obs, i))
+    compared = 0
+    for key, seen in by_ins.items():
+        if len(seen) < 2:
+            continue
+        first_obs, first_ins = seen[0]
+        label = shown(ctx, key, first_ins.system)
+        reported: set[str] = set()
+        for obs, i in seen[1:]:
+            compared += 1
+            ev.assertions += 1
+            here = f"{obs.source} {i.location}"
+            there = f"{first_obs.source} {first_ins.location}"
+            if classify_system(i.system).oid != classify_system(first_ins.system).oid and "system" not in reported:
+                reported.add("system")
+                ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR, location=f"{here} ≠ {there}", artefact=obs.artefact,
+                       fr=f"INS {label} : système {classify_system(i.system).oid or '(absent)'} ({obs.channel}) ≠ {classify_system(first_ins.system).oid or '(absent)'} ({first_obs.channel})",
+                       en=f"INS {label}: system {classify_system(i.system).oid or '(missing)'} ({obs.channel}) ≠ {classify_system(first_ins.system).oid or '(missing)'} ({first_obs.channel})")
+            for name, fr, en, get in FIELDS:
+                a, b = get(first_obs), get(obs)
+                if a is None or b is None or a == b or name in reported:
+                    continue  # a missing trait is its channel's own finding
+                reported.add(name)
+                ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR,
+                       location=f"{obs.source} {obs.location} ≠ {first_obs.source} {first_obs.location}", artefact=obs.artefact,
+                       fr=f"INS {label} : {fr} {b!r} ({obs.channel}) ≠ {a!r} ({first_obs.channel})",
+                       en=f"INS {label}: {en} {b!r} ({obs.channel}) ≠ {a!r} ({first_obs.channel})")
+        statuses = [(o, o.status) for o, _ in seen if o.status]
+        for obs, i in seen:
+            if obs.channel != "cda":
+                continue
+            for other, status in statuses:
+                if status != "QUAL" and "cda-status" not in reported:
+                    reported.add("cda-status")
+                    ev.add(rule="INS-XCH-02", requirement=REQ_XCH, severity=Severity.ERROR,
+                           location=f"{obs.source} {i.location} ↔ {other.source} {other.location}", artefact=obs.artefact,
+                           fr=f"INS {label} transmis dans un document CDA alors que l'identité a le statut {status} ({other.channel}) : seul un INS qualifié (QUAL) se partage",
+                           en=f"INS {label} sent in a CDA document while the identity has status {status} ({other.channel}): only a qualified INS (QUAL) is shared")
+    _flag_production(ev, observations)
+    if compared == 0:
+        ev.inconclusive(fr=f"Aucun INS vu plus d'une fois parmi {len(observations)} occurrence(s) de patient : rien à confronter",
+                        en=f"No INS seen more than once among {len(observations)} patient occurrence(s): nothing to compare")

@@ -1,0 +1,172 @@
+"""Collectors of the INS plugin: what the software says about patients, in each channel.
+
+Every channel reads files (``[ins] hl7v2 / cda / fhir`` folders) and/or talks to the live
+software (MLLP feed, FHIR endpoint, document index). Everything is recorded as received;
+checks judge the record.
+
+Target file::
+
+    [ins]
+    hl7v2 = "exports/hl7"     # files: *.hl7, *.er7, *.txt (one message or several)
+    cda = "exports/cda"       # *.xml (default: [cda] documents)
+    fhir = "exports/fhir"     # *.json: a Patient, a Bundle or a list
+    mllp_port = 2575          # where the harness listens for the software's feed (0: any)
+    mllp_messages = 3         # stop listening once this many messages arrived
+    mllp_wait = 30            # seconds to wait for the feed
+
+    [endpoints]
+    ins_feed = "..."          # optional: POST {"host", "port"} asks the software to send its feed now
+    fhir = "..."              # FHIR base: GET {fhir}/Patient
+    cda_index = "..."         # optional: a JSON list of document URLs
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from harness import CollectContext, HarnessError, NotApplicable
+
+from .mllp import MllpListener
+
+HL7_SUFFIXES = (".hl7", ".er7", ".txt")
+MAX_FILE = 16 * 1024 * 1024
+MAX_PAGES = 20
+MAX_DOCUMENTS = 500
+
+
+def _conf(ctx: CollectContext) -> dict:
+    return ctx.target.data.get("ins", {})
+
+
+def _folder(value, what: str) -> Path:
+    folder = Path(value)
+    if not folder.is_dir():
+        raise HarnessError(f"dossier {what} introuvable : {folder}", f"{what} folder not found: {folder}")
+    return folder
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE:
+        raise HarnessError(f"fichier trop gros (> {MAX_FILE} octets) : {path}", f"file too large (> {MAX_FILE} bytes): {path}")
+    return path.read_bytes()
+
+
+def collect_hl7v2(ctx: CollectContext) -> dict:
+    """HL7 v2 messages: files of the ``hl7v2`` folder, then the live feed over MLLP."""
+    conf = _conf(ctx)
+    feed = ctx.endpoint("ins_feed")
+    live = feed is not None or "mllp_port" in conf or "mllp_messages" in conf
+    if not conf.get("hl7v2") and not live:
+        raise NotApplicable("aucun flux HL7 v2 ([ins] hl7v2 = DOSSIER, [ins] mllp_port, ou endpoints.ins_feed)",
+                            "no HL7 v2 feed ([ins] hl7v2 = FOLDER, [ins] mllp_port, or endpoints.ins_feed)")
+    outputs = {}
+    if conf.get("hl7v2"):
+        for path in _files(_folder(conf["hl7v2"], "HL7 v2"), HL7_SUFFIXES):
+            outputs[f"hl7/{path.name}"] = ctx.record(_read(path), media_type="x-application/hl7-v2+er7", label=f"ins.hl7v2:{path.name}")
+    if live:
+        outputs.update(_listen(ctx, conf, feed))
+    return outputs
+
+
+def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
+    outputs = {}
+    expected = conf.get("mllp_messages")
+    with MllpListener(int(conf.get("mllp_port", 0))) as rx:
+        if feed is not None:
+            res = ctx.http.post(feed, label="ins.feed", body=json.dumps({"host": rx.host, "port": rx.port}).encode())
+            outputs["feed.exchange"] = res.exchange
+            if not res.ok:
+                raise HarnessError(f"le logiciel n'a pas accepté la demande d'envoi du flux : {feed} (HTTP {res.status}, {res.error})",
+                                   f"the software refused the request to send its feed: {feed} (HTTP {res.status}, {res.error})")
+            if expected is None:
+                try:
+                    expected = int(json.loads(res.data)["sent"])
+                except (ValueError, KeyError, TypeError):
+                    expected = None
+        received = rx.wait(expected, float(conf.get("mllp_wait", 30 if feed is None else 10)))
+    summary = []
+    for n, item in enumerate(received, 1):
+        outputs[f"mllp/{n:03d}"] = ctx.record(item.data, media_type="x-application/hl7-v2+er7", label=f"ins.mllp:{n:03d}")
+        ack = ctx.record(item.ack, media_type="x-application/hl7-v2+er7", label=f"ins.mllp-ack:{n:03d}")
+        summary.append({"n": n, "peer": item.peer, "framed": item.framed, "ack": item.code, "ack_sha256": ack.sha256})
+    outputs["mllp.session"] = ctx.record(json.dumps({"listened_on": f"{rx.host}:{rx.port}", "expected": expected, "received": summary},
+                                                    sort_keys=True).encode(), media_type="application/json", label="ins.mllp-session")
+    return outputs
+
+
+def collect_cda(ctx: CollectContext) -> dict:
+    """CDA documents: the ``[ins] cda`` folder (else ``[cda] documents``) and the live index."""
+    conf = _conf(ctx)
+    folder = conf.get("cda") or ctx.target.data.get("cda", {}).get("documents")
+    index = ctx.endpoint("cda_index")
+    if not folder and index is None:
+        raise NotApplicable("aucun document CDA ([ins] cda, [cda] documents, ou endpoints.cda_index)",
+                            "no CDA documents ([ins] cda, [cda] documents, or endpoints.cda_index)")
+    outputs = {}
+    if folder:
+        for path in _files(_folder(folder, "CDA"), (".xml",)):
+            outputs[f"cda/{path.name}"] = ctx.record(_read(path), media_type="application/xml", label=f"ins.cda:{path.name}")
+    if index is not None:
+        res = ctx.http.get(index, label="ins.cda-index")
+        outputs["cda-index.exchange"] = res.exchange
+        if not res.ok:
+            raise HarnessError(f"index des documents injoignable : {index} (HTTP {res.status}, {res.error})",
+                               f"document index unreachable: {index} (HTTP {res.status}, {res.error})")
+        try:
+            urls = json.loads(res.data)
+            assert isinstance(urls, list) and all(isinstance(u, str) for u in urls)
+        except (ValueError, AssertionError):
+            raise HarnessError(f"index des documents : liste JSON d'URL attendue ({index})",
+                               f"document index: a JSON list of URLs expected ({index})") from None
+        for n, url in enumerate(urls[:MAX_DOCUMENTS], 1):
+            absolute = urljoin(index, url)
+            if urlsplit(absolute)[:2] != urlsplit(index)[:2]:
+                continue  # the index may only point inside the software it describes
+            doc = ctx.http.get(absolute, label=f"ins.cda-live:{n:03d}")
+            outputs[f"cda-live/{n:03d}.exchange"] = doc.exchange
+            if doc.body is not None:
+                outputs[f"cda-live/{n:03d}"] = doc.body
+    return outputs
+
+
+def collect_fhir(ctx: CollectContext) -> dict:
+    """FHIR Patient resources: the ``[ins] fhir`` folder and ``{fhir}/Patient`` (all pages)."""
+    conf = _conf(ctx)
+    base = ctx.endpoint("fhir")
+    if not conf.get("fhir") and base is None:
+        raise NotApplicable("aucune source FHIR ([ins] fhir = DOSSIER, ou endpoints.fhir)",
+                            "no FHIR source ([ins] fhir = FOLDER, or endpoints.fhir)")
+    outputs = {}
+    if conf.get("fhir"):
+        for path in _files(_folder(conf["fhir"], "FHIR"), (".json",)):
+            outputs[f"fhir/{path.name}"] = ctx.record(_read(path), media_type="application/fhir+json", label=f"ins.fhir:{path.name}")
+    if base is not None:
+        url: str | None = base.rstrip("/") + "/Patient"
+        for page in range(1, MAX_PAGES + 1):
+            res = ctx.http.get(url, label=f"ins.fhir-search:{page}", headers={"Accept": "application/fhir+json"})
+            outputs[f"fhir-live/{page:02d}.exchange"] = res.exchange
+            if not res.ok:
+                raise HarnessError(f"serveur FHIR injoignable : {url} (HTTP {res.status}, {res.error})",
+                                   f"FHIR server unreachable: {url} (HTTP {res.status}, {res.error})")
+            outputs[f"fhir-live/{page:02d}"] = res.body
+            url = _next_page(res.data, base)
+            if url is None:
+                break
+    return outputs
+
+
+def _next_page(data: bytes, base: str) -> str | None:
+    try:
+        bundle = json.loads(data)
+        links = bundle.get("link", []) if isinstance(bundle, dict) else []
+        nxt = next((l.get("url") for l in links if isinstance(l, dict) and l.get("relation") == "next"), None)
+    except ValueError:
+        return None
+    if isinstance(nxt, str) and urlsplit(nxt)[:2] == urlsplit(base)[:2]:
+        return nxt
+    return None
