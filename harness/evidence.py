@@ -128,13 +128,13 @@ class RecordingHttp:
 
     def post(self, url: str, *, label: str, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> HttpResult:
         """POST ``body`` (recorded as an artefact of its own, secrets scrubbed)."""
-        return self._exchange("POST", url, label=label, headers=dict(headers or {}, **{"Content-Type": content_type}), body=body)
+        return self._exchange("POST", url, label=label, headers=dict(headers or {}, **{"Content-Type": content_type}), payload=body)
 
-    def _exchange(self, method: str, url: str, *, label: str, headers: dict[str, str] | None, body: bytes | None = None) -> HttpResult:
+    def _exchange(self, method: str, url: str, *, label: str, headers: dict[str, str] | None, payload: bytes | None = None) -> HttpResult:
         headers = dict(headers or {})
         sent = None
-        if body is not None:
-            sent = self.recorder.record(self.recorder.scrub(body), media_type=headers.get("Content-Type", "application/octet-stream"), label=f"request:{label}")
+        if payload is not None:
+            sent = self.recorder.record(self.recorder.scrub(payload), media_type=headers.get("Content-Type", "application/octet-stream"), label=f"request:{label}")
         started = utc_now()
         t0 = time.monotonic()
         status: int | None = None
@@ -144,7 +144,7 @@ class RecordingHttp:
         content_type = ""
         recorded = b""
         try:
-            with self.session.request(method, url, headers=headers, data=body, timeout=self.timeout, stream=True, allow_redirects=False) as resp:
+            with self.session.request(method, url, headers=headers, data=payload, timeout=self.timeout, stream=True, allow_redirects=False) as resp:
                 status = resp.status_code
                 response_headers = dict(resp.headers)
                 content_type = resp.headers.get("Content-Type", "application/octet-stream")

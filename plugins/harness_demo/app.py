@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from . import patients
+from .patients import INS_DEFECTS
+
 PRODUCT_NAME = "Cabinet Démo"
 VENDOR = "Éditeur Exemple SAS"
 RELEASE = "3.2.1"
@@ -46,6 +49,8 @@ DEFECTS: dict[str, dict[str, str]] = {
         "en": "the API reports a version (3.2.0) other than the user interface's",
     },
 }
+
+DEFECTS.update(INS_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -164,10 +169,42 @@ def make_handler(cfg: DemoConfig) -> type[BaseHTTPRequestHandler]:
                     self._send(401, b'{"error":"unauthorized"}', "application/json")
                     return
                 self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
+            elif path == "/fhir/Patient":
+                query = self.path.partition("?")[2]
+                page = next((int(v) for k, _, v in (q.partition("=") for q in query.split("&")) if k == "page" and v.isdigit()), 1)
+                base = f"http://{self.headers.get('Host', 'localhost')}/fhir/"
+                self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
+            elif path == "/cda/":
+                count = len(patients.cda_documents(set(cfg.defects)))
+                self._send(200, json.dumps([f"{n}.xml" for n in range(1, count + 1)]).encode(), "application/json")
+            elif path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit():
+                docs = patients.cda_documents(set(cfg.defects))
+                n = int(path[5:-4])
+                if 1 <= n <= len(docs):
+                    self._send(200, docs[n - 1], "application/xml")
+                else:
+                    self._send(404, b"not found", "text/plain")
             elif path in ("/patients", "/agenda"):
                 self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
             else:
                 self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/ins/feed":
+                self._send(404, b"not found", "text/plain")
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+                host, port = patients.feed_address(self.rfile.read(min(length, 4096)))
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+                return
+            try:
+                codes = patients.send_feed(set(cfg.defects), host, port)
+            except OSError as exc:
+                self._send(502, json.dumps({"error": f"MLLP: {exc}"}).encode(), "application/json")
+                return
+            self._send(200, json.dumps({"sent": len(codes), "acks": codes}).encode(), "application/json")
 
     return Handler
 

@@ -81,8 +81,9 @@ def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
             res = ctx.http.post(feed, label="ins.feed", body=json.dumps({"host": rx.host, "port": rx.port}).encode())
             outputs["feed.exchange"] = res.exchange
             if not res.ok:
-                raise HarnessError(f"le logiciel n'a pas accepté la demande d'envoi du flux : {feed} (HTTP {res.status}, {res.error})",
-                                   f"the software refused the request to send its feed: {feed} (HTTP {res.status}, {res.error})")
+                said = res.error or res.data[:200].decode("utf-8", "replace")
+                raise HarnessError(f"le logiciel n'a pas accepté la demande d'envoi du flux : {feed} (HTTP {res.status} : {said})",
+                                   f"the software refused the request to send its feed: {feed} (HTTP {res.status}: {said})")
             if expected is None:
                 try:
                     expected = int(json.loads(res.data)["sent"])

@@ -1,0 +1,273 @@
+"""The demo vendor's patients, as its three channels show them: an HL7 v2 feed (PAM France
+ADT messages sent over MLLP), CDA documents and a FHIR Patient endpoint (FR Core).
+
+Every identity is a test one (OID 1.2.250.1.213.1.4.10). Each INS defect breaks exactly
+one rule in one channel; the conformant demo breaks none.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from xml.sax.saxutils import escape, quoteattr
+
+TEST_NIR = "1.2.250.1.213.1.4.10"
+FACILITY_OID = "1.2.250.1.999.1.1"  # the demo practice's own identifier domain (IPP)
+
+INS_DEFECTS: dict[str, dict[str, str]] = {
+    "ins-malformed": {"fr": "flux HL7 v2 : matricule INS de 14 caractères", "en": "HL7 v2 feed: 14-character INS matricule"},
+    "ins-key": {"fr": "flux HL7 v2 : clé du matricule INS fausse", "en": "HL7 v2 feed: wrong INS matricule key"},
+    "ins-production-oid": {"fr": "FHIR : INS sous l'OID de production (1.2.250.1.213.1.4.8)", "en": "FHIR: INS under the production OID (1.2.250.1.213.1.4.8)"},
+    "ins-unknown-authority": {"fr": "flux HL7 v2 : identifiant de type INS sous une autorité inconnue", "en": "HL7 v2 feed: INS-typed identifier under an unknown authority"},
+    "ins-no-status": {"fr": "flux HL7 v2 : PID-32 vide", "en": "HL7 v2 feed: empty PID-32"},
+    "ins-fictitious-qualified": {"fr": "flux HL7 v2 : identité fictive au statut QUAL", "en": "HL7 v2 feed: fictitious identity with status QUAL"},
+    "ins-doubtful-fictitious": {"fr": "flux HL7 v2 : identité à la fois douteuse et fictive", "en": "HL7 v2 feed: identity both doubtful and fictitious"},
+    "ins-not-qualified": {"fr": "FHIR : INS partagé pour une identité au statut VALI", "en": "FHIR: INS shared for an identity with status VALI"},
+    "ins-unknown-attribute": {"fr": "flux HL7 v2 : attribut d'identité inconnu", "en": "HL7 v2 feed: unknown identity attribute"},
+    "ins-no-birth-name": {"fr": "CDA : pas de nom de naissance (family BR)", "en": "CDA: no birth name (family BR)"},
+    "ins-no-first-given-name": {"fr": "FHIR : pas de premier prénom", "en": "FHIR: no first given name"},
+    "ins-given-names": {"fr": "flux HL7 v2 : liste des prénoms absente", "en": "HL7 v2 feed: list of given names missing"},
+    "ins-bad-sex": {"fr": "FHIR : sexe « unknown »", "en": "FHIR: sex 'unknown'"},
+    "ins-bad-birth-date": {"fr": "flux HL7 v2 : date de naissance impossible (30 février)", "en": "HL7 v2 feed: impossible birth date (30 February)"},
+    "ins-no-birth-place": {"fr": "CDA : pas de lieu de naissance", "en": "CDA: no birth place"},
+    "ins-nir-sex": {"fr": "flux HL7 v2 : sexe contraire à celui du NIR", "en": "HL7 v2 feed: sex contrary to the NIR's"},
+    "ins-nir-birth": {"fr": "CDA : date de naissance contraire au NIR", "en": "CDA: birth date contrary to the NIR"},
+    "ins-name-qualifier": {"fr": "CDA : nom de famille sans qualificatif", "en": "CDA: family name without qualifier"},
+    "ins-fhir-system": {"fr": "FHIR : système INS sans le préfixe urn:oid:", "en": "FHIR: INS system without the urn:oid: prefix"},
+    "ins-fhir-no-reliability": {"fr": "FHIR : INS sans l'extension de fiabilité d'identité", "en": "FHIR: INS without the identity reliability extension"},
+    "ins-fhir-json": {"fr": "FHIR : réponse JSON tronquée", "en": "FHIR: truncated JSON response"},
+    "ins-channel-mismatch": {"fr": "FHIR : date de naissance différente de celle des autres canaux", "en": "FHIR: birth date other than in the other channels"},
+    "ins-cda-unqualified": {"fr": "flux HL7 v2 : statut VALI alors que les documents CDA partagent l'INS", "en": "HL7 v2 feed: status VALI while CDA documents share the INS"},
+    "hl7-line-feeds": {"fr": "flux HL7 v2 : segments séparés par des sauts de ligne", "en": "HL7 v2 feed: segments separated by line feeds"},
+    "hl7-no-msh": {"fr": "flux HL7 v2 : un message sans segment MSH", "en": "HL7 v2 feed: a message without MSH segment"},
+}
+
+
+@dataclass(frozen=True)
+class Patient:
+    ipp: str
+    birth_name: str
+    used_name: str
+    first_given: str
+    given_names: str
+    sex: str  # M, F
+    birth_date: str  # YYYYMMDD
+    birth_place: str | None  # INSEE code
+    birth_city: str
+    ins: str | None  # matricule under the test OID
+    status: str  # PROV, RECUP, VALI, QUAL
+    attributes: tuple[str, ...] = ()
+
+
+PATIENTS = (
+    Patient("100001", "PAT-TROIS", "PAT-TROIS", "DOMINIQUE", "DOMINIQUE MARIE", "F", "19790328", "51215", "DOMPREMY", "279035121518989", "QUAL"),
+    Patient("100002", "MARTIN", "MARTIN", "PAUL", "PAUL HENRI", "M", "19850612", "75056", "PARIS", None, "PROV"),
+)
+
+
+def patients(defects: set[str]) -> tuple[list[Patient], list[Patient], list[Patient]]:
+    """The patients as (HL7 v2, CDA, FHIR) show them, defects applied to the first one."""
+    first, rest = PATIENTS[0], list(PATIENTS[1:])
+    hl7, cda, fhir = first, first, first
+    if "ins-malformed" in defects:
+        hl7 = replace(hl7, ins="27903512151898")
+    if "ins-key" in defects:
+        hl7 = replace(hl7, ins="279035121518988")
+    if "ins-no-status" in defects:
+        hl7 = replace(hl7, status="")
+    if "ins-fictitious-qualified" in defects:
+        hl7 = replace(hl7, attributes=("FICT",))
+    if "ins-doubtful-fictitious" in defects:
+        hl7 = replace(hl7, status="PROV", attributes=("DOUT", "FICT"))
+    if "ins-unknown-attribute" in defects:
+        hl7 = replace(hl7, attributes=("HOMX",))
+    if "ins-given-names" in defects:
+        hl7 = replace(hl7, given_names="")
+    if "ins-bad-birth-date" in defects:
+        hl7 = replace(hl7, birth_date="19790230")
+    if "ins-nir-sex" in defects:
+        hl7 = replace(hl7, sex="M")
+    if "ins-cda-unqualified" in defects:
+        hl7 = replace(hl7, status="VALI")
+    if "ins-no-birth-name" in defects:
+        cda = replace(cda, birth_name="")
+    if "ins-no-birth-place" in defects:
+        cda = replace(cda, birth_place=None)
+    if "ins-nir-birth" in defects:
+        cda = replace(cda, birth_date="19800328")
+    if "ins-not-qualified" in defects:
+        fhir = replace(fhir, status="VALI")
+    if "ins-no-first-given-name" in defects:
+        fhir = replace(fhir, first_given="")
+    if "ins-bad-sex" in defects:
+        fhir = replace(fhir, sex="unknown")
+    if "ins-channel-mismatch" in defects:
+        fhir = replace(fhir, birth_date="19790329")
+    return [hl7, *rest], [cda, *rest], [fhir, *rest]
+
+
+# -- HL7 v2 -------------------------------------------------------------------------------
+
+
+def hl7_messages(defects: set[str], now: datetime | None = None) -> list[bytes]:
+    """One ADT^A28 (add person information) per patient, PAM France 2.11."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
+    out = []
+    authority = "1.2.250.1.999" if "ins-unknown-authority" in defects else TEST_NIR
+    for n, p in enumerate(patients(defects)[0], 1):
+        ids = [f"{p.ipp}^^^CABINET-DEMO&{FACILITY_OID}&ISO^PI"]
+        if p.ins:
+            ids.append(f"{p.ins}^^^ASIP-SANTE-INS-NIR&{authority}&ISO^INS")
+        reliability = "~".join(x for x in (p.status, *p.attributes) if x)
+        segments = [
+            f"MSH|^~\\&|CABINET-DEMO|CABINET|HARNESS|ANS|{stamp}||ADT^A28^ADT_A05|DEMO{n:04d}|P|2.5^FRA^2.11||||||UNICODE UTF-8",
+            f"EVN||{stamp}",
+            "PID|1||" + "~".join(ids) + f"||{p.birth_name}^{p.first_given}^{p.given_names}^^^^L~{p.used_name}^{p.first_given}^^^^^D||"
+            f"{p.birth_date}|{p.sex}|||^^{p.birth_city}^^^^BDL^^{p.birth_place or ''}" + "|" * 21 + reliability,
+            "PV1|1|N",
+        ]
+        if "hl7-no-msh" in defects and n == len(PATIENTS):
+            segments = segments[1:]
+        sep = "\n" if "hl7-line-feeds" in defects else "\r"
+        out.append((sep.join(segments) + sep).encode("utf-8"))
+    return out
+
+
+def send_feed(defects: set[str], host: str, port: int, timeout: float = 5.0) -> list[str]:
+    """Send the feed over MLLP (python-hl7's client); the acknowledgement code of each message."""
+    from hl7.client import MLLPClient
+
+    codes = []
+    with MLLPClient(host, port) as client:
+        client.socket.settimeout(timeout)
+        for message in hl7_messages(defects):
+            try:
+                ack = client.send_message(message)
+            except OSError:
+                codes.append("no-ack")
+                continue
+            text = ack.decode("utf-8", "replace")
+            msa = next((seg for seg in text.replace("\n", "\r").split("\r") if seg.lstrip("\x0b").startswith("MSA|")), "")
+            codes.append(msa.split("|")[1] if "|" in msa else "no-ack")
+    return codes
+
+
+# -- CDA ----------------------------------------------------------------------------------
+
+
+def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
+    """A CDA R2 document header (CI-SIS minimal structure) about one patient."""
+    ids = [f'<id root="{FACILITY_OID}" extension="{p.ipp}"/>']
+    if p.ins:
+        ids.insert(0, f'<id root="{TEST_NIR}" extension="{p.ins}"/>')
+    used_qualifier = "" if "ins-name-qualifier" in defects else ' qualifier="CL"'
+    family_birth = f'<family qualifier="BR">{escape(p.birth_name)}</family>' if p.birth_name else ""
+    place = (f"<birthplace><place><addr><county>{p.birth_place}</county><city>{escape(p.birth_city)}</city></addr></place></birthplace>"
+             if p.birth_place else "")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <realmCode code="FR"/>
+  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
+  <templateId root="2.16.840.1.113883.2.8.2.1"/>
+  <templateId root="1.2.250.1.213.1.1.1.1"/>
+  <id root="1.2.250.1.999.1.2" extension="DOC-{n:04d}"/>
+  <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Note de consultation"/>
+  <title>Note de consultation</title>
+  <effectiveTime value="20261101100000+0100"/>
+  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
+  <languageCode code="fr-FR"/>
+  <recordTarget>
+    <patientRole>
+      {''.join(ids)}
+      <patient>
+        <name>
+          {family_birth}
+          <given>{escape(p.given_names)}</given>
+          <given qualifier="BR">{escape(p.first_given)}</given>
+          <family{used_qualifier}>{escape(p.used_name)}</family>
+          <given qualifier="CL">{escape(p.first_given)}</given>
+        </name>
+        <administrativeGenderCode code={quoteattr(p.sex)} codeSystem="2.16.840.1.113883.5.1"/>
+        <birthTime value="{p.birth_date}"/>
+        {place}
+      </patient>
+    </patientRole>
+  </recordTarget>
+</ClinicalDocument>
+""".encode("utf-8")
+
+
+def cda_documents(defects: set[str]) -> list[bytes]:
+    return [cda_document(p, defects, n) for n, p in enumerate(patients(defects)[1], 1)]
+
+
+# -- FHIR ---------------------------------------------------------------------------------
+
+_SEX = {"M": "male", "F": "female"}
+
+
+def fhir_patient(p: Patient, defects: set[str]) -> dict:
+    system = "1.2.250.1.213.1.4.8" if "ins-production-oid" in defects else TEST_NIR
+    system = system if "ins-fhir-system" in defects else f"urn:oid:{system}"
+    identifiers = [{"use": "usual", "system": f"urn:oid:{FACILITY_OID}", "value": p.ipp,
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PI"}]}}]
+    if p.ins:
+        identifiers.append({"use": "official", "system": system, "value": p.ins,
+                            "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}]}})
+    extensions = []
+    if not (p.ins and "ins-fhir-no-reliability" in defects):
+        extensions.append({"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+                           "extension": [{"url": "identityStatus", "valueCoding": {
+                               "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status", "code": p.status}}]})
+    if p.birth_place:
+        extensions.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {
+            "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
+                           "valueCoding": {"system": "https://mos.esante.gouv.fr/NOS/TRE_R13-Commune/FHIR/TRE-R13-Commune", "code": p.birth_place}}],
+            "city": p.birth_city}})
+    official = {"use": "official", "family": p.birth_name,
+                "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
+                               "valueString": p.given_names}]}
+    if p.first_given:
+        official["given"] = [p.first_given]
+    d = p.birth_date
+    return {
+        "resourceType": "Patient",
+        "id": f"demo-{p.ipp}",
+        "meta": {"profile": ["https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"]},
+        "extension": extensions,
+        "identifier": identifiers,
+        "name": [official, {"use": "usual", "family": p.used_name, "given": [p.first_given or p.given_names.split()[0]]}],
+        "gender": _SEX.get(p.sex, p.sex),
+        "birthDate": f"{d[:4]}-{d[4:6]}-{d[6:8]}",
+    }
+
+
+def fhir_search_page(defects: set[str], base: str, page: int) -> bytes:
+    """``GET /fhir/Patient?page=N``: a searchset Bundle, one patient per page (paging shown)."""
+    shown = patients(defects)[2]
+    page = min(max(page, 1), len(shown))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(shown),
+        "link": [{"relation": "self", "url": f"{base}Patient?page={page}"}],
+        "entry": [{"fullUrl": f"{base}Patient/demo-{shown[page - 1].ipp}", "resource": fhir_patient(shown[page - 1], defects),
+                   "search": {"mode": "match"}}],
+    }
+    if page < len(shown):
+        bundle["link"].append({"relation": "next", "url": f"{base}Patient?page={page + 1}"})
+    body = json.dumps(bundle, ensure_ascii=False).encode("utf-8")
+    if "ins-fhir-json" in defects:
+        body = body[: len(body) // 2]
+    return body
+
+
+def feed_address(body: bytes) -> tuple[str, int]:
+    """The MLLP address a feed request names; only loopback is accepted."""
+    data = json.loads(body)
+    host, port = str(data["host"]), int(data["port"])
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the demo sends its feed to loopback only")
+    socket.getaddrinfo(host, port)  # a malformed address fails here, before any connection
+    return host, port
