@@ -67,4 +67,5 @@ def test_harness_demo_command_refuses_unknown_defects_with_the_list():
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "demo", "--defect", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "unknown defect(s): nope; known: version-channel-mismatch" in proc.stderr
+    assert "unknown defect(s): nope; known: " in proc.stderr
+    assert "version-channel-mismatch" in proc.stderr and "ins-key" in proc.stderr

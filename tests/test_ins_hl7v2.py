@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from harness import Severity
-from harness_ins.hl7v2 import check_message, read_message
+from harness_ins.hl7v2 import check_message, read_message, split_messages
+from harness_ins.identity import classify_system, production_problem
 
 EXAMPLES = Path(__file__).parents[1].parent / "shared" / "corpus" / "ans-hl7v2-examples"
 needs_corpus = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="official HL7 v2 examples not found in ../shared/corpus (a user's fresh clone)")
@@ -42,7 +43,6 @@ def test_a_conformant_message_gives_no_finding():
 @pytest.mark.parametrize("change, expected", [
     (("QUAL", "PROV~DOUT"), {"INS-STA-04": 1}),
     (("QUAL", "QUAL~FICT"), {"INS-STA-02": 1}),
-    (("1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.8"), {"INS-SYS-01": 1}),
     (("1.2.250.1.213.1.4.10", "1.2.3"), {"INS-SYS-02": 1}),
     (("279035121518989", "279035121518988"), {"INS-MAT-02": 1}),
     (("|F|", "|M|"), {"INS-COH-01": 1}),
@@ -55,9 +55,13 @@ def test_each_defect_is_reported_with_its_rule(change, expected):
     assert all(loc.startswith("PID") for loc, _ in found)
 
 
-def test_a_production_oid_is_critical():
-    found = check_message(read_message(GOOD.replace("1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.8").encode()))
-    assert [(loc, p.severity) for loc, p in found] == [("PID-3[2]", Severity.CRITICAL)]
+def test_a_production_oid_is_left_to_the_data_protection_check_which_makes_it_critical():
+    msg = read_message(GOOD.replace("1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.8").encode())
+    assert check_message(msg) == []  # the message itself is well formed
+    [ins] = [i for i in msg.identities[0].identifiers if i.type_code == "INS"]
+    problem = production_problem(classify_system(ins.system))
+    assert problem.rule == "INS-SYS-01" and problem.severity is Severity.CRITICAL
+    assert production_problem(classify_system("1.2.250.1.213.1.4.10")) is None
 
 
 @pytest.mark.parametrize("data, rule, severity", [
@@ -97,6 +101,8 @@ def test_every_official_example_is_read_and_each_finding_is_the_expected_one():
         msg = read_message(f.read_bytes())
         assert msg.readable and len(msg.identities) == 1, f.name
         table[f.name] = rules(check_message(msg))
+        if any(production_problem(classify_system(i.system)) for i in msg.identities[0].identifiers):
+            table[f.name]["INS-SYS-01"] += 1
     everywhere = {"HL7-SEG-01", "INS-STA-04"}  # stored with LF; INS sent with status VALI
     assert all(everywhere <= set(found) for found in table.values())
     production = {n for n, found in table.items() if "INS-SYS-01" in found}
@@ -111,3 +117,12 @@ def test_every_official_example_is_read_and_each_finding_is_the_expected_one():
     assert odd_tilde == {n for n in table if "V2.0_ORU" in n}  # "^˜\&": U+02DC instead of "~"
     allowed = everywhere | {"INS-SYS-01", "INS-MAT-02", "INS-COH-01", "INS-COH-02", "HL7-MSH-02", "INS-TRA-03"}
     assert set().union(*table.values()) == allowed
+
+
+def test_a_file_of_several_messages_is_split_at_each_msh():
+    two = GOOD + GOOD.replace("|3975|", "|3976|")
+    parts = split_messages(two.encode())
+    assert [read_message(p).control_id for p in parts] == ["3975", "3976"]
+    assert split_messages(GOOD.encode()) == [GOOD.encode()]
+    # bytes before the first MSH stay with it (and are judged with it), nothing is dropped
+    assert b"".join(split_messages(b"junk\r" + two.encode())) == b"junk\r" + two.encode()

@@ -63,7 +63,7 @@ EXPECTED = {
 
 
 def test_every_defect_has_an_expectation():
-    assert set(EXPECTED) == set(DEFECTS)
+    assert set(EXPECTED) == {d for d in DEFECTS if d.startswith("version-")}  # INS ones: test_ins_e2e.py
 
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
