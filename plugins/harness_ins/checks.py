@@ -2,8 +2,11 @@
 
 Every channel is read into :class:`Observation` records (one per patient occurrence), so
 that the channel checks, the cross-channel check and the data-protection check judge the
-same reading. A matricule that is not a test or demo one is never written in a finding:
-it is replaced by ``NIR#<12 hex>``, an HMAC under the run's salt (``ctx.mask``).
+same reading. No matricule is ever written in a finding, not even a test one: a check sees
+only its own scenario's inputs, so it cannot know that the same number is not shown as a
+production one elsewhere in the run. It is replaced by ``NIR#<12 hex>``, an HMAC under the
+run's salt (``ctx.mask``): the same number gives the same stand-in throughout the run, and
+the location (file, segment, element) leads to the value in the sealed artefact.
 """
 from __future__ import annotations
 
@@ -133,20 +136,17 @@ def read_channel(ctx: CheckContext, channel: str) -> Reading:
 # -- showing matricules -------------------------------------------------------------------
 
 
-def shown(ctx: CheckContext, value: str, system: str | None) -> str:
-    """A matricule as a report may show it: test and demo ones as they are, others masked."""
-    if classify_system(system).cls in (SystemClass.TEST, SystemClass.DEMO):
-        return value
+def shown(ctx: CheckContext, value: str) -> str:
+    """A matricule as a report may show it: masked."""
     return f"NIR#{ctx.mask(value.strip().upper())}"
 
 
 def _masked(ctx: CheckContext, text: str, obs: Observation, value: str | None) -> str:
-    values = {i.value: i.system for i in obs.ins}
-    if value is not None and value not in values:
-        values[value] = None
-    for v, system in values.items():
-        if v and v in text:
-            text = text.replace(v, shown(ctx, v, system))
+    values = {v for i in obs.ins for v in (i.value, i.value.strip())}
+    if value is not None:
+        values |= {value, value.strip()}
+    for v in sorted((v for v in values if v), key=len, reverse=True):
+        text = text.replace(v, shown(ctx, v))
     return text
 
 
@@ -201,8 +201,8 @@ def check_no_production_identity(ctx: CheckContext, ev: Evaluation) -> None:
             p = production_problem(system)
             ev.check(p is None, rule="INS-SYS-01", requirement=REQ_PROTECT, severity=p.severity if p else Severity.ERROR,
                      location=f"{obs.source} {i.location}", artefact=obs.artefact,
-                     fr=(p.fr if p else "") + f" — matricule {shown(ctx, i.value, i.system)}",
-                     en=(p.en if p else "") + f" — matricule {shown(ctx, i.value, i.system)}")
+                     fr=(p.fr if p else "") + f" — matricule {shown(ctx, i.value)}",
+                     en=(p.en if p else "") + f" — matricule {shown(ctx, i.value)}")
     _flag_production(ev, observations)
     if ev.assertions == 0:
         ev.inconclusive(fr="Aucun identifiant INS dans ce qui a été collecté : rien à protéger ni à vérifier",
@@ -251,7 +251,7 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
         if len(seen) < 2:
             continue
         first_obs, first_ins = seen[0]
-        label = shown(ctx, key, first_ins.system)
+        label = shown(ctx, key)
         reported: set[str] = set()
         for obs, i in seen[1:]:
             compared += 1

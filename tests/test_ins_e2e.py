@@ -1,0 +1,129 @@
+"""INS end to end: the demo's three channels, each defect caught, production identities
+masked in what people read but byte-exact in the sealed bundle, the official examples."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness_demo.patients import INS_DEFECTS
+from harness_ins.hl7v2 import read_message
+from harness_ins.identity import SystemClass, classify_system
+from tests.harness_run import run_harness
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT.parent / "shared" / "corpus" / "ans-hl7v2-examples"
+INS_REQUIREMENTS = {"INS-HL7V2", "INS-CDA", "INS-FHIR", "INS-COHERENCE", "INS-PROTECTION"}
+
+# defect: (the rule that must be found, every requirement that fails with it)
+EXPECTED = {
+    "ins-malformed": ("INS-MAT-01", {"INS-HL7V2"}),
+    "ins-key": ("INS-MAT-02", {"INS-HL7V2"}),
+    "ins-production-oid": ("INS-SYS-01", {"INS-PROTECTION", "INS-COHERENCE"}),  # and the system differs from HL7's
+    "ins-unknown-authority": ("INS-SYS-02", {"INS-HL7V2", "INS-COHERENCE"}),
+    "ins-no-status": ("INS-STA-01", {"INS-HL7V2"}),
+    "ins-fictitious-qualified": ("INS-STA-02", {"INS-HL7V2"}),
+    "ins-doubtful-fictitious": ("INS-STA-03", {"INS-HL7V2", "INS-COHERENCE"}),  # PROV here, QUAL elsewhere
+    "ins-not-qualified": ("INS-STA-04", {"INS-FHIR", "INS-COHERENCE"}),
+    "ins-unknown-attribute": ("INS-STA-05", set()),  # a warning
+    "ins-no-birth-name": ("INS-TRA-01", {"INS-CDA"}),
+    "ins-no-first-given-name": ("INS-TRA-02", {"INS-FHIR"}),
+    "ins-given-names": ("INS-TRA-03", {"INS-HL7V2"}),
+    "ins-bad-sex": ("INS-TRA-04", {"INS-FHIR", "INS-COHERENCE"}),
+    "ins-bad-birth-date": ("INS-TRA-05", {"INS-HL7V2", "INS-COHERENCE"}),
+    "ins-no-birth-place": ("INS-TRA-06", {"INS-CDA"}),
+    "ins-nir-sex": ("INS-COH-01", {"INS-COHERENCE"}),  # a warning in the channel, an error across channels
+    "ins-nir-birth": ("INS-COH-02", {"INS-COHERENCE"}),
+    "ins-name-qualifier": ("INS-CDA-01", {"INS-CDA"}),
+    "ins-fhir-system": ("INS-FHIR-01", {"INS-FHIR"}),
+    "ins-fhir-no-reliability": ("INS-FHIR-02", {"INS-FHIR"}),
+    "ins-fhir-json": ("FHIR-JSON-01", {"INS-FHIR"}),
+    "ins-channel-mismatch": ("INS-XCH-01", {"INS-COHERENCE"}),
+    "ins-cda-unqualified": ("INS-XCH-02", {"INS-COHERENCE"}),
+    "hl7-line-feeds": ("HL7-SEG-01", set()),  # a warning
+    "hl7-no-msh": ("HL7-MSH-01", {"INS-HL7V2"}),
+}
+
+
+def test_every_ins_defect_has_an_expectation():
+    assert set(EXPECTED) == set(INS_DEFECTS)
+
+
+@pytest.fixture(scope="module")
+def conformant(tmp_path_factory):
+    return run_harness(tmp_path_factory.mktemp("ins"), "--scenario", "ins")
+
+
+def test_the_conformant_demo_passes_every_ins_requirement_through_its_three_channels(conformant):
+    assert conformant.returncode == 0, conformant.stdout
+    assert {r: v for r, v in conformant.requirement_verdicts().items() if r.startswith("INS-")} == dict.fromkeys(sorted(INS_REQUIREMENTS), "PASS")
+    m = conformant.manifest
+    labels = {meta["label"] for meta in m["artefacts"].values()}
+    # the feed came over MLLP and was acknowledged, documents and the 2 FHIR pages were fetched
+    assert {"ins.mllp:001", "ins.mllp:002", "ins.mllp-ack:001", "ins.mllp-session", "ins.cda-live:001", "ins.fhir-search:2"} <= labels
+    assert m["sensitive_data"] == [] and len(m["masking"]["salt"]) == 32
+    for r in m["results"]:
+        assert all(c["assertions"] > 0 for c in r["checks"]), r
+    with zipfile.ZipFile(conformant.bundle) as zf:
+        session = next(d for d, meta in m["artefacts"].items() if meta["label"] == "ins.mllp-session")
+        assert b'"ack": "AA"' in zf.read(f"artefacts/{session}")
+
+
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_each_ins_defect_is_caught_with_its_rule(tmp_path, defect):
+    rule, failing = EXPECTED[defect]
+    run = run_harness(tmp_path, "--scenario", "ins", "--defect", defect, "--lang", "en")
+    assert run.bundle is not None, run.stdout + run.stderr
+    assert rule in {f["rule"] for f in run.findings()}, run.stdout
+    assert run.failing() == failing, run.stdout
+    assert run.returncode == (1 if failing else 0)
+
+
+def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "ins", "--defect", "ins-production-oid", "-rA")
+    matricule = "279035121518989"
+    assert run.returncode == 1
+    assert matricule not in run.stdout and matricule not in run.stderr
+    m = run.manifest
+    assert m["sensitive_data"] == ["production-identity"]
+    assert "Données sensibles dans ce dossier de preuves : production-identity" in run.stdout
+    with zipfile.ZipFile(run.bundle) as zf:
+        for name in zf.namelist():
+            if name.startswith(("findings/", "summary.")):
+                assert matricule.encode() not in zf.read(name), name
+        # the FHIR page as received, byte for byte, with the real value inside
+        fhir_pages = [d for d, meta in m["artefacts"].items() if meta["label"].startswith("ins.fhir-search")]
+        assert any(b'"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "279035121518989"' in zf.read(f"artefacts/{d}") for d in fhir_pages)
+    critical = [f for f in run.findings() if f["rule"] == "INS-SYS-01"]
+    assert critical and all(f["severity"] == "critical" and "NIR#" in f["message"]["fr"] for f in critical)
+    # the same stand-in for the same value everywhere in the run, in every scenario
+    stand_ins = {f["message"]["en"].split("NIR#", 1)[1][:12] for f in run.findings() if "NIR#" in f["message"]["en"]}
+    assert len(stand_ins) == 1 and sum("NIR#" in f["message"]["en"] for f in run.findings()) >= 2
+    verify = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "verify", "--replay", str(run.bundle)],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "identical" in verify.stdout and "production-identity" in verify.stdout
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="official HL7 v2 examples not found in ../shared/corpus (a user's fresh clone)")
+def test_official_hl7v2_target_runs_every_example_and_never_prints_a_production_matricule(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
+    verdicts = run.requirement_verdicts()
+    assert {r: verdicts[r] for r in INS_REQUIREMENTS} == {
+        "INS-HL7V2": "FAIL", "INS-PROTECTION": "FAIL", "INS-COHERENCE": "FAIL", "INS-CDA": "NOT_RUN", "INS-FHIR": "NOT_RUN"}
+    findings = run.findings()
+    assert len({f["location"].split(" ")[0] for f in findings if f["requirement"] == "INS-HL7V2"}) == 25  # every file judged
+    assert sum(f["rule"] == "INS-SYS-01" for f in findings) == 13
+    assert sum(f["rule"] == "INS-MAT-02" for f in findings) == 3
+    # the examples' production matricules (the wrong-key one included) never reach people
+    production = {i.value for f in EXAMPLES.iterdir() for ident in read_message(f.read_bytes()).identities
+                  for i in ident.identifiers if classify_system(i.system).cls is SystemClass.PRODUCTION}
+    assert "276037510669380" in production and len(production) >= 3
+    for value in production:
+        assert value not in run.stdout
+        with zipfile.ZipFile(run.bundle) as zf:
+            assert not any(value.encode() in zf.read(n) for n in zf.namelist() if n.startswith(("findings/", "summary.")))
+    assert run.manifest["sensitive_data"] == ["production-identity"]
+    [xch] = [f for f in findings if f["rule"] == "INS-XCH-01"]
+    assert "birth name 'PATA'" in xch["message"]["en"] and "'PATIENTA'" in xch["message"]["en"]
