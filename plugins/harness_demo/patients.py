@@ -66,45 +66,36 @@ PATIENTS = (
 )
 
 
+# What each defect changes in the first patient, per channel (HL7 v2, CDA, FHIR).
+_CHANGES: dict[str, tuple[int, dict]] = {
+    "ins-malformed": (0, {"ins": "27903512151898"}),
+    "ins-key": (0, {"ins": "279035121518988"}),
+    "ins-no-status": (0, {"status": ""}),
+    "ins-fictitious-qualified": (0, {"attributes": ("FICT",)}),
+    "ins-doubtful-fictitious": (0, {"status": "PROV", "attributes": ("DOUT", "FICT")}),
+    "ins-unknown-attribute": (0, {"attributes": ("HOMX",)}),
+    "ins-given-names": (0, {"given_names": ""}),
+    "ins-bad-birth-date": (0, {"birth_date": "19790230"}),
+    "ins-nir-sex": (0, {"sex": "M"}),
+    "ins-cda-unqualified": (0, {"status": "VALI"}),
+    "ins-no-birth-name": (1, {"birth_name": ""}),
+    "ins-no-birth-place": (1, {"birth_place": None}),
+    "ins-nir-birth": (1, {"birth_date": "19800328"}),
+    "ins-not-qualified": (2, {"status": "VALI"}),
+    "ins-no-first-given-name": (2, {"first_given": ""}),
+    "ins-bad-sex": (2, {"sex": "unknown"}),
+    "ins-channel-mismatch": (2, {"birth_date": "19790329"}),
+}
+
+
 def patients(defects: set[str]) -> tuple[list[Patient], list[Patient], list[Patient]]:
     """The patients as (HL7 v2, CDA, FHIR) show them, defects applied to the first one."""
-    first, rest = PATIENTS[0], list(PATIENTS[1:])
-    hl7, cda, fhir = first, first, first
-    if "ins-malformed" in defects:
-        hl7 = replace(hl7, ins="27903512151898")
-    if "ins-key" in defects:
-        hl7 = replace(hl7, ins="279035121518988")
-    if "ins-no-status" in defects:
-        hl7 = replace(hl7, status="")
-    if "ins-fictitious-qualified" in defects:
-        hl7 = replace(hl7, attributes=("FICT",))
-    if "ins-doubtful-fictitious" in defects:
-        hl7 = replace(hl7, status="PROV", attributes=("DOUT", "FICT"))
-    if "ins-unknown-attribute" in defects:
-        hl7 = replace(hl7, attributes=("HOMX",))
-    if "ins-given-names" in defects:
-        hl7 = replace(hl7, given_names="")
-    if "ins-bad-birth-date" in defects:
-        hl7 = replace(hl7, birth_date="19790230")
-    if "ins-nir-sex" in defects:
-        hl7 = replace(hl7, sex="M")
-    if "ins-cda-unqualified" in defects:
-        hl7 = replace(hl7, status="VALI")
-    if "ins-no-birth-name" in defects:
-        cda = replace(cda, birth_name="")
-    if "ins-no-birth-place" in defects:
-        cda = replace(cda, birth_place=None)
-    if "ins-nir-birth" in defects:
-        cda = replace(cda, birth_date="19800328")
-    if "ins-not-qualified" in defects:
-        fhir = replace(fhir, status="VALI")
-    if "ins-no-first-given-name" in defects:
-        fhir = replace(fhir, first_given="")
-    if "ins-bad-sex" in defects:
-        fhir = replace(fhir, sex="unknown")
-    if "ins-channel-mismatch" in defects:
-        fhir = replace(fhir, birth_date="19790329")
-    return [hl7, *rest], [cda, *rest], [fhir, *rest]
+    shown = [PATIENTS[0]] * 3
+    for defect in sorted(defects & set(_CHANGES)):
+        channel, changes = _CHANGES[defect]
+        shown[channel] = replace(shown[channel], **changes)
+    rest = list(PATIENTS[1:])
+    return [shown[0], *rest], [shown[1], *rest], [shown[2], *rest]
 
 
 # -- HL7 v2 -------------------------------------------------------------------------------
