@@ -128,3 +128,62 @@ def test_official_hl7v2_target_runs_every_example_and_never_prints_a_production_
     assert run.manifest["sensitive_data"] == ["production-identity"]
     [xch] = [f for f in findings if f["rule"] == "INS-XCH-01"]
     assert "birth name 'PATA'" in xch["message"]["en"] and "'PATIENTA'" in xch["message"]["en"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _target(tmp_path, port: int) -> Path:
+    target = tmp_path / "vendor.toml"
+    target.write_text(f'[product]\nid = "com.example.ehr"\nname = "EHR"\nversion = "1.0"\n\n'
+                      f'[ins]\nmllp_port = {port}\nmllp_messages = 2\nmllp_wait = 20\n', encoding="utf-8")
+    return target
+
+
+def test_a_vendor_feed_sent_on_its_own_to_the_configured_port_is_received_and_judged(tmp_path):
+    """No trigger endpoint: the software sends when it wants; the harness listens on the fixed port."""
+    import socket
+    import threading
+    import time
+
+    from harness_demo.patients import hl7_messages
+
+    port = _free_port()
+    acks: list[bytes] = []
+
+    def vendor():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    for message in hl7_messages({"ins-key"}):
+                        s.sendall(b"\x0b" + message + b"\x1c\r")
+                        acks.append(s.recv(65536))
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=vendor, daemon=True)
+    sender.start()
+    run = run_harness(tmp_path, "--scenario", "ins-hl7v2", "--target", str(_target(tmp_path, port)), "--lang", "en")
+    sender.join(5)
+    assert run.requirement_verdicts()["INS-HL7V2"] == "FAIL", run.stdout
+    assert {f["rule"] for f in run.findings()} == {"INS-MAT-02"}
+    assert [f["location"] for f in run.findings()] == ["mllp/001 PID-3[2]"]
+    assert b"MSA|AE|" in acks[0] and b"MSA|AA|" in acks[1]
+
+
+def test_a_busy_port_is_a_clear_error_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        run = run_harness(tmp_path, "--scenario", "ins-hl7v2", "--target", str(_target(tmp_path, s.getsockname()[1])), "--lang", "en")
+    assert run.requirement_verdicts()["INS-HL7V2"] == "ERROR"
+    assert "cannot listen for the MLLP feed" in run.stdout and "Traceback" not in run.stdout

@@ -76,7 +76,16 @@ def collect_hl7v2(ctx: CollectContext) -> dict:
 def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
     outputs = {}
     expected = conf.get("mllp_messages")
-    with MllpListener(int(conf.get("mllp_port", 0))) as rx:
+    port = int(conf.get("mllp_port", 0))
+    try:
+        listener = MllpListener(port)
+    except OSError as exc:
+        raise HarnessError(
+            f"impossible d'écouter le flux MLLP sur 127.0.0.1:{port} ({exc.strerror}) ; port occupé, peut-être par un autre "
+            f"processus du harnais (-n) : avec un port fixe, lancez les scénarios ins sans pytest-xdist",
+            f"cannot listen for the MLLP feed on 127.0.0.1:{port} ({exc.strerror}); the port is busy, maybe by another "
+            f"harness process (-n): with a fixed port, run the ins scenarios without pytest-xdist") from None
+    with listener as rx:
         if feed is not None:
             res = ctx.http.post(feed, label="ins.feed", body=json.dumps({"host": rx.host, "port": rx.port}).encode())
             outputs["feed.exchange"] = res.exchange
