@@ -75,7 +75,10 @@ def test_official_cda_examples_each_finding_explained():
     assert {n for n, r in found.items() if "INS-SYS-02" in r} == {"CSE-CS24_2025.01.xml", "CSE-CS9_2025.01.xml"}
     # eDISP: first given name RUTH but list ISABELLE; and a family name qualified SP (disputed)
     assert found["eDISP-MED_2024.01.xml"] == {"INS-TRA-03", "INS-CDA-01"}
-    assert set().union(*found.values()) == {"INS-MAT-02", "INS-SYS-02", "INS-TRA-03", "INS-CDA-01"}
+    # the self-presenting CANCER-PPS (its CDA inside an XSLT stylesheet): PAT-TROIS's NIR (born 03/79)
+    # with the birth date 1976-05-31
+    assert found["CANCER-PPS_2022.01_Autopresentable.xml"] == {"INS-COH-02"}
+    assert set().union(*found.values()) == {"INS-MAT-02", "INS-SYS-02", "INS-TRA-03", "INS-CDA-01", "INS-COH-02"}
 
 
 # -- FHIR ---------------------------------------------------------------------------------
@@ -209,3 +212,12 @@ def test_cross_channel_reports_the_first_disagreement_with_both_locations():
     assert finding.rule == "INS-XCH-01" and "fhir/p2.json" in finding.location and "hl7/a.hl7" in finding.location
     assert "'1979-03-29' (fhir) ≠ '1979-03-28' (hl7v2)" in finding.message["en"] and "279035121518989" not in finding.message["en"]
     assert ev.assertions == 2
+
+
+def test_a_self_presenting_document_is_read_through_the_cda_it_embeds():
+    inner = cda_document(PATIENTS[0], set(), 1).split(b"?>", 1)[1]
+    wrapped = (b'<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template match="/">'
+               + inner + b"</xsl:template></xsl:stylesheet>")
+    [ident] = cda.read_identities(parse_xml(wrapped))
+    assert ident.location.endswith("/recordTarget[1]/patientRole") and ident.location.startswith("/xsl:stylesheet")
+    assert ident.identifiers[0].extension == "279035121518989" and cda.check_identity(ident) == []

@@ -46,12 +46,25 @@ def _text(node) -> str:
     return " ".join("".join(node.itertext()).split()) if node is not None else ""
 
 
+def clinical_document(doc: etree._ElementTree) -> tuple[etree._Element | None, str]:
+    """The ClinicalDocument and its path: the root, or the one a self-presenting document
+    (an XSLT stylesheet that carries its CDA inside) embeds."""
+    root = doc.getroot()
+    if root is None:
+        return None, ""
+    if root.tag == f"{{{NS['cda']}}}ClinicalDocument":
+        return root, "/ClinicalDocument"
+    inner = next(root.iter(f"{{{NS['cda']}}}ClinicalDocument"), None)
+    return inner, (doc.getpath(inner) if inner is not None else "")
+
+
 def read_identities(doc: etree._ElementTree) -> list[CdaIdentity]:
     """Each ``recordTarget/patientRole`` of the document, with positional locations."""
     out = []
-    targets = doc.getroot().findall("cda:recordTarget", NS) if doc.getroot() is not None else []
+    clinical, base = clinical_document(doc)
+    targets = clinical.findall("cda:recordTarget", NS) if clinical is not None else []
     for n, rt in enumerate(targets, 1):
-        where = f"/ClinicalDocument/recordTarget[{n}]/patientRole"
+        where = f"{base}/recordTarget[{n}]/patientRole"
         role = rt.find("cda:patientRole", NS)
         ident = CdaIdentity(where)
         if role is None:
