@@ -57,9 +57,9 @@ def test_each_cda_defect_is_found_with_its_rule_and_an_element_location(change, 
 
 
 def test_a_document_without_patient_role_is_a_finding():
-    doc = parse_xml(b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget/></ClinicalDocument>')
-    assert cda_rules(b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget/></ClinicalDocument>') == {"INS-CDA-00": 1}
-    assert len(cda.read_identities(doc)) == 1
+    data = b'<ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget/></ClinicalDocument>'
+    assert cda_rules(data) == {"INS-CDA-00": 1}
+    assert len(cda.read_identities(parse_xml(data))) == 1
 
 
 @pytest.mark.skipif(not CDA_EXAMPLES.is_dir(), reason="official CDA examples not found in ../shared/corpus (a user's fresh clone)")
@@ -221,3 +221,13 @@ def test_a_self_presenting_document_is_read_through_the_cda_it_embeds():
     [ident] = cda.read_identities(parse_xml(wrapped))
     assert ident.location.endswith("/recordTarget[1]/patientRole") and ident.location.startswith("/xsl:stylesheet")
     assert ident.identifiers[0].extension == "279035121518989" and cda.check_identity(ident) == []
+
+
+def test_messages_without_any_patient_are_never_a_pass():
+    from harness_ins.checks import check_hl7v2
+
+    no_pid = b"MSH|^~\\&|A|B|C|D|20240101||ACK^A01^ACK|1|P|2.5\nMSA|AA|1\n"  # readable, LF: a warning only
+    ev = Evaluation("INS-HL7V2")
+    check_hl7v2(CheckContext({"hl7/a#1.hl7": Artefact("a", 1, "x", "l")}, {"a": no_pid}.__getitem__, {}, "s"), ev)
+    assert [f.rule for f in ev.findings] == ["HL7-SEG-01"] and ev.findings[0].artefact == "a"
+    assert ev.verdict.value == "INCONCLUSIVE"

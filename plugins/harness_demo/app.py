@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from . import patients
 from .patients import INS_DEFECTS
@@ -170,8 +171,8 @@ def make_handler(cfg: DemoConfig) -> type[BaseHTTPRequestHandler]:
                     return
                 self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
             elif path == "/fhir/Patient":
-                query = self.path.partition("?")[2]
-                page = next((int(v) for k, _, v in (q.partition("=") for q in query.split("&")) if k == "page" and v.isdigit()), 1)
+                asked = parse_qs(urlsplit(self.path).query).get("page", ["1"])[0]
+                page = int(asked) if asked.isdigit() else 1
                 base = f"http://{self.headers.get('Host', 'localhost')}/fhir/"
                 self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
             elif path == "/cda/":

@@ -58,7 +58,7 @@ class Reading:
     """A channel's inputs read: observations, and problems that belong to no patient."""
 
     observations: list[Observation] = field(default_factory=list)
-    problems: list[tuple[str, str, Problem]] = field(default_factory=list)  # (source, location, problem)
+    problems: list[tuple[str, str, str, Problem]] = field(default_factory=list)  # (source, artefact, location, problem)
     units: int = 0  # messages / documents / resources read
 
 
@@ -78,7 +78,7 @@ def _read_hl7(ctx: CheckContext) -> Reading:
             problems = hl7v2.check_message(msg)
             for loc, p in problems:
                 if not loc.startswith("PID"):
-                    reading.problems.append((source, loc, p))
+                    reading.problems.append((source, ctx.artefact(name).sha256, loc, p))
             for ident in msg.identities:
                 obs = Observation("hl7v2", source, ctx.artefact(name).sha256, ident.location, traits=ident.traits, status=ident.status)
                 for i in ident.identifiers:
@@ -96,13 +96,13 @@ def _read_cda(ctx: CheckContext) -> Reading:
         try:
             doc = ctx.xml(name)
         except UnsafeInput as exc:
-            reading.problems.append((name, "/", Problem("INS-CDA-00", Severity.ERROR, f"Document CDA illisible : {exc.message('fr')}",
+            reading.problems.append((name, ctx.artefact(name).sha256, "/", Problem("INS-CDA-00", Severity.ERROR, f"Document CDA illisible : {exc.message('fr')}",
                                                         f"Unreadable CDA document: {exc.message('en')}")))
             continue
         reading.units += 1
         identities = cda.read_identities(doc)
         if not identities:
-            reading.problems.append((name, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, "Document sans recordTarget : aucun patient",
+            reading.problems.append((name, ctx.artefact(name).sha256, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, "Document sans recordTarget : aucun patient",
                                                                         "Document without recordTarget: no patient")))
         for ident in identities:
             obs = Observation("cda", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits)
@@ -117,7 +117,7 @@ def _read_fhir(ctx: CheckContext) -> Reading:
     for name in _inputs(ctx, "fhir"):
         read = fhir.read_patients(ctx.read(name))
         reading.units += 1
-        reading.problems += [(name, loc, p) for loc, p in read.problems]
+        reading.problems += [(name, ctx.artefact(name).sha256, loc, p) for loc, p in read.problems]
         for ident in read.identities:
             obs = Observation("fhir", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits, status=ident.status)
             obs.ins = [Ins(i.value, i.system, i.location) for i in ident.identifiers if classify_system(i.system).is_ins]
@@ -127,10 +127,6 @@ def _read_fhir(ctx: CheckContext) -> Reading:
 
 
 READERS = {"hl7v2": _read_hl7, "cda": _read_cda, "fhir": _read_fhir}
-
-
-def read_channel(ctx: CheckContext, channel: str) -> Reading:
-    return READERS[channel](ctx)
 
 
 # -- showing matricules -------------------------------------------------------------------
@@ -156,9 +152,9 @@ def _flag_production(ev: Evaluation, observations: list[Observation]) -> None:
 
 
 def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, what: tuple[str, str]) -> None:
-    for source, loc, p in reading.problems:
+    for source, artefact, loc, p in reading.problems:
         ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}",
-               artefact=ctx.artefact(source.split("#")[0]).sha256, fr=p.fr, en=p.en)
+               artefact=artefact, fr=p.fr, en=p.en)
     for obs in reading.observations:
         ev.assertions += 1
         for loc, p, value in obs.problems:
@@ -168,9 +164,8 @@ def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str
     if reading.units == 0:
         ev.inconclusive(fr=f"Aucun {what[0]} reçu ou trouvé", en=f"No {what[1]} received or found")
     elif not reading.observations:
-        ev.assertions += reading.units  # each unit was read; its problems are findings
-        if not reading.problems:
-            ev.inconclusive(fr=f"Aucune identité de patient dans les {what[0]}s", en=f"No patient identity in the {what[1]}s")
+        # what could not be read is a finding (FAIL outranks this); a PASS needs a patient judged
+        ev.inconclusive(fr=f"Aucune identité de patient dans les {what[0]}s", en=f"No patient identity in the {what[1]}s")
 
 
 def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
@@ -186,7 +181,7 @@ def check_fhir(ctx: CheckContext, ev: Evaluation) -> None:
 
 
 def _all(ctx: CheckContext) -> list[Observation]:
-    return [o for channel in READERS for o in read_channel(ctx, channel).observations]
+    return [o for read in READERS.values() for o in read(ctx).observations]
 
 
 # -- data protection ----------------------------------------------------------------------
@@ -197,12 +192,11 @@ def check_no_production_identity(ctx: CheckContext, ev: Evaluation) -> None:
     observations = _all(ctx)
     for obs in observations:
         for i in obs.ins:
-            system = classify_system(i.system)
-            p = production_problem(system)
-            ev.check(p is None, rule="INS-SYS-01", requirement=REQ_PROTECT, severity=p.severity if p else Severity.ERROR,
-                     location=f"{obs.source} {i.location}", artefact=obs.artefact,
-                     fr=(p.fr if p else "") + f" — matricule {shown(ctx, i.value)}",
-                     en=(p.en if p else "") + f" — matricule {shown(ctx, i.value)}")
+            ev.assertions += 1
+            p = production_problem(classify_system(i.system))
+            if p is not None:
+                ev.add(rule=p.rule, requirement=REQ_PROTECT, severity=p.severity, location=f"{obs.source} {i.location}",
+                       artefact=obs.artefact, fr=f"{p.fr} — matricule {shown(ctx, i.value)}", en=f"{p.en} — matricule {shown(ctx, i.value)}")
     _flag_production(ev, observations)
     if ev.assertions == 0:
         ev.inconclusive(fr="Aucun identifiant INS dans ce qui a été collecté : rien à protéger ni à vérifier",
