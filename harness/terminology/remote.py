@@ -1,0 +1,308 @@
+"""A FHIR R4 terminology server (the national SMT, or our loopback stand-in) as a
+:class:`TerminologyService`.
+
+Operations: ``ValueSet/$validate-code``, ``CodeSystem/$lookup`` (with
+``CodeSystem/$validate-code`` to tell an unknown code from an unanswerable question),
+``ValueSet/$expand`` and ``ConceptMap/$translate``.
+
+Authentication: a bearer token from the identity provider (the ANS Keycloak, password
+grant, client ``user-api``), fetched when first needed, renewed before it expires and
+once after a 401. Credentials reach this module as values already resolved from
+``env:``/``file:`` references; they are never logged nor recorded.
+
+Failures are typed, so that the caller can decide: :class:`TerminologyUnavailable`
+(unreachable, timeout, HTTP 5xx after the retries, an answer that is not FHIR) may fall
+back to a snapshot when the user allowed it; :class:`TerminologyAuthError` (the token
+refused) never does: it is a configuration problem the user must fix.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import HarnessError
+from .model import Answer, Expansion
+
+USER_AGENT = "ehealth-conformity-harness (terminology)"
+MAX_ANSWER = 32 * 1024 * 1024
+
+
+class TerminologyUnavailable(HarnessError):
+    """The server could not answer (down, slow, 5xx, garbage): ``kind`` says which."""
+
+    def __init__(self, kind: str, fr: str, en: str) -> None:
+        super().__init__(fr, en)
+        self.kind = kind
+
+
+class TerminologyAuthError(HarnessError):
+    """The identity provider or the server refused our credentials."""
+
+
+class PasswordGrant:
+    """OAuth2 password grant (Keycloak): ``access_token`` cached until shortly before expiry."""
+
+    def __init__(self, token_url: str, client_id: str, username: str, password: str, *, session: requests.Session,
+                 timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._username = username
+        self._password = password
+        self._session = session
+        self._timeout = timeout
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self.fetched = 0
+
+    def token(self, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or self._clock() >= self._expires:
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def _fetch(self) -> None:
+        form = {"grant_type": "password", "client_id": self.client_id, "username": self._username, "password": self._password}
+        try:
+            res = self._session.post(self.token_url, data=form, timeout=self._timeout)
+        except requests.Timeout:
+            raise TerminologyUnavailable("timeout", f"fournisseur d'identité muet (délai dépassé) : {self.token_url}",
+                                         f"identity provider timed out: {self.token_url}") from None
+        except requests.RequestException as exc:
+            raise TerminologyUnavailable("unreachable", f"fournisseur d'identité injoignable : {self.token_url} ({type(exc).__name__})",
+                                         f"identity provider unreachable: {self.token_url} ({type(exc).__name__})") from None
+        if res.status_code in (400, 401, 403):
+            detail = _error_text(res)
+            raise TerminologyAuthError(f"jeton refusé par {self.token_url} (HTTP {res.status_code} {detail}) : vérifier les identifiants SMT",
+                                       f"token refused by {self.token_url} (HTTP {res.status_code} {detail}): check the SMT credentials")
+        if res.status_code >= 500:
+            raise TerminologyUnavailable("http", f"fournisseur d'identité en erreur : HTTP {res.status_code}",
+                                         f"identity provider failed: HTTP {res.status_code}")
+        try:
+            body = res.json()
+            token = body["access_token"]
+            assert isinstance(token, str) and token
+        except (ValueError, KeyError, TypeError, AssertionError):
+            raise TerminologyUnavailable("garbage", "réponse illisible du fournisseur d'identité (access_token attendu)",
+                                         "unreadable identity provider answer (access_token expected)") from None
+        lifetime = body.get("expires_in") if isinstance(body.get("expires_in"), (int, float)) else 300
+        self._token = token
+        self._expires = self._clock() + max(5.0, float(lifetime) - 30.0)
+        self.fetched += 1
+
+
+def _error_text(res: requests.Response) -> str:
+    try:
+        body = res.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        if body.get("resourceType") == "OperationOutcome":
+            issues = body.get("issue") or [{}]
+            first = issues[0] if isinstance(issues[0], dict) else {}
+            return str(first.get("diagnostics") or (first.get("details") or {}).get("text") or "")[:200]
+        return str(body.get("error_description") or body.get("error") or "")[:200]
+    return ""
+
+
+def _params(body: Any) -> dict[str, list[dict]]:
+    """A FHIR ``Parameters`` resource as name -> parts (raises ValueError otherwise)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise ValueError("Parameters expected")
+    out: dict[str, list[dict]] = {}
+    for p in body.get("parameter") or []:
+        if isinstance(p, dict) and isinstance(p.get("name"), str):
+            out.setdefault(p["name"], []).append(p)
+    return out
+
+
+def _value(parts: list[dict] | None) -> Any:
+    if not parts:
+        return None
+    for k, v in parts[0].items():
+        if k.startswith("value"):
+            return v
+    return None
+
+
+class RemoteTerminology:
+    """The FHIR terminology client. One per run; thread-safe for reads."""
+
+    def __init__(self, base_url: str, *, auth: PasswordGrant | None = None, timeout: float = 10.0, retries: int = 2,
+                 backoff: float = 0.5, session: requests.Session | None = None) -> None:
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise HarnessError(f"adresse du serveur de terminologie invalide : {base_url}", f"invalid terminology server address: {base_url}")
+        self.base = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/fhir+json, application/json"
+        retry = Retry(total=retries, connect=retries, read=retries, status=retries, other=0, backoff_factor=backoff,
+                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False,
+                      respect_retry_after_header=True)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.auth = auth
+        self.calls = 0  # HTTP requests sent to the FHIR server (retries included by urllib3 are not counted)
+        self._server: dict[str, Any] | None = None
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        url = self.base + path
+        for attempt in (0, 1):
+            headers = {}
+            if self.auth is not None:
+                headers["Authorization"] = f"Bearer {self.auth.token(renew=attempt == 1)}"
+            self.calls += 1
+            try:
+                res = self.session.get(url, params=params, headers=headers, timeout=self.timeout, stream=True)
+                try:
+                    raw = res.raw.read(MAX_ANSWER + 1, decode_content=True)
+                finally:
+                    res.close()
+            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+                raise TerminologyUnavailable("timeout", f"serveur de terminologie muet (délai de {self.timeout} s dépassé) : {url}",
+                                             f"terminology server timed out ({self.timeout} s): {url}") from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                raise TerminologyUnavailable("unreachable", f"serveur de terminologie injoignable : {url} ({type(exc).__name__})",
+                                             f"terminology server unreachable: {url} ({type(exc).__name__})") from None
+            except OSError as exc:  # a connection cut while reading the body
+                raise TerminologyUnavailable("unreachable", f"connexion coupée par le serveur de terminologie : {url} ({exc})",
+                                             f"connection cut by the terminology server: {url} ({exc})") from None
+            if res.status_code in (401, 403):
+                if attempt == 0 and self.auth is not None and res.status_code == 401:
+                    continue  # the token may have expired early: renew once
+                raise TerminologyAuthError(f"le serveur de terminologie refuse l'accès (HTTP {res.status_code}) : {url}",
+                                           f"the terminology server refuses access (HTTP {res.status_code}): {url}")
+            if res.status_code >= 500 or res.status_code == 429:
+                raise TerminologyUnavailable("http", f"serveur de terminologie en erreur : HTTP {res.status_code} ({url})",
+                                             f"terminology server failed: HTTP {res.status_code} ({url})")
+            if len(raw) > MAX_ANSWER:
+                raise TerminologyUnavailable("garbage", f"réponse trop volumineuse (> {MAX_ANSWER} octets) : {url}",
+                                             f"answer too large (> {MAX_ANSWER} bytes): {url}")
+            try:
+                body = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise TerminologyUnavailable("garbage", f"réponse illisible (JSON FHIR attendu, HTTP {res.status_code}) : {url}",
+                                             f"unreadable answer (FHIR JSON expected, HTTP {res.status_code}): {url}") from None
+            return res.status_code, body
+        raise AssertionError("unreachable")
+
+    def _garbage(self, what: str) -> TerminologyUnavailable:
+        return TerminologyUnavailable("garbage", f"réponse FHIR inattendue à {what}", f"unexpected FHIR answer to {what}")
+
+    # -- identity -----------------------------------------------------------------------
+
+    def server(self) -> dict[str, Any]:
+        """The server's identity from ``/metadata`` (software, version, FHIR version), once."""
+        if self._server is None:
+            status, body = self._get("metadata", {})
+            if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+                raise self._garbage("metadata")
+            software = body.get("software") if isinstance(body.get("software"), dict) else {}
+            self._server = {"kind": "remote", "server": self.base, "software": software.get("name"),
+                            "version": software.get("version"), "fhir": body.get("fhirVersion")}
+        return self._server
+
+    def source(self) -> dict[str, Any]:
+        return dict(self.server())
+
+    # -- operations ---------------------------------------------------------------------
+
+    def validate_code(self, value_set: str, system: str, code: str) -> Answer:
+        q = {"value_set": value_set, "system": system, "code": code}
+        source = self.source()
+        status, body = self._get("ValueSet/$validate-code", {"url": value_set, "system": system, "code": code})
+        if status in (400, 404, 422):
+            return Answer("validate-code", q, None, source=source, error={
+                "kind": "unknown-value-set", "fr": f"le serveur ne peut pas répondre : {_diag(body)}",
+                "en": f"the server cannot answer: {_diag(body)}"})
+        try:
+            p = _params(body)
+            result = _value(p.get("result"))
+            if not isinstance(result, bool):
+                raise ValueError("result")
+        except ValueError:
+            raise self._garbage("$validate-code") from None
+        inactive = _value(p.get("inactive"))
+        return Answer("validate-code", q, result, display=_value(p.get("display")), message=_value(p.get("message")),
+                      inactive=inactive if isinstance(inactive, bool) else None, source=source)
+
+    def lookup(self, system: str, code: str) -> Answer:
+        q = {"system": system, "code": code}
+        source = self.source()
+        status, body = self._get("CodeSystem/$lookup", {"system": system, "code": code})
+        if status == 200:
+            try:
+                p = _params(body)
+            except ValueError:
+                raise self._garbage("$lookup") from None
+            inactive = None
+            for prop in p.get("property") or []:
+                parts = {x.get("name"): x for x in prop.get("part") or [] if isinstance(x, dict)}
+                name = (parts.get("code") or {}).get("valueCode")
+                value = parts.get("value") or {}
+                if name == "inactive" and isinstance(value.get("valueBoolean"), bool):
+                    inactive = value["valueBoolean"]
+                elif name == "status" and value.get("valueCode"):
+                    inactive = str(value["valueCode"]).lower() in ("retired", "deprecated", "inactive")
+            return Answer("lookup", q, True, display=_value(p.get("display")), inactive=inactive, source=source)
+        if status in (400, 404, 422):
+            # Unknown code, or unknown system? CodeSystem/$validate-code says which.
+            status2, body2 = self._get("CodeSystem/$validate-code", {"url": system, "code": code})
+            if status2 == 200:
+                try:
+                    result = _value(_params(body2).get("result"))
+                except ValueError:
+                    raise self._garbage("CodeSystem/$validate-code") from None
+                if result is False:
+                    return Answer("lookup", q, False, message=_diag(body) or _value(_params(body2).get("message")), source=source)
+            return Answer("lookup", q, None, source=source, error={
+                "kind": "code-system-not-held", "fr": f"le serveur ne connaît pas ce système de codes : {_diag(body)}",
+                "en": f"the server does not know this code system: {_diag(body)}"})
+        raise self._garbage("$lookup")
+
+    def expand(self, value_set: str) -> Expansion:
+        status, body = self._get("ValueSet/$expand", {"url": value_set})
+        if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "ValueSet":
+            raise HarnessError(f"expansion impossible de {value_set} : {_diag(body)}", f"cannot expand {value_set}: {_diag(body)}")
+        exp = body.get("expansion") or {}
+        contains = [{"system": c.get("system", ""), "code": c.get("code", ""), "display": c.get("display", "")}
+                    for c in exp.get("contains") or [] if isinstance(c, dict)]
+        total = exp.get("total") if isinstance(exp.get("total"), int) else len(contains)
+        return Expansion(value_set, contains, total, self.source(), complete=total == len(contains))
+
+    def translate(self, concept_map: str, system: str, code: str) -> Answer:
+        q = {"concept_map": concept_map, "system": system, "code": code}
+        status, body = self._get("ConceptMap/$translate", {"url": concept_map, "system": system, "code": code})
+        if status != 200:
+            return Answer("translate", q, None, source=self.source(), error={
+                "kind": "unknown-concept-map", "fr": f"traduction impossible : {_diag(body)}", "en": f"cannot translate: {_diag(body)}"})
+        try:
+            p = _params(body)
+        except ValueError:
+            raise self._garbage("$translate") from None
+        return Answer("translate", q, bool(_value(p.get("result"))), message=_value(p.get("message")), source=self.source())
+
+    def describe(self) -> dict[str, Any]:
+        return self.source()
+
+
+def _diag(body: Any) -> str:
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        issues = body.get("issue") or [{}]
+        first = issues[0] if issues and isinstance(issues[0], dict) else {}
+        return str(first.get("diagnostics") or (first.get("details") or {}).get("text") or first.get("code") or "")[:300]
+    return ""
