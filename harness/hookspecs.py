@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 import pluggy
 
 if TYPE_CHECKING:
-    from .context import Check, Collector, Service, ServiceContext
+    from .context import Check, CodedValueExtractor, Collector, Service, ServiceContext
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -76,6 +76,21 @@ def harness_checks() -> Mapping[str, "Check"]:
     sanitised target (``ctx.target``) and earlier recorded answers. It must not touch the
     network or the clock, so that ``harness verify --replay`` reproduces its verdict from
     the bundle alone. A name provided by two plugins is an error.
+    """
+
+
+@hookspec
+def harness_coded_values() -> Mapping[str, "CodedValueExtractor"]:
+    """Return the extractors of coded values this plugin implements, by name (``"cda"``).
+
+    Called once at start. An extractor is ``extract(ctx: CheckContext, name: str) ->
+    list[CodedValue] | None``: given one recorded input, it returns the coded values it
+    finds there (CDA elements, XDM slots, HL7 v2 fields, FHIR codings), each with the value
+    set its context requires, or None when the input is not of its kind. Terminology
+    scenarios call every extractor on every input, both live (to know what to ask the
+    terminology server) and in checks and replay (to judge the recorded answers), so an
+    extractor must be a pure function of the recorded bytes. A name provided by two
+    plugins is an error.
     """
 
 

@@ -16,7 +16,7 @@ BLOCK_ENV = "HARNESS_BLOCK_PLUGINS"
 # The plugins this distribution ships. They are registered through ENTRY_POINT_GROUP,
 # exactly like a third party's; this tuple only lets the harness tell them apart and
 # notice a broken installation where one is missing.
-BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-ins", "harness-version")
+BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-ins", "harness-terminology", "harness-version")
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

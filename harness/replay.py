@@ -79,7 +79,7 @@ def replay_bundle(bundle: Bundle, registry: Registry, pm: pluggy.PluginManager |
                 name: Artefact(digest, **m["artefacts"][digest]) for name, digest in result["inputs"].items()
             }
             verdict, checks, findings = evaluate(scenarios[sid], inputs, bundle.read_artefact, m["target"], registry.checks, result["collect"],
-                                               m.get("masking", {}).get("salt", ""))
+                                               m.get("masking", {}).get("salt", ""), registry.extractors)
             recorded_findings = bundle.findings(sid)
             if verdict != result["verdict"]:
                 report.differences.append(Difference(sid, result["verdict"], verdict, "verdict"))

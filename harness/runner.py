@@ -6,18 +6,18 @@ run and ``harness verify --replay`` both call it, which is what makes replay fai
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import pluggy
 
-from .context import Artefact, Check, CheckContext, CollectContext, Collector, MissingInput, Service, ServiceContext
+from .context import Artefact, Check, CheckContext, CodedValueExtractor, CollectContext, Collector, MissingInput, Service, ServiceContext
 from .errors import HarnessError, NotApplicable
 from .evidence import Recorder, RecordingHttp
 from .i18n import LANGS, both, t
 from .scenarios import Scenario
-from .target import Target
+from .target import SERVICE_URL_SCHEME, Target
 from .verdicts import Evaluation, Verdict, combine
 
 
@@ -25,6 +25,7 @@ from .verdicts import Evaluation, Verdict, combine
 class Registry:
     collectors: dict[str, Collector]
     checks: dict[str, Check]
+    extractors: dict[str, CodedValueExtractor] = field(default_factory=dict)
 
 
 def _merge(pm: pluggy.PluginManager, results: list[tuple[Any, Mapping]], kind: str) -> dict:
@@ -54,6 +55,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     return Registry(
         collectors=_merge(pm, named("harness_collectors"), "collect"),
         checks=_merge(pm, named("harness_checks"), "check"),
+        extractors=_merge(pm, named("harness_coded_values"), "coded-values"),
     )
 
 
@@ -65,6 +67,7 @@ def evaluate(
     checks: Mapping[str, Check],
     collect_steps: list[dict],
     salt: str = "",
+    extractors: Mapping[str, CodedValueExtractor] | None = None,
 ) -> tuple[str, list[dict], list[dict]]:
     """Run the scenario's checks on recorded inputs: (verdict, check steps, findings).
 
@@ -87,7 +90,7 @@ def evaluate(
         if fn is None:
             ev.error(**both("unknown_step", kind="check", name=name))
         else:
-            ctx = CheckContext(inputs, load, target, scenario["id"], salt)
+            ctx = CheckContext(inputs, load, target, scenario["id"], salt, extractors)
             try:
                 fn(ctx, ev)
             except MissingInput as exc:
@@ -138,7 +141,8 @@ class LiveSession:
         self.offline = offline
         self.http = RecordingHttp(recorder)
         self.services: dict[str, Service] = {}
-        self._collected: dict[str, tuple[dict | None, dict, dict | None]] = {}
+        self._collected: dict[tuple, tuple[dict | None, dict, dict | None]] = {}
+        self._terminology = None
         self._sanitized = target.sanitized()
 
     def service_url(self, name: str) -> str:
@@ -152,16 +156,37 @@ class LiveSession:
             self.services[name] = svc
         return self.services[name].base_url
 
-    def _collect(self, name: str) -> tuple[dict | None, dict, dict | None]:
-        """(outputs, artefacts recorded meanwhile, error message) — computed once per process."""
-        if name not in self._collected:
+    def terminology(self):
+        """The run's terminology set-up, built on first use (one per process)."""
+        if self._terminology is None:
+            from .terminology import build
+
+            self._terminology = build(self.target.data.get("terminology", {}), offline=self.offline,
+                                      resolve_url=self._resolve_url, secret=self.target.secret, is_loopback=is_loopback)
+        return self._terminology
+
+    def _resolve_url(self, url: str) -> str:
+        if url.startswith(SERVICE_URL_SCHEME):
+            svc, _, rest = url[len(SERVICE_URL_SCHEME):].partition("/")
+            return self.service_url(svc).rstrip("/") + "/" + rest
+        return url
+
+    def _check_context(self, inputs: Mapping[str, Artefact]) -> CheckContext:
+        return CheckContext(inputs, self.recorder.store.get, self._sanitized, "", self.salt, self.registry.extractors)
+
+    def _collect(self, name: str, inputs: Mapping[str, Artefact]) -> tuple[dict | None, dict, dict | None]:
+        """(outputs, artefacts recorded meanwhile, error message) — computed once per
+        process for the same earlier inputs (most collectors read none)."""
+        key = (name, tuple(sorted((k, a.sha256) for k, a in inputs.items())))
+        if key not in self._collected:
             fn = self.registry.collectors.get(name)
             before = set(self.recorder.recorded)
             outputs, error = None, None
             if fn is None:
                 error = both("unknown_step", kind="collect", name=name)
             else:
-                ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang)
+                ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
+                                     inputs=inputs, check_context=self._check_context, terminology=self.terminology)
                 if self.offline:
                     ctx.http = _OfflineGuard(self.http)
                 try:
@@ -173,15 +198,15 @@ class LiveSession:
                 except Exception as exc:  # a collector bug is an ERROR verdict, not a crash
                     error = both("collect_failed", name=name, error=f"{type(exc).__name__}: {exc}")
             produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}
-            self._collected[name] = (outputs, produced, error)
-        return self._collected[name]
+            self._collected[key] = (outputs, produced, error)
+        return self._collected[key]
 
     def run_scenario(self, scenario: Scenario) -> dict[str, Any]:
         collect_steps: list[dict] = []
         inputs: dict[str, Artefact] = {}
         artefacts: dict[str, dict] = {}
         for name in scenario.collect:
-            outputs, produced, error = self._collect(name)
+            outputs, produced, error = self._collect(name, inputs)
             artefacts.update(produced)
             step: dict[str, Any] = {"name": name, "status": "ok"}
             if error is not None:
@@ -194,7 +219,8 @@ class LiveSession:
                     artefacts[a.sha256] = a.meta()
             collect_steps.append(step)
         sdict = scenario.to_dict()
-        verdict, checks, findings = evaluate(sdict, inputs, self.recorder.store.get, self._sanitized, self.registry.checks, collect_steps, self.salt)
+        verdict, checks, findings = evaluate(sdict, inputs, self.recorder.store.get, self._sanitized, self.registry.checks, collect_steps, self.salt,
+                                             self.registry.extractors)
         return {
             "scenario": scenario.id,
             "requirements": list(scenario.requirements),

@@ -25,6 +25,9 @@ CORE_SCHEMA: dict[str, dict[str, str]] = {
     "exports": {"*": "path"},
     "credentials": {"*": "secret"},
     "history": {"bundles": "list[path]"},
+    # the terminology every plugin uses (harness.terminology.service documents each key)
+    "terminology": {"server": "url", "token_url": "url", "client_id": "str", "snapshot": "list[path]", "builtin_snapshot": "bool",
+                    "fallback": "bool", "timeout": "int", "retries": "int", "cache_dir": "path", "cache_hours": "int"},
 }
 REQUIRED_SECTIONS = ("product",)
 SERVICE_URL_SCHEME = "service://"

@@ -111,11 +111,11 @@ class Answer:
     asked: dict[str, str] | None = None  # the question as sent, when the server knows it by other names
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "result"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Answer":
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
     def definite(self) -> bool:

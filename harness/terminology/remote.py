@@ -156,6 +156,7 @@ class RemoteTerminology:
         self.auth = auth
         self.calls = 0  # HTTP requests sent to the FHIR server (retries included by urllib3 are not counted)
         self._server: dict[str, Any] | None = None
+        self._server_lock = threading.Lock()
 
     # -- transport ----------------------------------------------------------------------
 
@@ -207,6 +208,10 @@ class RemoteTerminology:
 
     def server(self) -> dict[str, Any]:
         """The server's identity from ``/metadata`` (software, version, FHIR version), once."""
+        with self._server_lock:
+            return self._server_identity()
+
+    def _server_identity(self) -> dict[str, Any]:
         if self._server is None:
             status, body = self._get("metadata", {})
             if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":

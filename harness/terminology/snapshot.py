@@ -89,6 +89,11 @@ def _svs_date(value: str | None) -> str | None:
     return None
 
 
+def _name_key(name: str) -> str:
+    """``JDV_J07_XdsTypeCode_CISIS``, ``JDV-J07-XdsTypeCode-CISIS``, ``JDV_J07-XdsTypeCode-CISIS``: one key."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
 def _canonical_from_svs(url_fichier: str | None) -> str | None:
     """``https://mos.esante.gouv.fr/NOS/JDV_J07-XdsTypeCode-CISIS`` -> the FHIR canonical
     ``.../JDV_J07-XdsTypeCode-CISIS/FHIR/JDV-J07-XdsTypeCode-CISIS`` (the NOS convention)."""
@@ -300,6 +305,8 @@ class Snapshot:
                 self._vs_index.setdefault(alias, vs)
                 if vs.version:
                     self._vs_index.setdefault(f"{alias}|{vs.version}", vs)
+            for alias in filter(None, (vs.name, vs.url and vs.url.rstrip("/").rsplit("/", 1)[-1])):
+                self._vs_index.setdefault(f"name:{_name_key(alias)}", vs)
             members = {(self.system_key(s), c): concept for (s, c), concept in vs.members.items()}
             self._members[id(vs)] = members
             for key, concept in members.items():
@@ -324,6 +331,9 @@ class Snapshot:
         if found is None:
             oid = bare_oid(ref)
             found = self._vs_index.get(oid) if oid else None
+        if found is None and "/" in ref:
+            # a NOS canonical URL this snapshot knows only by OID and name (SVS files without urlFichier)
+            found = self._vs_index.get(f"name:{_name_key(ref.split('|', 1)[0].rstrip('/').rsplit('/', 1)[-1])}")
         return found
 
     def canonical_value_set(self, ref: str) -> str:

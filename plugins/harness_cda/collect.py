@@ -107,6 +107,28 @@ def documents_of(ctx: CollectContext) -> list[Path]:
     return sorted(folder.glob("*.xml"))
 
 
+MAX_FILE = 64 * 1024 * 1024
+
+
+def collect_files(ctx: CollectContext) -> dict:
+    """The documents alone, recorded as they are, without the kit: the ``[cda] documents``
+    folder and the software's live document index (``endpoints.cda_index``)."""
+    folder = ctx.target.data.get("cda", {}).get("documents")
+    index = ctx.endpoint("cda_index")
+    if not folder and index is None:
+        raise NotApplicable("aucun document CDA ([cda] documents = DOSSIER, ou endpoints.cda_index)",
+                            "no CDA documents ([cda] documents = FOLDER, or endpoints.cda_index)")
+    outputs = {}
+    if folder:
+        for path in documents_of(ctx):
+            if path.stat().st_size > MAX_FILE:
+                raise HarnessError(f"document trop gros (> {MAX_FILE} octets) : {path}", f"document too large (> {MAX_FILE} bytes): {path}")
+            outputs[f"doc/{path.name}"] = ctx.record(path.read_bytes(), media_type="application/xml", label=f"cda.document:{path.name}")
+    if index is not None:
+        outputs.update(ctx.fetch_index(index, prefix="doc", label="cda.document"))
+    return outputs
+
+
 def collect_documents(ctx: CollectContext) -> dict:
     """Each document (recorded as is), its XSD validation, and the kit's identity."""
     kit = kit_of(ctx)

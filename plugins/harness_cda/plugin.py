@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from harness import hookimpl
 
-from . import checks, collect
+from . import checks, collect, terminology
 
 
 @hookimpl
@@ -13,9 +13,14 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
+    return {"cda.files": collect.collect_files, "cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
 
 
 @hookimpl
 def harness_checks():
     return {"cda.xsd": checks.check_xsd, **checks.schematron_checks()}
+
+
+@hookimpl
+def harness_coded_values():
+    return {"cda": terminology.coded_values}

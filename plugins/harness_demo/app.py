@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from . import patients
-from .patients import INS_DEFECTS
+from .patients import INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 PRODUCT_NAME = "Cabinet Démo"
 VENDOR = "Éditeur Exemple SAS"
@@ -52,6 +52,7 @@ DEFECTS: dict[str, dict[str, str]] = {
 }
 
 DEFECTS.update(INS_DEFECTS)
+DEFECTS.update(TERMINOLOGY_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 

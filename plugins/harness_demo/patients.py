@@ -14,6 +14,13 @@ from xml.sax.saxutils import escape, quoteattr
 TEST_NIR = "1.2.250.1.213.1.4.10"
 FACILITY_OID = "1.2.250.1.999.1.1"  # the demo practice's own identifier domain (IPP)
 
+TERMINOLOGY_DEFECTS: dict[str, dict[str, str]] = {
+    "term-confidentiality": {"fr": "CDA : code de confidentialité X (hors jeu de valeurs)", "en": "CDA: confidentiality code X (outside the value set)"},
+    "term-display": {"fr": "CDA : libellé du type de document différent de celui du JDV", "en": "CDA: document type display differs from the value set's"},
+    "term-unknown-code": {"fr": "CDA : code local inconnu de son système de codes", "en": "CDA: local code unknown in its code system"},
+    "term-deprecated": {"fr": "CDA : code local obsolète (retiré)", "en": "CDA: deprecated (retired) local code"},
+}
+
 INS_DEFECTS: dict[str, dict[str, str]] = {
     "ins-malformed": {"fr": "flux HL7 v2 : matricule INS de 14 caractères", "en": "HL7 v2 feed: 14-character INS matricule"},
     "ins-key": {"fr": "flux HL7 v2 : clé du matricule INS fausse", "en": "HL7 v2 feed: wrong INS matricule key"},
@@ -152,6 +159,14 @@ def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
     if p.ins:
         ids.insert(0, f'<id root="{TEST_NIR}" extension="{p.ins}"/>')
     used_qualifier = "" if "ins-name-qualifier" in defects else ' qualifier="CL"'
+    type_code, type_display = "11488-4", "CR ou fiche de consultation ou de visite"
+    if "term-display" in defects:
+        type_display = "Note de consultation"
+    reason, reason_display = "MOTIF-SUIVI", "Consultation de suivi"
+    if "term-unknown-code" in defects:
+        reason, reason_display = "MOTIF-INEXISTANT", "Consultation"
+    elif "term-deprecated" in defects:
+        reason, reason_display = "MOTIF-ANCIEN", "Motif retiré"
     family_birth = f'<family qualifier="BR">{escape(p.birth_name)}</family>' if p.birth_name else ""
     place = (f"<birthplace><place><addr><county>{p.birth_place}</county><city>{escape(p.birth_city)}</city></addr></place></birthplace>"
              if p.birth_place else "")
@@ -162,10 +177,10 @@ def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
   <templateId root="2.16.840.1.113883.2.8.2.1"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
   <id root="1.2.250.1.999.1.2" extension="DOC-{n:04d}"/>
-  <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Note de consultation"/>
+  <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="{type_display}"/>
   <title>Note de consultation</title>
   <effectiveTime value="20261101100000+0100"/>
-  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
+  <confidentialityCode code="{"X" if "term-confidentiality" in defects else "N"}" codeSystem="2.16.840.1.113883.5.25"/>
   <languageCode code="fr-FR"/>
   <recordTarget>
     <patientRole>
@@ -184,6 +199,55 @@ def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
       </patient>
     </patientRole>
   </recordTarget>
+  <author>
+    <time value="20261101100000+0100"/>
+    <assignedAuthor>
+      <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
+      <code code="G15_10/SM26" codeSystem="1.2.250.1.213.1.1.4.5" displayName="Médecin - Qualifié en Médecine Générale (SM)"/>
+      <assignedPerson><name><family>DEMO</family><given>Médecin</given></name></assignedPerson>
+      <representedOrganization>
+        <name>Cabinet Démo</name>
+        <standardIndustryClassCode code="AMBULATOIRE" codeSystem="1.2.250.1.213.1.1.4.9" displayName="Ambulatoire"/>
+      </representedOrganization>
+    </assignedAuthor>
+  </author>
+  <componentOf>
+    <encompassingEncounter>
+      <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire (hors établissement)"/>
+      <effectiveTime value="20261101100000+0100"/>
+      <location><healthCareFacility><code code="SA07" codeSystem="1.2.250.1.71.4.2.4" displayName="Cabinet individuel"/></healthCareFacility></location>
+    </encompassingEncounter>
+  </componentOf>
+  <component>
+    <structuredBody>
+      <component>
+        <section>
+          <title>Examen</title>
+          <text>Consultation de suivi. PA 128/82 mmHg, poids 72 kg.</text>
+          <entry>
+            <observation classCode="OBS" moodCode="EVN">
+              <code code="{reason}" codeSystem="1.2.250.1.999.1.9" displayName="{reason_display}"/>
+              <statusCode code="completed"/>
+            </observation>
+          </entry>
+          <entry>
+            <observation classCode="OBS" moodCode="EVN">
+              <code code="8480-6" codeSystem="2.16.840.1.113883.6.1" displayName="Pression artérielle systolique"/>
+              <statusCode code="completed"/>
+              <value xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="PQ" value="128" unit="mm[Hg]"/>
+            </observation>
+          </entry>
+          <entry>
+            <observation classCode="OBS" moodCode="EVN">
+              <code code="29463-7" codeSystem="2.16.840.1.113883.6.1" displayName="Poids corporel"/>
+              <statusCode code="completed"/>
+              <value xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="PQ" value="72" unit="kg"/>
+            </observation>
+          </entry>
+        </section>
+      </component>
+    </structuredBody>
+  </component>
 </ClinicalDocument>
 """.encode("utf-8")
 

@@ -122,25 +122,7 @@ def collect_cda(ctx: CollectContext) -> dict:
         for path in _files(_folder(folder, "CDA"), (".xml",)):
             outputs[f"cda/{path.name}"] = ctx.record(_read(path), media_type="application/xml", label=f"ins.cda:{path.name}")
     if index is not None:
-        res = ctx.http.get(index, label="ins.cda-index")
-        outputs["cda-index.exchange"] = res.exchange
-        if not res.ok:
-            raise HarnessError(f"index des documents injoignable : {index} (HTTP {res.status}, {res.error})",
-                               f"document index unreachable: {index} (HTTP {res.status}, {res.error})")
-        try:
-            urls = json.loads(res.data)
-            assert isinstance(urls, list) and all(isinstance(u, str) for u in urls)
-        except (ValueError, AssertionError):
-            raise HarnessError(f"index des documents : liste JSON d'URL attendue ({index})",
-                               f"document index: a JSON list of URLs expected ({index})") from None
-        for n, url in enumerate(urls[:MAX_DOCUMENTS], 1):
-            absolute = urljoin(index, url)
-            if urlsplit(absolute)[:2] != urlsplit(index)[:2]:
-                continue  # the index may only point inside the software it describes
-            doc = ctx.http.get(absolute, label=f"ins.cda-live:{n:03d}")
-            outputs[f"cda-live/{n:03d}.exchange"] = doc.exchange
-            if doc.body is not None:
-                outputs[f"cda-live/{n:03d}"] = doc.body
+        outputs.update(ctx.fetch_index(index, prefix="cda", label="ins.cda", limit=MAX_DOCUMENTS))
     return outputs
 
 

@@ -1,0 +1,1 @@
+"""Terminology scenarios: coded values checked against the national terminology (SMT)."""

@@ -1,0 +1,60 @@
+"""Collector: ask the terminology about every coded value the scenario's documents hold.
+
+The coded values come from every plugin's extractor (``harness_coded_values``) applied to
+what the scenario's earlier collect steps gathered. Each distinct question is asked once:
+``ValueSet/$validate-code`` for (value set, system, code) when the context binds a value
+set, ``CodeSystem/$lookup`` for (system, code). The answers, with their source (server and
+version, or snapshot and hash), the cache's and the fallback's part, are recorded as one
+artefact, ``terminology/answers``: the check judges them, and replay reads them back
+without any network.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import CollectContext, HarnessError, NotApplicable
+from harness.terminology import TerminologyAuthError
+from harness.terminology.model import ask
+
+ANSWERS = "terminology/answers"
+WORKERS = 8  # questions in flight at once against a remote server
+
+
+def questions_of(values) -> list[tuple[str, dict[str, str]]]:
+    """Distinct questions, in first-seen order."""
+    seen: dict[tuple, tuple[str, dict[str, str]]] = {}
+    for v in values:
+        key = v.validate_key()
+        if key is not None and key not in seen:
+            seen[key] = ("validate-code", {"value_set": key[1], "system": key[2], "code": key[3]})
+        key = v.lookup_key()
+        if key is not None and key not in seen:
+            seen[key] = ("lookup", {"system": key[1], "code": key[2]})
+    return list(seen.values())
+
+
+def collect_answers(ctx: CollectContext) -> dict:
+    if not ctx.inputs:
+        raise NotApplicable("aucun document à examiner pour la terminologie", "no document to examine for terminology")
+    values = ctx.coded_values()
+    questions = questions_of(values)
+    setup = ctx.terminology()
+    try:
+        if len(questions) > 1 and setup.remote is not None:
+            with ThreadPoolExecutor(WORKERS) as pool:
+                answers = list(pool.map(lambda q: ask(setup.service, *q), questions))
+        else:
+            answers = [ask(setup.service, *q) for q in questions]
+        description = setup.describe()
+    except TerminologyAuthError as exc:
+        raise HarnessError(f"terminologie : {exc.messages['fr']}", f"terminology: {exc.messages['en']}") from None
+    record = {
+        "as_of": setup.snapshot.as_of if setup.snapshot else None,
+        "setup": description,
+        "coded_values": len(values),
+        "questions": len(questions),
+        "answers": [a.to_dict() for a in answers],
+    }
+    data = json.dumps(record, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+    return {ANSWERS: ctx.record(data, media_type="application/json", label="terminology.answers")}
