@@ -36,7 +36,7 @@ def test_hook_names_carry_the_prefix_and_are_listed_in_lifecycle_order():
     source = inspect.getsource(hookspecs)
     in_order = re.findall(r"^def (harness_\w+)\(", source, re.MULTILINE)
     assert in_order == ["harness_target_schema", "harness_default_target", "harness_scenario_dirs",
-                        "harness_collectors", "harness_checks", "harness_start_service"]
+                        "harness_collectors", "harness_checks", "harness_coded_values", "harness_start_service"]
 
 
 def test_builtin_plugins_load_through_entry_points():

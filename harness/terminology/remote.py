@@ -177,6 +177,9 @@ class RemoteTerminology:
                 raise TerminologyUnavailable("timeout", f"serveur de terminologie muet (délai de {self.timeout} s dépassé) : {url}",
                                              f"terminology server timed out ({self.timeout} s): {url}") from None
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                if _timed_out(exc):  # a read timeout once the retries are spent comes wrapped
+                    raise TerminologyUnavailable("timeout", f"serveur de terminologie muet (délai de {self.timeout} s dépassé) : {url}",
+                                                 f"terminology server timed out ({self.timeout} s): {url}") from None
                 raise TerminologyUnavailable("unreachable", f"serveur de terminologie injoignable : {url} ({type(exc).__name__})",
                                              f"terminology server unreachable: {url} ({type(exc).__name__})") from None
             except OSError as exc:  # a connection cut while reading the body
@@ -303,6 +306,14 @@ class RemoteTerminology:
 
     def describe(self) -> dict[str, Any]:
         return self.source()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # a refused connection (a TimeoutError subclass in urllib3)
+        return False
+    return isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
 
 
 def _diag(body: Any) -> str:

@@ -53,6 +53,13 @@ def _parameters(answer: Answer, with_name: bool = False) -> dict:
     return {"resourceType": "Parameters", "parameter": params}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up (timeout rehearsals) is not our problem
+
+
 class TerminologyServer:
     """Start with :meth:`start`; ``base_url`` ends with ``/fhir/``; :meth:`stop` when done."""
 
@@ -71,7 +78,7 @@ class TerminologyServer:
         self.questions: list[tuple[str, dict]] = []
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        self._httpd = _QuietServer((host, port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

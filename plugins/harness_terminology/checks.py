@@ -34,8 +34,9 @@ EXAMPLES = 3
 def normalise_display(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.translate(str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "–": "-", "—": "-", "\u00a0": " "}))
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    text = text.translate(str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "–": "-", "—": "-", "\u00a0": " ",
+                                         "œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE"}))
+    return re.sub(r"\s+", " ", text).strip().rstrip(".").strip().casefold()
 
 
 def _where(v) -> str:
@@ -160,8 +161,8 @@ def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
             if v.display and expected:
                 ev.check(normalise_display(v.display) == normalise_display(expected), rule="TERM-DISP-01", requirement=CODE_REQ,
                          location=_where(v), artefact=sha, severity=Severity.WARNING,
-                         fr=f"{_what(v, 'fr')}libellé « {v.display} » pour {shown}, le système de codes dit « {expected} »",
-                         en=f"{_what(v, 'en')}display \"{v.display}\" for {shown}, the code system says \"{expected}\"")
+                         fr=f"{_what(v, 'fr')}libellé « {v.display} » pour {shown}, la terminologie dit « {expected} »",
+                         en=f"{_what(v, 'en')}display \"{v.display}\" for {shown}, the terminology says \"{expected}\"")
     except _Incomplete:
         return
     _conclude(ctx, ev, coded, unanswered, fallbacks, CODE_REQ)
