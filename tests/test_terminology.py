@@ -270,3 +270,21 @@ def test_build_refuses_a_token_url_without_credentials():
         build({"server": "https://smt.example/fhir/", "token_url": "https://idp.example/token"}, offline=False,
               resolve_url=lambda u: u, secret=lambda n: None, is_loopback=is_loopback)
     assert "smt_username" in str(exc.value)
+
+
+def test_concurrent_duplicates_are_asked_once(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.latency = 0.05
+    cached = CachedTerminology(FallbackTerminology(client(server), None, allowed=False))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: cached.lookup(LOCAL, "MOTIF-SUIVI"), range(16)))
+    assert all(a.result is True for a in answers)
+    assert server.requests["CodeSystem/$lookup"] == 1 and cached.stats.asked == 1
+
+
+def test_a_system_the_server_lacks_costs_one_extra_request_once(server):
+    remote = client(server)
+    for code in ("99999-1", "99999-2", "99999-3"):
+        assert remote.lookup(LOINC, code).error["kind"] == "code-system-not-held"
+    assert server.requests["CodeSystem/$lookup"] == 3 and server.requests["CodeSystem/$validate-code"] == 1

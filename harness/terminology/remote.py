@@ -157,6 +157,7 @@ class RemoteTerminology:
         self.calls = 0  # HTTP requests sent to the FHIR server (retries included by urllib3 are not counted)
         self._server: dict[str, Any] | None = None
         self._server_lock = threading.Lock()
+        self._systems_not_held: set[str] = set()  # code systems the server said it does not hold
 
     # -- transport ----------------------------------------------------------------------
 
@@ -268,7 +269,10 @@ class RemoteTerminology:
                     inactive = str(value["valueCode"]).lower() in ("retired", "deprecated", "inactive")
             return Answer("lookup", q, True, display=_value(p.get("display")), inactive=inactive, source=source)
         if status in (400, 404, 422):
-            # Unknown code, or unknown system? CodeSystem/$validate-code says which.
+            # Unknown code, or unknown system? CodeSystem/$validate-code says which (once
+            # per system the server does not hold: it will not hold it for the next code).
+            if system in self._systems_not_held:
+                return self._not_held(q, source, body)
             status2, body2 = self._get("CodeSystem/$validate-code", {"url": system, "code": code})
             if status2 == 200:
                 try:
@@ -277,10 +281,16 @@ class RemoteTerminology:
                     raise self._garbage("CodeSystem/$validate-code") from None
                 if result is False:
                     return Answer("lookup", q, False, message=_diag(body) or _value(_params(body2).get("message")), source=source)
-            return Answer("lookup", q, None, source=source, error={
-                "kind": "code-system-not-held", "fr": f"le serveur ne connaît pas ce système de codes : {_diag(body)}",
-                "en": f"the server does not know this code system: {_diag(body)}"})
+            elif status2 in (400, 404, 422):
+                self._systems_not_held.add(system)
+            return self._not_held(q, source, body)
         raise self._garbage("$lookup")
+
+    @staticmethod
+    def _not_held(q: dict, source: dict, body: Any) -> Answer:
+        return Answer("lookup", q, None, source=source, error={
+            "kind": "code-system-not-held", "fr": f"le serveur ne connaît pas ce système de codes : {_diag(body)}",
+            "en": f"the server does not know this code system: {_diag(body)}"})
 
     def expand(self, value_set: str) -> Expansion:
         status, body = self._get("ValueSet/$expand", {"url": value_set})

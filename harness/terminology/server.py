@@ -65,7 +65,7 @@ class TerminologyServer:
 
     def __init__(self, terminology: SnapshotTerminology, *, host: str = "127.0.0.1", port: int = 0,
                  users: dict[str, str] | None = None, faults: tuple[str, ...] = (), delay: float = 0.0,
-                 version: str = "") -> None:
+                 version: str = "", latency: float = 0.0) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))} (known: {', '.join(FAULTS)})")
@@ -73,6 +73,7 @@ class TerminologyServer:
         self.users = dict(users or {})
         self.faults = set(faults)
         self.delay = delay
+        self.latency = latency  # added to every answer: a distant server, for benchmarks
         self.version = version
         self.requests: Counter[str] = Counter()
         self.questions: list[tuple[str, dict]] = []
@@ -229,6 +230,8 @@ class TerminologyServer:
                 server.requests[op] += 1
                 if op != "metadata" and not self._authorised_or_401():
                     return
+                if server.latency:
+                    time.sleep(server.latency)
                 if "slow" in server.faults:
                     time.sleep(server.delay or 5.0)
                 if "cut" in server.faults:

@@ -60,7 +60,8 @@ class CachedTerminology:
     definite answers, kept on disk across runs, keyed by server, operation, value set
     canonical URL (with its ``|version`` when pinned), system and code.
 
-    An answer served from the cache keeps its original source (server and version) and
+    Only the server's own statements go to disk (yes, no, "I do not hold that code system"),
+    never an outage nor a fallback answer. An answer served from the cache keeps its original source (server and version) and
     says it came from the cache, and when it was stored.
     """
 
@@ -73,6 +74,7 @@ class CachedTerminology:
         self.clock = clock
         self.stats = CacheStats()
         self._memory: dict[tuple, Answer] = {}
+        self._pending: dict[tuple, threading.Event] = {}
         self._lock = threading.Lock()
 
     def _disk_path(self, key: tuple) -> Path:
@@ -95,7 +97,9 @@ class CachedTerminology:
         return answer
 
     def _to_disk(self, key: tuple, answer: Answer) -> None:
-        if self.disk is None or answer.result is None or answer.fallback or answer.source.get("kind") != "remote":
+        # what the server itself said (yes, no, or "I do not hold that"), never an outage
+        # nor a fallback answer
+        if self.disk is None or answer.fallback or answer.source.get("kind") != "remote":
             return
         now = self.clock()
         entry = {"key": [self.server_id, *key], "stored_at": now,
@@ -106,21 +110,36 @@ class CachedTerminology:
             pass  # a read-only cache folder slows the next run down, nothing more
 
     def _get(self, key: tuple, ask: Callable[[], Answer]) -> Answer:
-        with self._lock:
-            hit = self._memory.get(key)
-            if hit is not None:
-                self.stats.memory += 1
-                return Answer.from_dict(hit.to_dict())
-        answer = self._from_disk(key)
-        if answer is not None:
-            self.stats.disk += 1
-        else:
-            answer = ask()
-            self.stats.asked += 1
-            self._to_disk(key, answer)
-        with self._lock:
-            self._memory[key] = answer
-        return Answer.from_dict(answer.to_dict())
+        # single flight: a question already being asked by another thread is waited for,
+        # not asked twice
+        while True:
+            with self._lock:
+                hit = self._memory.get(key)
+                if hit is not None:
+                    self.stats.memory += 1
+                    return Answer.from_dict(hit.to_dict())
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = self._pending[key] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            answer = self._from_disk(key)
+            if answer is not None:
+                with self._lock:
+                    self.stats.disk += 1
+            else:
+                answer = ask()
+                with self._lock:
+                    self.stats.asked += 1
+                self._to_disk(key, answer)
+            with self._lock:
+                self._memory[key] = answer
+            return Answer.from_dict(answer.to_dict())
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.set()
 
     def validate_code(self, value_set: str, system: str, code: str) -> Answer:
         return self._get(("validate-code", value_set, system, code), lambda: self.inner.validate_code(value_set, system, code))
