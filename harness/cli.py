@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,8 +65,9 @@ def _demo(args: argparse.Namespace, lang: str) -> int:
     target = resolve_target(pm, None)
     services = []
     try:
-        for name, options in target.services.items():
-            options = dict(options, port=args.port, **({"defects": args.defect} if args.defect else {}))
+        for n, (name, options) in enumerate(target.services.items()):
+            # one port each: the demo vendor on --port, its other services on the next ones
+            options = dict(options, port=args.port + n, **({"defects": args.defect} if args.defect else {}))
             if args.release:
                 options["release"] = args.release
             svc = pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(target, lambda *a, **k: None))
@@ -82,6 +84,34 @@ def _demo(args: argparse.Namespace, lang: str) -> int:
             svc.stop()
 
 
+def _terminology_server(args: argparse.Namespace, lang: str) -> int:
+    """Serve snapshot folders as a FHIR terminology server on loopback (projectathon rehearsals)."""
+    from .terminology import BUILTIN_SNAPSHOT, Snapshot, SnapshotTerminology, TerminologyServer
+
+    folders = [Path(p) for p in args.snapshot] + ([BUILTIN_SNAPSHOT] if args.builtin or not args.snapshot else [])
+    snapshot = Snapshot.load(folders)
+    users = {}
+    if args.user:
+        password = os.environ.get(args.password_env or "")
+        if not password:
+            raise HarnessError(f"--user demande un mot de passe dans la variable --password-env ({args.password_env})",
+                               f"--user needs a password in the --password-env variable ({args.password_env})")
+        users[args.user] = password
+    server = TerminologyServer(SnapshotTerminology(snapshot), host=args.host, port=args.port, users=users).start()
+    d = snapshot.describe()
+    print(f"FHIR: {server.base_url}  token: {server.token_url if users else '-'}  snapshot {d['sha256'][:12]}: "
+          f"{d['value_sets']} value sets, {d['code_systems']} code systems, {len(d['problems'])} unreadable file(s)", flush=True)
+    for problem in d["problems"]:
+        print(f"  {problem['file']}: {problem[lang]}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description="E-health conformity harness")
     parser.add_argument("--lang", choices=LANGS, default=None, help="fr (default) or en")
@@ -95,10 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
     d.add_argument("--port", type=int, default=8080)
     d.add_argument("--release", default=None, help="run the demo as another release (e.g. 3.1.0)")
+    ts = sub.add_parser("terminology-server", help="serve terminology snapshots as a FHIR terminology server (SMT stand-in)")
+    ts.add_argument("--snapshot", action="append", default=[], metavar="DIR", help="folder of SVS XML / FHIR JSON (repeatable)")
+    ts.add_argument("--builtin", action="store_true", help="add the project's own small snapshot (default when no --snapshot)")
+    ts.add_argument("--host", default="127.0.0.1")
+    ts.add_argument("--port", type=int, default=8180)
+    ts.add_argument("--user", default=None, help="require a password-grant token for this user (POST /token)")
+    ts.add_argument("--password-env", default="HARNESS_SMT_PASSWORD", help="environment variable holding --user's password")
     args = parser.parse_args(argv)
     lang = resolve_lang(args.lang)
     try:
-        return {"verify": _verify, "scenarios": _scenarios, "demo": _demo}[args.command](args, lang)
+        return {"verify": _verify, "scenarios": _scenarios, "demo": _demo,
+                "terminology-server": _terminology_server}[args.command](args, lang)
     except HarnessError as exc:
         print(exc.message(lang), file=sys.stderr)
         return 2
