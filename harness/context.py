@@ -37,6 +37,12 @@ class MissingInput(HarnessError):
         self.name = name
 
 
+# Coded values by (extractor, input name, artefact SHA-256): the collector, each terminology
+# check and replay find the same values in the same bytes, so documents are parsed once.
+_CODED_VALUES: dict[tuple[str, str, str], tuple] = {}
+_CODED_VALUES_MAX = 4096
+
+
 class CheckContext:
     """A check's whole world: recorded inputs, the sanitised target, nothing live."""
 
@@ -53,10 +59,16 @@ class CheckContext:
         """The coded values every plugin's extractor finds in input ``name`` (see the
         ``harness_coded_values`` hook), in extractor-name order."""
         found: list = []
+        sha = self.artefact(name).sha256
         for key in sorted(self._extractors):
-            values = self._extractors[key](self, name)
-            if values:
-                found.extend(values)
+            memo = (key, name, sha)
+            values = _CODED_VALUES.get(memo)
+            if values is None:
+                values = tuple(self._extractors[key](self, name) or ())
+                if len(_CODED_VALUES) >= _CODED_VALUES_MAX:
+                    _CODED_VALUES.pop(next(iter(_CODED_VALUES)))
+                _CODED_VALUES[memo] = values
+            found.extend(values)
         return found
 
     def mask(self, value: str) -> str:
@@ -83,6 +95,14 @@ class CheckContext:
 
     def xml(self, name: str) -> etree._ElementTree:
         return parse_xml(self.read(name), source=name)
+
+
+def resolve_service_url(url: str, service_url: Callable[[str], str]) -> str:
+    """``service://NAME/rest`` -> the started service's base URL + ``rest``; other URLs as they are."""
+    if url.startswith(SERVICE_URL_SCHEME):
+        svc, _, rest = url[len(SERVICE_URL_SCHEME):].partition("/")
+        return service_url(svc).rstrip("/") + "/" + rest
+    return url
 
 
 class Collector(Protocol):
@@ -177,9 +197,4 @@ class CollectContext:
     def endpoint(self, name: str) -> str | None:
         """The target's endpoint URL ``name``, with ``service://NAME/`` resolved."""
         url = self.target.endpoints.get(name)
-        if url is None:
-            return None
-        if url.startswith(SERVICE_URL_SCHEME):
-            svc, _, rest = url[len(SERVICE_URL_SCHEME):].partition("/")
-            return self._service_url(svc).rstrip("/") + "/" + rest
-        return url
+        return None if url is None else resolve_service_url(url, self._service_url)

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 import pluggy
 
-from .context import Artefact, Check, CheckContext, CodedValueExtractor, CollectContext, Collector, MissingInput, Service, ServiceContext
+from .context import Artefact, Check, CheckContext, CodedValueExtractor, resolve_service_url, CollectContext, Collector, MissingInput, Service, ServiceContext
 from .errors import HarnessError, NotApplicable
 from .evidence import Recorder, RecordingHttp
 from .i18n import LANGS, both, t
 from .scenarios import Scenario
-from .target import SERVICE_URL_SCHEME, Target
+from .target import Target
 from .verdicts import Evaluation, Verdict, combine
 
 
@@ -166,10 +166,7 @@ class LiveSession:
         return self._terminology
 
     def _resolve_url(self, url: str) -> str:
-        if url.startswith(SERVICE_URL_SCHEME):
-            svc, _, rest = url[len(SERVICE_URL_SCHEME):].partition("/")
-            return self.service_url(svc).rstrip("/") + "/" + rest
-        return url
+        return resolve_service_url(url, self.service_url)
 
     def _check_context(self, inputs: Mapping[str, Artefact]) -> CheckContext:
         return CheckContext(inputs, self.recorder.store.get, self._sanitized, "", self.salt, self.registry.extractors)

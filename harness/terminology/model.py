@@ -117,10 +117,6 @@ class Answer:
     def from_dict(cls, d: dict[str, Any]) -> "Answer":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
-    @property
-    def definite(self) -> bool:
-        return self.result is not None
-
 
 @dataclass
 class Expansion:

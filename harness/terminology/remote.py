@@ -102,17 +102,14 @@ class PasswordGrant:
 
 
 def _error_text(res: requests.Response) -> str:
+    """What an identity provider or a FHIR server said when refusing."""
     try:
         body = res.json()
     except ValueError:
         return ""
-    if isinstance(body, dict):
-        if body.get("resourceType") == "OperationOutcome":
-            issues = body.get("issue") or [{}]
-            first = issues[0] if isinstance(issues[0], dict) else {}
-            return str(first.get("diagnostics") or (first.get("details") or {}).get("text") or "")[:200]
+    if isinstance(body, dict) and body.get("resourceType") != "OperationOutcome":
         return str(body.get("error_description") or body.get("error") or "")[:200]
-    return ""
+    return _diag(body)
 
 
 def _params(body: Any) -> dict[str, list[dict]]:

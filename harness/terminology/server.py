@@ -76,7 +76,6 @@ class TerminologyServer:
         self.latency = latency  # added to every answer: a distant server, for benchmarks
         self.version = version
         self.requests: Counter[str] = Counter()
-        self.questions: list[tuple[str, dict]] = []
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
         self._httpd = _QuietServer((host, port), self._handler())
@@ -102,9 +101,6 @@ class TerminologyServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def operation_count(self) -> int:
-        return sum(n for op, n in self.requests.items() if op.startswith("$") or op.endswith("$validate-code"))
-
     # -- answering ----------------------------------------------------------------------
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict]:
@@ -113,8 +109,6 @@ class TerminologyServer:
             return 200, {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
                          "software": {"name": "ehealth-harness terminology stand-in", "version": self.version or t.snapshot.sha256[:12]},
                          "date": "2026-01-01"}
-        with self._lock:
-            self.questions.append((path, dict(params)))
         if path == "ValueSet/$validate-code":
             url, system, code = params.get("url"), params.get("system"), params.get("code")
             if not (url and system and code):

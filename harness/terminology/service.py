@@ -232,10 +232,13 @@ class FallbackTerminology:
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"server": self.remote.base, "fallback_allowed": self.allowed}
-        try:
-            d.update(self.remote.server())
-        except TerminologyUnavailable as exc:
-            d["unavailable"] = exc.messages
+        if self.down is not None:  # do not spend another timeout on a server known to be down
+            d["unavailable"] = self.down.messages
+        else:
+            try:
+                d.update(self.remote.server())
+            except TerminologyUnavailable as exc:
+                d["unavailable"] = exc.messages
         if self.snapshot is not None:
             d["snapshot"] = self.snapshot.describe()
         return d

@@ -116,7 +116,6 @@ class Snapshot:
         self.problems: list[dict[str, str]] = []
         self._oid_to_uri: dict[str, str] = dict(WELL_KNOWN_SYSTEMS)
         self._uri_to_oid: dict[str, str] = {v: k for k, v in WELL_KNOWN_SYSTEMS.items()}
-        self._built = False
 
     # -- loading ------------------------------------------------------------------------
 
@@ -320,7 +319,6 @@ class Snapshot:
         for rel, sha in sorted(self.files):
             digest.update(f"{rel}\0{sha}\n".encode("utf-8"))
         self.sha256 = digest.hexdigest()
-        self._built = True
 
     def find_value_set(self, ref: str) -> ValueSetDef | None:
         found = self._vs_index.get(ref)

@@ -72,7 +72,7 @@ class _Incomplete(Exception):
     pass
 
 
-def _conclude(ctx: CheckContext, ev: Evaluation, values: list, unanswered: dict, fallbacks: dict, requirement: str) -> None:
+def _conclude(ctx: CheckContext, ev: Evaluation, unanswered: dict, fallbacks: dict, requirement: str) -> None:
     for kind, count in sorted(fallbacks.items()):
         ev.add(rule="TERM-SRC-01", requirement=requirement, location=ANSWERS, severity=Severity.INFO, artefact=ctx.artefact(ANSWERS).sha256,
                fr=f"{count} réponse(s) données par l'instantané de repli, le serveur ayant échoué ({kind}) : ce verdict repose sur l'instantané",
@@ -119,7 +119,7 @@ def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
                      en=f"{_what(v, 'en')}{v.code} ({v.system}) is not in value set {v.value_set.label}{hint}")
     except _Incomplete:
         return
-    _conclude(ctx, ev, bound, unanswered, fallbacks, VS_REQ)
+    _conclude(ctx, ev, unanswered, fallbacks, VS_REQ)
 
 
 def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
@@ -165,4 +165,4 @@ def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
                          en=f"{_what(v, 'en')}display \"{v.display}\" for {shown}, the terminology says \"{expected}\"")
     except _Incomplete:
         return
-    _conclude(ctx, ev, coded, unanswered, fallbacks, CODE_REQ)
+    _conclude(ctx, ev, unanswered, fallbacks, CODE_REQ)
