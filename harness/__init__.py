@@ -1,40 +1,56 @@
 """Conformity test harness for French e-health software.
 
-The public surface for plugin authors is what this module exports; everything else is
-internal and may change.
+The public surface for plugin authors is what this module exports (and the
+``harness.terminology`` package); everything else is internal and may change.
 """
 from .bundle import Bundle, verify_bundle
+from .cli import CommandContext
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
+from .errors import BundleError, HarnessError, NotApplicable, PluginError, ScenarioError, TargetError, UnsafeInput
 from .evidence import atomic_write
-from .errors import BundleError, HarnessError, NotApplicable, ScenarioError, TargetError, UnsafeInput
-from .plugins import hookimpl
+from .messages import Catalogue, Localized, Message, Text, catalogue
+from .plugins import core_version, hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_xml
-from .target import Target, resolve_secret
+from .steps import ANY_INPUT, check, collector
+from .summary import ReportSection, SummaryContext
+from .target import Target
 from .verdicts import Evaluation, Finding, Severity, Verdict
 
 __all__ = [
+    "ANY_INPUT",
     "ArchiveLimits",
     "Artefact",
     "Bundle",
     "BundleError",
+    "Catalogue",
     "CheckContext",
+    "CommandContext",
     "CollectContext",
     "Evaluation",
     "Finding",
     "HarnessError",
+    "Localized",
+    "Message",
     "NotApplicable",
+    "PluginError",
+    "ReportSection",
     "SafeArchive",
     "ScenarioError",
     "Service",
     "ServiceContext",
     "Severity",
+    "SummaryContext",
     "Target",
     "TargetError",
+    "Text",
     "UnsafeInput",
     "Verdict",
     "atomic_write",
+    "catalogue",
+    "check",
+    "collector",
+    "core_version",
     "hookimpl",
     "parse_xml",
-    "resolve_secret",
     "verify_bundle",
 ]

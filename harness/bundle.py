@@ -21,9 +21,11 @@ from typing import Any, Callable, Iterable
 
 from .errors import BundleError, UnsafeInput
 from .evidence import canonical_json, sha256
+from .manifest import FORMATS, Manifest
+from .messages import Joined, Localized, catalogue
 from .safety import ArchiveLimits, SafeArchive
 
-FORMAT = "harness-bundle/1"
+M = catalogue(__name__)
 MANIFEST = "manifest.json"
 SEAL = "manifest.sha256"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -34,11 +36,11 @@ def _member_bytes(manifest: dict) -> bytes:
     return json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
 
 
-def write_bundle(path: Path, manifest: dict, members: dict[str, bytes | Callable[[], bytes]]) -> Path:
+def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Callable[[], bytes]]) -> Path:
     """Write the bundle at ``path`` atomically: a temporary file renamed into place.
 
     ``members`` maps member names to bytes (or to a function returning them, so large
-    artefacts are read one at a time). ``manifest["members"]`` is filled in here.
+    artefacts are read one at a time). ``manifest.members`` is filled in here.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +54,8 @@ def write_bundle(path: Path, manifest: dict, members: dict[str, bytes | Callable
                 data = data() if callable(data) else data
                 hashes[name] = sha256(data)
                 zf.writestr(zipfile.ZipInfo(name, _ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
-            manifest = dict(manifest, members=hashes)
-            body = _member_bytes(manifest)
+            manifest.members = hashes
+            body = _member_bytes(manifest.to_json())
             zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_DATE), body, compress_type=zipfile.ZIP_DEFLATED)
             zf.writestr(zipfile.ZipInfo(SEAL, _ZIP_DATE), f"{sha256(body)}  {MANIFEST}\n".encode())
         with open(tmp, "rb+") as fh:
@@ -70,11 +72,15 @@ def write_bundle(path: Path, manifest: dict, members: dict[str, bytes | Callable
 
 @dataclass
 class Problem:
-    member: str
-    message: dict[str, str]
+    """What is wrong with one member of a bundle."""
 
-    def text(self, lang: str = "fr") -> str:
-        return f"{self.member}: {self.message.get(lang, self.message['fr'])}"
+    member: str
+    message: Localized
+
+    def render(self, lang: str | None = None) -> str:
+        return f"{self.member}: {self.message.render(lang)}"
+
+    text = render
 
 
 @dataclass
@@ -89,8 +95,8 @@ class VerifyReport:
         return not self.problems and self.manifest is not None
 
 
-def _problem(report: VerifyReport, member: str, fr: str, en: str) -> None:
-    report.problems.append(Problem(member, {"fr": fr, "en": en}))
+def _problem(report: VerifyReport, member: str, message: Localized) -> None:
+    report.problems.append(Problem(member, message))
 
 
 def verify_bundle(path: str | Path) -> VerifyReport:
@@ -100,10 +106,10 @@ def verify_bundle(path: str | Path) -> VerifyReport:
     try:
         archive = SafeArchive(path, limits=BUNDLE_LIMITS)
     except UnsafeInput as exc:
-        _problem(report, path.name, exc.messages["fr"], exc.messages["en"])
+        _problem(report, path.name, exc.detail)
         return report
     except OSError as exc:
-        _problem(report, path.name, f"illisible : {exc}", f"unreadable: {exc}")
+        _problem(report, path.name, M("bundle.unreadable", error=str(exc)))
         return report
     with archive:
         names = archive.names()
@@ -115,13 +121,13 @@ def verify_bundle(path: str | Path) -> VerifyReport:
                 try:
                     contents[name] = archive.read(name)
                 except UnsafeInput as exc:
-                    _problem(report, name, exc.messages["fr"], exc.messages["en"])
+                    _problem(report, name, exc.detail)
                     contents[name] = None
             return contents[name]
 
         for required in (MANIFEST, SEAL):
             if required not in names:
-                _problem(report, required, "membre obligatoire absent", "required member missing")
+                _problem(report, required, M("bundle.required_missing"))
         if MANIFEST not in names or SEAL not in names:
             return report
         body, seal = read(MANIFEST), read(SEAL)
@@ -130,33 +136,36 @@ def verify_bundle(path: str | Path) -> VerifyReport:
         expected = seal.decode("ascii", "replace").split()[0] if seal.split() else ""
         if sha256(body) != expected:
             # Either member may be the one that changed: name both.
-            _problem(report, MANIFEST, "empreinte différente du sceau (manifest.sha256)", "hash differs from the seal (manifest.sha256)")
-            _problem(report, SEAL, "le sceau ne correspond pas à manifest.json", "the seal does not match manifest.json")
+            _problem(report, MANIFEST, M("bundle.seal_differs"))
+            _problem(report, SEAL, M("bundle.seal_mismatch"))
         try:
             manifest = json.loads(body)
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("members"), dict):
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
                 raise ValueError("not a harness bundle manifest")
         except (ValueError, UnicodeDecodeError) as exc:
-            _problem(report, MANIFEST, f"manifeste illisible : {exc}", f"unreadable manifest: {exc}")
+            _problem(report, MANIFEST, M("bundle.manifest_unreadable", error=str(exc)))
+            return report
+        if manifest.get("format") not in FORMATS:
+            _problem(report, MANIFEST, M("bundle.format", found=str(manifest.get("format")), known=", ".join(FORMATS)))
             return report
         listed: dict[str, str] = manifest["members"]
         for name, digest in sorted(listed.items()):
             if name not in names:
-                _problem(report, name, "membre absent", "member missing")
+                _problem(report, name, M("bundle.member_missing"))
                 continue
             data = read(name)
             if data is None:
                 continue
             if sha256(data) != digest:
-                _problem(report, name, "contenu modifié (empreinte SHA-256 différente)", "content changed (SHA-256 differs)")
+                _problem(report, name, M("bundle.member_changed"))
             elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
-                _problem(report, name, "nom d'artefact différent de son empreinte", "artefact name differs from its hash")
+                _problem(report, name, M("bundle.artefact_name"))
         for name in names:
             if name not in listed and name not in (MANIFEST, SEAL):
-                _problem(report, name, "membre en trop, absent du manifeste", "extra member, not in the manifest")
+                _problem(report, name, M("bundle.member_extra"))
         for digest in manifest.get("artefacts", {}):
             if f"artefacts/{digest}" not in listed:
-                _problem(report, f"artefacts/{digest}", "artefact indexé mais non scellé", "artefact indexed but not sealed")
+                _problem(report, f"artefacts/{digest}", M("bundle.artefact_unsealed"))
         report.manifest = manifest
     return report
 
@@ -167,13 +176,10 @@ class Bundle:
     def __init__(self, path: str | Path) -> None:
         report = verify_bundle(path)
         if not report.ok:
-            details = "; ".join(p.text("en") for p in report.problems)
-            raise BundleError(
-                f"Dossier de preuves non intègre : {path} ({'; '.join(p.text('fr') for p in report.problems)})",
-                f"Evidence bundle failed integrity check: {path} ({details})",
-            )
+            raise BundleError(M("bundle.not_intact", path=str(path), problems=Joined(tuple(report.problems))))
         self.path = Path(path)
         self.manifest: dict[str, Any] = report.manifest  # type: ignore[assignment]
+        self.record = Manifest.from_json(self.manifest)
         self._archive = SafeArchive(self.path, limits=BUNDLE_LIMITS)
 
     def read_artefact(self, digest: str) -> bytes:
@@ -196,4 +202,4 @@ class Bundle:
         self.close()
 
 
-__all__ = ["Bundle", "FORMAT", "Problem", "VerifyReport", "canonical_json", "verify_bundle", "write_bundle"]
+__all__ = ["Bundle", "Problem", "VerifyReport", "canonical_json", "verify_bundle", "write_bundle"]

@@ -1,4 +1,5 @@
-"""The ``harness`` command: verify and replay bundles, list scenarios, run the demo vendor."""
+"""The ``harness`` command: verify, replay and compare bundles, list scenarios, serve the
+terminology stand-in; plugins add their own subcommands (``harness_commands``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,62 @@ import sys
 import time
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pluggy
+
 from .bundle import Bundle, verify_bundle
+from .context import Service, ServiceContext
 from .errors import HarnessError
-from .i18n import LANGS, resolve_lang, t
+from .manifest import FORMAT
+from .messages import LANGS, catalogue, resolve_lang
+from .target import Target
+
+M = catalogue("harness.cli")  # not __name__: "python -m harness.cli" runs as __main__
+
+
+@dataclass
+class CommandContext:
+    """What a plugin's ``harness`` subcommand receives beside its arguments."""
+
+    lang: str
+    pm: pluggy.PluginManager
+
+    def load_target(self, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Target:
+        """A target file (default: the embedded demo's), validated like a scenario run's."""
+        from .assembly import resolve_target
+
+        return resolve_target(self.pm, path, overrides)
+
+    def start_service(self, name: str, options: Mapping[str, Any], target: Target) -> Service:
+        """Start ``[services.NAME]`` with ``options`` (nothing is recorded)."""
+        svc = self.pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(target, lambda *a, **k: None))
+        if svc is None:
+            raise HarnessError(M("service.unprovided", name=name))
+        return svc
+
+
+def _print(message, lang: str, prefix: str = "") -> None:
+    print(prefix + message.render(lang))
+
+
+def _replay(path: Path, lang: str) -> bool:
+    from .assembly import assemble
+    from .replay import replay_bundle
+
+    assembly = assemble()
+    with Bundle(path) as bundle:
+        result = replay_bundle(bundle, assembly.registry, assembly.pm)
+    for note in result.version_notes:
+        _print(note, lang, "  ! ")
+    if result.identical:
+        _print(M("replay.ok", count=result.scenarios), lang, "  ")
+        return True
+    _print(M("replay.diff", count=len(result.differences)), lang, "  ")
+    for d in result.differences:
+        print(f"  - {d.scenario}: {d.recorded} -> {d.replayed} ({d.detail.render(lang)})")
+    return False
 
 
 def _verify(args: argparse.Namespace, lang: str) -> int:
@@ -17,71 +71,52 @@ def _verify(args: argparse.Namespace, lang: str) -> int:
     for path in args.bundles:
         report = verify_bundle(path)
         print(f"{path}:")
-        if report.ok:
-            print("  " + t("verify_ok", lang, count=report.member_count))
-            for kind in report.manifest.get("sensitive_data", []):
-                print(t("summary_sensitive", lang, kind=kind))
-        else:
-            print("  " + t("verify_failed", lang, count=len(report.problems)))
+        if not report.ok:
+            _print(M("verify.failed", count=len(report.problems)), lang, "  ")
             for p in report.problems:
                 print("  - " + p.text(lang))
             status = 1
             continue
-        if args.replay:
-            from .replay import replay_bundle
-            from .setup import assemble
+        _print(M("verify.ok", count=report.member_count), lang, "  ")
+        fmt = report.manifest.get("format", "")
+        _print(M("verify.format", format=fmt, note="" if fmt == FORMAT else M("verify.format_earlier")), lang, "  ")
+        for kind in report.manifest.get("sensitive_data", []):
+            _print(M("summary.sensitive", kind=kind), lang)
+        if args.replay and not _replay(path, lang):
+            status = 1
+    return status
 
-            assembly = assemble()
-            with Bundle(path) as bundle:
-                result = replay_bundle(bundle, assembly.registry, assembly.pm)
-            for note in result.version_notes:
-                print(f"  ! {note}")
-            if result.identical:
-                print("  " + t("replay_ok", lang, count=result.scenarios))
-            else:
-                print("  " + t("replay_diff", lang, count=len(result.differences)))
-                for d in result.differences:
-                    print(f"  - {d.scenario}: {d.recorded} -> {d.replayed} ({d.detail})")
-                status = 1
+
+def _compare(args: argparse.Namespace, lang: str) -> int:
+    from .compare import compare_paths
+
+    equate = []
+    for item in args.equate:
+        old, sep, new = item.partition("=")
+        if not sep:
+            raise HarnessError(M("compare.bad_equate"))
+        equate.append((old, new))
+    status = 0
+    for c in compare_paths(args.a, args.b, equate):
+        if c.identical:
+            _print(M("compare.identical", name=c.name, scenarios=c.scenarios_compared, findings=c.findings_compared), lang)
+            continue
+        status = 1
+        _print(M("compare.differ", name=c.name, count=len(c.differences)), lang)
+        for d in c.differences:
+            _print(d, lang, "  - ")
     return status
 
 
 def _scenarios(args: argparse.Namespace, lang: str) -> int:
-    from .setup import assemble
+    from .assembly import assemble
 
-    catalogue = assemble(args.scenario_dir).catalogue
-    for s in catalogue.scenarios.values():
+    catalogue_ = assemble(args.scenario_dir).catalogue
+    for s in catalogue_.scenarios.values():
         print(f"{s.id:<32} {s.criticality:<9} {','.join(s.requirements):<20} [{', '.join(s.tags)}] {s.title[lang]}")
+    for reason in catalogue_.unavailable.values():
+        print(f"- {reason.render(lang)}")
     return 0
-
-
-def _demo(args: argparse.Namespace, lang: str) -> int:
-    """Start the default target's services (the embedded demo vendor) in the foreground."""
-    from .context import ServiceContext
-    from .plugins import get_plugin_manager
-    from .setup import resolve_target
-
-    pm = get_plugin_manager()
-    target = resolve_target(pm, None)
-    services = []
-    try:
-        for n, (name, options) in enumerate(target.services.items()):
-            # one port each: the demo vendor on --port, its other services on the next ones
-            options = dict(options, port=args.port + n, **({"defects": args.defect} if args.defect else {}))
-            if args.release:
-                options["release"] = args.release
-            svc = pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(target, lambda *a, **k: None))
-            if svc is None:
-                raise HarnessError(f"Aucun greffon ne fournit le service {name}", f"No plugin provides service {name}")
-            services.append(svc)
-            print(f"{name}: {svc.base_url} {svc.info}", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for svc in services:
-            svc.stop()
 
 
 def _terminology_server(args: argparse.Namespace, lang: str) -> int:
@@ -94,13 +129,13 @@ def _terminology_server(args: argparse.Namespace, lang: str) -> int:
     if args.user:
         password = os.environ.get(args.password_env or "")
         if not password:
-            raise HarnessError(f"--user demande un mot de passe dans la variable --password-env ({args.password_env})",
-                               f"--user needs a password in the --password-env variable ({args.password_env})")
+            raise HarnessError(M("standin.password", variable=args.password_env))
         users[args.user] = password
     server = TerminologyServer(SnapshotTerminology(snapshot), host=args.host, port=args.port, users=users).start()
     d = snapshot.describe()
-    print(f"FHIR: {server.base_url}  token: {server.token_url if users else '-'}  snapshot {d['sha256'][:12]}: "
-          f"{d['value_sets']} value sets, {d['code_systems']} code systems, {len(d['problems'])} unreadable file(s)", flush=True)
+    _print(M("standin.started", fhir=server.base_url, token=server.token_url if users else "-", sha=d["sha256"][:12],
+             value_sets=d["value_sets"], code_systems=d["code_systems"], problems=len(d["problems"])), lang)
+    sys.stdout.flush()
     for problem in d["problems"]:
         print(f"  {problem['file']}: {problem[lang]}", flush=True)
     try:
@@ -112,19 +147,22 @@ def _terminology_server(args: argparse.Namespace, lang: str) -> int:
         server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser(pm) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="E-health conformity harness")
     parser.add_argument("--lang", choices=LANGS, default=None, help="fr (default) or en")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check a bundle's integrity (and replay its checks offline)")
     v.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
     v.add_argument("--replay", action="store_true", help="re-run every check from the bundle alone and compare verdicts")
+    v.set_defaults(func=_verify)
+    c = sub.add_parser("compare", help="compare the verdicts and findings of two bundles (or two folders of runs)")
+    c.add_argument("a", type=Path, metavar="A")
+    c.add_argument("b", type=Path, metavar="B")
+    c.add_argument("--equate", action="append", default=[], metavar="OLD=NEW", help="read OLD in A as NEW (a folder that moved)")
+    c.set_defaults(func=_compare)
     s = sub.add_parser("scenarios", help="list the known scenarios")
     s.add_argument("--scenario-dir", action="append", default=[], metavar="DIR")
-    d = sub.add_parser("demo", help="run the embedded demo vendor in the foreground")
-    d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
-    d.add_argument("--port", type=int, default=8080)
-    d.add_argument("--release", default=None, help="run the demo as another release (e.g. 3.1.0)")
+    s.set_defaults(func=_scenarios)
     ts = sub.add_parser("terminology-server", help="serve terminology snapshots as a FHIR terminology server (SMT stand-in)")
     ts.add_argument("--snapshot", action="append", default=[], metavar="DIR", help="folder of SVS XML / FHIR JSON (repeatable)")
     ts.add_argument("--builtin", action="store_true", help="add the project's own small snapshot (default when no --snapshot)")
@@ -132,11 +170,27 @@ def main(argv: list[str] | None = None) -> int:
     ts.add_argument("--port", type=int, default=8180)
     ts.add_argument("--user", default=None, help="require a password-grant token for this user (POST /token)")
     ts.add_argument("--password-env", default="HARNESS_SMT_PASSWORD", help="environment variable holding --user's password")
-    args = parser.parse_args(argv)
+    ts.set_defaults(func=_terminology_server)
+    if pm is not None:
+        pm.hook.harness_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .plugins import get_plugin_manager
+
+    lang = resolve_lang(None)
+    try:
+        pm = get_plugin_manager()
+    except HarnessError as exc:  # the built-in commands still work: verify a bundle with a broken plugin installed
+        print(exc.message(lang), file=sys.stderr)
+        pm = None
+    args = _parser(pm).parse_args(argv)
     lang = resolve_lang(args.lang)
     try:
-        return {"verify": _verify, "scenarios": _scenarios, "demo": _demo,
-                "terminology-server": _terminology_server}[args.command](args, lang)
+        if getattr(args, "plugin_command", False):
+            return args.func(args, CommandContext(lang, pm))
+        return args.func(args, lang)
     except HarnessError as exc:
         print(exc.message(lang), file=sys.stderr)
         return 2

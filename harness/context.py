@@ -5,17 +5,20 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from lxml import etree
 
 from .errors import HarnessError
+from .messages import catalogue
+from .results import ArtefactMeta
 from .safety import parse_xml
-from .target import SERVICE_URL_SCHEME
-from .verdicts import Evaluation
+from .target import SERVICE_URL_SCHEME, Target
 
 if TYPE_CHECKING:
     from .terminology.model import CodedValue
+
+M = catalogue(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,24 @@ class Artefact:
     media_type: str
     label: str
 
-    def meta(self) -> dict[str, Any]:
-        return {"size": self.size, "media_type": self.media_type, "label": self.label}
+    def meta(self) -> ArtefactMeta:
+        return ArtefactMeta(self.size, self.media_type, self.label)
+
+
+def input_group(name: str) -> str:
+    """The declared input an input name belongs to: ``doc/a.xml`` -> ``doc``, ``history`` -> ``history``."""
+    return name.split("/", 1)[0]
 
 
 class MissingInput(HarnessError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"Entrée absente : {name}", f"Missing input: {name}")
+        super().__init__(M("input.missing", name=name))
+        self.name = name
+
+
+class UndeclaredInput(HarnessError):
+    def __init__(self, name: str, declared: Iterable[str]) -> None:
+        super().__init__(M("input.undeclared", name=input_group(name), declared=", ".join(sorted(declared)) or "-"))
         self.name = name
 
 
@@ -44,11 +58,17 @@ _CODED_VALUES_MAX = 4096
 
 
 class CheckContext:
-    """A check's whole world: recorded inputs, the sanitised target, nothing live."""
+    """A check's whole world: the recorded inputs it declared, the target as recorded,
+    nothing live.
 
-    def __init__(self, inputs: Mapping[str, Artefact], load: Callable[[str], bytes], target: Mapping[str, Any], scenario: str, salt: str = "",
-                 extractors: Mapping[str, "CodedValueExtractor"] | None = None) -> None:
-        self.inputs = dict(inputs)
+    Inputs are named ``NAME`` (one artefact) or ``NAME/ITEM`` (one of a collection, such as
+    ``doc/report.xml``); a check reads only the NAMEs it declared (``@harness.check(reads=...)``).
+    """
+
+    def __init__(self, inputs: Mapping[str, Artefact], load: Callable[[str], bytes], target: Target, scenario: str, salt: str = "",
+                 extractors: Mapping[str, Callable[..., Any]] | None = None, reads: Iterable[str] | None = None) -> None:
+        self._reads = None if reads is None or "*" in reads else frozenset(reads)
+        self.inputs = {k: a for k, a in inputs.items() if self._reads is None or input_group(k) in self._reads}
         self._load = load
         self.target = target
         self.scenario = scenario
@@ -78,14 +98,26 @@ class CheckContext:
         report alone does not let anyone test guesses."""
         return hmac.new(self._salt, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
 
+    def _declared(self, name: str) -> None:
+        if self._reads is not None and input_group(name) not in self._reads:
+            raise UndeclaredInput(name, self._reads)
+
     def artefact(self, name: str) -> Artefact:
+        self._declared(name)
         try:
             return self.inputs[name]
         except KeyError:
             raise MissingInput(name) from None
 
     def has(self, name: str) -> bool:
+        self._declared(name)
         return name in self.inputs
+
+    def items(self, group: str) -> dict[str, Artefact]:
+        """The collection ``group``: ``{ITEM: artefact}`` for every input ``group/ITEM``, sorted."""
+        self._declared(group)
+        prefix = group + "/"
+        return {k[len(prefix):]: a for k, a in sorted(self.inputs.items()) if k.startswith(prefix)}
 
     def read(self, name: str) -> bytes:
         return self._load(self.artefact(name).sha256)
@@ -105,18 +137,6 @@ def resolve_service_url(url: str, service_url: Callable[[str], str]) -> str:
     return url
 
 
-class Collector(Protocol):
-    def __call__(self, ctx: "CollectContext") -> Mapping[str, Artefact]: ...
-
-
-class Check(Protocol):
-    def __call__(self, ctx: CheckContext, ev: Evaluation) -> None: ...
-
-
-class CodedValueExtractor(Protocol):
-    def __call__(self, ctx: CheckContext, name: str) -> "list[CodedValue] | None": ...
-
-
 @dataclass
 class Service:
     """A started service: where it listens and how to stop it."""
@@ -131,14 +151,14 @@ class Service:
 class ServiceContext:
     """What a service plugin may use when starting: the target and the recorder."""
 
-    target: Any
+    target: Target
     record: Callable[..., Artefact]
 
 
 class CollectContext:
     """A collector's world: the live target, services, a recording HTTP client."""
 
-    def __init__(self, *, target: Any, record: Callable[..., Artefact], http: Any, service_url: Callable[[str], str], lang: str,
+    def __init__(self, *, target: Target, record: Callable[..., Artefact], http: Any, service_url: Callable[[str], str], lang: str,
                  inputs: Mapping[str, Artefact] | None = None, check_context: Callable[[Mapping[str, Artefact]], CheckContext] | None = None,
                  terminology: Callable[[], Any] | None = None) -> None:
         self.target = target
@@ -152,6 +172,10 @@ class CollectContext:
         self._check_context = check_context
         self._terminology = terminology
 
+    def record_json(self, value: Any, *, label: str) -> Artefact:
+        """Record a JSON value (sorted keys, UTF-8), as collectors record what they computed."""
+        return self.record(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"), media_type="application/json", label=label)
+
     def coded_values(self) -> "list[CodedValue]":
         """The coded values found in :attr:`inputs`, exactly as checks will find them."""
         if self._check_context is None:
@@ -163,33 +187,31 @@ class CollectContext:
         """The run's terminology (:class:`harness.terminology.TerminologySetup`), built once
         per process from the target's ``[terminology]`` section and the ``--offline`` flag."""
         if self._terminology is None:
-            raise HarnessError("terminologie indisponible dans ce contexte", "terminology unavailable in this context")
+            raise HarnessError(M("terminology.unavailable"))
         return self._terminology()
 
     def fetch_index(self, index: str, *, prefix: str, label: str, limit: int = 500) -> dict[str, Artefact]:
         """Fetch a document index (a JSON list of URLs, relative to the index or absolute
         on the same origin) and every document it lists, recorded. Returns the exchanges
-        (``{prefix}-index.exchange``, ``{prefix}-live/NNN.exchange``) and the document
+        (``{prefix}-index.exchange``, ``{prefix}-live.exchange/NNN``) and the document
         bodies (``{prefix}-live/NNN``). URLs leaving the software's origin are skipped."""
         from urllib.parse import urljoin, urlsplit
 
         res = self.http.get(index, label=f"{label}-index")
         outputs = {f"{prefix}-index.exchange": res.exchange}
         if not res.ok:
-            raise HarnessError(f"index des documents injoignable : {index} (HTTP {res.status}, {res.error})",
-                               f"document index unreachable: {index} (HTTP {res.status}, {res.error})")
+            raise HarnessError(M("index.unreachable", url=index, status=res.status, error=res.error))
         try:
             urls = json.loads(res.data)
             assert isinstance(urls, list) and all(isinstance(u, str) for u in urls)
         except (ValueError, AssertionError):
-            raise HarnessError(f"index des documents : liste JSON d'URL attendue ({index})",
-                               f"document index: a JSON list of URLs expected ({index})") from None
+            raise HarnessError(M("index.not_a_list", url=index)) from None
         for n, url in enumerate(urls[:limit], 1):
             absolute = urljoin(index, url)
             if urlsplit(absolute)[:2] != urlsplit(index)[:2]:
                 continue  # the index may only point inside the software it describes
             doc = self.http.get(absolute, label=f"{label}-live:{n:03d}")
-            outputs[f"{prefix}-live/{n:03d}.exchange"] = doc.exchange
+            outputs[f"{prefix}-live.exchange/{n:03d}"] = doc.exchange
             if doc.body is not None:
                 outputs[f"{prefix}-live/{n:03d}"] = doc.body
         return outputs
@@ -198,3 +220,4 @@ class CollectContext:
         """The target's endpoint URL ``name``, with ``service://NAME/`` resolved."""
         url = self.target.endpoints.get(name)
         return None if url is None else resolve_service_url(url, self._service_url)
+

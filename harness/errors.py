@@ -1,31 +1,40 @@
-"""Exceptions the core raises for bad input; each carries a bilingual message."""
+"""Exceptions the core raises for bad input; each carries a message (key + parameters)."""
 from __future__ import annotations
+
+from .messages import Localized, catalogue
+
+M = catalogue(__name__)
 
 
 class HarnessError(Exception):
     """Base class: an error the user can act on (bad file, bad option), never a bug."""
 
-    def __init__(self, fr: str, en: str) -> None:
-        super().__init__(fr)
-        self.messages = {"fr": fr, "en": en}
+    def __init__(self, detail: Localized) -> None:
+        super().__init__(detail.render("fr"))
+        self.detail = detail
 
-    def message(self, lang: str = "fr") -> str:
-        return self.messages.get(lang, self.messages["fr"])
+    def message(self, lang: str | None = None) -> str:
+        return self.detail.render(lang)
+
+    @property
+    def messages(self) -> dict[str, str]:
+        """The message in every language, as records store it."""
+        return self.detail.texts()
 
 
 class UnsafeInput(HarnessError):
     """Untrusted input refused by a safety helper (XML or archive)."""
 
-    def __init__(self, reason: str, fr: str, en: str) -> None:
-        super().__init__(fr, en)
+    def __init__(self, reason: str, detail: Localized) -> None:
+        super().__init__(detail)
         self.reason = reason
 
 
 class TargetError(HarnessError):
     """A target description that cannot be used: names the file, the key and the expectation."""
 
-    def __init__(self, file: str, key: str, fr: str, en: str) -> None:
-        super().__init__(f"{file}: {key}: {fr}", f"{file}: {key}: {en}")
+    def __init__(self, file: str, key: str, detail: Localized) -> None:
+        super().__init__(M("target.error", file=file, key=key, detail=detail))
         self.file = file
         self.key = key
 
@@ -36,6 +45,10 @@ class ScenarioError(HarnessError):
 
 class BundleError(HarnessError):
     """An evidence bundle that cannot be read at all."""
+
+
+class PluginError(HarnessError):
+    """A plugin that breaks the plugin contract (unknown hook, conflicting declaration)."""
 
 
 class NotApplicable(HarnessError):

@@ -6,18 +6,47 @@ plugins use this API and nothing else.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pluggy
 
 if TYPE_CHECKING:
-    from .context import Check, CodedValueExtractor, Collector, Service, ServiceContext
+    import pytest
+
+    from .context import Service, ServiceContext
+    from .steps import Check, CodedValueExtractor, Collector
+    from .summary import ReportSection, SummaryContext
+    from .target import Target
 
 hookspec = pluggy.HookspecMarker("harness")
 
 
 # -- 1. Configuration: before anything runs -------------------------------------------
+
+
+@hookspec
+def harness_addoption(group: "pytest.OptionGroup") -> None:
+    """Add command-line options to scenario runs (``pytest --scenario ...``).
+
+    Called once when pytest parses its command line, before any target is read. ``group``
+    is pytest's "harness" option group: call ``group.addoption("--name", dest="...")``
+    as with argparse; choose a ``dest`` that no other plugin uses. The values reach the
+    plugin through :func:`harness_configure`. Nothing is returned.
+    """
+
+
+@hookspec
+def harness_commands(subparsers: "argparse._SubParsersAction") -> None:
+    """Add subcommands to the ``harness`` command line.
+
+    Called once when ``harness`` parses its arguments. Add a parser with
+    ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=run,
+    plugin_command=True)``: ``run(args, ctx: harness.CommandContext) -> int`` is called
+    with the parsed arguments (``ctx.lang``, ``ctx.load_target()``, ``ctx.start_service()``)
+    and returns the exit status. Nothing is returned.
+    """
 
 
 @hookspec
@@ -29,7 +58,9 @@ def harness_target_schema() -> Mapping[str, Mapping[str, str]]:
     mapping of key to type (``str``, ``int``, ``bool``, ``url``, ``path``, ``secret``,
     ``list[str]``, ``list[path]``; a trailing ``!`` marks the key required; key ``*``
     accepts any key of that type). Sections nobody declares are refused, so a typo in a
-    target file is an error, not a silently ignored key. All results are merged.
+    target file is an error, not a silently ignored key. All results are merged; a key
+    (or a whole ``*`` section) declared by two plugins is an error at start naming both.
+    Collectors and checks read the values as ``ctx.target.section(name)``, paths resolved.
     """
 
 
@@ -52,6 +83,19 @@ def harness_scenario_dirs() -> list[Path]:
     """
 
 
+@hookspec
+def harness_configure(options: Mapping[str, Any], target: "Target") -> None:
+    """Apply this plugin's command-line options to the run, once the target is read.
+
+    Called once per scenario run in every process of the run (each pytest-xdist worker
+    reads the target too), after the target file (and ``--set``) is loaded and before any
+    scenario runs. ``options`` maps every option's
+    ``dest`` to its value; a plugin reads its own (added in :func:`harness_addoption`) and
+    may adjust the target (``target.set_service_option``), which the bundle then records.
+    Raise :class:`harness.HarnessError` for a usage error: the run stops with exit code 4.
+    """
+
+
 # -- 2. Registration: the step implementations scenarios refer to by name --------------
 
 
@@ -60,10 +104,12 @@ def harness_collectors() -> Mapping[str, "Collector"]:
     """Return the collectors this plugin implements, by step name (``"version.observations"``).
 
     Called once at start. A collector is ``collect(ctx: CollectContext) -> Mapping[str,
-    Artefact]``: it talks to the target (through ``ctx.http``, ``ctx.service_url``...),
-    records what it received with ``ctx.record`` and returns the recorded artefacts by
-    input name. Collectors run live only; replay uses what they recorded. A name provided
-    by two plugins is an error.
+    Artefact]``, declared with ``@harness.collector(produces=[...])``: it talks to the
+    target (through ``ctx.http``, ``ctx.endpoint``...), records what it received with
+    ``ctx.record`` and returns the recorded artefacts by input name (``NAME`` or
+    ``NAME/ITEM``, NAME among those it declares). Collectors run live only; replay uses
+    what they recorded. A name provided by two plugins, or a collector that declares
+    nothing, is an error at start.
     """
 
 
@@ -71,11 +117,12 @@ def harness_collectors() -> Mapping[str, "Collector"]:
 def harness_checks() -> Mapping[str, "Check"]:
     """Return the checks this plugin implements, by step name (``"version.visible_in_ui"``).
 
-    Called once at start. A check is ``check(ctx: CheckContext, ev: Evaluation) -> None``:
-    a pure function of the recorded inputs (``ctx.read``, ``ctx.json``, ``ctx.xml``), the
-    sanitised target (``ctx.target``) and earlier recorded answers. It must not touch the
-    network or the clock, so that ``harness verify --replay`` reproduces its verdict from
-    the bundle alone. A name provided by two plugins is an error.
+    Called once at start. A check is ``check(ctx: CheckContext, ev: Evaluation) -> None``,
+    declared with ``@harness.check(reads=[...])``: a pure function of the inputs it
+    declares (``ctx.read``, ``ctx.json``, ``ctx.xml``, ``ctx.items``) and of the target as
+    recorded (``ctx.target``). It must not touch the network or the clock, so that
+    ``harness verify --replay`` reproduces its verdict from the bundle alone. A name
+    provided by two plugins, or a check that declares nothing, is an error at start.
     """
 
 
@@ -105,4 +152,19 @@ def harness_start_service(name: str, options: Mapping[str, object], ctx: "Servic
     each pytest-xdist worker starts its own). Return a running :class:`Service` (base URL
     on loopback, ``stop()``) or None when this plugin does not provide ``name``. The first
     non-None result wins; the harness stops every started service at the end of the run.
+    """
+
+
+# -- 4. Reporting: after the run ------------------------------------------------------
+
+
+@hookspec
+def harness_report_sections(summary: "SummaryContext") -> "list[ReportSection]":
+    """Return sections this plugin adds to the human summary of a bundle.
+
+    Called when a run's bundle is sealed, once per language (``summary.lang``), with the
+    manifest, the findings and the recorded artefacts (``summary.read_artefact``). Return
+    :class:`harness.ReportSection` items (a title and lines, each a message or text), or
+    an empty list when the run holds nothing of this plugin's. Sections appear after the
+    verdicts, in plugin registration order, in the summary files and on the terminal.
     """

@@ -1,17 +1,31 @@
-"""The harness's own pluggy manager: built-in and third-party plugins load the same way."""
+"""The harness's own pluggy manager and the plugin contract it enforces at start.
+
+Built-in and third-party plugins load the same way (the ``harness.plugins`` entry-point
+group). The contract is closed: every function of a plugin named ``harness_*`` is a hook
+implementation, marked with ``@harness.hookimpl`` or not, so a name that matches no hook
+is an error at start, with the hooks it may have meant.
+"""
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import HarnessError
+from .errors import HarnessError, PluginError
+from .messages import catalogue
+
+M = catalogue(__name__)
 
 PROJECT = "harness"
+PREFIX = "harness_"
 ENTRY_POINT_GROUP = "harness.plugins"
 BLOCK_ENV = "HARNESS_BLOCK_PLUGINS"
+DISTRIBUTION = "ehealth-conformity-harness"
 
 # The plugins this distribution ships. They are registered through ENTRY_POINT_GROUP,
 # exactly like a third party's; this tuple only lets the harness tell them apart and
@@ -21,29 +35,60 @@ BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-ins", "harness-termin
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+class HarnessPluginManager(pluggy.PluginManager):
+    """A pluggy manager that takes every ``harness_*`` function as a hook implementation,
+    as pytest does with ``pytest_*``: forgetting the marker cannot hide a hook."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str):  # type: ignore[override]
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(PREFIX) and inspect.isroutine(getattr(plugin, name, None)):
+            opts = {"wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False, "specname": None}
+        return opts
+
+
 def blocked_plugins() -> list[str]:
     """Plugin names listed (comma-separated) in the HARNESS_BLOCK_PLUGINS variable."""
     return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
+
+
+def check_contract(pm: pluggy.PluginManager) -> None:
+    """Every hook implementation matches a hook: else a :class:`PluginError` naming the
+    plugin, the function and the hooks it may have meant."""
+    known = sorted(name for name in dir(hookspecs) if name.startswith(PREFIX))
+    for name, caller in sorted(vars(pm.hook).items()):
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            # compared without the common prefix, which would make every hook look alike
+            close = [PREFIX + c for c in difflib.get_close_matches(name[len(PREFIX):], [k[len(PREFIX):] for k in known], n=2, cutoff=0.75)]
+            hint = M("plugin.did_you_mean", names=", ".join(close)) if close else M("plugin.known_hooks", names=", ".join(known))
+            raise PluginError(M("plugin.unknown_hook", plugin=impl.plugin_name, name=name, hint=hint))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:  # a marked optional hook's arguments, and the like
+        raise PluginError(M("plugin.invalid", error=str(exc))) from None
 
 
 def get_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
     """A new manager with the core defaults and every installed, non-blocked plugin."""
     from . import defaults
 
-    pm = pluggy.PluginManager(PROJECT)
+    pm = HarnessPluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(defaults, name="harness-core")
     for name in blocked_plugins():
         pm.set_blocked(name)
     if load_entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:  # a hook whose arguments differ from its spec
+            raise PluginError(M("plugin.invalid", error=str(exc))) from None
         missing = [n for n in BUILTIN_PLUGINS if not pm.is_blocked(n) and pm.get_plugin(n) is None]
         if missing:
-            raise HarnessError(
-                f"Installation incomplète : greffons intégrés absents : {', '.join(missing)} (réinstaller le paquet)",
-                f"Broken installation: built-in plugins missing: {', '.join(missing)} (reinstall the package)",
-            )
-    pm.check_pending()
+            raise HarnessError(M("plugin.builtin_missing", names=", ".join(missing)))
+    check_contract(pm)
     return pm
 
 
@@ -55,8 +100,8 @@ def plugin_versions(pm: pluggy.PluginManager) -> dict[str, str]:
     return dict(sorted(versions.items()))
 
 
-def harness_version() -> str:
+def core_version() -> str:
     try:
-        return metadata.version("ehealth-conformity-harness")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a source tree without install
         return "0+unknown"

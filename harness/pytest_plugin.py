@@ -7,25 +7,27 @@ pytest-xdist where workers share a content-addressed staging store.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
+from .assembly import Assembly, assemble, resolve_target
 from .errors import HarnessError
 from .evidence import Recorder, utc_now
-from .i18n import LANGS, resolve_lang, t
-from .plugins import blocked_plugins, harness_version, plugin_versions
-from .report import render_summary
-from .run import RunInfo, new_run_id, seal
-from .runner import LiveSession
+from .live import LiveSession
+from .messages import LANGS, Text, catalogue, resolve_lang
+from .plugins import blocked_plugins, core_version, get_plugin_manager, plugin_versions
+from .results import ScenarioResult
 from .scenarios import Scenario
-from .setup import Assembly, assemble, resolve_target
+from .sealing import RunInfo, Sealed, new_run_id, seal
+from .summary import render_summary
 from .target import Target
 from .verdicts import Verdict
 
-DEMO_SERVICE = "demo-vendor"
+M = catalogue(__name__)
 
 
 @dataclass
@@ -38,17 +40,22 @@ class HarnessState:
     info: RunInfo
     is_worker: bool
     live: LiveSession | None = None
-    bundle_path: Path | None = None
+    sealed: Sealed | None = None
     bundle_error: str | None = None
-    manifest: dict | None = None
-    findings: dict = field(default_factory=dict)
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()
 RESULT_PROPERTY = "harness_result"
+INCIDENTS_OUTPUT = "harness_incidents"
+
+# The harness's plugin manager, made when pytest parses options so that plugins can add
+# theirs (harness_addoption); a broken plugin is reported when a scenario run asks for it.
+_pm: pluggy.PluginManager | None = None
+_pm_error: HarnessError | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    global _pm, _pm_error
     group = parser.getgroup("harness", "e-health conformity harness")
     group.addoption("--scenario", action="append", default=[], dest="harness_scenarios", metavar="NAME",
                     help="run scenarios by id or tag (repeatable); 'all' runs every scenario")
@@ -64,43 +71,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="language of messages: fr (default) or en")
     group.addoption("--offline", dest="harness_offline", action="store_true", default=False,
                     help="never reach beyond loopback")
-    group.addoption("--defect", dest="harness_defects", action="append", default=[], metavar="NAME",
-                    help="inject a named defect into the embedded demo vendor (repeatable)")
+    try:
+        _pm, _pm_error = get_plugin_manager(), None
+        _pm.hook.harness_addoption(group=group)
+    except HarnessError as exc:
+        _pm, _pm_error = None, exc
 
 
 def _state(config: pytest.Config) -> HarnessState | None:
     return config.stash.get(STATE_KEY, None)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    names = config.getoption("harness_scenarios")
-    if not names:
-        return
-    lang = resolve_lang(config.getoption("harness_lang"))
-    try:
-        assembly = assemble(config.getoption("harness_scenario_dirs"))
-        selected = assembly.catalogue.select(names)
-        target = resolve_target(assembly.pm, config.getoption("harness_target"), config.getoption("harness_target_overrides"))
-        defects = config.getoption("harness_defects")
-        if defects:
-            if DEMO_SERVICE not in target.services:
-                raise HarnessError(
-                    f"--defect ne s'applique qu'au vendeur de démonstration ; la cible {target.path} ne déclare pas [services.{DEMO_SERVICE}]",
-                    f"--defect applies to the embedded demo vendor only; target {target.path} has no [services.{DEMO_SERVICE}]",
-                )
-            target.set_service_option(DEMO_SERVICE, "defects", sorted(set(defects)))
-    except HarnessError as exc:
-        raise pytest.UsageError(exc.message(lang)) from None
+def _run_info(config: pytest.Config) -> tuple[RunInfo, bool]:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         shared = workerinput["harness_run"]
-        info = RunInfo(shared["run_id"], shared["started_at"], Path(shared["evidence_dir"]), salt=shared["salt"])
-    else:
-        evidence = Path(config.getoption("harness_evidence_dir")).resolve()
-        info = RunInfo(new_run_id(), utc_now(), evidence)
-    state = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, workerinput is not None)
-    config.stash[STATE_KEY] = state
+        return RunInfo(shared["run_id"], shared["started_at"], Path(shared["evidence_dir"]), salt=shared["salt"]), True
+    return RunInfo(new_run_id(), utc_now(), Path(config.getoption("harness_evidence_dir")).resolve()), False
+
+
+def _prepare(config: pytest.Config) -> tuple[Assembly, list[Scenario], Target]:
+    if _pm_error is not None:
+        raise _pm_error
+    assembly = assemble(config.getoption("harness_scenario_dirs"), pm=_pm)
+    selected = assembly.catalogue.select(config.getoption("harness_scenarios"))
+    target = resolve_target(assembly.pm, config.getoption("harness_target"), config.getoption("harness_target_overrides"))
+    assembly.pm.hook.harness_configure(options=dict(vars(config.option)), target=target)
+    return assembly, selected, target
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("harness_scenarios"):
+        return
+    lang = resolve_lang(config.getoption("harness_lang"))
+    try:
+        assembly, selected, target = _prepare(config)
+    except HarnessError as exc:
+        raise pytest.UsageError(exc.message(lang)) from None
+    info, is_worker = _run_info(config)
+    config.stash[STATE_KEY] = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, is_worker)
     for tag in sorted({tag for s in assembly.catalogue.scenarios.values() for tag in s.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: scenarios tagged {tag}")
     # Scenario runs collect scenarios only: drop path arguments (and testpaths).
@@ -120,6 +130,14 @@ def pytest_configure_node(node: Any) -> None:
         }
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: what went wrong in a worker outside the scenarios reaches the bundle."""
+    state = _state(node.config)
+    if state is not None:
+        state.info.incidents.extend(Text.of(i) for i in getattr(node, "workeroutput", {}).get(INCIDENTS_OUTPUT, []))
+
+
 class ScenarioFile(pytest.Collector):
     def __init__(self, *, scenarios: list[Scenario], **kw: Any) -> None:
         super().__init__(**kw)
@@ -130,8 +148,8 @@ class ScenarioFile(pytest.Collector):
 
 
 class ScenarioNotPassed(Exception):
-    def __init__(self, result: dict) -> None:
-        super().__init__(result["verdict"])
+    def __init__(self, result: ScenarioResult) -> None:
+        super().__init__(result.verdict.value)
         self.result = result
 
 
@@ -151,35 +169,31 @@ class ScenarioItem(pytest.Item):
                 lang=state.lang, offline=state.offline, salt=state.info.salt,
             )
         result = state.live.run_scenario(self.scenario)
-        self.user_properties.append((RESULT_PROPERTY, result))
-        verdict = result["verdict"]
-        if verdict == Verdict.PASS.value:
+        self.user_properties.append((RESULT_PROPERTY, result.to_json()))
+        if result.verdict is Verdict.PASS:
             return
-        if verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
             raise ScenarioNotPassed(result)
-        reasons = [r[state.lang] for c in result["checks"] for r in c["reasons"]]
-        reasons += [c["message"][state.lang] for c in result["collect"] if c["status"] != "ok"]
-        pytest.skip(f"{verdict}: " + "; ".join(reasons))
+        pytest.skip(f"{result.verdict.value}: " + "; ".join(m.render(state.lang) for _, m in result.reasons()))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioNotPassed):
             lang = self.config.stash[STATE_KEY].lang
             r = excinfo.value.result
-            lines = [f"{r['verdict']}: {self.scenario.title[lang]} ({', '.join(r['requirements'])})"]
-            for c in r["collect"]:
-                if c["status"] != "ok":
-                    lines.append(f"  [collect {c['name']}] {c['message'][lang]}")
-            for c in r["checks"]:
-                for reason in c["reasons"]:
-                    lines.append(f"  [{c['name']}] {c['verdict']}: {reason[lang]}")
-            for f in r["findings"]:
-                lines.append(f"  [{f['rule']}] {f['severity']} {f['requirement']} @ {f['location']}: {f['message'][lang]}")
+            lines = [f"{r.verdict.value}: {self.scenario.title[lang]} ({', '.join(r.requirements)})"]
+            for c in r.collect:
+                if c.message is not None:
+                    lines.append(f"  [collect {c.name}] {c.message.render(lang)}")
+            for c in r.checks:
+                for reason in c.reasons:
+                    lines.append(f"  [{c.name}] {c.verdict.value}: {reason.render(lang)}")
+            for f in r.findings:
+                lines.append(f"  [{f.rule}] {f.severity.value} {f.requirement} @ {f.location}: {f.text(lang)}")
             return "\n".join(lines)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        # Shown relative to the scenarios folder, wherever the package is installed.
-        return f"scenarios/{self.scenario.file.name}", None, f"scenario {self.scenario.id}"
+        return self.scenario.shown_path, None, f"scenario {self.scenario.id}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -192,7 +206,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         by_file.setdefault(s.file, []).append(s)
     collected: list[pytest.Item] = []
     for file, scenarios in by_file.items():
-        node = ScenarioFile.from_parent(session, name=file.name, nodeid=f"scenarios/{file.name}", scenarios=scenarios)
+        shown = scenarios[0].shown_path
+        node = ScenarioFile.from_parent(session, name=shown, nodeid=shown, scenarios=scenarios)
         # Report the collection like pytest's own collectors, so counts and -k work.
         rep = session.ihook.pytest_make_collect_report(collector=node)
         session.ihook.pytest_collectreport(report=rep)
@@ -201,8 +216,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def _result_of(report: pytest.TestReport) -> dict | None:
-    for prop in report.user_properties:
-        name, value = prop
+    for name, value in report.user_properties:
         if name == RESULT_PROPERTY:
             return value
     return None
@@ -235,7 +249,7 @@ class HarnessResults:
         if report.when == "call":
             result = _result_of(report)
             if result is not None:
-                self.state.info.results[result["scenario"]] = result
+                self.state.info.results[result["scenario"]] = ScenarioResult.from_json(result)
 
 
 @pytest.hookimpl(trylast=True)
@@ -245,31 +259,39 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.pluginmanager.register(HarnessResults(state), "harness-results")
 
 
+def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
+    return seal(
+        state.info,
+        pm=state.assembly.pm,
+        catalogue=state.assembly.catalogue,
+        selected=state.selected,
+        core_version=core_version(),
+        plugins=plugin_versions(state.assembly.pm),
+        blocked=blocked_plugins(),
+        target=state.target.sanitized(),
+        target_file=state.target.path.name if state.target.path else "-",
+        options={
+            "lang": state.lang,
+            "offline": state.offline,
+            "scenarios": list(config.getoption("harness_scenarios")),
+            "workers": getattr(config.option, "numprocesses", None) or 0,
+        },
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
-    if state.live is not None:
-        state.live.close()
-    if state.is_worker or session.config.option.collectonly:
+    incidents = state.live.close() if state.live is not None else []
+    if state.is_worker:
+        session.config.workeroutput[INCIDENTS_OUTPUT] = [i.texts() for i in incidents]  # type: ignore[attr-defined]
+        return
+    state.info.incidents.extend(incidents)
+    if session.config.option.collectonly:
         return
     try:
-        state.bundle_path, state.manifest, state.findings = seal(
-            state.info,
-            catalogue=state.assembly.catalogue,
-            selected=state.selected,
-            harness_version=harness_version(),
-            plugins=plugin_versions(state.assembly.pm),
-            blocked=blocked_plugins(),
-            target=state.target.sanitized(),
-            target_file=state.target.path.name if state.target.path else "-",
-            options={
-                "lang": state.lang,
-                "offline": state.offline,
-                "scenarios": list(session.config.getoption("harness_scenarios")),
-                "workers": getattr(session.config.option, "numprocesses", None) or 0,
-            },
-        )
+        state.sealed = _seal(state, session.config)
     except Exception as exc:  # the run's result must still be visible; the exit code says it failed
         state.bundle_error = f"{type(exc).__name__}: {exc}"
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -277,12 +299,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
-    if state is None or state.is_worker or (state.manifest is None and state.bundle_error is None):
+    if state is None or state.is_worker or (state.sealed is None and state.bundle_error is None):
         return
     terminalreporter.section("harness")
-    if state.manifest is not None:
-        text = render_summary(state.manifest, state.findings, state.lang, str(state.bundle_path))
+    if state.sealed is not None:
+        s = state.sealed
+        text = render_summary(s.manifest, s.findings, state.lang, sections=s.sections[state.lang], bundle_path=str(s.path))
         for line in text.rstrip("\n").splitlines():
             terminalreporter.write_line(line)
-    elif state.bundle_error:
-        terminalreporter.write_line(t("summary_bundle_failed", state.lang, error=state.bundle_error), red=True)
+    else:
+        terminalreporter.write_line(M("summary.bundle_failed", error=state.bundle_error).render(state.lang), red=True)

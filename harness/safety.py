@@ -15,6 +15,9 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from .errors import UnsafeInput
+from .messages import Message, catalogue
+
+M = catalogue(__name__)
 
 MAX_XML_BYTES = 64 * 1024 * 1024
 
@@ -53,31 +56,15 @@ def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError("parse_xml takes bytes")
     if len(data) > max_bytes:
-        raise UnsafeInput(
-            "xml-too-large",
-            f"{source} : document XML trop volumineux ({len(data)} octets, limite {max_bytes})",
-            f"{source}: XML document too large ({len(data)} bytes, limit {max_bytes})",
-        )
+        raise UnsafeInput("xml-too-large", M("safety.xml_too_large", limit=max_bytes, size=len(data), source=source))
     if _DOCTYPE.search(_as_utf8_probe(bytes(data))):
-        raise UnsafeInput(
-            "xml-doctype",
-            f"{source} : déclaration DOCTYPE/ENTITY refusée (risque XXE ou expansion d'entités)",
-            f"{source}: DOCTYPE/ENTITY declaration refused (XXE or entity expansion risk)",
-        )
+        raise UnsafeInput("xml-doctype", M("safety.xml_doctype", source=source))
     try:
         tree = etree.parse(io.BytesIO(data), _parser())
     except etree.XMLSyntaxError as exc:
-        raise UnsafeInput(
-            "xml-malformed",
-            f"{source} : XML mal formé : {exc}",
-            f"{source}: malformed XML: {exc}",
-        ) from None
+        raise UnsafeInput("xml-malformed", M("safety.xml_malformed", error=str(exc), source=source)) from None
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
-        raise UnsafeInput(
-            "xml-doctype",
-            f"{source} : DTD refusée",
-            f"{source}: DTD refused",
-        )
+        raise UnsafeInput("xml-doctype", M("safety.xml_dtd", source=source))
     return tree
 
 
@@ -91,8 +78,8 @@ class ArchiveLimits:
     max_ratio: float = 200.0
 
 
-def _refuse(reason: str, fr: str, en: str) -> UnsafeInput:
-    return UnsafeInput(reason, fr, en)
+def _refuse(reason: str, detail: Message) -> UnsafeInput:
+    return UnsafeInput(reason, detail)
 
 
 def _check_name(name: str, source: str) -> None:
@@ -105,11 +92,7 @@ def _check_name(name: str, source: str) -> None:
         or any(part == ".." for part in PurePosixPath(name).parts)
     )
     if bad:
-        raise _refuse(
-            "archive-path",
-            f"{source} : chemin d'entrée refusé (absolu ou sortant de l'archive) : {name!r}",
-            f"{source}: entry path refused (absolute or escaping the archive): {name!r}",
-        )
+        raise _refuse("archive-path", M("safety.archive_path", name=name, source=source))
 
 
 class SafeArchive:
@@ -128,11 +111,7 @@ class SafeArchive:
             self._zip = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             fileobj.close()
-            raise _refuse(
-                "archive-malformed",
-                f"{self.source} : archive zip illisible : {exc}",
-                f"{self.source}: unreadable zip archive: {exc}",
-            ) from None
+            raise _refuse("archive-malformed", M("safety.archive_malformed", error=str(exc), source=self.source)) from None
         try:
             self._entries = self._validate()
         except Exception:
@@ -142,53 +121,25 @@ class SafeArchive:
     def _validate(self) -> dict[str, zipfile.ZipInfo]:
         infos = self._zip.infolist()
         if len(infos) > self.limits.max_entries:
-            raise _refuse(
-                "archive-entries",
-                f"{self.source} : trop d'entrées ({len(infos)}, limite {self.limits.max_entries})",
-                f"{self.source}: too many entries ({len(infos)}, limit {self.limits.max_entries})",
-            )
+            raise _refuse("archive-entries", M("safety.archive_entries", count=len(infos), limit=self.limits.max_entries, source=self.source))
         total = 0
         entries: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             _check_name(info.filename, self.source)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise _refuse(
-                    "archive-link",
-                    f"{self.source} : lien symbolique refusé : {info.filename}",
-                    f"{self.source}: symbolic link refused: {info.filename}",
-                )
+                raise _refuse("archive-link", M("safety.archive_link", name=info.filename, source=self.source))
             if info.flag_bits & 0x1:
-                raise _refuse(
-                    "archive-encrypted",
-                    f"{self.source} : entrée chiffrée refusée : {info.filename}",
-                    f"{self.source}: encrypted entry refused: {info.filename}",
-                )
+                raise _refuse("archive-encrypted", M("safety.archive_encrypted", name=info.filename, source=self.source))
             if info.filename in entries:
-                raise _refuse(
-                    "archive-duplicate",
-                    f"{self.source} : entrée en double : {info.filename}",
-                    f"{self.source}: duplicate entry: {info.filename}",
-                )
+                raise _refuse("archive-duplicate", M("safety.archive_duplicate", name=info.filename, source=self.source))
             if info.file_size > self.limits.max_entry_bytes:
-                raise _refuse(
-                    "archive-size",
-                    f"{self.source} : entrée trop volumineuse : {info.filename} ({info.file_size} octets)",
-                    f"{self.source}: entry too large: {info.filename} ({info.file_size} bytes)",
-                )
+                raise _refuse("archive-size", M("safety.archive_size", name=info.filename, size=info.file_size, source=self.source))
             if info.file_size > 1024 * 1024 and info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
-                raise _refuse(
-                    "archive-ratio",
-                    f"{self.source} : taux de compression suspect (bombe zip ?) : {info.filename}",
-                    f"{self.source}: suspicious compression ratio (zip bomb?): {info.filename}",
-                )
+                raise _refuse("archive-ratio", M("safety.archive_ratio", name=info.filename, source=self.source))
             total += info.file_size
             if total > self.limits.max_total_bytes:
-                raise _refuse(
-                    "archive-total",
-                    f"{self.source} : taille totale décompressée excessive (> {self.limits.max_total_bytes} octets)",
-                    f"{self.source}: total uncompressed size too large (> {self.limits.max_total_bytes} bytes)",
-                )
+                raise _refuse("archive-total", M("safety.archive_total", limit=self.limits.max_total_bytes, source=self.source))
             entries[info.filename] = info
         return entries
 
@@ -210,19 +161,11 @@ class SafeArchive:
                 while chunk := fh.read(1024 * 1024):
                     out += chunk
                     if len(out) > info.file_size or len(out) > self.limits.max_entry_bytes:
-                        raise _refuse(
-                            "archive-size",
-                            f"{self.source} : l'entrée {name} dépasse sa taille déclarée",
-                            f"{self.source}: entry {name} exceeds its declared size",
-                        )
+                        raise _refuse("archive-size", M("safety.archive_overrun", name=name, source=self.source))
         except UnsafeInput:
             raise
         except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError: a damaged member
-            raise _refuse(
-                "archive-corrupt",
-                f"{self.source} : entrée {name} corrompue : {exc}",
-                f"{self.source}: entry {name} is corrupt: {exc}",
-            ) from None
+            raise _refuse("archive-corrupt", M("safety.archive_corrupt", error=str(exc), name=name, source=self.source)) from None
         return bytes(out)
 
     def close(self) -> None:

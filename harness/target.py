@@ -3,6 +3,10 @@
 Credentials are references only (``env:NAME`` or ``file:PATH``): their values are read
 when a plugin asks for them and never enter evidence, logs or reports. Relative paths
 resolve against the folder of the target file.
+
+Collectors and checks see the same :class:`Target` type: collectors the live one (paths
+resolved, secrets readable), checks the one the bundle records (:meth:`Target.recorded`:
+paths as written, no secret), so that a check reads the same values live and in replay.
 """
 from __future__ import annotations
 
@@ -11,9 +15,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from .errors import TargetError
+from .errors import PluginError, TargetError
+from .messages import Message, catalogue
+
+M = catalogue(__name__)
 
 # A schema maps a section path ("product", "services.demo-vendor") to its keys and types.
 # Types: str, int, bool, url, path, secret, list[str], list[path]; a trailing "!" = required.
@@ -28,39 +35,61 @@ CORE_SCHEMA: dict[str, dict[str, str]] = {
     # the terminology every plugin uses (harness.terminology.service documents each key)
     "terminology": {"server": "url", "token_url": "url", "client_id": "str", "snapshot": "list[path]", "builtin_snapshot": "bool",
                     "fallback": "bool", "timeout": "int", "retries": "int", "cache_dir": "path", "cache_hours": "int"},
+    # the CDA documents the software exported: several plugins read them (the CDA kit, the
+    # INS and terminology rules), so the core declares them and blocking one plugin leaves
+    # the others' targets valid
+    "cda": {"documents": "path"},
 }
 REQUIRED_SECTIONS = ("product",)
 SERVICE_URL_SCHEME = "service://"
+TYPES = ("str", "int", "bool", "url", "path", "secret", "list[str]", "list[path]")
 
-_TYPE_NAMES = {
-    "str": ("une chaîne", "a string"),
-    "int": ("un entier", "an integer"),
-    "bool": ("un booléen", "a boolean"),
-    "url": ("une URL http(s):// ou service://NOM/", "an http(s):// or service://NAME/ URL"),
-    "path": ("un chemin (chaîne)", "a path (string)"),
-    "secret": ("une référence env:NOM ou file:CHEMIN", "an env:NAME or file:PATH reference"),
-    "list[str]": ("une liste de chaînes", "a list of strings"),
-    "list[path]": ("une liste de chemins", "a list of paths"),
-}
+
+def _type_name(typ: str) -> Message:
+    return {
+        "str": M("type.str"), "int": M("type.int"), "bool": M("type.bool"), "url": M("type.url"), "path": M("type.path"),
+        "secret": M("type.secret"), "list[str]": M("type.list_str"), "list[path]": M("type.list_path"),
+    }[typ]
 
 
 def _expected(file: str, key: str, typ: str, got: object) -> TargetError:
-    fr, en = _TYPE_NAMES[typ]
-    kind = type(got).__name__
-    return TargetError(file, key, f"attendu : {fr} (trouvé : {kind} {got!r})", f"expected {en} (found {kind} {got!r})")
+    return TargetError(file, key, M("target.expected", type=_type_name(typ), kind=type(got).__name__, value=repr(got)))
 
 
 def _is_ref(value: object) -> bool:
     return isinstance(value, str) and (value.startswith("env:") or value.startswith("file:")) and len(value) > 5
 
 
+def merge_schemas(contributions: Iterable[tuple[str, Schema]]) -> dict[str, dict[str, str]]:
+    """One schema from every plugin's; a key (or a whole ``*`` section) declared by two
+    plugins is an error naming both."""
+    schema: dict[str, dict[str, str]] = {}
+    owner: dict[tuple[str, str], str] = {}
+    for plugin, part in contributions:
+        for section, keys in part.items():
+            for key, typ in keys.items():
+                if typ.rstrip("!") not in TYPES:
+                    raise PluginError(M("schema.bad_type", plugin=plugin, section=section, key=key, type=typ, types=", ".join(TYPES)))
+                clash = owner.get((section, key)) or (owner.get((section, "*")) if key != "*" else
+                                                       next((o for (s, _), o in owner.items() if s == section), None))
+                if clash is not None:
+                    first, second = sorted((clash, plugin))
+                    raise PluginError(M("schema.twice", section=section, key=key, first=first, second=second))
+                owner[(section, key)] = plugin
+                schema.setdefault(section, {})[key] = typ
+    return schema
+
+
 @dataclass
 class Target:
-    """A validated target. ``data`` holds the file's content with paths made absolute."""
+    """A validated target: ``data`` holds the values (paths as :class:`~pathlib.Path`,
+    resolved against the target's folder), ``raw`` what the file says (the record)."""
 
     path: Path | None
     data: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    schema: Schema = field(repr=False, default_factory=dict)
+    live: bool = True
 
     @property
     def product(self) -> dict[str, Any]:
@@ -76,32 +105,43 @@ class Target:
 
     @property
     def exports(self) -> dict[str, Path]:
-        return {k: Path(v) for k, v in self.data.get("exports", {}).items()}
+        return dict(self.data.get("exports", {}))
 
     @property
     def history_dirs(self) -> list[Path]:
-        return [Path(p) for p in self.data.get("history", {}).get("bundles", [])]
+        return list(self.data.get("history", {}).get("bundles", []))
 
     @property
     def folder(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
-    def secret(self, name: str) -> str | None:
-        """The value a credential reference points at; None when it is not set."""
-        ref = self.data.get("credentials", {}).get(name)
-        if ref is None:
-            return None
+    def section(self, name: str) -> dict[str, Any]:
+        """The values of section ``name`` (empty when the target has none)."""
+        return dict(self.data.get(name, {}))
+
+    def resolve_secret(self, ref: str) -> str | None:
+        """The value a credential reference (``env:NAME``, ``file:PATH``) points at."""
+        if not self.live:
+            raise TargetError(self.path.name if self.path else "-", ref, M("secret.recorded"))
         return resolve_secret(ref, self.folder)
+
+    def secret(self, name: str) -> str | None:
+        """The value of ``[credentials] name``; None when it is not set."""
+        ref = self.data.get("credentials", {}).get(name)
+        return None if ref is None else self.resolve_secret(ref)
 
     def secret_values(self) -> list[str]:
         """Every credential value that resolves, so recorders can scrub them."""
         values = []
-        for ref in self.data.get("credentials", {}).values():
+        refs = list(self.data.get("credentials", {}).values())
+        for options in self.services.values():
+            refs += [v for k, v in options.items() if _is_ref(v)]
+        for ref in refs:
             try:
                 value = resolve_secret(ref, self.folder)
             except TargetError:
                 continue
-            if value and len(value) >= 4:
+            if value and len(value) >= 4 and value not in values:
                 values.append(value)
         return values
 
@@ -110,7 +150,25 @@ class Target:
         paths are as the user wrote them (relative to the target file)."""
         return copy.deepcopy(self.raw)
 
-    def override(self, assignment: str, schema: Schema) -> None:
+    def recorded(self) -> "Target":
+        """The target as the bundle records it, as checks see it (no secret can be read)."""
+        return Target.from_record(self.sanitized(), self.schema, self.path)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], schema: Schema, path: Path | None = None) -> "Target":
+        """A target read back from a bundle: values as recorded, path keys as paths."""
+        data: dict[str, Any] = {}
+        for name, table in record.items():
+            if not isinstance(table, dict):
+                continue
+            if name == "services":
+                data[name] = {svc: dict(opts) for svc, opts in table.items() if isinstance(opts, dict)}
+                continue
+            spec = schema.get(name, {})
+            data[name] = {k: _as_recorded(spec.get(k, spec.get("*", "")).rstrip("!"), v) for k, v in table.items()}
+        return cls(path, data, copy.deepcopy(dict(record)), schema, live=False)
+
+    def override(self, assignment: str) -> None:
         """Apply one ``SECTION.KEY=VALUE`` from the command line (``--set``), in data and evidence.
 
         The value is checked against the key's declared type like a value of the file;
@@ -119,16 +177,8 @@ class Target:
         name, sep, text = assignment.partition("=")
         section, dot, key = name.strip().rpartition(".")
         if not sep or not dot or not section or not key:
-            raise TargetError("--set", assignment, "attendu : SECTION.CLÉ=VALEUR", "expected SECTION.KEY=VALUE")
-        spec = schema.get(section)
-        if spec is None:
-            known = ", ".join(sorted(schema))
-            raise TargetError("--set", name, f"section inconnue (sections connues : {known})", f"unknown section (known sections: {known})")
-        typ = spec.get(key, spec.get("*"))
-        if typ is None:
-            allowed = ", ".join(sorted(k for k in spec if k != "*"))
-            raise TargetError("--set", name, f"clé inconnue (clés permises : {allowed})", f"unknown key (allowed keys: {allowed})")
-        typ = typ.rstrip("!")
+            raise TargetError("--set", assignment, M("set.syntax"))
+        typ = _key_type("--set", self.schema, section, key, name)
         value: Any = text
         if typ == "int":
             try:
@@ -140,18 +190,44 @@ class Target:
                 raise _expected("--set", name, typ, text)
             value = text.lower() == "true"
         elif typ.startswith("list["):
-            raise TargetError("--set", name, "une liste s'écrit dans le fichier cible", "a list is written in the target file")
+            raise TargetError("--set", name, M("set.list"))
         checked = _check_value("--set", name, typ, value, Path.cwd())
         table, raw = self.data, self.raw
         for part in section.split("."):
             table, raw = table.setdefault(part, {}), raw.setdefault(part, {})
         table[key] = checked
-        raw[key] = checked if typ == "path" else value
+        raw[key] = str(checked) if typ == "path" else value
 
     def set_service_option(self, service: str, key: str, value: Any) -> None:
         """Override one service option (command-line switches), in data and evidence alike."""
         self.data.setdefault("services", {}).setdefault(service, {})[key] = value
         self.raw.setdefault("services", {}).setdefault(service, {})[key] = value
+
+
+def _as_recorded(typ: str, value: Any) -> Any:
+    if typ == "path" and isinstance(value, str):
+        return Path(value)
+    if typ == "list[path]" and isinstance(value, list):
+        return [Path(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _key_type(file: str, schema: Schema, section: str, key: str, where: str) -> str:
+    spec = schema.get(section)
+    if spec is None:
+        raise TargetError(file, where, M("target.unknown_section", known=", ".join(sorted(schema)), blocked=_blocked_hint()))
+    typ = spec.get(key, spec.get("*"))
+    if typ is None:
+        raise TargetError(file, where, M("target.unknown_key", allowed=", ".join(sorted(k for k in spec if k != "*")), blocked=_blocked_hint()))
+    return typ.rstrip("!")
+
+
+def _blocked_hint() -> Message | str:
+    """Names the blocked plugins in an "unknown section/key" error: the key may be theirs."""
+    from .plugins import blocked_plugins
+
+    blocked = blocked_plugins()
+    return M("target.blocked_hint", plugins=", ".join(blocked)) if blocked else ""
 
 
 def resolve_secret(ref: str, folder: Path) -> str | None:
@@ -163,101 +239,97 @@ def resolve_secret(ref: str, folder: Path) -> str | None:
         try:
             return p.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise TargetError(str(folder), ref, f"fichier de secret illisible : {exc}", f"unreadable secret file: {exc}") from None
-    raise TargetError(str(folder), ref, "référence de secret invalide", "invalid secret reference")
+            raise TargetError(str(folder), ref, M("secret.unreadable", error=str(exc))) from None
+    raise TargetError(str(folder), ref, M("secret.invalid"))
+
+
+def _check_scalar(file: str, key: str, typ: str, value: Any, folder: Path) -> Any:
+    if typ == "str" and isinstance(value, str):
+        return value
+    if typ == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ == "bool" and isinstance(value, bool):
+        return value
+    if typ == "url" and isinstance(value, str) and value.startswith(("http://", "https://", SERVICE_URL_SCHEME)):
+        return value
+    if typ == "path" and isinstance(value, str) and value:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (folder / p).resolve()
+    raise _expected(file, key, typ, value)
 
 
 def _check_value(file: str, key: str, typ: str, value: Any, folder: Path) -> Any:
-    if typ == "str":
-        if not isinstance(value, str):
-            raise _expected(file, key, typ, value)
-        return value
-    if typ == "int":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _expected(file, key, typ, value)
-        return value
-    if typ == "bool":
-        if not isinstance(value, bool):
-            raise _expected(file, key, typ, value)
-        return value
-    if typ == "url":
-        if not isinstance(value, str) or not value.startswith(("http://", "https://", SERVICE_URL_SCHEME)):
-            raise _expected(file, key, typ, value)
-        return value
-    if typ == "path":
-        if not isinstance(value, str) or not value:
-            raise _expected(file, key, typ, value)
-        p = Path(value).expanduser()
-        return str(p if p.is_absolute() else (folder / p).resolve())
     if typ == "secret":
         if not _is_ref(value):
-            raise TargetError(
-                file, key,
-                "les secrets ne s'écrivent pas en clair : utiliser env:NOM ou file:CHEMIN",
-                "secrets must not be written inline: use env:NAME or file:PATH",
-            )
+            raise TargetError(file, key, M("secret.inline"))
         return value
     if typ in ("list[str]", "list[path]"):
         if not isinstance(value, list):
             raise _expected(file, key, typ, value)
         inner = typ[5:-1]
         return [_check_value(file, f"{key}[{i}]", inner, v, folder) for i, v in enumerate(value)]
-    raise ValueError(f"unknown schema type {typ!r}")
+    return _check_scalar(file, key, typ, value, folder)
 
 
-def _check_section(file: str, name: str, table: Any, spec: Mapping[str, str], folder: Path) -> dict:
+def _check_section(file: str, name: str, table: Any, schema: Schema, folder: Path) -> dict:
     if not isinstance(table, dict):
-        raise TargetError(file, name, f"attendu : une table [{name}]", f"expected a table [{name}]")
+        raise TargetError(file, name, M("target.not_a_table", name=name))
+    spec = schema[name]
     out = {}
     for key, value in table.items():
-        typ = spec.get(key, spec.get("*"))
-        if typ is None:
-            allowed = ", ".join(sorted(k for k in spec if k != "*"))
-            raise TargetError(file, f"{name}.{key}", f"clé inconnue (clés permises : {allowed})", f"unknown key (allowed keys: {allowed})")
-        out[key] = _check_value(file, f"{name}.{key}", typ.rstrip("!"), value, folder)
+        typ = _key_type(file, schema, name, key, f"{name}.{key}")
+        out[key] = _check_value(file, f"{name}.{key}", typ, value, folder)
     for key, typ in spec.items():
         if typ.endswith("!") and key not in table:
-            raise TargetError(file, f"{name}.{key}", "clé obligatoire absente", "required key missing")
+            raise TargetError(file, f"{name}.{key}", M("target.required_key"))
     return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    file = str(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(file, "-", M("target.not_found")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(file, "-", M("target.unreadable", error=str(exc))) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(file, "-", M("target.invalid_toml", error=str(exc))) from None
+
+
+def _check_services(file: str, table: Any, schema: Schema, folder: Path) -> dict:
+    if not isinstance(table, dict):
+        raise TargetError(file, "services", M("target.services_not_tables"))
+    services = {}
+    for svc, options in table.items():
+        if f"services.{svc}" not in schema:
+            known = ", ".join(sorted(k[9:] for k in schema if k.startswith("services.")))
+            raise TargetError(file, f"services.{svc}", M("target.unknown_service", known=known))
+        services[svc] = _check_section(file, f"services.{svc}", options, schema, folder)
+    return services
 
 
 def load_target(path: str | Path, schema: Schema) -> Target:
     """Read and validate a target file against the merged schema of core and plugins."""
     path = Path(path)
     file = str(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TargetError(file, "-", "fichier introuvable", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(file, "-", f"fichier illisible : {exc}", f"unreadable file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetError(file, "-", f"TOML invalide : {exc}", f"invalid TOML: {exc}") from None
+    raw = _read_toml(path)
     folder = path.resolve().parent
     data: dict[str, Any] = {}
     for section in REQUIRED_SECTIONS:
         if section not in raw:
-            raise TargetError(file, section, "section obligatoire absente", "required section missing")
+            raise TargetError(file, section, M("target.required_section"))
     for name, table in raw.items():
         if name == "services":
-            if not isinstance(table, dict):
-                raise TargetError(file, name, "attendu : une table [services.NOM]", "expected [services.NAME] tables")
-            data["services"] = {}
-            for svc, options in table.items():
-                spec = schema.get(f"services.{svc}")
-                if spec is None:
-                    known = ", ".join(sorted(k[9:] for k in schema if k.startswith("services.")))
-                    raise TargetError(file, f"services.{svc}", f"service inconnu (services connus : {known})", f"unknown service (known services: {known})")
-                data["services"][svc] = _check_section(file, f"services.{svc}", options, spec, folder)
-            continue
-        spec = schema.get(name)
-        if spec is None:
+            data["services"] = _check_services(file, table, schema, folder)
+        elif name not in schema:
             known = ", ".join(sorted({k.split(".")[0] for k in schema}))
-            raise TargetError(file, name, f"section inconnue (sections connues : {known})", f"unknown section (known sections: {known})")
-        data[name] = _check_section(file, name, table, spec, folder)
+            raise TargetError(file, name, M("target.unknown_section", known=known, blocked=_blocked_hint()))
+        else:
+            data[name] = _check_section(file, name, table, schema, folder)
     for key, url in data.get("endpoints", {}).items():
         if url.startswith(SERVICE_URL_SCHEME):
             svc = url[len(SERVICE_URL_SCHEME):].split("/", 1)[0]
             if svc not in data.get("services", {}):
-                raise TargetError(file, f"endpoints.{key}", f"le service {svc!r} n'est pas déclaré dans [services]", f"service {svc!r} is not declared under [services]")
-    return Target(path=path.resolve(), data=data, raw=raw)
+                raise TargetError(file, f"endpoints.{key}", M("target.undeclared_service", service=svc))
+    return Target(path=path.resolve(), data=data, raw=raw, schema=schema)

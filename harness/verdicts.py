@@ -1,8 +1,10 @@
 """Verdicts, findings and the evaluation record every check fills in."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
+
+from .messages import Localized, Text
 
 
 class Verdict(str, Enum):
@@ -51,33 +53,38 @@ class Severity(str, Enum):
 
 @dataclass(frozen=True)
 class Finding:
-    """One observation: which rule, which requirement it proves, where, and what, in FR and EN."""
+    """One observation: which rule, which requirement it proves, where, and what (a message
+    rendered in every language when recorded)."""
 
     rule: str
     requirement: str
     severity: Severity
     location: str
-    message: dict[str, str]
+    message: Localized
     artefact: str | None = None  # SHA-256 of the recorded artefact the location points into
+    check: str | None = None  # the check step that made it
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["severity"] = self.severity.value
+    def to_json(self) -> dict:
+        d = {"rule": self.rule, "requirement": self.requirement, "severity": self.severity.value, "location": self.location,
+             "message": self.message.texts(), "artefact": self.artefact}
+        if self.check is not None:
+            d["check"] = self.check
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Finding":
+    def from_json(cls, d: dict) -> "Finding":
         return cls(
             rule=d["rule"],
             requirement=d["requirement"],
             severity=Severity(d["severity"]),
             location=d["location"],
-            message=dict(d["message"]),
+            message=Text.of(d["message"]),
             artefact=d.get("artefact"),
+            check=d.get("check"),
         )
 
-    def text(self, lang: str = "fr") -> str:
-        return self.message.get(lang) or self.message["fr"]
+    def text(self, lang: str | None = None) -> str:
+        return self.message.render(lang)
 
 
 @dataclass
@@ -85,6 +92,8 @@ class Evaluation:
     """What one check evaluated. The verdict is derived, never declared as PASS.
 
     ``check`` counts an assertion and records a finding when it does not hold;
+    ``judged`` counts a unit judged whole (a document run through a validator, a patient
+    read) whose problems are recorded as findings of their own;
     ``inconclusive`` records why a conclusion could not be reached;
     ``error`` records that the check could not run on its input.
     """
@@ -92,9 +101,9 @@ class Evaluation:
     requirement: str
     assertions: int = 0
     findings: list[Finding] = field(default_factory=list)
-    inconclusive_reasons: list[dict[str, str]] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    manual: list[dict[str, str]] = field(default_factory=list)
+    inconclusive_reasons: list[Localized] = field(default_factory=list)
+    errors: list[Localized] = field(default_factory=list)
+    manual: list[Localized] = field(default_factory=list)
     sensitive: set[str] = field(default_factory=set)
 
     def check(
@@ -103,47 +112,47 @@ class Evaluation:
         *,
         rule: str,
         location: str,
-        fr: str,
-        en: str,
+        message: Localized,
         severity: Severity = Severity.ERROR,
         requirement: str | None = None,
         artefact: str | None = None,
     ) -> bool:
         self.assertions += 1
         if not holds:
-            self.add(rule=rule, location=location, fr=fr, en=en, severity=severity,
-                     requirement=requirement, artefact=artefact)
+            self.add(rule=rule, location=location, message=message, severity=severity, requirement=requirement, artefact=artefact)
         return holds
+
+    def judged(self, units: int = 1) -> None:
+        """Count ``units`` judged whole: each is an assertion, its problems are the findings
+        added with :meth:`add` (so a unit with no finding held)."""
+        self.assertions += units
 
     def add(
         self,
         *,
         rule: str,
         location: str,
-        fr: str,
-        en: str,
+        message: Localized,
         severity: Severity = Severity.INFO,
         requirement: str | None = None,
         artefact: str | None = None,
     ) -> None:
         """Record a finding that is not the outcome of an assertion (an observation)."""
-        self.findings.append(
-            Finding(rule, requirement or self.requirement, severity, location, {"fr": fr, "en": en}, artefact)
-        )
+        self.findings.append(Finding(rule, requirement or self.requirement, severity, location, message, artefact))
 
-    def inconclusive(self, *, fr: str, en: str) -> None:
-        self.inconclusive_reasons.append({"fr": fr, "en": en})
+    def inconclusive(self, message: Localized) -> None:
+        self.inconclusive_reasons.append(message)
 
-    def error(self, *, fr: str, en: str) -> None:
-        self.errors.append({"fr": fr, "en": en})
+    def error(self, message: Localized) -> None:
+        self.errors.append(message)
 
     def holds_sensitive(self, kind: str) -> None:
         """Say that the evaluated inputs hold sensitive data of ``kind`` (``production-identity``):
         the bundle manifest lists it and the summary warns whoever receives the bundle."""
         self.sensitive.add(kind)
 
-    def manual_pending(self, *, fr: str, en: str) -> None:
-        self.manual.append({"fr": fr, "en": en})
+    def manual_pending(self, message: Localized) -> None:
+        self.manual.append(message)
 
     @property
     def verdict(self) -> Verdict:

@@ -1,7 +1,7 @@
 import pytest
 
 from harness.plugins import get_plugin_manager
-from harness.setup import target_schema
+from harness.assembly import target_schema
 
 
 @pytest.fixture(scope="session")

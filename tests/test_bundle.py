@@ -13,7 +13,7 @@ from harness.bundle import SEAL, write_bundle
 from harness.cli import main as cli
 from harness.evidence import sha256
 from harness.replay import replay_bundle
-from harness.setup import assemble
+from harness.assembly import assemble
 from tests.harness_run import run_harness
 
 
@@ -80,7 +80,7 @@ def test_missing_and_extra_members_are_reported(bundle, tmp_path):
     members = _members(bundle)
     victim = next(n for n in members if n.startswith("findings/"))
     fewer = _rewrite(bundle, tmp_path / "fewer.zip", {k: v for k, v in members.items() if k != victim})
-    assert [(p.member, p.message["en"]) for p in verify_bundle(fewer).problems] == [(victim, "member missing")]
+    assert [(p.member, p.message.render("en")) for p in verify_bundle(fewer).problems] == [(victim, "member missing")]
     more = _rewrite(bundle, tmp_path / "more.zip", dict(members, **{"notes.txt": b"added later"}))
     assert [p.member for p in verify_bundle(more).problems] == ["notes.txt"]
     with pytest.raises(BundleError):
@@ -151,7 +151,7 @@ def test_replay_detects_an_altered_artefact_consistent_with_its_hash(bundle, tmp
     assert verify_bundle(forged).ok
     assembly = assemble()
     with Bundle(forged) as b:
-        report = replay_bundle(b, assembly.registry)
+        report = replay_bundle(b, assembly.registry, assembly.pm)
     assert {d.scenario for d in report.differences} >= {"version-same-in-channels"}
 
 

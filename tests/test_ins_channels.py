@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from harness import Evaluation, Severity, parse_xml
 from harness.context import Artefact, CheckContext
-from harness.runner import evaluate
+from tests.checking import TARGET, run, step
 from harness_demo.patients import PATIENTS, cda_document, fhir_patient, hl7_messages
 from harness_ins import cda, fhir
 from harness_ins.checks import check_cross_channel
@@ -169,34 +169,28 @@ def test_acknowledge_never_fails_on_any_bytes():
 # -- the core features INS relies on ------------------------------------------------------
 
 
-def _scenario(mode: str) -> dict:
-    return {"id": "s", "requirements": ["R"], "checks": ["c"], "collect_mode": mode}
-
-
 def test_collect_mode_any_runs_on_what_applies_and_all_needs_every_collector():
     def check(ctx, ev):
-        ev.check(True, rule="X", location="-", fr="", en="")
+        ev.judged()
 
-    steps = [{"name": "a", "status": "not-applicable"}, {"name": "b", "status": "ok"}]
-    assert evaluate(_scenario("all"), {}, lambda d: b"", {}, {"c": check}, steps)[0] == "NOT_RUN"
-    assert evaluate(_scenario("any"), {}, lambda d: b"", {}, {"c": check}, steps)[0] == "PASS"
-    none = [{"name": "a", "status": "not-applicable"}]
-    assert evaluate(_scenario("any"), {}, lambda d: b"", {}, {"c": check}, none)[0] == "NOT_RUN"
-    broken = [{"name": "a", "status": "not-applicable"}, {"name": "b", "status": "error"}]
-    assert evaluate(_scenario("any"), {}, lambda d: b"", {}, {"c": check}, broken)[0] == "ERROR"
+    steps = [step("a", "not-applicable"), step("b", "ok")]
+    assert run(check, collect=steps, mode="all")[0].value == "NOT_RUN"
+    assert run(check, collect=steps, mode="any")[0].value == "PASS"
+    assert run(check, collect=[step("a", "not-applicable")], mode="any")[0].value == "NOT_RUN"
+    assert run(check, collect=[step("a", "not-applicable"), step("b", "error")], mode="any")[0].value == "ERROR"
 
 
 def test_masking_depends_on_the_salt_only_and_sensitive_data_reaches_the_check_steps():
-    a, b = CheckContext({}, lambda d: b"", {}, "s", "aa" * 16), CheckContext({}, lambda d: b"", {}, "s", "bb" * 16)
+    a, b = CheckContext({}, lambda d: b"", TARGET, "s", "aa" * 16), CheckContext({}, lambda d: b"", TARGET, "s", "bb" * 16)
     assert a.mask("279035121518989") == a.mask("279035121518989") != b.mask("279035121518989")
     assert len(a.mask("x")) == 12 and "279035121518989" not in a.mask("279035121518989")
 
     def check(ctx, ev):
-        ev.check(True, rule="X", location="-", fr="", en="")
+        ev.judged()
         ev.holds_sensitive("production-identity")
 
-    _, steps, _ = evaluate(_scenario("all"), {}, lambda d: b"", {}, {"c": check}, [])
-    assert steps[0]["sensitive"] == ["production-identity"]
+    _, steps, _ = run(check)
+    assert steps[0].sensitive == ["production-identity"]
 
 
 def test_cross_channel_reports_the_first_disagreement_with_both_locations():
@@ -207,10 +201,10 @@ def test_cross_channel_reports_the_first_disagreement_with_both_locations():
     store = {"h": hl7, "f1": page, "f2": json.dumps(other).encode()}
     inputs = {"hl7/a.hl7": Artefact("h", 1, "x", "l"), "fhir/p1.json": Artefact("f1", 1, "x", "l"), "fhir/p2.json": Artefact("f2", 1, "x", "l")}
     ev = Evaluation("INS-COHERENCE")
-    check_cross_channel(CheckContext(inputs, store.__getitem__, {}, "s", "00" * 16), ev)
+    check_cross_channel(CheckContext(inputs, store.__getitem__, TARGET, "s", "00" * 16), ev)
     [finding] = ev.findings
     assert finding.rule == "INS-XCH-01" and "fhir/p2.json" in finding.location and "hl7/a.hl7" in finding.location
-    assert "'1979-03-29' (fhir) ≠ '1979-03-28' (hl7v2)" in finding.message["en"] and "279035121518989" not in finding.message["en"]
+    assert "'1979-03-29' (fhir) ≠ '1979-03-28' (hl7v2)" in finding.text("en") and "279035121518989" not in finding.text("en")
     assert ev.assertions == 2
 
 
@@ -228,6 +222,6 @@ def test_messages_without_any_patient_are_never_a_pass():
 
     no_pid = b"MSH|^~\\&|A|B|C|D|20240101||ACK^A01^ACK|1|P|2.5\nMSA|AA|1\n"  # readable, LF: a warning only
     ev = Evaluation("INS-HL7V2")
-    check_hl7v2(CheckContext({"hl7/a#1.hl7": Artefact("a", 1, "x", "l")}, {"a": no_pid}.__getitem__, {}, "s"), ev)
+    check_hl7v2(CheckContext({"hl7/a#1.hl7": Artefact("a", 1, "x", "l")}, {"a": no_pid}.__getitem__, TARGET, "s"), ev)
     assert [f.rule for f in ev.findings] == ["HL7-SEG-01"] and ev.findings[0].artefact == "a"
     assert ev.verdict.value == "INCONCLUSIVE"

@@ -22,7 +22,7 @@ def test_official_test_identities_have_valid_keys_and_the_known_wrong_one_does_n
     assert check_matricule(PAT_TROIS) == [] and check_matricule(PAT_SIX) == []
     [problem] = check_matricule(WRONG_KEY)
     assert problem.rule == "INS-MAT-02" and problem.severity is Severity.ERROR
-    assert "instead of 26" in problem.en and "au lieu de 26" in problem.fr
+    assert "instead of 26" in problem.text("en") and "au lieu de 26" in problem.text("fr")
 
 
 @pytest.mark.parametrize("value", ["", None, "27903512151898", "2790351215189890", "27903512151898X", "2790 3512151898", "279032C21518989"])

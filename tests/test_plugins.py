@@ -9,7 +9,7 @@ import pytest
 import harness
 from harness import HarnessError, hookimpl, hookspecs
 from harness.plugins import BUILTIN_PLUGINS, get_plugin_manager
-from harness.runner import build_registry
+from harness.steps import build_registry
 
 DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"
 
@@ -35,8 +35,9 @@ def test_every_hook_is_documented_in_code_and_in_the_plugin_guide():
 def test_hook_names_carry_the_prefix_and_are_listed_in_lifecycle_order():
     source = inspect.getsource(hookspecs)
     in_order = re.findall(r"^def (harness_\w+)\(", source, re.MULTILINE)
-    assert in_order == ["harness_target_schema", "harness_default_target", "harness_scenario_dirs",
-                        "harness_collectors", "harness_checks", "harness_coded_values", "harness_start_service"]
+    assert in_order == ["harness_addoption", "harness_commands", "harness_target_schema", "harness_default_target",
+                        "harness_scenario_dirs", "harness_configure", "harness_collectors", "harness_checks", "harness_coded_values",
+                        "harness_start_service", "harness_report_sections"]
 
 
 def test_builtin_plugins_load_through_entry_points():
@@ -82,26 +83,38 @@ def test_two_plugins_providing_the_same_step_is_an_error():
 
 def test_core_does_not_import_plugins():
     core = Path(harness.__file__).parent
-    for file in core.glob("*.py"):
+    files = sorted(core.rglob("*.py"))
+    assert any(f.parent != core for f in files), "sub-packages are covered too"
+    for file in files:
         text = file.read_text()
-        assert not re.search(r"^\s*(from|import) harness_", text, re.MULTILINE), file.name
+        assert not re.search(r"^\s*(from|import) harness_", text, re.MULTILINE), file
+        assert "import_module(\"harness_" not in text and "__import__(\"harness_" not in text, file
+
+
+def test_plugins_use_the_public_surface_only():
+    plugins = Path(__file__).parents[1] / "plugins"
+    public = {"harness", "harness.terminology"}
+    for file in sorted(plugins.rglob("*.py")):
+        for m in re.finditer(r"^\s*(?:from|import) (harness(?:\.[\w.]+)?)\b", file.read_text(), re.MULTILINE):
+            assert m.group(1) in public, f"{file}: imports {m.group(1)}"
 
 
 def test_public_surface_is_pinned():
     assert sorted(harness.__all__) == [
-        "ArchiveLimits", "Artefact", "Bundle", "BundleError", "CheckContext", "CollectContext",
-        "Evaluation", "Finding", "HarnessError", "NotApplicable", "SafeArchive", "ScenarioError", "Service",
-        "ServiceContext", "Severity", "Target", "TargetError", "UnsafeInput", "Verdict",
-        "atomic_write", "hookimpl", "parse_xml", "resolve_secret", "verify_bundle",
+        "ANY_INPUT", "ArchiveLimits", "Artefact", "Bundle", "BundleError", "Catalogue", "CheckContext", "CollectContext",
+        "CommandContext", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError",
+        "ReportSection", "SafeArchive", "ScenarioError", "Service", "ServiceContext", "Severity", "SummaryContext", "Target",
+        "TargetError", "Text", "UnsafeInput", "Verdict", "atomic_write", "catalogue", "check", "collector", "core_version",
+        "hookimpl", "parse_xml", "verify_bundle",
     ]
     assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
-    for name in set(harness.__all__) - {"hookimpl"}:
+    for name in set(harness.__all__) - {"hookimpl", "ANY_INPUT", "Localized"}:
         assert getattr(harness, name).__module__.startswith("harness."), name
 
 
 def test_a_plugin_can_ship_scenario_folders(tmp_path):
     from harness.scenarios import load_catalogue
-    from harness.setup import scenario_dirs
+    from harness.assembly import scenario_dirs
 
     (tmp_path / "extra.toml").write_text(
         '[[scenario]]\nid = "extra-channels"\ntitle = { fr = "f", en = "e" }\nrequirements = ["LES-3.1-CHANNELS"]\n'

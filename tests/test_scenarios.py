@@ -3,7 +3,7 @@ import pytest
 
 from harness import ScenarioError
 from harness.scenarios import load_catalogue
-from harness.setup import builtin_scenario_dir
+from harness.assembly import builtin_scenario_dir
 
 GOOD = """
 [[requirement]]

@@ -1,4 +1,6 @@
 """Target files: validation with precise errors, path resolution, secrets as references."""
+from pathlib import Path
+
 import pytest
 
 from harness import TargetError
@@ -77,11 +79,11 @@ def test_command_line_values_override_the_file_and_resolve_paths_from_the_curren
     here.mkdir()
     monkeypatch.chdir(here)
     target = load_target(path, schema)
-    target.override("cda.kit=my/kit", schema)
-    target.override("cda.documents=/abs/docs", schema)
-    target.override("services.demo-vendor.port=8081", schema)
-    target.override("product.version=2.0.0", schema)
-    assert target.data["cda"] == {"kit": str(here / "my" / "kit"), "documents": "/abs/docs"}
+    target.override("cda.kit=my/kit")
+    target.override("cda.documents=/abs/docs")
+    target.override("services.demo-vendor.port=8081")
+    target.override("product.version=2.0.0")
+    assert target.section("cda") == {"kit": here / "my" / "kit", "documents": Path("/abs/docs")}
     assert target.data["services"]["demo-vendor"]["port"] == 8081
     assert target.product["version"] == "2.0.0"
     # the evidence records what the run used
@@ -100,7 +102,7 @@ def test_command_line_values_override_the_file_and_resolve_paths_from_the_curren
 def test_bad_command_line_values_are_refused_with_the_key(write_target, schema, assignment, key, expected):
     target = load_target(write_target(MINIMAL), schema)
     with pytest.raises(TargetError) as exc:
-        target.override(assignment, schema)
+        target.override(assignment)
     assert exc.value.key == key
     assert expected in exc.value.message("en")
     assert "plain-secret" not in exc.value.message("en")

@@ -21,7 +21,7 @@ from harness.terminology import (
     TerminologyUnavailable,
     build,
 )
-from harness.runner import is_loopback
+from harness.network import is_loopback
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 JDV = CORPUS / "ans-testcontenucda" / "jeuxDeValeurs"

@@ -1,14 +1,10 @@
 """Verdict derivation: nothing evaluated is never PASS, a crash is ERROR, FAIL dominates."""
-from harness import Evaluation, Severity, Verdict
+from harness import Evaluation, Severity, Text, Verdict
+from harness.checking import evaluate
 from harness.context import Artefact
-from harness.runner import evaluate
+from harness.steps import Registry
 from harness.verdicts import combine
-
-SCENARIO = {"id": "s", "requirements": ["R-1"], "checks": ["c"]}
-
-
-def _run(check, inputs=None, collect=None):
-    return evaluate(SCENARIO, inputs or {}, lambda d: b"{}", {"product": {}}, {"c": check}, collect or [])
+from tests.checking import TARGET, run, scenario, step
 
 
 def test_combine_precedence():
@@ -23,56 +19,77 @@ def test_combine_precedence():
 def test_evaluation_verdicts():
     ev = Evaluation("R-1")
     assert ev.verdict is Verdict.INCONCLUSIVE  # evaluated nothing
-    ev.check(True, rule="X-1", location="here", fr="fr", en="en")
+    ev.check(True, rule="X-1", location="here", message=Text.same("ok"))
     assert ev.verdict is Verdict.PASS and ev.findings == []
-    ev.check(False, rule="X-2", location="there", fr="non", en="no", severity=Severity.WARNING)
+    ev.check(False, rule="X-2", location="there", message=Text.of({"fr": "non", "en": "no"}), severity=Severity.WARNING)
     assert ev.verdict is Verdict.PASS  # a warning does not fail
-    ev.check(False, rule="X-3", location="elsewhere", fr="non", en="no")
+    ev.check(False, rule="X-3", location="elsewhere", message=Text.of({"fr": "non", "en": "no"}))
     assert ev.verdict is Verdict.FAIL
     f = ev.findings[-1]
-    assert (f.rule, f.requirement, f.location, f.message) == ("X-3", "R-1", "elsewhere", {"fr": "non", "en": "no"})
+    assert (f.rule, f.requirement, f.location, f.message.texts()) == ("X-3", "R-1", "elsewhere", {"fr": "non", "en": "no"})
     ev2 = Evaluation("R-1")
-    ev2.manual_pending(fr="à faire", en="to do")
+    ev2.manual_pending(Text.same("to do"))
     assert ev2.verdict is Verdict.MANUAL_PENDING
 
 
+def test_judging_units_counts_assertions_and_their_findings_decide():
+    ev = Evaluation("R-1")
+    ev.judged(2)
+    assert ev.assertions == 2 and ev.verdict is Verdict.PASS
+    ev.add(rule="X", location="doc", message=Text.same("bad"), severity=Severity.ERROR)
+    assert ev.verdict is Verdict.FAIL
+
+
 def test_a_check_that_asserts_nothing_is_inconclusive_with_a_reason():
-    verdict, steps, findings = _run(lambda ctx, ev: None)
-    assert verdict == "INCONCLUSIVE"
-    assert steps[0]["reasons"][0]["en"].startswith("No assertion was evaluated")
+    verdict, steps, findings = run(lambda ctx, ev: None)
+    assert verdict is Verdict.INCONCLUSIVE
+    assert steps[0].reasons[0].render("en").startswith("No assertion was evaluated")
 
 
 def test_a_crashing_check_is_error_not_a_crash():
     def boom(ctx, ev):
-        ev.check(True, rule="X", location="l", fr="f", en="e")
+        ev.check(True, rule="X", location="l", message=Text.same("e"))
         raise ZeroDivisionError("bad")
 
-    verdict, steps, _ = _run(boom)
-    assert verdict == "ERROR"
-    assert "ZeroDivisionError" in steps[0]["reasons"][0]["en"]
+    verdict, steps, _ = run(boom)
+    assert verdict is Verdict.ERROR
+    assert "ZeroDivisionError" in steps[0].reasons[0].render("en")
 
 
 def test_missing_input_and_unknown_check_are_errors():
-    verdict, steps, _ = _run(lambda ctx, ev: ctx.read("absent"))
-    assert verdict == "ERROR" and "absent" in steps[0]["reasons"][0]["en"]
-    verdict, steps, _ = evaluate(SCENARIO, {}, lambda d: b"", {}, {}, [])
-    assert verdict == "ERROR" and "no plugin provides it" in steps[0]["reasons"][0]["en"]
+    verdict, steps, _ = run(lambda ctx, ev: ctx.read("absent"))
+    assert verdict is Verdict.ERROR and "absent" in steps[0].reasons[0].render("en")
+    verdict, steps, _ = evaluate(scenario(), {}, lambda d: b"", TARGET, Registry({}, {}), [])
+    assert verdict is Verdict.ERROR and "no plugin provides it" in steps[0].reasons[0].render("en")
+
+
+def test_a_check_reads_only_the_inputs_it_declares():
+    from harness import check
+
+    inputs = {"doc/a.xml": Artefact("a" * 64, 1, "application/xml", "d"), "other": Artefact("b" * 64, 1, "x", "o")}
+
+    @check(reads=["doc"])
+    def reader(ctx, ev):
+        assert list(ctx.items("doc")) == ["a.xml"] and list(ctx.inputs) == ["doc/a.xml"]
+        ev.judged()
+        ctx.read("other")
+
+    verdict, steps, _ = run(reader, inputs)
+    assert verdict is Verdict.ERROR
+    assert steps[0].reasons[0].render("en") == "Input not declared by the check: other (declared inputs: doc)"
 
 
 def test_a_failed_collection_makes_the_scenario_error_even_if_checks_pass():
     def ok(ctx, ev):
-        ev.check(ctx.json("doc") == {}, rule="X", location="l", fr="f", en="e")
+        ev.check(ctx.json("doc") == {}, rule="X", location="l", message=Text.same("e"))
 
     inputs = {"doc": Artefact("0" * 64, 2, "application/json", "doc")}
-    verdict, _, _ = _run(ok, inputs, [{"name": "c1", "status": "error", "message": {"fr": "x", "en": "x"}}])
-    assert verdict == "ERROR"
-    verdict, _, _ = _run(ok, inputs, [{"name": "c1", "status": "ok"}])
-    assert verdict == "PASS"
+    assert run(ok, inputs, [step("c1", "error", "x")])[0] is Verdict.ERROR
+    assert run(ok, inputs, [step("c1", "ok")])[0] is Verdict.PASS
 
 
 def test_a_collector_that_does_not_apply_makes_the_scenario_not_run():
     def never(ctx, ev):
         raise AssertionError("checks must not run")
 
-    verdict, steps, findings = _run(never, collect=[{"name": "c1", "status": "not-applicable", "message": {"fr": "x", "en": "x"}}])
-    assert (verdict, steps, findings) == ("NOT_RUN", [], [])
+    assert run(never, collect=[step("c1", "not-applicable", "x")]) == (Verdict.NOT_RUN, [], [])

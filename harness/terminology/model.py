@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..messages import Localized
 
 OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
@@ -71,7 +74,7 @@ class CodedValue:
     system: str | None
     display: str | None = None
     value_set: ValueSetRef | None = None
-    context: dict[str, str] = field(default_factory=dict)  # {"fr": ..., "en": ...}
+    context: "Localized | None" = None  # what the element is, in words
     null_flavor: str | None = None
 
     def validate_key(self) -> tuple[str, str, str, str] | None:
@@ -145,3 +148,8 @@ def ask(service: TerminologyService, op: str, question: dict[str, str]) -> Answe
     if op == "validate-code":
         return service.validate_code(question["value_set"], question["system"], question["code"])
     return service.lookup(question["system"], question["code"])
+
+
+def error_record(kind: str, message: "Localized") -> dict[str, str]:
+    """Why no answer, as an answer records it: ``{"kind", "fr", "en"}``."""
+    return {"kind": kind, **message.texts()}

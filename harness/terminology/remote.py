@@ -29,7 +29,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import HarnessError
-from .model import Answer, Expansion
+from ..messages import Localized, catalogue
+from .model import Answer, Expansion, error_record
+
+M = catalogue(__name__)
 
 USER_AGENT = "ehealth-conformity-harness (terminology)"
 MAX_ANSWER = 32 * 1024 * 1024
@@ -38,8 +41,8 @@ MAX_ANSWER = 32 * 1024 * 1024
 class TerminologyUnavailable(HarnessError):
     """The server could not answer (down, slow, 5xx, garbage): ``kind`` says which."""
 
-    def __init__(self, kind: str, fr: str, en: str) -> None:
-        super().__init__(fr, en)
+    def __init__(self, kind: str, detail: Localized) -> None:
+        super().__init__(detail)
         self.kind = kind
 
 
@@ -76,25 +79,20 @@ class PasswordGrant:
         try:
             res = self._session.post(self.token_url, data=form, timeout=self._timeout)
         except requests.Timeout:
-            raise TerminologyUnavailable("timeout", f"fournisseur d'identité muet (délai dépassé) : {self.token_url}",
-                                         f"identity provider timed out: {self.token_url}") from None
+            raise TerminologyUnavailable("timeout", M("idp.timeout", url=self.token_url)) from None
         except requests.RequestException as exc:
-            raise TerminologyUnavailable("unreachable", f"fournisseur d'identité injoignable : {self.token_url} ({type(exc).__name__})",
-                                         f"identity provider unreachable: {self.token_url} ({type(exc).__name__})") from None
+            raise TerminologyUnavailable("unreachable", M("idp.unreachable", url=self.token_url, error=type(exc).__name__)) from None
         if res.status_code in (400, 401, 403):
             detail = _error_text(res)
-            raise TerminologyAuthError(f"jeton refusé par {self.token_url} (HTTP {res.status_code} {detail}) : vérifier les identifiants SMT",
-                                       f"token refused by {self.token_url} (HTTP {res.status_code} {detail}): check the SMT credentials")
+            raise TerminologyAuthError(M("idp.refused", url=self.token_url, status=res.status_code, detail=detail))
         if res.status_code >= 500:
-            raise TerminologyUnavailable("http", f"fournisseur d'identité en erreur : HTTP {res.status_code}",
-                                         f"identity provider failed: HTTP {res.status_code}")
+            raise TerminologyUnavailable("http", M("idp.failed", status=res.status_code))
         try:
             body = res.json()
             token = body["access_token"]
             assert isinstance(token, str) and token
         except (ValueError, KeyError, TypeError, AssertionError):
-            raise TerminologyUnavailable("garbage", "réponse illisible du fournisseur d'identité (access_token attendu)",
-                                         "unreadable identity provider answer (access_token expected)") from None
+            raise TerminologyUnavailable("garbage", M("idp.garbage")) from None
         lifetime = body.get("expires_in") if isinstance(body.get("expires_in"), (int, float)) else 300
         self._token = token
         self._expires = self._clock() + max(5.0, float(lifetime) - 30.0)
@@ -138,7 +136,7 @@ class RemoteTerminology:
     def __init__(self, base_url: str, *, auth: PasswordGrant | None = None, timeout: float = 10.0, retries: int = 2,
                  backoff: float = 0.5, session: requests.Session | None = None) -> None:
         if urlsplit(base_url).scheme not in ("http", "https"):
-            raise HarnessError(f"adresse du serveur de terminologie invalide : {base_url}", f"invalid terminology server address: {base_url}")
+            raise HarnessError(M("server.invalid_address", url=base_url))
         self.base = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -172,38 +170,30 @@ class RemoteTerminology:
                 finally:
                     res.close()
             except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-                raise TerminologyUnavailable("timeout", f"serveur de terminologie muet (délai de {self.timeout} s dépassé) : {url}",
-                                             f"terminology server timed out ({self.timeout} s): {url}") from None
+                raise TerminologyUnavailable("timeout", M("server.timeout", seconds=self.timeout, url=url)) from None
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 if _timed_out(exc):  # a read timeout once the retries are spent comes wrapped
-                    raise TerminologyUnavailable("timeout", f"serveur de terminologie muet (délai de {self.timeout} s dépassé) : {url}",
-                                                 f"terminology server timed out ({self.timeout} s): {url}") from None
-                raise TerminologyUnavailable("unreachable", f"serveur de terminologie injoignable : {url} ({type(exc).__name__})",
-                                             f"terminology server unreachable: {url} ({type(exc).__name__})") from None
+                    raise TerminologyUnavailable("timeout", M("server.timeout", seconds=self.timeout, url=url)) from None
+                raise TerminologyUnavailable("unreachable", M("server.unreachable", url=url, error=type(exc).__name__)) from None
             except OSError as exc:  # a connection cut while reading the body
-                raise TerminologyUnavailable("unreachable", f"connexion coupée par le serveur de terminologie : {url} ({exc})",
-                                             f"connection cut by the terminology server: {url} ({exc})") from None
+                raise TerminologyUnavailable("unreachable", M("server.cut", url=url, error=str(exc))) from None
             if res.status_code in (401, 403):
                 if attempt == 0 and self.auth is not None and res.status_code == 401:
                     continue  # the token may have expired early: renew once
-                raise TerminologyAuthError(f"le serveur de terminologie refuse l'accès (HTTP {res.status_code}) : {url}",
-                                           f"the terminology server refuses access (HTTP {res.status_code}): {url}")
+                raise TerminologyAuthError(M("server.refused", status=res.status_code, url=url))
             if res.status_code >= 500 or res.status_code == 429:
-                raise TerminologyUnavailable("http", f"serveur de terminologie en erreur : HTTP {res.status_code} ({url})",
-                                             f"terminology server failed: HTTP {res.status_code} ({url})")
+                raise TerminologyUnavailable("http", M("server.failed", status=res.status_code, url=url))
             if len(raw) > MAX_ANSWER:
-                raise TerminologyUnavailable("garbage", f"réponse trop volumineuse (> {MAX_ANSWER} octets) : {url}",
-                                             f"answer too large (> {MAX_ANSWER} bytes): {url}")
+                raise TerminologyUnavailable("garbage", M("server.too_large", limit=MAX_ANSWER, url=url))
             try:
                 body = json.loads(raw)
             except (ValueError, RecursionError):
-                raise TerminologyUnavailable("garbage", f"réponse illisible (JSON FHIR attendu, HTTP {res.status_code}) : {url}",
-                                             f"unreadable answer (FHIR JSON expected, HTTP {res.status_code}): {url}") from None
+                raise TerminologyUnavailable("garbage", M("server.garbage", status=res.status_code, url=url)) from None
             return res.status_code, body
         raise AssertionError("unreachable")
 
     def _garbage(self, what: str) -> TerminologyUnavailable:
-        return TerminologyUnavailable("garbage", f"réponse FHIR inattendue à {what}", f"unexpected FHIR answer to {what}")
+        return TerminologyUnavailable("garbage", M("server.unexpected", what=what))
 
     # -- identity -----------------------------------------------------------------------
 
@@ -232,9 +222,7 @@ class RemoteTerminology:
         source = self.source()
         status, body = self._get("ValueSet/$validate-code", {"url": value_set, "system": system, "code": code})
         if status in (400, 404, 422):
-            return Answer("validate-code", q, None, source=source, error={
-                "kind": "unknown-value-set", "fr": f"le serveur ne peut pas répondre : {_diag(body)}",
-                "en": f"the server cannot answer: {_diag(body)}"})
+            return Answer("validate-code", q, None, source=source, error=error_record("unknown-value-set", M("server.cannot_answer", diagnostic=_diag(body))))
         try:
             p = _params(body)
             result = _value(p.get("result"))
@@ -285,14 +273,12 @@ class RemoteTerminology:
 
     @staticmethod
     def _not_held(q: dict, source: dict, body: Any) -> Answer:
-        return Answer("lookup", q, None, source=source, error={
-            "kind": "code-system-not-held", "fr": f"le serveur ne connaît pas ce système de codes : {_diag(body)}",
-            "en": f"the server does not know this code system: {_diag(body)}"})
+        return Answer("lookup", q, None, source=source, error=error_record("code-system-not-held", M("server.system_not_held", diagnostic=_diag(body))))
 
     def expand(self, value_set: str) -> Expansion:
         status, body = self._get("ValueSet/$expand", {"url": value_set})
         if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "ValueSet":
-            raise HarnessError(f"expansion impossible de {value_set} : {_diag(body)}", f"cannot expand {value_set}: {_diag(body)}")
+            raise HarnessError(M("server.cannot_expand", value_set=value_set, diagnostic=_diag(body)))
         exp = body.get("expansion") or {}
         contains = [{"system": c.get("system", ""), "code": c.get("code", ""), "display": c.get("display", "")}
                     for c in exp.get("contains") or [] if isinstance(c, dict)]
@@ -303,8 +289,7 @@ class RemoteTerminology:
         q = {"concept_map": concept_map, "system": system, "code": code}
         status, body = self._get("ConceptMap/$translate", {"url": concept_map, "system": system, "code": code})
         if status != 200:
-            return Answer("translate", q, None, source=self.source(), error={
-                "kind": "unknown-concept-map", "fr": f"traduction impossible : {_diag(body)}", "en": f"cannot translate: {_diag(body)}"})
+            return Answer("translate", q, None, source=self.source(), error=error_record("unknown-concept-map", M("server.cannot_translate", diagnostic=_diag(body))))
         try:
             p = _params(body)
         except ValueError:

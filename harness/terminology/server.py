@@ -23,8 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..errors import HarnessError
+from ..messages import catalogue
 from .model import Answer
 from .snapshot import SnapshotTerminology
+
+M = catalogue(__name__)
 
 FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer")
 MAX_BODY = 1024 * 1024
@@ -68,7 +72,7 @@ class TerminologyServer:
                  version: str = "", latency: float = 0.0) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
-            raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))} (known: {', '.join(FAULTS)})")
+            raise HarnessError(M("standin.unknown_faults", faults=", ".join(sorted(unknown)), known=", ".join(FAULTS)))
         self.terminology = terminology
         self.users = dict(users or {})
         self.faults = set(faults)

@@ -32,9 +32,12 @@ from typing import Any, Callable
 
 from ..errors import HarnessError
 from ..evidence import atomic_write
-from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, TerminologyService, bare_oid
+from ..messages import catalogue
+from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, TerminologyService, bare_oid, error_record
 from .remote import PasswordGrant, RemoteTerminology, TerminologyUnavailable
 from .snapshot import Snapshot, SnapshotTerminology
+
+M = catalogue(__name__)
 
 BUILTIN_SNAPSHOT = Path(__file__).with_name("builtin")
 CACHE_FORMAT = 1
@@ -197,17 +200,15 @@ class FallbackTerminology:
                     if self.failures >= self.breaker:
                         self.down = exc
                 reason = exc
-        failure = {"kind": reason.kind, "fr": reason.messages["fr"], "en": reason.messages["en"]}
+        failure = error_record(reason.kind, reason.detail)
         if self.allowed and self.snapshot is not None:
             with self._lock:
                 self.fallbacks += 1
             answer = backup(self.snapshot)
             answer.fallback = failure
             return answer
-        why = {"kind": reason.kind,
-               "fr": f"aucune source n'a pu répondre : {reason.messages['fr']}" + ("" if self.snapshot is None else " (repli sur l'instantané non autorisé : [terminology] fallback = true)"),
-               "en": f"no source could answer: {reason.messages['en']}" + ("" if self.snapshot is None else " (falling back to the snapshot not allowed: [terminology] fallback = true)")}
-        return Answer(op, question, None, source={"kind": "none", "server": self.remote.base}, error=why)
+        why = M("fallback.no_source", reason=reason.detail) if self.snapshot is None else M("fallback.not_allowed", reason=reason.detail)
+        return Answer(op, question, None, source={"kind": "none", "server": self.remote.base}, error=error_record(reason.kind, why))
 
     def validate_code(self, value_set: str, system: str, code: str) -> Answer:
         return self._call("validate-code", {"value_set": value_set, "system": system, "code": code},
@@ -286,13 +287,11 @@ def build(conf: dict[str, Any], *, offline: bool, resolve_url: Callable[[str], s
     if server:
         server = resolve_url(server)
         if offline and not is_loopback(server):
-            notes.append({"fr": f"mode hors ligne : le serveur {server} n'est pas interrogé, l'instantané répond",
-                          "en": f"offline mode: server {server} is not asked, the snapshot answers"})
+            notes.append(M("setup.offline", server=server).texts())
             server = None
     if not server:
         if snapshot is None:
-            raise HarnessError("aucune source de terminologie : [terminology] server ou snapshot",
-                               "no terminology source: [terminology] server or snapshot")
+            raise HarnessError(M("setup.no_source"))
         mode = "offline-snapshot" if offline else "snapshot"
         return TerminologySetup(CachedTerminology(snapshot), mode, snapshot=snapshot, notes=notes)
     timeout = float(conf.get("timeout", 10))
@@ -300,8 +299,7 @@ def build(conf: dict[str, Any], *, offline: bool, resolve_url: Callable[[str], s
     if conf.get("token_url"):
         username, password = secret("smt_username"), secret("smt_password")
         if not username or not password:
-            raise HarnessError("[terminology] token_url demande [credentials] smt_username et smt_password (env:NOM ou file:CHEMIN)",
-                               "[terminology] token_url needs [credentials] smt_username and smt_password (env:NAME or file:PATH)")
+            raise HarnessError(M("setup.credentials"))
         import requests
 
         auth = PasswordGrant(resolve_url(conf["token_url"]), conf.get("client_id", "user-api"), username, password,

@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import HarnessError, UnsafeInput
+from ..messages import Localized, catalogue
 from ..safety import parse_xml
-from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid
+from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid, error_record
+
+M = catalogue(__name__)
 
 SVS = "urn:ihe:iti:svs:2008"
 MAX_FILE = 64 * 1024 * 1024
@@ -128,23 +131,23 @@ class Snapshot:
                 snap._load_file(folder, folder.name)
                 continue
             if not folder.is_dir():
-                raise HarnessError(f"instantané de terminologie introuvable : {folder}", f"terminology snapshot not found: {folder}")
+                raise HarnessError(M("snapshot.not_found", folder=str(folder)))
             for path in sorted(folder.rglob("*")):
                 if path.is_file() and path.suffix.lower() in (".xml", ".json"):
                     snap._load_file(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
         snap._build()
         return snap
 
-    def _problem(self, rel: str, fr: str, en: str) -> None:
-        self.problems.append({"file": rel, "fr": fr, "en": en})
+    def _problem(self, rel: str, message: Localized) -> None:
+        self.problems.append({"file": rel, **message.texts()})
 
     def _load_file(self, path: Path, rel: str) -> None:
         size = path.stat().st_size
         if size == 0:
-            self._problem(rel, "fichier vide, ignoré", "empty file, ignored")
+            self._problem(rel, M("snapshot.empty_file"))
             return
         if size > MAX_FILE:
-            self._problem(rel, f"fichier trop gros (> {MAX_FILE} octets), ignoré", f"file too large (> {MAX_FILE} bytes), ignored")
+            self._problem(rel, M("snapshot.file_too_large", limit=MAX_FILE))
             return
         data = path.read_bytes()
         self.files.append((rel, hashlib.sha256(data).hexdigest()))
@@ -155,18 +158,18 @@ class Snapshot:
             else:
                 self._load_fhir(json.loads(data), rel)
         except UnsafeInput as exc:
-            self._problem(rel, exc.messages["fr"], exc.messages["en"])
+            self._problem(rel, exc.detail)
         except (ValueError, RecursionError) as exc:
-            self._problem(rel, f"JSON illisible : {exc}", f"unreadable JSON: {exc}")
+            self._problem(rel, M("snapshot.bad_json", error=str(exc)))
         except (TypeError, KeyError, AttributeError) as exc:
-            self._problem(rel, f"structure inattendue : {exc}", f"unexpected structure: {exc}")
+            self._problem(rel, M("snapshot.bad_structure", error=str(exc)))
         if (len(self.value_sets), len(self.code_systems), len(self.concept_maps)) == before and not any(p["file"] == rel for p in self.problems):
-            self._problem(rel, "aucun jeu de valeurs ni système de codes", "no value set nor code system")
+            self._problem(rel, M("snapshot.nothing"))
 
     def _load_svs(self, data: bytes, rel: str) -> None:
         root = parse_xml(data, source=rel).getroot()
         if not isinstance(root.tag, str) or not root.tag.startswith(f"{{{SVS}}}"):
-            self._problem(rel, "pas un document IHE SVS", "not an IHE SVS document")
+            self._problem(rel, M("snapshot.not_svs"))
             return
         for vs in root.iter(f"{{{SVS}}}ValueSet", f"{{{SVS}}}DescribedValueSet"):
             oid = bare_oid(vs.get("id", "") or "")
@@ -187,7 +190,7 @@ class Snapshot:
 
     def _load_fhir(self, res: Any, rel: str) -> None:
         if not isinstance(res, dict):
-            self._problem(rel, "ressource FHIR attendue (objet JSON)", "FHIR resource expected (JSON object)")
+            self._problem(rel, M("snapshot.not_fhir"))
             return
         kind = res.get("resourceType")
         if kind == "Bundle":
@@ -201,7 +204,7 @@ class Snapshot:
         elif kind == "ConceptMap":
             self._load_fhir_concept_map(res, rel)
         else:
-            self._problem(rel, f"type de ressource non pris en charge : {kind!r}", f"unsupported resource type: {kind!r}")
+            self._problem(rel, M("snapshot.unsupported", kind=kind))
 
     def _identifier_oid(self, res: dict) -> str | None:
         ids = res.get("identifier") or []
@@ -364,17 +367,13 @@ class SnapshotTerminology:
     def _answer(self, op: str, question: dict, result: bool | None, **kw: Any) -> Answer:
         return Answer(op, question, result, source=self.snapshot.source(), **kw)
 
-    @staticmethod
-    def _no(kind: str, fr: str, en: str) -> dict[str, str]:
-        return {"kind": kind, "fr": fr, "en": en}
 
     def validate_code(self, value_set: str, system: str, code: str) -> Answer:
         q = {"value_set": value_set, "system": system, "code": code}
         snap = self.snapshot
         vs = snap.find_value_set(value_set)
         if vs is None:
-            return self._answer("validate-code", q, None, error=self._no(
-                "unknown-value-set", f"jeu de valeurs absent de l'instantané : {value_set}", f"value set not in the snapshot: {value_set}"))
+            return self._answer("validate-code", q, None, error=error_record("unknown-value-set", M("snapshot.no_value_set", value_set=value_set)))
         key = (snap.system_key(system), code)
         members = snap._members[id(vs)]
         concept = members.get(key)
@@ -386,13 +385,10 @@ class SnapshotTerminology:
                 c = cs.concepts.get(code)
                 return self._answer("validate-code", q, c is not None, display=c.display if c else None,
                                     inactive=c.is_inactive(self.as_of) if c else None)
-            return self._answer("validate-code", q, None, error=self._no(
-                "code-system-not-held", f"{vs.label} inclut tout le système {system}, que l'instantané ne contient pas",
-                f"{vs.label} includes the whole system {system}, which the snapshot does not hold"))
+            return self._answer("validate-code", q, None, error=error_record(
+                "code-system-not-held", M("snapshot.whole_system", value_set=vs.label, system=system)))
         if vs.partial:
-            return self._answer("validate-code", q, None, error=self._no(
-                "partial-snapshot", f"{vs.label} n'est que partiellement connu de l'instantané {snap.name}",
-                f"{vs.label} is only partly known to snapshot {snap.name}"))
+            return self._answer("validate-code", q, None, error=error_record("partial-snapshot", M("snapshot.partial", value_set=vs.label, name=snap.name)))
         same_code = sorted(s for (s, c) in members if c == code)
         hint = f" (code present under {', '.join(same_code)})" if same_code else ""
         return self._answer("validate-code", q, False, message=f"{code} ({system}) not in {vs.label}{hint}")
@@ -413,15 +409,13 @@ class SnapshotTerminology:
             concept, vs = found
             return self._answer("lookup", q, True, display=concept.display, inactive=concept.is_inactive(self.as_of),
                                 message=f"known from value set {vs.label}")
-        return self._answer("lookup", q, None, error=self._no(
-            "code-system-not-held", f"système de codes {system} absent de l'instantané (ou incomplet)",
-            f"code system {system} not in the snapshot (or incomplete)"))
+        return self._answer("lookup", q, None, error=error_record("code-system-not-held", M("snapshot.no_system", system=system)))
 
     def expand(self, value_set: str) -> Expansion:
         snap = self.snapshot
         vs = snap.find_value_set(value_set)
         if vs is None:
-            raise HarnessError(f"jeu de valeurs absent de l'instantané : {value_set}", f"value set not in the snapshot: {value_set}")
+            raise HarnessError(M("snapshot.no_value_set", value_set=value_set))
         concepts = [{"system": snap.system_uri(s), "code": c, "display": concept.display or ""}
                     for (s, c), concept in vs.members.items()]
         complete = not vs.partial
@@ -437,8 +431,7 @@ class SnapshotTerminology:
         q = {"concept_map": concept_map, "system": system, "code": code}
         cm = self.snapshot._maps.get(concept_map)
         if cm is None:
-            return self._answer("translate", q, None, error=self._no(
-                "unknown-concept-map", f"table de correspondance absente : {concept_map}", f"concept map not in the snapshot: {concept_map}"))
+            return self._answer("translate", q, None, error=error_record("unknown-concept-map", M("snapshot.no_concept_map", concept_map=concept_map)))
         key = self.snapshot.system_key(system)
         for (src, c), targets in cm.elements.items():
             if c == code and self.snapshot.system_key(src or "") == key:

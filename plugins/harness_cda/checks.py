@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 
-from harness import CheckContext, Evaluation, Severity
+from harness import CheckContext, Evaluation, Localized, Severity, Text, catalogue, check
 
 from .engine import EngineError, read_svrl
+
+M = catalogue(__name__)
 
 REQ_XSD = "CISIS-CDA-XSD"
 REQ_VOLET = "CISIS-CDA-VOLET"
@@ -28,55 +30,54 @@ def _pretty(location: str) -> str:
 
 def _documents(ctx: CheckContext, ev: Evaluation) -> list[str]:
     """The recorded documents; none at all makes the check inconclusive, never PASS."""
-    docs = sorted(name[4:] for name in ctx.inputs if name.startswith("doc/"))
+    docs = list(ctx.items("doc"))
     if not docs:
-        ev.inconclusive(fr="Aucun document CDA dans le dossier indiqué", en="No CDA document in the given folder")
+        ev.inconclusive(M("check.no_document"))
     return docs
 
 
+@check(reads=["doc", "xsd"])
 def check_xsd(ctx: CheckContext, ev: Evaluation) -> None:
     for doc in _documents(ctx, ev):
         result = ctx.json(f"xsd/{doc}")
         art = ctx.artefact(f"doc/{doc}").sha256
         if "error" in result:
-            ev.error(**result["error"])
+            ev.error(Text.of(result["error"]))
             return
         if "unreadable" in result:
             ev.check(False, rule="CDA-DOC-01", requirement=REQ_XSD, location=doc, artefact=art,
-                     fr=f"Document illisible : {result['unreadable']['fr']}", en=f"Unreadable document: {result['unreadable']['en']}")
+                     message=M("check.unreadable", reason=Text.of(result["unreadable"])))
             continue
         ev.check(not result["errors"], rule="CDA-XSD-00", requirement=REQ_XSD, location=doc, artefact=art,
-                 fr=f"{len(result['errors'])} erreur(s) de validation XSD (CDA_extended.xsd)",
-                 en=f"{len(result['errors'])} XSD validation error(s) (CDA_extended.xsd)")
+                 message=M("check.xsd_errors", count=len(result["errors"])))
         for err in result["errors"]:
             ev.add(rule="CDA-XSD-01", requirement=REQ_XSD, severity=Severity.ERROR, location=f"{doc}:{err['line']}:{err['column']}",
-                   artefact=art, fr=f"XSD : {err['message']}", en=f"XSD: {err['message']}")
+                   artefact=art, message=M("check.xsd_error", message=err["message"]))
 
 
-def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requirement: str) -> tuple[list[dict], dict | None]:
+def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requirement: str) -> tuple[list[dict], Localized | None]:
     """Findings of one recorded SVRL (as Evaluation.add keyword sets), or the error it recorded."""
     art = ctx.artefact(name)
     if art.media_type == "application/json":
-        return [], json.loads(ctx.read(name))["error"]
+        return [], Text.of(json.loads(ctx.read(name))["error"])
     try:
         items = read_svrl(ctx.read(name))
     except EngineError as exc:
-        return [], {"fr": f"SVRL illisible : {exc.messages['fr']}", "en": f"unreadable SVRL: {exc.messages['en']}"}
+        return [], M("check.svrl_unreadable", reason=exc.detail)
     out = []
     for item in items:
         test = " ".join(item.test.split())
-        verb_fr = "assertion non vérifiée" if item.kind == "failed-assert" else "rapport émis"
-        verb_en = "assertion failed" if item.kind == "failed-assert" else "report fired"
+        key = "svrl.failed_assert" if item.kind == "failed-assert" else "svrl.report"
         out.append(dict(
             rule=f"{schematron}#{item.id or item.pattern}", requirement=requirement,
             severity=_ROLE.get((item.role or "").lower(), Severity.ERROR),
             location=f"{doc} {_pretty(item.location)}", artefact=art.sha256,
-            fr=f"{item.text} ({verb_fr} : {test})",
-            en=f"{verb_en} in pattern {item.pattern}: {test} — kit message (fr): {item.text}",
+            message=M(key, text=item.text, test=test, pattern=item.pattern),
         ))
     return out, None
 
 
+@check(reads=["doc", "volets", "svrl", "sch"])
 def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
     from .volets import family_and_version
 
@@ -88,15 +89,11 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
         if "unreadable" in chosen:
             continue  # reported by the XSD check (CDA-DOC-01)
         if chosen["basis"] is None:
-            ev.add(rule="CDA-VOLET-00", requirement=REQ_VOLET, severity=Severity.WARNING, location=doc,
-                   fr="Aucun volet du kit ne reconnaît ce document (code et templateIds) : seuls les profils génériques s'appliquent",
-                   en="No volet of the kit recognises this document (code and templateIds): only the generic profiles apply")
+            ev.add(rule="CDA-VOLET-00", requirement=REQ_VOLET, severity=Severity.WARNING, location=doc, message=M("volet.none"))
             continue
         names = [v.rsplit("/", 1)[-1].removesuffix(".sch") for v in chosen["volets"]]
         if chosen["basis"] == "code":
-            ev.add(rule="CDA-VOLET-01", requirement=REQ_VOLET, severity=Severity.INFO, location=doc,
-                   fr=f"Volet choisi par le seul code du document (templateIds du volet absents) : {', '.join(names)}",
-                   en=f"Volet chosen by the document code only (the volet's templateIds are missing): {', '.join(names)}")
+            ev.add(rule="CDA-VOLET-01", requirement=REQ_VOLET, severity=Severity.INFO, location=doc, message=M("volet.by_code", volets=", ".join(names)))
         families: dict[str, list[str]] = {}
         for volet in chosen["volets"]:
             families.setdefault(family_and_version(volet.rsplit("/", 1)[-1].removesuffix(".sch"))[0], []).append(volet)
@@ -108,18 +105,17 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
             for v, (_, err) in results.items():
                 if err is not None:
                     ev.add(rule="CDA-VOLET-02", requirement=REQ_VOLET, severity=Severity.WARNING, location=f"{doc} {v}",
-                           fr=f"Volet {v} non exécutable : {err['fr']}", en=f"Volet {v} could not run: {err['en']}")
+                           message=M("volet.not_runnable", volet=v, reason=err))
             if not usable:
-                ev.error(fr=f"{doc} : aucun volet {family} exécutable", en=f"{doc}: no runnable {family} volet")
+                ev.error(M("volet.no_runnable", doc=doc, family=family))
                 continue
             passing = [v for v, f in usable.items() if not any(x["severity"].fails for x in f)]
             latest = list(usable)[-1]
             ev.check(bool(passing), rule="CDA-VOLET-03", requirement=REQ_VOLET, location=doc,
-                     fr=f"Non conforme à aucune version du volet {family} ({', '.join(usable)}) ; détail pour {latest}",
-                     en=f"Conforms to no version of volet {family} ({', '.join(usable)}); details for {latest}")
+                     message=M("volet.conforms_to_none", family=family, volets=", ".join(usable), latest=latest))
             if passing:
                 ev.add(rule="CDA-VOLET-04", requirement=REQ_VOLET, severity=Severity.INFO, location=doc,
-                       fr=f"Conforme à : {', '.join(passing)}", en=f"Conforms to: {', '.join(passing)}")
+                       message=M("volet.conforms_to", volets=", ".join(passing)))
                 shown = usable[passing[-1]]
             else:
                 shown = usable[latest]
@@ -131,34 +127,36 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
 def _quirks(ev: Evaluation, meta: dict, requirement: str) -> None:
     """Each way the kit departs from what it should be, and how it was handled."""
     for q in meta["quirks"]:
+        # recorded as a text per language; bundles of harness-bundle/1 hold one English text
+        detail = Text.of(q["detail"]) if isinstance(q["detail"], dict) else Text.same(str(q["detail"]))
         ev.add(rule="CDA-KIT-01", requirement=requirement, severity=Severity.INFO if q["kind"] == "value-set-synthesised" else Severity.WARNING,
-               location=f"kit:{q['file']}",
-               fr=f"Particularité du kit ({q['kind']}) : {q['detail']}", en=f"Kit quirk ({q['kind']}): {q['detail']}")
+               location=f"kit:{q['file']}", message=M("kit.quirk", kind=q["kind"], detail=detail))
 
 
 def _schematron_check(key: str):
     requirement = REQUIREMENTS[key]
 
-    def check(ctx: CheckContext, ev: Evaluation) -> None:
+    @check(reads=["doc", "sch", "svrl"])
+    def check_profile(ctx: CheckContext, ev: Evaluation) -> None:
         meta = ctx.json(f"sch/{key}")
         _quirks(ev, meta, requirement)
         if meta["error"]:
-            ev.error(fr=f"{meta['schematron']} : {meta['error']['fr']}", en=f"{meta['schematron']}: {meta['error']['en']}")
+            ev.error(M("check.schematron_error", schematron=meta["schematron"], reason=Text.of(meta["error"])))
             return
         for doc in _documents(ctx, ev):
             name = f"svrl/{key}/{doc}"
             if not ctx.has(name):
-                ev.error(fr=f"{doc} : aucun rapport SVRL", en=f"{doc}: no SVRL report")
+                ev.error(M("check.no_svrl", doc=doc))
                 continue
             found, err = _svrl_findings(ctx, name, doc, meta["schematron"], requirement)
             if err is not None:
-                ev.error(fr=f"{doc} : {err['fr']}", en=f"{doc}: {err['en']}")
+                ev.error(M("check.doc_error", doc=doc, reason=err))
                 continue
-            ev.assertions += 1  # the document was evaluated against every active pattern
+            ev.judged()  # the document was evaluated against every active pattern
             for f in found:
                 ev.add(**f)
 
-    return check
+    return check_profile
 
 
 def schematron_checks() -> dict:

@@ -1,12 +1,11 @@
 """Collectors: run the official kit (XSD, schematrons) live and record what it said."""
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
 
-from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput
+from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, catalogue, collector, core_version
 
 from .document import CdaDocument, read_cda
 from .engine import EngineError, Saxon
@@ -14,6 +13,7 @@ from .kit import Kit
 from .volets import select
 from .xsd import XsdError, load_schema, validate
 
+M = catalogue(__name__)
 KIT_ENV = "HARNESS_CDA_KIT"
 PROFILES = {
     "header": "profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.sch",
@@ -73,20 +73,12 @@ def load(path: Path) -> _Loaded:
     return _load_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
-def _json(ctx: CollectContext, value: object, label: str):
-    return ctx.record(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"), media_type="application/json", label=label)
-
-
 def kit_of(ctx: CollectContext) -> Kit:
-    from harness.plugins import harness_version
-
-    conf = ctx.target.data.get("cda", {})
     # the target (file or --set cda.kit=...) first; the environment names a default kit
-    root = conf.get("kit") or os.environ.get(KIT_ENV)
+    root = ctx.target.section("cda").get("kit") or os.environ.get(KIT_ENV)
     if not root:
-        raise NotApplicable("aucun kit CDA indiqué ([cda] kit dans la cible, --set cda.kit=DOSSIER, ou HARNESS_CDA_KIT)",
-                            "no CDA kit given ([cda] kit in the target, --set cda.kit=FOLDER, or HARNESS_CDA_KIT)")
-    return _kit(str(Path(root).resolve()), harness_version())
+        raise NotApplicable(M("collect.no_kit"))
+    return _kit(str(Path(root).resolve()), core_version())
 
 
 @lru_cache(maxsize=4)
@@ -97,42 +89,41 @@ def _kit(root: str, version: str) -> Kit:
 
 
 def documents_of(ctx: CollectContext) -> list[Path]:
-    folder = ctx.target.data.get("cda", {}).get("documents")
+    folder = ctx.target.section("cda").get("documents")
     if not folder:
-        raise NotApplicable("aucun dossier de documents CDA ([cda] documents dans la cible, ou --set cda.documents=DOSSIER)",
-                            "no CDA documents folder ([cda] documents in the target, or --set cda.documents=FOLDER)")
-    folder = Path(folder)
+        raise NotApplicable(M("collect.no_documents_folder"))
     if not folder.is_dir():
-        raise HarnessError(f"dossier de documents introuvable : {folder}", f"documents folder not found: {folder}")
+        raise HarnessError(M("collect.folder_not_found", folder=str(folder)))
     return sorted(folder.glob("*.xml"))
 
 
 MAX_FILE = 64 * 1024 * 1024
 
 
+@collector(produces=["doc", "doc-index.exchange", "doc-live", "doc-live.exchange"])
 def collect_files(ctx: CollectContext) -> dict:
     """The documents alone, recorded as they are, without the kit: the ``[cda] documents``
     folder and the software's live document index (``endpoints.cda_index``)."""
-    folder = ctx.target.data.get("cda", {}).get("documents")
+    folder = ctx.target.section("cda").get("documents")
     index = ctx.endpoint("cda_index")
     if not folder and index is None:
-        raise NotApplicable("aucun document CDA ([cda] documents = DOSSIER, ou endpoints.cda_index)",
-                            "no CDA documents ([cda] documents = FOLDER, or endpoints.cda_index)")
+        raise NotApplicable(M("collect.no_documents"))
     outputs = {}
     if folder:
         for path in documents_of(ctx):
             if path.stat().st_size > MAX_FILE:
-                raise HarnessError(f"document trop gros (> {MAX_FILE} octets) : {path}", f"document too large (> {MAX_FILE} bytes): {path}")
+                raise HarnessError(M("collect.too_large", limit=MAX_FILE, path=str(path)))
             outputs[f"doc/{path.name}"] = ctx.record(path.read_bytes(), media_type="application/xml", label=f"cda.document:{path.name}")
     if index is not None:
         outputs.update(ctx.fetch_index(index, prefix="doc", label="cda.document"))
     return outputs
 
 
+@collector(produces=["cda.kit", "doc", "xsd"])
 def collect_documents(ctx: CollectContext) -> dict:
     """Each document (recorded as is), its XSD validation, and the kit's identity."""
     kit = kit_of(ctx)
-    outputs = {"cda.kit": _json(ctx, kit.identity(), "cda.kit")}
+    outputs = {"cda.kit": ctx.record_json(kit.identity(), label="cda.kit")}
     schema_error = None
     try:
         schema = load_schema(kit.xsd)
@@ -147,7 +138,7 @@ def collect_documents(ctx: CollectContext) -> dict:
             xsd = {"error": schema_error}
         else:
             xsd = {"errors": loaded.xsd_errors(schema), "embedded": loaded.doc.embedded}
-        outputs[f"xsd/{path.name}"] = _json(ctx, xsd, f"cda.xsd:{path.name}")
+        outputs[f"xsd/{path.name}"] = ctx.record_json(xsd, label=f"cda.xsd:{path.name}")
     return outputs
 
 
@@ -162,7 +153,7 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     kit = kit_of(ctx)
     sch = kit.root / "schematrons" / PROFILES[key]
     compiled = kit.compiled(sch)
-    outputs = {f"sch/{key}": _json(ctx, _description(compiled, kit), f"cda.schematron:{key}")}
+    outputs = {f"sch/{key}": ctx.record_json(_description(compiled, kit), label=f"cda.schematron:{key}")}
     if compiled.error:
         return outputs
     engine = saxon()
@@ -174,10 +165,11 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
             svrl = engine.run(compiled.xslt_path, loaded.node(), compiled.documents)
             outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
         except (UnsafeInput, EngineError) as exc:
-            outputs[f"svrl/{key}/{path.name}"] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{key}:{path.name}")
+            outputs[f"svrl/{key}/{path.name}"] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{key}:{path.name}")
     return outputs
 
 
+@collector(produces=["volets", "svrl", "sch"])
 def collect_volets(ctx: CollectContext) -> dict:
     """Per document: which volets apply (from the kit's identity rules), and their SVRL."""
     kit = kit_of(ctx)
@@ -189,10 +181,10 @@ def collect_volets(ctx: CollectContext) -> dict:
     for path in documents_of(ctx):
         loaded = load(path)
         if loaded.unreadable is not None:
-            outputs[f"volets/{path.name}"] = _json(ctx, {"unreadable": loaded.unreadable.messages}, f"cda.volets:{path.name}")
+            outputs[f"volets/{path.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.volets:{path.name}")
             continue
         chosen = select(loaded.doc.root, identities)
-        outputs[f"volets/{path.name}"] = _json(ctx, chosen, f"cda.volets:{path.name}")
+        outputs[f"volets/{path.name}"] = ctx.record_json(chosen, label=f"cda.volets:{path.name}")
         for volet in chosen["volets"]:
             name = f"svrl/volet/{path.name}/{volet}"
             if volet not in compiled_volets:  # read the cache entry once per volet, not once per document
@@ -200,15 +192,23 @@ def collect_volets(ctx: CollectContext) -> dict:
                 used[volet] = _description(compiled_volets[volet], kit)
             compiled = compiled_volets[volet]
             if compiled.error:
-                outputs[name] = _json(ctx, {"error": compiled.error, "quirks": compiled.quirks}, f"cda.svrl-error:{volet}:{path.name}")
+                outputs[name] = ctx.record_json({"error": compiled.error, "quirks": compiled.quirks}, label=f"cda.svrl-error:{volet}:{path.name}")
                 continue
             try:
                 outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node(), compiled.documents), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
             except EngineError as exc:
-                outputs[name] = _json(ctx, {"error": exc.messages}, f"cda.svrl-error:{volet}:{path.name}")
-    outputs["sch/volets"] = _json(ctx, used, "cda.schematron:volets")
+                outputs[name] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{volet}:{path.name}")
+    outputs["sch/volets"] = ctx.record_json(used, label="cda.schematron:volets")
     return outputs
 
 
+def _profile_collector(key: str):
+    @collector(produces=["sch", "svrl"])
+    def collect(ctx: CollectContext) -> dict:
+        return _collect_profile(ctx, key)
+
+    return collect
+
+
 def profile_collectors() -> dict:
-    return {f"cda.svrl.{key}": (lambda ctx, key=key: _collect_profile(ctx, key)) for key in PROFILES}
+    return {f"cda.svrl.{key}": _profile_collector(key) for key in PROFILES}

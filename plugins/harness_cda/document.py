@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from harness import UnsafeInput, parse_xml
+from harness import UnsafeInput, catalogue, parse_xml
+
+M = catalogue(__name__)
 
 HL7 = "urn:hl7-org:v3"
 CDA_ROOT = f"{{{HL7}}}ClinicalDocument"
@@ -40,9 +42,5 @@ def read_cda(data: bytes, source: str) -> CdaDocument:
         return CdaDocument(tree, root, False)
     found = next(root.iter(CDA_ROOT), None)
     if found is None:
-        raise NotCda(
-            "not-cda",
-            f"{source} : aucun élément ClinicalDocument (urn:hl7-org:v3)",
-            f"{source}: no ClinicalDocument element (urn:hl7-org:v3)",
-        )
+        raise NotCda("not-cda", M("doc.not_cda", source=source))
     return CdaDocument(tree, found, True)

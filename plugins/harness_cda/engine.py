@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from harness import HarnessError, UnsafeInput, parse_xml
+from harness import HarnessError, UnsafeInput, catalogue, parse_xml
+
+M = catalogue(__name__)
 
 SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 
@@ -47,7 +49,7 @@ class Saxon:
             try:
                 ex = self._xslt.compile_stylesheet(stylesheet_file=xslt_path)
             except Exception as exc:  # PySaxonApiError: a static error in generated code
-                raise EngineError(f"compilation XSLT impossible : {exc}", f"XSLT compilation failed: {exc}") from None
+                raise EngineError(M("engine.compile", error=str(exc))) from None
             for name, path in (documents or {}).items():
                 node = self._file(path)
                 if node is not None:
@@ -68,7 +70,7 @@ class Saxon:
         try:
             return self._proc.parse_xml(xml_text=data.decode("utf-8"))
         except Exception as exc:
-            raise EngineError(f"document illisible par Saxon : {exc}", f"document unreadable by Saxon: {exc}") from None
+            raise EngineError(M("engine.parse", error=str(exc))) from None
 
     def run(self, xslt_path: str, node, documents: Mapping[str, str] | None = None) -> bytes:
         try:
@@ -76,14 +78,14 @@ class Saxon:
         except EngineError:
             raise
         except Exception as exc:
-            raise EngineError(f"échec d'exécution du schématron : {exc}", f"schematron execution failed: {exc}") from None
+            raise EngineError(M("engine.run", error=str(exc))) from None
 
 
 def read_svrl(svrl: bytes) -> list[SvrlItem]:
     try:
         root = parse_xml(svrl, source="svrl").getroot()
     except UnsafeInput as exc:
-        raise EngineError(exc.messages["fr"], exc.messages["en"]) from None
+        raise EngineError(exc.detail) from None
     items = []
     pattern = ""
     for el in root:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from harness import HarnessError, UnsafeInput, atomic_write, parse_xml
+from harness import HarnessError, UnsafeInput, atomic_write, catalogue, parse_xml
 
 from .schematron import Quirk, SchematronError, compile_schema, resolve_case_insensitive
 
@@ -19,6 +19,7 @@ KIT_PARTS = ("schematrons", "jeuxDeValeurs", "infrastructure")
 # a variable holding a file name, as the volets declare their value sets: <let value="'../jeuxDeValeurs/X.xml'"/>
 _FILE_VARIABLE = re.compile(r"""<xsl:variable name="[^"]+" select="'([^'"$]+\.xml)'"/>""")
 _VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
+M = catalogue(__name__)
 
 
 def _compiler_fingerprint() -> str:
@@ -64,7 +65,7 @@ class Kit:
     def __init__(self, root: Path, harness_version: str) -> None:
         self.root = Path(root).resolve()
         if not (self.root / "schematrons").is_dir():
-            raise KitError(f"{self.root} : pas de dossier schematrons/ (kit CDA ANS attendu)", f"{self.root}: no schematrons/ folder (ANS CDA kit expected)")
+            raise KitError(M("kit.not_a_kit", root=str(self.root)))
         self.harness_version = harness_version
         self.files = sorted(p for part in KIT_PARTS if (self.root / part).exists() for p in (self.root / part).rglob("*") if p.is_file())
         digest = hashlib.sha256()
@@ -161,16 +162,14 @@ class Kit:
                     out = self.cache_dir / "synthesised" / Path(literal).name
                     self._synthesise_voc(m.group(1), source, out)
                     resolved[literal] = out
-                    quirks.append(Quirk("value-set-synthesised", where,
-                                        f"{literal} absent from the kit; synthesised from jeuxDeValeurs/{source.name} (same value set OID {m.group(1)})"))
+                    quirks.append(Quirk("value-set-synthesised", where, M("quirk.value_set_synthesised", literal=literal, source=source.name, oid=m.group(1))))
                     continue
             found = resolve_case_insensitive(schematron.parent, literal)
             if found is not None:
                 resolved[literal] = found.resolve()
-                quirks.append(Quirk("file-case", where, f"{literal} -> {os.path.relpath(found, schematron.parent)} (names differ only by letter case)"))
+                quirks.append(Quirk("file-case", where, M("quirk.file_case", literal=literal, found=os.path.relpath(found, schematron.parent))))
                 continue
-            quirks.append(Quirk("file-missing", where,
-                                f"{literal} is read by a rule but absent from the kit: a document on which that rule fires gets ERROR"))
+            quirks.append(Quirk("file-missing", where, M("quirk.file_missing", literal=literal)))
         for literal, path in resolved.items():
             if path != (schematron.parent / literal).resolve():
                 # only the reads themselves: the SVRL still shows the rules as the kit wrote them
@@ -224,4 +223,5 @@ class Kit:
 
 def _quirk_dict(q: Quirk, root: Path) -> dict:
     file = Path(q.file)
-    return {"kind": q.kind, "file": file.relative_to(root).as_posix() if file.is_absolute() and file.is_relative_to(root) else q.file, "detail": q.detail}
+    return {"kind": q.kind, "file": file.relative_to(root).as_posix() if file.is_absolute() and file.is_relative_to(root) else q.file,
+            "detail": q.detail.texts()}

@@ -8,7 +8,7 @@ from . import checks, collect, terminology
 
 @hookimpl
 def harness_target_schema():
-    return {"cda": {"kit": "path", "documents": "path"}}
+    return {"cda": {"kit": "path"}}  # [cda] documents is the core's: other plugins read it too
 
 
 @hookimpl

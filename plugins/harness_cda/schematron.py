@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from harness import HarnessError, UnsafeInput, parse_xml
+from harness import HarnessError, Localized, UnsafeInput, catalogue, parse_xml
 
 from .documents import file_name_of, preload_reads
 from .selection import KEYS, select_contexts
@@ -25,6 +25,7 @@ SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 SVRL = "http://purl.oclc.org/dsdl/svrl"
 S = f"{{{SCH}}}"
+M = catalogue(__name__)
 
 
 class SchematronError(HarnessError):
@@ -37,7 +38,7 @@ class Quirk:
 
     kind: str
     file: str
-    detail: str
+    detail: Localized
 
 
 @dataclass
@@ -81,13 +82,13 @@ def _parse(path: Path) -> etree._Element:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SchematronError(f"{path} : illisible ({exc})", f"{path}: unreadable ({exc})") from None
+        raise SchematronError(M("sch.unreadable", path=str(path), error=str(exc))) from None
     if not data.strip():
-        raise SchematronError(f"{path} : fichier vide", f"{path}: empty file")
+        raise SchematronError(M("sch.empty", path=str(path)))
     try:
         return parse_xml(data, source=str(path)).getroot()
     except UnsafeInput as exc:
-        raise SchematronError(exc.messages["fr"], exc.messages["en"]) from None
+        raise SchematronError(exc.detail) from None
 
 
 def _expand_includes(root: etree._Element, file: Path, result: Loaded, stack: list[Path]) -> None:
@@ -97,15 +98,11 @@ def _expand_includes(root: etree._Element, file: Path, result: Loaded, stack: li
         if not target.is_file():
             found = resolve_case_insensitive(file.parent, href)
             if found is None:
-                detail = "dossier au lieu d'un fichier" if target.is_dir() else "introuvable"
-                raise SchematronError(
-                    f"{file} : include {href!r} {detail}",
-                    f"{file}: include {href!r} {'is a folder, not a file' if target.is_dir() else 'not found'}",
-                )
-            result.quirks.append(Quirk("include-case", str(file), f"{href} -> {os.path.relpath(found, file.parent)}"))
+                raise SchematronError(M("sch.include_folder" if target.is_dir() else "sch.include_missing", file=str(file), href=href))
+            result.quirks.append(Quirk("include-case", str(file), M("quirk.include_case", href=href, found=os.path.relpath(found, file.parent))))
             target = found.resolve()
         if target in stack:
-            raise SchematronError(f"{file} : inclusion circulaire de {href}", f"{file}: circular include of {href}")
+            raise SchematronError(M("sch.circular_include", file=str(file), href=href))
         included = _parse(target)
         result.files.append(target)
         _expand_includes(included, target, result, stack + [target])
@@ -132,7 +129,7 @@ def instantiate_abstract_patterns(schema: etree._Element) -> None:
             continue
         base = abstract.get(base_id)
         if base is None:
-            raise SchematronError(f"motif abstrait inconnu : {base_id}", f"unknown abstract pattern: {base_id}")
+            raise SchematronError(M("sch.unknown_abstract_pattern", id=base_id))
         params = {p.get("name"): p.get("value", "") for p in inst.findall(f"{S}param")}
         new = etree.Element(f"{S}pattern", nsmap=base.nsmap)
         for k, v in inst.attrib.items():
@@ -294,11 +291,11 @@ class _Generator:
             elif child.tag == f"{S}extends":
                 rid = child.get("rule")
                 if rid is None:
-                    raise SchematronError("extends sans attribut rule", "extends without a rule attribute")
+                    raise SchematronError(M("sch.extends_without_rule"))
                 if rid in seen:
-                    raise SchematronError(f"extends circulaire : {rid}", f"circular extends: {rid}")
+                    raise SchematronError(M("sch.circular_extends", id=rid))
                 if rid not in self.abstract:
-                    raise SchematronError(f"règle abstraite inconnue : {rid}", f"unknown abstract rule: {rid}")
+                    raise SchematronError(M("sch.unknown_abstract_rule", id=rid))
                 if self._needs_inline(rid):
                     self.body(target, self.abstract[rid], seen + (rid,))
                 else:
@@ -317,10 +314,10 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     loaded = load(path)
     schema = loaded.root
     if schema.tag != f"{S}schema":
-        raise SchematronError(f"{path} : l'élément racine n'est pas sch:schema", f"{path}: root element is not sch:schema")
+        raise SchematronError(M("sch.not_schema", path=str(path)))
     binding = (schema.get("queryBinding") or "xslt").lower()
     if binding not in ("xslt2", "xslt3", "xpath2", "xpath3", "xpath31"):
-        raise SchematronError(f"{path} : queryBinding {binding} non pris en charge", f"{path}: queryBinding {binding} not supported")
+        raise SchematronError(M("sch.binding", path=str(path), binding=binding))
     instantiate_abstract_patterns(schema)
     abstract = collect_abstract_rules(schema)
 
@@ -330,12 +327,12 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     if chosen != "#ALL":
         ph = next((p for p in schema.findall(f"{S}phase") if p.get("id") == chosen), None)
         if ph is None:
-            raise SchematronError(f"{path} : phase inconnue {chosen}", f"{path}: unknown phase {chosen}")
+            raise SchematronError(M("sch.unknown_phase", path=str(path), phase=chosen))
         active = [a.get("pattern") for a in ph.findall(f"{S}active")]
         by_id = {p.get("id"): p for p in patterns if p.get("id")}
         missing = [a for a in active if a not in by_id]
         if missing:
-            raise SchematronError(f"{path} : phase {chosen} active des motifs inconnus : {missing}", f"{path}: phase {chosen} activates unknown patterns: {missing}")
+            raise SchematronError(M("sch.phase_patterns", path=str(path), phase=chosen, missing=str(missing)))
         patterns = [by_id[a] for a in dict.fromkeys(active)]
         phase_lets = ph.findall(f"{S}let")
 
@@ -460,6 +457,6 @@ def _assertion(tpl: etree._Element, node: etree._Element, diagnostics: dict[str,
     for did in (node.get("diagnostics") or "").split():
         diag = diagnostics.get(did)
         if diag is None:
-            raise SchematronError(f"diagnostic inconnu : {did}", f"unknown diagnostic: {did}")
+            raise SchematronError(M("sch.unknown_diagnostic", id=did))
         ref = _svrl("diagnostic-reference", out, diagnostic=did)
         _message(ref, diag)

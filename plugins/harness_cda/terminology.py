@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from lxml import etree
 
-from harness import CheckContext, UnsafeInput
+from harness import CheckContext, Message, UnsafeInput, catalogue
 from harness.terminology import CodedValue, ValueSetRef
 
 from .document import HL7, read_cda
 
+M = catalogue(__name__)
 NOS = "https://mos.esante.gouv.fr/NOS"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
@@ -40,33 +41,27 @@ J142 = _nos("1.2.250.1.213.1.1.5.589", "JDV_J142-TypeRencontre-CISIS")
 J143 = _nos("1.2.250.1.213.1.1.5.590", "JDV_J143-AdministrativeGender-CISIS")
 CONFIDENTIALITY = ValueSetRef(oid="2.16.840.1.113883.1.11.10228", name="JDV_HL7_Confidentiality_CISIS")
 
-# (path from ClinicalDocument, value set, what it is in French, in English)
-HEADER_BINDINGS: tuple[tuple[str, ValueSetRef, str, str], ...] = (
-    ("cda:code", J07, "type de document", "document type"),
-    ("cda:confidentialityCode", CONFIDENTIALITY, "confidentialité", "confidentiality"),
-    ("cda:recordTarget/cda:patientRole/cda:patient/cda:administrativeGenderCode", J143, "sexe du patient", "patient's sex"),
-    ("cda:author/cda:functionCode", J47, "fonction de l'auteur", "author's function"),
-    ("cda:author/cda:assignedAuthor/cda:code", J01, "profession/spécialité de l'auteur", "author's profession/specialty"),
-    ("cda:author/cda:assignedAuthor/cda:representedOrganization/cda:standardIndustryClassCode", J04,
-     "cadre d'exercice de l'auteur", "author's practice setting"),
-    ("cda:informant/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04,
-     "cadre d'exercice de l'informateur", "informant's practice setting"),
-    ("cda:informant/cda:relatedEntity/cda:code", J11, "relation de l'informateur au patient", "informant's relation to the patient"),
-    ("cda:legalAuthenticator/cda:assignedEntity/cda:code", J01, "profession/spécialité du responsable", "legal authenticator's profession/specialty"),
-    ("cda:legalAuthenticator/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04,
-     "cadre d'exercice du responsable", "legal authenticator's practice setting"),
-    ("cda:participant/cda:functionCode", J47, "fonction du participant", "participant's function"),
-    ("cda:participant/cda:associatedEntity/cda:code", J01, "profession/spécialité du participant", "participant's profession/specialty"),
-    ("cda:documentationOf/cda:serviceEvent/cda:performer/cda:assignedEntity/cda:code", J01,
-     "profession/spécialité de l'exécutant", "performer's profession/specialty"),
-    ("cda:documentationOf/cda:serviceEvent/cda:performer/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04,
-     "cadre d'exercice de l'exécutant", "performer's practice setting"),
-    ("cda:componentOf/cda:encompassingEncounter/cda:code", J142, "type de rencontre", "encounter type"),
-    ("cda:componentOf/cda:encompassingEncounter/cda:location/cda:healthCareFacility/cda:code", J02,
-     "type de structure", "facility type"),
+# (path from ClinicalDocument, value set, what it is)
+HEADER_BINDINGS: tuple[tuple[str, ValueSetRef, Message], ...] = (
+    ("cda:code", J07, M("binding.document_type")),
+    ("cda:confidentialityCode", CONFIDENTIALITY, M("binding.confidentiality")),
+    ("cda:recordTarget/cda:patientRole/cda:patient/cda:administrativeGenderCode", J143, M("binding.patient_sex")),
+    ("cda:author/cda:functionCode", J47, M("binding.author_function")),
+    ("cda:author/cda:assignedAuthor/cda:code", J01, M("binding.author_specialty")),
+    ("cda:author/cda:assignedAuthor/cda:representedOrganization/cda:standardIndustryClassCode", J04, M("binding.author_setting")),
+    ("cda:informant/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04, M("binding.informant_setting")),
+    ("cda:informant/cda:relatedEntity/cda:code", J11, M("binding.informant_relation")),
+    ("cda:legalAuthenticator/cda:assignedEntity/cda:code", J01, M("binding.authenticator_specialty")),
+    ("cda:legalAuthenticator/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04, M("binding.authenticator_setting")),
+    ("cda:participant/cda:functionCode", J47, M("binding.participant_function")),
+    ("cda:participant/cda:associatedEntity/cda:code", J01, M("binding.participant_specialty")),
+    ("cda:documentationOf/cda:serviceEvent/cda:performer/cda:assignedEntity/cda:code", J01, M("binding.performer_specialty")),
+    ("cda:documentationOf/cda:serviceEvent/cda:performer/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode", J04, M("binding.performer_setting")),
+    ("cda:componentOf/cda:encompassingEncounter/cda:code", J142, M("binding.encounter_type")),
+    ("cda:componentOf/cda:encompassingEncounter/cda:location/cda:healthCareFacility/cda:code", J02, M("binding.facility_type")),
 )
 NS = {"cda": HL7}
-_COMPILED = tuple((etree.XPath(path, namespaces=NS), vs, fr, en) for path, vs, fr, en in HEADER_BINDINGS)
+_COMPILED = tuple((etree.XPath(path, namespaces=NS), vs, what) for path, vs, what in HEADER_BINDINGS)
 _BODY = etree.XPath("cda:component/cda:structuredBody//*[@code and @codeSystem]", namespaces=NS)
 NULL = "nullFlavor"
 
@@ -87,10 +82,9 @@ def readable_path(el: etree._Element, root: etree._Element) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def _value(name: str, el: etree._Element, root: etree._Element, vs: ValueSetRef | None, fr: str, en: str) -> CodedValue:
+def _value(name: str, el: etree._Element, root: etree._Element, vs: ValueSetRef | None, what: Message | None) -> CodedValue:
     return CodedValue(artefact=name, location=readable_path(el, root), code=el.get("code"), system=el.get("codeSystem"),
-                      display=el.get("displayName"), value_set=vs, context={"fr": fr, "en": en} if fr else {},
-                      null_flavor=el.get(NULL))
+                      display=el.get("displayName"), value_set=vs, context=what, null_flavor=el.get(NULL))
 
 
 def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
@@ -106,12 +100,12 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
     # the bound elements themselves, not their id(): lxml proxies that are not kept alive
     # are freed, and a later element may reuse the id of an earlier one
     bound: list[etree._Element] = []
-    for xpath, vs, fr, en in _COMPILED:
+    for xpath, vs, what in _COMPILED:
         for el in xpath(root):
             bound.append(el)
-            found.append(_value(name, el, root, vs, fr, en))
+            found.append(_value(name, el, root, vs, what))
     for el in _BODY(root):
         if any(el is b for b in bound) or el.get(XSI_TYPE, "CD").split(":")[-1] not in ("CD", "CE", "CV", "CO", "CS"):
             continue
-        found.append(_value(name, el, root, None, "", ""))
+        found.append(_value(name, el, root, None, None))
     return found

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from harness import HarnessError
+from harness import HarnessError, catalogue
+
+M = catalogue(__name__)
 
 
 class XsdError(HarnessError):
@@ -20,7 +22,7 @@ def load_schema(xsd: Path) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(etree.parse(str(xsd), parser))
     except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
-        raise XsdError(f"{xsd} : schéma XSD inutilisable : {exc}", f"{xsd}: unusable XSD schema: {exc}") from None
+        raise XsdError(M("xsd.unusable", xsd=str(xsd), error=str(exc))) from None
 
 
 def validate(schema: etree.XMLSchema, element: etree._Element) -> list[dict]:

@@ -14,9 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from harness import Message, catalogue
+
 from . import patients
 from .patients import INS_DEFECTS, TERMINOLOGY_DEFECTS
 
+M = catalogue(__name__)
 PRODUCT_NAME = "Cabinet Démo"
 VENDOR = "Éditeur Exemple SAS"
 RELEASE = "3.2.1"
@@ -24,31 +27,13 @@ RELEASE = "3.2.1"
 # (history/*.zip) evidences this release.
 LAST_LABELLED = "3.1.0"
 
-DEFECTS: dict[str, dict[str, str]] = {
-    "version-hidden": {
-        "fr": "l'interface n'affiche plus le numéro de version (ni pied de page, ni page « À propos »)",
-        "en": "the user interface no longer shows the version number (neither footer nor About page)",
-    },
-    "version-undeclared": {
-        "fr": "le logiciel affiche partout une version (3.3.0) différente de celle déclarée",
-        "en": "the software shows everywhere a version (3.3.0) other than the declared one",
-    },
-    "version-unorderable": {
-        "fr": "le numéro de version (printemps-2024) ne suit aucun schéma ordonnable",
-        "en": "the version number (printemps-2024) follows no orderable scheme",
-    },
-    "version-regression": {
-        "fr": "le logiciel se présente en 3.0.4, antérieure à la dernière version évaluée (3.1.0)",
-        "en": "the software reports 3.0.4, older than the last evidenced version (3.1.0)",
-    },
-    "version-frozen": {
-        "fr": "le code a changé mais la version affichée est restée celle de la version labellisée (3.1.0)",
-        "en": "the code changed but the version shown stayed that of the labelled release (3.1.0)",
-    },
-    "version-channel-mismatch": {
-        "fr": "l'API annonce une version (3.2.0) différente de celle de l'interface",
-        "en": "the API reports a version (3.2.0) other than the user interface's",
-    },
+DEFECTS: dict[str, Message] = {
+    "version-hidden": M("defect.version-hidden"),
+    "version-undeclared": M("defect.version-undeclared"),
+    "version-unorderable": M("defect.version-unorderable"),
+    "version-regression": M("defect.version-regression"),
+    "version-frozen": M("defect.version-frozen"),
+    "version-channel-mismatch": M("defect.version-channel-mismatch"),
 }
 
 DEFECTS.update(INS_DEFECTS)

@@ -11,42 +11,46 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape, quoteattr
 
+from harness import Message, catalogue
+
+M = catalogue(__name__)
+
 TEST_NIR = "1.2.250.1.213.1.4.10"
 FACILITY_OID = "1.2.250.1.999.1.1"  # the demo practice's own identifier domain (IPP)
 
-TERMINOLOGY_DEFECTS: dict[str, dict[str, str]] = {
-    "term-confidentiality": {"fr": "CDA : code de confidentialité X (hors jeu de valeurs)", "en": "CDA: confidentiality code X (outside the value set)"},
-    "term-display": {"fr": "CDA : libellé du type de document différent de celui du JDV", "en": "CDA: document type display differs from the value set's"},
-    "term-unknown-code": {"fr": "CDA : code local inconnu de son système de codes", "en": "CDA: local code unknown in its code system"},
-    "term-deprecated": {"fr": "CDA : code local obsolète (retiré)", "en": "CDA: deprecated (retired) local code"},
+TERMINOLOGY_DEFECTS: dict[str, Message] = {
+    "term-confidentiality": M("defect.term-confidentiality"),
+    "term-display": M("defect.term-display"),
+    "term-unknown-code": M("defect.term-unknown-code"),
+    "term-deprecated": M("defect.term-deprecated"),
 }
 
-INS_DEFECTS: dict[str, dict[str, str]] = {
-    "ins-malformed": {"fr": "flux HL7 v2 : matricule INS de 14 caractères", "en": "HL7 v2 feed: 14-character INS matricule"},
-    "ins-key": {"fr": "flux HL7 v2 : clé du matricule INS fausse", "en": "HL7 v2 feed: wrong INS matricule key"},
-    "ins-production-oid": {"fr": "FHIR : INS sous l'OID de production (1.2.250.1.213.1.4.8)", "en": "FHIR: INS under the production OID (1.2.250.1.213.1.4.8)"},
-    "ins-unknown-authority": {"fr": "flux HL7 v2 : identifiant de type INS sous une autorité inconnue", "en": "HL7 v2 feed: INS-typed identifier under an unknown authority"},
-    "ins-no-status": {"fr": "flux HL7 v2 : PID-32 vide", "en": "HL7 v2 feed: empty PID-32"},
-    "ins-fictitious-qualified": {"fr": "flux HL7 v2 : identité fictive au statut QUAL", "en": "HL7 v2 feed: fictitious identity with status QUAL"},
-    "ins-doubtful-fictitious": {"fr": "flux HL7 v2 : identité à la fois douteuse et fictive", "en": "HL7 v2 feed: identity both doubtful and fictitious"},
-    "ins-not-qualified": {"fr": "FHIR : INS partagé pour une identité au statut VALI", "en": "FHIR: INS shared for an identity with status VALI"},
-    "ins-unknown-attribute": {"fr": "flux HL7 v2 : attribut d'identité inconnu", "en": "HL7 v2 feed: unknown identity attribute"},
-    "ins-no-birth-name": {"fr": "CDA : pas de nom de naissance (family BR)", "en": "CDA: no birth name (family BR)"},
-    "ins-no-first-given-name": {"fr": "FHIR : pas de premier prénom", "en": "FHIR: no first given name"},
-    "ins-given-names": {"fr": "flux HL7 v2 : liste des prénoms absente", "en": "HL7 v2 feed: list of given names missing"},
-    "ins-bad-sex": {"fr": "FHIR : sexe « unknown »", "en": "FHIR: sex 'unknown'"},
-    "ins-bad-birth-date": {"fr": "flux HL7 v2 : date de naissance impossible (30 février)", "en": "HL7 v2 feed: impossible birth date (30 February)"},
-    "ins-no-birth-place": {"fr": "CDA : pas de lieu de naissance", "en": "CDA: no birth place"},
-    "ins-nir-sex": {"fr": "flux HL7 v2 : sexe contraire à celui du NIR", "en": "HL7 v2 feed: sex contrary to the NIR's"},
-    "ins-nir-birth": {"fr": "CDA : date de naissance contraire au NIR", "en": "CDA: birth date contrary to the NIR"},
-    "ins-name-qualifier": {"fr": "CDA : nom de famille sans qualificatif", "en": "CDA: family name without qualifier"},
-    "ins-fhir-system": {"fr": "FHIR : système INS sans le préfixe urn:oid:", "en": "FHIR: INS system without the urn:oid: prefix"},
-    "ins-fhir-no-reliability": {"fr": "FHIR : INS sans l'extension de fiabilité d'identité", "en": "FHIR: INS without the identity reliability extension"},
-    "ins-fhir-json": {"fr": "FHIR : réponse JSON tronquée", "en": "FHIR: truncated JSON response"},
-    "ins-channel-mismatch": {"fr": "FHIR : date de naissance différente de celle des autres canaux", "en": "FHIR: birth date other than in the other channels"},
-    "ins-cda-unqualified": {"fr": "flux HL7 v2 : statut VALI alors que les documents CDA partagent l'INS", "en": "HL7 v2 feed: status VALI while CDA documents share the INS"},
-    "hl7-line-feeds": {"fr": "flux HL7 v2 : segments séparés par des sauts de ligne", "en": "HL7 v2 feed: segments separated by line feeds"},
-    "hl7-no-msh": {"fr": "flux HL7 v2 : un message sans segment MSH", "en": "HL7 v2 feed: a message without MSH segment"},
+INS_DEFECTS: dict[str, Message] = {
+    "ins-malformed": M("defect.ins-malformed"),
+    "ins-key": M("defect.ins-key"),
+    "ins-production-oid": M("defect.ins-production-oid"),
+    "ins-unknown-authority": M("defect.ins-unknown-authority"),
+    "ins-no-status": M("defect.ins-no-status"),
+    "ins-fictitious-qualified": M("defect.ins-fictitious-qualified"),
+    "ins-doubtful-fictitious": M("defect.ins-doubtful-fictitious"),
+    "ins-not-qualified": M("defect.ins-not-qualified"),
+    "ins-unknown-attribute": M("defect.ins-unknown-attribute"),
+    "ins-no-birth-name": M("defect.ins-no-birth-name"),
+    "ins-no-first-given-name": M("defect.ins-no-first-given-name"),
+    "ins-given-names": M("defect.ins-given-names"),
+    "ins-bad-sex": M("defect.ins-bad-sex"),
+    "ins-bad-birth-date": M("defect.ins-bad-birth-date"),
+    "ins-no-birth-place": M("defect.ins-no-birth-place"),
+    "ins-nir-sex": M("defect.ins-nir-sex"),
+    "ins-nir-birth": M("defect.ins-nir-birth"),
+    "ins-name-qualifier": M("defect.ins-name-qualifier"),
+    "ins-fhir-system": M("defect.ins-fhir-system"),
+    "ins-fhir-no-reliability": M("defect.ins-fhir-no-reliability"),
+    "ins-fhir-json": M("defect.ins-fhir-json"),
+    "ins-channel-mismatch": M("defect.ins-channel-mismatch"),
+    "ins-cda-unqualified": M("defect.ins-cda-unqualified"),
+    "hl7-line-feeds": M("defect.hl7-line-feeds"),
+    "hl7-no-msh": M("defect.hl7-no-msh"),
 }
 
 

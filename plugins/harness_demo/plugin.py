@@ -1,13 +1,32 @@
-"""Hooks of the embedded demo vendor: default target and the ``demo-vendor`` service."""
+"""Hooks of the embedded demo vendor: default target, the ``demo-vendor`` service, the
+``--defect`` option of scenario runs, the ``harness demo`` command, and the summary's
+section naming the defects a run injected."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from harness import HarnessError, Service, hookimpl
+from harness import HarnessError, ReportSection, Service, catalogue, hookimpl
 
-from .app import DemoConfig, DemoServer, UnknownDefect
+from .app import DEFECTS, DemoConfig, DemoServer, UnknownDefect
 
 SERVICE = "demo-vendor"
+M = catalogue(__name__)
+
+
+@hookimpl
+def harness_addoption(group):
+    group.addoption("--defect", dest="harness_defects", action="append", default=[], metavar="NAME",
+                    help="inject a named defect into the embedded demo vendor (repeatable)")
+
+
+@hookimpl
+def harness_commands(subparsers):
+    d = subparsers.add_parser("demo", help="run the embedded demo vendor in the foreground")
+    d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--release", default=None, help="run the demo as another release (e.g. 3.1.0)")
+    d.set_defaults(func=run_demo, plugin_command=True)
 
 
 @hookimpl
@@ -21,21 +40,59 @@ def harness_default_target():
 
 
 @hookimpl
+def harness_configure(options, target):
+    defects = options.get("harness_defects") or []
+    if not defects:
+        return
+    if SERVICE not in target.services:
+        raise HarnessError(M("defect.not_demo", target=str(target.path), service=SERVICE))
+    target.set_service_option(SERVICE, "defects", sorted(set(defects)))
+
+
+def _config(options, ctx) -> DemoConfig:
+    token_ref = options.get("token")
+    token = ctx.target.resolve_secret(token_ref) if token_ref else None
+    try:
+        return DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token)
+    except UnknownDefect as exc:
+        raise HarnessError(M("defect.unknown", unknown=", ".join(exc.unknown), known=", ".join(exc.known))) from None
+
+
+@hookimpl
 def harness_start_service(name, options, ctx):
     if name != SERVICE:
         return None
-    token_ref = options.get("token")
-    token = None
-    if token_ref:
-        from harness import resolve_secret
-
-        token = resolve_secret(token_ref, ctx.target.folder)
-    try:
-        cfg = DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token)
-    except UnknownDefect as exc:
-        raise HarnessError(
-            f"Vendeur de démonstration : défaut(s) inconnu(s) : {', '.join(exc.unknown)} ; connus : {', '.join(exc.known)}",
-            f"Demo vendor: unknown defect(s): {', '.join(exc.unknown)}; known: {', '.join(exc.known)}",
-        ) from None
+    cfg = _config(options, ctx)
     server = DemoServer(cfg, port=options.get("port", 0)).start()
     return Service(SERVICE, server.base_url, server.stop, {"defects": cfg.defects, "release": cfg.release})
+
+
+@hookimpl
+def harness_report_sections(summary):
+    """The defects the run injected into the demo vendor, so nobody takes its FAILs for a product's."""
+    defects = summary.manifest.target.get("services", {}).get(SERVICE, {}).get("defects") or []
+    if not defects:
+        return []
+    return [ReportSection(M("section.title"), [M("section.defect", name=d, description=DEFECTS[d]) for d in defects if d in DEFECTS])]
+
+
+def run_demo(args, ctx) -> int:
+    """``harness demo``: start the default target's services in the foreground, one port each
+    (the demo vendor on ``--port``, its other services on the next ones)."""
+    target = ctx.load_target()
+    services = []
+    try:
+        for n, (name, options) in enumerate(target.services.items()):
+            options = dict(options, port=args.port + n, **({"defects": args.defect} if args.defect else {}))
+            if args.release:
+                options["release"] = args.release
+            svc = ctx.start_service(name, options, target)
+            services.append(svc)
+            print(f"{name}: {svc.base_url} {svc.info}", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for svc in services:
+            svc.stop()

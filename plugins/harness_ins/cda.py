@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from harness import Severity
+from harness import Severity, catalogue
 
 from .identity import Problem, Traits
+
+M = catalogue(__name__)
 
 NS = {"cda": "urn:hl7-org:v3"}
 INS_ARC = "1.2.250.1.213.1.4."
@@ -112,17 +114,13 @@ def check_identity(ident: CdaIdentity) -> list[tuple[str, Problem, CdaIdentifier
 
     out: list[tuple[str, Problem, CdaIdentifier | None]] = []
     if not ident.identifiers and not ident.traits.birth_name and not ident.families:
-        out.append((ident.location, Problem("INS-CDA-00", Severity.ERROR, "recordTarget sans patientRole exploitable (ni id, ni nom)",
-                                            "recordTarget without a usable patientRole (no id, no name)"), None))
+        out.append((ident.location, Problem("INS-CDA-00", Severity.ERROR, M("cda.no_patient_role")), None))
         return out
     for i in ident.identifiers:
         system = classify_system(i.root)
         if not system.is_ins:
             if i.root.startswith(INS_ARC):
-                out.append((i.location, Problem(
-                    "INS-SYS-02", Severity.WARNING,
-                    f"OID {i.root} sous la branche INS (1.2.250.1.213.1.4) mais d'aucun système INS connu (NIR .8, NIA .9, test .10, démo .11)",
-                    f"OID {i.root} under the INS arc (1.2.250.1.213.1.4) but of no known INS system (NIR .8, NIA .9, test .10, demo .11)"), i))
+                out.append((i.location, Problem("INS-SYS-02", Severity.WARNING, M("cda.ins_arc", oid=i.root)), i))
             continue
         out += [(i.location, p, i) for p in check_matricule(i.extension)]
         out += [(i.location, p, i) for p in check_coherence(i.extension, ident.traits)]
@@ -131,14 +129,9 @@ def check_identity(ident: CdaIdentity) -> list[tuple[str, Problem, CdaIdentifier
     for n, (qualifier, text) in enumerate(ident.families, 1):
         where = f"{ident.location}/patient/name/family[{n}]"
         if qualifier is None:
-            out.append((where, Problem("INS-CDA-01", Severity.ERROR,
-                                       f"Nom de famille {text!r} sans qualificatif (BR nom de naissance, CL nom utilisé)",
-                                       f"Family name {text!r} without a qualifier (BR birth name, CL used name)"), None))
+            out.append((where, Problem("INS-CDA-01", Severity.ERROR, M("cda.no_qualifier", name=text)), None))
         elif qualifier == "SP":
-            out.append((where, Problem("INS-CDA-01", Severity.WARNING,
-                                       "Qualificatif SP (nom d'époux) : présent dans des exemples officiels mais contesté ; le CI-SIS attend BR et CL",
-                                       "Qualifier SP (spouse name): found in official examples but disputed; the CI-SIS expects BR and CL"), None))
+            out.append((where, Problem("INS-CDA-01", Severity.WARNING, M("cda.sp_qualifier")), None))
         elif qualifier not in ("BR", "CL"):
-            out.append((where, Problem("INS-CDA-01", Severity.ERROR, f"Qualificatif de nom {qualifier!r} inconnu (BR, CL attendus)",
-                                       f"Unknown family name qualifier {qualifier!r} (BR, CL expected)"), None))
+            out.append((where, Problem("INS-CDA-01", Severity.ERROR, M("cda.unknown_qualifier", qualifier=qualifier)), None))
     return out

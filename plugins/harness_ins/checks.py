@@ -13,7 +13,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from harness import CheckContext, Evaluation, Severity, UnsafeInput
+from harness import CheckContext, Evaluation, Localized, Message, Severity, UnsafeInput, catalogue, check
 
 from . import cda, fhir, hl7v2
 from .identity import Problem, SystemClass, Traits, classify_system, parse_date, production_problem
@@ -24,12 +24,15 @@ REQ_FHIR = "INS-FHIR"
 REQ_XCH = "INS-COHERENCE"
 REQ_PROTECT = "INS-PROTECTION"
 SENSITIVE = "production-identity"
+M = catalogue(__name__)
 
-CHANNEL_PREFIXES = {
-    "hl7v2": ("hl7/", "mllp/"),
-    "cda": ("cda/", "cda-live/"),
-    "fhir": ("fhir/", "fhir-live/"),
+# the inputs each channel's collector produces (files, then what the live software sent)
+CHANNEL_INPUTS = {
+    "hl7v2": ("hl7", "mllp"),
+    "cda": ("cda", "cda-live"),
+    "fhir": ("fhir", "fhir-live"),
 }
+ALL_CHANNELS = tuple(name for names in CHANNEL_INPUTS.values() for name in names)
 
 
 @dataclass
@@ -63,8 +66,7 @@ class Reading:
 
 
 def _inputs(ctx: CheckContext, channel: str) -> list[str]:
-    prefixes = CHANNEL_PREFIXES[channel]
-    return sorted(n for n in ctx.inputs if n.startswith(prefixes) and not n.endswith(".exchange"))
+    return sorted(f"{group}/{item}" for group in CHANNEL_INPUTS[channel] for item in ctx.items(group))
 
 
 def _read_hl7(ctx: CheckContext) -> Reading:
@@ -96,14 +98,12 @@ def _read_cda(ctx: CheckContext) -> Reading:
         try:
             doc = ctx.xml(name)
         except UnsafeInput as exc:
-            reading.problems.append((name, ctx.artefact(name).sha256, "/", Problem("INS-CDA-00", Severity.ERROR, f"Document CDA illisible : {exc.message('fr')}",
-                                                        f"Unreadable CDA document: {exc.message('en')}")))
+            reading.problems.append((name, ctx.artefact(name).sha256, "/", Problem("INS-CDA-00", Severity.ERROR, M("check.cda_unreadable", reason=exc.detail))))
             continue
         reading.units += 1
         identities = cda.read_identities(doc)
         if not identities:
-            reading.problems.append((name, ctx.artefact(name).sha256, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, "Document sans recordTarget : aucun patient",
-                                                                        "Document without recordTarget: no patient")))
+            reading.problems.append((name, ctx.artefact(name).sha256, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, M("check.no_record_target"))))
         for ident in identities:
             obs = Observation("cda", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits)
             obs.ins = [Ins(i.extension, i.root, i.location) for i in ident.identifiers if classify_system(i.root).is_ins]
@@ -137,13 +137,22 @@ def shown(ctx: CheckContext, value: str) -> str:
     return f"NIR#{ctx.mask(value.strip().upper())}"
 
 
-def _masked(ctx: CheckContext, text: str, obs: Observation, value: str | None) -> str:
+def _masked(ctx: CheckContext, message: Localized, obs: Observation, value: str | None) -> Localized:
+    """``message`` with every matricule of the observation replaced in its parameters."""
     values = {v for i in obs.ins for v in (i.value, i.value.strip())}
     if value is not None:
         values |= {value, value.strip()}
-    for v in sorted((v for v in values if v), key=len, reverse=True):
-        text = text.replace(v, shown(ctx, v))
-    return text
+    ordered = sorted((v for v in values if v), key=len, reverse=True)
+
+    def mask(param):
+        if isinstance(param, Message):
+            return param.replace(**{k: mask(v) for k, v in param.params})
+        if isinstance(param, str):
+            for v in ordered:
+                param = param.replace(v, shown(ctx, v))
+        return param
+
+    return mask(message)
 
 
 def _flag_production(ev: Evaluation, observations: list[Observation]) -> None:
@@ -151,33 +160,35 @@ def _flag_production(ev: Evaluation, observations: list[Observation]) -> None:
         ev.holds_sensitive(SENSITIVE)
 
 
-def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, what: tuple[str, str]) -> None:
+def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, unit: Message) -> None:
     for source, artefact, loc, p in reading.problems:
-        ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}",
-               artefact=artefact, fr=p.fr, en=p.en)
+        ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}", artefact=artefact, message=p.message)
     for obs in reading.observations:
-        ev.assertions += 1
+        ev.judged()
         for loc, p, value in obs.problems:
             ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{obs.source} {loc}", artefact=obs.artefact,
-                   fr=_masked(ctx, p.fr, obs, value), en=_masked(ctx, p.en, obs, value))
+                   message=_masked(ctx, p.message, obs, value))
     _flag_production(ev, reading.observations)
     if reading.units == 0:
-        ev.inconclusive(fr=f"Aucun {what[0]} reçu ou trouvé", en=f"No {what[1]} received or found")
+        ev.inconclusive(M("check.nothing_received", unit=unit))
     elif not reading.observations:
         # what could not be read is a finding (FAIL outranks this); a PASS needs a patient judged
-        ev.inconclusive(fr=f"Aucune identité de patient dans les {what[0]}s", en=f"No patient identity in the {what[1]}s")
+        ev.inconclusive(M("check.no_identity", unit=unit))
 
 
+@check(reads=CHANNEL_INPUTS["hl7v2"])
 def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, ("message HL7 v2", "HL7 v2 message"))
+    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, M("unit.hl7v2"))
 
 
+@check(reads=CHANNEL_INPUTS["cda"])
 def check_cda(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, ("document CDA", "CDA document"))
+    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, M("unit.cda"))
 
 
+@check(reads=CHANNEL_INPUTS["fhir"])
 def check_fhir(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, ("ressource FHIR", "FHIR resource"))
+    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, M("unit.fhir"))
 
 
 def _all(ctx: CheckContext) -> list[Observation]:
@@ -187,20 +198,20 @@ def _all(ctx: CheckContext) -> list[Observation]:
 # -- data protection ----------------------------------------------------------------------
 
 
+@check(reads=ALL_CHANNELS)
 def check_no_production_identity(ctx: CheckContext, ev: Evaluation) -> None:
     """Every INS identifier collected in the run is a test or demo one."""
     observations = _all(ctx)
     for obs in observations:
         for i in obs.ins:
-            ev.assertions += 1
+            ev.judged()
             p = production_problem(classify_system(i.system))
             if p is not None:
                 ev.add(rule=p.rule, requirement=REQ_PROTECT, severity=p.severity, location=f"{obs.source} {i.location}",
-                       artefact=obs.artefact, fr=f"{p.fr} — matricule {shown(ctx, i.value)}", en=f"{p.en} — matricule {shown(ctx, i.value)}")
+                       artefact=obs.artefact, message=M("check.production", problem=p.message, matricule=shown(ctx, i.value)))
     _flag_production(ev, observations)
     if ev.assertions == 0:
-        ev.inconclusive(fr="Aucun identifiant INS dans ce qui a été collecté : rien à protéger ni à vérifier",
-                        en="No INS identifier in what was collected: nothing to protect or to check")
+        ev.inconclusive(M("check.no_ins"))
 
 
 # -- cross-channel consistency ------------------------------------------------------------
@@ -220,16 +231,17 @@ def _norm_date(value: str | None) -> str | None:
 
 
 FIELDS = (
-    ("status", "statut d'identité", "identity status", lambda o: o.status),
-    ("birth_name", "nom de naissance", "birth name", lambda o: _norm_text(o.traits.birth_name)),
-    ("first_given_name", "premier prénom", "first given name", lambda o: _norm_text(o.traits.first_given_name)),
-    ("given_names", "liste des prénoms", "list of given names", lambda o: _norm_text(" ".join(o.traits.given_names))),
-    ("sex", "sexe", "sex", lambda o: (o.traits.sex or "").upper() or None),
-    ("birth_date", "date de naissance", "birth date", lambda o: _norm_date(o.traits.birth_date)),
-    ("birth_place", "lieu de naissance", "birth place", lambda o: (o.traits.birth_place or "").upper() or None),
+    ("status", M("field.status"), lambda o: o.status),
+    ("birth_name", M("field.birth_name"), lambda o: _norm_text(o.traits.birth_name)),
+    ("first_given_name", M("field.first_given_name"), lambda o: _norm_text(o.traits.first_given_name)),
+    ("given_names", M("field.given_names"), lambda o: _norm_text(" ".join(o.traits.given_names))),
+    ("sex", M("field.sex"), lambda o: (o.traits.sex or "").upper() or None),
+    ("birth_date", M("field.birth_date"), lambda o: _norm_date(o.traits.birth_date)),
+    ("birth_place", M("field.birth_place"), lambda o: (o.traits.birth_place or "").upper() or None),
 )
 
 
+@check(reads=ALL_CHANNELS)
 def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
     """For each INS matricule, every occurrence agrees with the first one on the issuing
     system, the status and the strict traits; an INS in a CDA document needs a qualified
@@ -249,23 +261,22 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
         reported: set[str] = set()
         for obs, i in seen[1:]:
             compared += 1
-            ev.assertions += 1
+            ev.judged()
             here = f"{obs.source} {i.location}"
             there = f"{first_obs.source} {first_ins.location}"
             if classify_system(i.system).oid != classify_system(first_ins.system).oid and "system" not in reported:
                 reported.add("system")
                 ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR, location=f"{here} ≠ {there}", artefact=obs.artefact,
-                       fr=f"INS {label} : système {classify_system(i.system).oid or '(absent)'} ({obs.channel}) ≠ {classify_system(first_ins.system).oid or '(absent)'} ({first_obs.channel})",
-                       en=f"INS {label}: system {classify_system(i.system).oid or '(missing)'} ({obs.channel}) ≠ {classify_system(first_ins.system).oid or '(missing)'} ({first_obs.channel})")
-            for name, fr, en, get in FIELDS:
+                       message=M("xch.system", ins=label, system=classify_system(i.system).oid or M("system.missing"), channel=obs.channel,
+                                 first_system=classify_system(first_ins.system).oid or M("system.missing"), first_channel=first_obs.channel))
+            for name, field_name, get in FIELDS:
                 a, b = get(first_obs), get(obs)
                 if a is None or b is None or a == b or name in reported:
                     continue  # a missing trait is its channel's own finding
                 reported.add(name)
                 ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR,
                        location=f"{obs.source} {obs.location} ≠ {first_obs.source} {first_obs.location}", artefact=obs.artefact,
-                       fr=f"INS {label} : {fr} {b!r} ({obs.channel}) ≠ {a!r} ({first_obs.channel})",
-                       en=f"INS {label}: {en} {b!r} ({obs.channel}) ≠ {a!r} ({first_obs.channel})")
+                       message=M("xch.field", ins=label, field=field_name, value=b, channel=obs.channel, first=a, first_channel=first_obs.channel))
         statuses = [(o, o.status) for o, _ in seen if o.status]
         for obs, i in seen:
             if obs.channel != "cda":
@@ -275,9 +286,7 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
                     reported.add("cda-status")
                     ev.add(rule="INS-XCH-02", requirement=REQ_XCH, severity=Severity.ERROR,
                            location=f"{obs.source} {i.location} ↔ {other.source} {other.location}", artefact=obs.artefact,
-                           fr=f"INS {label} transmis dans un document CDA alors que l'identité a le statut {status} ({other.channel}) : seul un INS qualifié (QUAL) se partage",
-                           en=f"INS {label} sent in a CDA document while the identity has status {status} ({other.channel}): only a qualified INS (QUAL) is shared")
+                           message=M("xch.cda_status", ins=label, status=status, channel=other.channel))
     _flag_production(ev, observations)
     if compared == 0:
-        ev.inconclusive(fr=f"Aucun INS vu plus d'une fois parmi {len(observations)} occurrence(s) de patient : rien à confronter",
-                        en=f"No INS seen more than once among {len(observations)} patient occurrence(s): nothing to compare")
+        ev.inconclusive(M("xch.nothing", count=len(observations)))

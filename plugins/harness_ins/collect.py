@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from harness import CollectContext, HarnessError, NotApplicable
+from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
 
 from .mllp import MllpListener
 
+M = catalogue(__name__)
 HL7_SUFFIXES = (".hl7", ".er7", ".txt")
 MAX_FILE = 16 * 1024 * 1024
 MAX_PAGES = 20
@@ -36,13 +37,12 @@ MAX_DOCUMENTS = 500
 
 
 def _conf(ctx: CollectContext) -> dict:
-    return ctx.target.data.get("ins", {})
+    return ctx.target.section("ins")
 
 
-def _folder(value, what: str) -> Path:
-    folder = Path(value)
+def _folder(folder: Path, what: str) -> Path:
     if not folder.is_dir():
-        raise HarnessError(f"dossier {what} introuvable : {folder}", f"{what} folder not found: {folder}")
+        raise HarnessError(M("collect.folder_not_found", what=what, folder=str(folder)))
     return folder
 
 
@@ -52,18 +52,18 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 def _read(path: Path) -> bytes:
     if path.stat().st_size > MAX_FILE:
-        raise HarnessError(f"fichier trop gros (> {MAX_FILE} octets) : {path}", f"file too large (> {MAX_FILE} bytes): {path}")
+        raise HarnessError(M("collect.too_large", limit=MAX_FILE, path=str(path)))
     return path.read_bytes()
 
 
+@collector(produces=["hl7", "mllp", "mllp.session", "feed.exchange"])
 def collect_hl7v2(ctx: CollectContext) -> dict:
     """HL7 v2 messages: files of the ``hl7v2`` folder, then the live feed over MLLP."""
     conf = _conf(ctx)
     feed = ctx.endpoint("ins_feed")
     live = feed is not None or "mllp_port" in conf or "mllp_messages" in conf
     if not conf.get("hl7v2") and not live:
-        raise NotApplicable("aucun flux HL7 v2 ([ins] hl7v2 = DOSSIER, [ins] mllp_port, ou endpoints.ins_feed)",
-                            "no HL7 v2 feed ([ins] hl7v2 = FOLDER, [ins] mllp_port, or endpoints.ins_feed)")
+        raise NotApplicable(M("collect.no_hl7v2"))
     outputs = {}
     if conf.get("hl7v2"):
         for path in _files(_folder(conf["hl7v2"], "HL7 v2"), HL7_SUFFIXES):
@@ -80,19 +80,14 @@ def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
     try:
         listener = MllpListener(port)
     except OSError as exc:
-        raise HarnessError(
-            f"impossible d'écouter le flux MLLP sur 127.0.0.1:{port} ({exc.strerror}) ; port occupé, peut-être par un autre "
-            f"processus du harnais (-n) : avec un port fixe, lancez les scénarios ins sans pytest-xdist",
-            f"cannot listen for the MLLP feed on 127.0.0.1:{port} ({exc.strerror}); the port is busy, maybe by another "
-            f"harness process (-n): with a fixed port, run the ins scenarios without pytest-xdist") from None
+        raise HarnessError(M("collect.mllp_busy", port=port, error=exc.strerror)) from None
     with listener as rx:
         if feed is not None:
             res = ctx.http.post(feed, label="ins.feed", body=json.dumps({"host": rx.host, "port": rx.port}).encode())
             outputs["feed.exchange"] = res.exchange
             if not res.ok:
                 said = res.error or res.data[:200].decode("utf-8", "replace")
-                raise HarnessError(f"le logiciel n'a pas accepté la demande d'envoi du flux : {feed} (HTTP {res.status} : {said})",
-                                   f"the software refused the request to send its feed: {feed} (HTTP {res.status}: {said})")
+                raise HarnessError(M("collect.feed_refused", url=feed, status=res.status, said=said))
             if expected is None:
                 try:
                     expected = int(json.loads(res.data)["sent"])
@@ -104,19 +99,18 @@ def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
         outputs[f"mllp/{n:03d}"] = ctx.record(item.data, media_type="x-application/hl7-v2+er7", label=f"ins.mllp:{n:03d}")
         ack = ctx.record(item.ack, media_type="x-application/hl7-v2+er7", label=f"ins.mllp-ack:{n:03d}")
         summary.append({"n": n, "peer": item.peer, "framed": item.framed, "ack": item.code, "ack_sha256": ack.sha256})
-    outputs["mllp.session"] = ctx.record(json.dumps({"listened_on": f"{rx.host}:{rx.port}", "expected": expected, "received": summary},
-                                                    sort_keys=True).encode(), media_type="application/json", label="ins.mllp-session")
+    outputs["mllp.session"] = ctx.record_json({"listened_on": f"{rx.host}:{rx.port}", "expected": expected, "received": summary}, label="ins.mllp-session")
     return outputs
 
 
+@collector(produces=["cda", "cda-index.exchange", "cda-live", "cda-live.exchange"])
 def collect_cda(ctx: CollectContext) -> dict:
     """CDA documents: the ``[ins] cda`` folder (else ``[cda] documents``) and the live index."""
     conf = _conf(ctx)
-    folder = conf.get("cda") or ctx.target.data.get("cda", {}).get("documents")
+    folder = conf.get("cda") or ctx.target.section("cda").get("documents")
     index = ctx.endpoint("cda_index")
     if not folder and index is None:
-        raise NotApplicable("aucun document CDA ([ins] cda, [cda] documents, ou endpoints.cda_index)",
-                            "no CDA documents ([ins] cda, [cda] documents, or endpoints.cda_index)")
+        raise NotApplicable(M("collect.no_cda"))
     outputs = {}
     if folder:
         for path in _files(_folder(folder, "CDA"), (".xml",)):
@@ -126,13 +120,13 @@ def collect_cda(ctx: CollectContext) -> dict:
     return outputs
 
 
+@collector(produces=["fhir", "fhir-live", "fhir-live.exchange"])
 def collect_fhir(ctx: CollectContext) -> dict:
     """FHIR Patient resources: the ``[ins] fhir`` folder and ``{fhir}/Patient`` (all pages)."""
     conf = _conf(ctx)
     base = ctx.endpoint("fhir")
     if not conf.get("fhir") and base is None:
-        raise NotApplicable("aucune source FHIR ([ins] fhir = DOSSIER, ou endpoints.fhir)",
-                            "no FHIR source ([ins] fhir = FOLDER, or endpoints.fhir)")
+        raise NotApplicable(M("collect.no_fhir"))
     outputs = {}
     if conf.get("fhir"):
         for path in _files(_folder(conf["fhir"], "FHIR"), (".json",)):
@@ -141,10 +135,9 @@ def collect_fhir(ctx: CollectContext) -> dict:
         url: str | None = base.rstrip("/") + "/Patient"
         for page in range(1, MAX_PAGES + 1):
             res = ctx.http.get(url, label=f"ins.fhir-search:{page}", headers={"Accept": "application/fhir+json"})
-            outputs[f"fhir-live/{page:02d}.exchange"] = res.exchange
+            outputs[f"fhir-live.exchange/{page:02d}"] = res.exchange
             if not res.ok:
-                raise HarnessError(f"serveur FHIR injoignable : {url} (HTTP {res.status}, {res.error})",
-                                   f"FHIR server unreachable: {url} (HTTP {res.status}, {res.error})")
+                raise HarnessError(M("collect.fhir_unreachable", url=url, status=res.status, error=res.error))
             outputs[f"fhir-live/{page:02d}"] = res.body
             url = _next_page(res.data, base)
             if url is None:

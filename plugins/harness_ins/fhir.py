@@ -19,9 +19,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import Severity
+from harness import Severity, catalogue
 
 from .identity import Problem, Traits
+
+M = catalogue(__name__)
 
 RELIABILITY = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
@@ -66,8 +68,7 @@ def _patients(data: Any, read: FhirRead) -> list[tuple[str, dict]]:
         if isinstance(r, dict) and r.get("resourceType") == "Patient":
             out.append((where + ("." if where else "") + "Patient", r))
         elif not isinstance(r, dict) or "resourceType" not in r:
-            read.problems.append((where or "$", Problem("FHIR-RES-01", Severity.ERROR, "Ressource FHIR sans resourceType",
-                                                         "FHIR resource without a resourceType")))
+            read.problems.append((where or "$", Problem("FHIR-RES-01", Severity.ERROR, M("fhir.no_resource_type"))))
     return out[:MAX_PATIENTS]
 
 
@@ -81,12 +82,9 @@ def _validate(where: str, resource: dict, read: FhirRead) -> None:
     except ValidationError as exc:
         for err in exc.errors()[:20]:
             path = ".".join(str(p) for p in err.get("loc", ()))
-            read.problems.append((f"{where}.{path}" if path else where, Problem(
-                "FHIR-RES-02", Severity.ERROR, f"Patient non conforme au modèle FHIR : {err.get('msg')}",
-                f"Patient does not follow the FHIR model: {err.get('msg')}")))
+            read.problems.append((f"{where}.{path}" if path else where, Problem("FHIR-RES-02", Severity.ERROR, M("fhir.model", error=err.get("msg")))))
     except Exception as exc:  # the model library's own failures must not stop the reading
-        read.problems.append((where, Problem("FHIR-RES-02", Severity.ERROR, f"Validation FHIR impossible : {type(exc).__name__}",
-                                             f"FHIR validation failed: {type(exc).__name__}")))
+        read.problems.append((where, Problem("FHIR-RES-02", Severity.ERROR, M("fhir.validation_failed", error=type(exc).__name__))))
 
 
 def _ext(node: Any, url_end: str) -> list[dict]:
@@ -104,8 +102,7 @@ def read_patients(data: bytes) -> FhirRead:
     try:
         parsed = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, f"JSON illisible : {type(exc).__name__}: {str(exc)[:200]}",
-                                            f"Unreadable JSON: {type(exc).__name__}: {str(exc)[:200]}")))
+        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=f"{type(exc).__name__}: {str(exc)[:200]}"))))
         return read
     for where, res in _patients(parsed, read):
         _validate(where, res, read)
@@ -153,10 +150,7 @@ def check_identity(ident: FhirIdentity) -> list[tuple[str, Problem, FhirIdentifi
     for i in ident.identifiers:
         bare = classify_system(i.system)
         if bare.is_ins and not i.system.lower().startswith("urn:oid:"):
-            out.append((f"{i.location}.system", Problem(
-                "INS-FHIR-01", Severity.ERROR,
-                f"Système d'identifiant INS {i.system!r} : FR Core attend la forme urn:oid:{bare.oid}",
-                f"INS identifier system {i.system!r}: FR Core expects the form urn:oid:{bare.oid}"), i))
+            out.append((f"{i.location}.system", Problem("INS-FHIR-01", Severity.ERROR, M("fhir.system", system=i.system, oid=bare.oid)), i))
         if not bare.is_ins:
             continue
         ins.append(i)
@@ -164,9 +158,7 @@ def check_identity(ident: FhirIdentity) -> list[tuple[str, Problem, FhirIdentifi
         out += [(f"{i.location}.value", p, i) for p in check_coherence(i.value, ident.traits)]
     where = f"{ident.location}.extension(fr-core-identity-reliability)"
     if ins and ident.status is None:
-        out.append((where, Problem("INS-FHIR-02", Severity.ERROR,
-                                   "INS présent sans l'extension fr-core-identity-reliability (statut de l'identité)",
-                                   "INS present without the fr-core-identity-reliability extension (identity status)"), None))
+        out.append((where, Problem("INS-FHIR-02", Severity.ERROR, M("fhir.no_reliability")), None))
     elif ident.status is not None:
         out += [(where, p, None) for p in check_status(ident.status, (), ins_shared=bool(ins))]
     out += [(f"{ident.location}.{_TRAIT_PATH[p.rule]}", p, None) for p in check_traits(ident.traits)]

@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness import Severity
+from harness import Severity, catalogue
 
 from .identity import Problem, Traits
+
+M = catalogue(__name__)
 
 MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
 STANDARD_SEPARATORS = "|^~\\&"
@@ -78,37 +80,30 @@ def split_messages(data: bytes) -> list[bytes]:
 
 def _decode(data: bytes, msg: Hl7Message) -> str | None:
     if b"\x00" in data:
-        msg.problems.append(("message", Problem("HL7-ENC-01", Severity.ERROR, "Octets nuls dans le message : ce n'est pas du texte HL7 v2",
-                                            "NUL bytes in the message: this is not HL7 v2 text")))
+        msg.problems.append(("message", Problem("HL7-ENC-01", Severity.ERROR, M("hl7.nul"))))
         return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-        msg.problems.append(("message", Problem("HL7-ENC-02", Severity.WARNING, "Message non UTF-8, lu en ISO 8859-1",
-                                           "Message is not UTF-8; read as ISO 8859-1")))
+        msg.problems.append(("message", Problem("HL7-ENC-02", Severity.WARNING, M("hl7.latin1"))))
         return text
 
 
 def _segments(text: str, msg: Hl7Message) -> str | None:
     text = text.strip("\x0b\x1c\r\n ")
     if "\r" not in text and "\n" in text:
-        msg.problems.append(("message", Problem("HL7-SEG-01", Severity.WARNING,
-                                           "Segments séparés par des sauts de ligne (LF) au lieu de retours chariot (CR)",
-                                           "Segments separated by line feeds (LF) instead of carriage returns (CR)")))
+        msg.problems.append(("message", Problem("HL7-SEG-01", Severity.WARNING, M("hl7.line_feeds"))))
     text = text.replace("\r\n", "\r").replace("\n", "\r")
     if not text.startswith("MSH"):
-        msg.problems.append(("MSH", Problem("HL7-MSH-01", Severity.ERROR, "Le message ne commence pas par un segment MSH",
-                                       "The message does not start with an MSH segment")))
+        msg.problems.append(("MSH", Problem("HL7-MSH-01", Severity.ERROR, M("hl7.no_msh"))))
         return None
     if len(text) < 8 or text[3:8] != STANDARD_SEPARATORS:
         separators = text[3:8]
         if len(separators) < 5 or len(set(separators)) < 5 or any(c.isalnum() or c in "\r " for c in separators):
-            msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.ERROR, f"Séparateurs MSH inutilisables : {separators!r}",
-                                             f"Unusable MSH separators: {separators!r}")))
+            msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.ERROR, M("hl7.bad_separators", separators=separators))))
             return None
-        msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.WARNING, f"Séparateurs non standard {separators!r} (attendus {STANDARD_SEPARATORS!r})",
-                                         f"Non-standard separators {separators!r} (expected {STANDARD_SEPARATORS!r})")))
+        msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.WARNING, M("hl7.odd_separators", separators=separators, expected=STANDARD_SEPARATORS))))
     return text
 
 
@@ -152,7 +147,7 @@ def read_message(data: bytes) -> Hl7Message:
         msg.control_id = str(msh[10])
         pids = [s for s in parsed if str(s[0]) == "PID"]
     except Exception as exc:  # the library's errors vary with the damage; all mean "unreadable"
-        msg.problems.append(("message", Problem("HL7-PARSE-01", Severity.ERROR, f"Message HL7 v2 illisible : {exc}", f"Unreadable HL7 v2 message: {exc}")))
+        msg.problems.append(("message", Problem("HL7-PARSE-01", Severity.ERROR, M("hl7.unreadable", error=str(exc)))))
         return msg
     for n, pid in enumerate(pids, 1):
         msg.identities.append(_identity(pid, "PID" if len(pids) == 1 else f"PID[{n}]"))
@@ -209,21 +204,14 @@ def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
             ins.append(i)
             out += [(i.location, p) for p in check_matricule(i.value)]
             if not system.is_ins:
-                out.append((i.location, Problem(
-                    "INS-SYS-02", Severity.ERROR,
-                    f"Identifiant de type INS dont l'autorité {i.system or '(absente)'} n'est pas un OID INS",
-                    f"INS-typed identifier whose authority {i.system or '(missing)'} is not an INS OID")))
+                out.append((i.location, Problem("INS-SYS-02", Severity.ERROR, M("hl7.ins_authority", authority=i.system or M("authority.missing")))))
             out += [(i.location, p) for p in check_coherence(i.value, ident.traits)]
         for p in check_status(ident.status, ident.attributes, ins_shared=bool(ins)):
             if p.rule == "INS-STA-04":
                 # Both sources, and the severity they support: the INS guide reserves the INS
                 # to qualified identities; the PAM-France examples send it with VALI inside a
                 # facility, where the status travels with it so that each system knows it.
-                p = Problem(p.rule, Severity.WARNING,
-                       f"{p.fr} (guide INS / RNIV) ; les exemples officiels PAM-France (IHE PAM FR 2.11) transmettent pourtant "
-                       f"l'INS avec le statut VALI : à proscrire hors de l'établissement (DMP, MSSanté)",
-                       f"{p.en} (INS guide / RNIV); the official PAM-France examples (IHE PAM FR 2.11) do send the INS with "
-                       f"status VALI: not to be done outside the facility (DMP, MSSanté)")
+                p = Problem(p.rule, Severity.WARNING, M("hl7.ins_vali", problem=p.message))
             out.append((f"{ident.location}-32", p))
         out += [(f"{ident.location}-{_TRAIT_FIELD[p.rule]}", p) for p in check_traits(ident.traits)]
     return out

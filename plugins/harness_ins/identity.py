@@ -18,7 +18,9 @@ from datetime import date
 from enum import Enum
 from typing import Iterable
 
-from harness import Severity
+from harness import Localized, Severity, catalogue
+
+M = catalogue(__name__)
 
 INS_NIR = "1.2.250.1.213.1.4.8"
 INS_NIA = "1.2.250.1.213.1.4.9"
@@ -74,25 +76,21 @@ def classify_system(system: str | None) -> InsSystem:
 
 @dataclass(frozen=True)
 class Problem:
-    """One rule an identity breaks: rule id, severity, and the message in both languages."""
+    """One rule an identity breaks: rule id, severity, and the message."""
 
     rule: str
     severity: Severity
-    fr: str
-    en: str
+    message: Localized
+
+    def text(self, lang: str | None = None) -> str:
+        return self.message.render(lang)
 
 
 def production_problem(system: InsSystem) -> Problem | None:
     """INS-SYS-01: a production INS OID where only test or demo identities may appear."""
     if system.cls is not SystemClass.PRODUCTION:
         return None
-    return Problem(
-        "INS-SYS-01", Severity.CRITICAL,
-        f"OID de production {system.oid} ({system.kind}) : un environnement de démonstration ne montre que des OID de test "
-        f"({TEST_NIR}) ou de démonstration ({DEMO_NIR}) ; une identité réelle dans des preuves est un incident de protection des données",
-        f"Production OID {system.oid} ({system.kind}): a demo environment shows only test ({TEST_NIR}) or demo ({DEMO_NIR}) OIDs; "
-        f"a real identity in evidence is a data-protection incident",
-    )
+    return Problem("INS-SYS-01", Severity.CRITICAL, M("sys.production", oid=system.oid, kind=system.kind, test=TEST_NIR, demo=DEMO_NIR))
 
 
 # -- matricule ----------------------------------------------------------------------------
@@ -113,18 +111,10 @@ def check_matricule(value: str | None) -> list[Problem]:
     """Format (13 characters, Corsica allowed, then a 2-digit key) and key of a matricule."""
     text = (value or "").strip()
     if not _MATRICULE.match(text):
-        return [Problem(
-            "INS-MAT-01", Severity.ERROR,
-            f"Matricule INS mal formé : {text!r} (15 caractères attendus : 13 chiffres, 2A ou 2B pour la Corse, puis la clé)",
-            f"Malformed INS matricule: {text!r} (15 characters expected: 13 digits, 2A or 2B for Corsica, then the key)",
-        )]
+        return [Problem("INS-MAT-01", Severity.ERROR, M("mat.malformed", value=text))]
     expected = matricule_key(text[:13])
     if int(text[13:]) != expected:
-        return [Problem(
-            "INS-MAT-02", Severity.ERROR,
-            f"Clé du matricule INS fausse : {text[13:]} au lieu de {expected:02d}",
-            f"Wrong INS matricule key: {text[13:]} instead of {expected:02d}",
-        )]
+        return [Problem("INS-MAT-02", Severity.ERROR, M("mat.key", key=text[13:], expected=expected))]
     return []
 
 
@@ -142,43 +132,19 @@ def check_status(status: str | None, attributes: Iterable[str] = (), *, ins_shar
     code = (status or "").strip().upper()
     attrs = [a.strip().upper() for a in attributes if a and a.strip()]
     if not code:
-        problems.append(Problem(
-            "INS-STA-01", Severity.ERROR,
-            f"Statut d'identité absent (attendu : {', '.join(STATUSES)})",
-            f"Identity status missing (expected: {', '.join(STATUSES)})",
-        ))
+        problems.append(Problem("INS-STA-01", Severity.ERROR, M("sta.missing", expected=", ".join(STATUSES))))
     elif code not in STATUSES:
-        problems.append(Problem(
-            "INS-STA-01", Severity.ERROR,
-            f"Statut d'identité {status!r} inconnu (attendu : {', '.join(STATUSES)})",
-            f"Unknown identity status {status!r} (expected: {', '.join(STATUSES)})",
-        ))
+        problems.append(Problem("INS-STA-01", Severity.ERROR, M("sta.unknown", status=status, expected=", ".join(STATUSES))))
     for a in attrs:
         if a not in ATTRIBUTES:
-            problems.append(Problem(
-                "INS-STA-05", Severity.WARNING,
-                f"Attribut d'identité {a!r} inconnu (attendus : {', '.join(ATTRIBUTES)})",
-                f"Unknown identity attribute {a!r} (expected: {', '.join(ATTRIBUTES)})",
-            ))
+            problems.append(Problem("INS-STA-05", Severity.WARNING, M("sta.unknown_attribute", attribute=a, expected=", ".join(ATTRIBUTES))))
     if "DOUT" in attrs and "FICT" in attrs:
-        problems.append(Problem(
-            "INS-STA-03", Severity.ERROR,
-            "Une identité ne peut être à la fois douteuse (DOUT) et fictive (FICT)",
-            "An identity cannot be both doubtful (DOUT) and fictitious (FICT)",
-        ))
+        problems.append(Problem("INS-STA-03", Severity.ERROR, M("sta.doubtful_fictitious")))
     forcing = [a for a in ("DOUT", "FICT") if a in attrs]
     if forcing and code in STATUSES and code != "PROV":
-        problems.append(Problem(
-            "INS-STA-02", Severity.ERROR,
-            f"L'attribut {'/'.join(forcing)} impose le statut provisoire (PROV), pas {code}",
-            f"Attribute {'/'.join(forcing)} requires the provisional status (PROV), not {code}",
-        ))
+        problems.append(Problem("INS-STA-02", Severity.ERROR, M("sta.forced_prov", attributes="/".join(forcing), status=code)))
     if ins_shared and code in STATUSES and code != "QUAL":
-        problems.append(Problem(
-            "INS-STA-04", Severity.ERROR,
-            f"INS transmis pour une identité au statut {code} : seule une identité qualifiée (QUAL) partage son INS",
-            f"INS sent for an identity with status {code}: only a qualified identity (QUAL) shares its INS",
-        ))
+        problems.append(Problem("INS-STA-04", Severity.ERROR, M("sta.not_qualified", status=code)))
     return problems
 
 
@@ -211,39 +177,32 @@ def check_traits(traits: Traits) -> list[Problem]:
     """Every strict trait present and well formed."""
     problems: list[Problem] = []
 
-    def missing(rule: str, fr: str, en: str) -> None:
-        problems.append(Problem(rule, Severity.ERROR, f"Trait strict absent : {fr}", f"Strict trait missing: {en}"))
+    def missing(rule: str, trait: Localized) -> None:
+        problems.append(Problem(rule, Severity.ERROR, M("tra.missing", trait=trait)))
 
     if not (traits.birth_name or "").strip():
-        missing("INS-TRA-01", "nom de naissance", "birth name")
+        missing("INS-TRA-01", M("trait.birth_name"))
     if not (traits.first_given_name or "").strip():
-        missing("INS-TRA-02", "premier prénom de naissance", "first given name")
+        missing("INS-TRA-02", M("trait.first_given_name"))
     names = [n.strip() for n in traits.given_names if n and n.strip()]
     if not names:
-        missing("INS-TRA-03", "liste des prénoms de naissance", "list of given names")
+        missing("INS-TRA-03", M("trait.given_names"))
     elif (traits.first_given_name or "").strip() and names[0].upper() != traits.first_given_name.strip().upper():
-        problems.append(Problem(
-            "INS-TRA-03", Severity.ERROR,
-            f"La liste des prénoms ({' '.join(names)}) ne commence pas par le premier prénom ({traits.first_given_name})",
-            f"The list of given names ({' '.join(names)}) does not start with the first given name ({traits.first_given_name})",
-        ))
+        problems.append(Problem("INS-TRA-03", Severity.ERROR, M("tra.list_first", names=" ".join(names), first=traits.first_given_name)))
     sex = (traits.sex or "").strip().upper()
     if not sex:
-        missing("INS-TRA-04", "sexe", "sex")
+        missing("INS-TRA-04", M("trait.sex"))
     elif sex not in SEXES:
-        problems.append(Problem("INS-TRA-04", Severity.ERROR, f"Sexe {traits.sex!r} invalide (attendu : M, F ou I)",
-                                 f"Invalid sex {traits.sex!r} (expected: M, F or I)"))
+        problems.append(Problem("INS-TRA-04", Severity.ERROR, M("tra.sex", sex=traits.sex)))
     if not (traits.birth_date or "").strip():
-        missing("INS-TRA-05", "date de naissance", "birth date")
+        missing("INS-TRA-05", M("trait.birth_date"))
     elif parse_date(traits.birth_date) is None:
-        problems.append(Problem("INS-TRA-05", Severity.ERROR, f"Date de naissance {traits.birth_date!r} invalide",
-                                 f"Invalid birth date {traits.birth_date!r}"))
+        problems.append(Problem("INS-TRA-05", Severity.ERROR, M("tra.birth_date", date=traits.birth_date)))
     place = (traits.birth_place or "").strip().upper()
     if not place:
-        missing("INS-TRA-06", "lieu de naissance (code INSEE)", "birth place (INSEE code)")
+        missing("INS-TRA-06", M("trait.birth_place"))
     elif not _INSEE_PLACE.match(place):
-        problems.append(Problem("INS-TRA-06", Severity.ERROR, f"Code INSEE du lieu de naissance {traits.birth_place!r} invalide (5 caractères)",
-                                 f"Invalid INSEE birth place code {traits.birth_place!r} (5 characters)"))
+        problems.append(Problem("INS-TRA-06", Severity.ERROR, M("tra.birth_place", place=traits.birth_place)))
     return problems
 
 
@@ -262,17 +221,9 @@ def check_coherence(matricule: str, traits: Traits) -> list[Problem]:
     sex = (traits.sex or "").strip().upper()
     written = "M" if text[0] == "1" else "F"
     if sex in ("M", "F") and sex != written:
-        problems.append(Problem(
-            "INS-COH-01", Severity.WARNING,
-            f"Le matricule {text} désigne le sexe {written}, les traits indiquent {sex}",
-            f"Matricule {text} says sex {written}, the traits say {sex}",
-        ))
+        problems.append(Problem("INS-COH-01", Severity.WARNING, M("coh.sex", matricule=text, written=written, sex=sex)))
     born = parse_date(traits.birth_date)
     month = int(text[3:5])
     if born is not None and 1 <= month <= 12 and (born.year % 100, born.month) != (int(text[1:3]), month):
-        problems.append(Problem(
-            "INS-COH-02", Severity.WARNING,
-            f"Le matricule {text} désigne une naissance en {text[3:5]}/{text[1:3]}, les traits indiquent {born.isoformat()}",
-            f"Matricule {text} says born in {text[3:5]}/{text[1:3]}, the traits say {born.isoformat()}",
-        ))
+        problems.append(Problem("INS-COH-02", Severity.WARNING, M("coh.birth", matricule=text, month=text[3:5], year=text[1:3], born=born.isoformat())))
     return problems

@@ -54,7 +54,7 @@ def acknowledge(data: bytes) -> tuple[str, bytes]:
         f"MSA|{code}|{control}",
     ]
     for loc, p in failing[:10]:
-        segments.append(f"ERR||{_field(loc)}|{'100' if code == 'AR' else '207'}^{_field(p.rule)}^HL70357|E||{_field(p.rule)}|{_field(p.en)}")
+        segments.append(f"ERR||{_field(loc)}|{'100' if code == 'AR' else '207'}^{_field(p.rule)}^HL70357|E||{_field(p.rule)}|{_field(p.text('en'))}")
     return code, MLLP_START + ("\r".join(segments) + "\r").encode("utf-8") + MLLP_END
 
 

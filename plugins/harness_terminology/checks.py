@@ -21,10 +21,12 @@ import re
 import unicodedata
 from collections import defaultdict
 
-from harness import CheckContext, Evaluation, Severity
-from harness.terminology.model import question_key
+from harness import ANY_INPUT, CheckContext, Evaluation, Localized, Severity, Text, catalogue, check
+from harness.terminology import question_key
 
 from .collect import ANSWERS
+
+M = catalogue(__name__)
 
 VS_REQ = "SMT-VALUESET"
 CODE_REQ = "SMT-CODE"
@@ -43,9 +45,11 @@ def _where(v) -> str:
     return f"{v.artefact} {v.location}"
 
 
-def _what(v, lang: str) -> str:
-    label = v.context.get(lang) or v.context.get("fr") or ""
-    return f"{label} " if label else ""
+def _said(v, message: Localized, server_message: str | None = None) -> Localized:
+    """``message`` about coded value ``v``: what the element is first, the server's own words last."""
+    if server_message:
+        message = M("with_server_message", message=message, server=server_message)
+    return M("in_context", context=v.context, message=message) if v.context is not None else message
 
 
 def _record(ctx: CheckContext):
@@ -62,8 +66,7 @@ def _answer(answers: dict, key, ev: Evaluation):
         return None
     found = answers.get(key)
     if found is None:
-        ev.error(fr=f"réponse de terminologie absente de l'enregistrement pour {key}",
-                 en=f"terminology answer missing from the record for {key}")
+        ev.error(M("answer.missing", key=str(key)))
         raise _Incomplete
     return found
 
@@ -75,26 +78,26 @@ class _Incomplete(Exception):
 def _conclude(ctx: CheckContext, ev: Evaluation, unanswered: dict, fallbacks: dict, requirement: str) -> None:
     for kind, count in sorted(fallbacks.items()):
         ev.add(rule="TERM-SRC-01", requirement=requirement, location=ANSWERS, severity=Severity.INFO, artefact=ctx.artefact(ANSWERS).sha256,
-               fr=f"{count} réponse(s) données par l'instantané de repli, le serveur ayant échoué ({kind}) : ce verdict repose sur l'instantané",
-               en=f"{count} answer(s) given by the fallback snapshot because the server failed ({kind}): this verdict relies on the snapshot")
+               message=M("fallback.used", count=count, kind=kind))
     for kind, items in sorted(unanswered.items()):
         cause = items[0][1]
         examples = "; ".join(f"{v.code} ({v.system}) {v.artefact} {v.location}" for v, _ in items[:EXAMPLES])
-        ev.inconclusive(fr=f"{len(items)} valeur(s) codée(s) sans réponse de terminologie ({kind}) : {cause['fr']} — ex. {examples}",
-                        en=f"{len(items)} coded value(s) without a terminology answer ({kind}): {cause['en']} — e.g. {examples}")
+        ev.inconclusive(M("unanswered", count=len(items), kind=kind, cause=cause, examples=examples))
 
 
-def _cause(answer: dict | None) -> dict:
-    return (answer or {}).get("error") or {"kind": "unanswered", "fr": "sans réponse", "en": "no answer"}
+def _cause(answer: dict | None) -> tuple[str, Localized]:
+    """Why no source answered, as the answer recorded it: (kind, message)."""
+    error = (answer or {}).get("error")
+    return (error["kind"], Text.of(error)) if error else ("unanswered", M("no_answer"))
 
 
+@check(reads=[ANY_INPUT])
 def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
     """Each coded value bound to a value set is a member of it (TERM-VS-01, TERM-CODE-02)."""
     answers, values = _record(ctx)
     bound = [v for v in values if v.value_set is not None]
     if not bound:
-        ev.inconclusive(fr="aucune valeur codée liée à un jeu de valeurs dans les documents",
-                        en="no coded value bound to a value set in the documents")
+        ev.inconclusive(M("vs.nothing_bound"))
         return
     unanswered: dict[str, list] = defaultdict(list)
     fallbacks: dict[str, int] = defaultdict(int)
@@ -104,31 +107,30 @@ def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
             if not v.code or not v.system:
                 if not v.null_flavor:
                     ev.check(False, rule="TERM-CODE-02", requirement=VS_REQ, location=_where(v), artefact=sha,
-                             fr=f"{_what(v, 'fr')}sans @code ni @codeSystem utilisables alors que le jeu de valeurs {v.value_set.label} s'applique",
-                             en=f"{_what(v, 'en')}has no usable @code/@codeSystem although value set {v.value_set.label} applies")
+                             message=_said(v, M("code.missing", value_set=v.value_set.label)))
                 continue
             va = _answer(answers, v.validate_key(), ev)
             if va.get("result") is None:
-                unanswered[_cause(va)["kind"]].append((v, _cause(va)))
+                kind, cause = _cause(va)
+                unanswered[kind].append((v, cause))
                 continue
             if va.get("fallback"):
                 fallbacks[va["fallback"]["kind"]] += 1
-            hint = f" — {va['message']}" if va.get("message") else ""
             ev.check(va["result"], rule="TERM-VS-01", requirement=VS_REQ, location=_where(v), artefact=sha,
-                     fr=f"{_what(v, 'fr')}{v.code} ({v.system}) n'appartient pas au jeu de valeurs {v.value_set.label}{hint}",
-                     en=f"{_what(v, 'en')}{v.code} ({v.system}) is not in value set {v.value_set.label}{hint}")
+                     message=_said(v, M("vs.not_member", code=v.code, system=v.system, value_set=v.value_set.label), va.get("message")))
     except _Incomplete:
         return
     _conclude(ctx, ev, unanswered, fallbacks, VS_REQ)
 
 
+@check(reads=[ANY_INPUT])
 def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
     """Each code exists in its code system (TERM-CODE-01), is not deprecated (TERM-DEP-01),
     and carries the code system's display (TERM-DISP-01, warning)."""
     answers, values = _record(ctx)
     coded = [v for v in values if v.code and v.system]
     if not coded:
-        ev.inconclusive(fr="aucun code (avec son système) dans les documents", en="no code (with its system) in the documents")
+        ev.inconclusive(M("codes.nothing"))
         return
     unanswered: dict[str, list] = defaultdict(list)
     fallbacks: dict[str, int] = defaultdict(int)
@@ -144,25 +146,22 @@ def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
             elif va is not None and va.get("result") is True:
                 used, exists = va, True  # a member of a value set exists in its code system
             else:
-                unanswered[_cause(la)["kind"]].append((v, _cause(la)))
+                kind, cause = _cause(la)
+                unanswered[kind].append((v, cause))
                 continue
             if used.get("fallback"):
                 fallbacks[used["fallback"]["kind"]] += 1
-            hint = f" — {used['message']}" if used.get("message") and not exists else ""
             if not ev.check(exists, rule="TERM-CODE-01", requirement=CODE_REQ, location=_where(v), artefact=sha,
-                            fr=f"{_what(v, 'fr')}code {shown} inconnu de son système de codes{hint}",
-                            en=f"{_what(v, 'en')}code {shown} unknown in its code system{hint}"):
+                            message=_said(v, M("code.unknown", code=shown), None if exists else used.get("message"))):
                 continue
             inactive = bool(used.get("inactive")) or bool((va or {}).get("inactive"))
             ev.check(not inactive, rule="TERM-DEP-01", requirement=CODE_REQ, location=_where(v), artefact=sha,
-                     fr=f"{_what(v, 'fr')}code {shown} obsolète (désactivé ou fin de validité passée)",
-                     en=f"{_what(v, 'en')}code {shown} is deprecated (inactive or past its end of validity)")
+                     message=_said(v, M("code.deprecated", code=shown)))
             expected = used.get("display") or (va or {}).get("display")
             if v.display and expected:
                 ev.check(normalise_display(v.display) == normalise_display(expected), rule="TERM-DISP-01", requirement=CODE_REQ,
                          location=_where(v), artefact=sha, severity=Severity.WARNING,
-                         fr=f"{_what(v, 'fr')}libellé « {v.display} » pour {shown}, la terminologie dit « {expected} »",
-                         en=f"{_what(v, 'en')}display \"{v.display}\" for {shown}, the terminology says \"{expected}\"")
+                         message=_said(v, M("code.display", display=v.display, code=shown, expected=expected)))
     except _Incomplete:
         return
     _conclude(ctx, ev, unanswered, fallbacks, CODE_REQ)

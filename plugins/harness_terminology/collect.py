@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import CollectContext, HarnessError, NotApplicable
-from harness.terminology import TerminologyAuthError
-from harness.terminology.model import ask
+from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
+from harness.terminology import TerminologyAuthError, ask
+
+M = catalogue(__name__)
 
 ANSWERS = "terminology/answers"
 WORKERS = 8  # questions in flight at once against a remote server
@@ -34,9 +35,10 @@ def questions_of(values) -> list[tuple[str, dict[str, str]]]:
     return list(seen.values())
 
 
+@collector(produces=["terminology"])
 def collect_answers(ctx: CollectContext) -> dict:
     if not ctx.inputs:
-        raise NotApplicable("aucun document à examiner pour la terminologie", "no document to examine for terminology")
+        raise NotApplicable(M("collect.nothing"))
     values = ctx.coded_values()
     questions = questions_of(values)
     setup = ctx.terminology()
@@ -48,7 +50,7 @@ def collect_answers(ctx: CollectContext) -> dict:
             answers = [ask(setup.service, *q) for q in questions]
         description = setup.describe()
     except TerminologyAuthError as exc:
-        raise HarnessError(f"terminologie : {exc.messages['fr']}", f"terminology: {exc.messages['en']}") from None
+        raise HarnessError(M("collect.auth", reason=exc.detail)) from None
     record = {
         "as_of": setup.snapshot.as_of if setup.snapshot else None,
         "setup": description,

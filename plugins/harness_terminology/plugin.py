@@ -1,14 +1,17 @@
-"""Hooks of the terminology plugin: the answers collector, the coded-values check, and the
-``terminology`` service (the loopback stand-in of the SMT)."""
+"""Hooks of the terminology plugin: the answers collector, the coded-values checks, the
+``terminology`` service (the loopback stand-in of the SMT), and the summary's section
+naming the terminology each verdict relied on."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from harness import HarnessError, Service, hookimpl, resolve_secret
+from harness import HarnessError, ReportSection, Service, SummaryContext, Text, catalogue, hookimpl
 
 from . import checks, collect
 
 SERVICE = "terminology"
+M = catalogue(__name__)
 
 
 @hookimpl
@@ -38,17 +41,44 @@ def harness_start_service(name, options, ctx):
         folders.append(BUILTIN_SNAPSHOT)
     users = {}
     if options.get("user"):
-        password = resolve_secret(options["password"], ctx.target.folder) if options.get("password") else None
+        password = ctx.target.resolve_secret(options["password"]) if options.get("password") else None
         if not password:
-            raise HarnessError("services.terminology : user demande password (env:NOM ou file:CHEMIN, défini)",
-                               "services.terminology: user needs password (env:NAME or file:PATH, set)")
+            raise HarnessError(M("service.password"))
         users[options["user"]] = password
     try:
         server = TerminologyServer(SnapshotTerminology(Snapshot.load(folders)), port=options.get("port", 0), users=users,
                                    faults=tuple(options.get("faults", [])), delay=float(options.get("delay", 0)))
-    except ValueError as exc:
-        raise HarnessError(f"services.terminology : {exc}", f"services.terminology: {exc}") from None
+    except HarnessError as exc:
+        raise HarnessError(M("service.error", reason=exc.detail)) from None
     server.start()
     # the service's root: the FHIR base is service://terminology/fhir/, the token endpoint service://terminology/token
     root = server.base_url.removesuffix("fhir/")
     return Service(SERVICE, root, server.stop, {"fhir": server.base_url, "token_url": server.token_url, "server": server})
+
+
+def _source_line(scenario: str, record: dict):
+    setup = record.get("setup", {})
+    questions = record.get("questions", 0)
+    if setup.get("unavailable"):
+        return M("section.unavailable", scenario=scenario, server=setup.get("server"), reason=Text.of(setup["unavailable"]))
+    if setup.get("server"):
+        return M("section.server", scenario=scenario, server=setup["server"], software=setup.get("software") or "?",
+                 version=setup.get("version") or "?", questions=questions, calls=setup.get("remote_calls", 0))
+    snapshot = setup.get("snapshot", {})
+    return M("section.snapshot", scenario=scenario, name=snapshot.get("name", "?"), sha=str(snapshot.get("sha256", "?"))[:12], questions=questions)
+
+
+@hookimpl
+def harness_report_sections(summary: SummaryContext):
+    """Which terminology each terminology scenario relied on (server and version, or snapshot)."""
+    lines = []
+    for result in summary.manifest.results:
+        digest = result.inputs.get(collect.ANSWERS)
+        if digest is None:
+            continue
+        try:
+            record = json.loads(summary.read_artefact(digest))
+        except ValueError:
+            continue
+        lines.append(_source_line(result.scenario, record))
+    return [ReportSection(M("section.title"), lines)] if lines else []

@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness import Bundle, BundleError, CollectContext, HarnessError, UnsafeInput
+from harness import Bundle, BundleError, CollectContext, HarnessError, UnsafeInput, catalogue, collector
 
-from .extract import about_link, read_page, ui_version
+from .checks import api_fields
+from .extract import about_link, dig, read_page, ui_version
+
+M = catalogue(__name__)
 
 SCREENSHOT_TIMEOUT = 45
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -49,10 +52,11 @@ def _same_origin(a: str, b: str) -> bool:
     return urlsplit(a)[:2] == urlsplit(b)[:2]
 
 
+@collector(produces=["ui.exchange", "ui.page", "ui.about.exchange", "ui.about", "ui.screenshot"])
 def collect_ui(ctx: CollectContext) -> dict:
     url = ctx.endpoint("ui")
     if url is None:
-        raise HarnessError("la cible ne déclare pas d'interface utilisateur (endpoints.ui)", "the target declares no user interface (endpoints.ui)")
+        raise HarnessError(M("ui.undeclared"))
     outputs = {}
     home = ctx.http.get(url, label="version.ui.page")
     outputs["ui.exchange"] = home.exchange
@@ -78,6 +82,7 @@ def collect_ui(ctx: CollectContext) -> dict:
     return outputs
 
 
+@collector(produces=["api.exchange", "api.about"])
 def collect_api(ctx: CollectContext) -> dict:
     url = ctx.endpoint("api")
     if url is None:
@@ -93,35 +98,44 @@ def collect_api(ctx: CollectContext) -> dict:
     return outputs
 
 
+def _evidenced(bundle: Bundle, path: Path, fields: tuple[str, str]) -> dict | None:
+    """The version and fingerprint an earlier bundle's API answer showed, read with the
+    field settings that bundle's run used (else the current target's)."""
+    m = bundle.manifest
+    recorded = m.get("target", {}).get("version")
+    vfield, ffield = api_fields(recorded) if isinstance(recorded, dict) else fields
+    for digest in bundle.artefacts_labelled("version.api"):
+        try:
+            data = json.loads(bundle.read_artefact(digest))
+        except ValueError:
+            continue
+        version, fingerprint = dig(data, vfield), dig(data, ffield)
+        if isinstance(version, str) and version:
+            return {"bundle": path.name, "run_id": m["run_id"], "started_at": m["started_at"], "version": version,
+                    "fingerprint": fingerprint if isinstance(fingerprint, str) and fingerprint else None}
+    return None
+
+
+@collector(produces=["history"])
 def collect_history(ctx: CollectContext) -> dict:
     """Earlier bundles of the same product: their run, version and build fingerprint."""
     product = ctx.target.product["id"]
+    fields = api_fields(ctx.target.section("version"))
     records, skipped = [], []
     for folder in ctx.target.history_dirs:
         if not folder.is_dir():
-            skipped.append({"bundle": str(folder), "reason": "folder not found"})
+            skipped.append({"bundle": str(folder), "reason": M("history.folder_not_found").texts()})
             continue
         for path in sorted(folder.glob("*.zip")):
             try:
                 with Bundle(path) as bundle:
-                    m = bundle.manifest
-                    if m.get("target", {}).get("product", {}).get("id") != product:
+                    if bundle.manifest.get("target", {}).get("product", {}).get("id") != product:
                         continue
-                    record = {"bundle": path.name, "run_id": m["run_id"], "started_at": m["started_at"], "version": None, "fingerprint": None}
-                    for digest in bundle.artefacts_labelled("version.api"):
-                        try:
-                            data = json.loads(bundle.read_artefact(digest))
-                        except ValueError:
-                            continue
-                        if isinstance(data, dict) and isinstance(data.get("version"), str):
-                            record["version"] = data["version"]
-                            fp = data.get("build", {}).get("fingerprint") if isinstance(data.get("build"), dict) else None
-                            record["fingerprint"] = fp if isinstance(fp, str) else None
-                            break
-                    if record["version"] is not None:
+                    record = _evidenced(bundle, path, fields)
+                    if record is not None:
                         records.append(record)
             except (BundleError, UnsafeInput) as exc:
-                skipped.append({"bundle": path.name, "reason": exc.message("en")})
+                skipped.append({"bundle": path.name, "reason": exc.messages})
     records.sort(key=lambda r: (r["started_at"], r["run_id"]))
     summary = {"product": product, "records": records, "skipped": skipped}
     art = ctx.record(json.dumps(summary, sort_keys=True, ensure_ascii=False).encode("utf-8"), media_type="application/json", label="version.history")

@@ -1,0 +1,130 @@
+"""One process's live run: services started on demand, collect steps, then the checks."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import pluggy
+
+from .checking import evaluate
+from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext, input_group, resolve_service_url
+from .errors import HarnessError, NotApplicable
+from .evidence import Recorder, RecordingHttp
+from .messages import Localized, Message, catalogue
+from .network import OfflineHttp, is_loopback
+from .results import ArtefactMeta, CollectStep, ScenarioResult, StepStatus
+from .scenarios import Scenario
+from .steps import Registry
+from .target import Target
+
+M = catalogue(__name__)
+
+
+class _Collected:
+    """What one collector gave for given earlier inputs (kept: most collectors read none)."""
+
+    def __init__(self, outputs: dict[str, Artefact], produced: dict[str, ArtefactMeta], status: StepStatus, message: Localized | None) -> None:
+        self.outputs = outputs
+        self.produced = produced
+        self.status = status
+        self.message = message
+
+
+class LiveSession:
+    """Services, recorder and collector cache of one process (each pytest-xdist worker has one)."""
+
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry, target: Target, recorder: Recorder, *, lang: str, offline: bool,
+                 salt: str = "") -> None:
+        self.pm = pm
+        self.salt = salt
+        self.registry = registry
+        self.target = target
+        self.recorder = recorder
+        self.lang = lang
+        self.offline = offline
+        self.http = RecordingHttp(recorder)
+        self.services: dict[str, Service] = {}
+        self._collected: dict[tuple, _Collected] = {}
+        self._terminology = None
+        # checks see the target as the bundle records it, live and in replay alike
+        self.recorded_target = target.recorded()
+
+    def service_url(self, name: str) -> str:
+        if name not in self.services:
+            options = self.target.services.get(name)
+            if options is None:
+                raise HarnessError(M("service.undeclared", name=name))
+            svc = self.pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(self.target, self.recorder.record))
+            if svc is None:
+                raise HarnessError(M("service.unprovided", name=name))
+            self.services[name] = svc
+        return self.services[name].base_url
+
+    def terminology(self):
+        """The run's terminology set-up, built on first use (one per process)."""
+        if self._terminology is None:
+            from .terminology import build
+
+            self._terminology = build(self.target.section("terminology"), offline=self.offline,
+                                      resolve_url=lambda url: resolve_service_url(url, self.service_url),
+                                      secret=self.target.secret, is_loopback=is_loopback)
+        return self._terminology
+
+    def _check_context(self, inputs: Mapping[str, Artefact]) -> CheckContext:
+        return CheckContext(inputs, self.recorder.store.get, self.recorded_target, "", self.salt, self.registry.extractors)
+
+    def _run_collector(self, name: str, inputs: Mapping[str, Artefact]) -> tuple[dict[str, Artefact], StepStatus, Localized | None]:
+        fn = self.registry.collectors.get(name)
+        if fn is None:
+            return {}, StepStatus.ERROR, M("step.unknown", kind="collect", name=name)
+        ctx = CollectContext(target=self.target, record=self.recorder.record, http=OfflineHttp(self.http) if self.offline else self.http,
+                             service_url=self.service_url, lang=self.lang, inputs=inputs, check_context=self._check_context,
+                             terminology=self.terminology)
+        try:
+            outputs = dict(fn(ctx))
+        except NotApplicable as exc:
+            return {}, StepStatus.NOT_APPLICABLE, exc.detail
+        except HarnessError as exc:
+            return {}, StepStatus.ERROR, M("collect.failed", name=name, error=exc.detail)
+        except Exception as exc:  # a collector bug is an ERROR verdict, not a crash
+            return {}, StepStatus.ERROR, M("collect.failed", name=name, error=f"{type(exc).__name__}: {exc}")
+        undeclared = sorted({input_group(k) for k in outputs} - set(fn.produces))
+        if undeclared:
+            detail = M("collect.undeclared", names=", ".join(undeclared), declared=", ".join(fn.produces) or "-")
+            return {}, StepStatus.ERROR, M("collect.failed", name=name, error=detail)
+        return outputs, StepStatus.OK, None
+
+    def _collect(self, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
+        """Computed once per process for the same earlier inputs."""
+        key = (name, tuple(sorted((k, a.sha256) for k, a in inputs.items())))
+        if key not in self._collected:
+            before = set(self.recorder.recorded)
+            outputs, status, message = self._run_collector(name, inputs)
+            produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}
+            self._collected[key] = _Collected(outputs, produced, status, message)
+        return self._collected[key]
+
+    def run_scenario(self, scenario: Scenario) -> ScenarioResult:
+        steps: list[CollectStep] = []
+        inputs: dict[str, Artefact] = {}
+        artefacts: dict[str, ArtefactMeta] = {}
+        for name in scenario.collect:
+            got = self._collect(name, inputs)
+            artefacts.update(got.produced)
+            steps.append(CollectStep(name, got.status, got.message, {k: a.sha256 for k, a in got.outputs.items()}))
+            for k, a in got.outputs.items():
+                inputs[k] = a
+                artefacts[a.sha256] = a.meta()
+        verdict, checks, findings = evaluate(scenario, inputs, self.recorder.store.get, self.recorded_target, self.registry, steps, self.salt)
+        return ScenarioResult(scenario.id, list(scenario.requirements), verdict, steps, {k: a.sha256 for k, a in inputs.items()},
+                              checks, findings, artefacts)
+
+    def close(self) -> list[Message]:
+        """Stop every started service; what went wrong stopping them, said (never swallowed)."""
+        incidents = []
+        for name, svc in self.services.items():
+            try:
+                svc.stop()
+            except Exception as exc:
+                incidents.append(M("service.stop_failed", name=name, error=f"{type(exc).__name__}: {exc}"))
+        self.services.clear()
+        return incidents

@@ -1,0 +1,91 @@
+"""A whole run's bookkeeping: ids, the staging store workers share, and sealing the bundle."""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from .bundle import write_bundle
+from .evidence import ObjectStore, utc_now
+from .manifest import Manifest
+from .messages import LANGS, Localized, catalogue
+from .results import ScenarioResult
+from .scenarios import Catalogue, Scenario
+from .summary import ReportSection, SummaryContext, render_summary
+from .verdicts import Finding
+
+M = catalogue(__name__)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def staging_dir(evidence_dir: Path, run_id: str) -> Path:
+    """Where workers put artefacts while the run lasts; hidden, removed once sealed."""
+    return Path(evidence_dir) / f".staging-{run_id}"
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    started_at: str
+    evidence_dir: Path
+    results: dict[str, ScenarioResult] = field(default_factory=dict)
+    incidents: list[Localized] = field(default_factory=list)
+    # Masks sensitive values in findings (CheckContext.mask); one per run, shared with workers.
+    salt: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    @property
+    def store(self) -> ObjectStore:
+        return ObjectStore(staging_dir(self.evidence_dir, self.run_id) / "objects")
+
+
+@dataclass
+class Sealed:
+    path: Path
+    manifest: Manifest
+    findings: dict[str, list[Finding]]
+    sections: dict[str, list[ReportSection]]
+
+
+def report_sections(pm: pluggy.PluginManager, manifest: Manifest, findings: dict[str, list[Finding]], read, lang: str,
+                    incidents: list[Localized]) -> list[ReportSection]:
+    """Every plugin's sections; a plugin that fails here costs its section, not the bundle."""
+    sections: list[ReportSection] = []
+    summary = SummaryContext(manifest, findings, read, lang)
+    for impl in pm.hook.harness_report_sections.get_hookimpls():  # registration order
+        try:
+            sections.extend(impl.function(summary=summary) or [])
+        except Exception as exc:
+            incidents.append(M("report.section_failed", plugin=impl.plugin_name, error=f"{type(exc).__name__}: {exc}"))
+    return sections
+
+
+def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selected: list[Scenario], core_version: str,
+         plugins: dict[str, str], blocked: list[str], target: dict, target_file: str, options: dict[str, Any]) -> Sealed:
+    """Write ``<evidence_dir>/<run_id>.zip`` from the results and the staging store."""
+    results = [info.results.get(s.id) or ScenarioResult.not_run(s.id, list(s.requirements), M("summary.not_run")) for s in selected]
+    store = info.store
+    manifest = Manifest.build(run_id=info.run_id, started_at=info.started_at, finished_at=utc_now(), core_version=core_version,
+                              plugins=plugins, blocked=blocked, target=target, target_file=target_file, options=options,
+                              catalogue=catalogue, selected=selected, results=results, salt=info.salt)
+    findings = {r.scenario: r.findings for r in results}
+    sections = {lang: report_sections(pm, manifest, findings, store.get, lang, info.incidents if lang == LANGS[0] else []) for lang in LANGS}
+    manifest.incidents = list(info.incidents)
+    members: dict[str, Any] = {}
+    for digest in manifest.artefacts:
+        members[f"artefacts/{digest}"] = (lambda d=digest: store.get(d))
+    for sid, items in findings.items():
+        members[f"findings/{sid}.json"] = json.dumps([f.to_json() for f in items], ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+    for lang in LANGS:
+        members[f"summary.{lang}.txt"] = render_summary(manifest, findings, lang, sections=sections[lang]).encode("utf-8")
+    path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members)
+    shutil.rmtree(staging_dir(info.evidence_dir, info.run_id), ignore_errors=True)
+    return Sealed(path, manifest, findings, sections)
