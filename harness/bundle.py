@@ -99,6 +99,64 @@ def _problem(report: VerifyReport, member: str, message: Localized) -> None:
     report.problems.append(Problem(member, message))
 
 
+def _read(archive: SafeArchive, name: str, report: VerifyReport) -> bytes | None:
+    try:
+        return archive.read(name)
+    except UnsafeInput as exc:
+        _problem(report, name, exc.detail)
+        return None
+
+
+def _sealed_manifest(archive: SafeArchive, names: list[str], report: VerifyReport) -> dict | None:
+    """The manifest, once its seal is checked and its format is one this version reads."""
+    for required in (MANIFEST, SEAL):
+        if required not in names:
+            _problem(report, required, M("bundle.required_missing"))
+    if MANIFEST not in names or SEAL not in names:
+        return None
+    body, seal = _read(archive, MANIFEST, report), _read(archive, SEAL, report)
+    if body is None or seal is None:
+        return None
+    expected = seal.decode("ascii", "replace").split()[0] if seal.split() else ""
+    if sha256(body) != expected:
+        # Either member may be the one that changed: name both.
+        _problem(report, MANIFEST, M("bundle.seal_differs"))
+        _problem(report, SEAL, M("bundle.seal_mismatch"))
+    try:
+        manifest = json.loads(body)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
+            raise ValueError("not a harness bundle manifest")
+    except (ValueError, UnicodeDecodeError) as exc:
+        _problem(report, MANIFEST, M("bundle.manifest_unreadable", error=str(exc)))
+        return None
+    if manifest.get("format") not in FORMATS:
+        _problem(report, MANIFEST, M("bundle.format", found=str(manifest.get("format")), known=", ".join(FORMATS)))
+        return None
+    return manifest
+
+
+def _check_members(archive: SafeArchive, names: list[str], manifest: dict, report: VerifyReport) -> None:
+    """Every member the manifest lists is there, unchanged; nothing else is; every indexed artefact is sealed."""
+    listed: dict[str, str] = manifest["members"]
+    for name, digest in sorted(listed.items()):
+        if name not in names:
+            _problem(report, name, M("bundle.member_missing"))
+            continue
+        data = _read(archive, name, report)
+        if data is None:
+            continue
+        if sha256(data) != digest:
+            _problem(report, name, M("bundle.member_changed"))
+        elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
+            _problem(report, name, M("bundle.artefact_name"))
+    for name in names:
+        if name not in listed and name not in (MANIFEST, SEAL):
+            _problem(report, name, M("bundle.member_extra"))
+    for digest in manifest.get("artefacts", {}):
+        if f"artefacts/{digest}" not in listed:
+            _problem(report, f"artefacts/{digest}", M("bundle.artefact_unsealed"))
+
+
 def verify_bundle(path: str | Path) -> VerifyReport:
     """Check a bundle's integrity: every changed, missing or extra member is reported."""
     path = Path(path)
@@ -114,59 +172,10 @@ def verify_bundle(path: str | Path) -> VerifyReport:
     with archive:
         names = archive.names()
         report.member_count = len(names)
-        contents: dict[str, bytes | None] = {}
-
-        def read(name: str) -> bytes | None:
-            if name not in contents:
-                try:
-                    contents[name] = archive.read(name)
-                except UnsafeInput as exc:
-                    _problem(report, name, exc.detail)
-                    contents[name] = None
-            return contents[name]
-
-        for required in (MANIFEST, SEAL):
-            if required not in names:
-                _problem(report, required, M("bundle.required_missing"))
-        if MANIFEST not in names or SEAL not in names:
-            return report
-        body, seal = read(MANIFEST), read(SEAL)
-        if body is None or seal is None:
-            return report
-        expected = seal.decode("ascii", "replace").split()[0] if seal.split() else ""
-        if sha256(body) != expected:
-            # Either member may be the one that changed: name both.
-            _problem(report, MANIFEST, M("bundle.seal_differs"))
-            _problem(report, SEAL, M("bundle.seal_mismatch"))
-        try:
-            manifest = json.loads(body)
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
-                raise ValueError("not a harness bundle manifest")
-        except (ValueError, UnicodeDecodeError) as exc:
-            _problem(report, MANIFEST, M("bundle.manifest_unreadable", error=str(exc)))
-            return report
-        if manifest.get("format") not in FORMATS:
-            _problem(report, MANIFEST, M("bundle.format", found=str(manifest.get("format")), known=", ".join(FORMATS)))
-            return report
-        listed: dict[str, str] = manifest["members"]
-        for name, digest in sorted(listed.items()):
-            if name not in names:
-                _problem(report, name, M("bundle.member_missing"))
-                continue
-            data = read(name)
-            if data is None:
-                continue
-            if sha256(data) != digest:
-                _problem(report, name, M("bundle.member_changed"))
-            elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
-                _problem(report, name, M("bundle.artefact_name"))
-        for name in names:
-            if name not in listed and name not in (MANIFEST, SEAL):
-                _problem(report, name, M("bundle.member_extra"))
-        for digest in manifest.get("artefacts", {}):
-            if f"artefacts/{digest}" not in listed:
-                _problem(report, f"artefacts/{digest}", M("bundle.artefact_unsealed"))
-        report.manifest = manifest
+        manifest = _sealed_manifest(archive, names, report)
+        if manifest is not None:
+            _check_members(archive, names, manifest, report)
+            report.manifest = manifest
     return report
 
 

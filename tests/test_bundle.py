@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,28 @@ def test_a_killed_run_never_leaves_a_half_bundle_under_the_final_name(tmp_path):
     assert not target.exists()
     leftovers = list(tmp_path.iterdir())
     assert leftovers and all(p.name.startswith(".run.zip.") and p.name.endswith(".partial") for p in leftovers)
+
+
+FORMAT_1 = Path(__file__).parents[1] / "fixtures" / "bundles" / "demo-all-format1.zip"
+
+
+def test_a_bundle_of_the_previous_format_still_verifies_and_replays(capsys):
+    with zipfile.ZipFile(FORMAT_1) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["format"] == "harness-bundle/1"
+    names = {name for r in manifest["results"] for name in r["inputs"]}
+    assert "fhir-live/01.exchange" in names and "cda-live/001.exchange" in names  # the names of that format
+    assert cli(["--lang", "en", "verify", "--replay", str(FORMAT_1)]) == 0
+    out = capsys.readouterr().out
+    assert "Format: harness-bundle/1 (earlier version; replayed with today's input names)" in out
+    assert "Offline replay: 19 scenario(s), identical verdicts." in out
+
+
+def test_an_unknown_bundle_format_is_named(tmp_path):
+    members = _members(FORMAT_1)
+    manifest = json.loads(members["manifest.json"])
+    manifest["format"] = "harness-bundle/9"
+    members["manifest.json"] = json.dumps(manifest).encode()
+    report = verify_bundle(_reseal(members, tmp_path / "future.zip"))
+    assert [p.text("en") for p in report.problems] == [
+        "manifest.json: evidence bundle format harness-bundle/9 unknown to this version (formats read: harness-bundle/1, harness-bundle/2)"]

@@ -109,3 +109,51 @@ def test_a_target_key_another_plugin_declares_stops_the_run_naming_both(installe
         plugin.write_text(original)
     assert run.returncode == 4
     assert "Target key [cda] kit declared by two plugins: harness-cda and toy" in run.stderr
+
+
+SIMULATOR = '''
+
+@hookimpl(specname="harness_target_schema")
+def toy_simulator_schema():
+    return {"services.toy-sim": {"port": "int"}}
+
+
+@hookimpl
+def harness_start_service(name, options, ctx):
+    if name != "toy-sim":
+        return None
+
+    def stop():
+        raise RuntimeError("port 8123 still held")
+
+    return Service("toy-sim", "http://127.0.0.1:9/", stop)
+
+
+_read_motd = collect_motd
+
+
+@collector(produces=["motd"])
+def collect_motd(ctx):
+    ctx.endpoint("sim")  # starts the simulator, as a collector that talks to it would
+    return _read_motd(ctx)
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_an_error_stopping_a_service_is_reported_in_the_summary_and_the_manifest(installed, tmp_path, workers):
+    plugin, original = _with_plugin_code(installed, SIMULATOR)
+    plugin.write_text(plugin.read_text().replace("from harness import HarnessError,", "from harness import HarnessError, Service,"))
+    target = _target(tmp_path, "Bienvenue")
+    target.write_text(target.read_text() + '\n[endpoints]\nsim = "service://toy-sim/"\n\n[services.toy-sim]\nport = 0\n')
+    try:
+        run = _run(installed, tmp_path, *workers, "--scenario", "toy", "--target", str(target))
+    finally:
+        plugin.write_text(original)
+    assert run.returncode == 0, run.stdout + run.stderr  # the verdicts stand
+    assert "! Incident : Le service toy-sim ne s'est pas arrêté proprement : RuntimeError: port 8123 still held" in run.stdout
+    with zipfile.ZipFile(_bundle(tmp_path)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        summary = zf.read("summary.en.txt").decode()
+    assert manifest["incidents"] == [{"fr": "Le service toy-sim ne s'est pas arrêté proprement : RuntimeError: port 8123 still held",
+                                      "en": "Service toy-sim did not stop cleanly: RuntimeError: port 8123 still held"}]
+    assert "! Incident: Service toy-sim did not stop cleanly" in summary

@@ -131,3 +131,87 @@ def test_a_plugin_can_ship_scenario_folders(tmp_path):
     pm.register(Shipper())
     cat = load_catalogue(scenario_dirs(pm))
     assert [s.id for s in cat.select(["extra"])] == ["extra-channels"]
+
+
+def test_blocking_one_plugin_leaves_the_targets_of_the_others_valid(tmp_path):
+    """[cda] documents is read by the INS and terminology plugins too: blocking the CDA kit
+    plugin must not turn a target that names it into an error."""
+    from harness_demo.patients import PATIENTS, cda_document
+    from tests.harness_run import run_harness
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "one.xml").write_bytes(cda_document(PATIENTS[0], set(), 1))
+    target = tmp_path / "t.toml"
+    target.write_text('[product]\nid = "p"\nname = "P"\nversion = "1.0"\n\n[cda]\ndocuments = "docs"\n')
+    blocked = {"HARNESS_BLOCK_PLUGINS": "harness-cda"}
+    run = run_harness(tmp_path, "--scenario", "ins-cda", "--target", str(target), env=blocked)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.requirement_verdicts() == {"INS-CDA": "PASS"}
+    # the blocked plugin's scenarios are set aside and say why
+    run = run_harness(tmp_path, "--scenario", "cda-kit-xsd", "--target", str(target), env=blocked)
+    assert run.returncode == 4 and "cda-kit-xsd : indisponible (Étape collect inconnue : cda.documents" in run.stderr
+    assert "greffons bloqués : harness-cda" in run.stderr
+    # a key only the blocked plugin declares: the error says which plugins are blocked
+    target.write_text(target.read_text() + 'kit = "kit"\n')
+    run = run_harness(tmp_path, "--scenario", "ins-cda", "--lang", "en", "--target", str(target), env=blocked)
+    assert run.returncode == 4 and "cda.kit: unknown key (allowed keys: documents); blocked plugins: harness-cda" in run.stderr
+
+
+def test_an_unmarked_or_misspelt_hook_is_refused_at_start_with_the_hooks_meant():
+    from harness import PluginError
+    from harness.plugins import check_contract
+
+    class Forgetful:  # no @hookimpl: still a hook implementation
+        def harness_chekcs(self):
+            return {}
+
+    pm = get_plugin_manager()
+    pm.register(Forgetful(), name="forgetful")
+    with pytest.raises(PluginError) as exc:
+        check_contract(pm)
+    assert exc.value.message("en") == "Plugin forgetful: function harness_chekcs matches no hook of the harness; did you mean: harness_checks?"
+
+
+def test_an_unmarked_hook_with_a_right_name_is_called():
+    class Quiet:
+        def harness_target_schema(self):
+            return {"quiet": {"level": "int"}}
+
+    pm = get_plugin_manager()
+    pm.register(Quiet(), name="quiet")
+    from harness.assembly import target_schema
+
+    assert target_schema(pm)["quiet"] == {"level": "int"}
+
+
+def test_a_target_key_declared_by_two_plugins_is_an_error_naming_both():
+    from harness import PluginError
+    from harness.assembly import target_schema
+
+    class Greedy:
+        @hookimpl
+        def harness_target_schema(self):
+            return {"terminology": {"*": "str"}}
+
+    pm = get_plugin_manager()
+    pm.register(Greedy(), name="greedy")
+    with pytest.raises(PluginError) as exc:
+        target_schema(pm)
+    assert "declared by two plugins: greedy and harness-core" in exc.value.message("en")
+
+
+def test_a_scenario_whose_check_reads_what_no_collector_produces_is_refused_at_start(tmp_path):
+    from harness import ScenarioError
+    from harness.assembly import assemble
+
+    (tmp_path / "wired.toml").write_text(
+        '[[scenario]]\nid = "miswired"\ntitle = { fr = "f", en = "e" }\nrequirements = ["LES-3.1-CHANNELS"]\n'
+        'profiles = ["lgc"]\ncriticality = "minor"\nproof = "text"\n'
+        'collect = ["version.ui"]\nchecks = ["version.same_in_channels", "version.visibel_in_ui"]\n'
+    )
+    with pytest.raises(ScenarioError) as exc:
+        assemble([tmp_path])
+    text = exc.value.message("en")
+    assert "scenario miswired" in text and "wired.toml" in text
+    assert "check version.same_in_channels reads api.about, api.exchange, which none of its collect steps (version.ui) produces" in text
+    assert "Unknown check step: version.visibel_in_ui" in text

@@ -192,3 +192,50 @@ def test_user_scenario_folder(tmp_path):
     # the check cites the requirement it proves, whatever scenario reuses it
     assert {f["rule"] for f in run.findings() if f["severity"] == "error"} == {"VER-CHAN-01"}
     assert run.requirement_verdicts() == {"ACME-1": "FAIL"}
+
+
+def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run, capsys):
+    """The same demo, run by this version and by the version before the core's second pass
+    (a bundle kept in fixtures/): the same verdicts, check steps and findings."""
+    from pathlib import Path
+
+    from harness.cli import main as cli
+
+    earlier = Path(__file__).parents[1] / "fixtures" / "bundles" / "demo-all-format1.zip"
+    assert cli(["--lang", "en", "compare", str(earlier), str(demo_run.bundle)]) == 0
+    assert "identical (19 scenarios" in capsys.readouterr().out
+
+
+def test_compare_names_each_difference(demo_run, tmp_path, capsys):
+    from harness.cli import main as cli
+
+    hidden = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--defect", "version-hidden")
+    assert cli(["--lang", "en", "compare", str(demo_run.bundle), str(hidden.bundle)]) == 1
+    out = capsys.readouterr().out
+    assert "requirement LES-3.1-UI: PASS (A) ≠ FAIL (B)" in out
+    assert "finding only in B: [VER-UI-01]" in out and "scenario version-same-in-channels missing from B" in out
+
+
+def test_the_summary_names_the_defects_a_run_injected(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--defect", "version-hidden")
+    assert "Vendeur de démonstration : défauts injectés" in run.stdout
+    assert "version-hidden : l'interface n'affiche plus le numéro de version" in run.stdout
+    with zipfile.ZipFile(run.bundle) as zf:
+        assert "version-hidden: the user interface no longer shows the version number" in zf.read("summary.en.txt").decode()
+
+
+def test_results_and_manifest_read_back_to_what_was_written(demo_run):
+    import json
+
+    from harness.manifest import Manifest
+    from harness.results import ScenarioResult
+
+    with zipfile.ZipFile(demo_run.bundle) as zf:
+        raw = json.loads(zf.read("manifest.json"))
+        findings = {r["scenario"]: json.loads(zf.read(f"findings/{r['scenario']}.json")) for r in raw["results"]}
+    assert Manifest.from_json(raw).to_json() == raw
+    for entry in raw["results"]:
+        result = ScenarioResult.from_json(entry, findings[entry["scenario"]])
+        assert result.record() == entry
+        assert [f.to_json() for f in result.findings] == findings[entry["scenario"]]
+        assert ScenarioResult.from_json(result.to_json()).to_json() == result.to_json()

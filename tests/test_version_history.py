@@ -63,3 +63,26 @@ def test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
     history = _history(second)
     assert [r["bundle"] for r in history["records"]] == [first.bundle.name]
     assert [s["bundle"] for s in history["skipped"]] == ["forged.zip"]
+
+
+def test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails(tmp_path):
+    """Earlier bundles are read with the target's [version] field settings, as the live check
+    reads the API: without that, such a product never had a history and both rules stayed
+    INCONCLUSIVE."""
+    def target(build: str) -> Path:
+        text = DEMO_TARGET.read_text().replace('bundles = ["history"]', 'bundles = ["reports"]')
+        text = text.replace("defects = []", f'defects = []\napi_layout = "software"\nbuild = "{build}"')
+        text += '\n[version]\napi_version_field = "software.release"\napi_fingerprint_field = "software.build_id"\n'
+        path = tmp_path / f"target-{build}.toml"
+        path.write_text(text)
+        return path
+
+    first = run_harness(tmp_path, "--scenario", "version", "--target", str(target("build-1")))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.requirement_verdicts()["LES-3.1-CHANGE"] == "INCONCLUSIVE"  # nothing earlier yet
+    rebuild = run_harness(tmp_path, "--scenario", "version", "--lang", "en", "--target", str(target("build-2")))
+    history = _history(rebuild)
+    assert [(r["version"], r["fingerprint"] is not None) for r in history["records"]] == [("3.2.1", True)]
+    assert rebuild.returncode == 1 and rebuild.requirement_verdicts()["LES-3.1-CHANGE"] == "FAIL"
+    [finding] = [f for f in rebuild.findings() if f["rule"] == "VER-CODE-01"]
+    assert "but the version stayed 3.2.1" in finding["message"]["en"] and first.bundle.name in finding["location"]

@@ -59,6 +59,7 @@ def _parameters(answer: Answer, with_name: bool = False) -> dict:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    standin: "TerminologyServer"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up (timeout rehearsals) is not our problem
@@ -82,8 +83,8 @@ class TerminologyServer:
         self.requests: Counter[str] = Counter()
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
-        self._httpd = _QuietServer((host, port), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer((host, port), _Handler)
+        self._httpd.standin = self
         self._thread: threading.Thread | None = None
 
     @property
@@ -171,86 +172,87 @@ class TerminologyServer:
         with self._lock:
             return header[7:] in self._tokens
 
-    def _handler(self):
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the stand-in; the server it belongs to is ``self.server.standin``."""
 
-            def log_message(self, *args: Any) -> None:
-                pass
+    server: "_QuietServer"
 
-            def _send(self, status: int, body: Any, raw: bytes | None = None) -> None:
-                data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    protocol_version = "HTTP/1.1"
 
-            def _params(self) -> dict[str, str]:
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                if self.command != "POST":
-                    return query
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    raise ValueError("body too large")
-                body = self.rfile.read(length) if length else b""
-                ctype = self.headers.get("Content-Type", "")
-                if "json" in ctype and body:
-                    res = json.loads(body)
-                    for p in res.get("parameter") or []:
-                        value = next((v for k, v in p.items() if k.startswith("value")), None)
-                        if isinstance(value, (str, bool, int)):
-                            query[p.get("name", "")] = str(value)
-                        elif isinstance(value, dict) and p.get("name") == "coding":
-                            query.setdefault("system", value.get("system", ""))
-                            query.setdefault("code", value.get("code", ""))
-                elif body:
-                    query.update({k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
-                return query
+    def log_message(self, *args: Any) -> None:
+        pass
 
-            def _serve(self) -> None:
-                path = urlsplit(self.path).path
-                try:
-                    params = self._params()
-                except (ValueError, AttributeError):
-                    self._send(400, _outcome("invalid", "unreadable request body"))
-                    return
-                if path == "/token" and self.command == "POST":
-                    server.requests["token"] += 1
-                    self._send(*server._issue_token(params))
-                    return
-                if not path.startswith("/fhir/"):
-                    self._send(404, _outcome("not-found", "the FHIR base is /fhir/"))
-                    return
-                op = path[len("/fhir/"):].strip("/")
-                server.requests[op] += 1
-                if op != "metadata" and not self._authorised_or_401():
-                    return
-                if server.latency:
-                    time.sleep(server.latency)
-                if "slow" in server.faults:
-                    time.sleep(server.delay or 5.0)
-                if "cut" in server.faults:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                if "error500" in server.faults:
-                    self._send(500, _outcome("exception", "simulated failure"))
-                    return
-                if "garbage" in server.faults:
-                    self._send(200, None, raw=b"<html>502 Bad Gateway</html>\x00\xff")
-                    return
-                self._send(*server.answer(op, params))
+    def _send(self, status: int, body: Any, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-            def _authorised_or_401(self) -> bool:
-                if server._authorised(self.headers.get("Authorization")):
-                    return True
-                self._send(401, _outcome("login", "bearer token missing or refused"))
-                return False
+    def _params(self) -> dict[str, str]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        if self.command != "POST":
+            return query
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        body = self.rfile.read(length) if length else b""
+        ctype = self.headers.get("Content-Type", "")
+        if "json" in ctype and body:
+            res = json.loads(body)
+            for p in res.get("parameter") or []:
+                value = next((v for k, v in p.items() if k.startswith("value")), None)
+                if isinstance(value, (str, bool, int)):
+                    query[p.get("name", "")] = str(value)
+                elif isinstance(value, dict) and p.get("name") == "coding":
+                    query.setdefault("system", value.get("system", ""))
+                    query.setdefault("code", value.get("code", ""))
+        elif body:
+            query.update({k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
+        return query
 
-            do_GET = _serve
-            do_POST = _serve
+    def _serve(self) -> None:
+        standin = self.server.standin
+        path = urlsplit(self.path).path
+        try:
+            params = self._params()
+        except (ValueError, AttributeError):
+            self._send(400, _outcome("invalid", "unreadable request body"))
+            return
+        if path == "/token" and self.command == "POST":
+            standin.requests["token"] += 1
+            self._send(*standin._issue_token(params))
+            return
+        if not path.startswith("/fhir/"):
+            self._send(404, _outcome("not-found", "the FHIR base is /fhir/"))
+            return
+        op = path[len("/fhir/"):].strip("/")
+        standin.requests[op] += 1
+        if op != "metadata" and not self._authorised_or_401():
+            return
+        if standin.latency:
+            time.sleep(standin.latency)
+        if "slow" in standin.faults:
+            time.sleep(standin.delay or 5.0)
+        if "cut" in standin.faults:
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if "error500" in standin.faults:
+            self._send(500, _outcome("exception", "simulated failure"))
+            return
+        if "garbage" in standin.faults:
+            self._send(200, None, raw=b"<html>502 Bad Gateway</html>\x00\xff")
+            return
+        self._send(*standin.answer(op, params))
 
-        return Handler
+    def _authorised_or_401(self) -> bool:
+        if self.server.standin._authorised(self.headers.get("Authorization")):
+            return True
+        self._send(401, _outcome("login", "bearer token missing or refused"))
+        return False
+
+    do_GET = _serve
+    do_POST = _serve

@@ -310,32 +310,25 @@ class _Generator:
         return self.named[rid]
 
 
-def compile_schema(path: Path, phase: str | None = None) -> Compiled:
-    loaded = load(path)
-    schema = loaded.root
-    if schema.tag != f"{S}schema":
-        raise SchematronError(M("sch.not_schema", path=str(path)))
-    binding = (schema.get("queryBinding") or "xslt").lower()
-    if binding not in ("xslt2", "xslt3", "xpath2", "xpath3", "xpath31"):
-        raise SchematronError(M("sch.binding", path=str(path), binding=binding))
-    instantiate_abstract_patterns(schema)
-    abstract = collect_abstract_rules(schema)
-
+def _active_patterns(schema: etree._Element, phase: str | None, path: Path) -> tuple[str, list[etree._Element], list[etree._Element]]:
+    """(the phase run, its patterns in order, its variables)."""
     chosen = phase or schema.get("defaultPhase") or "#ALL"
     patterns = [p for p in schema.iter(f"{S}pattern")]
-    phase_lets: list[etree._Element] = []
-    if chosen != "#ALL":
-        ph = next((p for p in schema.findall(f"{S}phase") if p.get("id") == chosen), None)
-        if ph is None:
-            raise SchematronError(M("sch.unknown_phase", path=str(path), phase=chosen))
-        active = [a.get("pattern") for a in ph.findall(f"{S}active")]
-        by_id = {p.get("id"): p for p in patterns if p.get("id")}
-        missing = [a for a in active if a not in by_id]
-        if missing:
-            raise SchematronError(M("sch.phase_patterns", path=str(path), phase=chosen, missing=str(missing)))
-        patterns = [by_id[a] for a in dict.fromkeys(active)]
-        phase_lets = ph.findall(f"{S}let")
+    if chosen == "#ALL":
+        return chosen, patterns, []
+    ph = next((p for p in schema.findall(f"{S}phase") if p.get("id") == chosen), None)
+    if ph is None:
+        raise SchematronError(M("sch.unknown_phase", path=str(path), phase=chosen))
+    active = [a.get("pattern") for a in ph.findall(f"{S}active")]
+    by_id = {p.get("id"): p for p in patterns if p.get("id")}
+    missing = [a for a in active if a not in by_id]
+    if missing:
+        raise SchematronError(M("sch.phase_patterns", path=str(path), phase=chosen, missing=str(missing)))
+    return chosen, [by_id[a] for a in dict.fromkeys(active)], ph.findall(f"{S}let")
 
+
+def _stylesheet(schema: etree._Element, path: Path) -> tuple[etree._Element, list[tuple[str | None, str | None]]]:
+    """The empty XSLT 3 stylesheet: namespaces, output, the schema's own XSLT functions and keys."""
     nsmap = {"xsl": XSL, "svrl": SVRL, "xs": "http://www.w3.org/2001/XMLSchema"}
     ns_decls = [(n.get("prefix"), n.get("uri")) for n in schema.findall(f"{S}ns")]
     for prefix, uri in ns_decls:
@@ -349,6 +342,55 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
     for foreign in schema:
         if isinstance(foreign.tag, str) and foreign.tag.startswith(f"{{{XSL}}}") and foreign.tag.split("}")[1] in ("function", "key", "include", "import"):
             sheet.append(copy.deepcopy(foreign))
+    return sheet, ns_decls
+
+
+def _emit_pattern(sheet: etree._Element, out: etree._Element, gen: "_Generator", pattern: etree._Element, index: int,
+                  namespaces: dict[str, str], keys_used: set[str]) -> int:
+    """One pattern: its active-pattern record, the nodes it visits, a template per rule.
+    Returns how many rules it has."""
+    mode = f"M{index}"
+    ap = _svrl("active-pattern", out)
+    for attr in ("id", "name", "documents"):
+        if pattern.get(attr):
+            _literal(ap, attr, pattern.get(attr))
+    contexts = [r.get("context") for r in pattern.findall(f"{S}rule") if r.get("context")]
+    if contexts:
+        # Visit only the nodes some rule of this pattern can match, in document order;
+        # the templates' priorities then pick the first matching rule for each node.
+        select, keys = select_contexts(list(dict.fromkeys(contexts)), namespaces)
+        keys_used |= keys
+        _xsl("apply-templates", out, select=select, mode=mode)
+        # a node selected but matched by no rule (never expected) must not copy its text
+        sheet.insert(1, _xsl("mode", name=mode, on_no_match="deep-skip"))
+    rules = 0
+    for order, rule in enumerate(pattern.findall(f"{S}rule")):
+        context = rule.get("context")
+        if not context:
+            continue
+        rules += 1
+        # Priority falls with document order: within a pattern the first rule wins.
+        tpl = _xsl("template", sheet, match=context, mode=mode, priority=str(100000 - order))
+        fired = _svrl("fired-rule", tpl, context=context)
+        for attr in ("id", "role", "flag"):
+            if rule.get(attr):
+                _literal(fired, attr, rule.get(attr))
+        gen.body(tpl, rule, ())
+    return rules
+
+
+def compile_schema(path: Path, phase: str | None = None) -> Compiled:
+    loaded = load(path)
+    schema = loaded.root
+    if schema.tag != f"{S}schema":
+        raise SchematronError(M("sch.not_schema", path=str(path)))
+    binding = (schema.get("queryBinding") or "xslt").lower()
+    if binding not in ("xslt2", "xslt3", "xpath2", "xpath3", "xpath31"):
+        raise SchematronError(M("sch.binding", path=str(path), binding=binding))
+    instantiate_abstract_patterns(schema)
+    abstract = collect_abstract_rules(schema)
+    chosen, patterns, phase_lets = _active_patterns(schema, phase, path)
+    sheet, ns_decls = _stylesheet(schema, path)
     global_lets = schema.findall(f"{S}let") + phase_lets + [let for p in patterns for let in p.findall(f"{S}let")]
     for let in global_lets:
         # schema, phase and pattern variables are all global in XSLT terms
@@ -363,34 +405,7 @@ def compile_schema(path: Path, phase: str | None = None) -> Compiled:
         _svrl("ns-prefix-in-attribute-values", out, prefix=prefix or "", uri=uri or "")
     namespaces = {prefix: uri for prefix, uri in ns_decls if prefix}
     keys_used: set[str] = set()
-    rule_count = 0
-    for index, pattern in enumerate(patterns):
-        mode = f"M{index}"
-        ap = _svrl("active-pattern", out)
-        for attr in ("id", "name", "documents"):
-            if pattern.get(attr):
-                _literal(ap, attr, pattern.get(attr))
-        contexts = [r.get("context") for r in pattern.findall(f"{S}rule") if r.get("context")]
-        if contexts:
-            # Visit only the nodes some rule of this pattern can match, in document order;
-            # the templates' priorities then pick the first matching rule for each node.
-            select, keys = select_contexts(list(dict.fromkeys(contexts)), namespaces)
-            keys_used |= keys
-            _xsl("apply-templates", out, select=select, mode=mode)
-            # a node selected but matched by no rule (never expected) must not copy its text
-            sheet.insert(1, _xsl("mode", name=mode, on_no_match="deep-skip"))
-        for order, rule in enumerate(pattern.findall(f"{S}rule")):
-            context = rule.get("context")
-            if not context:
-                continue
-            rule_count += 1
-            # Priority falls with document order: within a pattern the first rule wins.
-            tpl = _xsl("template", sheet, match=context, mode=mode, priority=str(100000 - order))
-            fired = _svrl("fired-rule", tpl, context=context)
-            for attr in ("id", "role", "flag"):
-                if rule.get(attr):
-                    _literal(fired, attr, rule.get(attr))
-            gen.body(tpl, rule, ())
+    rule_count = sum(_emit_pattern(sheet, out, gen, pattern, index, namespaces, keys_used) for index, pattern in enumerate(patterns))
     for name in sorted(keys_used):
         match, use = KEYS[name]
         sheet.insert(1, _xsl("key", name=name, match=match, use=use))

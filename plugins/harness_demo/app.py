@@ -49,16 +49,25 @@ class UnknownDefect(ValueError):
         super().__init__(f"unknown defect(s): {', '.join(unknown)}; known: {', '.join(self.known)}")
 
 
+# How the about API names its fields: "flat" ({"version", "build": {"fingerprint"}}) or
+# "software" ({"software": {"release", "build_id"}}), for products whose API uses its own names
+API_LAYOUTS = ("flat", "software")
+
+
 @dataclass
 class DemoConfig:
     release: str = RELEASE
     defects: list[str] = field(default_factory=list)
     token: str | None = None
+    build: str = ""  # another build of the same release (the code changed, the version did not have to)
+    api_layout: str = "flat"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))
         if unknown:
             raise UnknownDefect(unknown)
+        if self.api_layout not in API_LAYOUTS:
+            raise ValueError(self.api_layout)
         self.defects = sorted(set(self.defects))
 
     def has(self, defect: str) -> bool:
@@ -83,7 +92,8 @@ class DemoConfig:
     @property
     def fingerprint(self) -> str:
         """The build fingerprint: what the code is, not what it claims to be."""
-        material = json.dumps({"source": _SOURCE_DIGEST, "release": self.release, "defects": self.defects}, sort_keys=True)
+        material = json.dumps({"source": _SOURCE_DIGEST, "release": self.release, "defects": self.defects,
+                               **({"build": self.build} if self.build else {})}, sort_keys=True)
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -122,6 +132,8 @@ def render_about(cfg: DemoConfig) -> str:
 
 
 def api_about(cfg: DemoConfig) -> dict:
+    if cfg.api_layout == "software":
+        return {"software": {"name": PRODUCT_NAME, "vendor": VENDOR, "release": cfg.api_version, "build_id": cfg.fingerprint}}
     return {
         "name": PRODUCT_NAME,
         "vendor": VENDOR,
@@ -130,70 +142,85 @@ def api_about(cfg: DemoConfig) -> dict:
     }
 
 
-def make_handler(cfg: DemoConfig) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "CabinetDemo"
-        sys_version = ""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    cfg: DemoConfig
 
-        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-            pass
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the demo vendor, configured by ``self.server.cfg``."""
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-            path = self.path.split("?", 1)[0]
-            if path == "/":
-                self._send(200, render_home(cfg).encode(), "text/html; charset=utf-8")
-            elif path == "/about":
-                self._send(200, render_about(cfg).encode(), "text/html; charset=utf-8")
-            elif path == "/api/about":
-                if cfg.token and self.headers.get("Authorization") != f"Bearer {cfg.token}":
-                    self._send(401, b'{"error":"unauthorized"}', "application/json")
-                    return
-                self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
-            elif path == "/fhir/Patient":
-                asked = parse_qs(urlsplit(self.path).query).get("page", ["1"])[0]
-                page = int(asked) if asked.isdigit() else 1
-                base = f"http://{self.headers.get('Host', 'localhost')}/fhir/"
-                self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
-            elif path == "/cda/":
-                count = len(patients.cda_documents(set(cfg.defects)))
-                self._send(200, json.dumps([f"{n}.xml" for n in range(1, count + 1)]).encode(), "application/json")
-            elif path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit():
-                docs = patients.cda_documents(set(cfg.defects))
-                n = int(path[5:-4])
-                if 1 <= n <= len(docs):
-                    self._send(200, docs[n - 1], "application/xml")
-                else:
-                    self._send(404, b"not found", "text/plain")
-            elif path in ("/patients", "/agenda"):
-                self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
-            else:
-                self._send(404, b"not found", "text/plain")
+    server: _Server
+    server_version = "CabinetDemo"
+    sys_version = ""
 
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path.split("?", 1)[0] != "/ins/feed":
-                self._send(404, b"not found", "text/plain")
-                return
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-                host, port = patients.feed_address(self.rfile.read(min(length, 4096)))
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-                return
-            try:
-                codes = patients.send_feed(set(cfg.defects), host, port)
-            except OSError as exc:
-                self._send(502, json.dumps({"error": f"MLLP: {exc}"}).encode(), "application/json")
-                return
-            self._send(200, json.dumps({"sent": len(codes), "acks": codes}).encode(), "application/json")
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
 
-    return Handler
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _api(self, cfg: DemoConfig) -> None:
+        if cfg.token and self.headers.get("Authorization") != f"Bearer {cfg.token}":
+            self._send(401, b'{"error":"unauthorized"}', "application/json")
+            return
+        self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
+
+    def _fhir(self, cfg: DemoConfig) -> None:
+        asked = parse_qs(urlsplit(self.path).query).get("page", ["1"])[0]
+        page = int(asked) if asked.isdigit() else 1
+        base = f"http://{self.headers.get('Host', 'localhost')}/fhir/"
+        self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
+
+    def _cda(self, cfg: DemoConfig, path: str) -> None:
+        docs = patients.cda_documents(set(cfg.defects))
+        if path == "/cda/":
+            self._send(200, json.dumps([f"{n}.xml" for n in range(1, len(docs) + 1)]).encode(), "application/json")
+            return
+        n = int(path[5:-4])
+        if 1 <= n <= len(docs):
+            self._send(200, docs[n - 1], "application/xml")
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        cfg = self.server.cfg
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            self._send(200, render_home(cfg).encode(), "text/html; charset=utf-8")
+        elif path == "/about":
+            self._send(200, render_about(cfg).encode(), "text/html; charset=utf-8")
+        elif path == "/api/about":
+            self._api(cfg)
+        elif path == "/fhir/Patient":
+            self._fhir(cfg)
+        elif path == "/cda/" or (path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit()):
+            self._cda(cfg, path)
+        elif path in ("/patients", "/agenda"):
+            self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] != "/ins/feed":
+            self._send(404, b"not found", "text/plain")
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            host, port = patients.feed_address(self.rfile.read(min(length, 4096)))
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        try:
+            codes = patients.send_feed(set(self.server.cfg.defects), host, port)
+        except OSError as exc:
+            self._send(502, json.dumps({"error": f"MLLP: {exc}"}).encode(), "application/json")
+            return
+        self._send(200, json.dumps({"sent": len(codes), "acks": codes}).encode(), "application/json")
 
 
 class DemoServer:
@@ -201,8 +228,8 @@ class DemoServer:
 
     def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
         self.cfg = cfg
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(cfg))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.cfg = cfg
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="demo-vendor", daemon=True)
 
     @property

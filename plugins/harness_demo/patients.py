@@ -157,36 +157,12 @@ def send_feed(defects: set[str], host: str, port: int, timeout: float = 5.0) -> 
 # -- CDA ----------------------------------------------------------------------------------
 
 
-def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
-    """A CDA R2 document header (CI-SIS minimal structure) about one patient."""
-    ids = [f'<id root="{FACILITY_OID}" extension="{p.ipp}"/>']
-    if p.ins:
-        ids.insert(0, f'<id root="{TEST_NIR}" extension="{p.ins}"/>')
+def _record_target(p: Patient, ids: list[str], defects: set[str]) -> str:
     used_qualifier = "" if "ins-name-qualifier" in defects else ' qualifier="CL"'
-    type_code, type_display = "11488-4", "CR ou fiche de consultation ou de visite"
-    if "term-display" in defects:
-        type_display = "Note de consultation"
-    reason, reason_display = "MOTIF-SUIVI", "Consultation de suivi"
-    if "term-unknown-code" in defects:
-        reason, reason_display = "MOTIF-INEXISTANT", "Consultation"
-    elif "term-deprecated" in defects:
-        reason, reason_display = "MOTIF-ANCIEN", "Motif retiré"
     family_birth = f'<family qualifier="BR">{escape(p.birth_name)}</family>' if p.birth_name else ""
     place = (f"<birthplace><place><addr><county>{p.birth_place}</county><city>{escape(p.birth_city)}</city></addr></place></birthplace>"
              if p.birth_place else "")
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3">
-  <realmCode code="FR"/>
-  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
-  <templateId root="2.16.840.1.113883.2.8.2.1"/>
-  <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.999.1.2" extension="DOC-{n:04d}"/>
-  <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="{type_display}"/>
-  <title>Note de consultation</title>
-  <effectiveTime value="20261101100000+0100"/>
-  <confidentialityCode code="{"X" if "term-confidentiality" in defects else "N"}" codeSystem="2.16.840.1.113883.5.25"/>
-  <languageCode code="fr-FR"/>
-  <recordTarget>
+    return f"""  <recordTarget>
     <patientRole>
       {''.join(ids)}
       <patient>
@@ -203,26 +179,16 @@ def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
       </patient>
     </patientRole>
   </recordTarget>
-  <author>
-    <time value="20261101100000+0100"/>
-    <assignedAuthor>
-      <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
-      <code code="G15_10/SM26" codeSystem="1.2.250.1.213.1.1.4.5" displayName="Médecin - Qualifié en Médecine Générale (SM)"/>
-      <assignedPerson><name><family>DEMO</family><given>Médecin</given></name></assignedPerson>
-      <representedOrganization>
-        <name>Cabinet Démo</name>
-        <standardIndustryClassCode code="AMBULATOIRE" codeSystem="1.2.250.1.213.1.1.4.9" displayName="Ambulatoire"/>
-      </representedOrganization>
-    </assignedAuthor>
-  </author>
-  <componentOf>
-    <encompassingEncounter>
-      <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire (hors établissement)"/>
-      <effectiveTime value="20261101100000+0100"/>
-      <location><healthCareFacility><code code="SA07" codeSystem="1.2.250.1.71.4.2.4" displayName="Cabinet individuel"/></healthCareFacility></location>
-    </encompassingEncounter>
-  </componentOf>
-  <component>
+"""
+
+
+def _structured_body(defects: set[str]) -> str:
+    reason, reason_display = "MOTIF-SUIVI", "Consultation de suivi"
+    if "term-unknown-code" in defects:
+        reason, reason_display = "MOTIF-INEXISTANT", "Consultation"
+    elif "term-deprecated" in defects:
+        reason, reason_display = "MOTIF-ANCIEN", "Motif retiré"
+    return f"""  <component>
     <structuredBody>
       <component>
         <section>
@@ -252,7 +218,49 @@ def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
       </component>
     </structuredBody>
   </component>
-</ClinicalDocument>
+"""
+
+
+def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
+    """A CDA R2 document header (CI-SIS minimal structure) about one patient."""
+    ids = [f'<id root="{FACILITY_OID}" extension="{p.ipp}"/>']
+    if p.ins:
+        ids.insert(0, f'<id root="{TEST_NIR}" extension="{p.ins}"/>')
+    type_code, type_display = "11488-4", "CR ou fiche de consultation ou de visite"
+    if "term-display" in defects:
+        type_display = "Note de consultation"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <realmCode code="FR"/>
+  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
+  <templateId root="2.16.840.1.113883.2.8.2.1"/>
+  <templateId root="1.2.250.1.213.1.1.1.1"/>
+  <id root="1.2.250.1.999.1.2" extension="DOC-{n:04d}"/>
+  <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="{type_display}"/>
+  <title>Note de consultation</title>
+  <effectiveTime value="20261101100000+0100"/>
+  <confidentialityCode code="{"X" if "term-confidentiality" in defects else "N"}" codeSystem="2.16.840.1.113883.5.25"/>
+  <languageCode code="fr-FR"/>
+{_record_target(p, ids, defects)}  <author>
+    <time value="20261101100000+0100"/>
+    <assignedAuthor>
+      <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
+      <code code="G15_10/SM26" codeSystem="1.2.250.1.213.1.1.4.5" displayName="Médecin - Qualifié en Médecine Générale (SM)"/>
+      <assignedPerson><name><family>DEMO</family><given>Médecin</given></name></assignedPerson>
+      <representedOrganization>
+        <name>Cabinet Démo</name>
+        <standardIndustryClassCode code="AMBULATOIRE" codeSystem="1.2.250.1.213.1.1.4.9" displayName="Ambulatoire"/>
+      </representedOrganization>
+    </assignedAuthor>
+  </author>
+  <componentOf>
+    <encompassingEncounter>
+      <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire (hors établissement)"/>
+      <effectiveTime value="20261101100000+0100"/>
+      <location><healthCareFacility><code code="SA07" codeSystem="1.2.250.1.71.4.2.4" displayName="Cabinet individuel"/></healthCareFacility></location>
+    </encompassingEncounter>
+  </componentOf>
+{_structured_body(defects)}</ClinicalDocument>
 """.encode("utf-8")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness import HarnessError, ReportSection, Service, catalogue, hookimpl
 
-from .app import DEFECTS, DemoConfig, DemoServer, UnknownDefect
+from .app import API_LAYOUTS, DEFECTS, DemoConfig, DemoServer, UnknownDefect
 
 SERVICE = "demo-vendor"
 M = catalogue(__name__)
@@ -31,7 +31,8 @@ def harness_commands(subparsers):
 
 @hookimpl
 def harness_target_schema():
-    return {f"services.{SERVICE}": {"defects": "list[str]", "port": "int", "release": "str", "token": "secret"}}
+    return {f"services.{SERVICE}": {"defects": "list[str]", "port": "int", "release": "str", "token": "secret", "build": "str",
+                                    "api_layout": "str"}}
 
 
 @hookimpl
@@ -53,9 +54,12 @@ def _config(options, ctx) -> DemoConfig:
     token_ref = options.get("token")
     token = ctx.target.resolve_secret(token_ref) if token_ref else None
     try:
-        return DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token)
+        return DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token,
+                          build=options.get("build", ""), api_layout=options.get("api_layout", "flat"))
     except UnknownDefect as exc:
         raise HarnessError(M("defect.unknown", unknown=", ".join(exc.unknown), known=", ".join(exc.known))) from None
+    except ValueError:
+        raise HarnessError(M("api_layout.unknown", layout=options.get("api_layout"), known=", ".join(API_LAYOUTS))) from None
 
 
 @hookimpl
