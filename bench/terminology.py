@@ -32,7 +32,7 @@ from harness import Artefact, CheckContext  # noqa: E402
 from harness.evidence import sha256  # noqa: E402
 from harness.terminology import (CachedTerminology, FallbackTerminology, RemoteTerminology, Snapshot,  # noqa: E402
                                  SnapshotTerminology, TerminologyServer)
-from harness.terminology.model import ask  # noqa: E402
+from harness.terminology import ask  # noqa: E402
 from harness_cda.terminology import coded_values  # noqa: E402
 from harness_terminology.collect import questions_of  # noqa: E402
 

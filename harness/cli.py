@@ -23,6 +23,11 @@ from .target import Target
 M = catalogue("harness.cli")  # not __name__: "python -m harness.cli" runs as __main__
 
 
+def _help(key: str) -> str:
+    """Option help in the language of HARNESS_LANG (French by default): it is shown before --lang is read."""
+    return M(key).render()
+
+
 @dataclass
 class CommandContext:
     """What a plugin's ``harness`` subcommand receives beside its arguments."""
@@ -149,27 +154,27 @@ def _terminology_server(args: argparse.Namespace, lang: str) -> int:
 
 def _parser(pm) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="E-health conformity harness")
-    parser.add_argument("--lang", choices=LANGS, default=None, help="fr (default) or en")
+    parser.add_argument("--lang", choices=LANGS, default=None, help=_help("help.lang"))
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("verify", help="check a bundle's integrity (and replay its checks offline)")
+    v = sub.add_parser("verify", help=_help("help.verify"))
     v.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
-    v.add_argument("--replay", action="store_true", help="re-run every check from the bundle alone and compare verdicts")
+    v.add_argument("--replay", action="store_true", help=_help("help.replay"))
     v.set_defaults(func=_verify)
-    c = sub.add_parser("compare", help="compare the verdicts and findings of two bundles (or two folders of runs)")
+    c = sub.add_parser("compare", help=_help("help.compare"))
     c.add_argument("a", type=Path, metavar="A")
     c.add_argument("b", type=Path, metavar="B")
-    c.add_argument("--equate", action="append", default=[], metavar="OLD=NEW", help="read OLD in A as NEW (a folder that moved)")
+    c.add_argument("--equate", action="append", default=[], metavar="OLD=NEW", help=_help("help.equate"))
     c.set_defaults(func=_compare)
-    s = sub.add_parser("scenarios", help="list the known scenarios")
+    s = sub.add_parser("scenarios", help=_help("help.scenarios"))
     s.add_argument("--scenario-dir", action="append", default=[], metavar="DIR")
     s.set_defaults(func=_scenarios)
-    ts = sub.add_parser("terminology-server", help="serve terminology snapshots as a FHIR terminology server (SMT stand-in)")
-    ts.add_argument("--snapshot", action="append", default=[], metavar="DIR", help="folder of SVS XML / FHIR JSON (repeatable)")
-    ts.add_argument("--builtin", action="store_true", help="add the project's own small snapshot (default when no --snapshot)")
+    ts = sub.add_parser("terminology-server", help=_help("help.terminology_server"))
+    ts.add_argument("--snapshot", action="append", default=[], metavar="DIR", help=_help("help.snapshot"))
+    ts.add_argument("--builtin", action="store_true", help=_help("help.builtin"))
     ts.add_argument("--host", default="127.0.0.1")
     ts.add_argument("--port", type=int, default=8180)
-    ts.add_argument("--user", default=None, help="require a password-grant token for this user (POST /token)")
-    ts.add_argument("--password-env", default="HARNESS_SMT_PASSWORD", help="environment variable holding --user's password")
+    ts.add_argument("--user", default=None, help=_help("help.user"))
+    ts.add_argument("--password-env", default="HARNESS_SMT_PASSWORD", help=_help("help.password_env"))
     ts.set_defaults(func=_terminology_server)
     if pm is not None:
         pm.hook.harness_commands(subparsers=sub)

@@ -30,6 +30,11 @@ from .verdicts import Verdict
 M = catalogue(__name__)
 
 
+def _help(key: str) -> str:
+    """Option help in the language of HARNESS_LANG (French by default): it is shown before --lang is read."""
+    return M(key).render()
+
+
 @dataclass
 class HarnessState:
     assembly: Assembly
@@ -58,19 +63,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     global _pm, _pm_error
     group = parser.getgroup("harness", "e-health conformity harness")
     group.addoption("--scenario", action="append", default=[], dest="harness_scenarios", metavar="NAME",
-                    help="run scenarios by id or tag (repeatable); 'all' runs every scenario")
+                    help=_help("help.scenario"))
     group.addoption("--scenario-dir", action="append", default=[], dest="harness_scenario_dirs", metavar="DIR",
-                    help="an extra folder of scenario files (repeatable)")
+                    help=_help("help.scenario_dir"))
     group.addoption("--target", dest="harness_target", metavar="FILE", default=None,
-                    help="target description (TOML); default: the embedded demo vendor")
+                    help=_help("help.target"))
     group.addoption("--set", action="append", default=[], dest="harness_target_overrides", metavar="SECTION.KEY=VALUE",
-                    help="set one target value from the command line (repeatable), e.g. cda.kit=path/to/TestContenuCDA")
+                    help=_help("help.set"))
     group.addoption("--evidence-dir", dest="harness_evidence_dir", metavar="DIR", default="reports",
-                    help="where the evidence bundle is written (default: reports)")
+                    help=_help("help.evidence_dir"))
     group.addoption("--lang", dest="harness_lang", choices=LANGS, default=None,
-                    help="language of messages: fr (default) or en")
+                    help=_help("help.lang_messages"))
     group.addoption("--offline", dest="harness_offline", action="store_true", default=False,
-                    help="never reach beyond loopback")
+                    help=_help("help.offline"))
     try:
         _pm, _pm_error = get_plugin_manager(), None
         _pm.hook.harness_addoption(group=group)

@@ -71,3 +71,19 @@ def test_invalid_scenario_files_are_reported(tmp_path, change, message):
         load_catalogue([tmp_path])
     assert message in exc.value.message("en")
     assert "bad.toml" in exc.value.message("en")
+
+
+def test_two_providers_may_ship_the_same_file_name_and_keep_their_real_paths(tmp_path):
+    from tests.harness_run import run_harness
+
+    text = ('[[scenario]]\nid = "{sid}"\ntitle = {{ fr = "t", en = "t" }}\nrequirements = ["LES-3.1-CHANNELS"]\nprofiles = ["lgc"]\n'
+            'criticality = "minor"\nproof = "text"\ntags = ["mine"]\ncollect = ["version.ui", "version.api"]\nchecks = ["version.same_in_channels"]\n')
+    for provider in ("acme", "other"):
+        (tmp_path / provider).mkdir()
+        (tmp_path / provider / "extra.toml").write_text(text.format(sid=f"{provider}-channels"))
+    run = run_harness(tmp_path, "--scenario", "mine", "--scenario-dir", "acme", "--scenario-dir", "other")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "acme/extra.toml" in run.stdout and "other/extra.toml" in run.stdout
+    assert [s["file"] for s in run.manifest["scenarios"]] == ["acme/extra.toml", "other/extra.toml"]
+    listed = run_harness(tmp_path, "--collect-only", "-q", "--scenario", "mine", "--scenario-dir", "acme", "--scenario-dir", "other")
+    assert "acme/extra.toml::acme-channels" in listed.stdout and "other/extra.toml::other-channels" in listed.stdout

@@ -14,18 +14,23 @@ SERVICE = "demo-vendor"
 M = catalogue(__name__)
 
 
+def _help(key: str) -> str:
+    """Option help in the language of HARNESS_LANG (French by default): it is shown before --lang is read."""
+    return M(key).render()
+
+
 @hookimpl
 def harness_addoption(group):
     group.addoption("--defect", dest="harness_defects", action="append", default=[], metavar="NAME",
-                    help="inject a named defect into the embedded demo vendor (repeatable)")
+                    help=_help("help.defect_run"))
 
 
 @hookimpl
 def harness_commands(subparsers):
-    d = subparsers.add_parser("demo", help="run the embedded demo vendor in the foreground")
-    d.add_argument("--defect", action="append", default=[], metavar="NAME", help="inject a named defect (repeatable)")
+    d = subparsers.add_parser("demo", help=_help("help.demo"))
+    d.add_argument("--defect", action="append", default=[], metavar="NAME", help=_help("help.defect"))
     d.add_argument("--port", type=int, default=8080)
-    d.add_argument("--release", default=None, help="run the demo as another release (e.g. 3.1.0)")
+    d.add_argument("--release", default=None, help=_help("help.release"))
     d.set_defaults(func=run_demo, plugin_command=True)
 
 
