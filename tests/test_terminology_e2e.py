@@ -2,6 +2,7 @@
 every failure of the server giving a clear outcome (never a PASS nothing confirmed), replay
 without network, and the official documents against the official value sets."""
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +54,10 @@ def test_demo_passes_against_the_stand_in_and_replays_without_network(tmp_path):
     assert all(a["source"]["kind"] == "remote" and a["result"] is True for a in record["answers"])
     # distinct questions only: 2 documents, 19 questions for their 2 x 11 coded values
     assert record["coded_values"] > record["questions"]
+    # the summary names what each verdict relied on (the plugin's report section)
+    assert "Terminology used" in run.stdout
+    assert re.search(r"terminology-cda-codes: server http://127\.0\.0\.1:\d+/fhir/ \(ehealth-harness terminology stand-in \S+\), "
+                     r"19 question\(s\)", run.stdout)
     verify = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "verify", "--replay", str(run.bundle)],
                             capture_output=True, text=True, cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -160,7 +160,15 @@ def _flag_production(ev: Evaluation, observations: list[Observation]) -> None:
         ev.holds_sensitive(SENSITIVE)
 
 
-def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, unit: Message) -> None:
+# per channel: (nothing received, no patient in what was received)
+UNREAD = {
+    "hl7v2": (M("nothing.hl7v2"), M("no_identity.hl7v2")),
+    "cda": (M("nothing.cda"), M("no_identity.cda")),
+    "fhir": (M("nothing.fhir"), M("no_identity.fhir")),
+}
+
+
+def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, channel: str) -> None:
     for source, artefact, loc, p in reading.problems:
         ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}", artefact=artefact, message=p.message)
     for obs in reading.observations:
@@ -169,26 +177,27 @@ def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str
             ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{obs.source} {loc}", artefact=obs.artefact,
                    message=_masked(ctx, p.message, obs, value))
     _flag_production(ev, reading.observations)
+    nothing, no_identity = UNREAD[channel]
     if reading.units == 0:
-        ev.inconclusive(M("check.nothing_received", unit=unit))
+        ev.inconclusive(nothing)
     elif not reading.observations:
         # what could not be read is a finding (FAIL outranks this); a PASS needs a patient judged
-        ev.inconclusive(M("check.no_identity", unit=unit))
+        ev.inconclusive(no_identity)
 
 
 @check(reads=CHANNEL_INPUTS["hl7v2"])
 def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, M("unit.hl7v2"))
+    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, "hl7v2")
 
 
 @check(reads=CHANNEL_INPUTS["cda"])
 def check_cda(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, M("unit.cda"))
+    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, "cda")
 
 
 @check(reads=CHANNEL_INPUTS["fhir"])
 def check_fhir(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, M("unit.fhir"))
+    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, "fhir")
 
 
 def _all(ctx: CheckContext) -> list[Observation]:
