@@ -5,16 +5,15 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-import requests
-
 from .context import Artefact
+from .http import Fetched, HttpClient
+from .messages import Localized
+from .secrets import Scrubber
 
-REDACTED = b"***REDACTED***"
 SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 
 
@@ -72,17 +71,15 @@ class ObjectStore:
 
 
 class Recorder:
-    """Stores artefacts in an :class:`ObjectStore`, scrubbing known secret values first."""
+    """Stores artefacts in an :class:`ObjectStore`, every form of every secret scrubbed first."""
 
     def __init__(self, store: ObjectStore, secrets: Iterable[str] = ()) -> None:
         self.store = store
-        self._secrets = sorted({s.encode("utf-8") for s in secrets if s}, key=len, reverse=True)
+        self.scrubber = Scrubber(secrets)
         self.recorded: dict[str, Artefact] = {}
 
     def scrub(self, data: bytes) -> bytes:
-        for secret in self._secrets:
-            data = data.replace(secret, REDACTED)
-        return data
+        return self.scrubber.bytes(data)
 
     def record(self, data: bytes | str, *, media_type: str, label: str) -> Artefact:
         if isinstance(data, str):
@@ -100,13 +97,13 @@ class Recorder:
 class HttpResult:
     """A recorded HTTP exchange: the body artefact for checks, the exchange for the record."""
 
-    def __init__(self, status: int | None, body: Artefact | None, exchange: Artefact, error: str | None, content_type: str, data: bytes = b"") -> None:
-        self.status = status
+    def __init__(self, fetched: Fetched, body: Artefact | None, exchange: Artefact, data: bytes) -> None:
+        self.status = fetched.status
         self.body = body
         self.data = data  # the body as recorded (secrets scrubbed)
         self.exchange = exchange
-        self.error = error
-        self.content_type = content_type
+        self.error: Localized | None = fetched.error
+        self.content_type = fetched.headers.get("Content-Type", "application/octet-stream")
 
     @property
     def ok(self) -> bool:
@@ -114,14 +111,15 @@ class HttpResult:
 
 
 class RecordingHttp:
-    """GET and POST through requests, recording request, response and timing; never raises for I/O."""
+    """GET and POST to the vendor's software, each exchange recorded (request, answer,
+    timing, what went wrong); never raises for I/O. The limits are :class:`HttpClient`'s:
+    a total deadline per exchange, a size bound, no proxy, no redirect followed, loopback
+    only when offline."""
 
-    def __init__(self, recorder: Recorder, *, timeout: float = 10.0, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, recorder: Recorder, *, total: float = 30.0, read: float = 10.0, max_bytes: int = 16 * 1024 * 1024,
+                 offline: bool = False) -> None:
         self.recorder = recorder
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.session = requests.Session()
-        self.session.trust_env = False  # loopback and configured endpoints only: no proxies
+        self.client = HttpClient(total=total, read=read, max_bytes=max_bytes, offline=offline, scrub=recorder.scrubber.text)
 
     def get(self, url: str, *, label: str, headers: dict[str, str] | None = None) -> HttpResult:
         return self._exchange("GET", url, label=label, headers=headers)
@@ -134,44 +132,30 @@ class RecordingHttp:
         headers = dict(headers or {})
         sent = None
         if payload is not None:
-            sent = self.recorder.record(self.recorder.scrub(payload), media_type=headers.get("Content-Type", "application/octet-stream"), label=f"request:{label}")
+            sent = self.recorder.record(payload, media_type=headers.get("Content-Type", "application/octet-stream"), label=f"request:{label}")
         started = utc_now()
-        t0 = time.monotonic()
-        status: int | None = None
-        body: Artefact | None = None
-        error: str | None = None
-        response_headers: dict[str, str] = {}
-        content_type = ""
-        recorded = b""
-        try:
-            with self.session.request(method, url, headers=headers, data=payload, timeout=self.timeout, stream=True, allow_redirects=False) as resp:
-                status = resp.status_code
-                response_headers = dict(resp.headers)
-                content_type = resp.headers.get("Content-Type", "application/octet-stream")
-                data = bytearray()
-                for chunk in resp.iter_content(65536):
-                    data += chunk
-                    if len(data) > self.max_bytes:
-                        raise ValueError(f"response larger than {self.max_bytes} bytes")
-                recorded = self.recorder.scrub(bytes(data))
-                body = self.recorder.record(recorded, media_type=content_type.split(";")[0].strip() or "application/octet-stream", label=label)
-        except (requests.RequestException, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        fetched = self.client.request(method, url, headers=headers, data=payload)
+        body, recorded = None, b""
+        if fetched.failure is None:
+            recorded = self.recorder.scrub(fetched.body)
+            media_type = fetched.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip() or "application/octet-stream"
+            body = self.recorder.record(recorded, media_type=media_type, label=label)
         exchange = {
             "protocol": "http",
             "method": method,
-            "url": url,
+            "url": self.recorder.scrubber.text(url),
             **({"request_body_sha256": sent.sha256} if sent is not None else {}),
             "started_at": started,
-            "elapsed_ms": round((time.monotonic() - t0) * 1000, 1),
+            "elapsed_ms": round(fetched.elapsed * 1000, 1),
             "request_headers": _redact_headers(headers),
-            "status": status,
-            "response_headers": _redact_headers(response_headers),
+            "status": fetched.status,
+            "response_headers": _redact_headers(fetched.headers),
             "body_sha256": body.sha256 if body else None,
-            "error": error,
+            "error": fetched.error.texts() if fetched.error is not None else None,
+            **({"failure": fetched.failure} if fetched.failure else {}),
         }
         art = self.recorder.record_json(exchange, label=f"exchange:{label}")
-        return HttpResult(status, body, art, error, content_type, recorded)
+        return HttpResult(fetched, body, art, recorded)
 
 
 def _redact_headers(headers: dict[str, str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from .context import Artefact, CheckContext, CollectContext, Service, ServiceCon
 from .errors import HarnessError, NotApplicable
 from .evidence import Recorder, RecordingHttp
 from .messages import Localized, Message, catalogue
-from .network import OfflineHttp, is_loopback
+from .http import is_loopback
 from .results import ArtefactMeta, CollectStep, ScenarioResult, StepStatus
 from .scenarios import Scenario
 from .steps import Registry
@@ -41,7 +41,7 @@ class LiveSession:
         self.recorder = recorder
         self.lang = lang
         self.offline = offline
-        self.http = RecordingHttp(recorder)
+        self.http = RecordingHttp(recorder, offline=offline)
         self.services: dict[str, Service] = {}
         self._collected: dict[tuple, _Collected] = {}
         self._terminology = None
@@ -76,7 +76,7 @@ class LiveSession:
         fn = self.registry.collectors.get(name)
         if fn is None:
             return {}, StepStatus.ERROR, M("step.unknown", kind="collect", name=name)
-        ctx = CollectContext(target=self.target, record=self.recorder.record, http=OfflineHttp(self.http) if self.offline else self.http,
+        ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http,
                              service_url=self.service_url, lang=self.lang, inputs=inputs, check_context=self._check_context,
                              terminology=self.terminology)
         try:

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from harness.terminology import (
     BUILTIN_SNAPSHOT,
@@ -21,7 +20,7 @@ from harness.terminology import (
     TerminologyUnavailable,
     build,
 )
-from harness.network import is_loopback
+from harness.http import is_loopback
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 JDV = CORPUS / "ans-testcontenucda" / "jeuxDeValeurs"
@@ -46,7 +45,7 @@ def server(builtin):
 
 
 def client(srv, **kw):
-    auth = PasswordGrant(srv.token_url, "user-api", "alice", kw.pop("password", "s3cret"), session=requests.Session(), timeout=2)
+    auth = PasswordGrant(srv.token_url, "user-api", "alice", kw.pop("password", "s3cret"), timeout=2)
     return RemoteTerminology(srv.base_url, auth=auth, timeout=kw.pop("timeout", 2), retries=kw.pop("retries", 1), backoff=0.01)
 
 

@@ -23,12 +23,10 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import HarnessError
+from ..http import Fetched, HttpClient
 from ..messages import Localized, catalogue
 from .model import Answer, Expansion, error_record
 
@@ -53,14 +51,14 @@ class TerminologyAuthError(HarnessError):
 class PasswordGrant:
     """OAuth2 password grant (Keycloak): ``access_token`` cached until shortly before expiry."""
 
-    def __init__(self, token_url: str, client_id: str, username: str, password: str, *, session: requests.Session,
-                 timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, token_url: str, client_id: str, username: str, password: str, *, timeout: float, offline: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self._username = username
         self._password = password
-        self._session = session
-        self._timeout = timeout
+        # the whole exchange within the timeout; the password never reaches an error message
+        self._client = HttpClient(total=timeout, max_bytes=1024 * 1024, offline=offline, scrub=lambda text: text.replace(password, "***"))
         self._clock = clock
         self._token: str | None = None
         self._expires = 0.0
@@ -76,22 +74,20 @@ class PasswordGrant:
 
     def _fetch(self) -> None:
         form = {"grant_type": "password", "client_id": self.client_id, "username": self._username, "password": self._password}
+        res = self._client.request("POST", self.token_url, data=form)
+        if res.failure == "timeout":
+            raise TerminologyUnavailable("timeout", M("idp.timeout", url=self.token_url))
+        if res.failure is not None:
+            raise TerminologyUnavailable("unreachable", M("idp.unreachable", url=self.token_url, error=res.error))
+        if res.status in (400, 401, 403):
+            raise TerminologyAuthError(M("idp.refused", url=self.token_url, status=res.status, detail=_error_text(res.body)))
+        if res.status is None or res.status >= 500:
+            raise TerminologyUnavailable("http", M("idp.failed", status=res.status))
         try:
-            res = self._session.post(self.token_url, data=form, timeout=self._timeout)
-        except requests.Timeout:
-            raise TerminologyUnavailable("timeout", M("idp.timeout", url=self.token_url)) from None
-        except requests.RequestException as exc:
-            raise TerminologyUnavailable("unreachable", M("idp.unreachable", url=self.token_url, error=type(exc).__name__)) from None
-        if res.status_code in (400, 401, 403):
-            detail = _error_text(res)
-            raise TerminologyAuthError(M("idp.refused", url=self.token_url, status=res.status_code, detail=detail))
-        if res.status_code >= 500:
-            raise TerminologyUnavailable("http", M("idp.failed", status=res.status_code))
-        try:
-            body = res.json()
+            body = json.loads(res.body)
             token = body["access_token"]
             assert isinstance(token, str) and token
-        except (ValueError, KeyError, TypeError, AssertionError):
+        except (ValueError, KeyError, TypeError, AssertionError, RecursionError):
             raise TerminologyUnavailable("garbage", M("idp.garbage")) from None
         lifetime = body.get("expires_in") if isinstance(body.get("expires_in"), (int, float)) else 300
         self._token = token
@@ -99,11 +95,11 @@ class PasswordGrant:
         self.fetched += 1
 
 
-def _error_text(res: requests.Response) -> str:
+def _error_text(data: bytes) -> str:
     """What an identity provider or a FHIR server said when refusing."""
     try:
-        body = res.json()
-    except ValueError:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict) and body.get("resourceType") != "OperationOutcome":
         return str(body.get("error_description") or body.get("error") or "")[:200]
@@ -134,20 +130,18 @@ class RemoteTerminology:
     """The FHIR terminology client. One per run; thread-safe for reads."""
 
     def __init__(self, base_url: str, *, auth: PasswordGrant | None = None, timeout: float = 10.0, retries: int = 2,
-                 backoff: float = 0.5, session: requests.Session | None = None) -> None:
+                 backoff: float = 0.5, offline: bool = False) -> None:
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise HarnessError(M("server.invalid_address", url=base_url))
         self.base = base_url.rstrip("/") + "/"
         self.timeout = timeout
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers["Accept"] = "application/fhir+json, application/json"
         retry = Retry(total=retries, connect=retries, read=retries, status=retries, other=0, backoff_factor=backoff,
                       status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False,
                       respect_retry_after_header=True)
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # each question's whole exchange, retries and back-off included, ends within this
+        total = timeout * (retries + 1) + backoff * (2 ** retries)
+        self.client = HttpClient(total=total, read=timeout, max_bytes=MAX_ANSWER, offline=offline, retries=retry,
+                                 headers={"User-Agent": USER_AGENT, "Accept": "application/fhir+json, application/json"})
         self.auth = auth
         self.calls = 0  # HTTP requests sent to the FHIR server (retries included by urllib3 are not counted)
         self._server: dict[str, Any] | None = None
@@ -156,6 +150,13 @@ class RemoteTerminology:
 
     # -- transport ----------------------------------------------------------------------
 
+    def _failed(self, res: Fetched, url: str) -> TerminologyUnavailable:
+        if res.failure == "timeout":
+            return TerminologyUnavailable("timeout", M("server.timeout", seconds=self.timeout, url=url))
+        if res.failure == "too-large":
+            return TerminologyUnavailable("garbage", M("server.too_large", limit=MAX_ANSWER, url=url))
+        return TerminologyUnavailable("unreachable", M("server.unreachable", url=url, error=res.error))
+
     def _get(self, path: str, params: dict[str, str]) -> tuple[int, Any]:
         url = self.base + path
         for attempt in (0, 1):
@@ -163,33 +164,22 @@ class RemoteTerminology:
             if self.auth is not None:
                 headers["Authorization"] = f"Bearer {self.auth.token(renew=attempt == 1)}"
             self.calls += 1
-            try:
-                res = self.session.get(url, params=params, headers=headers, timeout=self.timeout, stream=True)
-                try:
-                    raw = res.raw.read(MAX_ANSWER + 1, decode_content=True)
-                finally:
-                    res.close()
-            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-                raise TerminologyUnavailable("timeout", M("server.timeout", seconds=self.timeout, url=url)) from None
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-                if _timed_out(exc):  # a read timeout once the retries are spent comes wrapped
-                    raise TerminologyUnavailable("timeout", M("server.timeout", seconds=self.timeout, url=url)) from None
-                raise TerminologyUnavailable("unreachable", M("server.unreachable", url=url, error=type(exc).__name__)) from None
-            except OSError as exc:  # a connection cut while reading the body
-                raise TerminologyUnavailable("unreachable", M("server.cut", url=url, error=str(exc))) from None
-            if res.status_code in (401, 403):
-                if attempt == 0 and self.auth is not None and res.status_code == 401:
+            res = self.client.request("GET", url, params=params, headers=headers)
+            if res.failure is not None:
+                raise self._failed(res, url)
+            if res.status in (401, 403):
+                if attempt == 0 and self.auth is not None and res.status == 401:
                     continue  # the token may have expired early: renew once
-                raise TerminologyAuthError(M("server.refused", status=res.status_code, url=url))
-            if res.status_code >= 500 or res.status_code == 429:
-                raise TerminologyUnavailable("http", M("server.failed", status=res.status_code, url=url))
-            if len(raw) > MAX_ANSWER:
-                raise TerminologyUnavailable("garbage", M("server.too_large", limit=MAX_ANSWER, url=url))
+                raise TerminologyAuthError(M("server.refused", status=res.status, url=url))
+            if res.status >= 500 or res.status == 429:
+                raise TerminologyUnavailable("http", M("server.failed", status=res.status, url=url))
+            if 300 <= res.status < 400:  # never followed: it could lead out of loopback, or off the server
+                raise TerminologyUnavailable("http", M("server.redirect", status=res.status, url=url, location=res.headers.get("Location", "-")))
             try:
-                body = json.loads(raw)
+                body = json.loads(res.body)
             except (ValueError, RecursionError):
-                raise TerminologyUnavailable("garbage", M("server.garbage", status=res.status_code, url=url)) from None
-            return res.status_code, body
+                raise TerminologyUnavailable("garbage", M("server.garbage", status=res.status, url=url)) from None
+            return res.status, body
         raise AssertionError("unreachable")
 
     def _garbage(self, what: str) -> TerminologyUnavailable:
@@ -298,14 +288,6 @@ class RemoteTerminology:
 
     def describe(self) -> dict[str, Any]:
         return self.source()
-
-
-def _timed_out(exc: BaseException) -> bool:
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # a refused connection (a TimeoutError subclass in urllib3)
-        return False
-    return isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
 
 
 def _diag(body: Any) -> str:

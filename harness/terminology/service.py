@@ -300,11 +300,9 @@ def build(conf: dict[str, Any], *, offline: bool, resolve_url: Callable[[str], s
         username, password = secret("smt_username"), secret("smt_password")
         if not username or not password:
             raise HarnessError(M("setup.credentials"))
-        import requests
-
         auth = PasswordGrant(resolve_url(conf["token_url"]), conf.get("client_id", "user-api"), username, password,
-                             session=requests.Session(), timeout=timeout)
-    remote = RemoteTerminology(server, auth=auth, timeout=timeout, retries=int(conf.get("retries", 2)),
+                             timeout=timeout, offline=offline)
+    remote = RemoteTerminology(server, auth=auth, timeout=timeout, retries=int(conf.get("retries", 2)), offline=offline,
                                backoff=float(conf.get("backoff", 0.5)))
     fallback = FallbackTerminology(remote, snapshot, allowed=bool(conf.get("fallback", False)))
     hours = float(conf.get("cache_hours", 168))
