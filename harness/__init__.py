@@ -10,7 +10,7 @@ from .errors import BundleError, HarnessError, NotApplicable, PluginError, Scena
 from .evidence import atomic_write
 from .messages import Catalogue, Localized, Message, Text, catalogue
 from .plugins import core_version, hookimpl
-from .safety import ArchiveLimits, SafeArchive, parse_xml
+from .safety import ArchiveLimits, SafeArchive, parse_json, parse_xml
 from .steps import ANY_INPUT, check, collector
 from .summary import ReportSection, SummaryContext
 from .target import Target
@@ -51,6 +51,7 @@ __all__ = [
     "collector",
     "core_version",
     "hookimpl",
+    "parse_json",
     "parse_xml",
     "verify_bundle",
 ]

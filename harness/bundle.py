@@ -23,7 +23,7 @@ from .errors import BundleError, UnsafeInput
 from .evidence import canonical_json, sha256
 from .manifest import FORMATS, Manifest
 from .messages import Joined, Localized, catalogue
-from .safety import ArchiveLimits, SafeArchive
+from .safety import ArchiveLimits, SafeArchive, parse_json
 
 M = catalogue(__name__)
 MANIFEST = "manifest.json"
@@ -123,11 +123,12 @@ def _sealed_manifest(archive: SafeArchive, names: list[str], report: VerifyRepor
         _problem(report, MANIFEST, M("bundle.seal_differs"))
         _problem(report, SEAL, M("bundle.seal_mismatch"))
     try:
-        manifest = json.loads(body)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
-            raise ValueError("not a harness bundle manifest")
-    except (ValueError, UnicodeDecodeError) as exc:
-        _problem(report, MANIFEST, M("bundle.manifest_unreadable", error=str(exc)))
+        manifest = parse_json(body, source=MANIFEST)
+    except UnsafeInput as exc:
+        _problem(report, MANIFEST, exc.detail)
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
+        _problem(report, MANIFEST, M("bundle.manifest_unreadable", error="not a harness bundle manifest"))
         return None
     if manifest.get("format") not in FORMATS:
         _problem(report, MANIFEST, M("bundle.format", found=str(manifest.get("format")), known=", ".join(FORMATS)))
@@ -196,7 +197,7 @@ class Bundle:
 
     def findings(self, scenario: str) -> list[dict]:
         name = f"findings/{scenario}.json"
-        return json.loads(self._archive.read(name)) if name in self.manifest["members"] else []
+        return parse_json(self._archive.read(name), source=name) if name in self.manifest["members"] else []
 
     def artefacts_labelled(self, label: str) -> Iterable[str]:
         return [d for d, meta in sorted(self.manifest.get("artefacts", {}).items()) if meta.get("label") == label]

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from lxml import etree
 
-from .errors import HarnessError
+from .errors import HarnessError, UnsafeInput
 from .messages import catalogue
 from .results import ArtefactMeta
-from .safety import parse_xml
+from .safety import parse_json, parse_xml
 from .target import SERVICE_URL_SCHEME, Target
 
 if TYPE_CHECKING:
@@ -123,7 +123,8 @@ class CheckContext:
         return self._load(self.artefact(name).sha256)
 
     def json(self, name: str) -> Any:
-        return json.loads(self.read(name))
+        """The input as JSON, through the bounded reader (:func:`harness.parse_json`)."""
+        return parse_json(self.read(name), source=name)
 
     def xml(self, name: str) -> etree._ElementTree:
         return parse_xml(self.read(name), source=name)
@@ -202,9 +203,9 @@ class CollectContext:
         if not res.ok:
             raise HarnessError(M("index.unreachable", url=index, status=res.status, error=res.error))
         try:
-            urls = json.loads(res.data)
+            urls = parse_json(res.data, source=index)
             assert isinstance(urls, list) and all(isinstance(u, str) for u in urls)
-        except (ValueError, AssertionError):
+        except (UnsafeInput, AssertionError):
             raise HarnessError(M("index.not_a_list", url=index)) from None
         for n, url in enumerate(urls[:limit], 1):
             absolute = urljoin(index, url)

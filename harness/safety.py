@@ -6,11 +6,13 @@ receives goes through :func:`parse_xml` or :class:`SafeArchive`.
 from __future__ import annotations
 
 import io
+import json
 import re
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from lxml import etree
 
@@ -20,6 +22,8 @@ from .messages import Message, catalogue
 M = catalogue(__name__)
 
 MAX_XML_BYTES = 64 * 1024 * 1024
+MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 64
 
 # A DOCTYPE is never needed by the formats we check (CDA, ebRIM, SVRL, SVS) and is the
 # door for XXE, external DTD fetches and entity expansion bombs: refuse it outright.
@@ -66,6 +70,29 @@ def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise UnsafeInput("xml-doctype", M("safety.xml_dtd", source=source))
     return tree
+
+
+def parse_json(data: bytes | str, *, source: str = "<json>", max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse untrusted JSON: bounded size, bounded nesting, never a RecursionError.
+
+    Raises :class:`UnsafeInput` for malformed or hostile input, naming ``source``.
+    """
+    if len(data) > max_bytes:
+        raise UnsafeInput("json-too-large", M("safety.json_too_large", source=source, size=len(data), limit=max_bytes))
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise UnsafeInput("json-too-deep", M("safety.json_too_deep", source=source, limit=max_depth)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnsafeInput("json-malformed", M("safety.json_malformed", source=source, error=str(exc)[:200])) from None
+    stack = [(value, 1)]
+    while stack:  # counted without recursion: the code that reads the value next may recurse
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > max_depth:
+                raise UnsafeInput("json-too-deep", M("safety.json_too_deep", source=source, limit=max_depth))
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return value
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 from .errors import PluginError, TargetError
 from .messages import Message, catalogue
@@ -43,6 +44,19 @@ CORE_SCHEMA: dict[str, dict[str, str]] = {
 REQUIRED_SECTIONS = ("product",)
 SERVICE_URL_SCHEME = "service://"
 TYPES = ("str", "int", "bool", "url", "path", "secret", "list[str]", "list[path]")
+SECRET_DIRS_ENV = "HARNESS_SECRET_DIRS"  # folders besides the target's own where file: secrets may live
+MAX_SECRET_FILE = 64 * 1024
+MAX_DEPTH = 16  # tables and arrays nested deeper are not a target description
+# key names that say "this is a credential": such a key must be a reference (type secret)
+_SECRET_NAMES = {"password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "api_key", "access_token",
+                 "client_secret", "private_key", "auth", "authorization", "credentials"}
+_SECRET_SUFFIXES = ("_password", "_passwd", "_passphrase", "_secret", "_token", "_apikey", "_api_key", "_private_key")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a key or URL parameter name says it holds a credential (``token_url`` does not)."""
+    lowered = name.lower().replace("-", "_")
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES)
 
 
 def _type_name(typ: str) -> Message:
@@ -70,6 +84,8 @@ def merge_schemas(contributions: Iterable[tuple[str, Schema]]) -> dict[str, dict
             for key, typ in keys.items():
                 if typ.rstrip("!") not in TYPES:
                     raise PluginError(M("schema.bad_type", plugin=plugin, section=section, key=key, type=typ, types=", ".join(TYPES)))
+                if looks_secret(key) and typ.rstrip("!") != "secret":
+                    raise PluginError(M("schema.secret_type", plugin=plugin, section=section, key=key, type=typ))
                 clash = owner.get((section, key)) or (owner.get((section, "*")) if key != "*" else
                                                        next((o for (s, _), o in owner.items() if s == section), None))
                 if clash is not None:
@@ -130,13 +146,20 @@ class Target:
         ref = self.data.get("credentials", {}).get(name)
         return None if ref is None else self.resolve_secret(ref)
 
+    def secret_refs(self) -> list[str]:
+        """Every credential reference of the target, in any section (the keys of type secret)."""
+        refs = []
+        for section, table in self.data.items():
+            tables = {f"services.{svc}": opts for svc, opts in table.items()} if section == "services" else {section: table}
+            for name, values in tables.items():
+                spec = self.schema.get(name, {})
+                refs += [v for k, v in values.items() if spec.get(k, spec.get("*", "")).rstrip("!") == "secret" and _is_ref(v)]
+        return refs
+
     def secret_values(self) -> list[str]:
         """Every credential value that resolves, so recorders can scrub them."""
         values = []
-        refs = list(self.data.get("credentials", {}).values())
-        for options in self.services.values():
-            refs += [v for k, v in options.items() if _is_ref(v)]
-        for ref in refs:
+        for ref in self.secret_refs():
             try:
                 value = resolve_secret(ref, self.folder)
             except TargetError:
@@ -191,7 +214,9 @@ class Target:
             value = text.lower() == "true"
         elif typ.startswith("list["):
             raise TargetError("--set", name, M("set.list"))
-        checked = _check_value("--set", name, typ, value, Path.cwd())
+        # a path typed on the command line is the user's, from where they typed it; a secret
+        # reference is read from the target's folder, so it is confined there
+        checked = _check_value("--set", name, typ, value, self.folder if typ == "secret" else Path.cwd())
         table, raw = self.data, self.raw
         for part in section.split("."):
             table, raw = table.setdefault(part, {}), raw.setdefault(part, {})
@@ -230,16 +255,39 @@ def _blocked_hint() -> Message | str:
     return M("target.blocked_hint", plugins=", ".join(blocked)) if blocked else ""
 
 
+def _secret_dirs(folder: Path) -> list[Path]:
+    extra = [Path(d).expanduser() for d in os.environ.get(SECRET_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+    return [d.resolve() for d in [folder, *extra]]
+
+
+def secret_file(ref: str, folder: Path, *, file: str | None = None, key: str | None = None) -> Path:
+    """The file a ``file:`` reference names, once it is known to be a regular file inside
+    the target's folder or a folder of ``HARNESS_SECRET_DIRS`` (links resolved first): a
+    target must not make the harness read, and maybe quote, any file of the machine."""
+    where = (file or str(folder), key or ref)
+    path = Path(ref[5:]).expanduser()
+    real = (path if path.is_absolute() else folder / path).resolve()
+    allowed = _secret_dirs(folder)
+    if not any(real.is_relative_to(d) for d in allowed):
+        raise TargetError(*where, M("secret.outside", folders=", ".join(map(str, allowed)), variable=SECRET_DIRS_ENV))
+    if real.exists() and not real.is_file():
+        raise TargetError(*where, M("secret.not_a_file"))
+    return real
+
+
 def resolve_secret(ref: str, folder: Path) -> str | None:
     if ref.startswith("env:"):
         return os.environ.get(ref[4:])
     if ref.startswith("file:"):
-        p = Path(ref[5:])
-        p = p if p.is_absolute() else folder / p
+        path = secret_file(ref, folder)
         try:
-            return p.read_text(encoding="utf-8").strip()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_SECRET_FILE + 1)
         except OSError as exc:
-            raise TargetError(str(folder), ref, M("secret.unreadable", error=str(exc))) from None
+            raise TargetError(str(folder), ref, M("secret.unreadable", error=exc.strerror or type(exc).__name__)) from None
+        if len(data) > MAX_SECRET_FILE:
+            raise TargetError(str(folder), ref, M("secret.too_large", limit=MAX_SECRET_FILE))
+        return data.decode("utf-8", "replace").strip()
     raise TargetError(str(folder), ref, M("secret.invalid"))
 
 
@@ -251,6 +299,7 @@ def _check_scalar(file: str, key: str, typ: str, value: Any, folder: Path) -> An
     if typ == "bool" and isinstance(value, bool):
         return value
     if typ == "url" and isinstance(value, str) and value.startswith(("http://", "https://", SERVICE_URL_SCHEME)):
+        _no_credentials_in(file, key, value)
         return value
     if typ == "path" and isinstance(value, str) and value:
         p = Path(value).expanduser()
@@ -258,10 +307,23 @@ def _check_scalar(file: str, key: str, typ: str, value: Any, folder: Path) -> An
     raise _expected(file, key, typ, value)
 
 
+def _no_credentials_in(file: str, key: str, url: str) -> None:
+    """A URL never carries a credential: ``user:password@`` or ``?access_token=`` would reach
+    the evidence, the terminal and the server logs. (Nothing of the URL is repeated.)"""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise TargetError(file, key, M("secret.in_url_userinfo"))
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    if any(looks_secret(name) or name.lower() in ("key", "sig", "signature") for name in names):
+        raise TargetError(file, key, M("secret.in_url_query", names=", ".join(n for n in names if looks_secret(n) or n.lower() in ("key", "sig", "signature"))))
+
+
 def _check_value(file: str, key: str, typ: str, value: Any, folder: Path) -> Any:
     if typ == "secret":
         if not _is_ref(value):
             raise TargetError(file, key, M("secret.inline"))
+        if value.startswith("file:"):
+            secret_file(value, folder, file=file, key=key)  # where it points is checked now, read later
         return value
     if typ in ("list[str]", "list[path]"):
         if not isinstance(value, list):
@@ -278,6 +340,8 @@ def _check_section(file: str, name: str, table: Any, schema: Schema, folder: Pat
     out = {}
     for key, value in table.items():
         typ = _key_type(file, schema, name, key, f"{name}.{key}")
+        if looks_secret(key) and typ != "secret":
+            raise TargetError(file, f"{name}.{key}", M("secret.name", type=typ))
         out[key] = _check_value(file, f"{name}.{key}", typ, value, folder)
     for key, typ in spec.items():
         if typ.endswith("!") and key not in table:
@@ -285,16 +349,42 @@ def _check_section(file: str, name: str, table: Any, schema: Schema, folder: Pat
     return out
 
 
+MAX_TARGET_FILE = 1024 * 1024
+
+
+def _depth(value: Any) -> int:
+    """How deeply tables and arrays nest (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     file = str(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TARGET_FILE + 1)
     except FileNotFoundError:
         raise TargetError(file, "-", M("target.not_found")) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise TargetError(file, "-", M("target.unreadable", error=exc.strerror or type(exc).__name__)) from None
+    if len(data) > MAX_TARGET_FILE:
+        raise TargetError(file, "-", M("target.too_large", limit=MAX_TARGET_FILE))
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise TargetError(file, "-", M("target.unreadable", error=str(exc))) from None
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(file, "-", M("target.invalid_toml", error=str(exc))) from None
+    except RecursionError:
+        raise TargetError(file, "-", M("target.too_deep", limit=MAX_DEPTH)) from None
+    if _depth(raw) > MAX_DEPTH:
+        raise TargetError(file, "-", M("target.too_deep", limit=MAX_DEPTH))
+    return raw
 
 
 def _check_services(file: str, table: Any, schema: Schema, folder: Path) -> dict:

@@ -17,7 +17,6 @@ refused) never does: it is a configuration problem the user must fix.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any, Callable
@@ -25,8 +24,9 @@ from urllib.parse import urlsplit
 
 from urllib3.util.retry import Retry
 
-from ..errors import HarnessError
+from ..errors import HarnessError, UnsafeInput
 from ..http import Fetched, HttpClient
+from ..safety import parse_json
 from ..messages import Localized, catalogue
 from .model import Answer, Expansion, error_record
 
@@ -84,10 +84,10 @@ class PasswordGrant:
         if res.status is None or res.status >= 500:
             raise TerminologyUnavailable("http", M("idp.failed", status=res.status))
         try:
-            body = json.loads(res.body)
+            body = parse_json(res.body, source=self.token_url)
             token = body["access_token"]
             assert isinstance(token, str) and token
-        except (ValueError, KeyError, TypeError, AssertionError, RecursionError):
+        except (UnsafeInput, KeyError, TypeError, AssertionError):
             raise TerminologyUnavailable("garbage", M("idp.garbage")) from None
         lifetime = body.get("expires_in") if isinstance(body.get("expires_in"), (int, float)) else 300
         self._token = token
@@ -98,8 +98,8 @@ class PasswordGrant:
 def _error_text(data: bytes) -> str:
     """What an identity provider or a FHIR server said when refusing."""
     try:
-        body = json.loads(data)
-    except (ValueError, RecursionError):
+        body = parse_json(data)
+    except UnsafeInput:
         return ""
     if isinstance(body, dict) and body.get("resourceType") != "OperationOutcome":
         return str(body.get("error_description") or body.get("error") or "")[:200]
@@ -176,8 +176,8 @@ class RemoteTerminology:
             if 300 <= res.status < 400:  # never followed: it could lead out of loopback, or off the server
                 raise TerminologyUnavailable("http", M("server.redirect", status=res.status, url=url, location=res.headers.get("Location", "-")))
             try:
-                body = json.loads(res.body)
-            except (ValueError, RecursionError):
+                body = parse_json(res.body, source=url)
+            except UnsafeInput:
                 raise TerminologyUnavailable("garbage", M("server.garbage", status=res.status, url=url)) from None
             return res.status, body
         raise AssertionError("unreachable")

@@ -23,8 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import HarnessError
+from ..errors import HarnessError, UnsafeInput
 from ..messages import catalogue
+from ..safety import parse_json
 from .model import Answer
 from .snapshot import SnapshotTerminology
 
@@ -201,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype and body:
-            res = json.loads(body)
+            res = parse_json(body, source="request", max_bytes=MAX_BODY)
             for p in res.get("parameter") or []:
                 value = next((v for k, v in p.items() if k.startswith("value")), None)
                 if isinstance(value, (str, bool, int)):
@@ -218,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             params = self._params()
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, UnsafeInput):
             self._send(400, _outcome("invalid", "unreadable request body"))
             return
         if path == "/token" and self.command == "POST":

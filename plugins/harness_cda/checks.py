@@ -1,7 +1,6 @@
 """Checks: findings from the recorded XSD results and SVRL, offline and replayable."""
 from __future__ import annotations
 
-import json
 
 from harness import CheckContext, Evaluation, Localized, Severity, Text, catalogue, check
 
@@ -59,7 +58,7 @@ def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requ
     """Findings of one recorded SVRL (as Evaluation.add keyword sets), or the error it recorded."""
     art = ctx.artefact(name)
     if art.media_type == "application/json":
-        return [], Text.of(json.loads(ctx.read(name))["error"])
+        return [], Text.of(ctx.json(name)["error"])
     try:
         items = read_svrl(ctx.read(name))
     except EngineError as exc:

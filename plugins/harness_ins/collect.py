@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
+from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, catalogue, collector, parse_json
 
 from .mllp import MllpListener
 
@@ -90,8 +90,8 @@ def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
                 raise HarnessError(M("collect.feed_refused", url=feed, status=res.status, said=said))
             if expected is None:
                 try:
-                    expected = int(json.loads(res.data)["sent"])
-                except (ValueError, KeyError, TypeError):
+                    expected = int(parse_json(res.data, source=feed)["sent"])
+                except (UnsafeInput, ValueError, KeyError, TypeError):
                     expected = None
         received = rx.wait(expected, float(conf.get("mllp_wait", 30 if feed is None else 10)))
     summary = []
@@ -147,10 +147,10 @@ def collect_fhir(ctx: CollectContext) -> dict:
 
 def _next_page(data: bytes, base: str) -> str | None:
     try:
-        bundle = json.loads(data)
+        bundle = parse_json(data, source=base)
         links = bundle.get("link", []) if isinstance(bundle, dict) else []
         nxt = next((l.get("url") for l in links if isinstance(l, dict) and l.get("relation") == "next"), None)
-    except ValueError:
+    except (UnsafeInput, AttributeError):
         return None
     if isinstance(nxt, str) and urlsplit(nxt)[:2] == urlsplit(base)[:2]:
         return nxt

@@ -15,11 +15,10 @@ from the JSON itself so that one bad element does not hide the others.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import Severity, catalogue
+from harness import Severity, UnsafeInput, catalogue, parse_json
 
 from .identity import Problem, Traits
 
@@ -100,9 +99,9 @@ def read_patients(data: bytes) -> FhirRead:
     """Every Patient in a JSON document; problems instead of exceptions."""
     read = FhirRead()
     try:
-        parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=f"{type(exc).__name__}: {str(exc)[:200]}"))))
+        parsed = parse_json(data, source="$")
+    except UnsafeInput as exc:
+        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=exc.detail))))
         return read
     for where, res in _patients(parsed, read):
         _validate(where, res, read)

@@ -3,10 +3,9 @@
 naming the terminology each verdict relied on."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from harness import HarnessError, ReportSection, Service, SummaryContext, Text, catalogue, hookimpl
+from harness import HarnessError, ReportSection, Service, SummaryContext, Text, UnsafeInput, catalogue, hookimpl, parse_json
 
 from . import checks, collect
 
@@ -77,8 +76,8 @@ def harness_report_sections(summary: SummaryContext):
         if digest is None:
             continue
         try:
-            record = json.loads(summary.read_artefact(digest))
-        except ValueError:
+            record = parse_json(summary.read_artefact(digest), source=digest)
+        except UnsafeInput:
             continue
         lines.append(_source_line(result.scenario, record))
     return [ReportSection(M("section.title"), lines)] if lines else []

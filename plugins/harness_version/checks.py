@@ -1,11 +1,10 @@
 """Checks of the label's version-number rules: pure functions of the recorded inputs."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from harness import CheckContext, Evaluation, Localized, Severity, catalogue, check
+from harness import CheckContext, Evaluation, Localized, Severity, UnsafeInput, catalogue, check
 
 from .extract import dig, read_page, ui_version, version_key
 
@@ -68,9 +67,9 @@ def api_seen(ctx: CheckContext) -> tuple[Seen | None, str | None, Localized | No
     if not _reachable(ex) or not ctx.has("api.about"):
         return None, None, M("api.unreadable", url=ex["url"], detail=f"HTTP {ex.get('status')} {ex.get('error') or ''}".strip())
     try:
-        data: Any = json.loads(ctx.read("api.about"))
-    except ValueError as exc:
-        return None, None, M("api.invalid_json", url=ex["url"], error=str(exc))
+        data: Any = ctx.json("api.about")
+    except UnsafeInput as exc:
+        return None, None, M("api.invalid_json", url=ex["url"], error=exc.detail)
     vfield, ffield = api_fields(ctx.target.section("version"))
     version, fingerprint = dig(data, vfield), dig(data, ffield)
     seen = Seen("api", version, f"{ex['url']} $.{vfield}", ctx.artefact("api.about").sha256) if isinstance(version, str) and version else None

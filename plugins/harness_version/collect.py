@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness import Bundle, BundleError, CollectContext, HarnessError, UnsafeInput, catalogue, collector
+from harness import Bundle, BundleError, CollectContext, HarnessError, UnsafeInput, catalogue, collector, parse_json
 
 from .checks import api_fields
 from .extract import about_link, dig, read_page, ui_version
@@ -106,8 +106,8 @@ def _evidenced(bundle: Bundle, path: Path, fields: tuple[str, str]) -> dict | No
     vfield, ffield = api_fields(recorded) if isinstance(recorded, dict) else fields
     for digest in bundle.artefacts_labelled("version.api"):
         try:
-            data = json.loads(bundle.read_artefact(digest))
-        except ValueError:
+            data = parse_json(bundle.read_artefact(digest), source=digest)
+        except UnsafeInput:
             continue
         version, fingerprint = dig(data, vfield), dig(data, ffield)
         if isinstance(version, str) and version:
