@@ -21,15 +21,17 @@ from typing import Any, Callable, Iterable
 
 from .errors import BundleError, UnsafeInput
 from .evidence import canonical_json, sha256
-from .manifest import FORMATS, Manifest
+from .manifest import FINDINGS, FORMATS, Manifest, manifest_problems, shape_problems
 from .messages import Joined, Localized, catalogue
-from .safety import ArchiveLimits, SafeArchive, parse_json
+from .safety import MAX_JSON_BYTES, ArchiveLimits, SafeArchive, parse_json
 
 M = catalogue(__name__)
 MANIFEST = "manifest.json"
 SEAL = "manifest.sha256"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-BUNDLE_LIMITS = ArchiveLimits(max_entries=100_000, max_total_bytes=4 * 1024**3, max_entry_bytes=1024**3, max_ratio=2000.0)
+# A bundle holds what the harness recorded: documents up to 64 MiB, answers up to 16 MiB.
+BUNDLE_LIMITS = ArchiveLimits(max_entries=100_000, max_total_bytes=4 * 1024**3, max_entry_bytes=256 * 1024**2, max_ratio=2000.0)
+MAX_SEAL = 1024
 
 
 def _member_bytes(manifest: dict) -> bytes:
@@ -114,6 +116,9 @@ def _sealed_manifest(archive: SafeArchive, names: list[str], report: VerifyRepor
             _problem(report, required, M("bundle.required_missing"))
     if MANIFEST not in names or SEAL not in names:
         return None
+    if archive.size(MANIFEST) > MAX_JSON_BYTES or archive.size(SEAL) > MAX_SEAL:
+        _problem(report, MANIFEST, M("bundle.manifest_too_large", limit=MAX_JSON_BYTES))
+        return None
     body, seal = _read(archive, MANIFEST, report), _read(archive, SEAL, report)
     if body is None or seal is None:
         return None
@@ -133,7 +138,10 @@ def _sealed_manifest(archive: SafeArchive, names: list[str], report: VerifyRepor
     if manifest.get("format") not in FORMATS:
         _problem(report, MANIFEST, M("bundle.format", found=str(manifest.get("format")), known=", ".join(FORMATS)))
         return None
-    return manifest
+    problems = manifest_problems(manifest)
+    for problem in problems:
+        _problem(report, MANIFEST, problem)
+    return None if problems else manifest
 
 
 def _check_members(archive: SafeArchive, names: list[str], manifest: dict, report: VerifyReport) -> None:
@@ -143,14 +151,16 @@ def _check_members(archive: SafeArchive, names: list[str], manifest: dict, repor
         if name not in names:
             _problem(report, name, M("bundle.member_missing"))
             continue
-        data = _read(archive, name, report)
-        if data is None:
+        try:
+            actual = archive.sha256(name)  # streamed: a large member never sits in memory
+        except UnsafeInput as exc:
+            _problem(report, name, exc.detail)
             continue
-        if sha256(data) != digest:
+        if actual != digest:
             _problem(report, name, M("bundle.member_changed"))
         elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
             _problem(report, name, M("bundle.artefact_name"))
-    for name in names:
+    for name in names + archive.folders():  # a bundle has no folder entry: one is something added
         if name not in listed and name not in (MANIFEST, SEAL):
             _problem(report, name, M("bundle.member_extra"))
     for digest in manifest.get("artefacts", {}):
@@ -195,9 +205,22 @@ class Bundle:
     def read_artefact(self, digest: str) -> bytes:
         return self._archive.read(f"artefacts/{digest}")
 
+    def read_member(self, name: str) -> bytes:
+        return self._archive.read(name) if name in self.manifest["members"] else b""
+
     def findings(self, scenario: str) -> list[dict]:
+        """The findings member of ``scenario``, checked against the format (:class:`BundleError` if not)."""
         name = f"findings/{scenario}.json"
-        return parse_json(self._archive.read(name), source=name) if name in self.manifest["members"] else []
+        if name not in self.manifest["members"]:
+            return []
+        try:
+            items = parse_json(self._archive.read(name), source=name)
+        except UnsafeInput as exc:
+            raise BundleError(exc.detail) from None
+        problems = shape_problems(items, FINDINGS, name)
+        if problems:
+            raise BundleError(M("shape.findings_invalid", problems=Joined(tuple(problems))))
+        return items
 
     def artefacts_labelled(self, label: str) -> Iterable[str]:
         return [d for d, meta in sorted(self.manifest.get("artefacts", {}).items()) if meta.get("label") == label]

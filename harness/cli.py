@@ -59,7 +59,7 @@ def _replay(path: Path, lang: str) -> bool:
 
     assembly = assemble()
     with Bundle(path) as bundle:
-        result = replay_bundle(bundle, assembly.registry, assembly.pm)
+        result = replay_bundle(bundle, assembly)
     for note in result.version_notes:
         _print(note, lang, "  ! ")
     if result.identical:
@@ -67,7 +67,7 @@ def _replay(path: Path, lang: str) -> bool:
         return True
     _print(M("replay.diff", count=len(result.differences)), lang, "  ")
     for d in result.differences:
-        print(f"  - {d.scenario}: {d.recorded} -> {d.replayed} ({d.detail.render(lang)})")
+        print(f"  - {d.subject}: {d.recorded} -> {d.replayed} ({d.detail.render(lang)})")
     return False
 
 

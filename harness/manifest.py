@@ -14,13 +14,108 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from .messages import Localized, Text
-from .results import ArtefactMeta, ScenarioResult
+import re
+
+from .errors import BundleError
+from .messages import Joined, Localized, Message, Text, catalogue
+from .results import ArtefactMeta, ScenarioResult, StepStatus
 from .scenarios import Catalogue, Scenario
-from .verdicts import Verdict, combine
+from .verdicts import Severity, Verdict, combine
+
+M = catalogue(__name__)
 
 FORMAT = "harness-bundle/2"
 FORMATS = ("harness-bundle/1", FORMAT)  # what this version reads
+
+
+# -- the shape of a manifest, checked before anything reads it ------------------------
+
+ANY = object()
+HEX = re.compile(r"^[0-9a-f]{64}$")
+TEXTS = {"fr": str, "en": str}
+VERDICTS = ("enum", tuple(v.value for v in Verdict))
+SCENARIO = {"id": str, "title": TEXTS, "requirements": [str], "profiles": [str], "criticality": str, "proof": str, "tags": [str],
+            "collect": [str], "checks": [str], "file": str, "collect_mode?": ("enum", ("all", "any"))}
+REQUIREMENT = {"verdict": VERDICTS, "scenarios": [str], "id": str, "source": str, "level": str, "text": TEXTS}
+COLLECT = {"name": str, "status": ("enum", tuple(s.value for s in StepStatus)), "message?": TEXTS, "outputs?": ("map", str, HEX)}
+CHECK = {"name": str, "verdict": VERDICTS, "assertions": int, "reasons": [TEXTS], "findings": int, "sensitive?": [str]}
+RESULT = {"scenario": str, "requirements": [str], "verdict": VERDICTS, "collect": [COLLECT], "inputs": ("map", str, HEX),
+          "checks": [CHECK], "reason?": TEXTS}
+MANIFEST = {
+    "format": ("enum", FORMATS), "run_id": str, "started_at": str, "finished_at": str, "harness": ("map", str, str),
+    "plugins": ("map", str, str), "blocked_plugins": [str], "target_file": str, "target": ("map", str, ANY),
+    "options": ("map", str, ANY), "scenarios": [SCENARIO], "requirements": ("map", str, REQUIREMENT), "results": [RESULT],
+    "artefacts": ("map", HEX, {"size": int, "media_type": str, "label": str}), "sensitive_data?": [str],
+    "masking?": {"method": str, "salt": str}, "incidents?": [TEXTS], "members": ("map", str, HEX),  # older manifests lack the first two
+}
+FINDINGS = [{"rule": str, "requirement": str, "severity": ("enum", tuple(s.value for s in Severity)), "location": str,
+             "message": TEXTS, "artefact": ("optional", HEX), "check?": str}]
+
+
+def _kind(spec: Any) -> Message:
+    return M("kind.string") if spec is str else M("kind.integer")
+
+
+def shape_problems(value: Any, spec: Any, where: str = "$", limit: int = 20) -> list[Message]:
+    """What makes ``value`` differ from ``spec`` (at most ``limit`` problems), each with its JSON path."""
+    problems: list[Message] = []
+    stack = [(value, spec, where)]
+    while stack and len(problems) < limit:
+        node, sp, at = stack.pop()
+        if sp is ANY:
+            continue
+        if isinstance(sp, re.Pattern):
+            if not (isinstance(node, str) and sp.match(node)):
+                problems.append(M("shape.digest", where=at))
+        elif sp is str or sp is int:
+            if not isinstance(node, sp) or isinstance(node, bool):
+                problems.append(M("shape.type", where=at, expected=_kind(sp)))
+        elif isinstance(sp, list):
+            if not isinstance(node, list):
+                problems.append(M("shape.type", where=at, expected=M("kind.list")))
+            else:
+                stack.extend((item, sp[0], f"{at}[{i}]") for i, item in enumerate(node))
+        elif isinstance(sp, dict):
+            if not isinstance(node, dict):
+                problems.append(M("shape.type", where=at, expected=M("kind.object")))
+                continue
+            keys = {k.rstrip("?"): k.endswith("?") for k in sp}
+            problems += [M("shape.unknown_key", where=at, key=k) for k in sorted(set(node) - set(keys))]
+            problems += [M("shape.missing_key", where=at, key=k) for k, optional in keys.items() if not optional and k not in node]
+            stack.extend((node[k], sp[k + "?" if optional else k], f"{at}.{k}") for k, optional in keys.items() if k in node)
+        elif sp[0] == "enum":
+            if node not in sp[1]:
+                problems.append(M("shape.enum", where=at, value=repr(node)[:40], allowed=", ".join(map(str, sp[1]))))
+        elif sp[0] == "optional":
+            if node is not None:
+                stack.append((node, sp[1], at))
+        elif sp[0] == "map":
+            if not isinstance(node, dict):
+                problems.append(M("shape.type", where=at, expected=M("kind.object")))
+            else:
+                for k, v in node.items():
+                    stack.append((k, sp[1], f"{at} key {k!r}"))
+                    stack.append((v, sp[2], f"{at}[{k!r}]"))
+    return problems[:limit]
+
+
+def reference_problems(d: dict[str, Any]) -> list[Message]:
+    """Names that point nowhere: an input whose artefact is not indexed, a result of no scenario."""
+    problems = []
+    scenarios = {s["id"] for s in d["scenarios"]}
+    for i, r in enumerate(d["results"]):
+        if r["scenario"] not in scenarios:
+            problems.append(M("shape.unknown_scenario", where=f"$.results[{i}]", scenario=r["scenario"]))
+        for name, digest in r["inputs"].items():
+            if digest not in d["artefacts"]:
+                problems.append(M("shape.unknown_artefact", where=f"$.results[{i}].inputs[{name!r}]", digest=digest))
+    return problems
+
+
+def manifest_problems(d: Any) -> list[Message]:
+    """Everything that keeps a manifest from being read as one (empty: it can be)."""
+    problems = shape_problems(d, MANIFEST)
+    return problems or reference_problems(d)
 
 
 def _version(dist: str) -> str:
@@ -129,7 +224,11 @@ class Manifest:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Manifest":
-        """A manifest read back (results without their findings, which are members)."""
+        """A manifest read back (results without their findings, which are members);
+        :class:`BundleError` naming what is wrong when it is not one."""
+        problems = manifest_problems(d)
+        if problems:
+            raise BundleError(M("shape.invalid", problems=Joined(tuple(problems))))
         fmt = d.get("format", "")
         results = []
         for r in d.get("results", []):

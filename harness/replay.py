@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Iterator
 
 import pluggy
 
@@ -13,11 +13,18 @@ from .bundle import Bundle
 from .checking import evaluate
 from .context import Artefact
 from .evidence import canonical_json
-from .messages import Message, catalogue
+from .manifest import FORMAT, requirement_verdicts
+from .messages import LANGS, Message, catalogue
 from .plugins import core_version, plugin_versions
-from .scenarios import Scenario
-from .steps import Registry
+from .results import ScenarioResult
+from .scenarios import Catalogue, Scenario
+from .sealing import report_sections
+from .summary import render_summary
 from .target import Target
+from .verdicts import Verdict
+
+if TYPE_CHECKING:
+    from .assembly import Assembly
 
 M = catalogue(__name__)
 
@@ -46,10 +53,16 @@ def no_network() -> Iterator[None]:
 
 @dataclass
 class Difference:
-    scenario: str
+    """What the bundle says and what replaying it says, for one scenario or requirement."""
+
+    subject: str
     recorded: str
     replayed: str
     detail: Message
+
+    @property
+    def scenario(self) -> str:
+        return self.subject
 
 
 @dataclass
@@ -77,25 +90,79 @@ def _version_notes(bundle: Bundle, pm: pluggy.PluginManager | None) -> list[Mess
     return notes
 
 
-def replay_bundle(bundle: Bundle, registry: Registry, pm: pluggy.PluginManager) -> ReplayReport:
-    """Re-evaluate each recorded scenario and compare verdict, check steps and findings."""
+# what decides a scenario's verdict: a recorded definition must say the same as the installed one
+DEFINING = ("requirements", "collect", "checks", "collect_mode")
+
+
+def _definition(scenario: dict) -> dict:
+    return {k: scenario.get(k, "all" if k == "collect_mode" else []) for k in DEFINING}
+
+
+def _replay_result(bundle: Bundle, result: ScenarioResult, scenario: Scenario, target: Target, assembly: "Assembly",
+                   report: ReplayReport) -> ScenarioResult:
+    """The result the installed checks give on the recorded inputs; each difference reported."""
+    sid = result.scenario
+    if result.reason is not None:  # NOT_RUN: nothing was evaluated; the record must say so throughout
+        if result.verdict is not Verdict.NOT_RUN or result.checks or result.inputs:
+            report.differences.append(Difference(sid, result.verdict.value, Verdict.NOT_RUN.value, M("replay.not_run_forged")))
+        return ScenarioResult.not_run(sid, result.requirements, result.reason)
     recorded = bundle.record
-    report = ReplayReport(format=recorded.format, version_notes=_version_notes(bundle, pm))
-    scenarios = {s["id"]: Scenario.from_json(s) for s in recorded.scenarios}
-    target = Target.from_record(recorded.target, target_schema(pm))
-    salt = recorded.masking.get("salt", "")
+    inputs = {name: Artefact(digest, **recorded.artefacts[digest].to_json()) for name, digest in result.inputs.items()}
+    verdict, checks, findings = evaluate(scenario, inputs, bundle.read_artefact, target, assembly.registry, result.collect,
+                                         recorded.masking.get("salt", ""))
+    if verdict is not result.verdict:
+        report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.verdict")))
+    elif canonical_json([c.to_json() for c in checks]) != canonical_json([c.to_json() for c in result.checks]):
+        report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.checks")))
+    elif canonical_json([f.to_json() for f in findings]) != canonical_json(bundle.findings(sid)):
+        report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.findings")))
+    return ScenarioResult(sid, list(scenario.requirements), verdict, result.collect, result.inputs, checks, findings)
+
+
+def _compare_requirements(bundle: Bundle, results: list[ScenarioResult], catalogue: Catalogue, report: ReplayReport) -> dict:
+    """Requirement verdicts derived again from the replayed results, against the recorded ones."""
+    derived = requirement_verdicts(catalogue, results)
+    recorded = bundle.record.requirements
+    for req in sorted(set(derived) | set(recorded)):
+        now, then = derived.get(req, {}), recorded.get(req, {})
+        if now.get("verdict") != then.get("verdict") or now.get("scenarios") != then.get("scenarios"):
+            report.differences.append(Difference(req, str(then.get("verdict", "-")), str(now.get("verdict", "-")), M("replay.requirement")))
+    return derived
+
+
+def _compare_summaries(bundle: Bundle, results: list[ScenarioResult], requirements: dict, assembly: "Assembly", report: ReplayReport) -> None:
+    """The human summaries rendered again from what replay derived, against the sealed ones."""
+    if bundle.record.format != FORMAT:
+        report.version_notes.append(M("replay.summary_format", format=bundle.record.format))
+        return
+    manifest = replace(bundle.record, results=results, requirements=requirements)
+    findings = {r.scenario: r.findings for r in results}
+    for lang in LANGS:
+        sections = report_sections(assembly.pm, manifest, findings, bundle.read_artefact, lang, [])
+        if render_summary(manifest, findings, lang, sections=sections).encode("utf-8") != bundle.read_member(f"summary.{lang}.txt"):
+            report.differences.append(Difference(f"summary.{lang}.txt", "-", "-", M("replay.summary")))
+
+
+def replay_bundle(bundle: Bundle, assembly: "Assembly") -> ReplayReport:
+    """Re-derive everything a bundle concludes from its artefacts alone, with the installed
+    scenario definitions and checks: each check step, finding, scenario and requirement
+    verdict, and the summaries; every difference is reported."""
+    recorded = bundle.record
+    report = ReplayReport(format=recorded.format, version_notes=_version_notes(bundle, assembly.pm))
+    target = Target.from_record(recorded.target, target_schema(assembly.pm))
+    definitions = {s["id"]: s for s in recorded.scenarios}
+    results: list[ScenarioResult] = []
     with no_network():
         for result in recorded.results:
             report.scenarios += 1
-            if result.reason is not None:  # NOT_RUN: nothing was evaluated, nothing to replay
+            scenario = assembly.catalogue.scenarios.get(result.scenario)
+            if scenario is None:
+                report.differences.append(Difference(result.scenario, result.verdict.value, "-", M("replay.unknown_scenario")))
                 continue
-            inputs = {name: Artefact(digest, **recorded.artefacts[digest].to_json()) for name, digest in result.inputs.items()}
-            verdict, checks, findings = evaluate(scenarios[result.scenario], inputs, bundle.read_artefact, target, registry, result.collect, salt)
-            sid = result.scenario
-            if verdict is not result.verdict:
-                report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.verdict")))
-            elif canonical_json([c.to_json() for c in checks]) != canonical_json([c.to_json() for c in result.checks]):
-                report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.checks")))
-            elif canonical_json([f.to_json() for f in findings]) != canonical_json(bundle.findings(sid)):
-                report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.findings")))
+            if _definition(definitions[result.scenario]) != _definition(scenario.to_json()):
+                report.differences.append(Difference(result.scenario, "-", "-", M("replay.definition", fields=", ".join(
+                    k for k in DEFINING if _definition(definitions[result.scenario])[k] != _definition(scenario.to_json())[k]))))
+            results.append(_replay_result(bundle, result, scenario, target, assembly, report))
+    requirements = _compare_requirements(bundle, results, assembly.catalogue, report)
+    _compare_summaries(bundle, results, requirements, assembly, report)
     return report

@@ -5,6 +5,7 @@ receives goes through :func:`parse_xml` or :class:`SafeArchive`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -12,7 +13,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
 
 from lxml import etree
 
@@ -160,6 +161,8 @@ class SafeArchive:
                 raise _refuse("archive-encrypted", M("safety.archive_encrypted", name=info.filename, source=self.source))
             if info.filename in entries:
                 raise _refuse("archive-duplicate", M("safety.archive_duplicate", name=info.filename, source=self.source))
+            if info.is_dir() and (info.file_size or info.compress_size):
+                raise _refuse("archive-hidden", M("safety.archive_hidden", name=info.filename, source=self.source))
             if info.file_size > self.limits.max_entry_bytes:
                 raise _refuse("archive-size", M("safety.archive_size", name=info.filename, size=info.file_size, source=self.source))
             if info.file_size > 1024 * 1024 and info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
@@ -174,26 +177,42 @@ class SafeArchive:
         """File entries (folders excluded), in archive order."""
         return [n for n, i in self._entries.items() if not i.is_dir()]
 
+    def folders(self) -> list[str]:
+        """Folder entries (which hold no data: one that does is refused)."""
+        return [n for n, i in self._entries.items() if i.is_dir()]
+
     def size(self, name: str) -> int:
         return self._entries[name].file_size
 
-    def read(self, name: str) -> bytes:
-        """The bytes of one entry; corruption raises :class:`UnsafeInput` naming the entry."""
+    def chunks(self, name: str, size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The bytes of one entry, a piece at a time (memory stays bounded whatever its size);
+        corruption or more bytes than declared raises :class:`UnsafeInput` naming the entry."""
         info = self._entries.get(name)
         if info is None:
             raise KeyError(name)
-        out = bytearray()
+        read = 0
         try:
             with self._zip.open(info) as fh:
-                while chunk := fh.read(1024 * 1024):
-                    out += chunk
-                    if len(out) > info.file_size or len(out) > self.limits.max_entry_bytes:
+                while chunk := fh.read(size):
+                    read += len(chunk)
+                    if read > info.file_size or read > self.limits.max_entry_bytes:
                         raise _refuse("archive-size", M("safety.archive_overrun", name=name, source=self.source))
+                    yield chunk
         except UnsafeInput:
             raise
         except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError: a damaged member
             raise _refuse("archive-corrupt", M("safety.archive_corrupt", error=str(exc), name=name, source=self.source)) from None
-        return bytes(out)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one entry (see :meth:`chunks`)."""
+        return b"".join(self.chunks(name))
+
+    def sha256(self, name: str) -> str:
+        """The SHA-256 of one entry, computed as it is read."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks(name):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def close(self) -> None:
         fp = self._zip.fp

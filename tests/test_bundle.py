@@ -98,7 +98,7 @@ def test_garbage_file_is_reported_not_crashing(tmp_path):
 def test_replay_reproduces_every_verdict_offline(bundle, capsys):
     assembly = assemble()
     with Bundle(bundle) as b:
-        report = replay_bundle(b, assembly.registry, assembly.pm)
+        report = replay_bundle(b, assembly)
     assert report.scenarios == len(b.manifest["results"]) > 0 and report.identical, report.differences
     assert cli(["verify", "--replay", str(bundle)]) == 0
     assert "verdicts identiques" in capsys.readouterr().out
@@ -152,7 +152,7 @@ def test_replay_detects_an_altered_artefact_consistent_with_its_hash(bundle, tmp
     assert verify_bundle(forged).ok
     assembly = assemble()
     with Bundle(forged) as b:
-        report = replay_bundle(b, assembly.registry, assembly.pm)
+        report = replay_bundle(b, assembly)
     assert {d.scenario for d in report.differences} >= {"version-same-in-channels"}
 
 
