@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from harness import CheckContext, Evaluation, Localized, Message, Severity, UnsafeInput, catalogue, check
 
 from . import cda, fhir, hl7v2
+from .mllp import MAX_FRAME
 from .identity import Problem, SystemClass, Traits, classify_system, parse_date, production_problem
 
 REQ_HL7 = "INS-HL7V2"
@@ -67,6 +68,14 @@ class Reading:
 
 def _inputs(ctx: CheckContext, channel: str) -> list[str]:
     return sorted(f"{group}/{item}" for group in CHANNEL_INPUTS[channel] for item in ctx.items(group))
+
+
+def _refused_frames(ctx: CheckContext, reading: Reading) -> None:
+    """Frames the MLLP receiver refused whole (larger than it reads): a finding each."""
+    for item, art in ctx.items("mllp-refused").items():
+        reading.units += 1
+        reading.problems.append((f"mllp-refused/{item}", art.sha256, "MLLP",
+                                 Problem("HL7-FRAME-01", Severity.ERROR, M("hl7.frame_refused", limit=MAX_FRAME, kept=art.size))))
 
 
 def _read_hl7(ctx: CheckContext) -> Reading:
@@ -185,9 +194,11 @@ def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str
         ev.inconclusive(no_identity)
 
 
-@check(reads=CHANNEL_INPUTS["hl7v2"])
+@check(reads=CHANNEL_INPUTS["hl7v2"] + ("mllp-refused",))
 def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_hl7(ctx), REQ_HL7, "hl7v2")
+    reading = _read_hl7(ctx)
+    _refused_frames(ctx, reading)
+    _judge(ctx, ev, reading, REQ_HL7, "hl7v2")
 
 
 @check(reads=CHANNEL_INPUTS["cda"])

@@ -56,7 +56,7 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@collector(produces=["hl7", "mllp", "mllp.session", "feed.exchange"])
+@collector(produces=["hl7", "mllp", "mllp-refused", "mllp.session", "feed.exchange"])
 def collect_hl7v2(ctx: CollectContext) -> dict:
     """HL7 v2 messages: files of the ``hl7v2`` folder, then the live feed over MLLP."""
     conf = _conf(ctx)
@@ -96,9 +96,12 @@ def _listen(ctx: CollectContext, conf: dict, feed: str | None) -> dict:
         received = rx.wait(expected, float(conf.get("mllp_wait", 30 if feed is None else 10)))
     summary = []
     for n, item in enumerate(received, 1):
-        outputs[f"mllp/{n:03d}"] = ctx.record(item.data, media_type="x-application/hl7-v2+er7", label=f"ins.mllp:{n:03d}")
+        # a frame over the limit is refused whole: its first bytes are kept as evidence, apart
+        group = "mllp-refused" if item.oversized else "mllp"
+        outputs[f"{group}/{n:03d}"] = ctx.record(item.data, media_type="x-application/hl7-v2+er7", label=f"ins.{group}:{n:03d}")
         ack = ctx.record(item.ack, media_type="x-application/hl7-v2+er7", label=f"ins.mllp-ack:{n:03d}")
-        summary.append({"n": n, "peer": item.peer, "framed": item.framed, "ack": item.code, "ack_sha256": ack.sha256})
+        summary.append({"n": n, "peer": item.peer, "framed": item.framed, "ack": item.code, "ack_sha256": ack.sha256,
+                        **({"refused": "oversized", "size": item.size} if item.oversized else {})})
     outputs["mllp.session"] = ctx.record_json({"listened_on": f"{rx.host}:{rx.port}", "expected": expected, "received": summary}, label="ins.mllp-session")
     return outputs
 

@@ -24,15 +24,28 @@ IDLE_TIMEOUT = 30.0
 
 @dataclass
 class Received:
-    data: bytes  # the message as received, frame characters removed
+    data: bytes  # the message as received, frame characters removed (the first KEEP bytes of a refused frame)
     ack: bytes  # what was answered (framed)
     code: str  # AA, AE, AR
     peer: str
     framed: bool  # False: bytes outside a complete MLLP frame
+    size: int = 0  # bytes the peer sent for it (an oversized frame is counted, not kept)
+    oversized: bool = False
+
+
+KEEP = 64 * 1024  # what is kept of a refused frame, as evidence
 
 
 def _field(text: str) -> str:
     return text.replace("|", " ").replace("^", " ").replace("~", " ").replace("\\", " ").replace("&", " ").replace("\r", " ")[:200]
+
+
+def refusal(size: int) -> bytes:
+    """The AR a receiver sends for a frame it will not read (larger than MAX_FRAME)."""
+    now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    segments = [f"MSH|^~\\&|HARNESS|HARNESS-SIM|||{now}||ACK|ACK{now}|P|2.5", "MSA|AR|",
+                f"ERR||MLLP|100^HL7-FRAME-01^HL70357|E||HL7-FRAME-01|frame of {size} bytes refused (limit {MAX_FRAME})"]
+    return MLLP_START + ("\r".join(segments) + "\r").encode("ascii") + MLLP_END
 
 
 def acknowledge(data: bytes) -> tuple[str, bytes]:
@@ -64,8 +77,10 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(IDLE_TIMEOUT)
+        self.server.listener._opened(sock)
         peer = f"{self.client_address[0]}:{self.client_address[1]}"
         buf = b""
+        skipping: tuple[bytes, int] | None = None  # a frame over MAX_FRAME: (what is kept, bytes seen)
         while True:
             try:
                 chunk = sock.recv(65536)
@@ -73,28 +88,51 @@ class _Handler(socketserver.BaseRequestHandler):
                 chunk = b""
             if not chunk:
                 break
+            if skipping is not None:
+                kept, seen = skipping
+                end = chunk.find(MLLP_END)
+                if end < 0:
+                    skipping = (kept, seen + len(chunk))
+                    continue
+                self._refuse(sock, kept, seen + end, peer)
+                skipping, chunk = None, chunk[end + len(MLLP_END):]
             buf += chunk
-            while True:
-                start = buf.find(MLLP_START)
-                if start > 0:  # bytes before a frame: kept and judged as a message of their own
-                    self._answer(sock, buf[:start], peer, framed=False)
-                    buf = buf[start:]
-                    continue
-                end = buf.find(MLLP_END)
-                if start == 0 and end > 0:
-                    self._answer(sock, buf[1:end], peer, framed=True)
-                    buf = buf[end + len(MLLP_END):]
-                    continue
-                break
+            buf = self._frames(sock, buf, peer)
             if len(buf) > MAX_FRAME:
-                self._answer(sock, buf[:MAX_FRAME], peer, framed=False)
-                buf = b""
-        if buf.strip():
+                # one frame too large: refused once, whole, however many bytes follow
+                skipping, buf = (buf[:KEEP], len(buf)), b""
+        if skipping is not None:
+            self._refuse(sock, *skipping, peer, reply=False)
+        elif buf.strip():
             self._answer(sock, buf.lstrip(MLLP_START), peer, framed=False, reply=False)
+
+    def _frames(self, sock: socket.socket, buf: bytes, peer: str) -> bytes:
+        """Answer every complete frame in ``buf``; what is left (an unfinished frame)."""
+        while True:
+            start = buf.find(MLLP_START)
+            if start > 0:  # bytes before a frame: kept and judged as a message of their own
+                self._answer(sock, buf[:start], peer, framed=False)
+                buf = buf[start:]
+                continue
+            end = buf.find(MLLP_END)
+            if start == 0 and end > 0:
+                self._answer(sock, buf[1:end], peer, framed=True)
+                buf = buf[end + len(MLLP_END):]
+                continue
+            return buf
 
     def _answer(self, sock: socket.socket, data: bytes, peer: str, *, framed: bool, reply: bool = True) -> None:
         code, ack = acknowledge(data)
-        self.server.listener._keep(Received(data, ack, code, peer, framed))
+        self.server.listener._keep(Received(data, ack, code, peer, framed, len(data)))
+        self._reply(sock, ack, reply)
+
+    def _refuse(self, sock: socket.socket, kept: bytes, size: int, peer: str, reply: bool = True) -> None:
+        ack = refusal(size)
+        self.server.listener._keep(Received(kept.lstrip(MLLP_START), ack, "AR", peer, False, size, oversized=True))
+        self._reply(sock, ack, reply)
+
+    @staticmethod
+    def _reply(sock: socket.socket, ack: bytes, reply: bool) -> None:
         if reply:
             try:
                 sock.sendall(ack)
@@ -116,8 +154,13 @@ class MllpListener:
         self._server.listener = self
         self.host, self.port = self._server.server_address[:2]
         self.received: list[Received] = []
+        self._sockets: list[socket.socket] = []
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._server.serve_forever, name="harness-mllp", daemon=True)
+
+    def _opened(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._sockets.append(sock)
 
     def _keep(self, item: Received) -> None:
         with self._cond:
@@ -142,3 +185,9 @@ class MllpListener:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        with self._cond:  # a peer still sending (slowly) must not keep a thread reading past the wait
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
