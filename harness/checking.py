@@ -20,7 +20,10 @@ M = catalogue(__name__)
 
 
 def _skipped(scenario: Scenario, collect: list[CollectStep]) -> bool:
-    """Whether the target does not configure what the scenario needs (NOT_RUN)."""
+    """Whether the target does not configure what the scenario needs (NOT_RUN). A step that
+    failed is never hidden behind a later one that did not apply: that is an ERROR."""
+    if any(c.status is StepStatus.ERROR for c in collect):
+        return False
     not_applicable = [c.status is StepStatus.NOT_APPLICABLE for c in collect]
     if scenario.collect_mode == "any" and collect:
         return all(not_applicable)  # runs on whatever the configured collectors gathered
@@ -66,7 +69,7 @@ def evaluate(
     findings: list[Finding] = []
     if _skipped(scenario, collect):
         return Verdict.NOT_RUN, steps, findings
-    verdicts = [Verdict.ERROR for c in collect if c.status is StepStatus.ERROR]
+    verdicts = [Verdict.ERROR for c in collect if c.status is StepStatus.ERROR or c.refused]
     for name in scenario.checks:
         ev = Evaluation(requirement=scenario.requirements[0])
         fn = registry.checks.get(name)

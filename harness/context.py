@@ -5,12 +5,13 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from lxml import etree
 
 from .errors import HarnessError, UnsafeInput
-from .messages import catalogue
+from .messages import Localized, catalogue
 from .results import ArtefactMeta
 from .safety import parse_json, parse_xml
 from .target import SERVICE_URL_SCHEME, Target
@@ -170,19 +171,49 @@ class CollectContext:
         # what the scenario's earlier collect steps gathered (a terminology collector asks
         # about the codes found in documents another collector fetched)
         self.inputs: dict[str, Artefact] = dict(inputs or {})
+        self.refused: list[tuple[str, Localized]] = []
         self._check_context = check_context
         self._terminology = terminology
+
+    def refuse(self, item: str, reason: Localized) -> None:
+        """Say that ``item`` (a file, a document the software lists) was not taken, and why:
+        the scenario cannot pass without it, so it ends in ERROR with this reason."""
+        self.refused.append((item, reason))
+
+    def read_file(self, path: Path, *, limit: int) -> bytes | None:
+        """A file's bytes, at most ``limit`` of them: a larger or unreadable file is refused
+        (:meth:`refuse`) and None is returned, the other files of its folder are still read."""
+        try:
+            if path.stat().st_size > limit:
+                self.refuse(path.name, M("file.too_large", size=path.stat().st_size, limit=limit))
+                return None
+            with path.open("rb") as fh:
+                data = fh.read(limit + 1)
+        except OSError as exc:
+            self.refuse(path.name, M("file.unreadable", error=exc.strerror or type(exc).__name__))
+            return None
+        if len(data) > limit:  # it grew while being read
+            self.refuse(path.name, M("file.too_large", size=len(data), limit=limit))
+            return None
+        return data
 
     def record_json(self, value: Any, *, label: str) -> Artefact:
         """Record a JSON value (sorted keys, UTF-8), as collectors record what they computed."""
         return self.record(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"), media_type="application/json", label=label)
 
     def coded_values(self) -> "list[CodedValue]":
-        """The coded values found in :attr:`inputs`, exactly as checks will find them."""
+        """The coded values found in :attr:`inputs`, exactly as checks will find them (an
+        input that cannot be read gives none here: the checks report it)."""
         if self._check_context is None:
             return []
         view = self._check_context(self.inputs)
-        return [v for name in sorted(self.inputs) for v in view.coded_values(name)]
+        found = []
+        for name in sorted(self.inputs):
+            try:
+                found += view.coded_values(name)
+            except UnsafeInput:
+                continue
+        return found
 
     def terminology(self) -> Any:
         """The run's terminology (:class:`harness.terminology.TerminologySetup`), built once
@@ -213,8 +244,11 @@ class CollectContext:
                 continue  # the index may only point inside the software it describes
             doc = self.http.get(absolute, label=f"{label}-live:{n:03d}")
             outputs[f"{prefix}-live.exchange/{n:03d}"] = doc.exchange
-            if doc.body is not None:
+            if doc.ok and doc.body is not None:
                 outputs[f"{prefix}-live/{n:03d}"] = doc.body
+            else:  # a document the software lists but does not serve was not judged
+                self.refuse(f"{prefix}-live/{n:03d}", M("index.document_failed", url=absolute, status=doc.status or "-",
+                                                        error=doc.error or "-"))
         return outputs
 
     def endpoint(self, name: str) -> str | None:

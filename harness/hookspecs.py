@@ -133,7 +133,9 @@ def harness_coded_values() -> Mapping[str, "CodedValueExtractor"]:
     Called once at start. An extractor is ``extract(ctx: CheckContext, name: str) ->
     list[CodedValue] | None``: given one recorded input, it returns the coded values it
     finds there (CDA elements, XDM slots, HL7 v2 fields, FHIR codings), each with the value
-    set its context requires, or None when the input is not of its kind. Terminology
+    set its context requires, or None when the input is not of its kind; it raises
+    :class:`harness.UnsafeInput` when the input is of its kind but cannot be read, which
+    the terminology checks report (a document whose codes were not judged is no PASS). Terminology
     scenarios call every extractor on every input, both live (to know what to ask the
     terminology server) and in checks and replay (to judge the recorded answers), so an
     extractor must be a pure function of the recorded bytes. A name provided by two

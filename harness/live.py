@@ -22,11 +22,13 @@ M = catalogue(__name__)
 class _Collected:
     """What one collector gave for given earlier inputs (kept: most collectors read none)."""
 
-    def __init__(self, outputs: dict[str, Artefact], produced: dict[str, ArtefactMeta], status: StepStatus, message: Localized | None) -> None:
+    def __init__(self, outputs: dict[str, Artefact], produced: dict[str, ArtefactMeta], status: StepStatus, message: Localized | None,
+                 refused: list[tuple[str, Localized]]) -> None:
         self.outputs = outputs
         self.produced = produced
         self.status = status
         self.message = message
+        self.refused = refused
 
 
 class LiveSession:
@@ -72,13 +74,10 @@ class LiveSession:
     def _check_context(self, inputs: Mapping[str, Artefact]) -> CheckContext:
         return CheckContext(inputs, self.recorder.store.get, self.recorded_target, "", self.salt, self.registry.extractors)
 
-    def _run_collector(self, name: str, inputs: Mapping[str, Artefact]) -> tuple[dict[str, Artefact], StepStatus, Localized | None]:
+    def _run_collector(self, name: str, ctx: CollectContext) -> tuple[dict[str, Artefact], StepStatus, Localized | None]:
         fn = self.registry.collectors.get(name)
         if fn is None:
             return {}, StepStatus.ERROR, M("step.unknown", kind="collect", name=name)
-        ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http,
-                             service_url=self.service_url, lang=self.lang, inputs=inputs, check_context=self._check_context,
-                             terminology=self.terminology)
         try:
             outputs = dict(fn(ctx))
         except NotApplicable as exc:
@@ -98,9 +97,11 @@ class LiveSession:
         key = (name, tuple(sorted((k, a.sha256) for k, a in inputs.items())))
         if key not in self._collected:
             before = set(self.recorder.recorded)
-            outputs, status, message = self._run_collector(name, inputs)
+            ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
+                                 inputs=inputs, check_context=self._check_context, terminology=self.terminology)
+            outputs, status, message = self._run_collector(name, ctx)
             produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}
-            self._collected[key] = _Collected(outputs, produced, status, message)
+            self._collected[key] = _Collected(outputs, produced, status, message, ctx.refused)
         return self._collected[key]
 
     def run_scenario(self, scenario: Scenario) -> ScenarioResult:
@@ -110,7 +111,7 @@ class LiveSession:
         for name in scenario.collect:
             got = self._collect(name, inputs)
             artefacts.update(got.produced)
-            steps.append(CollectStep(name, got.status, got.message, {k: a.sha256 for k, a in got.outputs.items()}))
+            steps.append(CollectStep(name, got.status, got.message, {k: a.sha256 for k, a in got.outputs.items()}, list(got.refused)))
             for k, a in got.outputs.items():
                 inputs[k] = a
                 artefacts[a.sha256] = a.meta()

@@ -37,7 +37,8 @@ VERDICTS = ("enum", tuple(v.value for v in Verdict))
 SCENARIO = {"id": str, "title": TEXTS, "requirements": [str], "profiles": [str], "criticality": str, "proof": str, "tags": [str],
             "collect": [str], "checks": [str], "file": str, "collect_mode?": ("enum", ("all", "any"))}
 REQUIREMENT = {"verdict": VERDICTS, "scenarios": [str], "id": str, "source": str, "level": str, "text": TEXTS}
-COLLECT = {"name": str, "status": ("enum", tuple(s.value for s in StepStatus)), "message?": TEXTS, "outputs?": ("map", str, HEX)}
+COLLECT = {"name": str, "status": ("enum", tuple(s.value for s in StepStatus)), "message?": TEXTS, "outputs?": ("map", str, HEX),
+           "refused?": [{"item": str, "reason": TEXTS}]}
 CHECK = {"name": str, "verdict": VERDICTS, "assertions": int, "reasons": [TEXTS], "findings": int, "sensitive?": [str]}
 RESULT = {"scenario": str, "requirements": [str], "verdict": VERDICTS, "collect": [COLLECT], "inputs": ("map", str, HEX),
           "checks": [CHECK], "reason?": TEXTS}

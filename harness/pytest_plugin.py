@@ -7,6 +7,7 @@ pytest-xdist where workers share a content-addressed staging store.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .messages import LANGS, Text, catalogue, resolve_lang
 from .plugins import blocked_plugins, core_version, get_plugin_manager, plugin_versions
 from .results import ScenarioResult
 from .scenarios import Scenario
-from .sealing import RunInfo, Sealed, new_run_id, seal
+from .sealing import RunInfo, RunLock, Sealed, clean_debris, new_run_id, seal, staging_dir
 from .summary import render_summary
 from .target import Target
 from .verdicts import Verdict
@@ -47,6 +48,7 @@ class HarnessState:
     live: LiveSession | None = None
     sealed: Sealed | None = None
     bundle_error: str | None = None
+    lock: RunLock | None = None
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()
@@ -115,7 +117,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(exc.message(lang)) from None
     info, is_worker = _run_info(config)
-    config.stash[STATE_KEY] = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, is_worker)
+    state = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, is_worker)
+    if not is_worker:
+        clean_debris(info.evidence_dir)  # what killed runs left; live runs hold their lock
+        state.lock = RunLock(staging_dir(info.evidence_dir, info.run_id))
+    config.stash[STATE_KEY] = state
     for tag in sorted({tag for s in assembly.catalogue.scenarios.values() for tag in s.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: scenarios tagged {tag}")
     # Scenario runs collect scenarios only: drop path arguments (and testpaths).
@@ -189,6 +195,7 @@ class ScenarioItem(pytest.Item):
             for c in r.collect:
                 if c.message is not None:
                     lines.append(f"  [collect {c.name}] {c.message.render(lang)}")
+                lines.extend(f"  [collect {c.name}] {item}: {reason.render(lang)}" for item, reason in c.refused)
             for c in r.checks:
                 for reason in c.reasons:
                     lines.append(f"  [{c.name}] {c.verdict.value}: {reason.render(lang)}")
@@ -293,13 +300,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.workeroutput[INCIDENTS_OUTPUT] = [i.texts() for i in incidents]  # type: ignore[attr-defined]
         return
     state.info.incidents.extend(incidents)
-    if session.config.option.collectonly:
-        return
     try:
-        state.sealed = _seal(state, session.config)
+        if session.config.option.collectonly:
+            shutil.rmtree(staging_dir(state.info.evidence_dir, state.info.run_id), ignore_errors=True)
+        else:
+            state.sealed = _seal(state, session.config)
     except Exception as exc:  # the run's result must still be visible; the exit code says it failed
         state.bundle_error = f"{type(exc).__name__}: {exc}"
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    finally:
+        if state.lock is not None:
+            state.lock.release()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -37,12 +37,15 @@ class ArtefactMeta:
 
 @dataclass
 class CollectStep:
-    """One collector of a scenario: what it produced (input name -> SHA-256) or why not."""
+    """One collector of a scenario: what it produced (input name -> SHA-256) or why not, and
+    what it did not take (a document over the size limit, a download that failed): each
+    refusal makes the scenario an ERROR, since what was not judged cannot have passed."""
 
     name: str
     status: StepStatus = StepStatus.OK
     message: Localized | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    refused: list[tuple[str, Localized]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "status": self.status.value}
@@ -50,11 +53,14 @@ class CollectStep:
             d["message"] = self.message.texts()
         if self.outputs:
             d["outputs"] = dict(sorted(self.outputs.items()))
+        if self.refused:
+            d["refused"] = [{"item": item, "reason": reason.texts()} for item, reason in self.refused]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "CollectStep":
-        return cls(d["name"], StepStatus(d["status"]), Text.of(d["message"]) if "message" in d else None, dict(d.get("outputs", {})))
+        return cls(d["name"], StepStatus(d["status"]), Text.of(d["message"]) if "message" in d else None, dict(d.get("outputs", {})),
+                   [(r["item"], Text.of(r["reason"])) for r in d.get("refused", [])])
 
 
 @dataclass
@@ -107,6 +113,7 @@ class ScenarioResult:
         """Why the scenario did not pass, step by step: (step, message)."""
         out = [(c.name, r) for c in self.checks for r in c.reasons]
         out += [(c.name, c.message) for c in self.collect if c.status is not StepStatus.OK and c.message is not None]
+        out += [(c.name, reason) for c in self.collect for _, reason in c.refused]
         return out
 
     def record(self) -> dict[str, Any]:

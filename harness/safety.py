@@ -27,8 +27,11 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 
 # A DOCTYPE is never needed by the formats we check (CDA, ebRIM, SVRL, SVS) and is the
-# door for XXE, external DTD fetches and entity expansion bombs: refuse it outright.
-_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# door for XXE, external DTD fetches and entity expansion bombs: refuse it outright. It can
+# only stand in the prolog (before the root element), so only the prolog is looked at: the
+# word in a comment or a text of the document is no declaration.
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 def _parser() -> etree.XMLParser:
@@ -53,6 +56,14 @@ def _as_utf8_probe(data: bytes) -> bytes:
     return data
 
 
+def _declares_dtd(data: bytes) -> bool:
+    """Whether the prolog (declaration, comments, processing instructions) holds a DOCTYPE."""
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while m := _PROLOG_ITEM.match(data, pos):
+        pos = m.end()
+    return _DECLARATION.match(data, pos) is not None
+
+
 def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
     """Parse untrusted XML: no DTD, no entities, no network, bounded size.
 
@@ -62,7 +73,7 @@ def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_
         raise TypeError("parse_xml takes bytes")
     if len(data) > max_bytes:
         raise UnsafeInput("xml-too-large", M("safety.xml_too_large", limit=max_bytes, size=len(data), source=source))
-    if _DOCTYPE.search(_as_utf8_probe(bytes(data))):
+    if _declares_dtd(_as_utf8_probe(bytes(data))):
         raise UnsafeInput("xml-doctype", M("safety.xml_doctype", source=source))
     try:
         tree = etree.parse(io.BytesIO(data), _parser())

@@ -1,9 +1,11 @@
 """A whole run's bookkeeping: ids, the staging store workers share, and sealing the bundle."""
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,9 +29,54 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
 
 
+STAGING_PREFIX = ".staging-"
+LOCK = "run.lock"
+
+
 def staging_dir(evidence_dir: Path, run_id: str) -> Path:
     """Where workers put artefacts while the run lasts; hidden, removed once sealed."""
-    return Path(evidence_dir) / f".staging-{run_id}"
+    return Path(evidence_dir) / f"{STAGING_PREFIX}{run_id}"
+
+
+class RunLock:
+    """Held by the process that seals a run, for as long as it lasts: a staging folder whose
+    lock nobody holds belongs to a run that was killed, and is debris."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._fh = open(folder / LOCK, "a+b")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        self._fh.close()
+
+
+def _abandoned(folder: Path, grace: float) -> bool:
+    lock = folder / LOCK
+    if not lock.exists():  # a run that had not taken its lock yet, or an earlier version's
+        return time.time() - folder.stat().st_mtime > grace
+    with open(lock, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live run
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+
+def clean_debris(evidence_dir: Path, grace: float = 60.0) -> list[str]:
+    """Remove what killed runs left in ``evidence_dir`` (staging folders, half-written
+    bundles); what live runs use is left alone. Returns the run ids cleaned."""
+    folder = Path(evidence_dir)
+    cleaned = []
+    for staging in sorted(folder.glob(f"{STAGING_PREFIX}*")) if folder.is_dir() else []:
+        if staging.is_dir() and not staging.is_symlink() and _abandoned(staging, grace):
+            run_id = staging.name[len(STAGING_PREFIX):]
+            shutil.rmtree(staging, ignore_errors=True)
+            for partial in folder.glob(f".{run_id}.zip.*.partial"):
+                partial.unlink(missing_ok=True)
+            cleaned.append(run_id)
+    return cleaned
 
 
 @dataclass

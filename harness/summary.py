@@ -49,6 +49,7 @@ def _not_passed(manifest: Manifest, findings: dict[str, list[Finding]], lang: st
             if c.status is not StepStatus.OK and c.message is not None:
                 label = Verdict.NOT_RUN.value if c.status is StepStatus.NOT_APPLICABLE else Verdict.ERROR.value
                 lines.append(f"    ({label}) {r.scenario}/{c.name}: {c.message.render(lang)}")
+            lines.extend(f"    ({Verdict.ERROR.value}) {r.scenario}/{c.name} {item}: {reason.render(lang)}" for item, reason in c.refused)
         if r.reason is not None:
             lines.append(f"    ({Verdict.NOT_RUN.value}) {r.scenario}: {r.reason.render(lang)}")
     return lines

@@ -44,14 +44,19 @@ def check_xsd(ctx: CheckContext, ev: Evaluation) -> None:
             ev.error(Text.of(result["error"]))
             return
         if "unreadable" in result:
-            ev.check(False, rule="CDA-DOC-01", requirement=REQ_XSD, location=doc, artefact=art,
-                     message=M("check.unreadable", reason=Text.of(result["unreadable"])))
+            _unreadable(ev, ctx, doc, result["unreadable"], REQ_XSD)
             continue
         ev.check(not result["errors"], rule="CDA-XSD-00", requirement=REQ_XSD, location=doc, artefact=art,
                  message=M("check.xsd_errors", count=len(result["errors"])))
         for err in result["errors"]:
             ev.add(rule="CDA-XSD-01", requirement=REQ_XSD, severity=Severity.ERROR, location=f"{doc}:{err['line']}:{err['column']}",
                    artefact=art, message=M("check.xsd_error", message=err["message"]))
+
+
+def _unreadable(ev: Evaluation, ctx: CheckContext, doc: str, reason: dict, requirement: str) -> None:
+    """A document that could not be read (malformed, hostile) fails every CDA requirement."""
+    ev.check(False, rule="CDA-DOC-01", requirement=requirement, location=doc, artefact=ctx.artefact(f"doc/{doc}").sha256,
+             message=M("check.unreadable", reason=Text.of(reason)))
 
 
 def _svrl_findings(ctx: CheckContext, name: str, doc: str, schematron: str, requirement: str) -> tuple[list[dict], Localized | None]:
@@ -85,8 +90,9 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
             _quirks(ev, meta, REQ_VOLET)
     for doc in _documents(ctx, ev):
         chosen = ctx.json(f"volets/{doc}")
-        if "unreadable" in chosen:
-            continue  # reported by the XSD check (CDA-DOC-01)
+        if "unreadable" in chosen:  # no volet can be run on it: it does not conform to one
+            _unreadable(ev, ctx, doc, chosen["unreadable"], REQ_VOLET)
+            continue
         if chosen["basis"] is None:
             ev.add(rule="CDA-VOLET-00", requirement=REQ_VOLET, severity=Severity.WARNING, location=doc, message=M("volet.none"))
             continue
@@ -146,6 +152,9 @@ def _schematron_check(key: str):
             name = f"svrl/{key}/{doc}"
             if not ctx.has(name):
                 ev.error(M("check.no_svrl", doc=doc))
+                continue
+            if ctx.artefact(name).media_type == "application/json" and "unreadable" in ctx.json(name):
+                _unreadable(ev, ctx, doc, ctx.json(name)["unreadable"], requirement)
                 continue
             found, err = _svrl_findings(ctx, name, doc, meta["schematron"], requirement)
             if err is not None:

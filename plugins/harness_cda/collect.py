@@ -40,7 +40,8 @@ class _Loaded:
     """
 
     def __init__(self, path: Path) -> None:
-        self.data = path.read_bytes()
+        with path.open("rb") as fh:  # its size was checked against MAX_FILE (documents_of)
+            self.data = fh.read(MAX_FILE + 1)
         self.doc: CdaDocument | None = None
         self.unreadable: UnsafeInput | None = None
         try:
@@ -88,32 +89,42 @@ def _kit(root: str, version: str) -> Kit:
     return Kit(Path(root), version)
 
 
-def documents_of(ctx: CollectContext) -> list[Path]:
+MAX_FILE = 64 * 1024 * 1024
+
+
+def documents_of(ctx: CollectContext, *, refuse: bool = False) -> list[Path]:
+    """The ``[cda] documents`` files within the size limit; with ``refuse``, each larger one
+    is refused (the step that records the documents says so once; the others skip them)."""
     folder = ctx.target.section("cda").get("documents")
     if not folder:
         raise NotApplicable(M("collect.no_documents_folder"))
     if not folder.is_dir():
         raise HarnessError(M("collect.folder_not_found", folder=str(folder)))
-    return sorted(folder.glob("*.xml"))
-
-
-MAX_FILE = 64 * 1024 * 1024
+    kept = []
+    for path in sorted(folder.glob("*.xml")):
+        size = path.stat().st_size
+        if size <= MAX_FILE:
+            kept.append(path)
+        elif refuse:
+            ctx.refuse(path.name, M("collect.too_large", size=size, limit=MAX_FILE))
+    return kept
 
 
 @collector(produces=["doc", "doc-index.exchange", "doc-live", "doc-live.exchange"])
 def collect_files(ctx: CollectContext) -> dict:
     """The documents alone, recorded as they are, without the kit: the ``[cda] documents``
-    folder and the software's live document index (``endpoints.cda_index``)."""
+    folder and the software's live document index (``endpoints.cda_index``). A document over
+    the size limit is refused, the others are read."""
     folder = ctx.target.section("cda").get("documents")
     index = ctx.endpoint("cda_index")
     if not folder and index is None:
         raise NotApplicable(M("collect.no_documents"))
     outputs = {}
     if folder:
-        for path in documents_of(ctx):
-            if path.stat().st_size > MAX_FILE:
-                raise HarnessError(M("collect.too_large", limit=MAX_FILE, path=str(path)))
-            outputs[f"doc/{path.name}"] = ctx.record(path.read_bytes(), media_type="application/xml", label=f"cda.document:{path.name}")
+        for path in documents_of(ctx, refuse=True):
+            data = ctx.read_file(path, limit=MAX_FILE)
+            if data is not None:
+                outputs[f"doc/{path.name}"] = ctx.record(data, media_type="application/xml", label=f"cda.document:{path.name}")
     if index is not None:
         outputs.update(ctx.fetch_index(index, prefix="doc", label="cda.document"))
     return outputs
@@ -129,7 +140,7 @@ def collect_documents(ctx: CollectContext) -> dict:
         schema = load_schema(kit.xsd)
     except XsdError as exc:
         schema, schema_error = None, exc.messages
-    for path in documents_of(ctx):
+    for path in documents_of(ctx, refuse=True):
         loaded = load(path)
         outputs[f"doc/{path.name}"] = ctx.record(loaded.data, media_type="application/xml", label=f"cda.document:{path.name}")
         if loaded.unreadable is not None:
@@ -161,7 +172,8 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
         try:
             loaded = load(path)
             if loaded.unreadable is not None:
-                raise loaded.unreadable
+                outputs[f"svrl/{key}/{path.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.svrl-error:{key}:{path.name}")
+                continue
             svrl = engine.run(compiled.xslt_path, loaded.node(), compiled.documents)
             outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
         except (UnsafeInput, EngineError) as exc:

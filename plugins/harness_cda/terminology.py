@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from harness import CheckContext, Message, UnsafeInput, catalogue
+from harness import CheckContext, Message, catalogue
 from harness.terminology import CodedValue, ValueSetRef
 
-from .document import HL7, read_cda
+from .document import HL7, NotCda, read_cda
 
 M = catalogue(__name__)
 NOS = "https://mos.esante.gouv.fr/NOS"
@@ -93,8 +93,10 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
         return None
     try:
         doc = read_cda(ctx.read(name), name)
-    except UnsafeInput:
-        return None  # not a CDA document, or unreadable: other checks report it
+    except NotCda:
+        return None  # XML, but not a CDA document: not this extractor's kind
+    # a document that cannot be read (malformed, hostile) raises UnsafeInput: its codes
+    # cannot be judged, which the terminology checks report
     root = doc.root
     found: list[CodedValue] = []
     # the bound elements themselves, not their id(): lxml proxies that are not kept alive

@@ -50,12 +50,6 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def _read(path: Path) -> bytes:
-    if path.stat().st_size > MAX_FILE:
-        raise HarnessError(M("collect.too_large", limit=MAX_FILE, path=str(path)))
-    return path.read_bytes()
-
-
 @collector(produces=["hl7", "mllp", "mllp-refused", "mllp.session", "feed.exchange"])
 def collect_hl7v2(ctx: CollectContext) -> dict:
     """HL7 v2 messages: files of the ``hl7v2`` folder, then the live feed over MLLP."""
@@ -67,7 +61,9 @@ def collect_hl7v2(ctx: CollectContext) -> dict:
     outputs = {}
     if conf.get("hl7v2"):
         for path in _files(_folder(conf["hl7v2"], "HL7 v2"), HL7_SUFFIXES):
-            outputs[f"hl7/{path.name}"] = ctx.record(_read(path), media_type="x-application/hl7-v2+er7", label=f"ins.hl7v2:{path.name}")
+            data = ctx.read_file(path, limit=MAX_FILE)  # a larger file is refused, the others are read
+            if data is not None:
+                outputs[f"hl7/{path.name}"] = ctx.record(data, media_type="x-application/hl7-v2+er7", label=f"ins.hl7v2:{path.name}")
     if live:
         outputs.update(_listen(ctx, conf, feed))
     return outputs
@@ -117,7 +113,9 @@ def collect_cda(ctx: CollectContext) -> dict:
     outputs = {}
     if folder:
         for path in _files(_folder(folder, "CDA"), (".xml",)):
-            outputs[f"cda/{path.name}"] = ctx.record(_read(path), media_type="application/xml", label=f"ins.cda:{path.name}")
+            data = ctx.read_file(path, limit=MAX_FILE)  # a larger file is refused, the others are read
+            if data is not None:
+                outputs[f"cda/{path.name}"] = ctx.record(data, media_type="application/xml", label=f"ins.cda:{path.name}")
     if index is not None:
         outputs.update(ctx.fetch_index(index, prefix="cda", label="ins.cda", limit=MAX_DOCUMENTS))
     return outputs
@@ -133,7 +131,9 @@ def collect_fhir(ctx: CollectContext) -> dict:
     outputs = {}
     if conf.get("fhir"):
         for path in _files(_folder(conf["fhir"], "FHIR"), (".json",)):
-            outputs[f"fhir/{path.name}"] = ctx.record(_read(path), media_type="application/fhir+json", label=f"ins.fhir:{path.name}")
+            data = ctx.read_file(path, limit=MAX_FILE)  # a larger file is refused, the others are read
+            if data is not None:
+                outputs[f"fhir/{path.name}"] = ctx.record(data, media_type="application/fhir+json", label=f"ins.fhir:{path.name}")
     if base is not None:
         url: str | None = base.rstrip("/") + "/Patient"
         for page in range(1, MAX_PAGES + 1):

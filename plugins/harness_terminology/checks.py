@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections import defaultdict
 
-from harness import ANY_INPUT, CheckContext, Evaluation, Localized, Severity, Text, catalogue, check
+from harness import ANY_INPUT, CheckContext, Evaluation, Localized, Severity, Text, UnsafeInput, catalogue, check
 from harness.terminology import question_key
 
 from .collect import ANSWERS
@@ -52,10 +52,20 @@ def _said(v, message: Localized, server_message: str | None = None) -> Localized
     return M("in_context", context=v.context, message=message) if v.context is not None else message
 
 
-def _record(ctx: CheckContext):
+def _record(ctx: CheckContext, ev: Evaluation, requirement: str):
+    """The recorded answers, and the coded values of every input; an input that cannot be
+    read is a finding: its codes were not judged, so the check cannot pass."""
     record = ctx.json(ANSWERS)
     answers = {question_key(a): a for a in record.get("answers", [])}
-    values = [v for name in sorted(ctx.inputs) if name != ANSWERS for v in ctx.coded_values(name)]
+    values = []
+    for name in sorted(ctx.inputs):
+        if name == ANSWERS:
+            continue
+        try:
+            values += ctx.coded_values(name)
+        except UnsafeInput as exc:
+            ev.check(False, rule="TERM-DOC-01", requirement=requirement, location=name, artefact=ctx.artefact(name).sha256,
+                     message=M("document.unreadable", reason=exc.detail))
     return answers, values
 
 
@@ -94,7 +104,7 @@ def _cause(answer: dict | None) -> tuple[str, Localized]:
 @check(reads=[ANY_INPUT])
 def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
     """Each coded value bound to a value set is a member of it (TERM-VS-01, TERM-CODE-02)."""
-    answers, values = _record(ctx)
+    answers, values = _record(ctx, ev, VS_REQ)
     bound = [v for v in values if v.value_set is not None]
     if not bound:
         ev.inconclusive(M("vs.nothing_bound"))
@@ -127,7 +137,7 @@ def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
 def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
     """Each code exists in its code system (TERM-CODE-01), is not deprecated (TERM-DEP-01),
     and carries the code system's display (TERM-DISP-01, warning)."""
-    answers, values = _record(ctx)
+    answers, values = _record(ctx, ev, CODE_REQ)
     coded = [v for v in values if v.code and v.system]
     if not coded:
         ev.inconclusive(M("codes.nothing"))
