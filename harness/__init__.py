@@ -4,7 +4,7 @@ The public surface for plugin authors is what this module exports (and the
 ``harness.terminology`` package); everything else is internal and may change.
 """
 from .bundle import Bundle, verify_bundle
-from .cli import CommandContext
+from .commands import CommandContext
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
 from .errors import BundleError, HarnessError, NotApplicable, PluginError, ScenarioError, TargetError, UnsafeInput
 from .evidence import atomic_write

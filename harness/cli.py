@@ -8,17 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
-
-import pluggy
-
 from .bundle import Bundle, verify_bundle
-from .context import Service, ServiceContext
+from .commands import CommandContext
 from .errors import HarnessError
 from .manifest import FORMAT
 from .messages import LANGS, catalogue, resolve_lang
-from .target import Target
 
 M = catalogue("harness.cli")  # not __name__: "python -m harness.cli" runs as __main__
 
@@ -26,27 +20,6 @@ M = catalogue("harness.cli")  # not __name__: "python -m harness.cli" runs as __
 def _help(key: str) -> str:
     """Option help in the language of HARNESS_LANG (French by default): it is shown before --lang is read."""
     return M(key).render()
-
-
-@dataclass
-class CommandContext:
-    """What a plugin's ``harness`` subcommand receives beside its arguments."""
-
-    lang: str
-    pm: pluggy.PluginManager
-
-    def load_target(self, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Target:
-        """A target file (default: the embedded demo's), validated like a scenario run's."""
-        from .assembly import resolve_target
-
-        return resolve_target(self.pm, path, overrides)
-
-    def start_service(self, name: str, options: Mapping[str, Any], target: Target) -> Service:
-        """Start ``[services.NAME]`` with ``options`` (nothing is recorded)."""
-        svc = self.pm.hook.harness_start_service(name=name, options=options, ctx=ServiceContext(target, lambda *a, **k: None))
-        if svc is None:
-            raise HarnessError(M("service.unprovided", name=name))
-        return svc
 
 
 def _print(message, lang: str, prefix: str = "") -> None:

@@ -17,6 +17,8 @@ from .steps import Registry
 from .target import Target
 
 M = catalogue(__name__)
+DEADLINE = 30.0  # seconds an exchange with the software may last in all
+READ_TIMEOUT = 10.0  # seconds without a byte
 
 
 class _Collected:
@@ -43,7 +45,9 @@ class LiveSession:
         self.recorder = recorder
         self.lang = lang
         self.offline = offline
-        self.http = RecordingHttp(recorder, offline=offline)
+        network = target.section("network")
+        self.http = RecordingHttp(recorder, offline=offline, total=float(network.get("deadline", DEADLINE)),
+                                  read=float(network.get("read_timeout", READ_TIMEOUT)))
         self.services: dict[str, Service] = {}
         self._collected: dict[tuple, _Collected] = {}
         self._terminology = None

@@ -11,6 +11,7 @@ import pluggy
 from .assembly import target_schema
 from .bundle import Bundle
 from .checking import evaluate
+from .errors import BundleError
 from .context import Artefact
 from .evidence import canonical_json
 from .manifest import FORMAT, requirement_verdicts
@@ -114,8 +115,14 @@ def _replay_result(bundle: Bundle, result: ScenarioResult, scenario: Scenario, t
         report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.verdict")))
     elif canonical_json([c.to_json() for c in checks]) != canonical_json([c.to_json() for c in result.checks]):
         report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.checks")))
-    elif canonical_json([f.to_json() for f in findings]) != canonical_json(bundle.findings(sid)):
-        report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.findings")))
+    else:
+        try:
+            recorded_findings = bundle.findings(sid)
+        except BundleError as exc:  # a findings member that is not one: said, the other scenarios go on
+            report.differences.append(Difference(sid, result.verdict.value, verdict.value, exc.detail))
+        else:
+            if canonical_json([f.to_json() for f in findings]) != canonical_json(recorded_findings):
+                report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.findings")))
     return ScenarioResult(sid, list(scenario.requirements), verdict, result.collect, result.inputs, checks, findings)
 
 
