@@ -94,15 +94,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 if end < 0:
                     skipping = (kept, seen + len(chunk))
                     continue
-                self._refuse(sock, kept, seen + end, peer)
+                self._refuse(sock, kept, seen + end - 1, peer)  # the start byte is not the message
                 skipping, chunk = None, chunk[end + len(MLLP_END):]
             buf += chunk
             buf = self._frames(sock, buf, peer)
             if len(buf) > MAX_FRAME:
                 # one frame too large: refused once, whole, however many bytes follow
-                skipping, buf = (buf[:KEEP], len(buf)), b""
+                skipping, buf = (buf[:KEEP], len(buf)), b""  # kept and seen include the start byte
         if skipping is not None:
-            self._refuse(sock, *skipping, peer, reply=False)
+            self._refuse(sock, skipping[0], skipping[1] - 1, peer, reply=False)
         elif buf.strip():
             self._answer(sock, buf.lstrip(MLLP_START), peer, framed=False, reply=False)
 
@@ -116,7 +116,11 @@ class _Handler(socketserver.BaseRequestHandler):
                 continue
             end = buf.find(MLLP_END)
             if start == 0 and end > 0:
-                self._answer(sock, buf[1:end], peer, framed=True)
+                frame = buf[1:end]
+                if len(frame) > MAX_FRAME:  # complete, but over the limit all the same
+                    self._refuse(sock, frame[:KEEP], len(frame), peer)
+                else:
+                    self._answer(sock, frame, peer, framed=True)
                 buf = buf[end + len(MLLP_END):]
                 continue
             return buf

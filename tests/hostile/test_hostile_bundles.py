@@ -2,7 +2,6 @@
 problem or difference, named, never a traceback; memory stays bounded on huge members."""
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import zipfile
@@ -40,9 +39,10 @@ def _write(members: dict, out: Path, extra: list[zipfile.ZipInfo] = ()) -> Path:
     return out
 
 
-# runs the harness command and prints its own peak memory (KiB)
-PEAK = ("import resource, sys\nfrom harness.cli import main\nrc = main(sys.argv[1:])\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")
+# runs the harness command and prints its own peak memory (KiB): VmHWM belongs to the process
+# image, where ru_maxrss would count the parent's pages shared before exec
+PEAK = ("import re, sys\nfrom harness.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\nsys.exit(rc)")
 DEEP = "[" * 5000 + '"x"' + "]" * 5000  # deeper than Python's own recursion limit
 
 

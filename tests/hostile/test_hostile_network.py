@@ -1,0 +1,219 @@
+"""Hostile network peers: a server that drips bytes, never ends, redirects away, or echoes the
+credentials back in another form. Every exchange ends within its total deadline, offline
+runs never look beyond loopback, and no secret reaches anything the harness writes."""
+import base64
+import html
+import json
+import socket
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from harness.http import HttpClient
+from harness.secrets import variants
+from tests.harness_run import run_harness
+
+CANARY = "Cnry-8d2f6e/é+&<x>"
+LINE_CANARY = "second-line-9b1c4a"
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    mode = "drip"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        mode = self.server.mode
+        if mode == "drip":  # a valid answer, one byte every 0.3 s: per-read timeouts never fire
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.3)
+        elif mode == "slow-headers":
+            for c in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 200:
+                self.wfile.write(bytes([c]))
+                self.wfile.flush()
+                time.sleep(0.2)
+        elif mode == "endless":
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"z" * 65536
+            try:
+                while True:
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+        elif mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://remote-vendor.example/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif mode == "echo":
+            self._echo()
+
+    def _echo(self):
+        """The vendor that quotes back what it received, in every usual encoding."""
+        auth = self.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ")
+        page = (f"<html><body><footer id='about'>Version 3.2.1</footer><pre>{html.escape(token)}</pre>"
+                f"<p>{quote(token, safe='')}</p><p>{base64.b64encode(('u:' + token).encode()).decode()}</p></body></html>")
+        if self.path.startswith("/api"):
+            body = json.dumps({"version": "3.2.1", "build": {"fingerprint": "sha256:1"}, "echo": token, "raw": auth}).encode()
+            ctype = "application/json"
+        else:
+            body = page.encode()
+            ctype = "text/html; charset=utf-8"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def peer():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _url(server, path="/") -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
+@pytest.mark.parametrize("mode", ["drip", "slow-headers"])
+def test_a_peer_dripping_bytes_is_cut_at_the_total_deadline(peer, mode):
+    peer.mode = mode
+    client = HttpClient(total=1.5, read=1.0)
+    start = time.monotonic()
+    res = client.request("GET", _url(peer))
+    elapsed = time.monotonic() - start
+    assert res.failure == "timeout" and elapsed < 3.0, (res.failure, elapsed)
+    assert "total deadline of 1.5 s passed" in res.error.render("en")
+
+
+def test_an_endless_body_stops_at_the_size_bound(peer):
+    peer.mode = "endless"
+    res = HttpClient(total=10, max_bytes=1024 * 1024).request("GET", _url(peer))
+    assert res.failure == "too-large" and res.body == b""
+
+
+def test_a_redirect_is_never_followed_and_offline_never_resolves_a_remote_name(peer, monkeypatch):
+    peer.mode = "redirect"
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):
+        asked.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.example:3128")
+    client = HttpClient(total=5, offline=True)
+    res = client.request("GET", _url(peer))
+    assert res.status == 302 and res.failure is None  # seen, not followed
+    res = client.request("GET", "http://remote-vendor.example/steal")
+    assert res.failure == "offline" and "Offline mode: network access refused" in res.error.render("en")
+    assert all(h in ("127.0.0.1", "localhost", "::1") for h in asked), asked
+
+
+def test_offline_terminology_never_asks_a_remote_identity_provider(monkeypatch):
+    from harness.terminology import build
+
+    asked: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: asked.append(host) or [])
+    setup = build({"server": "http://127.0.0.1:9/fhir/", "token_url": "https://keycloak.example/token"}, offline=True,
+                  resolve_url=lambda u: u, secret=lambda n: "x" if n in ("smt_username", "smt_password") else None,
+                  is_loopback=lambda u: "127.0.0.1" in u)
+    answer = setup.service.lookup("2.16.840.1.113883.6.1", "1234-5")
+    assert answer.result is None and all(h == "127.0.0.1" for h in asked), asked
+
+
+def _all_outputs(run, tmp_path: Path) -> bytes:
+    blob = run.stdout.encode() + run.stderr.encode()
+    with zipfile.ZipFile(run.bundle) as zf:
+        for name in zf.namelist():
+            blob += zf.read(name)
+    for path in (tmp_path / "reports").rglob("*"):
+        if path.is_file() and path.suffix != ".zip":
+            blob += path.read_bytes()
+    return blob
+
+
+def test_a_canary_secret_echoed_back_in_every_encoding_never_reaches_anything_written(peer, tmp_path):
+    """The canary is the API token (env:), the token of a demo service and the password of
+    the terminology stand-in (file:, two lines); the vendor quotes it back raw, JSON-escaped,
+    HTML-escaped, percent-encoded and inside base64."""
+    peer.mode = "echo"
+    (tmp_path / "smt-password.txt").write_text(f"{CANARY}\n{LINE_CANARY}\n")
+    target = tmp_path / "t.toml"
+    target.write_text(f'''[product]
+id = "echo"
+name = "Echo"
+version = "3.2.1"
+
+[endpoints]
+ui = "{_url(peer, '/')}"
+api = "{_url(peer, '/api/about')}"
+
+[credentials]
+api_token = "env:ECHO_TOKEN"
+smt_username = "env:ECHO_TOKEN"
+smt_password = "file:smt-password.txt"
+
+[services.terminology]
+user = "someone"
+password = "file:smt-password.txt"
+''')
+    run = run_harness(tmp_path, "--scenario", "version", "--target", str(target), env={"ECHO_TOKEN": CANARY})
+    assert run.bundle is not None, run.stdout + run.stderr
+    written = _all_outputs(run, tmp_path)
+    for secret in (CANARY, LINE_CANARY):
+        for form in variants(secret):
+            assert form not in written, form
+    assert b"***REDACTED***" in written  # the echo was there, and scrubbed
+
+
+@pytest.mark.slow
+def test_a_dripping_vendor_ends_in_a_clear_verdict_within_the_deadline(peer, tmp_path):
+    peer.mode = "drip"
+    target = tmp_path / "t.toml"
+    target.write_text(f'[product]\nid = "slow"\nname = "Slow"\nversion = "1.0"\n\n[endpoints]\nui = "{_url(peer)}"\n\n'
+                      '[network]\ndeadline = 2\nread_timeout = 1\n')
+    start = time.monotonic()
+    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en", "--target", str(target))
+    assert time.monotonic() - start < 20
+    assert run.returncode == 1 and run.requirement_verdicts() == {"LES-3.1-UI": "ERROR"}
+    assert "User interface unreachable" in run.stdout and "total deadline of 2.0 s passed" in run.stdout
+
+
+def test_a_multi_line_file_secret_is_never_quoted_by_the_http_library(peer, tmp_path):
+    """requests refuses a header holding a line break and quotes its value in the error: the
+    harness reports the refusal without the value, and scrubs each line of the secret."""
+    peer.mode = "echo"
+    (tmp_path / "token.txt").write_text(f"{CANARY}\n{LINE_CANARY}\n")
+    target = tmp_path / "t.toml"
+    target.write_text(f'[product]\nid = "echo"\nname = "Echo"\nversion = "3.2.1"\n\n[endpoints]\nui = "{_url(peer, "/")}"\n'
+                      f'api = "{_url(peer, "/api/about")}"\n\n[credentials]\napi_token = "file:token.txt"\n')
+    run = run_harness(tmp_path, "--scenario", "version-same-in-channels", "--lang", "en", "--target", str(target))
+    [warning] = [f for f in run.findings() if f["rule"] == "VER-CHAN-02"]
+    assert "API channel declared but unreadable" in warning["message"]["en"]
+    assert "request not sent: a header holds a line break or a forbidden character (value not shown)" in warning["message"]["en"]
+    written = _all_outputs(run, tmp_path)
+    for secret in (CANARY, LINE_CANARY):
+        assert not any(form in written for form in variants(secret))
