@@ -1,0 +1,59 @@
+"""What a killed run leaves behind is removed by the next run; what a live run uses is not.
+And the secret scrubber finds a secret wherever base64 or an escape put it."""
+import base64
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from harness.sealing import LOCK, clean_debris
+from harness.secrets import Scrubber
+from tests.harness_run import run_harness
+
+
+def test_a_run_killed_mid_way_leaves_debris_the_next_run_removes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--scenario", "all"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    reports = tmp_path / "reports"
+    while time.monotonic() < deadline and not list(reports.glob(".staging-*/objects/*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [staging] = list(reports.glob(".staging-*"))
+    (reports / f".{staging.name[len('.staging-'):]}.zip.abc123.partial").write_bytes(b"half a bundle")
+    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui")
+    assert run.returncode == 0
+    assert not list(reports.glob(".staging-*")) and not list(reports.glob("*.partial"))
+    assert [p.name for p in reports.glob("*.zip")] == [run.bundle.name]
+
+
+def test_the_staging_folder_of_a_live_run_is_left_alone(tmp_path):
+    live = tmp_path / ".staging-20990101T000000Z-live"
+    live.mkdir()
+    with open(live / LOCK, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        dead = tmp_path / ".staging-20990101T000000Z-dead"
+        dead.mkdir()
+        (dead / LOCK).touch()
+        young = tmp_path / ".staging-20990101T000000Z-young"  # created a moment ago, no lock yet
+        young.mkdir()
+        assert clean_debris(tmp_path) == ["20990101T000000Z-dead"]
+        assert live.exists() and young.exists() and not dead.exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.text(min_size=8, max_size=40).filter(lambda s: len(s.strip()) >= 8 and "\n" not in s and "\r" not in s),
+       prefix=st.binary(max_size=7), suffix=st.binary(max_size=7))
+def test_a_secret_is_scrubbed_from_any_base64_or_json_that_carries_it(secret, prefix, suffix):
+    scrub = Scrubber([secret])
+    encoded = base64.b64encode(prefix + secret.encode() + suffix)
+    assert scrub.bytes(encoded) != encoded
+    for text in (json.dumps({"echo": secret}), json.dumps({"echo": secret}, ensure_ascii=False)):
+        assert json.loads(scrub.text(text))["echo"] != secret
