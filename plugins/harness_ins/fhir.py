@@ -101,7 +101,7 @@ def read_patients(data: bytes) -> FhirRead:
     try:
         parsed = parse_json(data, source="$")
     except UnsafeInput as exc:
-        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=exc.detail))))
+        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, exc.detail)))  # "$: unreadable JSON: ..."
         return read
     for where, res in _patients(parsed, read):
         _validate(where, res, read)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness import CheckContext, Evaluation, Localized, Severity, UnsafeInput, catalogue, check
+from harness import CheckContext, Evaluation, Localized, Severity, Text, UnsafeInput, catalogue, check
 
 from .extract import dig, read_page, ui_version, version_key
 
@@ -30,6 +30,12 @@ class Seen:
 
 def _exchange(ctx: CheckContext, name: str) -> dict | None:
     return ctx.json(name) if ctx.has(name) else None
+
+
+def _failure(exchange: dict) -> Localized | str:
+    """Why an exchange failed, as recorded: a text per language (earlier bundles: one text)."""
+    error = exchange.get("error")
+    return Text.of(error) if isinstance(error, dict) else (error or "-")
 
 
 def _reachable(exchange: dict | None) -> bool:
@@ -65,7 +71,9 @@ def api_seen(ctx: CheckContext) -> tuple[Seen | None, str | None, Localized | No
     if ex is None:
         return None, None, None  # the target exposes no API channel
     if not _reachable(ex) or not ctx.has("api.about"):
-        return None, None, M("api.unreadable", url=ex["url"], detail=f"HTTP {ex.get('status')} {ex.get('error') or ''}".strip())
+        if ex.get("error") is not None:
+            return None, None, M("api.failed", url=ex["url"], error=_failure(ex))
+        return None, None, M("api.unreadable", url=ex["url"], detail=f"HTTP {ex.get('status')}")
     try:
         data: Any = ctx.json("api.about")
     except UnsafeInput as exc:
@@ -86,7 +94,7 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
     reachable, seen = ui_seen(ctx)
     ex = _exchange(ctx, "ui.exchange") or {}
     if not reachable:
-        ev.error(M("ui.unreachable", url=ex.get("url"), status=ex.get("status"), error=ex.get("error")))
+        ev.error(M("ui.unreachable", url=ex.get("url"), status=ex.get("status"), error=_failure(ex)))
         return
     ev.check(seen is not None, rule="VER-UI-01", requirement=REQ_UI, location=ex["url"], message=M("ui.no_version"),
              artefact=ctx.artefact("ui.page").sha256)

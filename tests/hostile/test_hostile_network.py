@@ -200,6 +200,7 @@ def test_a_dripping_vendor_ends_in_a_clear_verdict_within_the_deadline(peer, tmp
     assert time.monotonic() - start < 20
     assert run.returncode == 1 and run.requirement_verdicts() == {"LES-3.1-UI": "ERROR"}
     assert "User interface unreachable" in run.stdout and "total deadline of 2.0 s passed" in run.stdout
+    assert "{'fr'" not in run.stdout  # the recorded reason is shown in the user's language, not as a record
 
 
 def test_a_multi_line_file_secret_is_never_quoted_by_the_http_library(peer, tmp_path):
