@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import Severity, UnsafeInput, catalogue, parse_json
+from harness import Message, Severity, UnsafeInput, catalogue, parse_json
 
 from .identity import Problem, Traits
 
@@ -101,7 +101,8 @@ def read_patients(data: bytes) -> FhirRead:
     try:
         parsed = parse_json(data, source="$")
     except UnsafeInput as exc:
-        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, exc.detail)))  # "$: unreadable JSON: ..."
+        why = exc.detail.param("error") if isinstance(exc.detail, Message) else None  # the parser's words, when it had some
+        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=why or exc.detail))))
         return read
     for where, res in _patients(parsed, read):
         _validate(where, res, read)
