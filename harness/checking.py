@@ -12,7 +12,7 @@ from .errors import HarnessError
 from .messages import catalogue
 from .results import CheckStep, CollectStep, StepStatus
 from .scenarios import Scenario
-from .steps import Registry
+from .steps import Check, Registry
 from .target import Target
 from .verdicts import Evaluation, Finding, Verdict, combine
 
@@ -30,8 +30,7 @@ def _skipped(scenario: Scenario, collect: list[CollectStep]) -> bool:
     return any(not_applicable)
 
 
-def _run_check(name: str, ctx: CheckContext, ev: Evaluation, registry: Registry) -> None:
-    fn = registry.checks.get(name)
+def _run_check(name: str, fn: Check | None, ctx: CheckContext, ev: Evaluation) -> None:
     if fn is None:
         ev.error(M("step.unknown", kind="check", name=name))
         return
@@ -74,7 +73,7 @@ def evaluate(
         ev = Evaluation(requirement=scenario.requirements[0])
         fn = registry.checks.get(name)
         ctx = CheckContext(inputs, load, target, scenario.id, salt, registry.extractors, getattr(fn, "reads", None))
-        _run_check(name, ctx, ev, registry)
+        _run_check(name, fn, ctx, ev)
         step = _step(name, ev)
         steps.append(step)
         findings.extend(Finding(f.rule, f.requirement, f.severity, f.location, f.message, f.artefact, name) for f in ev.findings)

@@ -184,8 +184,9 @@ class CollectContext:
         """A file's bytes, at most ``limit`` of them: a larger or unreadable file is refused
         (:meth:`refuse`) and None is returned, the other files of its folder are still read."""
         try:
-            if path.stat().st_size > limit:
-                self.refuse(path.name, M("file.too_large", size=path.stat().st_size, limit=limit))
+            size = path.stat().st_size
+            if size > limit:
+                self.refuse(path.name, M("file.too_large", size=size, limit=limit))
                 return None
             with path.open("rb") as fh:
                 data = fh.read(limit + 1)

@@ -84,7 +84,10 @@ class Recorder:
     def record(self, data: bytes | str, *, media_type: str, label: str) -> Artefact:
         if isinstance(data, str):
             data = data.encode("utf-8")
-        data = self.scrub(bytes(data))
+        return self.keep(self.scrub(bytes(data)), media_type=media_type, label=label)
+
+    def keep(self, data: bytes, *, media_type: str, label: str) -> Artefact:
+        """Store bytes already scrubbed (:meth:`scrub`): a large body is not scanned twice."""
         digest = self.store.put(data)
         art = Artefact(digest, len(data), media_type, label)
         self.recorded.setdefault(digest, art)
@@ -139,7 +142,7 @@ class RecordingHttp:
         if fetched.failure is None:
             recorded = self.recorder.scrub(fetched.body)
             media_type = fetched.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip() or "application/octet-stream"
-            body = self.recorder.record(recorded, media_type=media_type, label=label)
+            body = self.recorder.keep(recorded, media_type=media_type, label=label)
         exchange = {
             "protocol": "http",
             "method": method,

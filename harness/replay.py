@@ -166,9 +166,10 @@ def replay_bundle(bundle: Bundle, assembly: "Assembly") -> ReplayReport:
             if scenario is None:
                 report.differences.append(Difference(result.scenario, result.verdict.value, "-", M("replay.unknown_scenario")))
                 continue
-            if _definition(definitions[result.scenario]) != _definition(scenario.to_json()):
-                report.differences.append(Difference(result.scenario, "-", "-", M("replay.definition", fields=", ".join(
-                    k for k in DEFINING if _definition(definitions[result.scenario])[k] != _definition(scenario.to_json())[k]))))
+            then, now = _definition(definitions[result.scenario]), _definition(scenario.to_json())
+            if then != now:
+                fields = ", ".join(k for k in DEFINING if then[k] != now[k])
+                report.differences.append(Difference(result.scenario, "-", "-", M("replay.definition", fields=fields)))
             results.append(_replay_result(bundle, result, scenario, target, assembly, report))
     requirements = _compare_requirements(bundle, results, assembly.catalogue, report)
     _compare_summaries(bundle, results, requirements, assembly, report)
