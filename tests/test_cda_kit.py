@@ -104,18 +104,25 @@ def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
         # (G15_10/SCH16) as TLM-DA_2022.01_TCG, outside JDV_J01
         "CISIS-CDA-MODELES": {"CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml", "TLM-DA_2022.01_TCG.xml",
                               "TLM-DA_2022.01_TCG_anamnèse-non-structurée.xml", "TLM-DA_2022.01_TE1_anamnèse-non-structurée.xml"},
-        # the two N1 examples miss their volet's templateIds; the generic N1 document is a
-        # lab report by its type code, so the BIO volet applies to it as well; the catalogue
-        # of content models has the patient-summary type code without the IPS-FR templateId
-        "CISIS-CDA-VOLET": {"BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml", "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml",
-                            "01_Modèles_contenus_CDA.xml"},
+        # the catalogue of content models has the patient-summary type code without the
+        # IPS-FR templateId
+        "CISIS-CDA-VOLET": {"01_Modèles_contenus_CDA.xml"},
     }
     volet = [f for f in run.findings() if f["requirement"] == "CISIS-CDA-VOLET"]
     assert {f["location"] for f in volet if f["rule"] == "CDA-VOLET-00"} == {
         "CANCER-CR-GM_2022.01_AnalyseNonRealisee.xml", "CANCER-CR-GM_2022.01_AnalyseRealisee.xml",
         "CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml", "CSE-MDE_2023.01.xml"}
-    n1 = [f for f in volet if f["location"].startswith("BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml /") and f["severity"] == "error"]
-    assert n1 and all("templateId" in f["message"]["en"] for f in n1)
+    # level-1 documents are judged against the level-1 model, whatever their type code: the
+    # two N1 examples of BIO and IMG and the generic N1 document claim no structured volet
+    # (their templateId 1.3.6.1.4.1.19376.1.2.20 replaces the volet's); TLM-CR is a level-1
+    # volet and claims it
+    assert {f["location"] for f in volet if f["rule"] == "CDA-VOLET-05"} == {
+        "BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml", "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml",
+        "TLM-CR_2022.01.xml"}
+    assert all("application/pdf" in f["message"]["en"] for f in volet if f["rule"] == "CDA-VOLET-05")
+    level1_docs = {"BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml", "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml"}
+    assert not [f for f in volet if f["rule"] in ("CDA-VOLET-01", "CDA-VOLET-03") and document_of(f["location"]) in level1_docs]
+    assert any(f["rule"] == "CDA-VOLET-04" and f["location"] == "TLM-CR_2022.01.xml" for f in volet)
     assert any(f["rule"] == "CDA-VOLET-04" and f["location"] == "VSM_1.4_2022.01.xml" for f in volet)
     # the examples with accented file names (seven, added to the corpus later) are judged like the others
     conforming = {f["location"] for f in volet if f["rule"] == "CDA-VOLET-04"}
@@ -129,7 +136,7 @@ def test_verdicts_on_the_official_examples_match_the_official_rules(tmp_path):
     # the BIO 2023.01 volet cannot compile (empty include files): it is reported on every
     # lab report, whose other BIO versions run and decide
     unrunnable = [f for f in volet if f["rule"] == "CDA-VOLET-02"]
-    bio = {p.name for p in (OFFICIAL / "ExemplesCDA").glob("BIO-CR-BIO_*.xml")} | {"DOC_NON_STRUCTURE_CDA-R2-N1.xml"}
+    bio = {p.name for p in (OFFICIAL / "ExemplesCDA").glob("BIO-CR-BIO_*.xml")} - {"BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml"}
     assert {document_of(f["location"]) for f in unrunnable} == bio
     assert all(f["location"].endswith("CI-SIS_BIO-CR-BIO_2023.01.sch") and "BIO-CR-BIO_2023.01" in f["message"]["en"] for f in unrunnable)
     assert any("qualifier" in f["message"]["fr"] for f in run.findings() if f["requirement"] == "CISIS-CDA-STRUCMIN" and f["severity"] == "error")

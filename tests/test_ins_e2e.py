@@ -61,7 +61,7 @@ def test_the_conformant_demo_passes_every_ins_requirement_through_its_three_chan
     m = conformant.manifest
     labels = {meta["label"] for meta in m["artefacts"].values()}
     # the feed came over MLLP and was acknowledged, documents and the 2 FHIR pages were fetched
-    assert {"ins.mllp:001", "ins.mllp:002", "ins.mllp-ack:001", "ins.mllp-session", "ins.cda-live:001", "ins.fhir-search:2",
+    assert {"ins.mllp:001", "ins.mllp:002", "ins.mllp-ack:001", "ins.mllp-session", "exchange:ins.cda-live:001", "ins.fhir-search:2",
             "request:ins.feed"} <= labels
     assert m["sensitive_data"] == [] and len(m["masking"]["salt"]) == 32
     for r in m["results"]:

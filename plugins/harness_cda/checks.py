@@ -93,6 +93,10 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
         if "unreadable" in chosen:  # no volet can be run on it: it does not conform to one
             _unreadable(ev, ctx, doc, chosen["unreadable"], REQ_VOLET)
             continue
+        if chosen.get("level1"):
+            _level1(ctx, ev, doc)
+        if chosen["basis"] == "level1":
+            continue
         if chosen["basis"] is None:
             ev.add(rule="CDA-VOLET-00", requirement=REQ_VOLET, severity=Severity.WARNING, location=doc, message=M("volet.none"))
             continue
@@ -127,6 +131,24 @@ def check_volets(ctx: CheckContext, ev: Evaluation) -> None:
             for f in shown:
                 if not passing or not f["severity"].fails:
                     ev.add(**f)
+
+
+def _level1(ctx: CheckContext, ev: Evaluation, doc: str) -> None:
+    """A level-1 document against the level-1 model (templateIds, body), from its recorded bytes."""
+    from . import level1
+    from .document import read_cda
+
+    name = f"doc/{doc}"
+    art = ctx.artefact(name).sha256
+    cda = read_cda(ctx.read(name), doc)  # it was read when recorded: the volets collector found it level 1
+    base = cda.tree.getpath(cda.root) if cda.embedded else "/ClinicalDocument"
+    body, problems = level1.check(cda.root, base)
+    ev.judged()
+    for p in problems:
+        ev.add(rule=p.rule, requirement=REQ_VOLET, severity=p.severity, location=f"{doc} {p.location}", artefact=art, message=p.message)
+    if not any(p.severity.fails for p in problems):
+        ev.add(rule="CDA-VOLET-05", requirement=REQ_VOLET, severity=Severity.INFO, location=doc, artefact=art,
+               message=M("volet.level1", media_type=body.media_type if body else "-"))
 
 
 def _quirks(ev: Evaluation, meta: dict, requirement: str) -> None:

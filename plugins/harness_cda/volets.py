@@ -11,6 +11,11 @@ templateIds that identify its documents. Those identity assertions are read from
   will report, exactly as when the official kit is run with them;
 * otherwise no volet applies, and the check says so.
 
+A level-1 document (``nonXMLBody``) is held to the level-1 model (see :mod:`.level1`): the
+CI-SIS has its templateId 1.3.6.1.4.1.19376.1.2.20 *replace* the volet's, so a structured
+volet applies to it only when the document claims it by its templateIds; its type code
+alone never brings one ("level1" basis when none is claimed).
+
 A version of a chosen volet that the kit ships broken is listed as well: the check
 reports it could not run, and the other versions decide.
 
@@ -80,7 +85,11 @@ def _holds(root: etree._Element, test: str, ns: dict[str, str]) -> bool | None:
 
 
 def select(root: etree._Element, identities: list[Identity]) -> dict:
-    """{"basis": "templateId" | "code" | None, "volets": [...]} for one ClinicalDocument."""
+    """{"basis": "templateId" | "code" | "level1" | None, "volets": [...], "level1": bool}
+    for one ClinicalDocument."""
+    from .level1 import is_level1
+
+    level1 = is_level1(root)
     by_template, by_code = [], []
     for ident in identities:
         codes = [_holds(root, t, ident.namespaces) for t in ident.codes]
@@ -95,9 +104,11 @@ def select(root: etree._Element, identities: list[Identity]) -> dict:
             by_template.append(ident.volet)
         elif code_ok:
             by_code.append(ident.volet)
-    chosen, basis = (by_template, "templateId") if by_template else (by_code, "code") if by_code else ([], None)
+    if level1:
+        by_code = []  # the level-1 templateId replaces the volet's: a type code claims nothing
+    chosen, basis = (by_template, "templateId") if by_template else (by_code, "code") if by_code else ([], "level1" if level1 else None)
     # A version of a chosen volet whose rules cannot even be read (the kit's BIO-CR-BIO
     # 2023.01 includes empty files) is listed too, so the check reports that it could not run.
     families = {i.family for i in identities if i.volet in chosen}
     chosen += [i.volet for i in identities if i.error and i.family in families]
-    return {"basis": basis, "volets": sorted(set(chosen))}
+    return {"basis": basis, "volets": sorted(set(chosen)), "level1": level1}

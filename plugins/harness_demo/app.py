@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness import Message, catalogue
 
 from . import patients
-from .patients import INS_DEFECTS, TERMINOLOGY_DEFECTS
+from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
 PRODUCT_NAME = "Cabinet Démo"
@@ -38,6 +38,7 @@ DEFECTS: dict[str, Message] = {
 
 DEFECTS.update(INS_DEFECTS)
 DEFECTS.update(TERMINOLOGY_DEFECTS)
+DEFECTS.update(CDA_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -177,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
 
     def _cda(self, cfg: DemoConfig, path: str) -> None:
-        docs = patients.cda_documents(set(cfg.defects))
+        docs = patients.cda_documents(set(cfg.defects), cfg.api_version)
         if path == "/cda/":
             self._send(200, json.dumps([f"{n}.xml" for n in range(1, len(docs) + 1)]).encode(), "application/json")
             return

@@ -221,51 +221,136 @@ def _structured_body(defects: set[str]) -> str:
 """
 
 
-def cda_document(p: Patient, defects: set[str], n: int) -> bytes:
-    """A CDA R2 document header (CI-SIS minimal structure) about one patient."""
+# A one-page PDF saying "Compte rendu - Cabinet Démo": the body of the demo's level-1 documents.
+PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+       b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R/Resources<</Font<</F1 5 0 R>>>>>>endobj\n"
+       b"4 0 obj<</Length 58>>stream\nBT /F1 18 Tf 72 760 Td (Compte rendu - Cabinet Demo) Tj ET\nendstream endobj\n"
+       b"5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+DOCUMENT_OID = "1.2.250.1.999.1.2"  # the demo practice's document identifiers
+FR_TEMPLATES = '  <templateId root="2.16.840.1.113883.2.8.2.1"/>\n  <templateId root="1.2.250.1.213.1.1.1.1"/>\n'
+MEDICAL_DOCUMENT = "1.3.6.1.4.1.19376.1.5.3.1.1.1"  # IHE PCC medical document (structured)
+LEVEL1 = "1.3.6.1.4.1.19376.1.2.20"
+CDA_DEFECTS: dict[str, Message] = {
+    "cda-no-custodian": M("defect.cda-no-custodian"),
+    "cda-device-no-version": M("defect.cda-device-no-version"),
+    "cda-n1-not-base64": M("defect.cda-n1-not-base64"),
+    "cda-n1-media-type": M("defect.cda-n1-media-type"),
+    "cda-ins-participant": M("defect.cda-ins-participant"),
+}
+
+
+def _level1_body(defects: set[str]) -> str:
+    import base64
+
+    content = base64.b64encode(JPEG_START + PDF if "cda-n1-media-type" in defects else PDF).decode("ascii")
+    if "cda-n1-not-base64" in defects:
+        content = content[:40] + "*%!" + content[40:]
+    lines = "\n".join(content[i:i + 76] for i in range(0, len(content), 76))
+    return f"""  <component>
+    <nonXMLBody>
+      <text mediaType="application/pdf" representation="B64">
+{lines}
+      </text>
+    </nonXMLBody>
+  </component>
+"""
+
+
+def cda_document(p: Patient, defects: set[str], n: int, *, release: str = "3.2.1", level1: bool = False, version: int = 1,
+                 set_id: str | None = None, replaces: str | None = None, when: str = "20261101100000+0100") -> bytes:
+    """A CDA R2 document (CI-SIS minimal structure) about one patient: structured (a
+    consultation note with coded entries), or level 1 (a PDF report)."""
     ids = [f'<id root="{FACILITY_OID}" extension="{p.ipp}"/>']
     if p.ins:
         ids.insert(0, f'<id root="{TEST_NIR}" extension="{p.ins}"/>')
     type_code, type_display = "11488-4", "CR ou fiche de consultation ou de visite"
     if "term-display" in defects:
         type_display = "Note de consultation"
+    title = "Compte rendu de consultation" if level1 else "Note de consultation"
+    custodian = "" if "cda-no-custodian" in defects else """  <custodian>
+    <assignedCustodian><representedCustodianOrganization>
+      <id root="1.2.250.1.71.4.2.2" extension="399999999900001"/><name>Cabinet Démo</name>
+    </representedCustodianOrganization></assignedCustodian>
+  </custodian>
+"""
+    software = "" if "cda-device-no-version" in defects else f"<softwareName>Cabinet Démo {escape(release)}</softwareName>"
+    related = (f'  <relatedDocument typeCode="RPLC"><parentDocument><id root="{DOCUMENT_OID}" extension="{replaces}"/></parentDocument></relatedDocument>\n'
+               if replaces else "")
+    participant = ("""  <participant typeCode="INF">
+    <associatedEntity classCode="PROV"><id root="1.2.250.1.213.1.4.10" extension="279035121518988"/></associatedEntity>
+  </participant>
+""" if "cda-ins-participant" in defects else "")
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <ClinicalDocument xmlns="urn:hl7-org:v3">
   <realmCode code="FR"/>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
-  <templateId root="2.16.840.1.113883.2.8.2.1"/>
-  <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.999.1.2" extension="DOC-{n:04d}"/>
+{FR_TEMPLATES}  <templateId root="{LEVEL1 if level1 else MEDICAL_DOCUMENT}"/>
+  <id root="{DOCUMENT_OID}" extension="DOC-{n:04d}"/>
   <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="{type_display}"/>
-  <title>Note de consultation</title>
-  <effectiveTime value="20261101100000+0100"/>
+  <title>{title}</title>
+  <effectiveTime value="{when}"/>
   <confidentialityCode code="{"X" if "term-confidentiality" in defects else "N"}" codeSystem="2.16.840.1.113883.5.25"/>
   <languageCode code="fr-FR"/>
+  <setId root="{DOCUMENT_OID}" extension="{set_id or f"SET-{n:04d}"}"/>
+  <versionNumber value="{version}"/>
 {_record_target(p, ids, defects)}  <author>
-    <time value="20261101100000+0100"/>
+    <time value="{when}"/>
     <assignedAuthor>
       <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
       <code code="G15_10/SM26" codeSystem="1.2.250.1.213.1.1.4.5" displayName="Médecin - Qualifié en Médecine Générale (SM)"/>
       <assignedPerson><name><family>DEMO</family><given>Médecin</given></name></assignedPerson>
       <representedOrganization>
+        <id root="1.2.250.1.71.4.2.2" extension="399999999900001"/>
         <name>Cabinet Démo</name>
         <standardIndustryClassCode code="AMBULATOIRE" codeSystem="1.2.250.1.213.1.1.4.9" displayName="Ambulatoire"/>
       </representedOrganization>
     </assignedAuthor>
   </author>
-  <componentOf>
+  <author>
+    <time value="{when}"/>
+    <assignedAuthor>
+      <id root="1.2.250.1.71.4.2.2" extension="399999999900001"/>
+      <assignedAuthoringDevice><manufacturerModelName>Éditeur Exemple SAS - Cabinet Démo</manufacturerModelName>{software}</assignedAuthoringDevice>
+      <representedOrganization><id root="1.2.250.1.71.4.2.2" extension="399999999900001"/><name>Cabinet Démo</name></representedOrganization>
+    </assignedAuthor>
+  </author>
+{custodian}  <legalAuthenticator>
+    <time value="{when}"/>
+    <signatureCode code="S"/>
+    <assignedEntity>
+      <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
+      <assignedPerson><name><family>DEMO</family><given>Médecin</given></name></assignedPerson>
+    </assignedEntity>
+  </legalAuthenticator>
+{participant}  <documentationOf>
+    <serviceEvent>
+      <effectiveTime><low value="{when}"/><high value="{when}"/></effectiveTime>
+      <performer typeCode="PRF">
+        <assignedEntity>
+          <id root="1.2.250.1.71.4.2.1" extension="899700000001"/>
+          <code code="G15_10/SM26" codeSystem="1.2.250.1.213.1.1.4.5" displayName="Médecin - Qualifié en Médecine Générale (SM)"/>
+          <representedOrganization>
+            <standardIndustryClassCode code="AMBULATOIRE" codeSystem="1.2.250.1.213.1.1.4.9" displayName="Ambulatoire"/>
+          </representedOrganization>
+        </assignedEntity>
+      </performer>
+    </serviceEvent>
+  </documentationOf>
+{related}  <componentOf>
     <encompassingEncounter>
       <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire (hors établissement)"/>
-      <effectiveTime value="20261101100000+0100"/>
+      <effectiveTime value="{when}"/>
       <location><healthCareFacility><code code="SA07" codeSystem="1.2.250.1.71.4.2.4" displayName="Cabinet individuel"/></healthCareFacility></location>
     </encompassingEncounter>
   </componentOf>
-{_structured_body(defects)}</ClinicalDocument>
+{_level1_body(defects) if level1 else _structured_body(defects)}</ClinicalDocument>
 """.encode("utf-8")
 
 
-def cda_documents(defects: set[str]) -> list[bytes]:
-    return [cda_document(p, defects, n) for n, p in enumerate(patients(defects)[1], 1)]
+def cda_documents(defects: set[str], release: str = "3.2.1") -> list[bytes]:
+    """The documents the demo lists (``/cda/``): a structured note, then level-1 reports."""
+    return [cda_document(p, defects, n, release=release, level1=n > 1) for n, p in enumerate(patients(defects)[1], 1)]
 
 
 # -- FHIR ---------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Benchmark: the DMP plugin's built-in CDA checks, and submissions through the DMP simulator.
+
+    python bench/dmp.py [--corpus ../shared/corpus] [--rounds 5] [--submissions 20] [--size-mb 10]
+
+* ``builtin``: the built-in rules (header, body with the level-1 model, INS identifiers)
+  over the official example documents (``ExemplesCDA``, 94), parsing included, as the
+  checks run them: documents per second (median of ``--rounds`` passes) and the peak
+  resident memory of the process that ran them (measured in a child process, against its
+  resident memory once everything was imported);
+* ``simulator``: provide-and-register requests (ITI-41, SOAP 1.2 with MTOM/XOP, a VIHF
+  and a client certificate over TLS) sent by the demo vendor's DMP client to the
+  simulator, each carrying a level-1 document of ``--size-mb`` megabytes: submissions per
+  second, and the simulator's answer to each.
+
+Writes bench/results/dmp.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _builtin(folder: str, rounds: int, out) -> None:
+    from harness_cda.document import read_cda
+    from harness_dmp import cda_rules
+
+    files = [(p.name, p.read_bytes()) for p in sorted(Path(folder).glob("*.xml"))]
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, failing = [], 0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        failing = 0
+        for name, data in files:
+            doc = read_cda(data, name)
+            base = doc.tree.getpath(doc.root) if doc.embedded else "/ClinicalDocument"
+            found = (cda_rules.check_header(doc.root, base) + cda_rules.check_body(doc.root, base)
+                     + cda_rules.check_ins(doc.tree, doc.root).problems)
+            failing += any(p.severity.fails for p in found)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    median = statistics.median(times)
+    out.put({"documents": len(files), "bytes": sum(len(d) for _, d in files), "rounds": rounds,
+             "seconds_median": round(median, 4), "seconds_min": round(min(times), 4),
+             "documents_per_second": round(len(files) / median, 1), "failing_documents": failing,
+             "rss_after_imports_mib": round(baseline / 1024, 1), "rss_peak_mib": round(peak / 1024, 1)})
+
+
+def builtin(corpus: Path, rounds: int) -> dict:
+    spawn = multiprocessing.get_context("spawn")
+    queue = spawn.Queue()
+    proc = spawn.Process(target=_builtin, args=(str(corpus / "ans-testcontenucda" / "ExemplesCDA"), rounds, queue))
+    proc.start()
+    result = queue.get(timeout=600)
+    proc.join(60)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    results = {"builtin": builtin(args.corpus, args.rounds)}
+    print(json.dumps(results, indent=1))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "dmp.json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
