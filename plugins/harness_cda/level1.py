@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from harness import Localized, Severity, catalogue
+from harness import Severity, catalogue
+
+from .document import Problem
 
 M = catalogue(__name__)
 
@@ -43,16 +45,6 @@ _WHITESPACE = re.compile(rb"\s+")
 _MAGIC_NAMES = {b"%PDF-": "application/pdf", b"\xff\xd8\xff": "image/jpeg", b"II*\x00": "image/tiff", b"MM\x00*": "image/tiff",
                 b"{\\rtf": "text/rtf", b"\x89PNG": "image/png", b"GIF8": "image/gif", b"PK\x03\x04": "application/zip",
                 b"<?xml": "text/xml", b"<html": "text/html", b"<!DOC": "text/html"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One rule of the model that the document breaks, where, and why."""
-
-    rule: str
-    severity: Severity
-    location: str
-    message: Localized
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from lxml import etree
 
 from harness import Severity, catalogue
 from harness_cda import level1
-from harness_cda.level1 import Problem
+from harness_cda.document import Problem
 from harness_cda.terminology import readable_path
 from harness_ins import cda as ins_cda
 from harness_ins.identity import check_matricule, classify_system, production_problem

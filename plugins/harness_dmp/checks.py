@@ -7,7 +7,7 @@ from typing import Callable
 
 from harness import CheckContext, Evaluation, Localized, Message, UnsafeInput, catalogue, check
 from harness_cda.document import CdaDocument, read_cda
-from harness_cda.level1 import Problem
+from harness_cda.document import Problem
 
 from . import cda_rules
 
