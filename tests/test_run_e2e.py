@@ -206,10 +206,17 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
     result = compare_bundles(earlier, demo_run.bundle)
     assert result.scenarios_compared == 19
     assert [d.render("en") for d in result.differences] == [
-        # the DMP plugin's built-in CDA checks, added since
+        # the DMP plugin (built-in CDA checks, the DMP simulator), added since
         "requirement CISIS-BUILTIN-BODY: - (A) ≠ PASS (B)",
         "requirement CISIS-BUILTIN-HEADER: - (A) ≠ PASS (B)",
         "requirement CISIS-BUILTIN-INS: - (A) ≠ PASS (B)",
+        "requirement DMP-BLOCKED: - (A) ≠ PASS (B)",
+        "requirement DMP-CONSULT: - (A) ≠ PASS (B)",
+        "requirement DMP-FEED: - (A) ≠ PASS (B)",
+        "requirement DMP-METADATA: - (A) ≠ PASS (B)",
+        "requirement DMP-METADATA-CDA: - (A) ≠ PASS (B)",
+        "requirement DMP-TLS: - (A) ≠ PASS (B)",
+        "requirement DMP-VIHF: - (A) ≠ PASS (B)",
         # the demo's documents now carry a complete CI-SIS header (custodian, authenticator,
         # service event...) and its second one is level 1: more coded values judged, the
         # same verdicts and no finding of difference

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness import Message, catalogue
 
 from . import patients
+from .dmp_client import DMP_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -39,6 +40,7 @@ DEFECTS: dict[str, Message] = {
 DEFECTS.update(INS_DEFECTS)
 DEFECTS.update(TERMINOLOGY_DEFECTS)
 DEFECTS.update(CDA_DEFECTS)
+DEFECTS.update(DMP_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -146,6 +148,7 @@ def api_about(cfg: DemoConfig) -> dict:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     cfg: DemoConfig
+    dmp_status: dict = {"state": "idle"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -201,12 +204,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._fhir(cfg)
         elif path == "/cda/" or (path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit()):
             self._cda(cfg, path)
+        elif path == "/dmp/status":
+            self._send(200, json.dumps({"dmp": self.server.dmp_status}, ensure_ascii=False).encode(), "application/json; charset=utf-8")
         elif path in ("/patients", "/agenda"):
             self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
         else:
             self._send(404, b"not found", "text/plain")
 
+    def _dmp_feed(self) -> None:
+        """Feed the DMP now (the harness names the DMP and the credentials folder)."""
+        from .dmp_client import DmpClient
+
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            asked = json.loads(self.rfile.read(min(length, 4096)))
+            url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        cfg = self.server.cfg
+        status = DmpClient(url, credentials, set(cfg.defects), cfg.api_version).run()
+        self.server.dmp_status = {k: v for k, v in status.items() if k != "calls"}
+        self._send(200, json.dumps({"sent": len(status["calls"]), **status}, ensure_ascii=False).encode(), "application/json")
+
     def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] == "/dmp/feed":
+            self._dmp_feed()
+            return
         if self.path.split("?", 1)[0] != "/ins/feed":
             self._send(404, b"not found", "text/plain")
             return

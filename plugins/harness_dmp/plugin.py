@@ -1,15 +1,55 @@
-"""Hooks of the DMP plugin: built-in CDA checks (no kit), and the DMP simulator.
+"""Hooks of the DMP plugin: the DMP simulator (a target service), what the software sends
+it, and built-in CDA checks (no kit).
 
 Domain libraries it uses: :mod:`harness_cda.document` and :mod:`harness_cda.level1` (CDA
-reading, level-1 model), :mod:`harness_ins.identity` and :mod:`harness_ins.cda` (INS rules).
+reading, level-1 model), :mod:`harness_ins.identity` and :mod:`harness_ins.cda` (INS
+rules), :mod:`harness_xds` (XDS metadata, its agreement with the CDA header).
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from pathlib import Path
 
-from . import checks
+from harness import HarnessError, Service, catalogue, hookimpl
+
+from . import checks, collect
+
+M = catalogue(__name__)
+SERVICES = ("dmp", "dmp-blocked")
+SERVICE_OPTIONS = {"port": "int", "credentials_dir": "path", "trust": "list[path]", "refuse_certificates": "bool", "max_request": "int",
+                   "max_document": "int"}
+
+
+@hookimpl
+def harness_target_schema():
+    return {"dmp": {"wait": "int", "quiet": "int", "watch": "int", "certificate_warning_days": "int", "max_attempts": "int"},
+            **{f"services.{name}": SERVICE_OPTIONS for name in SERVICES}}
+
+
+@hookimpl
+def harness_collectors():
+    return {"dmp.exchanges": collect.collect_exchanges, "dmp.blocked": collect.collect_blocked}
 
 
 @hookimpl
 def harness_checks():
-    return checks.document_checks()
+    return {**checks.document_checks(), "dmp.feed": checks.check_feed, "dmp.consult": checks.check_consult,
+            "dmp.metadata": checks.check_metadata, "dmp.metadata_agreement": checks.check_agreement, "dmp.vihf": checks.check_vihf,
+            "dmp.tls": checks.check_tls, "dmp.blocked": checks.check_blocked}
+
+
+@hookimpl
+def harness_start_service(name, options, ctx):
+    if name not in SERVICES:
+        return None
+    from .simulator import DmpSimulator
+
+    folder = options.get("credentials_dir")
+    try:
+        sim = DmpSimulator(port=options.get("port", 0), credentials=Path(folder) if folder else None,
+                           trust=[Path(p) for p in options.get("trust", [])],
+                           refuse=bool(options.get("refuse_certificates", name == "dmp-blocked")),
+                           **{k: options[k] for k in ("max_request", "max_document") if k in options})
+    except (OSError, ValueError) as exc:
+        raise HarnessError(M("service.failed", name=name, error=str(exc))) from None
+    sim.start()
+    return Service(name, sim.base_url, sim.stop, {"credentials": str(sim.credentials), "refuses_certificates": sim.refuse})

@@ -157,7 +157,7 @@ def _path(el: etree._Element) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def _slots(el: etree._Element) -> dict[str, list[str]]:
+def slots(el: etree._Element) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for slot in children(el, "Slot"):
         values = [("".join(v.itertext())).strip() for vl in children(slot, "ValueList") for v in children(vl, "Value")]
@@ -173,7 +173,7 @@ def _name(el: etree._Element) -> str:
 
 
 def _read_object(el: etree._Element, schemes: dict[str, str], identifiers: dict[str, str]) -> RegistryObject:
-    obj = RegistryObject(el.get("id") or "", _path(el), _slots(el), title=_name(el),
+    obj = RegistryObject(el.get("id") or "", _path(el), slots(el), title=_name(el),
                          attributes={k: v for k, v in el.attrib.items() if k in ("mimeType", "objectType", "status", "lid", "home")})
     by_uuid = {v: k for k, v in schemes.items()}
     for cl in children(el, "Classification"):
@@ -184,12 +184,12 @@ def _read_object(el: etree._Element, schemes: dict[str, str], identifiers: dict[
         if name is None:
             obj.unknown_schemes.append((scheme, _path(cl)))
         elif name == "author":
-            s = _slots(cl)
+            s = slots(cl)
             obj.authors.append(Author((s.get("authorPerson") or [""])[0], s.get("authorInstitution", []), s.get("authorRole", []),
                                       s.get("authorSpecialty", []), _path(cl)))
         else:
             obj.classifications.setdefault(name, []).append(
-                Coded(cl.get("nodeRepresentation") or "", (_slots(cl).get("codingScheme") or [""])[0], _name(cl), _path(cl)))
+                Coded(cl.get("nodeRepresentation") or "", (slots(cl).get("codingScheme") or [""])[0], _name(cl), _path(cl)))
     by_id = {v: k for k, v in identifiers.items()}
     for ei in children(el, "ExternalIdentifier"):
         scheme = ei.get("identificationScheme") or ""
@@ -230,7 +230,7 @@ def read_submission(request: etree._Element) -> Submission:
                 sub.documents.append(_read_object(el, DE_SCHEMES, DE_IDENTIFIERS))
             elif name == "Association":
                 sub.associations.append(Association(el.get("id") or "", el.get("associationType") or "", el.get("sourceObject") or "",
-                                                    el.get("targetObject") or "", _slots(el), _path(el)))
+                                                    el.get("targetObject") or "", slots(el), _path(el)))
             elif name in ("Classification", "ObjectRef"):
                 continue  # a classification standing alone (submission set node), a reference
             elif isinstance(el.tag, str):

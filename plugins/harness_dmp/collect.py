@@ -1,0 +1,133 @@
+"""Collectors of the DMP plugin: what the software sent to the DMP simulator.
+
+Target file::
+
+    [endpoints]
+    dmp = "service://dmp/"                 # the simulator the software calls
+    dmp_feed = "..."                       # optional: POST {"url", "credentials"} asks the software to feed the DMP now
+    dmp_blocked = "service://dmp-blocked/" # a simulator that refuses every certificate
+    dmp_status = "..."                     # optional: GET, what the software tells its user about the DMP
+
+    [dmp]
+    wait = 60        # seconds to wait for the software when nobody can ask it (no dmp_feed)
+    quiet = 3        # seconds without a call that end the wait
+    watch = 5        # seconds the blocked simulator watches for retries
+
+    [services.dmp]   # options: port, credentials_dir, trust (CA files), max_request, max_document
+    [services.dmp-blocked]
+    refuse_certificates = true
+
+Every connection (accepted or not, with the client certificate or the handshake's reason),
+and every exchange (raw request and response, metadata, documents, VIHF) is recorded; the
+checks judge the record, offline.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
+
+from . import pki
+from .simulator import DmpSimulator, running
+
+M = catalogue(__name__)
+WAIT = 60.0
+QUIET = 3.0
+WATCH = 5.0
+SETTLE = 1.0  # seconds without a call after the software answered the feed request
+
+
+def _simulator(ctx: CollectContext, endpoint: str) -> DmpSimulator:
+    url = ctx.endpoint(endpoint)
+    if url is None:
+        raise NotApplicable(M("collect.no_dmp", endpoint=endpoint))
+    sim = running(url)
+    if sim is None:
+        raise HarnessError(M("collect.not_simulator", url=url))
+    return sim
+
+
+def _ask(ctx: CollectContext, sim: DmpSimulator, outputs: dict, label: str) -> bool:
+    """Ask the software to call the DMP now, when it can be asked; True when it was."""
+    feed = ctx.endpoint("dmp_feed")
+    if feed is None:
+        return False
+    body = json.dumps({"url": sim.base_url, "credentials": str(sim.credentials)}).encode()
+    res = ctx.http.post(feed, label=label, body=body, headers={"Content-Type": "application/json"})
+    outputs[f"{label}.exchange"] = res.exchange
+    if not res.ok:
+        said = res.error or res.data[:200].decode("utf-8", "replace")
+        raise HarnessError(M("collect.feed_refused", url=feed, status=res.status, said=said))
+    return True
+
+
+def _record(ctx: CollectContext, sim: DmpSimulator, first_connection: int, first_exchange: int, outputs: dict) -> None:
+    connections = sim.journal.connections[first_connection:]
+    exchanges = sim.journal.exchanges[first_exchange:]
+    summary = []
+    for ex in exchanges:
+        key = f"{ex.n:03d}"
+        item = {"n": ex.n, "at": ex.at, "connection": ex.connection, "path": ex.path, "transaction": ex.transaction, "action": ex.action,
+                "complete": ex.complete, "http_status": ex.http_status, "outcome": ex.outcome,
+                "errors": [{"code": c, "context": t} for c, t in ex.errors], "facts": ex.facts, "documents": []}
+        outputs[f"dmp-request/{key}"] = ctx.record(ex.request, media_type=ex.content_type.split(";")[0] or "application/octet-stream", label=f"dmp.request:{key}")
+        if ex.response:
+            outputs[f"dmp-response/{key}"] = ctx.record(ex.response, media_type=ex.response_type.split(";")[0], label=f"dmp.response:{key}")
+        if ex.metadata is not None:
+            outputs[f"dmp-meta/{key}"] = ctx.record(ex.metadata, media_type="application/xml", label=f"dmp.metadata:{key}")
+        if ex.assertion is not None:
+            outputs[f"dmp-vihf/{key}"] = ctx.record(ex.assertion, media_type="application/xml", label=f"dmp.vihf:{key}")
+        if ex.transaction == "ITI-41":
+            for entry_id, data in ex.documents:
+                name = f"{key}-{entry_id}"
+                outputs[f"dmp-doc/{name}"] = ctx.record(data, media_type="application/xml", label=f"dmp.document:{name}")
+                item["documents"].append({"entry": entry_id, "input": f"dmp-doc/{name}"})
+        summary.append(item)
+    session = {
+        "simulator": sim.base_url, "refuses_certificates": sim.refuse, "credentials": str(sim.credentials),
+        "connections": [c.__dict__ for c in connections], "exchanges": summary,
+    }
+    outputs["dmp.session"] = ctx.record_json(session, label="dmp.session")
+    outputs["dmp.trust"] = ctx.record(b"".join(pki.pem(c) for c in sim.trusted), media_type="application/x-pem-file", label="dmp.trust")
+
+
+@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc"])
+def collect_exchanges(ctx: CollectContext) -> dict:
+    """The software feeds and consults the DMP simulator: asked through ``dmp_feed``, or by
+    its user while the harness waits (``[dmp] wait``)."""
+    sim = _simulator(ctx, "dmp")
+    conf = ctx.target.section("dmp")
+    outputs: dict = {}
+    first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
+    asked = _ask(ctx, sim, outputs, "dmp-feed")
+    if asked:
+        sim.wait_quiet(quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
+    else:
+        sim.wait_quiet(quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
+    _record(ctx, sim, first_connection, first_exchange, outputs)
+    return outputs
+
+
+@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc",
+                     "dmp.status", "dmp-status.exchange"])
+def collect_blocked(ctx: CollectContext) -> dict:
+    """The software calls a DMP that refuses its certificate: every attempt is recorded, for
+    ``[dmp] watch`` seconds, then what the software tells its user (``dmp_status``)."""
+    sim = _simulator(ctx, "dmp_blocked")
+    if not sim.refuse:
+        raise HarnessError(M("collect.not_refusing", url=sim.base_url))
+    conf = ctx.target.section("dmp")
+    outputs: dict = {}
+    first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
+    started = time.monotonic()
+    _ask(ctx, sim, outputs, "dmp-feed")  # else its user makes it call, within the watch
+    sim.wait_quiet(quiet=float(conf.get("watch", WATCH)), deadline=started + float(conf.get("watch", WATCH)) * 3)
+    _record(ctx, sim, first_connection, first_exchange, outputs)
+    status = ctx.endpoint("dmp_status")
+    if status is not None:
+        res = ctx.http.get(status, label="dmp.status")
+        outputs["dmp-status.exchange"] = res.exchange
+        if res.ok and res.body is not None:
+            outputs["dmp.status"] = res.body
+    return outputs
