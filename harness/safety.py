@@ -40,7 +40,11 @@ def _parser() -> etree.XMLParser:
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        # a level-1 CDA carries its PDF as one base64 text node: over 10 MB (libxml2's limit
+        # without this option) for a PDF of 7.5 MB. What the option lifts is bounded here
+        # otherwise: the whole input (max_bytes), entities (no DTD is ever read), and the
+        # depth libxml2 still caps (2048 levels)
+        huge_tree=True,
         remove_blank_text=False,
     )
 

@@ -131,3 +131,14 @@ def test_garbage_is_not_an_archive():
     with pytest.raises(UnsafeInput) as exc:
         SafeArchive(b"\x00\x01binary junk")
     assert exc.value.reason == "archive-malformed"
+
+
+def test_a_large_text_node_parses_and_depth_stays_capped():
+    # a level-1 document's base64 PDF is one text node: 12 MB here (libxml2 refuses over
+    # 10 MB unless told otherwise)
+    tree = parse_xml(b"<text>" + b"QUJD" * (3 * 1024 * 1024) + b"</text>")
+    assert len(tree.getroot().text) == 12 * 1024 * 1024
+    deep = b"<a>" * 3000 + b"</a>" * 3000
+    with pytest.raises(UnsafeInput) as exc:
+        parse_xml(deep)
+    assert exc.value.reason == "xml-malformed" and "depth" in exc.value.message("en")

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from harness import Message, catalogue
+from harness import Message, catalogue, parse_xml
 from harness_dmp import soap, vihf
 from harness_xds import agreement, ebrim
 
@@ -140,7 +140,7 @@ class DmpClient:
                 cda_document(self.patient, self.defects, 102, release=self.release, level1=True, when="20261102094500+0100")]
 
     def _entry(self, entry_id: str, data: bytes) -> ebrim.NewObject:
-        root = etree.fromstring(data)
+        root = parse_xml(data, source=entry_id).getroot()
         level1 = root.find("{urn:hl7-org:v3}component/{urn:hl7-org:v3}nonXMLBody") is not None
         entry = agreement.derive(entry_id, data, root, class_code=CLASS, format_code=None if level1 else STRUCTURED_FORMAT, institution=INSTITUTION)
         if "dmp-meta-type-code" in self.defects:
@@ -201,8 +201,8 @@ class DmpClient:
         try:
             self._provide([("Document01", note), ("Document02", report)])
             current = self._find()
-            note_unique = agreement.header(etree.fromstring(note))["uniqueId"].value
-            report_unique = agreement.header(etree.fromstring(report))["uniqueId"].value
+            note_unique = agreement.header(parse_xml(note).getroot())["uniqueId"].value
+            report_unique = agreement.header(parse_xml(report).getroot())["uniqueId"].value
             target = "urn:uuid:00000000-0000-0000-0000-000000000000" if "dmp-rplc-unknown" in self.defects else current.get(note_unique, "")
             version2 = cda_document(self.patient, self.defects, 103, release=self.release, version=2, set_id="SET-0101", replaces="DOC-0101",
                                     when="20261102110000+0100")

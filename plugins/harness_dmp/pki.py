@@ -68,8 +68,8 @@ class TestCA:
                      .sign(self.key, hashes.SHA256()))
 
     def issue(self, cn: str, *, server: bool = False, not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
-              org: str = "Harness DMP simulator (test)") -> Issued:
-        key = _key()
+              org: str = "Harness DMP simulator (test)", key: rsa.RSAPrivateKey | None = None) -> Issued:
+        key = key or _key()
         now = _now()
         builder = (x509.CertificateBuilder().subject_name(_name(cn, org)).issuer_name(self.cert.subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(not_before or now - DAY)

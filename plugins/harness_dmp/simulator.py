@@ -280,12 +280,14 @@ class DmpSimulator:
             "client-not-yet-valid": {"not_before": now + dt.timedelta(days=10), "not_after": now + dt.timedelta(days=400)},
             "client-expiring": {"not_after": now + dt.timedelta(days=5)},
         }
+        key = None  # the variants share one key: they differ only in what the simulator must tell apart
         for name, validity in cases.items():
-            issued = self.ca.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS", **validity)
+            issued = self.ca.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS", key=key, **validity)
+            key = issued.key
             (self.credentials / f"{name}.pem").write_bytes(pki.pem(issued.cert))
             pki._private(self.credentials / f"{name}.key", pki.key_pem(issued.key))
         stranger = pki.TestCA("Unknown CA")
-        issued = stranger.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS")
+        issued = stranger.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS", key=key)
         (self.credentials / "client-unknown-ca.pem").write_bytes(pki.pem(issued.cert))
         pki._private(self.credentials / "client-unknown-ca.key", pki.key_pem(issued.key))
 

@@ -1,0 +1,177 @@
+"""Hostile submissions to the DMP simulator: each is answered with an error, recorded, and
+the simulator keeps serving."""
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+import requests
+from lxml import etree
+
+from harness_dmp import simulator as sim_module
+from harness_dmp import soap
+from harness_dmp.simulator import DmpSimulator
+
+PROVIDE = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    monkeypatch.setattr(sim_module, "READ_TIMEOUT", 1.0)
+    s = DmpSimulator(max_request=2 * 1024 * 1024, max_document=256 * 1024).start()
+    yield s
+    s.stop()
+
+
+def client(sim) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(sim.credentials / "ca.pem")
+    session.cert = (str(sim.credentials / "client.pem"), str(sim.credentials / "client.key"))
+    return session
+
+
+def post(sim, data: bytes, content_type: str) -> requests.Response:
+    return client(sim).post(sim.base_url, data=data, headers={"Content-Type": content_type}, timeout=10)
+
+
+def envelope(body: str, action: str = PROVIDE, security: bool = True) -> bytes:
+    vihf = ('<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">'
+            '<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_x"/></wsse:Security>') if security else ""
+    return (f'<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing">'
+            f'<soap:Header><wsa:Action>{action}</wsa:Action>{vihf}</soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>').encode()
+
+
+def fault_subcode(res: requests.Response) -> str:
+    root = etree.fromstring(res.content)
+    return root.findtext(".//{http://www.w3.org/2003/05/soap-envelope}Subcode/{http://www.w3.org/2003/05/soap-envelope}Value")
+
+
+def still_serving(sim) -> bool:
+    res = post(sim, envelope("<x/>", action="urn:ihe:iti:2007:RegistryStoredQuery"), "application/soap+xml")
+    return res.status_code in (200, 400) and res.headers["Content-Type"].startswith(("multipart/related", "application/soap+xml"))
+
+
+PROVIDE_BODY = ('<xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="urn:ihe:iti:xds-b:2007">'
+                '<lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"/>'
+                '<xdsb:Document id="Document01"><xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include" href="cid:doc1"/></xdsb:Document>'
+                '</xdsb:ProvideAndRegisterDocumentSetRequest>')
+
+
+# (case, content type, body) -> the fault subcode or registry error code, and the HTTP status
+CASES = {
+    "multipart without boundary": ("multipart/related; type=\"application/xop+xml\"", b"--x\r\n\r\n", "BrokenMime", 400),
+    "mtom part missing": (None, None, "MissingPart", 400),
+    "external entity": ("application/soap+xml", b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + envelope("&x;"),
+                        "InvalidXml", 400),
+    "billion laughs": ("application/soap+xml", b'<!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>' + envelope("&b;"), "InvalidXml", 400),
+    "not xml": ("application/soap+xml", b"\x00\x01 this is not XML", "InvalidXml", 400),
+    "soap 1.1": ("text/xml", b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>', "VersionMismatch", 400),
+    "unknown action": ("application/soap+xml", envelope("<x/>", action="urn:example:unknown"), "wsa:ActionNotSupported", 400),
+    "no vihf": ("application/soap+xml", envelope(PROVIDE_BODY, security=False), "wsse:InvalidSecurity", 400),
+    "wrong media type": ("application/json", b"{}", "UnsupportedMediaType", 400),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_hostile_request_is_answered_recorded_and_survived(sim, case):
+    content_type, data, code, status = CASES[case]
+    if case == "mtom part missing":
+        content_type, data = soap.package(etree.fromstring(envelope(PROVIDE_BODY)), [])
+    res = post(sim, data, content_type)
+    assert (res.status_code, fault_subcode(res)) == (status, code)
+    ex = sim.journal.exchanges[-1]
+    assert ex.outcome == "Fault" and ex.errors[0][0] == code
+    assert ex.complete and ex.request == data
+    assert b"root:" not in res.content  # no entity was ever expanded
+    assert still_serving(sim)
+
+
+def tls_socket(sim) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(sim.credentials / "ca.pem"))
+    ctx.load_cert_chain(sim.credentials / "client.pem", sim.credentials / "client.key")
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", sim.port), timeout=5), server_hostname="127.0.0.1")
+
+
+def test_a_request_over_the_limit_is_refused_at_its_headers_and_its_start_kept(sim):
+    # a client announcing 3 MiB (the limit is 2): the answer comes before the body is read,
+    # as a client using "Expect: 100-continue" would wait for it
+    with tls_socket(sim) as tls:
+        tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\nContent-Length: 3145728\r\n\r\n" + b"<" * 70000)
+        answer = tls.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
+    ex = sim.journal.exchanges[-1]
+    assert (ex.complete, ex.outcome, ex.errors[0][0], len(ex.request)) == (False, "Fault", "RequestTooLarge", sim_module.KEPT_OF_REFUSED)
+    assert still_serving(sim)
+
+
+def test_an_oversized_document_is_a_registry_error(sim):
+    env = etree.fromstring(envelope(PROVIDE_BODY))
+    content_type, data = soap.package(env, [("doc1", b"<ClinicalDocument/>" + b" " * (300 * 1024), "text/xml")])
+    res = post(sim, data, content_type)
+    assert res.status_code == 200
+    ex = sim.journal.exchanges[-1]
+    assert ex.outcome == "Failure" and "XDSRepositoryError" in [c for c, _ in ex.errors]
+    assert still_serving(sim)
+
+
+def test_a_hostile_document_inside_a_valid_package_is_refused_unexpanded(sim):
+    hostile = b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><ClinicalDocument xmlns="urn:hl7-org:v3">&x;</ClinicalDocument>'
+    env = etree.fromstring(envelope(PROVIDE_BODY))
+    content_type, data = soap.package(env, [("doc1", hostile, "text/xml")])
+    res = post(sim, data, content_type)
+    assert res.status_code == 200
+    codes = [c for c, _ in sim.journal.exchanges[-1].errors]
+    assert "XDSMissingDocumentMetadata" in codes and b"root:" not in res.content
+
+
+def test_a_stalled_client_times_out_and_others_are_served(sim):
+    tls = tls_socket(sim)
+    tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\nContent-Length: 1000\r\n\r\n<soap")
+    assert still_serving(sim)  # meanwhile
+    started = time.monotonic()
+    tls.settimeout(10)
+    answer = tls.recv(65536)
+    assert time.monotonic() - started < sim_module.REQUEST_DEADLINE
+    assert answer == b"" or b"400" in answer.split(b"\r\n")[0]  # closed, or answered as broken
+    tls.close()
+    assert still_serving(sim)
+
+
+def test_plain_http_and_missing_certificates_are_recorded_handshakes(sim):
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while not sim.journal.connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.journal.connections[-1].accepted is False and sim.journal.connections[-1].error
+    anonymous = requests.Session()
+    anonymous.trust_env = False
+    anonymous.verify = str(sim.credentials / "ca.pem")
+    res = anonymous.post(sim.base_url, data=envelope("<x/>"), headers={"Content-Type": "application/soap+xml"}, timeout=10)
+    assert res.status_code == 400  # served (the DMP-TLS check judges the missing certificate)
+    assert sim.journal.connections[-1].accepted and sim.journal.connections[-1].certificate is None
+    assert still_serving(sim)
+
+
+def test_fifty_clients_at_once_are_all_answered(sim):
+    results = []
+
+    def one():
+        try:
+            results.append(post(sim, envelope("<x/>", action="urn:ihe:iti:2007:RegistryStoredQuery"), "application/soap+xml").status_code)
+        except requests.RequestException as exc:
+            results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * 50
