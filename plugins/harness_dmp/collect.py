@@ -35,7 +35,7 @@ M = catalogue(__name__)
 WAIT = 60.0
 QUIET = 3.0
 WATCH = 5.0
-SETTLE = 1.0  # seconds without a call after the software answered the feed request
+SETTLE = 0.3  # seconds without a call after the software answered the feed request (its calls are done)
 
 
 def _simulator(ctx: CollectContext, endpoint: str) -> DmpSimulator:
