@@ -1,7 +1,7 @@
 """One process's live run: services started on demand, collect steps, then the checks."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import pluggy
 
@@ -9,7 +9,7 @@ from .checking import evaluate
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext, input_group, resolve_service_url
 from .errors import HarnessError, NotApplicable
 from .evidence import Recorder, RecordingHttp
-from .messages import Localized, Message, catalogue
+from .messages import Localized, Message, Text, catalogue
 from .http import is_loopback
 from .results import ArtefactMeta, CollectStep, ScenarioResult, StepStatus
 from .scenarios import Scenario
@@ -97,8 +97,44 @@ class LiveSession:
         return outputs, StepStatus.OK, None
 
     def _collect(self, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
-        """Computed once per process for the same earlier inputs."""
+        """Computed once per process for the same earlier inputs; once per run for a
+        collector declared ``once_per_run`` (see :func:`_shared`)."""
         key = (name, tuple(sorted((k, a.sha256) for k, a in inputs.items())))
+        if key not in self._collected and getattr(self.registry.collectors.get(name), "once_per_run", False):
+            self._collected[key] = self._shared(key, lambda: self._collect_here(key, name, inputs))
+        return self._collect_here(key, name, inputs)
+
+    def _shared(self, key: tuple, compute: Callable[[], _Collected]) -> _Collected:
+        """One process of the run collects (under a lock in the staging store shared by the
+        pytest-xdist workers), the others read what it recorded: the software is called,
+        and a simulator runs, once for the whole run, and every scenario is judged on the
+        same exchanges."""
+        import fcntl
+        import hashlib
+        import json
+
+        folder = self.recorder.store.root.parent / "once"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+        with open(folder / f"{stem}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held while the first process collects
+            done = folder / f"{stem}.json"
+            if done.exists():
+                got = json.loads(done.read_text(encoding="utf-8"))
+                return _Collected(
+                    {k: Artefact(**a) for k, a in got["outputs"].items()},
+                    {d: ArtefactMeta.from_json(m) for d, m in got["produced"].items()},
+                    StepStatus(got["status"]), Text.of(got["message"]) if got["message"] else None,
+                    [(item, Text.of(reason)) for item, reason in got["refused"]])
+            collected = compute()
+            record = {"outputs": {k: {"sha256": a.sha256, "size": a.size, "media_type": a.media_type, "label": a.label} for k, a in collected.outputs.items()},
+                      "produced": {d: m.to_json() for d, m in collected.produced.items()}, "status": collected.status.value,
+                      "message": collected.message.texts() if collected.message else None,
+                      "refused": [[item, reason.texts()] for item, reason in collected.refused]}
+            done.write_text(json.dumps(record), encoding="utf-8")
+            return collected
+
+    def _collect_here(self, key: tuple, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
         if key not in self._collected:
             before = set(self.recorder.recorded)
             ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,

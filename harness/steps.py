@@ -49,12 +49,19 @@ class CodedValueExtractor(Protocol):
     def __call__(self, ctx: "CheckContext", name: str) -> "list[CodedValue] | None": ...
 
 
-def collector(*, produces: Iterable[str]) -> Callable[[Callable], Callable]:
-    """Declare a collector and the inputs (``NAME``, for ``NAME`` or ``NAME/ITEM``) it produces."""
+def collector(*, produces: Iterable[str], once_per_run: bool = False) -> Callable[[Callable], Callable]:
+    """Declare a collector and the inputs (``NAME``, for ``NAME`` or ``NAME/ITEM``) it produces.
+
+    ``once_per_run``: what it collects must be collected once for the whole run, even on
+    several processes (a simulator the software calls, a feed it sends once): under
+    pytest-xdist, the scenarios that use it run in one process, which collects once and
+    judges every scenario on the same exchanges.
+    """
     names = tuple(produces)
 
     def mark(fn: Callable) -> Callable:
         fn.produces = names  # type: ignore[attr-defined]
+        fn.once_per_run = once_per_run  # type: ignore[attr-defined]
         return fn
 
     return mark

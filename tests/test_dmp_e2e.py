@@ -91,3 +91,65 @@ def test_a_certificate_about_to_expire_is_a_warning(tmp_path):
     assert run.returncode == 0, run.stdout
     warnings = [f for f in run.findings() if f["rule"] == "DMP-TLS-05"]
     assert warnings and warnings[0]["severity"] == "warning" and "within 30 days" in warnings[0]["message"]["en"]
+
+
+@pytest.mark.slow
+def test_without_a_feed_endpoint_the_harness_waits_for_the_user_to_make_the_software_call(tmp_path):
+    """A vendor's software the harness cannot ask: its user makes it call the simulator,
+    configured with the credentials folder, while the harness waits."""
+    import socket
+    import threading
+    import time
+
+    from harness_demo.dmp_client import DmpClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    credentials = tmp_path / "credentials"
+    (tmp_path / "target.toml").write_text(f"""
+[product]
+id = "fr.example.other"
+name = "Other"
+version = "3.2.1"
+
+[endpoints]
+dmp = "service://dmp/"
+
+[dmp]
+wait = 30
+quiet = 1
+
+[services.dmp]
+port = {port}
+credentials_dir = "credentials"
+""")
+    status = {}
+
+    def user():
+        deadline = time.monotonic() + 30
+        while not (credentials / "client.key").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # the user takes their time: the harness keeps waiting
+        status.update(DmpClient(f"https://127.0.0.1:{port}/", credentials, set(), "3.2.1").run())
+
+    thread = threading.Thread(target=user)
+    thread.start()
+    run = run_harness(tmp_path, "--scenario", "dmp-feed", "--scenario", "dmp-consult", "--target", str(tmp_path / "target.toml"))
+    thread.join(30)
+    assert status.get("state") == "done"
+    assert run.returncode == 0, run.stdout
+    assert run.requirement_verdicts() == {"DMP-FEED": "PASS", "DMP-CONSULT": "PASS"}
+    assert len(session(run)["exchanges"]) == 6
+
+
+@pytest.mark.slow
+def test_on_two_processes_the_software_is_asked_once_and_every_scenario_judges_the_same_exchanges(tmp_path):
+    run = run_harness(tmp_path, "-n", "2", "--scenario", "dmp")
+    assert run.returncode == 0, run.stdout
+    sessions = [m for m in run.manifest["artefacts"].values() if m["label"] == "dmp.session"]
+    assert len(sessions) == 2  # the simulator the software feeds, and the one that blocks it
+    assert len(session(run)["exchanges"]) == 6
+    steps = {r["scenario"]: r for r in run.manifest["results"]}
+    collected = [json.dumps(s["outputs"], sort_keys=True) for r in steps.values() for s in r["collect"] if s["name"] == "dmp.exchanges"]
+    assert len(collected) == 11 and len(set(collected)) == 1

@@ -92,7 +92,8 @@ def _record(ctx: CollectContext, sim: DmpSimulator, first_connection: int, first
     outputs["dmp.trust"] = ctx.record(b"".join(pki.pem(c) for c in sim.trusted), media_type="application/x-pem-file", label="dmp.trust")
 
 
-@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc"])
+@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc"],
+           once_per_run=True)
 def collect_exchanges(ctx: CollectContext) -> dict:
     """The software feeds and consults the DMP simulator: asked through ``dmp_feed``, or by
     its user while the harness waits (``[dmp] wait``)."""
@@ -102,9 +103,9 @@ def collect_exchanges(ctx: CollectContext) -> dict:
     first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
     asked = _ask(ctx, sim, outputs, "dmp-feed")
     if asked:
-        sim.wait_quiet(quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
+        sim.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
     else:
-        sim.wait_quiet(quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
+        sim.wait_quiet(after=first_connection, quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
     _record(ctx, sim, first_connection, first_exchange, outputs)
     return outputs
 
@@ -121,8 +122,9 @@ def collect_blocked(ctx: CollectContext) -> dict:
     outputs: dict = {}
     first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
     started = time.monotonic()
-    _ask(ctx, sim, outputs, "dmp-feed")  # else its user makes it call, within the watch
-    sim.wait_quiet(quiet=float(conf.get("watch", WATCH)), deadline=started + float(conf.get("watch", WATCH)) * 3)
+    asked = _ask(ctx, sim, outputs, "dmp-feed")  # else its user makes it call, within [dmp] wait
+    watch = float(conf.get("watch", WATCH))
+    sim.wait_quiet(after=first_connection, quiet=watch, deadline=started + (watch * 3 if asked else float(conf.get("wait", WAIT)) + watch))
     _record(ctx, sim, first_connection, first_exchange, outputs)
     status = ctx.endpoint("dmp_status")
     if status is not None:

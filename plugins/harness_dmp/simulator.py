@@ -349,8 +349,9 @@ class DmpSimulator:
         if self._own_folder:
             shutil.rmtree(self.credentials, ignore_errors=True)
 
-    def wait_quiet(self, *, quiet: float, deadline: float) -> None:
-        """Until no connection or exchange came for ``quiet`` seconds, or ``deadline`` (monotonic)."""
+    def wait_quiet(self, *, after: int, quiet: float, deadline: float) -> None:
+        """Until a connection came after the first ``after`` ones and none came for ``quiet``
+        seconds since, or ``deadline`` (monotonic) passed: nothing heard is not quiet."""
         last = (len(self.journal.connections), len(self.journal.exchanges))
         idle_since = time.monotonic()
         while time.monotonic() < deadline:
@@ -359,5 +360,5 @@ class DmpSimulator:
                 now = (len(self.journal.connections), len(self.journal.exchanges))
             if now != last:
                 last, idle_since = now, time.monotonic()
-            elif time.monotonic() - idle_since >= quiet:
+            elif now[0] > after and time.monotonic() - idle_since >= quiet:
                 return
