@@ -87,13 +87,13 @@ class TestCA:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CA_FILE).write_bytes(pem(self.cert))
         (folder / SERVER_CERT).write_bytes(pem(server.cert) + pem(self.cert))
-        _private(folder / SERVER_KEY, key_pem(server.key))
+        write_private(folder / SERVER_KEY, key_pem(server.key))
         if client is not None:
             (folder / CLIENT_CERT).write_bytes(pem(client.cert))
-            _private(folder / CLIENT_KEY, key_pem(client.key))
+            write_private(folder / CLIENT_KEY, key_pem(client.key))
 
 
-def _private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_bytes(data)

@@ -90,7 +90,7 @@ class Registry:
         body = req.body
         request = ebrim.find_request(body)
         if request is None:
-            raise SoapError("Sender", "XDSRegistryMetadataError", ebrim_missing())
+            raise SoapError("Sender", "XDSRegistryMetadataError", M("reg.no_submit_objects"))
         sub = ebrim.read_submission(request)
         docs: dict[str, bytes] = {}
         errors: list[tuple[str, str]] = []
@@ -101,10 +101,9 @@ class Registry:
                     errors.append(("XDSRepositoryError", _text(M("reg.too_large", id=el.get("id"), size=len(data), limit=self.max_document))))
                 docs[el.get("id") or ""] = data
         outcome = Outcome(_registry_response([]), "Success", documents=list(docs.items()))
-        outcome.facts["metadata_problems"] = [p.rule for p in rules.check_submission(sub) if p.severity.fails]
-        for p in rules.check_submission(sub):
-            if p.severity.fails:
-                errors.append(("XDSRegistryMetadataError", f"{p.rule} {p.location} : {_text(p.message)}"))
+        failing = [p for p in rules.check_submission(sub) if p.severity.fails]
+        outcome.facts["metadata_problems"] = [p.rule for p in failing]
+        errors += [("XDSRegistryMetadataError", f"{p.rule} {p.location} : {_text(p.message)}") for p in failing]
         entries = {d.id: d for d in sub.documents}
         for entry_id in entries:
             if entry_id not in docs:
@@ -310,10 +309,6 @@ def _query_values(values: list[str]) -> list[str]:
             value = value[1:-1]
         out += [item.strip().strip("'") for item in value.split(",") if item.strip()]
     return out
-
-
-def ebrim_missing():
-    return M("reg.no_submit_objects")
 
 
 def _add_slot(el: etree._Element, name: str, value: str) -> None:

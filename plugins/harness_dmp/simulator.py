@@ -285,11 +285,11 @@ class DmpSimulator:
             issued = self.ca.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS", key=key, **validity)
             key = issued.key
             (self.credentials / f"{name}.pem").write_bytes(pki.pem(issued.cert))
-            pki._private(self.credentials / f"{name}.key", pki.key_pem(issued.key))
+            pki.write_private(self.credentials / f"{name}.key", pki.key_pem(issued.key))
         stranger = pki.TestCA("Unknown CA")
         issued = stranger.issue("Cabinet Démo (test)", org="Éditeur Exemple SAS", key=key)
         (self.credentials / "client-unknown-ca.pem").write_bytes(pki.pem(issued.cert))
-        pki._private(self.credentials / "client-unknown-ca.key", pki.key_pem(issued.key))
+        pki.write_private(self.credentials / "client-unknown-ca.key", pki.key_pem(issued.key))
 
     def _context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
