@@ -30,7 +30,7 @@ DISTRIBUTION = "ehealth-conformity-harness"
 # The plugins this distribution ships. They are registered through ENTRY_POINT_GROUP,
 # exactly like a third party's; this tuple only lets the harness tell them apart and
 # notice a broken installation where one is missing.
-BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-dmp", "harness-ins", "harness-terminology", "harness-version")
+BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-dmp", "harness-ins", "harness-terminology", "harness-version", "harness-xds")
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

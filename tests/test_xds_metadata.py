@@ -105,3 +105,23 @@ def test_the_real_sample_is_read_after_recovery():
     # an external identifier with an unknown scheme ("1.2.3"), and the signature entry's
     # author and title fields as published
     assert ("XDS-MD-06", "warning") in {(p.rule, p.severity.value) for p in found}
+
+
+def test_metadata_coded_values_are_bound_to_the_french_value_sets():
+    import hashlib
+
+    from harness.context import Artefact, CheckContext
+    from harness_xds.terminology import coded_values
+
+    docs = entries()
+    ss = ebrim.NewObject("SubmissionSet01", slots={"submissionTime": ["20261101090000"]}, coded={"contentTypeCode": [("04", "1.2.250.1.213.2.2", "x")]},
+                         identifiers={"patientId": docs[0].identifiers["patientId"], "sourceId": "1.2.3", "uniqueId": "1.2.3.4"})
+    data = etree.tostring(ebrim.write_submission(ss, docs))
+    digest = hashlib.sha256(data).hexdigest()
+    ctx = CheckContext({"meta": Artefact(digest, len(data), "application/xml", "meta")}, {digest: data}.__getitem__, None, "s")
+    found = coded_values(ctx, "meta")
+    bound = sorted({(v.value_set.name, v.code) for v in found})
+    assert ("JDV_J06-XdsClassCode-CISIS", "10") in bound and ("JDV_J07-XdsTypeCode-CISIS", "11488-4") in bound
+    assert ("JDV_J01-XdsAuthorSpecialty-CISIS", "G15_10/SM26") in bound and ("JDV_J08-XdsConfidentialityCode-CISIS", "N") in bound
+    assert {v.code for v in found}.isdisjoint({"04", "urn:ihe:iti:xds-sd:pdf:2008"})  # no value set known: not extracted
+    assert all(v.system for v in found)

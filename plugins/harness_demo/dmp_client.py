@@ -47,6 +47,7 @@ DMP_DEFECTS: dict[str, Message] = {
     "dmp-cert-unknown-ca": M("defect.dmp-cert-unknown-ca"),
     "dmp-meta-type-code": M("defect.dmp-meta-type-code"),
     "dmp-meta-hash": M("defect.dmp-meta-hash"),
+    "dmp-meta-class-code": M("defect.dmp-meta-class-code"),
     "dmp-meta-no-author": M("defect.dmp-meta-no-author"),
     "dmp-rplc-unknown": M("defect.dmp-rplc-unknown"),
     "dmp-broken-mtom": M("defect.dmp-broken-mtom"),
@@ -145,6 +146,8 @@ class DmpClient:
         entry = agreement.derive(entry_id, data, root, class_code=CLASS, format_code=None if level1 else STRUCTURED_FORMAT, institution=INSTITUTION)
         if "dmp-meta-type-code" in self.defects:
             entry.coded["typeCode"] = [("11490-0", "2.16.840.1.113883.6.1", "Lettre de liaison à la sortie d'un établissement de soins")]
+        if "dmp-meta-class-code" in self.defects:
+            entry.coded["classCode"] = [("99", "1.2.250.1.213.1.1.4.1", "Classe inexistante")]
         if "dmp-meta-hash" in self.defects:
             entry.slots["hash"] = ["da39a3ee5e6b4b0d3255bfef95601890afd80709"]
         if "dmp-meta-no-author" in self.defects:
