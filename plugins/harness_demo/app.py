@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness import Message, catalogue
 
 from . import patients
-from .dmp_client import DMP_DEFECTS
+from .dmp_defects import DMP_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)

@@ -25,34 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from harness import Message, catalogue, parse_xml
+from harness import parse_xml
 from harness_dmp import soap, vihf
 from harness_xds import agreement, ebrim
 
 from .patients import PATIENTS, cda_document
 
-M = catalogue(__name__)
 
-DMP_DEFECTS: dict[str, Message] = {
-    "dmp-no-vihf": M("defect.dmp-no-vihf"),
-    "dmp-vihf-tampered": M("defect.dmp-vihf-tampered"),
-    "dmp-vihf-expired": M("defect.dmp-vihf-expired"),
-    "dmp-vihf-no-version": M("defect.dmp-vihf-no-version"),
-    "dmp-vihf-version-mismatch": M("defect.dmp-vihf-version-mismatch"),
-    "dmp-vihf-patient": M("defect.dmp-vihf-patient"),
-    "dmp-cert-none": M("defect.dmp-cert-none"),
-    "dmp-cert-expired": M("defect.dmp-cert-expired"),
-    "dmp-cert-not-yet-valid": M("defect.dmp-cert-not-yet-valid"),
-    "dmp-cert-expiring": M("defect.dmp-cert-expiring"),
-    "dmp-cert-unknown-ca": M("defect.dmp-cert-unknown-ca"),
-    "dmp-meta-type-code": M("defect.dmp-meta-type-code"),
-    "dmp-meta-hash": M("defect.dmp-meta-hash"),
-    "dmp-meta-class-code": M("defect.dmp-meta-class-code"),
-    "dmp-meta-no-author": M("defect.dmp-meta-no-author"),
-    "dmp-rplc-unknown": M("defect.dmp-rplc-unknown"),
-    "dmp-broken-mtom": M("defect.dmp-broken-mtom"),
-    "dmp-retry-loop": M("defect.dmp-retry-loop"),
-}
 CERTIFICATES = {"dmp-cert-expired": "client-expired", "dmp-cert-not-yet-valid": "client-not-yet-valid",
                 "dmp-cert-expiring": "client-expiring", "dmp-cert-unknown-ca": "client-unknown-ca"}
 INSTITUTION = "Cabinet Démo^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^399999999900001"

@@ -28,8 +28,6 @@ import time
 
 from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
 
-from . import pki
-from .simulator import DmpSimulator, running
 
 M = catalogue(__name__)
 WAIT = 60.0
@@ -38,7 +36,9 @@ WATCH = 5.0
 SETTLE = 0.3  # seconds without a call after the software answered the feed request (its calls are done)
 
 
-def _simulator(ctx: CollectContext, endpoint: str) -> DmpSimulator:
+def _simulator(ctx: CollectContext, endpoint: str):
+    from .simulator import running  # the TLS and XML-signature stack, loaded when a run needs it
+
     url = ctx.endpoint(endpoint)
     if url is None:
         raise NotApplicable(M("collect.no_dmp", endpoint=endpoint))
@@ -48,7 +48,7 @@ def _simulator(ctx: CollectContext, endpoint: str) -> DmpSimulator:
     return sim
 
 
-def _ask(ctx: CollectContext, sim: DmpSimulator, outputs: dict, label: str) -> bool:
+def _ask(ctx: CollectContext, sim, outputs: dict, label: str) -> bool:
     """Ask the software to call the DMP now, when it can be asked; True when it was."""
     feed = ctx.endpoint("dmp_feed")
     if feed is None:
@@ -62,7 +62,7 @@ def _ask(ctx: CollectContext, sim: DmpSimulator, outputs: dict, label: str) -> b
     return True
 
 
-def _record(ctx: CollectContext, sim: DmpSimulator, first_connection: int, first_exchange: int, outputs: dict) -> None:
+def _record(ctx: CollectContext, sim, first_connection: int, first_exchange: int, outputs: dict) -> None:
     connections = sim.journal.connections[first_connection:]
     exchanges = sim.journal.exchanges[first_exchange:]
     summary = []
@@ -89,6 +89,8 @@ def _record(ctx: CollectContext, sim: DmpSimulator, first_connection: int, first
         "connections": [c.__dict__ for c in connections], "exchanges": summary,
     }
     outputs["dmp.session"] = ctx.record_json(session, label="dmp.session")
+    from . import pki
+
     outputs["dmp.trust"] = ctx.record(b"".join(pki.pem(c) for c in sim.trusted), media_type="application/x-pem-file", label="dmp.trust")
 
 
