@@ -34,8 +34,9 @@ _PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-def _parser() -> etree.XMLParser:
+def _parser(recover: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
+        recover=recover,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -68,10 +69,13 @@ def _declares_dtd(data: bytes) -> bool:
     return _DECLARATION.match(data, pos) is not None
 
 
-def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
+def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_BYTES, recover: bool = False) -> etree._ElementTree:
     """Parse untrusted XML: no DTD, no entities, no network, bounded size.
 
     Raises :class:`UnsafeInput` for hostile or malformed input, naming ``source``.
+    ``recover``: read what libxml2's recovering parser makes of malformed XML (an
+    undeclared prefix, say) instead of refusing it, to report everything else it says;
+    the caller says it was malformed. A DTD is refused all the same.
     """
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError("parse_xml takes bytes")
@@ -80,7 +84,9 @@ def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_
     if _declares_dtd(_as_utf8_probe(bytes(data))):
         raise UnsafeInput("xml-doctype", M("safety.xml_doctype", source=source))
     try:
-        tree = etree.parse(io.BytesIO(data), _parser())
+        tree = etree.parse(io.BytesIO(data), _parser(recover))
+        if tree.getroot() is None:
+            raise etree.XMLSyntaxError("nothing readable", None, 0, 0)
     except etree.XMLSyntaxError as exc:
         raise UnsafeInput("xml-malformed", M("safety.xml_malformed", error=str(exc), source=source)) from None
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:

@@ -125,3 +125,92 @@ def test_metadata_coded_values_are_bound_to_the_french_value_sets():
     assert ("JDV_J01-XdsAuthorSpecialty-CISIS", "G15_10/SM26") in bound and ("JDV_J08-XdsConfidentialityCode-CISIS", "N") in bound
     assert {v.code for v in found}.isdisjoint({"04", "urn:ihe:iti:xds-sd:pdf:2008"})  # no value set known: not extracted
     assert all(v.system for v in found)
+
+
+# -- XDM archives -----------------------------------------------------------------------------
+
+def xdm_archive(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def conformant_files(uri=lambda n: f"DOC000{n}.XML", change=None) -> dict[str, bytes]:
+    docs = entries()
+    for n, d in enumerate(docs, 1):
+        d.slots["URI"] = [uri(n)]
+    if change:
+        change(docs)
+    ss = ebrim.NewObject("SubmissionSet01", slots={"submissionTime": ["20261101090000"]}, identifiers={
+        "patientId": docs[0].identifiers["patientId"], "sourceId": "1.2.250.1.999.1.3", "uniqueId": "1.2.250.1.999.1.3.1"})
+    files = {"README.TXT": b"Cabinet Demo", "INDEX.HTM": b"<html><body>index</body></html>",
+             "IHE_XDM/SUBSET01/METADATA.XML": etree.tostring(ebrim.write_submission(ss, docs))}
+    files.update({f"IHE_XDM/SUBSET01/DOC000{n}.XML": data for n, data in enumerate(DOCS, 1)})
+    return files
+
+
+def xdm_problems(files: dict[str, bytes]) -> list[tuple[str, str]]:
+    from harness import SafeArchive
+    from harness_xds import xdm
+
+    with SafeArchive(xdm_archive(files)) as archive:
+        reading = xdm.read(archive)
+    return [(p.rule, p.severity.value) for p in reading.problems]
+
+
+def test_a_conformant_xdm_archive_has_no_problem():
+    from harness import SafeArchive
+    from harness_xds import xdm
+
+    with SafeArchive(xdm_archive(conformant_files())) as archive:
+        reading = xdm.read(archive)
+    assert reading.problems == []
+    assert [(d.path, d.entry_id) for d in reading.subsets[0].documents] == [("IHE_XDM/SUBSET01/DOC0001.XML", "Doc1"), ("IHE_XDM/SUBSET01/DOC0002.XML", "Doc2")]
+
+
+def _without(name):
+    def change(files):
+        del files[name]
+        return files
+    return change
+
+
+XDM_CASES = {
+    "no INDEX.HTM": (lambda: _without("INDEX.HTM")(conformant_files()), [("XDM-ARC-02", "error")]),
+    "no README.TXT": (lambda: _without("README.TXT")(conformant_files()), [("XDM-ARC-01", "error")]),
+    "unlisted file": (lambda: {**conformant_files(), "IHE_XDM/SUBSET01/EXTRA.PDF": b"%PDF-1.4"}, [("XDM-LIST-01", "error")]),
+    "listed file missing": (lambda: _without("IHE_XDM/SUBSET01/DOC0002.XML")(conformant_files()), [("XDM-URI-01", "error")]),
+    "wrong hash": (lambda: conformant_files(change=lambda d: d[0].slots.__setitem__("hash", ["0" * 40])), [("XDM-HASH-01", "error")]),
+    "wrong size": (lambda: conformant_files(change=lambda d: d[1].slots.__setitem__("size", ["1"])), [("XDM-SIZE-01", "error")]),
+    "escaping URI": (lambda: conformant_files(uri=lambda n: f"../DOC000{n}.XML"), [("XDM-URI-01", "error"), ("XDM-URI-01", "error"),
+                                                                               ("XDM-LIST-01", "error"), ("XDM-LIST-01", "error")]),
+    "URI from IHE_XDM/": (lambda: conformant_files(uri=lambda n: f"SUBSET01/DOC000{n}.XML"), [("XDM-URI-02", "warning"), ("XDM-URI-02", "warning")]),
+    "no metadata": (lambda: _without("IHE_XDM/SUBSET01/METADATA.XML")(conformant_files()), [("XDM-ARC-03", "error"), ("XDM-LIST-01", "error"),
+                                                                                              ("XDM-LIST-01", "error")]),
+    "no URI": (lambda: conformant_files(change=lambda d: d[0].slots.pop("URI")), [("XDM-LIST-01", "error"), ("XDS-MD-04", "error")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(XDM_CASES))
+def test_each_xdm_archive_defect_is_one_problem(case):
+    make, expected = XDM_CASES[case]
+    assert sorted(xdm_problems(make())) == sorted(expected)
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason="XDM metadata sample not found in ../shared/corpus")
+def test_the_real_sample_in_an_archive_is_judged_whole():
+    """The published METADATA.XML in an archive shaped like its own (folder SS000001),
+    with stand-in documents: what can be judged is, after the malformed XML is said."""
+    files = {"README.TXT": b"r", "INDEX.HTM": b"i", "IHE_XDM/SS000001/METADATA.XML": SAMPLE.read_bytes(),
+             "IHE_XDM/SS000001/KOS_1_1.DCM": b"DICM stand-in", "IHE_XDM/SS000001/SIGN_1.XML": b"<Signature/>"}
+    found = xdm_problems(files)
+    assert found[0] == ("XDM-MD-00", "error")  # undeclared prefix ns3: said, then read by recovery
+    assert found.count(("XDM-URI-02", "warning")) == 2  # URI "SS000001/KOS_1_1.DCM": relative to IHE_XDM/
+    assert found.count(("XDM-HASH-01", "error")) == 2 and found.count(("XDM-SIZE-01", "error")) == 2  # the stand-ins
+    assert ("XDS-MD-06", "warning") in found  # an external identifier with the scheme "1.2.3"
+    assert ("XDM-LIST-01", "error") not in found
