@@ -128,9 +128,10 @@ def check_header(root: etree._Element, base: str = "/ClinicalDocument") -> list[
     effective = r.one("CDA-HDR-07", "effectiveTime")
     if effective is not None:
         value = (effective.get("value") or "").strip()
+        parts = _TS.match(value)
         if not valid_ts(value):
             r.fail("CDA-HDR-07", "effectiveTime/@value", M("hdr.ts", value=value))
-        elif len(_TS.match(value).group("date")) < 8 or not _TS.match(value).group("time"):
+        elif len(parts.group("date")) < 8 or not parts.group("time"):
             r.fail("CDA-HDR-07", "effectiveTime/@value", M("hdr.ts_precision", value=value), Severity.WARNING)
     conf = r.one("CDA-HDR-08", "confidentialityCode")
     if conf is not None and (conf.get("code") not in CONFIDENTIALITY or conf.get("codeSystem") != CONFIDENTIALITY_SYSTEM):

@@ -140,7 +140,9 @@ class Registry:
             if errors:
                 return Outcome(_registry_response(errors), "Failure", errors, list(docs.items()), facts=outcome.facts)
             stored = []
-            for entry, el in zip(sub.documents, [e for e in ebrim.children(ebrim.children(request, "RegistryObjectList")[0], "ExtrinsicObject")]):
+            elements = {el.get("id"): el for el in request.iter() if isinstance(el.tag, str) and ebrim.local(el) == "ExtrinsicObject"}
+            for entry in sub.documents:
+                el = elements[entry.id]
                 entry_uuid = entry.id if entry.id.startswith("urn:uuid:") else f"urn:uuid:{uuid.uuid4()}"
                 held = copy.deepcopy(el)
                 held.set("id", entry_uuid)

@@ -11,6 +11,7 @@ VIHF chapter as this project knows them (:data:`REQUIRED`); a finding names the 
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
@@ -34,18 +35,18 @@ ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
 PURPOSE = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
 RESOURCE = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
 SOFTWARE_NAME, SOFTWARE_VERSION = "LPS_Nom", "LPS_Version"
-# attribute -> what it says (the finding's wording)
+# attribute -> what it says (named in the finding when missing)
 REQUIRED = {
-    "VIHF_Version": "version du VIHF / VIHF version",
-    "Identifiant_Structure": "structure",
-    "Secteur_Activite": "secteur d'activité / sector of activity",
-    ROLE: "rôle / role",
-    PURPOSE: "mode d'accès / access mode",
-    RESOURCE: "patient (INS)",
-    "Authentification_Mode": "mode d'authentification / authentication mode",
-    "Ressource_URN": "ressource / resource",
-    SOFTWARE_NAME: "nom du logiciel / software name",
-    SOFTWARE_VERSION: "version du logiciel / software version",
+    "VIHF_Version": M("vihf.what.version"),
+    "Identifiant_Structure": M("vihf.what.structure"),
+    "Secteur_Activite": M("vihf.what.sector"),
+    ROLE: M("vihf.what.role"),
+    PURPOSE: M("vihf.what.access_mode"),
+    RESOURCE: M("vihf.what.patient"),
+    "Authentification_Mode": M("vihf.what.authentication"),
+    "Ressource_URN": M("vihf.what.resource"),
+    SOFTWARE_NAME: M("vihf.what.software_name"),
+    SOFTWARE_VERSION: M("vihf.what.software_version"),
 }
 SKEW = dt.timedelta(minutes=5)  # clock difference tolerated between the software and the DMP
 
@@ -152,8 +153,6 @@ def _signature(r: VihfReading, assertion: etree._Element, trusted: list[x509.Cer
         fail("DMP-VIHF-02", f"{base}/Signature/KeyInfo", M("vihf.no_certificate"))
         return
     try:
-        import base64
-
         raw = base64.b64decode("".join(der.split()))
         cert = x509.load_der_x509_certificate(raw)
         r.signer = pki.describe(raw)

@@ -197,13 +197,12 @@ def derive(entry_id: str, data: bytes, root: etree._Element, *, class_code: tupl
     attribute the header gives (see the module's derivations); the class code, and the
     format code of a structured document, are the caller's (they come from the volet)."""
     h = header(root)
-    el = {name: root.xpath(path, namespaces=NS) for name, path in (
-        ("type", "cda:code"), ("conf", "cda:confidentialityCode"),
-        ("facility", "cda:componentOf/cda:encompassingEncounter/cda:location/cda:healthCareFacility/cda:code"))}
 
-    def coded(name: str, found: list) -> tuple[str, str, str]:
-        c = found[0]
+    def coded(c: etree._Element) -> tuple[str, str, str]:
         return (c.get("code") or "", c.get("codeSystem") or "", c.get("displayName") or "")
+
+    def at(path: str) -> etree._Element:
+        return root.xpath(path, namespaces=NS)[0]
 
     setting = root.xpath("cda:documentationOf/cda:serviceEvent/cda:performer/cda:assignedEntity/cda:representedOrganization/cda:standardIndustryClassCode"
                          " | cda:author/cda:assignedAuthor/cda:representedOrganization/cda:standardIndustryClassCode", namespaces=NS)
@@ -233,9 +232,10 @@ def derive(entry_id: str, data: bytes, root: etree._Element, *, class_code: tupl
         slots["legalAuthenticator"] = [f"{legal.get('extension')}^^^^^^^^&{legal.get('root')}&ISO^D^^^IDNPS"]
     return NewObject(
         id=entry_id, slots=slots, title=h["title"].value or "",
-        coded={"classCode": [class_code], "typeCode": [coded("type", el["type"])],
-               "confidentialityCode": [coded("conf", el["conf"]), *extra_confidentiality],
-               "formatCode": [fmt] if fmt else [], "healthcareFacilityTypeCode": [coded("facility", el["facility"])],
-               "practiceSettingCode": [coded("setting", setting)] if setting else []},
+        coded={"classCode": [class_code], "typeCode": [coded(at("cda:code"))],
+               "confidentialityCode": [coded(at("cda:confidentialityCode")), *extra_confidentiality],
+               "formatCode": [fmt] if fmt else [],
+               "healthcareFacilityTypeCode": [coded(at("cda:componentOf/cda:encompassingEncounter/cda:location/cda:healthCareFacility/cda:code"))],
+               "practiceSettingCode": [coded(setting[0])] if setting else []},
         identifiers={"patientId": patient, "uniqueId": h["uniqueId"].value},
         authors=authors, attributes={"mimeType": "text/xml", "objectType": DOCUMENT_ENTRY_TYPE})

@@ -38,6 +38,8 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
     art = ctx.artefact(name)
     if "xml" not in art.media_type or art.media_type.startswith("application/svrl"):
         return None
+    if b"SubmitObjectsRequest" not in ctx.read(name):
+        return None  # not XDS metadata (a CDA document, say): not parsed a second time
     try:
         request = ebrim.find_request(ctx.xml(name).getroot())
     except UnsafeInput:
