@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from .errors import BundleError, UnsafeInput
 from .evidence import canonical_json, sha256
@@ -204,6 +204,19 @@ class Bundle:
 
     def read_artefact(self, digest: str) -> bytes:
         return self._archive.read(f"artefacts/{digest}")
+
+    def open_artefact(self, digest: str) -> BinaryIO:
+        """An artefact as a seekable file, copied a piece at a time to a temporary file
+        (a bundle member is compressed: seeking in it would decompress it again and again)."""
+        out = tempfile.TemporaryFile()
+        try:
+            for chunk in self._archive.chunks(f"artefacts/{digest}"):
+                out.write(chunk)
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return out
 
     def read_member(self, name: str) -> bytes:
         return self._archive.read(name) if name in self.manifest["members"] else b""

@@ -5,7 +5,7 @@ makes replay faithful.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import BinaryIO, Callable, Mapping
 
 from .context import Artefact, CheckContext
 from .errors import HarnessError
@@ -58,6 +58,7 @@ def evaluate(
     registry: Registry,
     collect: list[CollectStep],
     salt: str = "",
+    opener: Callable[[str], BinaryIO] | None = None,
 ) -> tuple[Verdict, list[CheckStep], list[Finding]]:
     """Run the scenario's checks on recorded inputs: (verdict, check steps, findings).
 
@@ -72,7 +73,7 @@ def evaluate(
     for name in scenario.checks:
         ev = Evaluation(requirement=scenario.requirements[0])
         fn = registry.checks.get(name)
-        ctx = CheckContext(inputs, load, target, scenario.id, salt, registry.extractors, getattr(fn, "reads", None))
+        ctx = CheckContext(inputs, load, target, scenario.id, salt, registry.extractors, getattr(fn, "reads", None), opener)
         _run_check(name, fn, ctx, ev)
         step = _step(name, ev)
         steps.append(step)

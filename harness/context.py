@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Mapping
 
 from lxml import etree
 
@@ -67,10 +68,12 @@ class CheckContext:
     """
 
     def __init__(self, inputs: Mapping[str, Artefact], load: Callable[[str], bytes], target: Target, scenario: str, salt: str = "",
-                 extractors: Mapping[str, Callable[..., Any]] | None = None, reads: Iterable[str] | None = None) -> None:
+                 extractors: Mapping[str, Callable[..., Any]] | None = None, reads: Iterable[str] | None = None,
+                 opener: Callable[[str], BinaryIO] | None = None) -> None:
         self._reads = None if reads is None or "*" in reads else frozenset(reads)
         self.inputs = {k: a for k, a in inputs.items() if self._reads is None or input_group(k) in self._reads}
         self._load = load
+        self._opener = opener
         self.target = target
         self.scenario = scenario
         self._salt = salt.encode("ascii")
@@ -122,6 +125,15 @@ class CheckContext:
 
     def read(self, name: str) -> bytes:
         return self._load(self.artefact(name).sha256)
+
+    def open(self, name: str) -> BinaryIO:
+        """The input as a seekable binary file, read a piece at a time: a large artefact (an
+        archive carrying a 100 MB document) is never held whole in memory. Close it after use
+        (``with ctx.open(name) as fh``)."""
+        digest = self.artefact(name).sha256
+        if self._opener is None:
+            return io.BytesIO(self._load(digest))
+        return self._opener(digest)
 
     def json(self, name: str) -> Any:
         """The input as JSON, through the bounded reader (:func:`harness.parse_json`)."""

@@ -7,7 +7,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
 from .context import Artefact
 from .http import Fetched, HttpClient
@@ -68,6 +68,9 @@ class ObjectStore:
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
+
+    def open(self, digest: str) -> BinaryIO:
+        return self.path(digest).open("rb")
 
 
 class Recorder:

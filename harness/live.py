@@ -76,7 +76,8 @@ class LiveSession:
         return self._terminology
 
     def _check_context(self, inputs: Mapping[str, Artefact]) -> CheckContext:
-        return CheckContext(inputs, self.recorder.store.get, self.recorded_target, "", self.salt, self.registry.extractors)
+        return CheckContext(inputs, self.recorder.store.get, self.recorded_target, "", self.salt, self.registry.extractors,
+                            opener=self.recorder.store.open)
 
     def _run_collector(self, name: str, ctx: CollectContext) -> tuple[dict[str, Artefact], StepStatus, Localized | None]:
         fn = self.registry.collectors.get(name)
@@ -155,7 +156,8 @@ class LiveSession:
             for k, a in got.outputs.items():
                 inputs[k] = a
                 artefacts[a.sha256] = a.meta()
-        verdict, checks, findings = evaluate(scenario, inputs, self.recorder.store.get, self.recorded_target, self.registry, steps, self.salt)
+        verdict, checks, findings = evaluate(scenario, inputs, self.recorder.store.get, self.recorded_target, self.registry, steps, self.salt,
+                                            self.recorder.store.open)
         return ScenarioResult(scenario.id, list(scenario.requirements), verdict, steps, {k: a.sha256 for k, a in inputs.items()},
                               checks, findings, artefacts)
 

@@ -110,7 +110,7 @@ def _replay_result(bundle: Bundle, result: ScenarioResult, scenario: Scenario, t
     recorded = bundle.record
     inputs = {name: Artefact(digest, **recorded.artefacts[digest].to_json()) for name, digest in result.inputs.items()}
     verdict, checks, findings = evaluate(scenario, inputs, bundle.read_artefact, target, assembly.registry, result.collect,
-                                         recorded.masking.get("salt", ""))
+                                         recorded.masking.get("salt", ""), bundle.open_artefact)
     if verdict is not result.verdict:
         report.differences.append(Difference(sid, result.verdict.value, verdict.value, M("replay.verdict")))
     elif canonical_json([c.to_json() for c in checks]) != canonical_json([c.to_json() for c in result.checks]):

@@ -13,7 +13,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from lxml import etree
 
@@ -152,10 +152,16 @@ class SafeArchive:
     by the declared sizes, which zipfile checks against the CRC.
     """
 
-    def __init__(self, source: str | Path | bytes, *, limits: ArchiveLimits = ArchiveLimits(), name: str | None = None) -> None:
+    def __init__(self, source: str | Path | bytes | BinaryIO, *, limits: ArchiveLimits = ArchiveLimits(), name: str | None = None) -> None:
+        """``source``: a path, the bytes, or a seekable binary file (which the archive then
+        owns and closes): read from a file, an archive is never held whole in memory."""
         self.limits = limits
-        self.source = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<archive>")
-        fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+        is_file = hasattr(source, "read") and hasattr(source, "seek")
+        self.source = name or ("<archive>" if is_file or isinstance(source, (bytes, bytearray)) else str(source))
+        if is_file:
+            fileobj = source
+        else:
+            fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
         try:
             self._zip = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:

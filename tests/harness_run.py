@@ -49,3 +49,14 @@ def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 1
     after = set(evidence.glob("*.zip")) if evidence.exists() else set()
     new = sorted(after - before)
     return RunOutcome(proc.returncode, proc.stdout, proc.stderr, new[-1] if new else None)
+
+
+def assert_defects_caught(cwd: Path, scenario: str, defects: list[str], expected: set[tuple[str, str]]) -> RunOutcome:
+    """Run ``scenario`` on the demo with ``defects``: every (requirement, rule) of ``expected``
+    is among the failing findings, and the run fails."""
+    run = run_harness(cwd, "--scenario", scenario, "--lang", "en", *[a for d in defects for a in ("--defect", d)])
+    assert run.bundle is not None, run.stdout + run.stderr
+    failing = {(f["requirement"], f["rule"]) for f in run.findings() if f["severity"] in ("error", "critical")}
+    assert expected <= failing, (failing, run.stdout)
+    assert run.returncode == 1
+    return run

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tests.harness_run import run_harness
+from tests.harness_run import assert_defects_caught, run_harness
 
 DMP_REQUIREMENTS = ["CISIS-BUILTIN-BODY", "CISIS-BUILTIN-HEADER", "CISIS-BUILTIN-INS", "DMP-BLOCKED", "DMP-CONSULT", "DMP-FEED",
                     "DMP-METADATA", "DMP-METADATA-CDA", "DMP-TLS", "DMP-VIHF"]
@@ -78,12 +78,7 @@ CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_dmp_defect_is_caught_with_its_rule(tmp_path, case):
-    defects, expected = CASES[case]
-    run = run_harness(tmp_path, "--scenario", "dmp", "--lang", "en", *[a for d in defects for a in ("--defect", d)])
-    assert run.bundle is not None, run.stdout + run.stderr
-    failing = {(f["requirement"], f["rule"]) for f in run.findings() if f["severity"] in ("error", "critical")}
-    assert expected <= failing, run.stdout
-    assert run.returncode == 1
+    assert_defects_caught(tmp_path, "dmp", *CASES[case])
 
 
 @pytest.mark.slow

@@ -217,6 +217,14 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement DMP-METADATA-CDA: - (A) ≠ PASS (B)",
         "requirement DMP-TLS: - (A) ≠ PASS (B)",
         "requirement DMP-VIHF: - (A) ≠ PASS (B)",
+        # the MSSanté plugin (mail simulator, XDM archives), added since
+        "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
+        "requirement MSS-MESSAGE: - (A) ≠ PASS (B)",
+        "requirement MSS-SUBJECT: - (A) ≠ PASS (B)",
+        "requirement MSS-TRANSPORT: - (A) ≠ PASS (B)",
+        "requirement XDM-ARCHIVE: - (A) ≠ PASS (B)",
+        "requirement XDM-METADATA: - (A) ≠ PASS (B)",
+        "requirement XDM-METADATA-CDA: - (A) ≠ PASS (B)",
         # the demo's documents now carry a complete CI-SIS header (custodian, authenticator,
         # service event...) and its second one is level 1: more coded values judged, the
         # same verdicts and no finding of difference

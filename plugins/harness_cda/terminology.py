@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from harness import CheckContext, Message, catalogue
+from harness import CheckContext, Message, UnsafeInput, catalogue
 from harness.terminology import CodedValue, ValueSetRef
 
 from .document import HL7, NotCda, read_cda
@@ -91,10 +91,15 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
     art = ctx.artefact(name)
     if "xml" not in art.media_type or art.media_type.startswith("application/svrl"):
         return None
+    data = ctx.read(name)
     try:
-        doc = read_cda(ctx.read(name), name)
+        doc = read_cda(data, name)
     except NotCda:
         return None  # XML, but not a CDA document: not this extractor's kind
+    except UnsafeInput as exc:
+        if exc.reason == "xml-malformed" and b"ClinicalDocument" not in data:
+            return None  # malformed XML that is no CDA document (XDS metadata, say): another extractor's
+        raise
     # a document that cannot be read (malformed, hostile) raises UnsafeInput: its codes
     # cannot be judged, which the terminology checks report
     root = doc.root

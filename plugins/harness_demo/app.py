@@ -18,6 +18,7 @@ from harness import Message, catalogue
 
 from . import patients
 from .dmp_defects import DMP_DEFECTS
+from .mssante_defects import MSSANTE_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -41,6 +42,7 @@ DEFECTS.update(INS_DEFECTS)
 DEFECTS.update(TERMINOLOGY_DEFECTS)
 DEFECTS.update(CDA_DEFECTS)
 DEFECTS.update(DMP_DEFECTS)
+DEFECTS.update(MSSANTE_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -227,9 +229,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.dmp_status = {k: v for k, v in status.items() if k != "calls"}
         self._send(200, json.dumps({"sent": len(status["calls"]), **status}, ensure_ascii=False).encode(), "application/json")
 
+    def _mssante_send(self) -> None:
+        """Send the MSSanté message now (the harness names the operator's SMTP server)."""
+        from .mssante_client import send
+
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            asked = json.loads(self.rfile.read(min(length, 4096)))
+            host, port, tls = str(asked["host"]), int(asked["port"]), str(asked.get("tls") or "starttls")
+            certificate = asked.get("certificate")
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        cfg = self.server.cfg
+        status = send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.api_version)
+        self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
+
     def do_POST(self) -> None:  # noqa: N802
         if self.path.split("?", 1)[0] == "/dmp/feed":
             self._dmp_feed()
+            return
+        if self.path.split("?", 1)[0] == "/mssante/send":
+            self._mssante_send()
             return
         if self.path.split("?", 1)[0] != "/ins/feed":
             self._send(404, b"not found", "text/plain")

@@ -62,7 +62,10 @@ RULES: dict[str, tuple[str, Callable[..., list[Problem]]]] = {
 }
 
 
-def _document_check(requirement: str, rules: Callable[..., list[Problem]], groups: tuple[str, ...]):
+def document_check(requirement: str, rules: Callable[..., list[Problem]], groups: tuple[str, ...]):
+    """A check running ``rules`` (one of :data:`RULES`) on every document of the input
+    ``groups``: other plugins judge the documents they record with it (the MSSanté plugin,
+    those of XDM archives)."""
     @check(reads=list(groups))
     def check_documents(ctx: CheckContext, ev: Evaluation) -> None:
         names = [f"{g}/{item}" for g in groups for item in ctx.items(g)]
@@ -89,8 +92,8 @@ def document_checks() -> dict:
     and the like on what the software submitted to the simulator."""
     out = {}
     for key, (requirement, rules) in RULES.items():
-        out[f"dmp.{key}"] = _document_check(requirement, rules, FILES)
-        out[f"dmp.submitted_{key.removeprefix('cda_')}"] = _document_check(requirement, rules, SUBMITTED)
+        out[f"dmp.{key}"] = document_check(requirement, rules, FILES)
+        out[f"dmp.submitted_{key.removeprefix('cda_')}"] = document_check(requirement, rules, SUBMITTED)
     return out
 
 
@@ -229,10 +232,8 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
                 continue
             seen += 1
             ev.judged()
-            for p in agreement.check_agreement(entry, data, doc.root):
-                meta, _, cda = p.location.partition(" ↔ ")
-                ev.add(rule=p.rule, severity=p.severity, location=f"{name} {meta} ↔ {d['input']} {cda}",
-                       artefact=ctx.artefact(d["input"]).sha256, message=p.message)
+            for p in agreement.located(agreement.check_agreement(entry, data, doc.root), name, d["input"]):
+                ev.add(rule=p.rule, severity=p.severity, location=p.location, artefact=ctx.artefact(d["input"]).sha256, message=p.message)
     if not seen:
         ev.inconclusive(M("dmp.no_document_submitted"))
 

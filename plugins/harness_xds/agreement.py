@@ -123,6 +123,16 @@ def _xcn_id(value: str) -> str:
     return (value or "").split("^", 1)[0]
 
 
+def located(problems: list[Problem], meta_at: str, doc_at: str) -> list[Problem]:
+    """``problems`` of :func:`check_agreement` with each side's location prefixed by where
+    the metadata and the document were recorded (``dmp-meta/001``, ``mss-xdm/001-1:IHE_XDM/...``)."""
+    out = []
+    for p in problems:
+        meta, _, cda = p.location.partition(" ↔ ")
+        out.append(Problem(p.rule, p.severity, f"{meta_at} {meta} ↔ {doc_at} {cda}", p.message))
+    return out
+
+
 def check_agreement(entry: RegistryObject, data: bytes, root: etree._Element, base: str = "/ClinicalDocument") -> list[Problem]:
     """Every attribute of ``entry`` that disagrees with the document ``data`` (parsed: ``root``)."""
     h = header(root, base)

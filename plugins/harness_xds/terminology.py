@@ -11,7 +11,7 @@ taken on trust.
 """
 from __future__ import annotations
 
-from harness import CheckContext, UnsafeInput, catalogue
+from harness import CheckContext, UnsafeInput, catalogue, parse_xml
 from harness.terminology import CodedValue, ValueSetRef
 
 from . import ebrim
@@ -41,9 +41,15 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
     if b"SubmitObjectsRequest" not in ctx.read(name):
         return None  # not XDS metadata (a CDA document, say): not parsed a second time
     try:
-        request = ebrim.find_request(ctx.xml(name).getroot())
-    except UnsafeInput:
-        return None  # unreadable: the metadata checks report it
+        tree = ctx.xml(name)
+    except UnsafeInput as exc:
+        if exc.reason != "xml-malformed":
+            return None  # unreadable (a DTD, too large): the metadata checks report it
+        try:  # not well formed (an undeclared prefix, as in the wild): the metadata checks say
+            tree = parse_xml(ctx.read(name), source=name, recover=True)  # so; its codes are judged all the same
+        except UnsafeInput:
+            return None
+    request = ebrim.find_request(tree.getroot())
     if request is None:
         return None  # XML, but not XDS metadata
     sub = ebrim.read_submission(request)

@@ -18,7 +18,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
-from harness import SafeArchive, Severity, UnsafeInput, catalogue, parse_xml
+from harness import ArchiveLimits, SafeArchive, Severity, UnsafeInput, catalogue, parse_xml
 from harness_cda.document import Problem
 
 from . import ebrim, rules
@@ -27,6 +27,8 @@ from .ebrim import Submission
 M = catalogue(__name__)
 
 ROOT = "IHE_XDM/"
+# An XDM archive carries a few documents: far fewer entries than the core's default bound
+LIMITS = ArchiveLimits(max_entries=2_000, max_total_bytes=512 * 1024 * 1024, max_entry_bytes=256 * 1024 * 1024, max_ratio=200.0)
 METADATA = "METADATA.XML"
 
 

@@ -1,0 +1,1 @@
+"""MSSanté exchanges: a mail simulator, the messages and their IHE XDM archives."""

@@ -1,0 +1,160 @@
+"""Collector of the MSSanté plugin: the messages the software sends, and what they carry.
+
+Target file::
+
+    [endpoints]
+    mssante = "service://mssante/"          # the mail simulator the software sends to
+    mssante_send = "..."                    # optional: POST {"host", "port", "tls", "certificate"}
+                                            # asks the software to send its messages now
+    [mssante]
+    domains = ["mssante.fr"]                # MSSanté domains (a domain covers its subdomains)
+    human_copy = true                       # a human-readable copy (PDF) is expected beside the archive
+    messages = "exported-mails/"            # or: judge the .eml files of this folder (no simulator)
+    wait = 60                               # seconds to wait for the software when nobody can ask it
+    quiet = 3                               # seconds without activity that end the wait
+
+    [services.mssante]                      # options: port, tls (starttls, required, plain),
+                                            # max_message (bytes), deadline and idle (seconds)
+
+Recorded: the journal of the simulator (connections, STARTTLS, replies, how each message
+ended: ``mss.session``), each message raw as received (``mss-raw/NNN``), each XDM archive it
+carries (``mss-xdm/NNN-K``), and, taken out of each archive that the safe reader accepts,
+its metadata (``mss-meta/NNN-K-SUBSET``) and its XML documents (``mss-doc/NNN-K-ENTRY``), so
+that the CDA and terminology checks judge them like any document. The checks re-derive
+everything else from these bytes.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from harness import CollectContext, HarnessError, NotApplicable, SafeArchive, UnsafeInput, catalogue, collector
+
+from . import mail
+
+M = catalogue(__name__)
+WAIT = 60.0
+QUIET = 3.0
+SETTLE = 0.3
+MAX_FILE_MESSAGE = 64 * 1024 * 1024  # an .eml file
+MAX_DOCUMENT = 32 * 1024 * 1024  # an XML document taken out of an archive for the CDA checks
+MAX_FILES = 500
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "_"
+
+
+def _extract(ctx: CollectContext, key: str, raw: bytes, human_copy: bool, outputs: dict) -> list[dict]:
+    """Record each XDM archive of a message and what the safe reader lets us take out."""
+    from harness_xds import xdm
+
+    archives = []
+    reading = mail.read(raw, human_copy=human_copy)
+    for k, part in enumerate(reading.xdm, 1):
+        if part.payload is None:
+            continue
+        name = f"{key}-{k}"
+        outputs[f"mss-xdm/{name}"] = ctx.record(part.payload, media_type="application/zip", label=f"mssante.xdm:{name}")
+        item = {"input": f"mss-xdm/{name}", "part": part.path, "metadata": [], "documents": []}
+        archives.append(item)
+        try:
+            with SafeArchive(part.payload, name=f"mss-xdm/{name}", limits=xdm.LIMITS) as archive:
+                found = xdm.read(archive)
+                for subset in found.subsets:
+                    folder = subset.folder.rstrip("/").rsplit("/", 1)[-1]
+                    meta = f"{name}-{_safe(folder)}"
+                    outputs[f"mss-meta/{meta}"] = ctx.record(archive.read(subset.metadata_path), media_type="application/xml",
+                                                             label=f"mssante.metadata:{meta}")
+                    item["metadata"].append({"input": f"mss-meta/{meta}", "path": subset.metadata_path})
+                    for d in subset.documents:
+                        entry = subset.submission.document(d.entry_id) if subset.submission else None
+                        if entry is None or "xml" not in (entry.attributes.get("mimeType") or "") or d.size > MAX_DOCUMENT:
+                            continue
+                        doc = f"{name}-{_safe(d.entry_id)}"
+                        outputs[f"mss-doc/{doc}"] = ctx.record(archive.read(d.path), media_type="application/xml", label=f"mssante.document:{doc}")
+                        item["documents"].append({"input": f"mss-doc/{doc}", "path": d.path, "entry": d.entry_id})
+        except UnsafeInput:
+            continue  # the archive checks say why, from the recorded archive
+    return archives
+
+
+def _from_files(ctx: CollectContext, folder: Path, human_copy: bool) -> dict:
+    if not folder.is_dir():
+        raise HarnessError(M("collect.no_folder", folder=str(folder)))
+    outputs: dict = {}
+    messages = []
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
+    if not files:
+        raise HarnessError(M("collect.no_eml", folder=str(folder)))
+    for n, path in enumerate(files[:MAX_FILES], 1):
+        raw = ctx.read_file(path, limit=MAX_FILE_MESSAGE)
+        if raw is None:
+            continue
+        key = f"{n:03d}"
+        outputs[f"mss-raw/{key}"] = ctx.record(raw, media_type="message/rfc822", label=f"mssante.message:{key}")
+        messages.append({"n": n, "input": f"mss-raw/{key}", "file": path.name, "outcome": "file", "complete": True, "read": len(raw),
+                         "kept": len(raw), "archives": _extract(ctx, key, raw, human_copy, outputs)})
+    if len(files) > MAX_FILES:
+        ctx.refuse(str(folder), M("collect.too_many_files", count=len(files), limit=MAX_FILES))
+    outputs["mss.session"] = ctx.record_json({"source": "files", "folder": str(folder), "connections": [], "messages": messages},
+                                             label="mssante.session")
+    return outputs
+
+
+def _ask(ctx: CollectContext, sim, outputs: dict) -> bool:
+    send = ctx.endpoint("mssante_send")
+    if send is None:
+        return False
+    body = json.dumps({"host": "127.0.0.1", "port": sim.port, "tls": sim.tls,
+                       "certificate": str(sim.certificate) if sim.certificate else None}).encode()
+    res = ctx.http.post(send, label="mssante-send", body=body, headers={"Content-Type": "application/json"})
+    outputs["mss-send.exchange"] = res.exchange
+    if not res.ok:
+        said = res.error or res.data[:200].decode("utf-8", "replace")
+        raise HarnessError(M("collect.send_refused", url=send, status=res.status, said=said))
+    return True
+
+
+@collector(produces=["mss.session", "mss-send.exchange", "mss-raw", "mss-xdm", "mss-meta", "mss-doc"], once_per_run=True)
+def collect_messages(ctx: CollectContext) -> dict:
+    """The software sends its messages to the mail simulator (asked through ``mssante_send``,
+    or by its user while the harness waits), or the target names a folder of ``.eml`` files."""
+    conf = ctx.target.section("mssante")
+    human_copy = bool(conf.get("human_copy", False))
+    if conf.get("messages"):
+        return _from_files(ctx, Path(conf["messages"]), human_copy)
+    from .simulator import running
+
+    url = ctx.endpoint("mssante")
+    if url is None:
+        raise NotApplicable(M("collect.no_mssante"))
+    sim = running(url)
+    if sim is None:
+        raise HarnessError(M("collect.not_simulator", url=url))
+    outputs: dict = {}
+    first_connection, first_message = len(sim.journal.connections), len(sim.journal.messages)
+    if _ask(ctx, sim, outputs):
+        sim.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
+    else:
+        sim.wait_quiet(after=first_connection, quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
+    with sim.journal.lock:
+        connections = [dict(c.__dict__) for c in sim.journal.connections[first_connection:]]
+        received = list(sim.journal.messages[first_message:])
+    messages = []
+    for m in received:
+        key = f"{m.n:03d}"
+        raw = m.raw
+        item = {"n": m.n, "input": f"mss-raw/{key}", "connection": m.connection, "at": m.at, "mail_from": m.mail_from,
+                "rcpt_tos": m.rcpt_tos, "tls": m.tls, "outcome": m.outcome, "reply": m.reply, "complete": m.complete, "read": m.read,
+                "kept": len(raw), "archives": []}
+        outputs[f"mss-raw/{key}"] = ctx.record(raw, media_type="message/rfc822", label=f"mssante.message:{key}")
+        if m.outcome == "accepted":
+            item["archives"] = _extract(ctx, key, raw, human_copy, outputs)
+        messages.append(item)
+    session = {"source": "simulator", "simulator": sim.base_url, "tls": sim.tls, "max_message": sim.max_message,
+               "connections": connections, "messages": messages}
+    outputs["mss.session"] = ctx.record_json(session, label="mssante.session")
+    return outputs

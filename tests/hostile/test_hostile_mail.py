@@ -1,0 +1,189 @@
+"""Hostile mails to the MSSanté simulator: each is recorded as far as read (at most the
+size limit kept), refused with its SMTP code, and the server keeps running."""
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from harness_mssante.simulator import MailSimulator
+
+LIMIT = 25 * 1024 * 1024  # the simulator's default
+
+
+@pytest.fixture
+def sim():
+    s = MailSimulator(deadline=4, idle=2).start()
+    yield s
+    s.stop()
+
+
+class Raw:
+    """An SMTP client that sends what it is told, line endings included."""
+
+    def __init__(self, sim) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", sim.port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        self.reply()
+
+    def reply(self) -> bytes:
+        lines = []
+        while True:
+            line = self.file.readline()
+            lines.append(line)
+            if not line or line[3:4] != b"-":
+                return b"".join(lines)
+
+    def cmd(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def start_data(self) -> None:
+        assert self.cmd(b"EHLO hostile.test").startswith(b"250")
+        assert self.cmd(b"MAIL FROM:<a@cabinet.mssante.fr>").startswith(b"250")
+        assert self.cmd(b"RCPT TO:<b@hopital.mssante.fr>").startswith(b"250")
+        assert self.cmd(b"DATA").startswith(b"354")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def still_serving(sim) -> None:
+    ctx = ssl.create_default_context(cafile=str(sim.certificate))
+    with smtplib.SMTP("127.0.0.1", sim.port, timeout=10) as smtp:
+        smtp.starttls(context=ctx)
+        smtp.login("cabinet", "secret-password")
+        smtp.sendmail("a@cabinet.mssante.fr", ["b@hopital.mssante.fr"], b"Subject: ok\r\n\r\nbody\r\n")
+    assert sim.journal.messages[-1].outcome == "accepted"
+
+
+def wait_for(sim, outcome: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [m for m in sim.journal.messages if m.outcome == outcome]
+        if done:
+            return done[-1]
+        time.sleep(0.05)
+    raise AssertionError([(m.outcome, m.reply) for m in sim.journal.messages])
+
+
+def test_a_conformant_message_over_starttls_with_a_login_is_accepted_and_the_password_never_kept(sim):
+    still_serving(sim)
+    conn = sim.journal.connections[-1]
+    m = sim.journal.messages[-1]
+    assert (m.tls, m.complete, conn.tls["protocol"], conn.auth) == (True, True, "TLSv1.3", {"mechanism": "PLAIN", "login": "cabinet"})
+    assert "secret-password" not in repr(sim.journal.connections) + repr(sim.journal.messages)
+
+
+def test_a_50_mb_attachment_is_refused_552_and_kept_up_to_the_limit(sim):
+    raw = Raw(sim)
+    raw.start_data()
+    line = b"QUJD" * 19 + b"\r\n"  # 76 base64 characters a line, as MIME writes them
+    chunk = line * 10_000
+    sent = 0
+    try:
+        raw.sock.sendall(b"Subject: big\r\nContent-Type: application/zip\r\n\r\n")
+        while sent < 50 * 1024 * 1024:
+            raw.sock.sendall(chunk)
+            sent += len(chunk)
+        raw.sock.sendall(b".\r\n")
+        reply = raw.reply()
+    except (BrokenPipeError, ConnectionResetError):
+        reply = b"552 (cut)"
+    raw.close()
+    m = wait_for(sim, "too-large")
+    assert reply.startswith(b"552") and m.reply.startswith("552 5.3.4")
+    assert len(m.raw) == LIMIT and m.read > LIMIT and not m.complete
+    still_serving(sim)
+
+
+def test_a_declared_size_over_the_limit_is_refused_at_mail_from(sim):
+    with smtplib.SMTP("127.0.0.1", sim.port, timeout=10) as smtp:
+        smtp.ehlo()
+        code, said = smtp.mail("a@cabinet.mssante.fr", ["SIZE=%d" % (LIMIT + 1)])
+    assert code == 552 and any(r.startswith("552") for r in sim.journal.connections[-1].replies)
+    still_serving(sim)
+
+
+def test_an_endless_line_is_refused_500_and_cut(sim):
+    raw = Raw(sim)
+    raw.start_data()
+    try:
+        block = b"X" * (1024 * 1024)
+        for _ in range(40):  # 40 MB without a line end
+            raw.sock.sendall(block)
+        reply = raw.reply()
+    except (BrokenPipeError, ConnectionResetError):
+        reply = b"500 (cut)"
+    raw.close()
+    m = wait_for(sim, "line-too-long")
+    assert reply.startswith(b"500") and m.reply.startswith("500 5.5.6") and len(m.raw) <= LIMIT
+    still_serving(sim)
+
+
+def test_a_bare_line_feed_is_refused(sim):
+    raw = Raw(sim)
+    raw.start_data()
+    reply = raw.cmd(b"Subject: lf\nX-Smuggled: yes\r\n\r\nbody\r\n.")
+    raw.close()
+    m = wait_for(sim, "bare-lf")
+    assert reply.startswith(b"500") and m.reply.startswith("500 5.5.2") and m.raw.startswith(b"Subject: lf\n")
+    still_serving(sim)
+
+
+def test_an_endless_slow_message_is_cut_at_the_deadline_and_recorded_as_far_as_read(sim):
+    raw = Raw(sim)
+    raw.start_data()
+    t0 = time.monotonic()
+    reply = b""
+    try:
+        while time.monotonic() - t0 < 10:
+            raw.sock.sendall(b"a slow line\r\n")
+            time.sleep(0.05)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        reply = raw.file.read()
+    except OSError:
+        pass
+    raw.close()
+    m = wait_for(sim, "deadline")
+    assert time.monotonic() - t0 < 8 and m.raw.startswith(b"a slow line\r\n") and not m.complete
+    assert b"421" in reply and sim.journal.connections[m.connection - 1].closed == "deadline"
+    still_serving(sim)
+
+
+def test_a_client_gone_in_the_middle_of_data_is_recorded_as_interrupted(sim):
+    raw = Raw(sim)
+    raw.start_data()
+    raw.sock.sendall(b"Subject: half\r\n\r\nhalf a message\r\n")
+    time.sleep(0.2)
+    raw.close()
+    m = wait_for(sim, "interrupted")
+    assert m.raw == b"Subject: half\r\n\r\nhalf a message\r\n"
+    still_serving(sim)
+
+
+def test_a_silent_client_is_closed_after_the_idle_time(sim):
+    raw = Raw(sim)
+    t0 = time.monotonic()
+    rest = raw.file.read()
+    assert time.monotonic() - t0 < 5 and b"421" in rest
+    raw.close()
+    assert sim.journal.connections[-1].closed == "idle"
+    still_serving(sim)
+
+
+@pytest.mark.parametrize("mode,offered", [("plain", False), ("required", True)])
+def test_the_plain_and_required_modes(mode, offered):
+    s = MailSimulator(tls=mode).start()
+    try:
+        raw = Raw(s)
+        ehlo = raw.cmd(b"EHLO x.test")
+        mail = raw.cmd(b"MAIL FROM:<a@cabinet.mssante.fr>")
+        raw.close()
+        assert (b"STARTTLS" in ehlo) is offered
+        assert mail.startswith(b"530") if mode == "required" else mail.startswith(b"250")
+    finally:
+        s.stop()
