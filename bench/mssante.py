@@ -39,7 +39,7 @@ def build_archive(folder: Path, size_mb: int) -> Path:
     """README.TXT, INDEX.HTM, IHE_XDM/SUBSET01/METADATA.XML and a document of size_mb MB."""
     from lxml import etree
 
-    from harness_demo.mssante_client import _metadata
+    from harness_mssante.compose import metadata as _metadata
     from harness_demo.patients import PATIENTS, cda_document
 
     path = folder / "IHE_XDM.ZIP"

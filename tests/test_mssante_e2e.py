@@ -9,8 +9,8 @@ import pytest
 
 from tests.harness_run import assert_defects_caught, run_harness
 
-MSS_REQUIREMENTS = ["CISIS-BUILTIN-BODY", "CISIS-BUILTIN-HEADER", "CISIS-BUILTIN-INS", "MSS-ADDRESS", "MSS-MESSAGE", "MSS-SUBJECT",
-                    "MSS-TRANSPORT", "SMT-CODE", "SMT-VALUESET", "XDM-ARCHIVE", "XDM-METADATA", "XDM-METADATA-CDA"]
+MSS_REQUIREMENTS = ["CISIS-BUILTIN-BODY", "CISIS-BUILTIN-HEADER", "CISIS-BUILTIN-INS", "MSS-ADDRESS", "MSS-MESSAGE", "MSS-RECEIVE",
+                    "MSS-SUBJECT", "MSS-TRANSPORT", "SMT-CODE", "SMT-VALUESET", "XDM-ARCHIVE", "XDM-METADATA", "XDM-METADATA-CDA"]
 
 
 def sessions(run) -> list[dict]:
@@ -25,9 +25,16 @@ def conformant(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_conformant_demo_message_passes_end_to_end(conformant):
+    from harness_mssante.mailbox import dovecot_binary
+
     run = conformant
-    assert run.returncode == 0, run.stdout
-    assert run.requirement_verdicts() == dict.fromkeys(MSS_REQUIREMENTS, "PASS")
+    expected = dict.fromkeys(MSS_REQUIREMENTS, "PASS")
+    if dovecot_binary() is None:  # the receiving side cannot run: said as an ERROR (CI installs Dovecot)
+        expected["MSS-RECEIVE"] = "ERROR"
+        assert "apt-get install dovecot-imapd" in run.stdout
+    else:
+        assert run.returncode == 0, run.stdout
+    assert run.requirement_verdicts() == expected
     [s] = sessions(run)
     [conn] = s["connections"]
     [m] = s["messages"]

@@ -220,6 +220,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         # the MSSanté plugin (mail simulator, XDM archives), added since
         "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
         "requirement MSS-MESSAGE: - (A) ≠ PASS (B)",
+        "requirement MSS-RECEIVE: - (A) ≠ PASS (B)",
         "requirement MSS-SUBJECT: - (A) ≠ PASS (B)",
         "requirement MSS-TRANSPORT: - (A) ≠ PASS (B)",
         "requirement XDM-ARCHIVE: - (A) ≠ PASS (B)",

@@ -245,7 +245,31 @@ class _Handler(BaseHTTPRequestHandler):
         status = send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.api_version)
         self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
 
+    def _mssante_receive(self) -> None:
+        """Read the MSSanté mailbox now and answer what cannot be integrated."""
+        import imaplib
+        import smtplib
+
+        from .mssante_inbox import receive
+
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            asked = json.loads(self.rfile.read(min(length, 8192)))
+            imap_conf, smtp_conf = dict(asked["imap"]), dict(asked["smtp"])
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        try:
+            status = receive(imap_conf, smtp_conf, set(self.server.cfg.defects))
+        except (imaplib.IMAP4.error, smtplib.SMTPException, OSError, KeyError) as exc:
+            self._send(502, json.dumps({"error": str(exc)[:300]}).encode(), "application/json")
+            return
+        self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
+
     def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] == "/mssante/receive":
+            self._mssante_receive()
+            return
         if self.path.split("?", 1)[0] == "/dmp/feed":
             self._dmp_feed()
             return

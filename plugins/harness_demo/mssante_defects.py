@@ -26,4 +26,8 @@ MSSANTE_DEFECTS: dict[str, Message] = {
     "mss-address-domain": M("defect.mss-address-domain"),
     "mss-plain": M("defect.mss-plain"),
     "mss-too-large": M("defect.mss-too-large"),
+    "mss-recv-unread": M("defect.mss-recv-unread"),
+    "mss-recv-silent": M("defect.mss-recv-silent"),
+    "mss-recv-ko-all": M("defect.mss-recv-ko-all"),
+    "mss-recv-ko-elsewhere": M("defect.mss-recv-ko-elsewhere"),
 }

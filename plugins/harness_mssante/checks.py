@@ -256,3 +256,47 @@ def document_checks() -> dict:
     from harness_dmp.checks import RULES, document_check
 
     return {f"mssante.{key}": document_check(requirement, rules, ("mss-doc",)) for key, (requirement, rules) in RULES.items()}
+
+
+REQ_RECEIVE = "MSS-RECEIVE"
+
+
+@check(reads=["mss.receive", "mss-delivered", "mss-reply"])
+def check_integration(ctx: CheckContext, ev: Evaluation) -> None:
+    """Each delivered message opened; each archive the software cannot integrate answered by
+    a KO (``[KO Intégration système !]`` mail or an MDN saying the failure) to its sender,
+    naming it; no KO for the conformant one."""
+    from . import receive
+
+    if not ctx.has("mss.receive"):
+        ev.error(M("check.no_receive"))
+        return
+    record = ctx.json("mss.receive")
+    if not record["delivered"]:
+        ev.inconclusive(M("receive.nothing_delivered"))
+        return
+    opened = {s["message_id"] for s in record["mailbox_state"] if "\\Seen" in s["flags"]}
+    replies = []
+    for r in record["replies"]:
+        if r["outcome"] != "accepted":
+            continue  # refused by the operator: the transport scenario says so
+        replies.append((r["input"], receive.read_reply(ctx.read(r["input"]))))
+    named = set()
+    for d in record["delivered"]:
+        where = f"{d['input']} ({d['id']}, {d['message_id']})"
+        answers = [(name, r) for name, r in replies if d["message_id"] in r.refers_to]
+        named.update(name for name, _ in answers)
+        kos = [(name, r) for name, r in answers if r.ko]
+        if not ev.check(d["message_id"] in opened or bool(answers), rule="MSS-RECV-01", location=where, message=M("receive.unread")):
+            continue
+        if d["expected"] == "rejected":
+            ev.check(bool(kos), rule="MSS-RECV-02", location=where, message=M("receive.no_ko", faults=", ".join(d["faults"])))
+        else:
+            ev.check(not kos, rule="MSS-RECV-03", location=f"{where} ↔ {', '.join(n for n, _ in kos)}",
+                     message=M("receive.ko_on_good", subject=kos[0][1].subject[:200] if kos else "-"))
+        for name, r in kos:
+            ev.check(d["sender"].lower() in r.to, rule="MSS-RECV-04", location=f"{name} ↔ {where}",
+                     message=M("receive.ko_not_to_sender", to=", ".join(r.to) or "-", sender=d["sender"]))
+    for name, r in replies:
+        if r.ko and name not in named:
+            ev.add(rule="MSS-RECV-05", severity=Severity.WARNING, location=name, message=M("receive.ko_unnamed", subject=r.subject[:200]))

@@ -128,12 +128,7 @@ def collect_messages(ctx: CollectContext) -> dict:
         return _from_files(ctx, Path(conf["messages"]), human_copy)
     from .simulator import running
 
-    url = ctx.endpoint("mssante")
-    if url is None:
-        raise NotApplicable(M("collect.no_mssante"))
-    sim = running(url)
-    if sim is None:
-        raise HarnessError(M("collect.not_simulator", url=url))
+    sim = _running(ctx, "mssante", running, M("collect.no_mssante"), "collect.not_simulator")
     outputs: dict = {}
     first_connection, first_message = len(sim.journal.connections), len(sim.journal.messages)
     if _ask(ctx, sim, outputs):
@@ -157,4 +152,79 @@ def collect_messages(ctx: CollectContext) -> dict:
     session = {"source": "simulator", "simulator": sim.base_url, "tls": sim.tls, "max_message": sim.max_message,
                "connections": connections, "messages": messages}
     outputs["mss.session"] = ctx.record_json(session, label="mssante.session")
+    return outputs
+
+
+# -- the receiving side ---------------------------------------------------------------------
+
+def _running(ctx: CollectContext, endpoint: str, lookup, unconfigured, foreign: str):
+    """The simulator or mailbox this run started behind ``endpoint``."""
+    url = ctx.endpoint(endpoint)
+    if url is None:
+        raise NotApplicable(unconfigured)
+    found = lookup(url)
+    if found is None:
+        raise HarnessError(M(foreign, url=url))
+    return found
+
+
+@collector(produces=["mss.receive", "mss-receive.exchange", "mss-delivered", "mss-reply"], once_per_run=True)
+def collect_received(ctx: CollectContext) -> dict:
+    """The harness plays the operator towards the software: it delivers its catalogue of
+    messages (a conformant one, and one per defect family of the archive) to the mailbox the
+    software reads (Dovecot), asks the software to read it (``mssante_receive``) or waits for
+    it, and records what the software sent back to the mail simulator (acknowledgements, KO
+    mails, MDNs) and which messages it opened."""
+    from . import receive
+    from .mailbox import running_mailbox
+    from .simulator import running
+
+    box = _running(ctx, "mssante_mailbox", running_mailbox, M("collect.no_mailbox"), "collect.not_mailbox")
+    sim = _running(ctx, "mssante", running, M("collect.receive_needs_simulator"), "collect.not_simulator")
+    conf = ctx.target.section("mssante")
+    outputs: dict = {}
+    first_connection, first_message = len(sim.journal.connections), len(sim.journal.messages)
+    delivered = receive.catalogue(box.address)
+    for d in delivered:
+        box.deliver(d.raw)
+        outputs[f"mss-delivered/{d.id}"] = ctx.record(d.raw, media_type="message/rfc822", label=f"mssante.delivered:{d.id}")
+    ask = ctx.endpoint("mssante_receive")
+    wait = float(conf.get("quiet", QUIET)) + SETTLE if ask else float(conf.get("wait", WAIT))
+    started = time.monotonic()
+    if ask is not None:
+        body = json.dumps({"imap": {"host": "127.0.0.1", "port": box.port, "tls": box.tls, "user": box.user,
+                                    "password_file": str(box.password_file), "certificate": str(box.certificate) if box.certificate else None},
+                           "smtp": {"host": "127.0.0.1", "port": sim.port, "tls": sim.tls,
+                                    "certificate": str(sim.certificate) if sim.certificate else None}}).encode()
+        res = ctx.http.post(ask, label="mssante-receive", body=body, headers={"Content-Type": "application/json"})
+        outputs["mss-receive.exchange"] = res.exchange
+        if not res.ok:
+            said = res.error or res.data[:200].decode("utf-8", "replace")
+            raise HarnessError(M("collect.receive_refused", url=ask, status=res.status, said=said))
+    ids = {d.message_id for d in delivered}
+    deadline = started + wait
+    quiet = SETTLE if ask else float(conf.get("quiet", QUIET))
+    state: list[dict] = []
+    while time.monotonic() < deadline:  # until every message was opened and the replies stopped
+        state = box.state()
+        opened = {s["message_id"] for s in state if "\\Seen" in s["flags"]}
+        with sim.journal.lock:
+            busy = any(m.outcome == "receiving" for m in sim.journal.messages[first_message:])
+        if ids <= opened and not busy and time.monotonic() - max(sim.journal.last_activity, started) >= quiet:
+            break
+        time.sleep(0.1)
+    state = box.state()
+    with sim.journal.lock:
+        received = list(sim.journal.messages[first_message:])
+        connections = len(sim.journal.connections) - first_connection
+    replies = []
+    for m in received:
+        key = f"{m.n:03d}"
+        outputs[f"mss-reply/{key}"] = ctx.record(m.raw, media_type="message/rfc822", label=f"mssante.reply:{key}")
+        replies.append({"n": m.n, "input": f"mss-reply/{key}", "outcome": m.outcome, "mail_from": m.mail_from, "rcpt_tos": m.rcpt_tos})
+    record = {"mailbox": box.base_url, "address": box.address, "connections": connections,
+              "delivered": [{"id": d.id, "expected": d.expected, "faults": list(d.faults), "message_id": d.message_id,
+                             "input": f"mss-delivered/{d.id}", "sender": receive.SENDER} for d in delivered],
+              "mailbox_state": state, "replies": replies}
+    outputs["mss.receive"] = ctx.record_json(record, label="mssante.receive")
     return outputs

@@ -13,17 +13,19 @@ from . import checks, collect
 
 M = catalogue(__name__)
 SERVICE = "mssante"
+MAILBOX = "mssante-mailbox"
 
 
 @hookimpl
 def harness_target_schema():
     return {"mssante": {"domains": "list[str]", "human_copy": "bool", "messages": "path", "wait": "int", "quiet": "int"},
-            f"services.{SERVICE}": {"port": "int", "tls": "str", "max_message": "int", "deadline": "int", "idle": "int"}}
+            f"services.{SERVICE}": {"port": "int", "tls": "str", "max_message": "int", "deadline": "int", "idle": "int"},
+            f"services.{MAILBOX}": {"port": "int", "tls": "str", "address": "str"}}
 
 
 @hookimpl
 def harness_collectors():
-    return {"mssante.messages": collect.collect_messages}
+    return {"mssante.messages": collect.collect_messages, "mssante.received": collect.collect_received}
 
 
 @hookimpl
@@ -31,11 +33,28 @@ def harness_checks():
     return {**checks.document_checks(), "mssante.transport": checks.check_transport, "mssante.message": checks.check_message,
             "mssante.subject": checks.check_subject, "mssante.addresses": checks.check_addresses,
             "mssante.archive": checks.check_archive, "mssante.metadata": checks.check_metadata,
-            "mssante.metadata_agreement": checks.check_agreement}
+            "mssante.metadata_agreement": checks.check_agreement, "mssante.integration": checks.check_integration}
+
+
+def _mailbox(name, options):
+    from .mailbox import Mailbox, MailboxError, dovecot_binary
+
+    if dovecot_binary() is None:
+        raise HarnessError(M("service.no_dovecot", name=name))
+    box = Mailbox(port=options.get("port", 0), tls=options.get("tls", "starttls"),
+                  **({"address": options["address"]} if "address" in options else {}))
+    try:
+        box.start()
+    except (MailboxError, OSError, ValueError, KeyError) as exc:
+        box.stop()
+        raise HarnessError(M("service.failed", name=name, error=str(exc)[:500])) from None
+    return Service(name, box.base_url, box.stop, {"tls": box.tls, "address": box.address})
 
 
 @hookimpl
 def harness_start_service(name, options, ctx):
+    if name == MAILBOX:
+        return _mailbox(name, options)
     if name != SERVICE:
         return None
     from .simulator import MailSimulator
