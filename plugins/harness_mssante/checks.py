@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from harness import CheckContext, Evaluation, SafeArchive, Severity, UnsafeInput, catalogue, check
-from harness_cda.document import read_cda
+from harness_cda.document import NotCda, read_cda
 
 from . import mail
 
@@ -240,6 +240,8 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
                 where_doc = f"{a['input']}:{d.path}"
                 try:
                     doc = read_cda(data, where_doc)
+                except NotCda:
+                    continue  # XML that is no CDA document (an IHE DSG signature, say): no header to agree with
                 except UnsafeInput as exc:
                     ev.check(False, rule="CDA-DOC-01", location=where_doc, message=M("agreement.unreadable", reason=exc.detail))
                     continue

@@ -47,6 +47,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "_"
 
 
+def _maybe_cda(data: bytes, source: str) -> bool:
+    """Whether an XML document of an archive is for the CDA checks: a CDA document, or one
+    they must say they cannot read (malformed, naming ClinicalDocument)."""
+    from harness_cda.document import NotCda, read_cda
+
+    try:
+        read_cda(data, source)
+    except NotCda:
+        return False
+    except UnsafeInput as exc:
+        return exc.reason != "xml-malformed" or b"ClinicalDocument" in data
+    return True
+
+
 def _extract(ctx: CollectContext, key: str, raw: bytes, human_copy: bool, outputs: dict) -> list[dict]:
     """Record each XDM archive of a message and what the safe reader lets us take out."""
     from harness_xds import xdm
@@ -73,8 +87,11 @@ def _extract(ctx: CollectContext, key: str, raw: bytes, human_copy: bool, output
                         entry = subset.submission.document(d.entry_id) if subset.submission else None
                         if entry is None or "xml" not in (entry.attributes.get("mimeType") or "") or d.size > MAX_DOCUMENT:
                             continue
+                        data = archive.read(d.path)
+                        if not _maybe_cda(data, d.path):
+                            continue  # XML that is no CDA document (an IHE DSG signature, say)
                         doc = f"{name}-{_safe(d.entry_id)}"
-                        outputs[f"mss-doc/{doc}"] = ctx.record(archive.read(d.path), media_type="application/xml", label=f"mssante.document:{doc}")
+                        outputs[f"mss-doc/{doc}"] = ctx.record(data, media_type="application/xml", label=f"mssante.document:{doc}")
                         item["documents"].append({"input": f"mss-doc/{doc}", "path": d.path, "entry": d.entry_id})
         except UnsafeInput:
             continue  # the archive checks say why, from the recorded archive
