@@ -187,6 +187,13 @@ class CollectContext:
         self._check_context = check_context
         self._terminology = terminology
 
+    def read_input(self, name: str) -> bytes:
+        """The bytes of an input an earlier collect step of the scenario gathered
+        (:attr:`inputs`): the kit judges the documents a DMP or MSSanté step recorded."""
+        if name not in self.inputs or self._check_context is None:
+            raise MissingInput(name)
+        return self._check_context({name: self.inputs[name]}).read(name)
+
     def refuse(self, item: str, reason: Localized) -> None:
         """Say that ``item`` (a file, a document the software lists) was not taken, and why:
         the scenario cannot pass without it, so it ends in ERROR with this reason."""

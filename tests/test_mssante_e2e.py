@@ -29,6 +29,9 @@ def test_the_conformant_demo_message_passes_end_to_end(conformant):
 
     run = conformant
     expected = dict.fromkeys(MSS_REQUIREMENTS, "PASS")
+    # the official kit on the archives' documents: the demo's target names no kit
+    expected.update(dict.fromkeys(["CISIS-CDA-IHE", "CISIS-CDA-MODELES", "CISIS-CDA-MODELES-ANS", "CISIS-CDA-STRUCMIN", "CISIS-CDA-VOLET",
+                                   "CISIS-CDA-XSD"], "NOT_RUN"))
     if dovecot_binary() is None:  # the receiving side cannot run: said as an ERROR (CI installs Dovecot)
         expected["MSS-RECEIVE"] = "ERROR"
         assert "apt-get install dovecot-imapd" in run.stdout
@@ -159,3 +162,27 @@ def test_the_real_metadata_sample_sent_in_a_message_is_judged_end_to_end(tmp_pat
     # its XML signature (IHE DSG) is no CDA document: not judged as one; no CDA in the archive
     assert not any(rule == "CDA-DOC-01" for _, rule, _ in found)
     assert (verdicts["CISIS-BUILTIN-HEADER"], verdicts["XDM-METADATA-CDA"]) == ("INCONCLUSIVE", "INCONCLUSIVE")
+
+
+KIT = __import__("pathlib").Path(__file__).parents[2] / "shared" / "corpus" / "ans-testcontenucda"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (KIT / "schematrons").is_dir(), reason="the shared corpus (ans-testcontenucda) is absent")
+def test_the_official_kit_judges_the_documents_of_the_archives_when_the_target_names_it(tmp_path):
+    run = run_harness(tmp_path, "--scenario", "mssante-cda-kit-xsd", "--scenario", "mssante-cda-kit-header", "--set", f"cda.kit={KIT}",
+                      "--lang", "en", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    verdicts = run.requirement_verdicts()
+    assert verdicts["CISIS-CDA-XSD"] == "PASS", run.stdout
+    # judged: the document taken out of the message's archive, not the [cda] documents files
+    assert verdicts["CISIS-CDA-STRUCMIN"] in ("PASS", "FAIL")
+    located = {f["location"].split(" ")[0] for f in run.findings() if not f["location"].startswith("kit:")}  # the kit's own quirks aside
+    assert located <= {"mss-doc-001-1-Document01"}
+    labels = {m["label"] for m in run.manifest["artefacts"].values()}
+    assert {"cda.document:mss-doc-001-1-Document01", "cda.xsd:mss-doc-001-1-Document01", "cda.kit"} <= labels
+
+
+@pytest.mark.slow
+def test_without_a_kit_the_kit_scenarios_on_the_archives_are_not_run(conformant):
+    results = {r["scenario"]: r for r in conformant.manifest["results"]}
+    assert {results[f"mssante-cda-kit-{k}"]["verdict"] for k in ("xsd", "header", "volets", "ihe", "content-models", "ans-models")} == {"NOT_RUN"}

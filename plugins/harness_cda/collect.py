@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Callable, NamedTuple
 from pathlib import Path
 
 from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, catalogue, collector, core_version
@@ -39,13 +40,12 @@ class _Loaded:
     once per process instead of once per collector saves most of the parse time.
     """
 
-    def __init__(self, path: Path) -> None:
-        with path.open("rb") as fh:  # its size was checked against MAX_FILE (documents_of)
-            self.data = fh.read(MAX_FILE + 1)
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data = data
         self.doc: CdaDocument | None = None
         self.unreadable: UnsafeInput | None = None
         try:
-            self.doc = read_cda(self.data, path.name)
+            self.doc = read_cda(self.data, name)
         except UnsafeInput as exc:
             self.unreadable = exc
         self._node = None
@@ -65,7 +65,30 @@ class _Loaded:
 
 @lru_cache(maxsize=None)
 def _load_cached(path: str, mtime_ns: int, size: int) -> _Loaded:
-    return _Loaded(Path(path))
+    with open(path, "rb") as fh:  # its size was checked against MAX_FILE (files_of)
+        return _Loaded(fh.read(MAX_FILE + 1), Path(path).name)
+
+
+_SENT: dict[tuple[str, str], _Loaded] = {}
+
+
+def _load_sent(digest: str, name: str, read: Callable[[], bytes]) -> _Loaded:
+    """A document an earlier step recorded, loaded once per process (by its SHA-256)."""
+    if (digest, name) not in _SENT:
+        if len(_SENT) >= 64:
+            _SENT.pop(next(iter(_SENT)))
+        _SENT[(digest, name)] = _Loaded(read(), name)
+    return _SENT[(digest, name)]
+
+
+class Source(NamedTuple):
+    """A document for the kit: its name in the record (``doc/NAME``) and how to load it."""
+
+    name: str
+    load: Callable[[], _Loaded]
+
+
+SENT = "-doc"  # earlier inputs whose group ends so hold documents the software sent (dmp-doc, mss-doc)
 
 
 def load(path: Path) -> _Loaded:
@@ -92,7 +115,17 @@ def _kit(root: str, version: str) -> Kit:
 MAX_FILE = 64 * 1024 * 1024
 
 
-def documents_of(ctx: CollectContext, *, refuse: bool = False) -> list[Path]:
+def documents_of(ctx: CollectContext, *, refuse: bool = False) -> list[Source]:
+    """The documents the kit judges: those the software sent, when an earlier collect step
+    of the scenario gathered them (inputs ``*-doc/ITEM``: DMP submissions, MSSanté archives),
+    else the ``[cda] documents`` files (:func:`files_of`)."""
+    sent = sorted(k for k in ctx.inputs if k.split("/", 1)[0].endswith(SENT) and "/" in k)
+    if sent:
+        return [Source(k.replace("/", "-"), lambda k=k: _load_sent(ctx.inputs[k].sha256, k, lambda: ctx.read_input(k))) for k in sent]
+    return [Source(path.name, lambda path=path: load(path)) for path in files_of(ctx, refuse=refuse)]
+
+
+def files_of(ctx: CollectContext, *, refuse: bool = False) -> list[Path]:
     """The ``[cda] documents`` files within the size limit; with ``refuse``, each larger one
     is refused (the step that records the documents says so once; the others skip them)."""
     folder = ctx.target.section("cda").get("documents")
@@ -121,7 +154,7 @@ def collect_files(ctx: CollectContext) -> dict:
         raise NotApplicable(M("collect.no_documents"))
     outputs = {}
     if folder:
-        for path in documents_of(ctx, refuse=True):
+        for path in files_of(ctx, refuse=True):
             data = ctx.read_file(path, limit=MAX_FILE)
             if data is not None:
                 outputs[f"doc/{path.name}"] = ctx.record(data, media_type="application/xml", label=f"cda.document:{path.name}")
@@ -140,16 +173,16 @@ def collect_documents(ctx: CollectContext) -> dict:
         schema = load_schema(kit.xsd)
     except XsdError as exc:
         schema, schema_error = None, exc.messages
-    for path in documents_of(ctx, refuse=True):
-        loaded = load(path)
-        outputs[f"doc/{path.name}"] = ctx.record(loaded.data, media_type="application/xml", label=f"cda.document:{path.name}")
+    for src in documents_of(ctx, refuse=True):
+        loaded = src.load()
+        outputs[f"doc/{src.name}"] = ctx.record(loaded.data, media_type="application/xml", label=f"cda.document:{src.name}")
         if loaded.unreadable is not None:
             xsd = {"unreadable": loaded.unreadable.messages}
         elif schema is None:
             xsd = {"error": schema_error}
         else:
             xsd = {"errors": loaded.xsd_errors(schema), "embedded": loaded.doc.embedded}
-        outputs[f"xsd/{path.name}"] = ctx.record_json(xsd, label=f"cda.xsd:{path.name}")
+        outputs[f"xsd/{src.name}"] = ctx.record_json(xsd, label=f"cda.xsd:{src.name}")
     return outputs
 
 
@@ -168,16 +201,16 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     if compiled.error:
         return outputs
     engine = saxon()
-    for path in documents_of(ctx):
+    for src in documents_of(ctx):
         try:
-            loaded = load(path)
+            loaded = src.load()
             if loaded.unreadable is not None:
-                outputs[f"svrl/{key}/{path.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.svrl-error:{key}:{path.name}")
+                outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.svrl-error:{key}:{src.name}")
                 continue
             svrl = engine.run(compiled.xslt_path, loaded.node(), compiled.documents)
-            outputs[f"svrl/{key}/{path.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{path.name}")
+            outputs[f"svrl/{key}/{src.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{src.name}")
         except (UnsafeInput, EngineError) as exc:
-            outputs[f"svrl/{key}/{path.name}"] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{key}:{path.name}")
+            outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{key}:{src.name}")
     return outputs
 
 
@@ -190,26 +223,26 @@ def collect_volets(ctx: CollectContext) -> dict:
     used: dict[str, dict] = {}
     compiled_volets: dict = {}
     engine = saxon()
-    for path in documents_of(ctx):
-        loaded = load(path)
+    for src in documents_of(ctx):
+        loaded = src.load()
         if loaded.unreadable is not None:
-            outputs[f"volets/{path.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.volets:{path.name}")
+            outputs[f"volets/{src.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.volets:{src.name}")
             continue
         chosen = select(loaded.doc.root, identities)
-        outputs[f"volets/{path.name}"] = ctx.record_json(chosen, label=f"cda.volets:{path.name}")
+        outputs[f"volets/{src.name}"] = ctx.record_json(chosen, label=f"cda.volets:{src.name}")
         for volet in chosen["volets"]:
-            name = f"svrl/volet/{path.name}/{volet}"
+            name = f"svrl/volet/{src.name}/{volet}"
             if volet not in compiled_volets:  # read the cache entry once per volet, not once per document
                 compiled_volets[volet] = kit.compiled(kit.root / volet)
                 used[volet] = _description(compiled_volets[volet], kit)
             compiled = compiled_volets[volet]
             if compiled.error:
-                outputs[name] = ctx.record_json({"error": compiled.error, "quirks": compiled.quirks}, label=f"cda.svrl-error:{volet}:{path.name}")
+                outputs[name] = ctx.record_json({"error": compiled.error, "quirks": compiled.quirks}, label=f"cda.svrl-error:{volet}:{src.name}")
                 continue
             try:
-                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node(), compiled.documents), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{path.name}")
+                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node(), compiled.documents), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{src.name}")
             except EngineError as exc:
-                outputs[name] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{volet}:{path.name}")
+                outputs[name] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{volet}:{src.name}")
     outputs["sch/volets"] = ctx.record_json(used, label="cda.schematron:volets")
     return outputs
 
