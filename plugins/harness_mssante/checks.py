@@ -173,11 +173,26 @@ def _archive(ctx: CheckContext, name: str) -> Iterator[SafeArchive]:
         archive.close()
 
 
+# XDM readings by (archive SHA-256, input name): the archive, metadata and agreement checks
+# judge the same archive; its documents are hashed once per process, not once per check.
+_XDM: dict[tuple[str, str], object] = {}
+_XDM_MAX = 32
+
+
+def _reading(ctx: CheckContext, name: str, archive: SafeArchive):
+    from harness_xds import xdm
+
+    key = (ctx.artefact(name).sha256, name)
+    if key not in _XDM:
+        if len(_XDM) >= _XDM_MAX:
+            _XDM.pop(next(iter(_XDM)))
+        _XDM[key] = xdm.read(archive, source=name)
+    return _XDM[key]
+
+
 def _readings(ctx: CheckContext, ev: Evaluation, requirement: str):
     """(message, archive input, open archive, XDM reading) of each archive judged; an archive
     the safe reader refuses is a finding (XDM-ARC-00) of the archive check only."""
-    from harness_xds import xdm
-
     session = _session(ctx, ev)
     if session is None:
         return
@@ -187,7 +202,7 @@ def _readings(ctx: CheckContext, ev: Evaluation, requirement: str):
             seen += 1
             try:
                 with _archive(ctx, a["input"]) as archive:
-                    yield m, a, archive, xdm.read(archive, source=a["input"])
+                    yield m, a, archive, _reading(ctx, a["input"], archive)
             except UnsafeInput as exc:
                 ev.judged()
                 if requirement == REQ_ARCHIVE:

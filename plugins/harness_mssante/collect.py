@@ -166,6 +166,7 @@ def collect_messages(ctx: CollectContext) -> dict:
         if m.outcome == "accepted":
             item["archives"] = _extract(ctx, key, raw, human_copy, outputs)
         messages.append(item)
+        m.raw = b""  # recorded: the simulator need not hold it for the rest of the run
     session = {"source": "simulator", "simulator": sim.base_url, "tls": sim.tls, "max_message": sim.max_message,
                "connections": connections, "messages": messages}
     outputs["mss.session"] = ctx.record_json(session, label="mssante.session")
@@ -238,6 +239,7 @@ def collect_received(ctx: CollectContext) -> dict:
     for m in received:
         key = f"{m.n:03d}"
         outputs[f"mss-reply/{key}"] = ctx.record(m.raw, media_type="message/rfc822", label=f"mssante.reply:{key}")
+        m.raw = b""  # recorded
         replies.append({"n": m.n, "input": f"mss-reply/{key}", "outcome": m.outcome, "mail_from": m.mail_from, "rcpt_tos": m.rcpt_tos})
     record = {"mailbox": box.base_url, "address": box.address, "connections": connections,
               "delivered": [{"id": d.id, "expected": d.expected, "faults": list(d.faults), "message_id": d.message_id,
