@@ -1,0 +1,206 @@
+"""What a person sees of a page: rendered in a real headless Chromium (Playwright), each
+candidate version text with its box, computed style and surroundings, a screenshot.
+
+Groundwork of issue 15. Two halves:
+- :func:`render` (live only): drives the browser, returns :class:`Rendering`, plain facts
+  that collectors record (JSON and the PNG);
+- :func:`judge_visible` (pure): decides from the recorded facts whether a person sees a
+  candidate, so that replay needs no browser.
+
+Thresholds (stated once, here): rendered (``checkVisibility`` with opacity and CSS
+visibility), a box of at least 1×1 CSS px, inside the page's scrollable area (not pushed off
+to negative coordinates nor clipped away), not inside a closed ``<dialog>``, a font size of at
+least :data:`MIN_FONT_PX` CSS px, and a contrast ratio against the effective background of at
+least :data:`MIN_CONTRAST` (WCAG 2.x AA for normal text; :data:`MIN_CONTRAST_LARGE` for large
+text, 24 px, or 18.66 px bold).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_FONT_PX = 9.0
+MIN_CONTRAST = 4.5
+MIN_CONTRAST_LARGE = 3.0
+VIEWPORT = {"width": 1280, "height": 800}
+BROWSER_ENV = "HARNESS_CHROMIUM"
+CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+# Runs in the page: every text node that holds something shaped like a version number, with
+# what a person needs to see it. Kept free of the page's own globals.
+_COLLECT = r"""
+(pattern) => {
+  const re = new RegExp(pattern, 'gi');
+  const out = [];
+  const path = (el) => {
+    const parts = [];
+    for (let e = el; e && e.nodeType === 1 && parts.length < 12; e = e.parentElement) {
+      let p = e.localName;
+      if (e.id) { p += '#' + e.id; parts.unshift(p); break; }
+      const sib = e.parentElement ? [...e.parentElement.children].filter(c => c.localName === e.localName) : [];
+      if (sib.length > 1) p += ':nth-of-type(' + (sib.indexOf(e) + 1) + ')';
+      parts.unshift(p);
+    }
+    return parts.join(' > ');
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && c !== 'transparent' && !/rgba\(.*,\s*0\)$/.test(c)) return c;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  const area = (el) => {
+    const a = el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
+    return a ? path(a) : null;
+  };
+  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
+  const scroll = document.scrollingElement || document.documentElement;
+  for (let node = walker.nextNode(); node && out.length < 200; node = walker.nextNode()) {
+    const text = node.textContent;
+    re.lastIndex = 0;
+    let m;
+    while ((m = re.exec(text)) && out.length < 200) {
+      const el = node.parentElement;
+      if (!el || ['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(el.tagName)) break;
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const r = range.getBoundingClientRect();
+      const s = getComputedStyle(el);
+      out.push({
+        text: m[0], context: text.trim().slice(0, 200), path: path(el), area: area(el),
+        box: {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height},
+        page: {width: scroll.scrollWidth, height: scroll.scrollHeight},
+        rendered: el.checkVisibility ? el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) : (s.display !== 'none' && s.visibility !== 'hidden'),
+        closed_dialog: !!el.closest('dialog:not([open])'),
+        style: {color: s.color, background: background(el), font_size: parseFloat(s.fontSize), font_weight: s.fontWeight,
+                opacity: s.opacity, display: s.display, visibility: s.visibility, clip_path: s.clipPath},
+      });
+    }
+  }
+  return out;
+}
+"""
+# Shaped like a product version: a label (French or English) or a v prefix, then a number.
+PATTERN = (r"(?:\b(?:version(?:\s+du\s+logiciel)?|ver\.|build|release)\s*[:\-–—]?\s*(?:n°\s*)?|\bv)"
+           r"\d+(?:[._-]\d+)+(?:[-+.][0-9A-Za-z]+)*")
+
+
+def find_browser() -> str | None:
+    """A Chromium to drive: ``HARNESS_CHROMIUM``, the distribution's, or Playwright's own."""
+    named = os.environ.get(BROWSER_ENV)
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    for path in CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    try:  # Playwright's own download, when `playwright install chromium` was run
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            own = p.chromium.executable_path
+        return own if own and Path(own).exists() else None
+    except Exception:
+        return None
+
+
+@dataclass
+class Rendering:
+    url: str
+    final_url: str = ""
+    status: int | None = None
+    candidates: list[dict] = field(default_factory=list)
+    screenshot: bytes = b""
+    error: str | None = None
+    browser: str = ""
+
+
+def render(url: str, *, deadline: float = 20.0, browser: str | None = None) -> Rendering:
+    """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
+    let its scripts run, and read the candidates; ``deadline`` bounds the whole in seconds."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    out = Rendering(url)
+    executable = browser or find_browser()
+    if executable is None:
+        out.error = "no-browser"
+        return out
+    ms = int(deadline * 1000)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"], timeout=ms)
+            try:
+                out.browser = f"{Path(executable).name} {b.version}"
+                context = b.new_context(viewport=VIEWPORT, service_workers="block", ignore_https_errors=False)
+                page = context.new_page()
+                page.set_default_timeout(ms)
+                response = page.goto(url, wait_until="load", timeout=ms)
+                out.status = response.status if response else None
+                out.final_url = page.url
+                out.candidates = page.evaluate(_COLLECT, PATTERN)
+                out.screenshot = page.screenshot(full_page=True, timeout=ms)
+            finally:
+                b.close()
+    except PlaywrightError as exc:
+        out.error = str(exc).splitlines()[0][:300]
+    return out
+
+
+# -- judging recorded facts (no browser) ----------------------------------------------------
+
+def _rgba(value: str) -> tuple[float, float, float, float]:
+    import re
+
+    nums = [float(x) for x in re.findall(r"[\d.]+", value or "")]
+    if len(nums) < 3:
+        return (0.0, 0.0, 0.0, 1.0)
+    return (nums[0], nums[1], nums[2], nums[3] if len(nums) > 3 else 1.0)
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    def channel(c: float) -> float:
+        c /= 255.0
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(color: str, background: str) -> float:
+    """WCAG 2.x contrast ratio; a translucent text colour is blended over the background."""
+    fr, fg, fb, fa = _rgba(color)
+    br, bg, bb, _ = _rgba(background)
+    blended = (fr * fa + br * (1 - fa), fg * fa + bg * (1 - fa), fb * fa + bb * (1 - fa))
+    hi, lo = sorted((_luminance(blended), _luminance((br, bg, bb))), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def judge_visible(c: dict) -> list[str]:
+    """Why a person does not see candidate ``c`` (empty: they see it)."""
+    reasons = []
+    style, box, page = c["style"], c["box"], c["page"]
+    if not c["rendered"]:
+        reasons.append("not-rendered")
+    if c["closed_dialog"]:
+        reasons.append("closed-dialog")
+    if box["width"] < 1 or box["height"] < 1:
+        reasons.append("no-size")
+    if box["x"] + box["width"] <= 0 or box["y"] + box["height"] <= 0 or box["x"] >= page["width"] or box["y"] >= page["height"]:
+        reasons.append("off-screen")
+    if float(style["opacity"]) < 0.1:
+        reasons.append("transparent")
+    size = float(style["font_size"] or 0)
+    if size < MIN_FONT_PX:
+        reasons.append("font-too-small")
+    bold = str(style.get("font_weight", "400")).isdigit() and int(style["font_weight"]) >= 700
+    large = size >= 24 or (bold and size >= 18.66)
+    if contrast(style["color"], style["background"]) < (MIN_CONTRAST_LARGE if large else MIN_CONTRAST):
+        reasons.append("low-contrast")
+    return reasons
