@@ -52,7 +52,7 @@ def site():
 def test_what_a_person_sees_of_each_version_on_the_page(site):
     r = render(f"{site}/")
     assert (r.error, r.status, r.final_url) == (None, 200, f"{site}/login")  # a redirect to the login page is followed
-    assert r.screenshot.startswith(b"\x89PNG")
+    assert r.views[0].screenshot.startswith(b"\x89PNG") and r.views[0].via is None
     seen = {c["text"]: judge_visible(c) for c in r.candidates}
     assert seen["Version 1.1.1"][0] == "not-rendered"  # a class with display:none
     assert "low-contrast" in seen["Version 2.2.2"]  # white on white
@@ -76,7 +76,7 @@ def test_a_page_that_never_answers_ends_at_the_deadline():
         t0 = time.monotonic()
         r = render(f"http://127.0.0.1:{listener.getsockname()[1]}/", deadline=2)
         assert r.error is not None and time.monotonic() - t0 < 15
-        assert r.candidates == [] and r.screenshot == b""
+        assert r.candidates == [] and r.views == []
 
 
 def test_without_a_browser_nothing_is_rendered(monkeypatch):
@@ -84,7 +84,7 @@ def test_without_a_browser_nothing_is_rendered(monkeypatch):
 
     monkeypatch.setattr(browser, "find_browser", lambda: None)
     r = browser.render("http://127.0.0.1:9/")
-    assert (r.error, r.candidates, r.screenshot) == ("no-browser", [], b"")
+    assert (r.error, r.candidates, r.views) == ("no-browser", [], [])
 
 
 @pytest.mark.parametrize("color,background,ratio", [
@@ -96,3 +96,28 @@ def test_without_a_browser_nothing_is_rendered(monkeypatch):
 def test_wcag_contrast(color, background, ratio):
     assert contrast(color, background) == pytest.approx(ratio, abs=0.01)
     assert (contrast(color, background) >= MIN_CONTRAST) is (ratio >= MIN_CONTRAST)
+
+
+ABOUT = """<html><body><main>Dossier patient</main>
+<button onclick="document.getElementById('a').showModal()">À propos</button>
+<dialog id="a"><p>Cabinet Demo</p><p>Version 3.2.1</p></dialog></body></html>"""
+
+
+@needs_browser
+def test_the_about_dialog_one_click_away_is_opened_and_the_version_outlined(tmp_path):
+    page = tmp_path / "about.html"
+    page.write_text(ABOUT, encoding="utf-8")
+    r = render(page.as_uri())
+    first, clicked = r.views
+    assert [judge_visible(c) for c in first.candidates] == [["not-rendered", "closed-dialog", "no-size", "off-screen"]]
+    assert clicked.via == "À propos" and clicked.outlined == 0
+    [c] = clicked.candidates
+    assert (c["text"], c["area"], judge_visible(c)) == ("Version 3.2.1", "dialog#a", [])
+    # the outline is drawn on the screenshot, around the version
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(clicked.screenshot)).convert("RGB")
+    x, y = int(c["box"]["x"] - 2), int(c["box"]["y"] + c["box"]["height"] / 2)
+    assert img.getpixel((x, y))[0] > 200 and img.getpixel((x, y))[1] < 60

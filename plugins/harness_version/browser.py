@@ -111,19 +111,74 @@ def find_browser() -> str | None:
 
 
 @dataclass
+class View:
+    """One rendered state of the product: the page, or what one click on an about link or
+    button shows; with the screenshot, the version a person sees outlined."""
+
+    url: str
+    via: str | None = None  # the label clicked to get here (None: the page itself)
+    candidates: list[dict] = field(default_factory=list)
+    screenshot: bytes = b""
+    outlined: int | None = None  # index of the candidate outlined on the screenshot
+
+
+@dataclass
 class Rendering:
     url: str
     final_url: str = ""
     status: int | None = None
-    candidates: list[dict] = field(default_factory=list)
-    screenshot: bytes = b""
+    views: list[View] = field(default_factory=list)
     error: str | None = None
     browser: str = ""
 
+    @property
+    def candidates(self) -> list[dict]:
+        return [c for v in self.views for c in v.candidates]
 
-def render(url: str, *, deadline: float = 20.0, browser: str | None = None) -> Rendering:
+
+# "One click away": links and buttons labelled like an about entry, French or English
+ABOUT_LABEL = r"^\s*(à propos|a propos|about|informations? (?:sur le|du) logiciel|version)\b"
+_CLICKABLE = r"""
+(pattern) => {
+  const re = new RegExp(pattern, 'i');
+  return [...document.querySelectorAll('a, button, [role=button], [role=menuitem], summary')]
+    .filter(e => re.test((e.innerText || e.getAttribute('aria-label') || e.title || '').trim()))
+    .filter(e => e.checkVisibility ? e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) : true)
+    .slice(0, 3).map(e => (e.innerText || e.getAttribute('aria-label') || e.title || '').trim().slice(0, 80));
+}
+"""
+_OUTLINE = r"""
+(box) => {
+  // drawn where the version is: in the open modal dialog that holds it (the top layer, above
+  // anything in the body), else in the body
+  const cx = box.x - window.scrollX + box.width / 2, cy = box.y - window.scrollY + box.height / 2;
+  const top = document.elementFromPoint(cx, cy);
+  const dialog = top ? top.closest('dialog[open]') : null;
+  const d = document.createElement('div');
+  d.setAttribute('data-harness-outline', '');
+  Object.assign(d.style, {position: dialog ? 'fixed' : 'absolute', left: ((dialog ? cx - box.width / 2 : box.x) - 3) + 'px',
+    top: ((dialog ? cy - box.height / 2 : box.y) - 3) + 'px', width: (box.width + 6) + 'px', height: (box.height + 6) + 'px',
+    border: '3px solid #e00', zIndex: 2147483647, pointerEvents: 'none', boxSizing: 'border-box', margin: 0});
+  (dialog || document.body).appendChild(d);
+}
+"""
+
+
+def _view(page, via: str | None, ms: int) -> View:
+    view = View(page.url, via, page.evaluate(_COLLECT, PATTERN))
+    shown = [n for n, c in enumerate(view.candidates) if c["area"] and not judge_visible(c)]
+    if shown:
+        view.outlined = shown[0]
+        page.evaluate(_OUTLINE, view.candidates[shown[0]]["box"])
+    view.screenshot = page.screenshot(full_page=True, timeout=ms)
+    page.evaluate("() => document.querySelectorAll('[data-harness-outline]').forEach(e => e.remove())")
+    return view
+
+
+def render(url: str, *, deadline: float = 20.0, browser: str | None = None, follow_about: bool = True) -> Rendering:
     """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
-    let its scripts run, and read the candidates; ``deadline`` bounds the whole in seconds."""
+    let its scripts run, read the candidates; then, one click away, what each about link or
+    button shows (at most 3). ``deadline`` bounds each browser step, in seconds."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -138,14 +193,18 @@ def render(url: str, *, deadline: float = 20.0, browser: str | None = None) -> R
             b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"], timeout=ms)
             try:
                 out.browser = f"{Path(executable).name} {b.version}"
-                context = b.new_context(viewport=VIEWPORT, service_workers="block", ignore_https_errors=False)
+                context = b.new_context(viewport=VIEWPORT, service_workers="block")
                 page = context.new_page()
                 page.set_default_timeout(ms)
                 response = page.goto(url, wait_until="load", timeout=ms)
                 out.status = response.status if response else None
                 out.final_url = page.url
-                out.candidates = page.evaluate(_COLLECT, PATTERN)
-                out.screenshot = page.screenshot(full_page=True, timeout=ms)
+                out.views.append(_view(page, None, ms))
+                for label in page.evaluate(_CLICKABLE, ABOUT_LABEL) if follow_about else []:
+                    page.goto(out.final_url, wait_until="load", timeout=ms)
+                    page.get_by_text(label, exact=True).first.click(timeout=ms)
+                    page.wait_for_load_state("load", timeout=ms)
+                    out.views.append(_view(page, label, ms))
             finally:
                 b.close()
     except PlaywrightError as exc:
