@@ -187,10 +187,15 @@ def render(url: str, *, deadline: float = 20.0, browser: str | None = None, foll
     if executable is None:
         out.error = "no-browser"
         return out
+    import tempfile
+
+    from .collect import private_env
+
     ms = int(deadline * 1000)
     try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"], timeout=ms)
+        with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
+            b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
+                                  timeout=ms, env=private_env(tmp))
             try:
                 out.browser = f"{Path(executable).name} {b.version}"
                 context = b.new_context(viewport=VIEWPORT, service_workers="block")

@@ -28,6 +28,13 @@ def find_browser() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
+def private_env(folder: str) -> dict[str, str]:
+    """The environment for a browser: its configuration and cache (crash reports included,
+    which Debian's Chromium writes under ~/.config whatever its profile) in ``folder``, so
+    nothing is written outside the run's own folders."""
+    return {**os.environ, "XDG_CONFIG_HOME": f"{folder}/config", "XDG_CACHE_HOME": f"{folder}/cache"}
+
+
 def screenshot(url: str) -> bytes | None:
     """A PNG of ``url`` from headless Chromium, or None when no browser could take it."""
     browser = find_browser()
@@ -39,10 +46,11 @@ def screenshot(url: str) -> bytes | None:
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--hide-scrollbars", f"--user-data-dir={tmp}/profile", "--window-size=1280,900",
-            f"--screenshot={out}", url,
+            "--disable-crash-reporter", "--disable-breakpad", f"--screenshot={out}", url,
         ]
         try:
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=SCREENSHOT_TIMEOUT, check=False)
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=SCREENSHOT_TIMEOUT, check=False,
+                           env=private_env(tmp))
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.read_bytes() if out.exists() and out.stat().st_size else None
