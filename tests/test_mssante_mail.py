@@ -119,3 +119,25 @@ def test_addresses(address, rule):
 def test_the_envelope_is_judged_too_and_compared_with_the_header():
     problems = mail.check_addresses([("From", "a@x.mssante.fr"), ("To", "b@y.mssante.fr")], ("other@x.mssante.fr", ["c@gmail.com"]), ["mssante.fr"])
     assert sorted((p.rule, p.location) for p in problems) == [("MSS-ADDR-02", "RCPT TO"), ("MSS-ADDR-03", "MAIL FROM ↔ header From")]
+
+
+def test_a_software_that_connects_and_sends_nothing_does_not_pass_the_transport():
+    import hashlib
+    import json
+
+    from harness import Artefact
+    from harness_mssante import checks
+    from tests.checking import run
+
+    def session(replies, messages):
+        data = json.dumps({"source": "simulator", "simulator": "smtp://127.0.0.1:1", "tls": "starttls", "max_message": 10,
+                           "connections": [{"n": 1, "peer": "127.0.0.1:2", "replies": replies, "closed": "quit"}],
+                           "messages": messages}).encode()
+        return {"mss.session": Artefact(hashlib.sha256(data).hexdigest(), len(data), "application/json", "s")}, data
+
+    inputs, data = session(["220 ready", "250 ok", "221 Bye"], [])
+    verdict, _, findings = run(checks.check_transport, inputs, load=lambda d: data)
+    assert (verdict.value, findings) == ("INCONCLUSIVE", [])
+    inputs, data = session(["220 ready", "552 too big"], [])
+    verdict, _, findings = run(checks.check_transport, inputs, load=lambda d: data)
+    assert verdict.value == "FAIL" and [f.rule for f in findings] == ["MSS-SMTP-01"]

@@ -73,6 +73,8 @@ def check_transport(ctx: CheckContext, ev: Evaluation) -> None:
                 ev.add(rule=rule, severity=Severity.ERROR, location=where, message=M("transport.refused_command", reply=reply[:200]))
         if c.get("closed") == "deadline" and not by_connection.get(c["n"]):
             ev.add(rule="MSS-SMTP-01", severity=Severity.ERROR, location=where, message=M("transport.deadline"))
+    if not session["messages"] and not ev.findings:
+        ev.inconclusive(M("check.no_message"))  # connected, sent nothing: no message to judge
     for m in session["messages"]:
         where = f"{_where(m)} (connection {m['connection']})"
         ev.check(m["outcome"] == "accepted", rule="MSS-SMTP-01", location=where,
