@@ -9,6 +9,7 @@ its hash or size is not that of its bytes. Each defect changes one thing.
 """
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import imaplib
@@ -46,7 +47,7 @@ def ko(original: EmailMessage, reason: str, to: str) -> bytes:
     msg = EmailMessage()
     msg["From"] = f"Cabinet Démo <{SENDER}>"
     msg["To"] = to
-    msg["Date"] = format_datetime(__import__("datetime").datetime.now(__import__("datetime").timezone.utc))
+    msg["Date"] = format_datetime(dt.datetime.now(dt.timezone.utc))
     msg["Message-ID"] = make_msgid(domain="cabinet-demo.mssante.fr")
     msg["Subject"] = f"{compose.KO_PREFIX} {original.get('Subject', '')}"
     if original.get("Message-ID"):

@@ -66,7 +66,7 @@ class Mailbox:
     def base_url(self) -> str:
         return f"imap://127.0.0.1:{self.port}"
 
-    def _config(self, binary: str) -> Path:
+    def _config(self) -> Path:
         from .simulator import _certificate
 
         root = self.root
@@ -132,7 +132,7 @@ service anvil {{
             raise MailboxError("dovecot")
         if not self.port:
             self.port = _free_port()
-        conf = self._config(binary)
+        conf = self._config()
         self._process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + START_DEADLINE

@@ -192,8 +192,8 @@ class _Smtp(SMTP):
             self.record.closed = "quit"
         await super().smtp_QUIT(arg)
 
-    def _end(self, rec: Received, outcome: str, reply: str, *, complete: bool) -> None:
-        rec.raw = b"".join(self._kept)  # as far as read, at most max_message bytes
+    def _end(self, rec: Received, outcome: str, reply: str, *, complete: bool, raw: bytes | None = None) -> None:
+        rec.raw = b"".join(self._kept) if raw is None else raw  # as far as read, at most max_message bytes
         self._kept = []
         rec.outcome, rec.reply, rec.complete = outcome, reply, complete
         self.receiving = None
@@ -270,7 +270,7 @@ class _Smtp(SMTP):
         content = b"".join(kept)
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
-        self._end(rec, "accepted", status, complete=True)
+        self._end(rec, "accepted", status, complete=True, raw=content)
         await self.push(status)
         self._set_post_data_state()
 

@@ -17,7 +17,6 @@ text, 24 px, or 18.66 px bold).
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,6 @@ MIN_FONT_PX = 9.0
 MIN_CONTRAST = 4.5
 MIN_CONTRAST_LARGE = 3.0
 VIEWPORT = {"width": 1280, "height": 800}
-BROWSER_ENV = "HARNESS_CHROMIUM"
-CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 # Runs in the page: every text node that holds something shaped like a version number, with
 # what a person needs to see it. Kept free of the page's own globals.
@@ -90,17 +87,14 @@ PATTERN = (r"(?:\b(?:version(?:\s+du\s+logiciel)?|ver\.|build|release)\s*[:\-–
 
 
 def find_browser() -> str | None:
-    """A Chromium to drive: ``HARNESS_CHROMIUM``, the distribution's, or Playwright's own."""
-    named = os.environ.get(BROWSER_ENV)
-    if named:
-        return named if os.access(named, os.X_OK) else None
-    for path in CANDIDATES:
-        if os.access(path, os.X_OK):
-            return path
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
+    """The Chromium to drive: the one the version screenshot uses (``HARNESS_BROWSER``, else
+    the distribution's), else Playwright's own download (``playwright install chromium``)."""
+    from .collect import find_browser as distribution_browser
+
+    found = distribution_browser()
+    if found or os.environ.get("HARNESS_BROWSER") == "none":
         return found
-    try:  # Playwright's own download, when `playwright install chromium` was run
+    try:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
