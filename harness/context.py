@@ -271,6 +271,13 @@ class CollectContext:
                                                         error=doc.error or "-"))
         return outputs
 
+    def may_reach(self, url: str) -> bool:
+        """Whether the run may contact ``url`` (an ``--offline`` run reaches loopback only), for
+        what a collector reaches by other means than :attr:`http`: a browser's page loads."""
+        from .http import is_loopback
+
+        return not getattr(getattr(self.http, "client", None), "offline", False) or is_loopback(url)
+
     def endpoint(self, name: str) -> str | None:
         """The target's endpoint URL ``name``, with ``service://NAME/`` resolved."""
         url = self.target.endpoints.get(name)

@@ -110,6 +110,7 @@ class HttpResult:
         self.exchange = exchange
         self.error: Localized | None = fetched.error
         self.content_type = fetched.headers.get("Content-Type", "application/octet-stream")
+        self.headers = dict(fetched.headers)  # as recorded in the exchange (a redirect's Location)
 
     @property
     def ok(self) -> bool:

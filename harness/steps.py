@@ -67,12 +67,18 @@ def collector(*, produces: Iterable[str], once_per_run: bool = False) -> Callabl
     return mark
 
 
-def check(*, reads: Iterable[str]) -> Callable[[Callable], Callable]:
-    """Declare a check and the inputs it reads (``"*"``: every input of its scenario)."""
-    names = tuple(reads)
+def check(*, reads: Iterable[str], optional: Iterable[str] = ()) -> Callable[[Callable], Callable]:
+    """Declare a check and the inputs it reads (``"*"``: every input of its scenario).
+
+    ``optional``: inputs it also reads when its scenario gathers them, which a scenario need not
+    collect (the version check compares the documents a scenario gathered, if any; inputs only
+    bundles of an earlier version hold)."""
+    extra = tuple(optional)
+    names = tuple(reads) + extra
 
     def mark(fn: Callable) -> Callable:
         fn.reads = names  # type: ignore[attr-defined]
+        fn.optional = extra  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -134,7 +140,7 @@ def wiring_problems(scenario: "Scenario", registry: Registry) -> list[Message]:
         if fn is None:
             problems.append(M("step.unknown", kind="check", name=name))
             continue
-        missing = sorted(set(fn.reads) - produced - {ANY_INPUT})
+        missing = sorted(set(fn.reads) - produced - {ANY_INPUT} - set(getattr(fn, "optional", ())))
         if missing and all(c in registry.collectors for c in scenario.collect):
             problems.append(M("step.unwired", check=name, inputs=", ".join(missing), collect=", ".join(scenario.collect) or "-"))
     return problems

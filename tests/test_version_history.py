@@ -6,6 +6,10 @@ from pathlib import Path
 
 from tests.harness_run import run_harness
 
+# the rules these tests judge (the whole "version" tag would also ask the demo for its DMP
+# submission and MSSanté message, for the documents' scenario)
+HISTORY = ("--scenario", "version-later-than-evidenced", "--scenario", "version-changes-with-build")
+
 DEMO_TARGET = Path(__file__).parents[1] / "plugins" / "harness_demo" / "target.toml"
 
 
@@ -27,39 +31,39 @@ def _history(run) -> dict:
 
 
 def test_vendor_history_in_its_own_reports_folder(tmp_path):
-    first = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    first = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     assert first.returncode == 0
     assert first.requirement_verdicts()["LES-3.1-CHRONO"] == "INCONCLUSIVE"  # nothing earlier yet
 
-    again = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    again = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     verdicts = again.requirement_verdicts()
     # the same build evidenced twice: consistent, but no other version to order against
     assert verdicts["LES-3.1-CHANGE"] == "PASS" and verdicts["LES-3.1-CHRONO"] == "INCONCLUSIVE"
 
-    newer = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
+    newer = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
     assert newer.returncode == 0
     assert newer.requirement_verdicts()["LES-3.1-CHRONO"] == "PASS"
     assert [r["version"] for r in _history(newer)["records"]] == ["3.2.1", "3.2.1"]
 
     # a rebuild (another fingerprint) still calling itself 3.2.2
-    rebuild = run_harness(tmp_path, "--scenario", "version", "--lang", "en",
+    rebuild = run_harness(tmp_path, *HISTORY, "--lang", "en",
                           "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2", defects=["version-channel-mismatch"])))
     assert "LES-3.1-CHANGE" in rebuild.failing()
     assert any(f["rule"] == "VER-CODE-01" and "3.2.2" in f["message"]["en"] for f in rebuild.findings())
 
     # an older version after 3.2.2 was evidenced
-    older = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.1.5", declared="3.1.5")))
+    older = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.1.5", declared="3.1.5")))
     assert "LES-3.1-CHRONO" in older.failing()
 
 
 def test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
-    first = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    first = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     forged = tmp_path / "reports" / "forged.zip"
     shutil.copy(first.bundle, forged)
     data = bytearray(forged.read_bytes())
     data[len(data) // 3] ^= 0xFF
     forged.write_bytes(bytes(data))
-    second = run_harness(tmp_path, "--scenario", "version", "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
+    second = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
     history = _history(second)
     assert [r["bundle"] for r in history["records"]] == [first.bundle.name]
     assert [s["bundle"] for s in history["skipped"]] == ["forged.zip"]
@@ -77,10 +81,10 @@ def test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_u
         path.write_text(text)
         return path
 
-    first = run_harness(tmp_path, "--scenario", "version", "--target", str(target("build-1")))
+    first = run_harness(tmp_path, *HISTORY, "--target", str(target("build-1")))
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.requirement_verdicts()["LES-3.1-CHANGE"] == "INCONCLUSIVE"  # nothing earlier yet
-    rebuild = run_harness(tmp_path, "--scenario", "version", "--lang", "en", "--target", str(target("build-2")))
+    rebuild = run_harness(tmp_path, *HISTORY, "--lang", "en", "--target", str(target("build-2")))
     history = _history(rebuild)
     assert [(r["version"], r["fingerprint"] is not None) for r in history["records"]] == [("3.2.1", True)]
     assert rebuild.returncode == 1 and rebuild.requirement_verdicts()["LES-3.1-CHANGE"] == "FAIL"

@@ -5,6 +5,7 @@ which breaks exactly one behaviour a scenario checks.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -36,6 +37,21 @@ DEFECTS: dict[str, Message] = {
     "version-regression": M("defect.version-regression"),
     "version-frozen": M("defect.version-frozen"),
     "version-channel-mismatch": M("defect.version-channel-mismatch"),
+    # what a person sees of the version (issue 15): each stages one situation of the UI
+    "version-css-hidden": M("defect.version-css-hidden"),
+    "version-same-colour": M("defect.version-same-colour"),
+    "version-font-zero": M("defect.version-font-zero"),
+    "version-off-screen": M("defect.version-off-screen"),
+    "version-closed-dialog": M("defect.version-closed-dialog"),
+    "version-by-script": M("defect.version-by-script"),
+    "version-in-image": M("defect.version-in-image"),
+    "version-v-prefix": M("defect.version-v-prefix"),
+    "version-label-words": M("defect.version-label-words"),
+    "version-unrelated-only": M("defect.version-unrelated-only"),
+    "version-two-versions": M("defect.version-two-versions"),
+    "version-login-redirect": M("defect.version-login-redirect"),
+    "version-about-dialog": M("defect.version-about-dialog"),
+    "version-document-differs": M("defect.version-document-differs"),
 }
 
 DEFECTS.update(INS_DEFECTS)
@@ -95,6 +111,11 @@ class DemoConfig:
         return "3.2.0" if self.has("version-channel-mismatch") else self.shown_version
 
     @property
+    def document_version(self) -> str:
+        """The version the documents it produces name (CDA softwareName)."""
+        return LAST_LABELLED if self.has("version-document-differs") else self.api_version
+
+    @property
     def fingerprint(self) -> str:
         """The build fingerprint: what the code is, not what it claims to be."""
         material = json.dumps({"source": _SOURCE_DIGEST, "release": self.release, "defects": self.defects,
@@ -102,11 +123,11 @@ class DemoConfig:
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, style: str = "") -> str:
     return f"""<!DOCTYPE html>
 <html lang="fr">
 <head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} footer{{margin-top:3em;color:#555;border-top:1px solid #ccc}}</style>
+<style>body{{font-family:sans-serif;margin:2em;background:#fff}} footer{{margin-top:3em;color:#555;border-top:1px solid #ccc}}{style}</style>
 </head>
 <body>
 {body}
@@ -115,24 +136,79 @@ def _page(title: str, body: str) -> str:
 """
 
 
+# How each situation of the UI shows the version: (page style, footer version, about page
+# version). The stylesheet hides, the script writes, the image draws: none of it is visible in
+# the raw HTML the way it is on screen.
+_STYLED = {
+    "version-css-hidden": ".v{display:none}",
+    "version-same-colour": ".v{color:#fff}",
+    "version-font-zero": ".v{font-size:0}",
+    "version-off-screen": ".v{position:absolute;left:-9999px}",
+}
+
+
+def version_svg(cfg: DemoConfig) -> str:
+    """The version drawn as an image (no text of the page holds it)."""
+    return f"""<svg xmlns="http://www.w3.org/2000/svg" width="150" height="22" viewBox="0 0 150 22">
+<rect width="150" height="22" fill="#ffffff"/><text x="2" y="16" font-family="DejaVu Sans, sans-serif" font-size="14" fill="#222222">Version {html.escape(cfg.shown_version)}</text></svg>"""
+
+
+def _shown(cfg: DemoConfig) -> tuple[str, str, str]:
+    v = html.escape(cfg.shown_version)
+    if cfg.has("version-hidden") or cfg.has("version-unrelated-only") or cfg.has("version-about-dialog"):
+        return "", "", ""
+    for defect, style in _STYLED.items():
+        if cfg.has(defect):
+            return style, f' <span class="v">— version {v}</span>', f'<dt class="v">Version</dt><dd class="v">{v}</dd>'
+    if cfg.has("version-closed-dialog"):
+        dialog = f'<dialog id="version-info"><p>{html.escape(PRODUCT_NAME)} — version {v}</p></dialog>'
+        return "", dialog, dialog
+    if cfg.has("version-by-script"):
+        # written by the page's script: the raw HTML holds only its base64 form
+        code = base64.b64encode(f" — version {cfg.shown_version}".encode()).decode()
+        script = (f'<span id="v"></span><script>document.getElementById("v").textContent = '
+                  f'new TextDecoder().decode(Uint8Array.from(atob("{code}"), c => c.charCodeAt(0)));</script>')
+        return "", script, f"<dt>Version</dt><dd>{script}</dd>"
+    if cfg.has("version-in-image"):
+        image = '<img src="/version.svg" alt="" width="150" height="22">'
+        return "", f" {image}", f"<dt>Version</dt><dd>{image}</dd>"
+    if cfg.has("version-v-prefix"):
+        return "", f" v{v}", f"<dt>Version</dt><dd>{html.escape(PRODUCT_NAME)} v{v}</dd>"
+    if cfg.has("version-label-words"):
+        return "", f" — Version du logiciel : {v}", f"<dt>Informations</dt><dd>Version du logiciel : {v}</dd>"
+    return "", f" — version {v}", f"<dt>Version</dt><dd>{v}</dd>"
+
+
 def render_home(cfg: DemoConfig) -> str:
-    version = "" if cfg.has("version-hidden") else f" — version {html.escape(cfg.shown_version)}"
+    style, footer, _ = _shown(cfg)
+    title = html.escape(PRODUCT_NAME) + (" v3.3.0" if cfg.has("version-two-versions") else "")
+    about = '<a href="/about">À propos</a>'
+    extra = ""
+    if cfg.has("version-about-dialog"):  # one click away: a button opens the about dialog
+        about = '<button type="button" onclick="document.getElementById(\'apropos\').showModal()">À propos</button>'
+        extra = (f'<dialog id="apropos"><h2>{html.escape(PRODUCT_NAME)}</h2><p>Version {html.escape(cfg.shown_version)}</p>'
+                 '<form method="dialog"><button>Fermer</button></form></dialog>')
+    main = "<p>Bienvenue, Dr Exemple. 12 rendez-vous aujourd'hui.</p>"
+    if cfg.has("version-unrelated-only"):  # a version number, but not the product's
+        main += "<p>Protocole de télétransmission SESAM-Vitale version 1.40.13 installé.</p>"
     return _page(
         PRODUCT_NAME,
-        f"""<header><h1>{html.escape(PRODUCT_NAME)}</h1>
-<nav><a href="/patients">Patients</a> | <a href="/agenda">Agenda</a> | <a href="/about">À propos</a></nav></header>
-<main><p>Bienvenue, Dr Exemple. 12 rendez-vous aujourd'hui.</p></main>
-<footer id="about"><p>{html.escape(PRODUCT_NAME)}{version}<br>{html.escape(VENDOR)}</p></footer>""",
+        f"""<header><h1>{title}</h1>
+<nav><a href="/patients">Patients</a> | <a href="/agenda">Agenda</a> | {about}</nav></header>
+<main>{main}</main>{extra}
+<footer id="about"><p>{html.escape(PRODUCT_NAME)}{footer}<br>{html.escape(VENDOR)}</p></footer>""",
+        style,
     )
 
 
 def render_about(cfg: DemoConfig) -> str:
-    version = "" if cfg.has("version-hidden") else f"<dt>Version</dt><dd>{html.escape(cfg.shown_version)}</dd>"
+    style, _, version = _shown(cfg)
     return _page(
         f"À propos — {PRODUCT_NAME}",
         f"""<h1>À propos</h1>
 <section id="a-propos"><dl><dt>Logiciel</dt><dd>{html.escape(PRODUCT_NAME)}</dd>
 <dt>Éditeur</dt><dd>{html.escape(VENDOR)}</dd>{version}</dl></section>""",
+        style,
     )
 
 
@@ -183,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
 
     def _cda(self, cfg: DemoConfig, path: str) -> None:
-        docs = patients.cda_documents(set(cfg.defects), cfg.api_version)
+        docs = patients.cda_documents(set(cfg.defects), cfg.document_version)
         if path == "/cda/":
             self._send(200, json.dumps([f"{n}.xml" for n in range(1, len(docs) + 1)]).encode(), "application/json")
             return
@@ -196,8 +272,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         cfg = self.server.cfg
         path = self.path.split("?", 1)[0]
-        if path == "/":
+        if path == "/" and cfg.has("version-login-redirect"):  # the product's / sends to its login page
+            self.send_response(302)
+            self.send_header("Location", "/login")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/" or (path == "/login" and cfg.has("version-login-redirect")):
             self._send(200, render_home(cfg).encode(), "text/html; charset=utf-8")
+        elif path == "/version.svg":
+            self._send(200, version_svg(cfg).encode(), "image/svg+xml")
         elif path == "/about":
             self._send(200, render_about(cfg).encode(), "text/html; charset=utf-8")
         elif path == "/api/about":
@@ -225,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return
         cfg = self.server.cfg
-        status = DmpClient(url, credentials, set(cfg.defects), cfg.api_version).run()
+        status = DmpClient(url, credentials, set(cfg.defects), cfg.document_version).run()
         self.server.dmp_status = {k: v for k, v in status.items() if k != "calls"}
         self._send(200, json.dumps({"sent": len(status["calls"]), **status}, ensure_ascii=False).encode(), "application/json")
 
@@ -242,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return
         cfg = self.server.cfg
-        status = send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.api_version)
+        status = send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.document_version)
         self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
 
     def _mssante_receive(self) -> None:

@@ -17,6 +17,7 @@ text, 24 px, or 18.66 px bold).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 # Runs in the page: every text node that holds something shaped like a version number, with
 # what a person needs to see it. Kept free of the page's own globals.
 _COLLECT = r"""
-(pattern) => {
+([pattern, label, number]) => {
   const re = new RegExp(pattern, 'gi');
   const out = [];
   const path = (el) => {
@@ -55,20 +56,32 @@ _COLLECT = r"""
   };
   const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
   const scroll = document.scrollingElement || document.documentElement;
+  const labelled = new RegExp(label + '$', 'i'), bare = new RegExp('^\\s*(' + number + ')\\s*$');
+  let previous = '';
   for (let node = walker.nextNode(); node && out.length < 200; node = walker.nextNode()) {
     const text = node.textContent;
+    const el = node.parentElement;
+    if (!el || ['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(el.tagName)) continue;
+    const found = [];
     re.lastIndex = 0;
     let m;
-    while ((m = re.exec(text)) && out.length < 200) {
-      const el = node.parentElement;
-      if (!el || ['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(el.tagName)) break;
+    while ((m = re.exec(text)) && found.length < 20) found.push({start: m.index, end: m.index + m[0].length, text: m[0]});
+    // a label and its value in two elements (<dt>Version</dt><dd>3.2.1</dd>, a table's cells)
+    const b = !found.length && bare.exec(text);
+    if (b && labelled.test(previous)) {
+      const start = text.indexOf(b[1]);
+      found.push({start, end: start + b[1].length, text: previous.trim().match(labelled)[0].trim() + ' ' + b[1]});
+    }
+    if (text.trim()) previous = text.trim().slice(-80);
+    for (const f of found) {
+      if (out.length >= 200) break;
       const range = document.createRange();
-      range.setStart(node, m.index);
-      range.setEnd(node, m.index + m[0].length);
+      range.setStart(node, f.start);
+      range.setEnd(node, f.end);
       const r = range.getBoundingClientRect();
       const s = getComputedStyle(el);
       out.push({
-        text: m[0], context: text.trim().slice(0, 200), path: path(el), area: area(el),
+        text: f.text, context: text.trim().slice(0, 200), path: path(el), area: area(el),
         box: {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height},
         page: {width: scroll.scrollWidth, height: scroll.scrollHeight},
         rendered: el.checkVisibility ? el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) : (s.display !== 'none' && s.visibility !== 'hidden'),
@@ -81,9 +94,16 @@ _COLLECT = r"""
   return out;
 }
 """
-# Shaped like a product version: a label (French or English) or a v prefix, then a number.
-PATTERN = (r"(?:\b(?:version(?:\s+du\s+logiciel)?|ver\.|build|release)\s*[:\-–—]?\s*(?:n°\s*)?|\bv)"
-           r"\d+(?:[._-]\d+)+(?:[-+.][0-9A-Za-z]+)*")
+# Shaped like a product version: a label (French or English) or a v prefix, then a number of
+# one of the usual schemes (semantic 3.2.1, dated 2024.06 or 2024-06-15, with a build suffix
+# 3.2.1-b42, 3.2.1+20240601, 3.2.1.4711).
+LABEL = r"\b(?:version(?:\s+du\s+logiciel)?|ver\.|build|release)\s*[:\-–—]?\s*(?:n°\s*)?"
+NUMBER = r"\d+(?:[._-]\d+)+(?:[-+.][0-9A-Za-z]+)*"
+# after a label, any token holding a digit is what the product calls its version ("Version
+# printemps-2024" is shown, though not orderable: the scheme rule judges that); after a bare
+# v, only a dotted number ("v3.2.1", not "v8 engine")
+TOKEN = r"(?=[0-9A-Za-z.\-+_]*\d)[0-9A-Za-z][0-9A-Za-z.\-+_]*"
+PATTERN = rf"(?:{LABEL}{TOKEN}|\bv{NUMBER})"
 
 
 def find_browser() -> str | None:
@@ -114,6 +134,13 @@ class View:
     candidates: list[dict] = field(default_factory=list)
     screenshot: bytes = b""
     outlined: int | None = None  # index of the candidate outlined on the screenshot
+    images: list[dict] = field(default_factory=list)  # each with its "crop" (PNG bytes) and "ocr" (or None)
+    about_page: bool = False  # reached by an about link that opened another page
+    outlined_image: int | None = None  # index of the image outlined (its version read by OCR)
+
+    def to_json(self) -> dict:
+        return {"url": self.url, "via": self.via, "about_page": self.about_page, "outlined": self.outlined, "outlined_image": self.outlined_image, "candidates": self.candidates,
+                "images": [{k: v for k, v in i.items() if k != "crop"} for i in self.images]}
 
 
 @dataclass
@@ -124,11 +151,45 @@ class Rendering:
     views: list[View] = field(default_factory=list)
     error: str | None = None
     browser: str = ""
+    requests: list[dict] = field(default_factory=list)  # what the page loaded (or was refused)
+    skipped: list[str] = field(default_factory=list)  # about entries not opened: the total deadline was spent
 
     @property
     def candidates(self) -> list[dict]:
         return [c for v in self.views for c in v.candidates]
 
+
+# Images a version may be drawn in: in a product area (or anywhere on a page reached through
+# an about link), rendered, large enough to hold text; at most MAX_IMAGES per view.
+MAX_IMAGES = 4
+_IMAGES = r"""
+(max) => {
+  const out = [];
+  const area = (el) => el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
+  const path = (el) => {
+    const parts = [];
+    for (let e = el; e && e.nodeType === 1 && parts.length < 12; e = e.parentElement) {
+      let p = e.localName;
+      if (e.id) { p += '#' + e.id; parts.unshift(p); break; }
+      const sib = e.parentElement ? [...e.parentElement.children].filter(c => c.localName === e.localName) : [];
+      if (sib.length > 1) p += ':nth-of-type(' + (sib.indexOf(e) + 1) + ')';
+      parts.unshift(p);
+    }
+    return parts.join(' > ');
+  };
+  for (const el of document.querySelectorAll('img, svg, canvas, input[type=image], [role=img]')) {
+    if (out.length >= max) break;
+    if (el.closest('svg') && el.closest('svg') !== el) continue;  // a part of an outer svg
+    const r = el.getBoundingClientRect();
+    if (r.width < 24 || r.height < 8) continue;
+    if (el.checkVisibility && !el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})) continue;
+    const a = area(el);
+    out.push({kind: el.localName, path: path(el), area: a ? path(a) : null, alt: (el.getAttribute('alt') || el.getAttribute('aria-label') || '').slice(0, 200),
+              box: {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}});
+  }
+  return out;
+}
+"""
 
 # "One click away": links and buttons labelled like an about entry, French or English
 ABOUT_LABEL = r"^\s*(à propos|a propos|about|informations? (?:sur le|du) logiciel|version)\b"
@@ -158,21 +219,41 @@ _OUTLINE = r"""
 """
 
 
-def _view(page, via: str | None, ms: int) -> View:
-    view = View(page.url, via, page.evaluate(_COLLECT, PATTERN))
-    shown = [n for n, c in enumerate(view.candidates) if c["area"] and not judge_visible(c)]
+def _view(page, via: str | None, ms: int, ocr, home: str) -> View:
+    view = View(page.url, via, page.evaluate(_COLLECT, [PATTERN, LABEL, TOKEN]))
+    view.about_page = via is not None and page.url.split("#")[0] != home.split("#")[0]
+    if not any(in_product_area(c, view.about_page) and not judge_visible(c) for c in view.candidates):
+        # no version in the text a person sees there: what the product area draws in images
+        for image in page.evaluate(_IMAGES, MAX_IMAGES):
+            if not in_product_area(image, view.about_page):
+                continue
+            b = image["box"]
+            image["crop"] = page.screenshot(clip={"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"]}, full_page=True,
+                                            timeout=ms)
+            image["ocr"] = ocr(image["crop"]) if ocr else None
+            view.images.append(image)
+    shown = [n for n, c in enumerate(view.candidates) if in_product_area(c, view.about_page) and not judge_visible(c)]
+    read = [k for k, i in enumerate(view.images) if i["ocr"] and i["ocr"].get("version")]
     if shown:
         view.outlined = shown[0]
         page.evaluate(_OUTLINE, view.candidates[shown[0]]["box"])
+    elif read:  # the version a person sees is drawn in an image: the image is outlined
+        view.outlined_image = read[0]
+        page.evaluate(_OUTLINE, view.images[read[0]]["box"])
     view.screenshot = page.screenshot(full_page=True, timeout=ms)
     page.evaluate("() => document.querySelectorAll('[data-harness-outline]').forEach(e => e.remove())")
     return view
 
 
-def render(url: str, *, deadline: float = 20.0, browser: str | None = None, follow_about: bool = True) -> Rendering:
+def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True, ocr=None,
+           allow=None) -> Rendering:
     """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
     let its scripts run, read the candidates; then, one click away, what each about link or
-    button shows (at most 3). ``deadline`` bounds each browser step, in seconds."""
+    button shows (at most 3). Where a product area shows no version as text, its images are
+    cropped and given to ``ocr`` (a function of PNG bytes, see :mod:`.ocr`), when there is one.
+    ``deadline`` bounds each browser step, in seconds; no about view is opened once ``total``
+    seconds are spent. ``allow`` (a function of a URL) decides which requests the page may
+    make (offline runs: loopback only); every request is listed in :attr:`Rendering.requests`."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -186,6 +267,7 @@ def render(url: str, *, deadline: float = 20.0, browser: str | None = None, foll
     from .collect import private_env
 
     ms = int(deadline * 1000)
+    started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
             b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
@@ -193,17 +275,26 @@ def render(url: str, *, deadline: float = 20.0, browser: str | None = None, foll
             try:
                 out.browser = f"{Path(executable).name} {b.version}"
                 context = b.new_context(viewport=VIEWPORT, service_workers="block")
+                if allow is not None:
+                    context.route("**/*", lambda route: route.continue_() if allow(route.request.url) else route.abort("blockedbyclient"))
                 page = context.new_page()
+                page.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
+                    {"url": r.url[:500], "method": r.request.method, "status": r.status}))
+                page.on("requestfailed", lambda r: len(out.requests) < 200 and out.requests.append(
+                    {"url": r.url[:500], "method": r.method, "failure": (r.failure or "")[:200]}))
                 page.set_default_timeout(ms)
                 response = page.goto(url, wait_until="load", timeout=ms)
                 out.status = response.status if response else None
                 out.final_url = page.url
-                out.views.append(_view(page, None, ms))
+                out.views.append(_view(page, None, ms, ocr, out.final_url))
                 for label in page.evaluate(_CLICKABLE, ABOUT_LABEL) if follow_about else []:
+                    if time.monotonic() - started > total:
+                        out.skipped.append(label)  # the total deadline is spent: said, not waited for
+                        continue
                     page.goto(out.final_url, wait_until="load", timeout=ms)
                     page.get_by_text(label, exact=True).first.click(timeout=ms)
                     page.wait_for_load_state("load", timeout=ms)
-                    out.views.append(_view(page, label, ms))
+                    out.views.append(_view(page, label, ms, ocr, out.final_url))
             finally:
                 b.close()
     except PlaywrightError as exc:
@@ -212,6 +303,13 @@ def render(url: str, *, deadline: float = 20.0, browser: str | None = None, foll
 
 
 # -- judging recorded facts (no browser) ----------------------------------------------------
+
+def in_product_area(item: dict, about_page: bool) -> bool:
+    """Whether a candidate (or an image) is where a product shows its own version: its footer,
+    header, navigation, an about or version area, a dialog; or anywhere on the page an about
+    link led to (``about_page``). A number elsewhere (a protocol, a patient's document) is not
+    the product's version."""
+    return bool(item.get("area")) or about_page
 
 def _rgba(value: str) -> tuple[float, float, float, float]:
     import re
@@ -242,12 +340,13 @@ def contrast(color: str, background: str) -> float:
 
 def judge_visible(c: dict) -> list[str]:
     """Why a person does not see candidate ``c`` (empty: they see it)."""
-    reasons = []
     style, box, page = c["style"], c["box"], c["page"]
-    if not c["rendered"]:
-        reasons.append("not-rendered")
+    # what is not rendered has no box nor place either: its first cause alone is said
     if c["closed_dialog"]:
-        reasons.append("closed-dialog")
+        return ["closed-dialog"]
+    if not c["rendered"]:
+        return ["not-rendered"]
+    reasons = []
     if box["width"] < 1 or box["height"] < 1:
         reasons.append("no-size")
     if box["x"] + box["width"] <= 0 or box["y"] + box["height"] <= 0 or box["x"] >= page["width"] or box["y"] >= page["height"]:

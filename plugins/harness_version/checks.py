@@ -4,13 +4,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lxml import etree
+
 from harness import CheckContext, Evaluation, Localized, Severity, Text, UnsafeInput, catalogue, check
 
+from .browser import contrast
 from .extract import dig, read_page, ui_version, version_key
+from .visible import Reading, Shown, compatible, number_of, read_rendering
 
 M = catalogue(__name__)
-UI = ("ui.exchange", "ui.page", "ui.about.exchange", "ui.about", "ui.screenshot")
+UI = ("ui.exchange", "ui.hop.exchange", "ui.page", "ui.rendering", "ui.view", "ui.image")
+LEGACY_UI = ("ui.about.exchange", "ui.about", "ui.screenshot")  # what bundles written before the browser hold
 API = ("api.exchange", "api.about")
+# the documents the software produced: the target's files and live index, its DMP
+# submissions and its MSSanté archives
+DOCS = ("doc", "doc-live", "dmp-doc", "mss-doc")
 
 REQ_UI = "LES-3.1-UI"
 REQ_DECL = "LES-3.1-DECL"
@@ -18,6 +26,17 @@ REQ_SCHEME = "LES-3.1-SCHEME"
 REQ_CHRONO = "LES-3.1-CHRONO"
 REQ_CHANGE = "LES-3.1-CHANGE"
 REQ_CHANNELS = "LES-3.1-CHANNELS"
+
+# why a person does not see a version text (browser.judge_visible's reasons)
+REASONS = {
+    "not-rendered": M("reason.not-rendered"),
+    "closed-dialog": M("reason.closed-dialog"),
+    "no-size": M("reason.no-size"),
+    "off-screen": M("reason.off-screen"),
+    "transparent": M("reason.transparent"),
+    "font-too-small": M("reason.font-too-small"),
+    "low-contrast": M("reason.low-contrast"),
+}
 
 
 @dataclass
@@ -42,8 +61,15 @@ def _reachable(exchange: dict | None) -> bool:
     return bool(exchange) and exchange.get("error") is None and exchange.get("status") == 200
 
 
-def ui_seen(ctx: CheckContext) -> tuple[bool, Seen | None]:
-    """(UI reachable, the version it shows) — landing page about areas, then About page."""
+def _final_exchange(ctx: CheckContext) -> dict | None:
+    """The UI page's exchange once same-origin redirects were followed (a login page)."""
+    hops = sorted(ctx.items("ui.hop.exchange"))
+    return _exchange(ctx, f"ui.hop.exchange/{hops[-1]}") if hops else _exchange(ctx, "ui.exchange")
+
+
+def _legacy_ui_seen(ctx: CheckContext) -> tuple[bool, Seen | None]:
+    """Bundles written before the browser (no ``ui.rendering``): the version read in the raw
+    HTML, as those bundles' checks read it, so that their replay concludes what they did."""
     home_ex = _exchange(ctx, "ui.exchange")
     if not _reachable(home_ex) or not ctx.has("ui.page"):
         return False, None
@@ -58,6 +84,36 @@ def ui_seen(ctx: CheckContext) -> tuple[bool, Seen | None]:
     if home:
         return True, Seen("ui", home[0], f"{home_ex['url']} body", ctx.artefact("ui.page").sha256)
     return True, None
+
+
+def _shot(ctx: CheckContext, rendering: dict, view: int) -> str | None:
+    name = rendering["views"][view].get("screenshot")
+    return ctx.artefact(name).sha256 if name and ctx.has(name) else None
+
+
+def _rendered(ctx: CheckContext) -> tuple[dict, Reading] | None:
+    """The recorded rendering and what it shows, when a browser rendered the page."""
+    if not ctx.has("ui.rendering"):
+        return None
+    rendering = ctx.json("ui.rendering")
+    if rendering.get("error") or not rendering.get("views"):
+        return None
+    return rendering, read_rendering(rendering, ctx.target.product.get("name", ""))
+
+
+def ui_seen(ctx: CheckContext) -> tuple[bool, Seen | None]:
+    """(UI reachable, the product's version a person sees there). Without a browser nothing is
+    seen: the raw HTML does not say what a person sees (issue 15)."""
+    if not ctx.has("ui.rendering"):
+        return _legacy_ui_seen(ctx)
+    rendered = _rendered(ctx)
+    if rendered is None:
+        return _reachable(_final_exchange(ctx)), None
+    rendering, reading = rendered
+    shown = reading.version
+    if shown is None:
+        return True, None
+    return True, Seen("ui", shown.version, shown.location, _shot(ctx, rendering, shown.view) or ctx.artefact("ui.rendering").sha256)
 
 
 def api_fields(conf: dict) -> tuple[str, str]:
@@ -89,9 +145,100 @@ def _current(ctx: CheckContext) -> Seen | None:
     return ui or api_seen(ctx)[0]
 
 
-@check(reads=UI)
+def _style(s: Shown) -> str:
+    st = s.style
+    if s.source == "ocr":
+        return f"OCR {s.confidence}"
+    if not st:
+        return "-"
+    return f"{st.get('font_size')} px, {contrast(st.get('color', ''), st.get('background', '')):.1f}:1"
+
+
+def _reasons(s: Shown) -> Localized:
+    return Text.of({lang: ", ".join(REASONS[r].render(lang) for r in s.reasons if r in REASONS) for lang in ("fr", "en")})
+
+
+@check(reads=UI, optional=LEGACY_UI)
 def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
-    reachable, seen = ui_seen(ctx)
+    if not ctx.has("ui.rendering"):
+        _legacy_visible(ctx, ev)
+        return
+    rendering = ctx.json("ui.rendering")
+    final = _final_exchange(ctx) or {}
+    first = _exchange(ctx, "ui.exchange") or {}
+    status = rendering.get("status")
+    if not _reachable(final) and not (isinstance(status, int) and 200 <= status < 300):
+        ev.error(M("ui.unreachable", url=first.get("url"), status=final.get("status"), error=_failure(final)))
+        return
+    if final is not first and final.get("url") != first.get("url"):
+        ev.add(rule="VER-UI-08", requirement=REQ_UI, location=first.get("url", "-"), message=M("ui.redirected", url=final.get("url")))
+    if rendering.get("error") == "no-browser":
+        ev.inconclusive(M("ui.no_browser_inconclusive"))
+        raw = ui_version(read_page(ctx.read("ui.page"))) if ctx.has("ui.page") else None
+        if raw:
+            ev.add(rule="VER-UI-09", requirement=REQ_UI, location=f"{final.get('url')} {raw[1]}", artefact=ctx.artefact("ui.page").sha256,
+                   message=M("ui.raw_only", version=raw[0]))
+        return
+    if rendering.get("error") or not rendering.get("views"):
+        ev.error(M("ui.browser_failed", browser=rendering.get("browser") or "-", error=rendering.get("error") or "-"))
+        return
+    reading = read_rendering(rendering, ctx.target.product.get("name", ""))
+    for s in reading.hidden:
+        ev.add(rule="VER-UI-05", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
+               message=M("ui.hidden", text=s.text, reasons=_reasons(s)))
+    for s in reading.elsewhere + reading.unnamed:
+        ev.add(rule="VER-UI-06", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
+               message=M("ui.not_product", text=s.text))
+    views = rendering["views"]
+    for n, k, text in reading.unread:
+        image = views[n]["images"][k]
+        ev.add(rule="VER-UI-07", requirement=REQ_UI, location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
+               message=M("ui.image_no_version", text=text[:120] or "-"))
+    shown = reading.version
+    if shown is not None:
+        ev.check(True, rule="VER-UI-01", requirement=REQ_UI, location=shown.location, message=M("ui.no_version"))
+        via = views[shown.view].get("via")
+        ev.add(rule="VER-UI-02", requirement=REQ_UI, location=shown.location, artefact=_shot(ctx, rendering, shown.view),
+               message=M("ui.seen", version=shown.version, text=shown.text, style=_style(shown)) if via is None else
+               M("ui.seen_one_click", version=shown.version, text=shown.text, style=_style(shown), via=via))
+        if shown.source == "ocr":
+            image = views[shown.view]["images"][rendering["views"][shown.view].get("outlined_image") or 0]
+            ev.add(rule="VER-UI-10", requirement=REQ_UI, location=shown.location, artefact=_crop(ctx, image),
+                   message=M("ui.ocr_read", engine=rendering.get("ocr") or "-", text=shown.text, confidence=shown.confidence))
+        for other in reading.conflicts():
+            ev.check(False, rule="VER-UI-04", requirement=REQ_UI, location=other.location, artefact=_shot(ctx, rendering, other.view),
+                     message=M("ui.two_versions", version=shown.version, where=shown.location, other=other.version))
+        ev.add(rule="VER-UI-03", requirement=REQ_UI, location=f"ui.view/{shown.view + 1:02d}", artefact=_shot(ctx, rendering, shown.view),
+               message=M("ui.outlined", browser=rendering.get("browser") or "-"))
+        return
+    if reading.pending:
+        for n, k in reading.pending:
+            image = views[n]["images"][k]
+            ev.add(rule="VER-UI-11", requirement=REQ_UI, location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
+                   message=M("ui.image_to_read", why=_unread_why(rendering, image)))
+        ev.manual_pending(M("ui.manual_image", count=len(reading.pending)))
+        return
+    ev.check(False, rule="VER-UI-01", requirement=REQ_UI, location=final.get("url") or rendering.get("url"),
+             artefact=_shot(ctx, rendering, 0), message=M("ui.not_seen", hidden=len(reading.hidden)))
+
+
+def _crop(ctx: CheckContext, image: dict) -> str | None:
+    name = image.get("crop")
+    return ctx.artefact(name).sha256 if name and ctx.has(name) else None
+
+
+def _unread_why(rendering: dict, image: dict) -> Localized:
+    ocr = image.get("ocr")
+    if not rendering.get("ocr") or ocr is None:
+        return M("ocr.absent")
+    if ocr.get("error"):
+        return M("ocr.failed", error=ocr["error"])
+    return M("ocr.unsure", text=ocr.get("version") or "-", confidence=ocr.get("confidence"))
+
+
+def _legacy_visible(ctx: CheckContext, ev: Evaluation) -> None:
+    """The check as bundles written before the browser were judged (raw HTML text)."""
+    reachable, seen = _legacy_ui_seen(ctx)
     ex = _exchange(ctx, "ui.exchange") or {}
     if not reachable:
         ev.error(M("ui.unreachable", url=ex.get("url"), status=ex.get("status"), error=_failure(ex)))
@@ -107,7 +254,7 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
         ev.add(rule="VER-UI-03", requirement=REQ_UI, location="ui.screenshot", severity=Severity.WARNING, message=M("ui.no_browser"))
 
 
-@check(reads=UI + API)
+@check(reads=UI + API, optional=LEGACY_UI)
 def check_matches_declared(ctx: CheckContext, ev: Evaluation) -> None:
     declared = ctx.target.product["version"]
     seen = _current(ctx)
@@ -118,7 +265,7 @@ def check_matches_declared(ctx: CheckContext, ev: Evaluation) -> None:
              message=M("decl.differs", shown=seen.version, declared=declared))
 
 
-@check(reads=UI + API)
+@check(reads=UI + API, optional=LEGACY_UI)
 def check_orderable_scheme(ctx: CheckContext, ev: Evaluation) -> None:
     candidates = []
     _, ui = ui_seen(ctx)
@@ -136,7 +283,7 @@ def _history(ctx: CheckContext) -> list[dict]:
     return ctx.json("history")["records"]
 
 
-@check(reads=UI + API + ("history",))
+@check(reads=UI + API + ("history",), optional=LEGACY_UI)
 def check_later_than_history(ctx: CheckContext, ev: Evaluation) -> None:
     seen = _current(ctx)
     fingerprint = api_seen(ctx)[1]
@@ -156,7 +303,7 @@ def check_later_than_history(ctx: CheckContext, ev: Evaluation) -> None:
         ev.inconclusive(M("chrono.no_history"))
 
 
-@check(reads=UI + API + ("history",))
+@check(reads=UI + API + ("history",), optional=LEGACY_UI)
 def check_changes_with_build(ctx: CheckContext, ev: Evaluation) -> None:
     seen = _current(ctx)
     api, fingerprint, why = api_seen(ctx)
@@ -177,19 +324,84 @@ def check_changes_with_build(ctx: CheckContext, ev: Evaluation) -> None:
         ev.inconclusive(M("change.no_history"))
 
 
-@check(reads=UI + API)
+CDA_NS = {"cda": "urn:hl7-org:v3"}
+_DEVICE = "cda:author/cda:assignedAuthor/cda:assignedAuthoringDevice"
+
+
+def documents_seen(ctx: CheckContext, ev: Evaluation | None = None) -> list[Seen]:
+    """The version each document the software produced names for the software that wrote it:
+    its authoring device's ``softwareName``, else its ``manufacturerModelName`` (CI-SIS asks
+    for the software and its version there). A document naming none is said (VER-CHAN-03)."""
+    out = []
+    for group in DOCS:
+        for item, art in sorted(ctx.items(group).items()):
+            name = f"{group}/{item}"
+            try:
+                root = ctx.xml(name).getroot()
+            except UnsafeInput:
+                continue  # not a readable XML document: the CDA scenarios say so
+            if etree.QName(root).localname != "ClinicalDocument":
+                continue
+            devices = root.findall(_DEVICE, CDA_NS)
+            for n, device in enumerate(devices, 1):
+                found = None
+                for field in ("softwareName", "manufacturerModelName"):
+                    el = device.find(f"cda:{field}", CDA_NS)
+                    version = number_of(el.text or "") if el is not None else None
+                    if version:
+                        found = Seen("document", version, f"{name} /ClinicalDocument/author[{n}]/assignedAuthor/assignedAuthoringDevice/{field}",
+                                     art.sha256)
+                        break
+                if found:
+                    out.append(found)
+                elif ev is not None:
+                    ev.add(rule="VER-CHAN-03", requirement=REQ_CHANNELS, severity=Severity.WARNING, artefact=art.sha256,
+                           location=f"{name} /ClinicalDocument/author[{n}]/assignedAuthor/assignedAuthoringDevice",
+                           message=M("channels.document_no_version"))
+    return out
+
+
+def _ui_warning(ctx: CheckContext, ev: Evaluation, ui: Seen | None) -> None:
+    if ctx.has("ui.rendering") and ui is None:
+        rendering = ctx.json("ui.rendering")
+        why = M("channels.ui_no_browser") if rendering.get("error") == "no-browser" else M("channels.ui_not_seen")
+        ev.add(rule="VER-CHAN-04", requirement=REQ_CHANNELS, location="ui", severity=Severity.WARNING, message=why)
+
+
+def _compare(ev: Evaluation, first: Seen, others: list[Seen]) -> None:
+    for other in others:
+        ev.check(compatible(other.version, first.version), rule="VER-CHAN-01", requirement=REQ_CHANNELS, location=other.location,
+                 artefact=other.artefact, message=M("channels.differs", version=other.version, channel=other.channel, first=first.version,
+                                                    first_channel=first.channel, where=first.location))
+
+
+@check(reads=UI + API, optional=LEGACY_UI)
 def check_same_in_channels(ctx: CheckContext, ev: Evaluation) -> None:
+    """The user interface (as a person sees it) and the API."""
     _, ui = ui_seen(ctx)
+    _ui_warning(ctx, ev, ui)
     api, _, why = api_seen(ctx)
-    seen = [s for s in (ui, api) if s]
     if why:
         ev.add(rule="VER-CHAN-02", requirement=REQ_CHANNELS, location="api", severity=Severity.WARNING,
                message=M("channels.api_unreadable", why=why))
+    seen = [s for s in (ui, api) if s]
     if len(seen) < 2:
         ev.inconclusive(M("channels.too_few"))
         return
-    first = seen[0]
-    for other in seen[1:]:
-        ev.check(other.version == first.version, rule="VER-CHAN-01", requirement=REQ_CHANNELS, location=other.location,
-                 artefact=other.artefact, message=M("channels.differs", version=other.version, channel=other.channel, first=first.version,
-                                                    first_channel=first.channel, where=first.location))
+    _compare(ev, seen[0], seen[1:])
+
+
+@check(reads=UI + API + DOCS)
+def check_same_in_documents(ctx: CheckContext, ev: Evaluation) -> None:
+    """The documents the software produced, against the UI as a person sees it, else the API."""
+    _, ui = ui_seen(ctx)
+    _ui_warning(ctx, ev, ui)
+    reference = ui or api_seen(ctx)[0]
+    documents = documents_seen(ctx, ev)
+    if not documents:
+        ev.inconclusive(M("channels.no_document"))
+        return
+    if reference is None:
+        ev.inconclusive(M("channels.no_reference"))
+        return
+    _compare(ev, reference, documents)

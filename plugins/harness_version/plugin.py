@@ -29,4 +29,5 @@ def harness_checks():
         "version.later_than_history": checks.check_later_than_history,
         "version.changes_with_build": checks.check_changes_with_build,
         "version.same_in_channels": checks.check_same_in_channels,
+        "version.same_in_documents": checks.check_same_in_documents,
     }
