@@ -271,12 +271,11 @@ class CollectContext:
                                                         error=doc.error or "-"))
         return outputs
 
-    def may_reach(self, url: str) -> bool:
-        """Whether the run may contact ``url`` (an ``--offline`` run reaches loopback only), for
-        what a collector reaches by other means than :attr:`http`: a browser's page loads."""
-        from .http import is_loopback
-
-        return not getattr(getattr(self.http, "client", None), "offline", False) or is_loopback(url)
+    @property
+    def offline(self) -> bool:
+        """Whether the run is ``--offline`` (loopback only): for what a collector reaches by other
+        means than :attr:`http`, a browser's page loads."""
+        return bool(getattr(getattr(self.http, "client", None), "offline", False))
 
     def endpoint(self, name: str) -> str | None:
         """The target's endpoint URL ``name``, with ``service://NAME/`` resolved."""

@@ -121,3 +121,82 @@ def test_the_about_dialog_one_click_away_is_opened_and_the_version_outlined(tmp_
     img = Image.open(io.BytesIO(clicked.screenshot)).convert("RGB")
     x, y = int(c["box"]["x"] - 2), int(c["box"]["y"] + c["box"]["height"] / 2)
     assert img.getpixel((x, y))[0] > 200 and img.getpixel((x, y))[1] < 60
+
+
+@needs_browser
+def test_a_page_whose_script_never_yields_is_stopped_at_the_total_deadline(tmp_path):
+    """No Playwright timeout interrupts a script that never yields: the browser's process group
+    is killed once the total budget and its grace are spent, and the reason recorded."""
+    page = tmp_path / "loop.html"
+    page.write_text("<html><body><footer>Version 1.2.3</footer>"
+                    "<script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body></html>")
+    t0 = time.monotonic()
+    r = render(page.as_uri(), deadline=2, total=3)
+    assert time.monotonic() - t0 < 3 + 15 + 5
+    assert r.error.startswith("killed after 18 s") and r.views == []
+
+
+@needs_browser
+def test_an_offline_run_lets_the_page_load_nothing_beyond_loopback(tmp_path, site):
+    page = tmp_path / "remote.html"
+    page.write_text('<html><body><footer>Version 1.2.3</footer><img src="http://192.0.2.1/logo.png" width="40" height="20"></body></html>')
+    r = render(page.as_uri(), loopback_only=True, deadline=5)
+    [remote] = [q for q in r.requests if q["url"].startswith("http://192.0.2.1/")]
+    assert "BLOCKED_BY_CLIENT" in remote["failure"].upper()
+    assert [c["text"] for c in r.candidates] == ["Version 1.2.3"]
+
+
+def test_reading_recorded_facts_the_product_version_and_what_is_set_aside():
+    from harness_version.visible import compatible, label_of, number_of, read_rendering
+
+    assert [number_of(t) for t in ("Version du logiciel : 3.2.1", "v3.2.1", "build 3.2.1-b42", "Version printemps-2024",
+                                   "Cabinet Démo 3.2.1.", "Ver. 2024.06", "nothing")] == \
+        ["3.2.1", "3.2.1", "3.2.1-b42", "printemps-2024", "3.2.1", "2024.06", None]
+    assert [label_of(t) for t in ("Version 1.2", "build 1.2", "release 1.2", "v1.2")] == ["version", "build", "release", "v"]
+    assert compatible("3.2.1", "3.2.1-b42") and compatible("v3.2.1", "3.2.1") and not compatible("3.2.1", "3.2.10")
+
+    def cand(text, area, context="", **style):
+        return {"text": text, "context": context or text, "path": "p", "area": area, "rendered": True, "closed_dialog": False,
+                "box": {"x": 10, "y": 10, "width": 80, "height": 16}, "page": {"width": 1280, "height": 800},
+                "style": {"color": "rgb(0, 0, 0)", "background": "rgb(255, 255, 255)", "font_size": 14, "font_weight": "400",
+                          "opacity": "1", **style}}
+
+    rendering = {"views": [{"url": "http://x/", "via": None, "about_page": False, "candidates": [
+        cand("version 2.4.1", None, "Protocole SESAM-Vitale version 2.4.1"),  # unrelated content
+        cand("Version 9.0", "footer", "Conforme DMP Version 9.0"),  # in the footer, not named as the product's
+        cand("version 3.2.1", "footer", "Cabinet Démo version 3.2.1"),
+        cand("build 3.2.1-b42", "footer", "Cabinet Démo build 3.2.1-b42"),
+        cand("Version 3.3.0", "footer", "Cabinet Démo Version 3.3.0", color="rgb(255, 255, 255)"),  # white on white
+    ], "images": [{"path": "img", "area": "footer", "ocr": None}]}]}
+    r = read_rendering(rendering, "Cabinet Démo")
+    assert r.version.version == "3.2.1" and [s.version for s in r.shown] == ["3.2.1", "3.2.1-b42"]
+    assert r.conflicts() == []  # a build suffix of the same version
+    assert [s.version for s in r.elsewhere] == ["2.4.1"] and [s.version for s in r.unnamed] == ["9.0"]
+    assert [(s.version, s.reasons) for s in r.hidden] == [("3.3.0", ["low-contrast"])]
+    assert r.pending == [(0, 0)]  # an image no OCR read
+    rendering["views"][0]["candidates"][4]["style"]["color"] = "rgb(0, 0, 0)"
+    assert [s.version for s in read_rendering(rendering, "Cabinet Démo").conflicts()] == ["3.3.0"]
+
+
+def test_ocr_reads_a_version_drawn_in_an_image_with_its_confidence():
+    from harness_version import ocr
+
+    if ocr.engine() is None:
+        pytest.skip("no Tesseract with fra+eng (apt-get install tesseract-ocr tesseract-ocr-fra; CI installs it)")
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (220, 30), "white")
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 16)
+    except OSError:
+        font = ImageFont.load_default()
+    ImageDraw.Draw(img).text((4, 5), "Version 3.2.1", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    from harness_version.browser import PATTERN
+
+    read = ocr.read(buf.getvalue(), PATTERN)
+    assert read["version"] == "Version 3.2.1" and read["confidence"] >= ocr.MIN_CONFIDENCE and read["error"] is None
+    assert ocr.read(b"not a png", PATTERN)["error"].startswith("UnidentifiedImageError")

@@ -16,7 +16,13 @@ text, 24 px, or 18.66 px bold).
 """
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,38 +251,82 @@ def _view(page, via: str | None, ms: int, ocr, home: str) -> View:
     return view
 
 
-def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True, ocr=None,
-           allow=None) -> Rendering:
+GRACE = 15.0  # seconds beyond the total budget before the browser's process group is killed
+
+
+def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True,
+           ocr: bool = False, loopback_only: bool = False) -> Rendering:
     """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
     let its scripts run, read the candidates; then, one click away, what each about link or
     button shows (at most 3). Where a product area shows no version as text, its images are
-    cropped and given to ``ocr`` (a function of PNG bytes, see :mod:`.ocr`), when there is one.
-    ``deadline`` bounds each browser step, in seconds; no about view is opened once ``total``
-    seconds are spent. ``allow`` (a function of a URL) decides which requests the page may
-    make (offline runs: loopback only); every request is listed in :attr:`Rendering.requests`."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
+    cropped and, with ``ocr``, read by Tesseract (:mod:`.ocr`).
 
+    ``deadline`` bounds each browser step, in seconds; no about view is opened once ``total``
+    seconds are spent. The browser runs in a process group of its own, killed whole when
+    ``total`` + :data:`GRACE` seconds pass: a page whose script never yields control (which no
+    Playwright timeout interrupts) cannot hang the run. ``loopback_only``: the page may load
+    nothing beyond loopback (``--offline``); every request is listed in :attr:`Rendering.requests`."""
     out = Rendering(url)
     executable = browser or find_browser()
     if executable is None:
         out.error = "no-browser"
         return out
-    import tempfile
+    args = {"url": url, "deadline": deadline, "total": total, "browser": executable, "follow_about": follow_about, "ocr": ocr,
+            "loopback_only": loopback_only}
+    with tempfile.TemporaryDirectory(prefix="harness-render-") as tmp:
+        result = Path(tmp) / "rendering.pickle"
+        proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(args), str(result)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=total + GRACE)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out.error = f"killed after {total + GRACE:.0f} s (the page never yielded control to the browser)"
+            return out
+        finally:
+            _kill_group(proc)  # whatever the driver left behind (a browser that did not close)
+        if proc.returncode != 0 or not result.exists():
+            out.error = f"renderer exited with {proc.returncode}: {err.decode('utf-8', 'replace').strip()[-300:]}"
+            return out
+        with result.open("rb") as fh:
+            return pickle.load(fh)  # written by the child just above, never by the page
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _render_here(url: str, *, deadline: float, total: float, browser: str, follow_about: bool, ocr: bool, loopback_only: bool) -> Rendering:
+    """:func:`render`'s work, in the child process."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    from harness.http import is_loopback
 
     from .collect import private_env
 
+    reader = None
+    if ocr:
+        from . import ocr as ocr_module
+
+        reader = lambda png: ocr_module.read(png, PATTERN)  # noqa: E731
+    out = Rendering(url)
     ms = int(deadline * 1000)
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
-            b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
+            b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
                                   timeout=ms, env=private_env(tmp))
             try:
-                out.browser = f"{Path(executable).name} {b.version}"
+                out.browser = f"{Path(browser).name} {b.version}"
                 context = b.new_context(viewport=VIEWPORT, service_workers="block")
-                if allow is not None:
-                    context.route("**/*", lambda route: route.continue_() if allow(route.request.url) else route.abort("blockedbyclient"))
+                if loopback_only:
+                    context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:"))
+                                  else route.abort("blockedbyclient"))
                 page = context.new_page()
                 page.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
                     {"url": r.url[:500], "method": r.request.method, "status": r.status}))
@@ -286,7 +336,7 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
                 response = page.goto(url, wait_until="load", timeout=ms)
                 out.status = response.status if response else None
                 out.final_url = page.url
-                out.views.append(_view(page, None, ms, ocr, out.final_url))
+                out.views.append(_view(page, None, ms, reader, out.final_url))
                 for label in page.evaluate(_CLICKABLE, ABOUT_LABEL) if follow_about else []:
                     if time.monotonic() - started > total:
                         out.skipped.append(label)  # the total deadline is spent: said, not waited for
@@ -294,7 +344,7 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
                     page.goto(out.final_url, wait_until="load", timeout=ms)
                     page.get_by_text(label, exact=True).first.click(timeout=ms)
                     page.wait_for_load_state("load", timeout=ms)
-                    out.views.append(_view(page, label, ms, ocr, out.final_url))
+                    out.views.append(_view(page, label, ms, reader, out.final_url))
             finally:
                 b.close()
     except PlaywrightError as exc:
@@ -361,3 +411,12 @@ def judge_visible(c: dict) -> list[str]:
     if contrast(style["color"], style["background"]) < (MIN_CONTRAST_LARGE if large else MIN_CONTRAST):
         reasons.append("low-contrast")
     return reasons
+
+
+if __name__ == "__main__":  # the child process of render(): its classes pickled under the module's own name
+    from harness_version.browser import _render_here as _work
+
+    _options = json.loads(sys.argv[1])
+    _rendering = _work(_options.pop("url"), **_options)
+    with open(sys.argv[2], "wb") as _fh:
+        pickle.dump(_rendering, _fh)

@@ -38,8 +38,7 @@ def _same_origin(a: str, b: str) -> bool:
 
 
 MAX_REDIRECTS = 5
-RENDER_STEP = 20.0  # seconds a browser step may take (loading a page, a click, a screenshot)
-RENDER_TOTAL = 60.0  # seconds after which no further about view is opened
+RENDER_STEP = 20.0  # seconds a browser step may take (loading a page, a click, a screenshot); 3 of them in all
 
 
 def _fetch_page(ctx: CollectContext, url: str, outputs: dict):
@@ -64,7 +63,7 @@ def _rendering(ctx: CollectContext, url: str, outputs: dict) -> dict:
     """What a person sees, rendered in a real browser; the facts recorded, each view's
     screenshot and each image crop as artefacts of their own."""
     from . import ocr
-    from .browser import MIN_CONTRAST, MIN_CONTRAST_LARGE, MIN_FONT_PX, PATTERN, find_browser, render
+    from .browser import MIN_CONTRAST, MIN_CONTRAST_LARGE, MIN_FONT_PX, find_browser, render
 
     thresholds = {"min_font_px": MIN_FONT_PX, "min_contrast": MIN_CONTRAST, "min_contrast_large": MIN_CONTRAST_LARGE,
                   "ocr_min_confidence": ocr.MIN_CONFIDENCE}
@@ -74,8 +73,7 @@ def _rendering(ctx: CollectContext, url: str, outputs: dict) -> dict:
     engine = ocr.engine()
     # a browser step waits no longer than the target allows an exchange ([network] deadline)
     step = min(RENDER_STEP, float(ctx.target.section("network").get("deadline") or RENDER_STEP))
-    r = render(url, deadline=step, total=max(RENDER_TOTAL, 3 * step), browser=executable, allow=ctx.may_reach,
-               ocr=(lambda png: ocr.read(png, PATTERN)) if engine else None)
+    r = render(url, deadline=step, total=3 * step, browser=executable, loopback_only=ctx.offline, ocr=engine is not None)
     views = []
     for n, view in enumerate(r.views, 1):
         record = view.to_json()

@@ -46,7 +46,7 @@ def read(png: bytes, pattern: str) -> dict:
     try:
         with Image.open(io.BytesIO(png)) as img:
             gray = ImageOps.grayscale(img.convert("RGB"))
-            if sum(gray.resize((1, 1)).getdata()) < 128:  # light text on a dark ground: Tesseract wants dark on light
+            if gray.resize((1, 1)).getpixel((0, 0)) < 128:  # light text on a dark ground: Tesseract wants dark on light
                 gray = ImageOps.invert(gray)
             big = gray.resize((gray.width * SCALE, gray.height * SCALE))
             data = pytesseract.image_to_data(big, lang=LANGS, config="--psm 6", timeout=TIMEOUT, output_type=pytesseract.Output.DICT)
