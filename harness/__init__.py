@@ -8,6 +8,7 @@ from .commands import CommandContext
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
 from .errors import BundleError, HarnessError, NotApplicable, PluginError, ScenarioError, TargetError, UnsafeInput
 from .evidence import atomic_write
+from .http import is_loopback
 from .messages import Catalogue, Localized, Message, Text, catalogue
 from .plugins import core_version, hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_json, parse_xml
@@ -51,6 +52,7 @@ __all__ = [
     "collector",
     "core_version",
     "hookimpl",
+    "is_loopback",
     "parse_json",
     "parse_xml",
     "verify_bundle",

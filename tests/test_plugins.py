@@ -105,7 +105,7 @@ def test_public_surface_is_pinned():
         "CommandContext", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError",
         "ReportSection", "SafeArchive", "ScenarioError", "Service", "ServiceContext", "Severity", "SummaryContext", "Target",
         "TargetError", "Text", "UnsafeInput", "Verdict", "atomic_write", "catalogue", "check", "collector", "core_version",
-        "hookimpl", "parse_json", "parse_xml", "verify_bundle",
+        "hookimpl", "is_loopback", "parse_json", "parse_xml", "verify_bundle",
     ]
     assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
     for name in set(harness.__all__) - {"hookimpl", "ANY_INPUT", "Localized"}:

@@ -251,7 +251,7 @@ def _view(page, via: str | None, ms: int, ocr, home: str) -> View:
     return view
 
 
-GRACE = 15.0  # seconds beyond the total budget before the browser's process group is killed
+GRACE = 15.0  # at most, seconds beyond the total budget before the browser's process group is killed
 
 
 def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True,
@@ -277,11 +277,12 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
         result = Path(tmp) / "rendering.pickle"
         proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(args), str(result)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
+        limit = total + min(GRACE, 5 + total / 4)
         try:
-            _, err = proc.communicate(timeout=total + GRACE)
+            _, err = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            out.error = f"killed after {total + GRACE:.0f} s (the page never yielded control to the browser)"
+            out.error = f"killed after {limit:.0f} s (the page never yielded control to the browser)"
             return out
         finally:
             _kill_group(proc)  # whatever the driver left behind (a browser that did not close)
@@ -305,7 +306,7 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    from harness.http import is_loopback
+    from harness import is_loopback
 
     from .collect import private_env
 
