@@ -200,3 +200,22 @@ def test_ocr_reads_a_version_drawn_in_an_image_with_its_confidence():
     read = ocr.read(buf.getvalue(), PATTERN)
     assert read["version"] == "Version 3.2.1" and read["confidence"] >= ocr.MIN_CONFIDENCE and read["error"] is None
     assert ocr.read(b"not a png", PATTERN)["error"].startswith("UnidentifiedImageError")
+
+
+@needs_browser
+def test_an_endless_page_gives_a_bounded_screenshot_that_still_holds_the_version(tmp_path):
+    from io import BytesIO
+
+    from PIL import Image
+
+    from harness_version.browser import MAX_SHOT_HEIGHT
+
+    page = tmp_path / "long.html"
+    page.write_text('<html><body style="margin:0"><div style="height:40000px">Dossier</div>'
+                    '<footer style="font-size:16px">Version 7.1.0</footer></body></html>')
+    r = render(page.as_uri(), follow_about=False)
+    [view] = r.views
+    shot = Image.open(BytesIO(view.screenshot))
+    assert shot.height == MAX_SHOT_HEIGHT and view.shot_top > 30000
+    box = view.candidates[view.outlined]["box"]
+    assert view.shot_top <= box["y"] <= view.shot_top + MAX_SHOT_HEIGHT

@@ -31,6 +31,7 @@ MIN_FONT_PX = 9.0
 MIN_CONTRAST = 4.5
 MIN_CONTRAST_LARGE = 3.0
 VIEWPORT = {"width": 1280, "height": 800}
+MAX_SHOT_HEIGHT = 6000  # CSS px of page a screenshot holds at most
 
 # Runs in the page: every text node that holds something shaped like a version number, with
 # what a person needs to see it. Kept free of the page's own globals.
@@ -143,9 +144,10 @@ class View:
     images: list[dict] = field(default_factory=list)  # each with its "crop" (PNG bytes) and "ocr" (or None)
     about_page: bool = False  # reached by an about link that opened another page
     outlined_image: int | None = None  # index of the image outlined (its version read by OCR)
+    shot_top: float = 0  # the page's y at the top of the screenshot (0 unless the page is taller than MAX_SHOT_HEIGHT)
 
     def to_json(self) -> dict:
-        return {"url": self.url, "via": self.via, "about_page": self.about_page, "outlined": self.outlined, "outlined_image": self.outlined_image, "candidates": self.candidates,
+        return {"url": self.url, "via": self.via, "about_page": self.about_page, "outlined": self.outlined, "outlined_image": self.outlined_image, "shot_top": self.shot_top, "candidates": self.candidates,
                 "images": [{k: v for k, v in i.items() if k != "crop"} for i in self.images]}
 
 
@@ -246,7 +248,15 @@ def _view(page, via: str | None, ms: int, ocr, home: str) -> View:
     elif read:  # the version a person sees is drawn in an image: the image is outlined
         view.outlined_image = read[0]
         page.evaluate(_OUTLINE, view.images[read[0]]["box"])
-    view.screenshot = page.screenshot(full_page=True, timeout=ms)
+    # the whole page, down to MAX_SHOT_HEIGHT (an endless page must not make an endless image),
+    # the version outlined always within it
+    height = page.evaluate("() => (document.scrollingElement || document.documentElement).scrollHeight")
+    top = 0
+    if view.outlined is not None:
+        top = max(0, min(view.candidates[view.outlined]["box"]["y"] - 200, height - MAX_SHOT_HEIGHT))
+    clip = {"x": 0, "y": top, "width": VIEWPORT["width"], "height": min(height, MAX_SHOT_HEIGHT)} if height > MAX_SHOT_HEIGHT else None
+    view.screenshot = page.screenshot(full_page=True, clip=clip, timeout=ms)
+    view.shot_top = top if clip else 0
     page.evaluate("() => document.querySelectorAll('[data-harness-outline]').forEach(e => e.remove())")
     return view
 
