@@ -5,6 +5,7 @@ Layout of ``<run-id>.zip``::
     manifest.json          run, versions, target (no secrets), scenarios, verdicts,
                            artefact index, and the SHA-256 of every other member
     manifest.sha256        SHA-256 of manifest.json (sha256sum format): the seal
+    manifest.p7s           optional: a detached CMS signature of manifest.json (who sealed it)
     artefacts/<sha256>     every recorded artefact, once, named by its content hash
     findings/<scenario>.json   the findings of each scenario, in French and English
     summary.fr.txt / summary.en.txt   the human summary, rendered from the manifest
@@ -24,6 +25,7 @@ from .evidence import canonical_json, sha256
 from .manifest import FINDINGS, FORMATS, Manifest, manifest_problems, shape_problems
 from .messages import Joined, Localized, catalogue
 from .safety import MAX_JSON_BYTES, ArchiveLimits, SafeArchive, parse_json
+from .signature import MAX_SIGNATURE, SIGNATURE
 
 M = catalogue(__name__)
 MANIFEST = "manifest.json"
@@ -38,11 +40,13 @@ def _member_bytes(manifest: dict) -> bytes:
     return json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
 
 
-def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Callable[[], bytes]]) -> Path:
+def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Callable[[], bytes]],
+                 sign: Callable[[bytes], bytes] | None = None) -> Path:
     """Write the bundle at ``path`` atomically: a temporary file renamed into place.
 
     ``members`` maps member names to bytes (or to a function returning them, so large
-    artefacts are read one at a time). ``manifest.members`` is filled in here.
+    artefacts are read one at a time). ``manifest.members`` is filled in here. ``sign`` makes
+    ``manifest.p7s``, a detached signature of the manifest's bytes (:mod:`harness.signature`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +64,8 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
             body = _member_bytes(manifest.to_json())
             zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_DATE), body, compress_type=zipfile.ZIP_DEFLATED)
             zf.writestr(zipfile.ZipInfo(SEAL, _ZIP_DATE), f"{sha256(body)}  {MANIFEST}\n".encode())
+            if sign is not None:
+                zf.writestr(zipfile.ZipInfo(SIGNATURE, _ZIP_DATE), sign(body), compress_type=zipfile.ZIP_DEFLATED)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         umask = os.umask(0)
@@ -91,6 +97,8 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     manifest: dict | None = None
     member_count: int = 0
+    manifest_bytes: bytes = b""  # what the seal and the signature cover
+    signature: bytes | None = None  # manifest.p7s, when the bundle is signed
 
     @property
     def ok(self) -> bool:
@@ -122,6 +130,7 @@ def _sealed_manifest(archive: SafeArchive, names: list[str], report: VerifyRepor
     body, seal = _read(archive, MANIFEST, report), _read(archive, SEAL, report)
     if body is None or seal is None:
         return None
+    report.manifest_bytes = body
     expected = seal.decode("ascii", "replace").split()[0] if seal.split() else ""
     if sha256(body) != expected:
         # Either member may be the one that changed: name both.
@@ -161,7 +170,7 @@ def _check_members(archive: SafeArchive, names: list[str], manifest: dict, repor
         elif name.startswith("artefacts/") and name[len("artefacts/"):] != digest:
             _problem(report, name, M("bundle.artefact_name"))
     for name in names + archive.folders():  # a bundle has no folder entry: one is something added
-        if name not in listed and name not in (MANIFEST, SEAL):
+        if name not in listed and name not in (MANIFEST, SEAL, SIGNATURE):
             _problem(report, name, M("bundle.member_extra"))
     for digest in manifest.get("artefacts", {}):
         if f"artefacts/{digest}" not in listed:
@@ -184,6 +193,11 @@ def verify_bundle(path: str | Path) -> VerifyReport:
         names = archive.names()
         report.member_count = len(names)
         manifest = _sealed_manifest(archive, names, report)
+        if SIGNATURE in names:
+            if archive.size(SIGNATURE) > MAX_SIGNATURE:
+                _problem(report, SIGNATURE, M("bundle.signature_too_large", limit=MAX_SIGNATURE))
+            else:
+                report.signature = _read(archive, SIGNATURE, report)
         if manifest is not None:
             _check_members(archive, names, manifest, report)
             report.manifest = manifest

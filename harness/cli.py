@@ -44,8 +44,45 @@ def _replay(path: Path, lang: str) -> bool:
     return False
 
 
+def _anchors(paths: list[Path]) -> list:
+    """The verifier's trust anchors: PEM certificates (roots, or the intermediates they trust)."""
+    from cryptography import x509
+
+    anchors = []
+    for path in paths:
+        try:
+            anchors += x509.load_pem_x509_certificates(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise HarnessError(M("verify.trust_unreadable", path=str(path), error=str(exc)[:200])) from None
+    return anchors
+
+
+def _signature(report, anchors: list, lang: str, require_timestamp: bool = False) -> bool:
+    """Say who signed the bundle and whether the signature holds; False when it does not, or
+    when trust anchors were given and the bundle is unsigned."""
+    from .signature import verify_signature
+
+    sig = verify_signature(report.manifest_bytes, report.signature, anchors)
+    if sig.status == "unsigned":
+        _print(M("verify.unsigned_required") if anchors else M("verify.unsigned"), lang, "  ")
+        return not anchors
+    if sig.status == "valid":
+        _print(M("verify.signed", signer=sig.signer, issuer=sig.issuer, serial=sig.serial, at=sig.signed_at or "-"), lang, "  ")
+        if sig.timestamped_at:
+            _print(M("verify.timestamped", at=sig.timestamped_at, tsa=sig.tsa, anchor=sig.tsa_anchor or "-"), lang, "  ")
+        else:
+            _print(M("verify.no_timestamp_required") if require_timestamp else M("verify.no_timestamp"), lang, "  ")
+        _print(M("verify.trusted", anchor=sig.anchor) if sig.anchor else M("verify.no_anchor"), lang, "  ")
+        return bool(sig.timestamped_at) or not require_timestamp
+    _print(M("verify.signature_invalid", signer=sig.signer or "-"), lang, "  ")
+    for problem in sig.problems:
+        print("  - " + problem.render(lang))
+    return False
+
+
 def _verify(args: argparse.Namespace, lang: str) -> int:
     status = 0
+    anchors = _anchors(args.trust)
     for path in args.bundles:
         report = verify_bundle(path)
         print(f"{path}:")
@@ -58,6 +95,8 @@ def _verify(args: argparse.Namespace, lang: str) -> int:
         _print(M("verify.ok", count=report.member_count), lang, "  ")
         fmt = report.manifest.get("format", "")
         _print(M("verify.format", format=fmt, note="" if fmt == FORMAT else M("verify.format_earlier")), lang, "  ")
+        if not _signature(report, anchors, lang, args.require_timestamp):
+            status = 1
         for kind in report.manifest.get("sensitive_data", []):
             _print(M("summary.sensitive", kind=kind), lang)
         if args.replay and not _replay(path, lang):
@@ -132,6 +171,8 @@ def _parser(pm) -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help=_help("help.verify"))
     v.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
     v.add_argument("--replay", action="store_true", help=_help("help.replay"))
+    v.add_argument("--trust", action="append", default=[], type=Path, metavar="CA.pem", help=_help("help.trust"))
+    v.add_argument("--require-timestamp", action="store_true", help=_help("help.require_timestamp"))
     v.set_defaults(func=_verify)
     c = sub.add_parser("compare", help=_help("help.compare"))
     c.add_argument("a", type=Path, metavar="A")

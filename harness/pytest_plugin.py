@@ -49,6 +49,8 @@ class HarnessState:
     sealed: Sealed | None = None
     bundle_error: str | None = None
     lock: RunLock | None = None
+    signer: Any = None  # harness.signature.Signer, loaded at start (a bad key fails before anything runs)
+    sign_warning: Any = None  # why the signature carries no timestamp, when one was asked
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()
@@ -78,6 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=_help("help.lang_messages"))
     group.addoption("--offline", dest="harness_offline", action="store_true", default=False,
                     help=_help("help.offline"))
+    group.addoption("--sign", dest="harness_sign", metavar="KEY", default=None,
+                    help=_help("help.sign"))
     try:
         _pm, _pm_error = get_plugin_manager(), None
         _pm.hook.harness_addoption(group=group)
@@ -102,7 +106,10 @@ def _prepare(config: pytest.Config) -> tuple[Assembly, list[Scenario], Target]:
         raise _pm_error
     assembly = assemble(config.getoption("harness_scenario_dirs"), pm=_pm)
     selected = assembly.catalogue.select(config.getoption("harness_scenarios"))
-    target = resolve_target(assembly.pm, config.getoption("harness_target"), config.getoption("harness_target_overrides"))
+    overrides = list(config.getoption("harness_target_overrides"))
+    if config.getoption("harness_sign"):
+        overrides.append(f"signature.key={config.getoption('harness_sign')}")
+    target = resolve_target(assembly.pm, config.getoption("harness_target"), overrides)
     assembly.pm.hook.harness_configure(options=dict(vars(config.option)), target=target)
     return assembly, selected, target
 
@@ -118,6 +125,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.message(lang)) from None
     info, is_worker = _run_info(config)
     state = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, is_worker)
+    if not is_worker and target.section("signature").get("key"):
+        try:
+            state.signer = _signer(target)
+        except HarnessError as exc:
+            raise pytest.UsageError(exc.message(lang)) from None
     if not is_worker:
         clean_debris(info.evidence_dir)  # what killed runs left; live runs hold their lock
         state.lock = RunLock(staging_dir(info.evidence_dir, info.run_id))
@@ -271,7 +283,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.pluginmanager.register(HarnessResults(state), "harness-results")
 
 
+def _signer(target: Target):
+    from .signature import load_signer
+
+    conf = target.section("signature")
+    ref = conf.get("passphrase")
+    return load_signer(conf["key"], conf.get("certificate"), target.resolve_secret(ref) if ref else None)
+
+
+def _signed(state: HarnessState, body: bytes) -> bytes:
+    """The manifest's signature, timestamped when the target names an authority (a failed
+    timestamp leaves the signature without one, and says so: the bundle is never lost)."""
+    from .signature import sign, timestamp
+
+    p7s = sign(body, state.signer)
+    url = state.target.section("signature").get("timestamp_url")
+    if url:
+        deadline = float(state.target.section("network").get("deadline") or 30)
+        p7s, state.sign_warning = timestamp(p7s, url, deadline=deadline, offline=state.offline)
+    return p7s
+
+
 def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
+    signer = state.signer
     return seal(
         state.info,
         pm=state.assembly.pm,
@@ -288,6 +322,7 @@ def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
             "scenarios": list(config.getoption("harness_scenarios")),
             "workers": getattr(config.option, "numprocesses", None) or 0,
         },
+        sign=(lambda body: _signed(state, body)) if signer is not None else None,
     )
 
 
@@ -325,3 +360,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(line)
     else:
         terminalreporter.write_line(M("summary.bundle_failed", error=state.bundle_error).render(state.lang), red=True)
+    if state.sign_warning is not None:
+        terminalreporter.write_line(state.sign_warning.render(state.lang), yellow=True)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
@@ -116,7 +116,8 @@ def report_sections(pm: pluggy.PluginManager, manifest: Manifest, findings: dict
 
 
 def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selected: list[Scenario], core_version: str,
-         plugins: dict[str, str], blocked: list[str], target: dict, target_file: str, options: dict[str, Any]) -> Sealed:
+         plugins: dict[str, str], blocked: list[str], target: dict, target_file: str, options: dict[str, Any],
+         sign: Callable[[bytes], bytes] | None = None) -> Sealed:
     """Write ``<evidence_dir>/<run_id>.zip`` from the results and the staging store."""
     results = [info.results.get(s.id) or ScenarioResult.not_run(s.id, list(s.requirements), M("summary.not_run")) for s in selected]
     store = info.store
@@ -133,6 +134,6 @@ def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selec
         members[f"findings/{sid}.json"] = json.dumps([f.to_json() for f in items], ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
     for lang in LANGS:
         members[f"summary.{lang}.txt"] = render_summary(manifest, findings, lang, sections=sections[lang]).encode("utf-8")
-    path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members)
+    path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members, sign)
     shutil.rmtree(staging_dir(info.evidence_dir, info.run_id), ignore_errors=True)
     return Sealed(path, manifest, findings, sections)

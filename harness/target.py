@@ -42,6 +42,9 @@ CORE_SCHEMA: dict[str, dict[str, str]] = {
     # INS and terminology rules), so the core declares them and blocking one plugin leaves
     # the others' targets valid
     "cda": {"documents": "path"},
+    # who seals the bundle: the vendor's key (PKCS#12, or PEM with its certificate), the
+    # passphrase by reference only (env:, file:), an RFC 3161 timestamp authority
+    "signature": {"key": "path", "certificate": "path", "passphrase": "secret", "timestamp_url": "url"},
 }
 REQUIRED_SECTIONS = ("product",)
 SERVICE_URL_SCHEME = "service://"

@@ -1,0 +1,250 @@
+"""Signed bundles (issue 16, item 1): a detached CMS signature of the manifest, made with the
+vendor's key, checked by `harness verify` against the verifier's trust anchors."""
+import datetime as dt
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from harness.cli import main as cli
+from tests.harness_run import run_harness
+
+NOW = dt.datetime.now(dt.timezone.utc)
+PASSPHRASE = "phrase-secrete-4f1c9b"
+DEMO_TARGET = Path(__file__).parents[1] / "plugins" / "harness_demo" / "target.toml"
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")])
+
+
+def _cert(cn, key, issuer_cn, issuer_key, *, ca, start=-1, days=365, tsa=False):
+    b = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(issuer_cn)).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(NOW + dt.timedelta(days=start))
+         .not_valid_after(NOW + dt.timedelta(days=days))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False))
+    if tsa:
+        b = b.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+    if ca:
+        b = b.add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                          key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                            critical=True)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+class _Folder(type(Path())):
+    """A folder of PEM and PKCS#12 files, with the TSA keys and certificates as attributes."""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A test CA with an intermediate, a vendor key under it (PKCS#12 with a passphrase; PEM),
+    an expired vendor certificate, and another CA."""
+    d = _Folder(tmp_path_factory.mktemp("pki"))
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _cert("Test Root CA", root_key, "Test Root CA", root_key, ca=True, days=3650)
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter = _cert("Test Signing CA", inter_key, "Test Root CA", root_key, ca=True, days=1825)
+    vendor_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    vendor = _cert("Editeur Exemple SAS", vendor_key, "Test Signing CA", inter_key, ca=False)
+    expired = _cert("Editeur Exemple SAS (expired)", vendor_key, "Test Signing CA", inter_key, ca=False, start=-400, days=-30)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = _cert("Other Root CA", other_key, "Other Root CA", other_key, ca=True, days=3650)
+    enc = serialization.BestAvailableEncryption(PASSPHRASE.encode())
+    (d / "vendor.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor_key, vendor, [inter], enc))
+    (d / "expired.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor_key, expired, [inter], enc))
+    pem_key = vendor_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (d / "vendor.pem").write_bytes(pem_key + vendor.public_bytes(serialization.Encoding.PEM) + inter.public_bytes(serialization.Encoding.PEM))
+    (d / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    tsa_key = ec.generate_private_key(ec.SECP256R1())
+    d.tsa = (tsa_key, _cert("Test TSA", tsa_key, "Test Root CA", root_key, ca=False, tsa=True))
+    d.tsa_other = (tsa_key, _cert("Rogue TSA", tsa_key, "Other Root CA", other_key, ca=False, tsa=True))
+    d.tsa_no_eku = (tsa_key, _cert("Plain server", tsa_key, "Test Root CA", root_key, ca=False))
+    (d / "other.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    return d
+
+
+def _target(tmp_path: Path, key: Path | None, *, passphrase=True, tsa: str | None = None) -> Path:
+    text = DEMO_TARGET.read_text()
+    if key is not None:
+        text += f'\n[signature]\nkey = "{key}"\n' + ('passphrase = "env:SIGN_PASSPHRASE"\n' if passphrase else "")
+        text += f'timestamp_url = "{tsa}"\n' if tsa else ""
+    path = tmp_path / f"target-{key.stem if key else 'unsigned'}-{bool(tsa)}.toml"
+    path.write_text(text)
+    return path
+
+
+def _run(tmp_path, target, *extra):
+    # a quick scenario, without a browser: the signature covers whatever the run concluded
+    return run_harness(tmp_path, "--scenario", "version-orderable-scheme", "--lang", "en", "--target", str(target), *extra,
+                       env={"SIGN_PASSPHRASE": PASSPHRASE, "HARNESS_BROWSER": "none"})
+
+
+def _verify(capsys, bundle, *anchors) -> tuple[int, str]:
+    code = cli(["--lang", "en", "verify", *[a for p in anchors for a in ("--trust", str(p))], str(bundle)])
+    return code, capsys.readouterr().out
+
+
+def _forge(bundle: Path, out: Path) -> None:
+    """Change a verdict, then seal again (the seal is a plain hash: anyone can recompute it)."""
+    with zipfile.ZipFile(bundle) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    manifest["results"][0]["verdict"] = "FAIL" if manifest["results"][0]["verdict"] == "PASS" else "PASS"
+    body = json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2).encode() + b"\n"
+    members["manifest.json"] = body
+    members["manifest.sha256"] = f"{hashlib.sha256(body).hexdigest()}  manifest.json\n".encode()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+@pytest.mark.slow
+def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_not(pki, tmp_path, capsys):
+    run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    with zipfile.ZipFile(run.bundle) as zf:
+        assert "manifest.p7s" in zf.namelist()
+        assert not any(PASSPHRASE.encode() in zf.read(n) for n in zf.namelist())
+    assert PASSPHRASE not in run.stdout + run.stderr
+    code, out = _verify(capsys, run.bundle, pki / "root.pem")
+    assert code == 0, out
+    assert "Signed by O=Test,CN=Editeur Exemple SAS (issuer O=Test,CN=Test Signing CA" in out
+    assert "Certificate chain valid up to the anchor O=Test,CN=Test Root CA" in out
+    forged = tmp_path / "forged.zip"
+    _forge(run.bundle, forged)
+    code, out = _verify(capsys, forged, pki / "root.pem")
+    assert code == 1 and "Integrity verified" in out  # the seal alone is fooled...
+    assert "the manifest changed since it was signed" in out  # ...the signature is not
+    code, out = _verify(capsys, forged)  # without anchors too: the digest no longer matches
+    assert code == 1 and "Signature NOT valid" in out
+
+
+@pytest.mark.slow
+def test_each_signature_problem_gives_its_own_message(pki, tmp_path, capsys):
+    pem = _run(tmp_path, _target(tmp_path, pki / "vendor.pem", passphrase=False))
+    assert pem.returncode == 0, pem.stdout + pem.stderr
+    # another CA: the chain does not reach the anchor
+    code, out = _verify(capsys, pem.bundle, pki / "other.pem")
+    assert code == 1 and "certificate chain not recognised by the trust anchors supplied" in out
+    # no anchor given: the signature holds, the chain is not judged, and it is said
+    code, out = _verify(capsys, pem.bundle)
+    assert code == 0 and "chain not checked, no trust anchor given" in out
+    # an expired signing certificate
+    expired = _run(tmp_path, _target(tmp_path, pki / "expired.p12"))
+    code, out = _verify(capsys, expired.bundle, pki / "root.pem")
+    assert code == 1 and "signing certificate outside its validity period" in out
+    # an unsigned bundle: said plainly; refused when the verifier asks for a signature
+    unsigned = _run(tmp_path, _target(tmp_path, None))
+    code, out = _verify(capsys, unsigned.bundle)
+    assert code == 0 and "Unsigned: integrity is verified, but nothing says who produced this bundle" in out
+    code, out = _verify(capsys, unsigned.bundle, pki / "root.pem")
+    assert code == 1 and "Unsigned, though trust anchors were supplied (--trust): refused" in out
+    # garbage where the signature goes: said, never a traceback
+    garbage = tmp_path / "garbage.zip"
+    with zipfile.ZipFile(unsigned.bundle) as src, zipfile.ZipFile(garbage, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("manifest.p7s", b"\x30\x03\x02\x01\x00 not cms")
+    code, out = _verify(capsys, garbage, pki / "root.pem")
+    assert code == 1 and "manifest.p7s is not a readable detached CMS signature" in out
+
+
+def test_a_wrong_passphrase_stops_the_run_before_anything_runs(pki, tmp_path):
+    run = run_harness(tmp_path, "--scenario", "version-orderable-scheme", "--lang", "en", "--target", str(_target(tmp_path, pki / "vendor.p12")),
+                      env={"SIGN_PASSPHRASE": "not-the-passphrase"})
+    assert run.returncode == 4 and run.bundle is None
+    assert "unusable (wrong passphrase or damaged file)" in run.stderr and "Traceback" not in run.stderr
+    assert "not-the-passphrase" not in run.stdout + run.stderr
+
+
+def test_the_sign_option_names_the_key_on_the_command_line(pki, tmp_path):
+    run = run_harness(tmp_path, "--scenario", "version-orderable-scheme", "--lang", "en", "--sign", str(pki / "vendor.pem"),
+                      env={"HARNESS_BROWSER": "none"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    with zipfile.ZipFile(run.bundle) as zf:
+        assert "manifest.p7s" in zf.namelist()
+
+
+@pytest.fixture
+def authority(pki):
+    from tests.tsa import TimestampAuthority
+
+    started = []
+
+    def start(which="tsa", mode="ok"):
+        tsa = TimestampAuthority(*getattr(pki, which), mode=mode)
+        started.append(tsa)
+        return tsa
+
+    yield start
+    for tsa in started:
+        tsa.stop()
+
+
+@pytest.mark.slow
+def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsys, authority):
+    tsa = authority()
+    run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=tsa.url))
+    assert run.returncode == 0 and tsa.requests == 1, run.stdout + run.stderr
+    code, out = _verify(capsys, run.bundle, pki / "root.pem")
+    assert code == 0, out
+    assert "by O=Test,CN=Test TSA (anchor O=Test,CN=Test Root CA): the signer's chain is checked at that time" in out
+    assert cli(["--lang", "en", "verify", "--require-timestamp", "--trust", str(pki / "root.pem"), str(run.bundle)]) == 0
+    # a verifier's fresh process (asn1crypto learns timestamp tokens from a module it must load)
+    import subprocess
+    import sys
+
+    fresh = subprocess.run([sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", "--lang", "en", "verify",
+                            "--require-timestamp", "--trust", str(pki / "root.pem"), str(run.bundle)], capture_output=True, text=True)
+    assert fresh.returncode == 0 and "Timestamped on" in fresh.stdout, fresh.stdout + fresh.stderr
+    # the timestamp is what keeps a signature verifiable once the certificate has expired
+    from harness.signature import verify_signature
+
+    with zipfile.ZipFile(run.bundle) as zf:
+        body, p7s = zf.read("manifest.json"), zf.read("manifest.p7s")
+    anchors = x509.load_pem_x509_certificates((pki / "root.pem").read_bytes())
+    later = NOW + dt.timedelta(days=400)  # the vendor certificate ends after 365 days
+    assert verify_signature(body, p7s, anchors, at=later).status == "valid"
+    plain = _run(tmp_path, _target(tmp_path, pki / "vendor.pem", passphrase=False))
+    with zipfile.ZipFile(plain.bundle) as zf:
+        report = verify_signature(zf.read("manifest.json"), zf.read("manifest.p7s"), anchors, at=later)
+    assert report.status == "invalid" and "outside its validity period" in report.problems[0].render("en")
+    # no timestamp, and the verifier requires one
+    code, out = _verify(capsys, plain.bundle, pki / "root.pem")
+    assert code == 0 and "No timestamp: the signing time is the signer's own claim" in out
+    assert cli(["--lang", "en", "verify", "--require-timestamp", str(plain.bundle)]) == 1
+    assert "No timestamp, though one is required (--require-timestamp): refused" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, authority):
+    cases = {
+        # the authority refuses, or cannot be reached: the bundle is still signed, and the run says so
+        "refuse": "the timestamp authority http://127.0.0.1:",
+        "down": "no timestamp from http://127.0.0.1:9/tsa",
+        "other": "is not about this signature",
+    }
+    for mode, said in cases.items():
+        tsa = None if mode == "down" else authority(mode=mode)
+        url = "http://127.0.0.1:9/tsa" if tsa is None else tsa.url
+        run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=url))
+        assert tsa is None or tsa.errors == []
+        assert run.returncode == 0 and said in run.stdout, (mode, [line for line in run.stdout.splitlines() if "timestamp" in line])
+        code, out = _verify(capsys, run.bundle, pki / "root.pem")
+        assert code == 0 and "No timestamp" in out, (mode, out)
+    # a token from an authority the verifier does not trust, or from a certificate that is no TSA's
+    for which, said in (("tsa_other", "timestamp authority O=Test,CN=Rogue TSA not recognised"),
+                        ("tsa_no_eku", "is no timestamp authority certificate (extended key usage timeStamping missing)")):
+        run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=authority(which).url))
+        code, out = _verify(capsys, run.bundle, pki / "root.pem")
+        assert code == 1 and said in out, (which, out)
