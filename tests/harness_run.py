@@ -43,7 +43,9 @@ def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 1
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        # hypothesis (a dev dependency) registers a pytest plugin whose import costs 0.8 s in each
+        # of the suite's ~200 harness runs; a scenario run has no use for it
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     after = set(evidence.glob("*.zip")) if evidence.exists() else set()

@@ -18,7 +18,7 @@ from tests.harness_run import run_harness
 
 def test_a_run_killed_mid_way_leaves_debris_the_next_run_removes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--scenario", "all"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--scenario", "all"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     reports = tmp_path / "reports"
