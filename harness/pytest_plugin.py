@@ -269,11 +269,32 @@ class HarnessResults:
     def __init__(self, state: HarnessState) -> None:
         self.state = state
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
             result = _result_of(report)
             if result is not None:
                 self.state.info.results[result["scenario"]] = ScenarioResult.from_json(result)
+        elif report.when == "teardown":
+            # the result travels from workers in the call report; it is no property of the test
+            # for `--junitxml` (whose xunit2 schema allows none on a test case)
+            report.user_properties = [(k, v) for k, v in report.user_properties if k != RESULT_PROPERTY]
+
+
+def _junit_properties(config: pytest.Config, sealed: Sealed) -> None:
+    """With ``--junitxml``: each requirement's verdict and each scenario's verdict and
+    requirements, as properties of the test suite (where the xunit2 schema allows them), and
+    the bundle they come from."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    xml.add_global_property("harness.bundle", str(sealed.path))
+    for req, record in sorted(sealed.manifest.requirements.items()):
+        xml.add_global_property(f"requirement.{req}", record["verdict"])
+    for r in sealed.manifest.results:
+        xml.add_global_property(f"scenario.{r.scenario}", f"{r.verdict.value} {' '.join(r.requirements)}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -326,6 +347,7 @@ def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file: the verdicts go in it
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
@@ -340,6 +362,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             shutil.rmtree(staging_dir(state.info.evidence_dir, state.info.run_id), ignore_errors=True)
         else:
             state.sealed = _seal(state, session.config)
+            _junit_properties(session.config, state.sealed)
     except Exception as exc:  # the run's result must still be visible; the exit code says it failed
         state.bundle_error = f"{type(exc).__name__}: {exc}"
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
