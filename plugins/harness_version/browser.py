@@ -33,12 +33,9 @@ MIN_CONTRAST_LARGE = 3.0
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_SHOT_HEIGHT = 6000  # CSS px of page a screenshot holds at most
 
-# Runs in the page: every text node that holds something shaped like a version number, with
-# what a person needs to see it. Kept free of the page's own globals.
-_COLLECT = r"""
-([pattern, label, number]) => {
-  const re = new RegExp(pattern, 'gi');
-  const out = [];
+# In-page helpers both scripts use: an element's DOM path (up to its nearest id), and the
+# product area that holds it (footer, header, navigation, a dialog, an about or version area).
+_HELPERS = r"""
   const path = (el) => {
     const parts = [];
     for (let e = el; e && e.nodeType === 1 && parts.length < 12; e = e.parentElement) {
@@ -50,6 +47,16 @@ _COLLECT = r"""
     }
     return parts.join(' > ');
   };
+  const productArea = (el) => el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
+"""
+
+# Runs in the page: every text node that holds something shaped like a version number, with
+# what a person needs to see it. Kept free of the page's own globals.
+_COLLECT = r"""
+([pattern, label, number]) => {
+  const re = new RegExp(pattern, 'gi');
+  const out = [];
+""" + _HELPERS + r"""
   const background = (el) => {
     for (let e = el; e; e = e.parentElement) {
       const c = getComputedStyle(e).backgroundColor;
@@ -58,7 +65,7 @@ _COLLECT = r"""
     return 'rgb(255, 255, 255)';
   };
   const area = (el) => {
-    const a = el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
+    const a = productArea(el);
     return a ? path(a) : null;
   };
   const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
@@ -173,25 +180,14 @@ MAX_IMAGES = 4
 _IMAGES = r"""
 (max) => {
   const out = [];
-  const area = (el) => el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
-  const path = (el) => {
-    const parts = [];
-    for (let e = el; e && e.nodeType === 1 && parts.length < 12; e = e.parentElement) {
-      let p = e.localName;
-      if (e.id) { p += '#' + e.id; parts.unshift(p); break; }
-      const sib = e.parentElement ? [...e.parentElement.children].filter(c => c.localName === e.localName) : [];
-      if (sib.length > 1) p += ':nth-of-type(' + (sib.indexOf(e) + 1) + ')';
-      parts.unshift(p);
-    }
-    return parts.join(' > ');
-  };
+""" + _HELPERS + r"""
   for (const el of document.querySelectorAll('img, svg, canvas, input[type=image], [role=img]')) {
     if (out.length >= max) break;
     if (el.closest('svg') && el.closest('svg') !== el) continue;  // a part of an outer svg
     const r = el.getBoundingClientRect();
     if (r.width < 24 || r.height < 8) continue;
     if (el.checkVisibility && !el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})) continue;
-    const a = area(el);
+    const a = productArea(el);
     out.push({kind: el.localName, path: path(el), area: a ? path(a) : null, alt: (el.getAttribute('alt') || el.getAttribute('aria-label') || '').slice(0, 200),
               box: {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}});
   }
