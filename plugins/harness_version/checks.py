@@ -233,7 +233,8 @@ def _unread_why(rendering: dict, image: dict) -> Localized:
         return M("ocr.absent")
     if ocr.get("error"):
         return M("ocr.failed", error=ocr["error"])
-    return M("ocr.unsure", text=ocr.get("version") or "-", confidence=ocr.get("confidence"))
+    return M("ocr.unsure", text=ocr.get("version") or "-", confidence=ocr.get("confidence"),
+             threshold=rendering.get("thresholds", {}).get("ocr_min_confidence", "-"))
 
 
 def _legacy_visible(ctx: CheckContext, ev: Evaluation) -> None:

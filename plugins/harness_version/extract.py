@@ -1,7 +1,8 @@
 """Reading versions out of what a vendor's software shows: HTML pages and API answers.
 
-Pure functions: collectors use them to navigate, checks use them again on the recorded
-bytes, so a replay extracts exactly what the live run extracted.
+Pure functions of recorded bytes. The raw HTML reading proves nothing about what a person
+sees (the browser does, :mod:`.visible`): it judges bundles written before the browser, says
+what the HTML held when no browser was found, and reads the history of such bundles.
 """
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
 
 _ABOUT = re.compile(r"about|a-?propos|apropos|à propos|version", re.IGNORECASE)
-_ABOUT_LINK = re.compile(r"\b(about|à propos|a propos|a-propos|apropos)\b", re.IGNORECASE)
 _INVISIBLE = {"script", "style", "template", "noscript", "head", "title"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
@@ -25,7 +24,6 @@ class PageText:
 
     text: str = ""
     about: list[tuple[str, str]] = field(default_factory=list)  # (selector, text)
-    about_links: list[str] = field(default_factory=list)
 
 
 class _Reader(HTMLParser):
@@ -35,8 +33,6 @@ class _Reader(HTMLParser):
         self.parts: list[str] = []
         self.about: dict[str, list[str]] = {}
         self.order: list[str] = []
-        self.links: list[str] = []
-        self._link: tuple[str, list[str]] | None = None
 
     def _hidden(self) -> bool:
         return any(h for _, h, _ in self.stack)
@@ -50,8 +46,6 @@ class _Reader(HTMLParser):
             if value and _ABOUT.search(value):
                 selector = f"{tag}{prefix}{value.split()[0] if key == 'class' else value}"
                 break
-        if tag == "a" and a.get("href"):
-            self._link = (a["href"], [])
         if tag in _VOID:
             return
         self.stack.append((tag, hidden, selector))
@@ -60,11 +54,6 @@ class _Reader(HTMLParser):
             self.order.append(selector)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._link is not None:
-            href, text = self._link
-            if _ABOUT_LINK.search(" ".join(text)) or _ABOUT_LINK.search(href.replace("/", " ")):
-                self.links.append(href)
-            self._link = None
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] == tag:
                 del self.stack[i:]
@@ -74,8 +63,6 @@ class _Reader(HTMLParser):
         if self._hidden():
             return
         self.parts.append(data)
-        if self._link is not None:
-            self._link[1].append(data)
         for _, _, selector in self.stack:
             if selector:
                 self.about[selector].append(data)
@@ -96,7 +83,6 @@ def read_page(data: bytes) -> PageText:
     return PageText(
         text=_squash(reader.parts),
         about=[(sel, _squash(reader.about[sel])) for sel in reader.order],
-        about_links=reader.links,
     )
 
 
@@ -113,10 +99,6 @@ def ui_version(page: PageText) -> tuple[str, str] | None:
             return v, selector
     v = version_in(page.text)
     return (v, "body") if v else None
-
-
-def about_link(page: PageText, base: str) -> str | None:
-    return urljoin(base, page.about_links[0]) if page.about_links else None
 
 
 def dig(data: Any, dotted: str) -> Any:
