@@ -125,6 +125,37 @@ def _compare(args: argparse.Namespace, lang: str) -> int:
     return status
 
 
+def _equivalence(args: argparse.Namespace, lang: str) -> int:
+    import json
+
+    from .equivalence import compare_proofs
+    from .evidence import atomic_write
+
+    eq = compare_proofs(args.old, args.new)
+    sys.stdout.write(eq.render(lang))
+    if args.json:
+        atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"))
+    if args.html:
+        from .bundle import Bundle, verify_bundle
+        from .report import Source, bundle_facts, render_html
+
+        facts = bundle_facts(args.new, verify_bundle(args.new))
+        with Bundle(args.new) as bundle:
+            source = Source.of_bundle(bundle, facts)
+            source.equivalence = eq
+            atomic_write(args.html, render_html(source, lang))
+    return 0 if eq.all_equivalent else 1
+
+
+def _report(args: argparse.Namespace, lang: str) -> int:
+    from .report import write_beside
+
+    for path in args.bundles:
+        for written in write_beside(path, lang, args.out):
+            _print(M("summary.report_written", path=str(written)), lang)
+    return 0
+
+
 def _scenarios(args: argparse.Namespace, lang: str) -> int:
     from .assembly import assemble
 
@@ -179,6 +210,16 @@ def _parser(pm) -> argparse.ArgumentParser:
     c.add_argument("b", type=Path, metavar="B")
     c.add_argument("--equate", action="append", default=[], metavar="OLD=NEW", help=_help("help.equate"))
     c.set_defaults(func=_compare)
+    e = sub.add_parser("equivalence", help=_help("help.equivalence"))
+    e.add_argument("old", type=Path, metavar="OLD.zip")
+    e.add_argument("new", type=Path, metavar="NEW.zip")
+    e.add_argument("--json", type=Path, default=None, metavar="FILE", help=_help("help.equivalence_json"))
+    e.add_argument("--html", type=Path, default=None, metavar="FILE", help=_help("help.equivalence_html"))
+    e.set_defaults(func=_equivalence)
+    r = sub.add_parser("report", help=_help("help.report"))
+    r.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
+    r.add_argument("--out", type=Path, default=None, metavar="DIR", help=_help("help.report_out"))
+    r.set_defaults(func=_report)
     s = sub.add_parser("scenarios", help=_help("help.scenarios"))
     s.add_argument("--scenario-dir", action="append", default=[], metavar="DIR")
     s.set_defaults(func=_scenarios)

@@ -7,7 +7,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Callable, Any, BinaryIO, Iterable
 
 from .context import Artefact
 from .http import Fetched, HttpClient
@@ -80,6 +80,7 @@ class Recorder:
         self.store = store
         self.scrubber = Scrubber(secrets)
         self.recorded: dict[str, Artefact] = {}
+        self.listener: Callable[[Artefact], None] | None = None  # told of each new artefact (the run's events)
 
     def scrub(self, data: bytes) -> bytes:
         return self.scrubber.bytes(data)
@@ -93,6 +94,8 @@ class Recorder:
         """Store bytes already scrubbed (:meth:`scrub`): a large body is not scanned twice."""
         digest = self.store.put(data)
         art = Artefact(digest, len(data), media_type, label)
+        if digest not in self.recorded and self.listener is not None:
+            self.listener(art)
         self.recorded.setdefault(digest, art)
         return art
 

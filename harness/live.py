@@ -8,6 +8,7 @@ import pluggy
 from .checking import evaluate
 from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext, input_group, resolve_service_url
 from .errors import HarnessError, NotApplicable
+from .events import EventLog
 from .evidence import Recorder, RecordingHttp
 from .messages import Localized, Message, Text, catalogue
 from .http import is_loopback
@@ -37,8 +38,11 @@ class LiveSession:
     """Services, recorder and collector cache of one process (each pytest-xdist worker has one)."""
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry, target: Target, recorder: Recorder, *, lang: str, offline: bool,
-                 salt: str = "") -> None:
+                 salt: str = "", events: EventLog | None = None) -> None:
         self.pm = pm
+        self.events = events
+        if events is not None:
+            recorder.listener = lambda a: events.emit("artefact", label=a.label, media_type=a.media_type, sha256=a.sha256, size=a.size)
         self.salt = salt
         self.registry = registry
         self.target = target
@@ -145,17 +149,33 @@ class LiveSession:
             self._collected[key] = _Collected(outputs, produced, status, message, ctx.refused)
         return self._collected[key]
 
+    def _emit(self, kind: str, **fields) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)
+
     def run_scenario(self, scenario: Scenario) -> ScenarioResult:
+        self._emit("scenario.start", scenario=scenario.id, title=dict(scenario.title), requirements=list(scenario.requirements))
+        result = self._run_scenario(scenario)
+        for f in result.findings:
+            self._emit("finding", scenario=scenario.id, rule=f.rule, severity=f.severity.value, requirement=f.requirement,
+                       location=f.location, message=f.message.texts(), artefact=f.artefact)
+        self._emit("scenario.end", scenario=scenario.id, verdict=result.verdict.value,
+                   checks=[{"name": c.name, "verdict": c.verdict.value} for c in result.checks])
+        return result
+
+    def _run_scenario(self, scenario: Scenario) -> ScenarioResult:
         steps: list[CollectStep] = []
         inputs: dict[str, Artefact] = {}
         artefacts: dict[str, ArtefactMeta] = {}
         for name in scenario.collect:
+            self._emit("step.start", scenario=scenario.id, step_kind="collect", name=name)
             got = self._collect(name, inputs)
             artefacts.update(got.produced)
             steps.append(CollectStep(name, got.status, got.message, {k: a.sha256 for k, a in got.outputs.items()}, list(got.refused)))
             for k, a in got.outputs.items():
                 inputs[k] = a
                 artefacts[a.sha256] = a.meta()
+        self._emit("step.start", scenario=scenario.id, step_kind="check", name=", ".join(scenario.checks))
         verdict, checks, findings = evaluate(scenario, inputs, self.recorder.store.get, self.recorded_target, self.registry, steps, self.salt,
                                             self.recorder.store.open)
         return ScenarioResult(scenario.id, list(scenario.requirements), verdict, steps, {k: a.sha256 for k, a in inputs.items()},

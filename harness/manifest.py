@@ -36,7 +36,8 @@ TEXTS = {"fr": str, "en": str}
 VERDICTS = ("enum", tuple(v.value for v in Verdict))
 SCENARIO = {"id": str, "title": TEXTS, "requirements": [str], "profiles": [str], "criticality": str, "proof": str, "tags": [str],
             "collect": [str], "checks": [str], "file": str, "collect_mode?": ("enum", ("all", "any"))}
-REQUIREMENT = {"verdict": VERDICTS, "scenarios": [str], "id": str, "source": str, "level": str, "text": TEXTS}
+REQUIREMENT = {"verdict": VERDICTS, "scenarios": [str], "id": str, "source": str, "level": str, "text": TEXTS, "official_ids?": [str]}
+UNPROVEN = {"id": str, "source": str, "level": str, "text": TEXTS, "official_ids?": [str], "tags": [str]}
 COLLECT = {"name": str, "status": ("enum", tuple(s.value for s in StepStatus)), "message?": TEXTS, "outputs?": ("map", str, HEX),
            "refused?": [{"item": str, "reason": TEXTS}]}
 CHECK = {"name": str, "verdict": VERDICTS, "assertions": int, "reasons": [TEXTS], "findings": int, "sensitive?": [str]}
@@ -47,7 +48,7 @@ MANIFEST = {
     "plugins": ("map", str, str), "blocked_plugins": [str], "target_file": str, "target": ("map", str, ANY),
     "options": ("map", str, ANY), "scenarios": [SCENARIO], "requirements": ("map", str, REQUIREMENT), "results": [RESULT],
     "artefacts": ("map", HEX, {"size": int, "media_type": str, "label": str}), "sensitive_data?": [str],
-    "masking?": {"method": str, "salt": str}, "incidents?": [TEXTS], "members": ("map", str, HEX),  # older manifests lack the first two
+    "masking?": {"method": str, "salt": str}, "incidents?": [TEXTS], "coverage?": {"unproven": ("map", str, UNPROVEN)}, "members": ("map", str, HEX),  # older manifests lack the first two
 }
 FINDINGS = [{"rule": str, "requirement": str, "severity": ("enum", tuple(s.value for s in Severity)), "location": str,
              "message": TEXTS, "artefact": ("optional", HEX), "check?": str}]
@@ -185,6 +186,8 @@ class Manifest:
     sensitive_data: list[str]
     masking: dict[str, str]
     incidents: list[Localized] = field(default_factory=list)  # what went wrong around the checks
+    # requirements of the selected tags no scenario of the run proves (the coverage matrix)
+    coverage: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     members: dict[str, str] = field(default_factory=dict)
 
@@ -219,6 +222,8 @@ class Manifest:
         }
         if self.incidents:
             d["incidents"] = [i.texts() for i in self.incidents]
+        if self.coverage:
+            d["coverage"] = self.coverage
         if self.members:
             d["members"] = self.members
         return d
@@ -244,4 +249,5 @@ class Manifest:
             artefacts={k: ArtefactMeta.from_json(v) for k, v in d.get("artefacts", {}).items()},
             sensitive_data=list(d.get("sensitive_data", [])), masking=dict(d.get("masking", {})),
             incidents=[Text.of(i) for i in d.get("incidents", [])], format=fmt, members=dict(d.get("members", {})),
+            coverage=dict(d.get("coverage", {})),
         )

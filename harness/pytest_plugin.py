@@ -15,8 +15,10 @@ from typing import Any
 import pluggy
 import pytest
 
+from . import allure_results
 from .assembly import Assembly, assemble, resolve_target
 from .errors import HarnessError
+from .events import EventLog
 from .evidence import Recorder, utc_now
 from .live import LiveSession
 from .messages import LANGS, Text, catalogue, resolve_lang
@@ -51,6 +53,11 @@ class HarnessState:
     lock: RunLock | None = None
     signer: Any = None  # harness.signature.Signer, loaded at start (a bad key fails before anything runs)
     sign_warning: Any = None  # why the signature carries no timestamp, when one was asked
+    reports: list = None  # the reports written beside the bundle
+    report_error: str | None = None
+    hub: Any = None  # harness.events.EventHub: what every process is doing (controller)
+    poller: Any = None
+    view: Any = None  # harness.liveview.LiveView, with --live
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()
@@ -82,6 +89,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=_help("help.offline"))
     group.addoption("--sign", dest="harness_sign", metavar="KEY", default=None,
                     help=_help("help.sign"))
+    group.addoption("--live", dest="harness_live", metavar="ADDRESS", nargs="?", const="127.0.0.1", default=None,
+                    help=_help("help.live"))
+    group.addoption("--live-linger", dest="harness_live_linger", metavar="SECONDS", type=float, default=0.0,
+                    help=_help("help.live_linger"))
     try:
         _pm, _pm_error = get_plugin_manager(), None
         _pm.hook.harness_addoption(group=group)
@@ -133,7 +144,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker:
         clean_debris(info.evidence_dir)  # what killed runs left; live runs hold their lock
         state.lock = RunLock(staging_dir(info.evidence_dir, info.run_id))
+        _watch(config, state)
     config.stash[STATE_KEY] = state
+    if getattr(config.option, "allure_report_dir", "unset") is None and not config.option.collectonly:
+        # Allure results beside the bundle unless --alluredir says where (allure-pytest's
+        # own configure, which runs after this one, reads the option)
+        config.option.allure_report_dir = str(info.evidence_dir / f"{info.run_id}.allure")
     for tag in sorted({tag for s in assembly.catalogue.scenarios.values() for tag in s.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: scenarios tagged {tag}")
     # Scenario runs collect scenarios only: drop path arguments (and testpaths).
@@ -161,6 +177,80 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         state.info.incidents.extend(Text.of(i) for i in getattr(node, "workeroutput", {}).get(INCIDENTS_OUTPUT, []))
 
 
+def _watch(config: pytest.Config, state: HarnessState) -> None:
+    """The controller follows the run's events: a progress line on long runs, and the live
+    view when asked (a bad address is a usage error, before anything runs)."""
+    import os
+
+    from .events import EventHub, Poller, Progress
+
+    if config.option.collectonly:
+        return
+    state.hub = EventHub(staging_dir(state.info.evidence_dir, state.info.run_id), len(state.selected))
+    address = config.getoption("harness_live")
+    if address is not None:
+        from .liveview import LiveView, page, parse_address
+
+        try:
+            host, _port = parse_address(address)
+        except ValueError:
+            raise pytest.UsageError(M("live.bad_address", address=address).render(state.lang)) from None
+        product = state.target.product
+        html = page(state.lang, state.info.run_id, f"{product.get('name', '')} {product.get('version', '')}")
+        try:
+            state.view = LiveView(state.hub, address, lambda: html, lambda d: _image(state, d))
+        except OSError as exc:
+            raise pytest.UsageError(M("live.cannot_listen", address=address, error=str(exc)).render(state.lang)) from None
+    progress = None
+    if config.pluginmanager.has_plugin("terminal") and config.getoption("verbose") >= 0:  # the reporter itself registers later
+        lang = state.lang
+
+        def line(done: int, total: int, running: list) -> str:
+            kinds = {"collect": M("progress.collect").render(lang), "check": M("progress.check").render(lang)}
+            now = "; ".join(f"{sid} — {kinds.get(kind, kind)} {step} ({age:.0f} s)" for sid, kind, step, age in running)
+            return M("progress.line", done=done, total=total, running=now).render(lang)
+
+        try:
+            after = float(os.environ.get("HARNESS_PROGRESS_AFTER") or 10)  # seconds a step runs before a progress line
+            progress = Progress(state.hub, line, os.dup(1), after=after, every=after)  # fd taken while pytest's capture is suspended
+        except OSError:
+            progress = None
+    state.poller = Poller(state.hub, progress.tick if progress is not None else None)
+
+
+def _image(state: HarnessState, digest: str) -> bytes | None:
+    """A screenshot for the live view: from the staging store while the run lasts, then from the bundle."""
+    try:
+        return state.info.store.get(digest)
+    except (OSError, KeyError):
+        pass
+    if state.sealed is not None:
+        from .bundle import Bundle
+
+        try:
+            with Bundle(state.sealed.path) as bundle:
+                return bundle.read_artefact(digest)
+        except Exception:
+            return None
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = _state(config)
+    if state is None or state.view is None:
+        return None
+    import ipaddress
+
+    lines = [M("live.started", url=state.view.url).render(state.lang)]
+    try:
+        loopback = ipaddress.ip_address(state.view.host).is_loopback
+    except ValueError:
+        loopback = state.view.host == "localhost"
+    if not loopback:
+        lines.append(M("live.not_loopback", host=state.view.host).render(state.lang))
+    return lines
+
+
 class ScenarioFile(pytest.Collector):
     def __init__(self, *, scenarios: list[Scenario], **kw: Any) -> None:
         super().__init__(**kw)
@@ -176,10 +266,16 @@ class ScenarioNotPassed(Exception):
         self.result = result
 
 
+class ScenarioFailed(ScenarioNotPassed, AssertionError):
+    """A FAIL: a requirement not met (reporters such as Allure tell it from an ERROR, a
+    proof that could not be made, by the AssertionError)."""
+
+
 class ScenarioItem(pytest.Item):
     def __init__(self, *, scenario: Scenario, **kw: Any) -> None:
         super().__init__(**kw)
         self.scenario = scenario
+        self.funcargs: dict[str, Any] = {}  # read by reporters written for test functions (allure-pytest)
         for tag in scenario.tags:
             self.add_marker(tag.replace("-", "_"))
 
@@ -190,12 +286,20 @@ class ScenarioItem(pytest.Item):
                 state.assembly.pm, state.assembly.registry, state.target,
                 Recorder(state.info.store, state.target.secret_values()),
                 lang=state.lang, offline=state.offline, salt=state.info.salt,
+                events=EventLog(staging_dir(state.info.evidence_dir, state.info.run_id)),
             )
         result = state.live.run_scenario(self.scenario)
         self.user_properties.append((RESULT_PROPERTY, result.to_json()))
+        if allure_results.active(self.config):
+            try:
+                allure_results.record(result, self.scenario, state.lang, state.info.store.get)
+            except Exception as exc:  # a reporter's failure costs its report, never the verdict
+                state.info.incidents.append(M("allure.failed", scenario=self.scenario.id, error=f"{type(exc).__name__}: {exc}"))
         if result.verdict is Verdict.PASS:
             return
-        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+        if result.verdict is Verdict.FAIL:
+            raise ScenarioFailed(result)
+        if result.verdict is Verdict.ERROR:
             raise ScenarioNotPassed(result)
         pytest.skip(f"{result.verdict.value}: " + "; ".join(m.render(state.lang) for _, m in result.reasons()))
 
@@ -344,6 +448,7 @@ def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
             "workers": getattr(config.option, "numprocesses", None) or 0,
         },
         sign=(lambda body: _signed(state, body)) if signer is not None else None,
+        lang=state.lang,
     )
 
 
@@ -363,12 +468,47 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         else:
             state.sealed = _seal(state, session.config)
             _junit_properties(session.config, state.sealed)
+            _write_reports(state)
+            if state.hub is not None:
+                state.hub.finish({"bundle": str(state.sealed.path),
+                                  "requirements": {k: v["verdict"] for k, v in sorted(state.sealed.manifest.requirements.items())}})
     except Exception as exc:  # the run's result must still be visible; the exit code says it failed
         state.bundle_error = f"{type(exc).__name__}: {exc}"
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     finally:
         if state.lock is not None:
             state.lock.release()
+
+
+def _write_reports(state: HarnessState) -> None:
+    """The HTML report and the coverage matrix beside the bundle, read back from it; failing
+    to write them leaves the bundle as sealed, and says so."""
+    from .report import write_beside
+
+    try:
+        state.reports = write_beside(state.sealed.path, state.lang)
+    except Exception as exc:
+        state.report_error = f"{type(exc).__name__}: {exc}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The live view lingers if asked, then stops with the event poller: nothing is served
+    after the run."""
+    state = _state(config)
+    if state is None:
+        return
+    if state.view is not None:
+        linger = max(0.0, float(config.getoption("harness_live_linger") or 0))
+        if linger and state.hub is not None and state.hub.finished is not None:
+            import time
+
+            tr = config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(M("live.lingering", seconds=f"{linger:g}", url=state.view.url).render(state.lang))
+            time.sleep(linger)
+        state.view.stop()
+    if state.poller is not None:
+        state.poller.stop()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -385,3 +525,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(M("summary.bundle_failed", error=state.bundle_error).render(state.lang), red=True)
     if state.sign_warning is not None:
         terminalreporter.write_line(state.sign_warning.render(state.lang), yellow=True)
+    for path in state.reports or []:
+        terminalreporter.write_line(M("summary.report_written", path=str(path)).render(state.lang))
+    allure_dir = getattr(config.option, "allure_report_dir", None)
+    if allure_dir and allure_results.active(config):
+        terminalreporter.write_line(M("summary.allure_written", path=str(allure_dir)).render(state.lang))
+    if state.report_error is not None:
+        terminalreporter.write_line(M("summary.report_failed", error=state.report_error).render(state.lang), red=True)

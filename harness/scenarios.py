@@ -25,9 +25,16 @@ class Requirement:
     source: str
     level: str
     text: dict[str, str]
+    # the identifiers of the official referencing this requirement answers (a REM's, a
+    # convention's article), shown in the coverage matrix
+    official_ids: tuple[str, ...] = ()
+    file: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
-        return {"id": self.id, "source": self.source, "level": self.level, "text": dict(self.text)}
+        d = {"id": self.id, "source": self.source, "level": self.level, "text": dict(self.text)}
+        if self.official_ids:
+            d["official_ids"] = list(self.official_ids)
+        return d
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,30 @@ class Catalogue:
             chosen.update(hits)
         return [s for sid, s in self.scenarios.items() if sid in chosen]
 
+    def unproven(self, names: Iterable[str], proven: Iterable[str]) -> dict[str, dict]:
+        """Requirements of the selected tags (``all``: every requirement) that none of
+        ``proven`` covers. A requirement's tags are those of the scenarios proving it, or,
+        when no available scenario does (a blocked plugin's, or none written yet), those of
+        the scenarios of the file defining it."""
+        tags: dict[str, set[str]] = {}
+        for s in self.scenarios.values():
+            for req in s.requirements:
+                tags.setdefault(req, set()).update(s.tags)
+        by_file: dict[Path, set[str]] = {}
+        for s in self.scenarios.values():
+            by_file.setdefault(s.file, set()).update(s.tags)
+        for req, r in self.requirements.items():
+            if req not in tags:
+                tags[req] = set(by_file.get(r.file, set())) if r.file is not None else set()
+        selected = set(names)
+        proven = set(proven)
+        out = {}
+        for req, r in sorted(self.requirements.items()):
+            hit = sorted(tags[req] & selected) or (["all"] if "all" in selected else [])
+            if hit and req not in proven:
+                out[req] = {**r.to_json(), "tags": hit}
+        return out
+
 
 def _text(file: Path, where: str, value: object) -> dict[str, str]:
     if isinstance(value, dict) and isinstance(value.get("fr"), str) and isinstance(value.get("en"), str):
@@ -136,6 +167,7 @@ def _one(file: Path, where: str, value: object, allowed: tuple[str, ...] | None 
 
 _SCENARIO_KEYS = {"id", "title", "requirements", "profiles", "criticality", "proof", "tags", "collect", "checks", "collect_mode"}
 COLLECT_MODES = ("all", "any")
+_REQUIREMENT_KEYS = {"id", "source", "level", "text", "official_ids"}
 
 
 def load_file(file: Path) -> tuple[list[Scenario], list[Requirement]]:
@@ -146,12 +178,17 @@ def load_file(file: Path) -> tuple[list[Scenario], list[Requirement]]:
     requirements = []
     for i, r in enumerate(data.get("requirement", [])):
         where = f"requirement[{i}]"
+        unknown = set(r) - _REQUIREMENT_KEYS
+        if unknown:
+            raise ScenarioError(M("scenario.unknown_keys", file=str(file), where=where, keys=str(sorted(unknown))))
         requirements.append(
             Requirement(
                 id=_one(file, f"{where}.id", r.get("id")),
                 source=_one(file, f"{where}.source", r.get("source")),
                 level=_one(file, f"{where}.level", r.get("level"), LEVELS),
                 text=_text(file, f"{where}.text", r.get("text")),
+                official_ids=_strings(file, f"{where}.official_ids", r.get("official_ids"), required=False),
+                file=file,
             )
         )
     scenarios = []

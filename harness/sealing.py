@@ -115,9 +115,23 @@ def report_sections(pm: pluggy.PluginManager, manifest: Manifest, findings: dict
     return sections
 
 
+def _reports(manifest: Manifest, findings: dict[str, list[Finding]], store: ObjectStore, lang: str,
+             incidents: list[Localized]) -> dict[str, bytes]:
+    """The HTML report and the coverage matrix as members; failing to render them costs them,
+    not the bundle (an incident says so)."""
+    from . import report
+
+    source = report.Source(manifest.to_json(), {sid: [f.to_json() for f in items] for sid, items in findings.items()}, store.get)
+    try:
+        return report.members(source, lang)
+    except Exception as exc:
+        incidents.append(M("report.failed", error=f"{type(exc).__name__}: {exc}"))
+        return {}
+
+
 def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selected: list[Scenario], core_version: str,
          plugins: dict[str, str], blocked: list[str], target: dict, target_file: str, options: dict[str, Any],
-         sign: Callable[[bytes], bytes] | None = None) -> Sealed:
+         sign: Callable[[bytes], bytes] | None = None, lang: str = LANGS[0]) -> Sealed:
     """Write ``<evidence_dir>/<run_id>.zip`` from the results and the staging store."""
     results = [info.results.get(s.id) or ScenarioResult.not_run(s.id, list(s.requirements), M("summary.not_run")) for s in selected]
     store = info.store
@@ -125,15 +139,18 @@ def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selec
                               plugins=plugins, blocked=blocked, target=target, target_file=target_file, options=options,
                               catalogue=catalogue, selected=selected, results=results, salt=info.salt)
     findings = {r.scenario: r.findings for r in results}
-    sections = {lang: report_sections(pm, manifest, findings, store.get, lang, info.incidents if lang == LANGS[0] else []) for lang in LANGS}
+    sections = {lg: report_sections(pm, manifest, findings, store.get, lg, info.incidents if lg == LANGS[0] else []) for lg in LANGS}
     manifest.incidents = list(info.incidents)
+    manifest.coverage = {"unproven": catalogue.unproven(options.get("scenarios", []), manifest.requirements)}
     members: dict[str, Any] = {}
     for digest in manifest.artefacts:
         members[f"artefacts/{digest}"] = (lambda d=digest: store.get(d))
     for sid, items in findings.items():
         members[f"findings/{sid}.json"] = json.dumps([f.to_json() for f in items], ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
-    for lang in LANGS:
-        members[f"summary.{lang}.txt"] = render_summary(manifest, findings, lang, sections=sections[lang]).encode("utf-8")
+    for lg in LANGS:
+        members[f"summary.{lg}.txt"] = render_summary(manifest, findings, lg, sections=sections[lg]).encode("utf-8")
+    members.update(_reports(manifest, findings, store, lang, info.incidents))
+    manifest.incidents = list(info.incidents)  # with the reports' own, if rendering them failed
     path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members, sign)
     shutil.rmtree(staging_dir(info.evidence_dir, info.run_id), ignore_errors=True)
     return Sealed(path, manifest, findings, sections)

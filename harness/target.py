@@ -29,6 +29,8 @@ Schema = Mapping[str, Mapping[str, str]]
 
 CORE_SCHEMA: dict[str, dict[str, str]] = {
     "product": {"id": "str!", "name": "str!", "version": "str!", "vendor": "str"},
+    # the build of each component, for the equivalence of proofs (named like a scenario tag)
+    "product.components": {"*": "str"},
     "endpoints": {"*": "url"},
     "exports": {"*": "path"},
     "credentials": {"*": "secret"},

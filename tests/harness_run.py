@@ -37,15 +37,23 @@ class RunOutcome:
         return out
 
 
-def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180) -> RunOutcome:
-    evidence = cwd / "reports"
-    before = set(evidence.glob("*.zip")) if evidence.exists() else set()
+def harness_env(env: dict | None = None) -> dict[str, str]:
+    """The environment of a harness run: this one's, without pytest's and the harness's own settings."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
     full_env.update(env or {})
+    return full_env
+
+
+def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180, allure: bool = False) -> RunOutcome:
+    evidence = cwd / "reports"
+    before = set(evidence.glob("*.zip")) if evidence.exists() else set()
+    full_env = harness_env(env)
     proc = subprocess.run(
         # hypothesis (a dev dependency) registers a pytest plugin whose import costs 0.8 s in each
         # of the suite's ~200 harness runs; a scenario run has no use for it
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args],
+        # of the suite's ~200 harness runs; a scenario run has no use for it. Allure results are
+        # written only for the tests about them.
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *(() if allure else ("-p", "no:allure_pytest")), *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     after = set(evidence.glob("*.zip")) if evidence.exists() else set()

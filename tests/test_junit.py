@@ -4,6 +4,7 @@ import pytest
 from lxml import etree
 
 from tests.harness_run import run_harness
+from tests.junit_schema import junit_schema
 
 
 @pytest.mark.slow
@@ -13,7 +14,10 @@ def test_the_junit_report_carries_each_requirement_and_scenario_verdict(tmp_path
     run = run_harness(tmp_path, *workers, "--scenario", "version", "--defect", "version-undeclared", "--lang", "en", "--junitxml", str(out),
                       env={"HARNESS_BROWSER": "none"})
     assert run.bundle is not None, run.stdout + run.stderr
-    root = etree.parse(str(out)).getroot()
+    doc = etree.parse(str(out))
+    schema = etree.XMLSchema(etree.parse(str(junit_schema())))
+    assert schema.validate(doc), schema.error_log  # the usual schema: Jenkins xunit's junit-10.xsd
+    root = doc.getroot()
     [suite] = root.findall("testsuite")
     props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props["harness.bundle"] == str(run.bundle)

@@ -1,0 +1,229 @@
+"""Equivalence of proofs: may a requirement's earlier proof be reused for a new referencing?
+
+``harness equivalence OLD.zip NEW.zip`` compares two bundles of the same product (same
+``product.id``; names and versions may differ) requirement by requirement. A requirement's
+proof is equivalent when, for every scenario proving it in both bundles:
+
+- the requirement and the scenario are defined alike (the scenario file's path aside);
+- the rules are the same version: the harness core and each plugin that provides one of the
+  scenario's steps (the verifier's installed plugins say which owns what);
+- the component concerned is the same build: a component the targets declare
+  (``[product.components]``, named like a scenario tag: ``dmp = "build 4.2.0+a1b2c3"``)
+  has the same fingerprint in both, or is declared in neither;
+- the evidence is the same: the artefacts the checks read have the same SHA-256
+  (**same evidence**), or, when they were collected again (exchanges carry their times,
+  documents their identifiers), every check reached the same verdict on the same number of
+  assertions with the same findings, loopback ports, masked values and the product's name
+  set aside (**same conclusions**, the weaker basis, said as such);
+- the verdict is the same.
+
+An equivalent requirement whose earlier verdict was PASS is *reusable*: the earlier proof
+stands. Anything else lists what differs.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .bundle import Bundle
+from .compare import _finding_key, _steps
+from .messages import Localized, catalogue
+
+M = catalogue(__name__)
+
+SAME_EVIDENCE, SAME_CONCLUSIONS = "same-evidence", "same-conclusions"
+
+
+@dataclass
+class RequirementEquivalence:
+    requirement: str
+    old_verdict: str
+    new_verdict: str
+    scenarios: list[str]
+    basis: str = ""  # SAME_EVIDENCE or SAME_CONCLUSIONS when equivalent
+    differences: list[Localized] = field(default_factory=list)
+
+    @property
+    def equivalent(self) -> bool:
+        return not self.unproven and not self.differences and bool(self.basis)
+
+    @property
+    def reusable(self) -> bool:
+        return self.equivalent and self.old_verdict == "PASS"
+
+    @property
+    def unproven(self) -> bool:
+        """Neither bundle ran a scenario for it: no proof to reuse, nothing that differs."""
+        return self.old_verdict == self.new_verdict == "NOT_RUN"
+
+    def status(self) -> Localized:
+        if self.unproven:
+            return M("eq.status.unproven")
+        if not self.equivalent:
+            return M("eq.status.differs")
+        if not self.reusable:
+            return M("eq.status.equivalent_not_pass", verdict=self.old_verdict)
+        return M("eq.status.reuse") if self.basis == SAME_EVIDENCE else M("eq.status.reuse_conclusions")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"requirement": self.requirement, "equivalent": self.equivalent, "reusable": self.reusable, "unproven": self.unproven,
+                "basis": self.basis or None,
+                "old_verdict": self.old_verdict, "new_verdict": self.new_verdict, "scenarios": self.scenarios,
+                "status": self.status().texts(), "differences": [d.texts() for d in self.differences]}
+
+
+@dataclass
+class Equivalence:
+    old: str
+    new: str
+    product: str
+    requirements: list[RequirementEquivalence]
+    notes: list[Localized] = field(default_factory=list)
+
+    def summary(self) -> Localized:
+        same = sum(r.equivalent for r in self.requirements)
+        reuse = sum(r.reusable for r in self.requirements)
+        unproven = sum(r.unproven for r in self.requirements)
+        return M("eq.summary", old=self.old, new=self.new, total=len(self.requirements), equivalent=same, reusable=reuse,
+                 differ=len(self.requirements) - same - unproven, unproven=unproven)
+
+    @property
+    def all_equivalent(self) -> bool:
+        """Every requirement either bundle proves is equivalent (and at least one is)."""
+        proven = [r for r in self.requirements if not r.unproven]
+        return bool(proven) and all(r.equivalent for r in proven)
+
+    def rows(self, lang: str) -> list[dict[str, Any]]:
+        """The HTML report's section."""
+        return [{"requirement": r.requirement, "equivalent": r.equivalent, "unproven": r.unproven, "status": r.status().render(lang),
+                 "differences": [d.render(lang) for d in r.differences]} for r in self.requirements]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new, "product": self.product, "summary": self.summary().texts(),
+                "notes": [n.texts() for n in self.notes], "requirements": [r.to_json() for r in self.requirements]}
+
+    def render(self, lang: str) -> str:
+        lines = [self.summary().render(lang)]
+        lines += ["  ! " + n.render(lang) for n in self.notes]
+        for r in self.requirements:
+            lines.append(f"  {r.requirement:<22} {r.old_verdict:>14} -> {r.new_verdict:<14} {r.status().render(lang)}")
+            lines += [f"      - {d.render(lang)}" for d in r.differences]
+        return "\n".join(lines) + "\n"
+
+
+def _definition(scenario: dict) -> dict:
+    return {k: v for k, v in scenario.items() if k != "file"}
+
+
+def _owners() -> dict[str, set[str]]:
+    """Step name -> the plugins providing it, from the verifier's installed plugins (empty when
+    they cannot be loaded: every plugin's version is then compared)."""
+    try:
+        from .plugins import get_plugin_manager
+        from .steps import build_registry
+
+        registry = build_registry(get_plugin_manager())
+    except Exception:
+        return {}
+    out: dict[str, set[str]] = {}
+    for (_kind, step), plugin in registry.owners.items():
+        out.setdefault(step, set()).add(plugin)
+    return out
+
+
+def _components(manifest: dict) -> dict[str, str]:
+    product = manifest.get("target", {}).get("product", {})
+    components = product.get("components", {})
+    return {str(k): str(v) for k, v in components.items()} if isinstance(components, dict) else {}
+
+
+def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
+    owners = _owners()
+    with Bundle(old_path) as old, Bundle(new_path) as new:
+        mo, mn = old.manifest, new.manifest
+        po, pn = mo.get("target", {}).get("product", {}), mn.get("target", {}).get("product", {})
+        out = Equivalence(Path(old_path).name, Path(new_path).name, str(pn.get("id", "")), [])
+        other_product = po.get("id") != pn.get("id")
+        if other_product:
+            out.notes.append(M("eq.other_product", old=po.get("id", "-"), new=pn.get("id", "-")))
+        equate = [(str(po["name"]), str(pn["name"]))] if po.get("name") and pn.get("name") and po["name"] != pn["name"] else []
+        scen_o = {s["id"]: s for s in mo.get("scenarios", [])}
+        scen_n = {s["id"]: s for s in mn.get("scenarios", [])}
+        res_o = {r.scenario: r for r in old.record.results}
+        res_n = {r.scenario: r for r in new.record.results}
+        comp_o, comp_n = _components(mo), _components(mn)
+        core_o, core_n = mo.get("harness", {}).get("version"), mn.get("harness", {}).get("version")
+        for req in sorted(set(mo.get("requirements", {})) | set(mn.get("requirements", {}))):
+            ro, rn = mo.get("requirements", {}).get(req), mn.get("requirements", {}).get(req)
+            row = RequirementEquivalence(req, (ro or {}).get("verdict", "-"), (rn or {}).get("verdict", "-"),
+                                         sorted(set((ro or {}).get("scenarios", [])) | set((rn or {}).get("scenarios", []))))
+            out.requirements.append(row)
+            d = row.differences
+            if other_product:
+                d.append(M("eq.other_product", old=po.get("id", "-"), new=pn.get("id", "-")))
+                continue
+            if row.unproven:
+                continue
+            if ro is None or rn is None:
+                d.append(M("eq.requirement_only", side=M("eq.side.new") if ro is None else M("eq.side.old")))
+                continue
+            if {k: ro.get(k) for k in ("text", "source", "level")} != {k: rn.get(k) for k in ("text", "source", "level")}:
+                d.append(M("eq.requirement_changed"))
+            if set(ro["scenarios"]) != set(rn["scenarios"]):
+                d.append(M("eq.scenarios_differ", old=", ".join(ro["scenarios"]) or "-", new=", ".join(rn["scenarios"]) or "-"))
+            if row.old_verdict != row.new_verdict:
+                d.append(M("eq.verdict", old=row.old_verdict, new=row.new_verdict))
+            bases = []
+            for sid in sorted(set(ro["scenarios"]) & set(rn["scenarios"])):
+                so, sn = scen_o.get(sid), scen_n.get(sid)
+                if so is None or sn is None or _definition(so) != _definition(sn):
+                    changed = sorted(k for k in set(_definition(so or {})) | set(_definition(sn or {}))
+                                     if (so or {}).get(k) != (sn or {}).get(k))
+                    d.append(M("eq.definition", scenario=sid, keys=", ".join(changed)))
+                    continue
+                steps = set(sn.get("collect", [])) | set(sn.get("checks", []))
+                plugins = sorted({p for s in steps for p in owners.get(s, ())}) if owners else sorted(set(mo.get("plugins", {})) | set(mn.get("plugins", {})))
+                if core_o != core_n:
+                    d.append(M("eq.rules_core", scenario=sid, old=core_o or "-", new=core_n or "-"))
+                for p in plugins:
+                    vo, vn = mo.get("plugins", {}).get(p), mn.get("plugins", {}).get(p)
+                    if vo != vn:
+                        d.append(M("eq.rules_plugin", scenario=sid, plugin=p, old=vo or "-", new=vn or "-"))
+                for tag in sn.get("tags", []):
+                    if tag in comp_o or tag in comp_n:
+                        if comp_o.get(tag) != comp_n.get(tag):
+                            d.append(M("eq.component", scenario=sid, component=tag, old=comp_o.get(tag, "-"), new=comp_n.get(tag, "-")))
+                a, b = res_o.get(sid), res_n.get(sid)
+                if a is None or b is None:
+                    d.append(M("eq.scenario_missing", scenario=sid))
+                    continue
+                if a.inputs == b.inputs and a.inputs:
+                    bases.append(SAME_EVIDENCE)
+                    continue
+                if not a.inputs and not b.inputs:
+                    d.append(M("eq.no_evidence", scenario=sid, verdict=b.verdict.value))
+                    continue
+                differs = sum(1 for k in set(a.inputs) | set(b.inputs) if a.inputs.get(k) != b.inputs.get(k))
+                same_steps = _steps(a, equate) == _steps(b, equate)
+                fo = Counter(_finding_key(f, equate) for f in old.findings(sid))
+                fn = Counter(_finding_key(f, equate) for f in new.findings(sid))
+                if same_steps and fo == fn:
+                    bases.append(SAME_CONCLUSIONS)
+                    continue
+                d.append(M("eq.evidence", scenario=sid, count=differs))
+                if not same_steps:
+                    for co, cn in zip(a.checks, b.checks):
+                        if (co.name, co.verdict, co.assertions) != (cn.name, cn.verdict, cn.assertions):
+                            d.append(M("eq.check", scenario=sid, check=cn.name, old=f"{co.verdict.value}/{co.assertions}",
+                                       new=f"{cn.verdict.value}/{cn.assertions}"))
+                for key in sorted((fo - fn).elements())[:10]:
+                    d.append(M("eq.finding_gone", scenario=sid, rule=key[1], location=key[4]))
+                for key in sorted((fn - fo).elements())[:10]:
+                    d.append(M("eq.finding_new", scenario=sid, rule=key[1], location=key[4]))
+            if not d:
+                row.basis = SAME_CONCLUSIONS if SAME_CONCLUSIONS in bases else SAME_EVIDENCE if bases else ""
+                if not bases:
+                    d.append(M("eq.nothing_compared"))
+    return out
