@@ -134,7 +134,7 @@ def _equivalence(args: argparse.Namespace, lang: str) -> int:
     eq = compare_proofs(args.old, args.new)
     sys.stdout.write(eq.render(lang))
     if args.json:
-        atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"))
+        atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"), shared=True)
     if args.html:
         from .bundle import Bundle, verify_bundle
         from .report import Source, bundle_facts, render_html
@@ -143,7 +143,7 @@ def _equivalence(args: argparse.Namespace, lang: str) -> int:
         with Bundle(args.new) as bundle:
             source = Source.of_bundle(bundle, facts)
             source.equivalence = eq
-            atomic_write(args.html, render_html(source, lang))
+            atomic_write(args.html, render_html(source, lang), shared=True)
     return 0 if eq.all_equivalent else 1
 
 

@@ -42,7 +42,9 @@ class LiveSession:
         self.pm = pm
         self.events = events
         if events is not None:
-            recorder.listener = lambda a: events.emit("artefact", label=a.label, media_type=a.media_type, sha256=a.sha256, size=a.size)
+            recorder.listener = lambda a: events.emit("artefact", scenario=self._current, label=a.label, media_type=a.media_type,
+                                                      sha256=a.sha256, size=a.size)
+        self._current: str | None = None  # the scenario running in this process (its artefacts' events name it)
         self.salt = salt
         self.registry = registry
         self.target = target
@@ -154,8 +156,12 @@ class LiveSession:
             self.events.emit(kind, **fields)
 
     def run_scenario(self, scenario: Scenario) -> ScenarioResult:
+        self._current = scenario.id
         self._emit("scenario.start", scenario=scenario.id, title=dict(scenario.title), requirements=list(scenario.requirements))
-        result = self._run_scenario(scenario)
+        try:
+            result = self._run_scenario(scenario)
+        finally:
+            self._current = None
         for f in result.findings:
             self._emit("finding", scenario=scenario.id, rule=f.rule, severity=f.severity.value, requirement=f.requirement,
                        location=f.location, message=f.message.texts(), artefact=f.artefact)

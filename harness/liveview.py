@@ -178,12 +178,11 @@ function scenario(id, title) {
   }
   return scenarios.get(id);
 }
-let current = null;
 function apply(e) {
-  if (e.kind === "scenario.start") { current = e.scenario; const s = scenario(e.scenario, (e.title || {})[lang]); s.v.textContent = document.body.dataset.running; s.box.scrollIntoView({block: "nearest"}); }
+  if (e.kind === "scenario.start") { const s = scenario(e.scenario, (e.title || {})[lang]); s.v.textContent = document.body.dataset.running; s.box.scrollIntoView({block: "nearest"}); }
   else if (e.kind === "step.start") { scenario(e.scenario).steps.append(el("li", "step", e.step_kind + " " + e.name)); }
   else if (e.kind === "artefact") {
-    const s = current && scenarios.get(current); if (!s) return;
+    const s = e.scenario && scenarios.get(e.scenario); if (!s) return;
     if (e.media_type && e.media_type.startsWith("image/")) { const img = el("img", "screenshot"); img.src = "image/" + e.sha256; img.alt = e.label; s.shots.append(img); }
     else { s.steps.append(el("li", "artefact", e.label + " — " + e.sha256.slice(0, 12) + " (" + e.size + " o)")); }
   }

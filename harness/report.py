@@ -16,6 +16,7 @@ import csv
 import functools
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -201,6 +202,7 @@ class _Scenario:
     collect: list[dict]
     checks: list[dict]
     findings: list[dict]
+    meta: str = ""
     images: list[_Image] = field(default_factory=list)
 
 
@@ -218,11 +220,16 @@ def _exchange(source: Source, digest: str, meta: Mapping[str, Any]) -> dict[str,
     return row
 
 
-EXCHANGE_MARKS = ("exchange:", ".request:", ".response:", ".message:", ".smtp", ".imap", "request:")
+# What a label names when its artefact is an exchange with the software or a simulator (the
+# core's HTTP records, and the plugins' protocol transcripts: SOAP, SMTP/IMAP sessions,
+# MLLP, FHIR searches); the other artefacts (documents, metadata, renderings) are listed
+# with every artefact.
+_EXCHANGE = re.compile(r"^(exchange|request):|(^|[.\-])(request|response|session|mllp|mllp-ack|mllp-session|message|delivered|reply|"
+                       r"receive|send|fhir-search|feed)(:|/|$)")
 
 
 def _is_exchange(label: str) -> bool:
-    return any(mark in label or label.startswith(mark) for mark in EXCHANGE_MARKS)
+    return bool(_EXCHANGE.search(label))
 
 
 def _labels() -> dict[str, Any]:
@@ -230,14 +237,14 @@ def _labels() -> dict[str, Any]:
         "title": M("html.title"), "run": M("html.run"), "product": M("html.product"), "started": M("html.started"),
         "finished": M("html.finished"), "harness": M("html.harness"), "bundle": M("html.bundle"), "inside": M("html.inside"),
         "signature": M("html.signature"), "requirements": M("html.requirements"), "scenarios": M("html.scenarios"),
-        "verdict": M("html.verdict"), "findings": M("html.findings"), "rule": M("html.rule"), "severity": M("html.severity"),
+        "verdict": M("html.verdict"), "rule": M("html.rule"), "severity": M("html.severity"),
         "location": M("html.location"), "message": M("html.message"), "evidence": M("html.evidence"),
         "exchanges": M("html.exchanges"), "screenshots": M("html.screenshots"), "not_inlined": M("html.not_inlined"),
         "collect": M("html.collect"), "checks": M("html.checks"), "assertions": M("html.assertions"), "none": M("html.none"),
         "official_ids": M("html.official_ids"), "level": M("html.level"), "incidents": M("html.incidents"),
         "coverage_unproven": M("html.unproven"), "equivalence": M("html.equivalence"), "artefacts": M("html.artefacts"),
-        "criticality": M("html.criticality"), "tags": M("html.tags"), "why": M("html.why"), "status": M("html.status"),
-        "size": M("html.size"), "generated": M("html.generated"),
+        "why": M("html.why"), "status": M("html.status"),
+        "size": M("html.size"), "generated": M("html.generated"), "bytes": M("html.bytes"),
     }
 
 
@@ -276,6 +283,8 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
             findings=[{"rule": f["rule"], "severity": f["severity"], "requirement": f["requirement"], "location": f["location"],
                        "message": _text(f.get("message"), lang), "artefact": f.get("artefact")} for f in found],
         )
+        sc.meta = (M("html.scenario_meta_tags", requirements=", ".join(sc.requirements), criticality=sc.criticality, tags=", ".join(sc.tags))
+                   if sc.tags else M("html.scenario_meta", requirements=", ".join(sc.requirements), criticality=sc.criticality)).render(lang)
         for digest in list(r.get("inputs", {}).values()) + [f["artefact"] for f in found if f.get("artefact")]:
             meta = artefacts.get(digest, {})
             if meta.get("media_type") not in IMAGE_TYPES or digest in seen_images:
@@ -379,6 +388,6 @@ def write_beside(bundle_path: Path, lang: str, out_dir: Path | None = None, equi
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in outputs.items():
-        atomic_write(out_dir / name, data)
+        atomic_write(out_dir / name, data, shared=True)
         written.append(out_dir / name)
     return written

@@ -120,6 +120,9 @@ def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_no
     assert code == 0, out
     assert "Signed by O=Test,CN=Editeur Exemple SAS (issuer O=Test,CN=Test Signing CA" in out
     assert "Certificate chain valid up to the anchor O=Test,CN=Test Root CA" in out
+    # the HTML report beside the bundle says who signed it (the chain is the verifier's to check)
+    html = run.bundle.with_suffix(".html").read_text(encoding="utf-8")
+    assert "signed by O=Test,CN=Editeur Exemple SAS (issuer O=Test,CN=Test Signing CA" in html
     forged = tmp_path / "forged.zip"
     _forge(run.bundle, forged)
     code, out = _verify(capsys, forged, pki / "root.pem")
