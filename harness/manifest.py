@@ -1,9 +1,12 @@
 """The manifest of an evidence bundle: what ran, with what, and what it concluded.
 
-Format ``harness-bundle/2`` (this version) differs from ``harness-bundle/1`` in two
-points only: the exchanges of a document index are a collection of their own
-(``doc-live.exchange/001`` instead of ``doc-live/001.exchange``), and scenario files are
-named by their path. :func:`upgrade_inputs` reads a ``/1`` record with today's names, so
+Format ``harness-bundle/3`` (this version) adds to ``/2``, optionally: the official
+identifiers of a requirement (``official_ids``), the requirements of the selected tags that no
+scenario proves (``coverage``), and the reports sealed under ``reports/``; an earlier harness
+refuses it by its format, plainly, rather than by a key it does not know. ``/2`` differs from
+``harness-bundle/1`` in two points only: the exchanges of a document index are a collection of
+their own (``doc-live.exchange/001`` instead of ``doc-live/001.exchange``), and scenario files
+are named by their path. :func:`upgrade_inputs` reads a ``/1`` record with today's names, so
 earlier bundles replay.
 """
 from __future__ import annotations
@@ -24,8 +27,9 @@ from .verdicts import Severity, Verdict, combine
 
 M = catalogue(__name__)
 
-FORMAT = "harness-bundle/2"
-FORMATS = ("harness-bundle/1", FORMAT)  # what this version reads
+FORMAT = "harness-bundle/3"
+FORMATS = ("harness-bundle/1", "harness-bundle/2", FORMAT)  # what this version reads
+SUMMARY_FORMATS = ("harness-bundle/2", FORMAT)  # whose summaries this version renders alike
 
 
 # -- the shape of a manifest, checked before anything reads it ------------------------

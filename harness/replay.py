@@ -14,7 +14,7 @@ from .checking import evaluate
 from .errors import BundleError
 from .context import Artefact
 from .evidence import canonical_json
-from .manifest import FORMAT, requirement_verdicts
+from .manifest import SUMMARY_FORMATS, requirement_verdicts
 from .messages import LANGS, Message, catalogue
 from .plugins import core_version, plugin_versions
 from .results import ScenarioResult
@@ -139,7 +139,7 @@ def _compare_requirements(bundle: Bundle, results: list[ScenarioResult], catalog
 
 def _compare_summaries(bundle: Bundle, results: list[ScenarioResult], requirements: dict, assembly: "Assembly", report: ReplayReport) -> None:
     """The human summaries rendered again from what replay derived, against the sealed ones."""
-    if bundle.record.format != FORMAT:
+    if bundle.record.format not in SUMMARY_FORMATS:
         report.version_notes.append(M("replay.summary_format", format=bundle.record.format))
         return
     manifest = replace(bundle.record, results=results, requirements=requirements)

@@ -1,4 +1,5 @@
 """Sealed bundles: integrity down to the byte, offline replay, atomic writing."""
+import hashlib
 import json
 import os
 import signal
@@ -218,6 +219,23 @@ def test_a_bundle_of_the_previous_format_still_verifies_and_replays(capsys):
     assert "Offline replay: 19 scenario(s), identical verdicts." in out
 
 
+FORMAT_2 = Path(__file__).parents[1] / "fixtures" / "bundles" / "demo-all-format2.zip"
+
+
+@pytest.mark.slow
+def test_a_bundle_written_before_the_reports_verifies_replays_and_gets_its_reports(tmp_path, capsys):
+    with zipfile.ZipFile(FORMAT_2) as zf:
+        assert json.loads(zf.read("manifest.json"))["format"] == "harness-bundle/2"
+        assert not any(n.startswith("reports/") for n in zf.namelist())
+    assert cli(["--lang", "en", "verify", "--replay", str(FORMAT_2)]) == 0
+    out = capsys.readouterr().out
+    assert "Format: harness-bundle/2 (earlier version" in out and "Offline replay: 54 scenario(s), identical verdicts." in out
+    assert cli(["--lang", "en", "report", str(FORMAT_2), "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "demo-all-format2.html").read_text(encoding="utf-8")
+    assert html.count('class="requirement"') == 37 and hashlib.sha256(FORMAT_2.read_bytes()).hexdigest() in html
+    assert (tmp_path / "demo-all-format2.coverage.xlsx").stat().st_size > 0
+
+
 def test_an_unknown_bundle_format_is_named(tmp_path):
     members = _members(FORMAT_1)
     manifest = json.loads(members["manifest.json"])
@@ -225,4 +243,4 @@ def test_an_unknown_bundle_format_is_named(tmp_path):
     members["manifest.json"] = json.dumps(manifest).encode()
     report = verify_bundle(_reseal(members, tmp_path / "future.zip"))
     assert [p.text("en") for p in report.problems] == [
-        "manifest.json: evidence bundle format harness-bundle/9 unknown to this version (formats read: harness-bundle/1, harness-bundle/2)"]
+        "manifest.json: evidence bundle format harness-bundle/9 unknown to this version (formats read: harness-bundle/1, harness-bundle/2, harness-bundle/3)"]
