@@ -5,8 +5,10 @@
 proof is equivalent when, for every scenario proving it in both bundles:
 
 - the requirement and the scenario are defined alike (the scenario file's path aside);
-- the rules are the same version: the harness core and each plugin that provides one of the
-  scenario's steps (the verifier's installed plugins say which owns what);
+- the rules are the same: the version of the harness core and of each plugin that provides one
+  of the scenario's steps (the verifier's installed plugins say which owns what), and, when
+  both bundles record them, the fingerprints of their rule files (``rules``: a rule may change
+  without a version number changing);
 - the component concerned is the same build: a component the targets declare
   (``[product.components]``, named like a scenario tag: ``dmp = "build 4.2.0+a1b2c3"``)
   has the same fingerprint in both, or is declared in neither;
@@ -167,7 +169,7 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
             if row.unproven:
                 continue
             if ro is None or rn is None:
-                d.append(M("eq.requirement_only", side=M("eq.side.new") if ro is None else M("eq.side.old")))
+                d.append(M("eq.requirement_only", side=M("eq.side.old") if ro is None else M("eq.side.new")))
                 continue
             if {k: ro.get(k) for k in ("text", "source", "level")} != {k: rn.get(k) for k in ("text", "source", "level")}:
                 d.append(M("eq.requirement_changed"))
@@ -191,6 +193,15 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
                     vo, vn = mo.get("plugins", {}).get(p), mn.get("plugins", {}).get(p)
                     if vo != vn:
                         d.append(M("eq.rules_plugin", scenario=sid, plugin=p, old=vo or "-", new=vn or "-"))
+                # the rules' code, when both bundles fingerprint it (a version number may stay
+                # the same across a change of rules)
+                rules_o, rules_n = mo.get("rules", {}), mn.get("rules", {})
+                if rules_o and rules_n:
+                    for p in ["harness", *plugins]:
+                        if rules_o.get(p) != rules_n.get(p):
+                            d.append(M("eq.rules_code", scenario=sid, plugin=p))
+                elif rules_o or rules_n:
+                    d.append(M("eq.rules_unknown", scenario=sid))
                 for tag in sn.get("tags", []):
                     if tag in comp_o or tag in comp_n:
                         if comp_o.get(tag) != comp_n.get(tag):

@@ -2,7 +2,8 @@
 
 Format ``harness-bundle/3`` (this version) adds to ``/2``, optionally: the official
 identifiers of a requirement (``official_ids``), the requirements of the selected tags that no
-scenario proves (``coverage``), and the reports sealed under ``reports/``; an earlier harness
+scenario proves (``coverage``), the fingerprints of the rules' code (``rules``), and the
+reports sealed under ``reports/``; an earlier harness
 refuses it by its format, plainly, rather than by a key it does not know. ``/2`` differs from
 ``harness-bundle/1`` in two points only: the exchanges of a document index are a collection of
 their own (``doc-live.exchange/001`` instead of ``doc-live/001.exchange``), and scenario files
@@ -52,7 +53,8 @@ MANIFEST = {
     "plugins": ("map", str, str), "blocked_plugins": [str], "target_file": str, "target": ("map", str, ANY),
     "options": ("map", str, ANY), "scenarios": [SCENARIO], "requirements": ("map", str, REQUIREMENT), "results": [RESULT],
     "artefacts": ("map", HEX, {"size": int, "media_type": str, "label": str}), "sensitive_data?": [str],
-    "masking?": {"method": str, "salt": str}, "incidents?": [TEXTS], "coverage?": {"unproven": ("map", str, UNPROVEN)}, "members": ("map", str, HEX),  # older manifests lack the first two
+    "masking?": {"method": str, "salt": str}, "incidents?": [TEXTS], "coverage?": {"unproven": ("map", str, UNPROVEN)},
+    "rules?": ("map", str, HEX), "members": ("map", str, HEX),  # older manifests lack the first two
 }
 FINDINGS = [{"rule": str, "requirement": str, "severity": ("enum", tuple(s.value for s in Severity)), "location": str,
              "message": TEXTS, "artefact": ("optional", HEX), "check?": str}]
@@ -192,6 +194,8 @@ class Manifest:
     incidents: list[Localized] = field(default_factory=list)  # what went wrong around the checks
     # requirements of the selected tags no scenario of the run proves (the coverage matrix)
     coverage: dict[str, Any] = field(default_factory=dict)
+    # SHA-256 of the rule files of the core and of each plugin (harness.plugins.rules_fingerprints)
+    rules: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
     members: dict[str, str] = field(default_factory=dict)
 
@@ -228,6 +232,8 @@ class Manifest:
             d["incidents"] = [i.texts() for i in self.incidents]
         if self.coverage:
             d["coverage"] = self.coverage
+        if self.rules:
+            d["rules"] = self.rules
         if self.members:
             d["members"] = self.members
         return d
@@ -253,5 +259,5 @@ class Manifest:
             artefacts={k: ArtefactMeta.from_json(v) for k, v in d.get("artefacts", {}).items()},
             sensitive_data=list(d.get("sensitive_data", [])), masking=dict(d.get("masking", {})),
             incidents=[Text.of(i) for i in d.get("incidents", [])], format=fmt, members=dict(d.get("members", {})),
-            coverage=dict(d.get("coverage", {})),
+            coverage=dict(d.get("coverage", {})), rules=dict(d.get("rules", {})),
         )

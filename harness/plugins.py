@@ -11,6 +11,7 @@ import difflib
 import inspect
 import os
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -98,6 +99,40 @@ def plugin_versions(pm: pluggy.PluginManager) -> dict[str, str]:
     for plugin, dist in pm.list_plugin_distinfo():
         versions[pm.get_name(plugin)] = f"{dist.metadata['name']} {dist.version}"
     return dict(sorted(versions.items()))
+
+
+RULE_SUFFIXES = (".py", ".toml", ".sch", ".xsl", ".xslt", ".xsd", ".json", ".xml", ".csv")
+_SKIPPED = {"__pycache__", "locale", "templates"}  # wording and presentation are not rules
+# the core's modules that present or transport results and derive no verdict
+_PRESENTATION = {"report.py", "allure_results.py", "liveview.py", "events.py", "summary.py", "cli.py", "commands.py"}
+
+
+def _tree_digest(folder: Path) -> str:
+    """SHA-256 over the rule files of a package (path and content), wording aside."""
+    import hashlib
+
+    h = hashlib.sha256()
+    core = folder == Path(__file__).parent
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in RULE_SUFFIXES
+                       and not _SKIPPED.intersection(p.relative_to(folder).parts)
+                       and not (core and p.parent == folder and p.name in _PRESENTATION)):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def rules_fingerprints(pm: pluggy.PluginManager) -> dict[str, str]:
+    """What the rules are, beyond a version number that may not change with them: the core's
+    and each registered plugin's package files, hashed (``harness equivalence`` compares them)."""
+    import sys
+
+    out = {"harness": _tree_digest(Path(__file__).parent)}
+    for name, plugin in pm.list_name_plugin():
+        module = sys.modules.get(getattr(plugin, "__name__", "")) if not hasattr(plugin, "__file__") else plugin
+        file = getattr(module, "__file__", None)
+        if name and file and getattr(module, "__package__", None) and Path(file).parent != Path(__file__).parent:
+            out[name] = _tree_digest(Path(file).parent)
+    return dict(sorted(out.items()))
 
 
 def core_version() -> str:

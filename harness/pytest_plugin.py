@@ -22,7 +22,7 @@ from .events import EventLog
 from .evidence import Recorder, utc_now
 from .live import LiveSession
 from .messages import LANGS, Text, catalogue, resolve_lang
-from .plugins import blocked_plugins, core_version, get_plugin_manager, plugin_versions
+from .plugins import blocked_plugins, core_version, get_plugin_manager, plugin_versions, rules_fingerprints
 from .results import ScenarioResult
 from .scenarios import Scenario
 from .sealing import RunInfo, RunLock, Sealed, clean_debris, new_run_id, seal, staging_dir
@@ -449,6 +449,7 @@ def _seal(state: HarnessState, config: pytest.Config) -> Sealed:
         },
         sign=(lambda body: _signed(state, body)) if signer is not None else None,
         lang=state.lang,
+        rules=rules_fingerprints(state.assembly.pm),
     )
 
 

@@ -131,7 +131,7 @@ def _reports(manifest: Manifest, findings: dict[str, list[Finding]], store: Obje
 
 def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selected: list[Scenario], core_version: str,
          plugins: dict[str, str], blocked: list[str], target: dict, target_file: str, options: dict[str, Any],
-         sign: Callable[[bytes], bytes] | None = None, lang: str = LANGS[0]) -> Sealed:
+         sign: Callable[[bytes], bytes] | None = None, lang: str = LANGS[0], rules: dict[str, str] | None = None) -> Sealed:
     """Write ``<evidence_dir>/<run_id>.zip`` from the results and the staging store."""
     results = [info.results.get(s.id) or ScenarioResult.not_run(s.id, list(s.requirements), M("summary.not_run")) for s in selected]
     store = info.store
@@ -141,6 +141,7 @@ def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selec
     findings = {r.scenario: r.findings for r in results}
     sections = {lg: report_sections(pm, manifest, findings, store.get, lg, info.incidents if lg == LANGS[0] else []) for lg in LANGS}
     manifest.incidents = list(info.incidents)
+    manifest.rules = dict(rules or {})
     manifest.coverage = {"unproven": catalogue.unproven(options.get("scenarios", []), manifest.requirements)}
     members: dict[str, Any] = {}
     for digest in manifest.artefacts:

@@ -427,3 +427,27 @@ def test_a_component_built_again_makes_its_requirements_differ(tmp_path):
     reqs = json.loads((tmp_path / "eq.json").read_text())["requirements"]
     assert out.returncode == 1 and reqs and all(not r["equivalent"] for r in reqs)
     assert all(any("component ins at 4.2.0+a1 then 4.2.0+b2" in d["en"] for d in r["differences"]) for r in reqs)
+
+
+@pytest.mark.slow
+def test_a_change_of_the_rules_code_under_the_same_version_number_is_seen(three_runs, tmp_path):
+    from tests.test_bundle import _reseal
+
+    cwd, (a, b, _) = three_runs
+    assert set(a.manifest["rules"]) >= {"harness", "harness-version", "harness-ins"}
+    members = _members(b.bundle)
+    manifest = json.loads(members["manifest.json"])
+    manifest["rules"]["harness-version"] = "0" * 64  # the version plugin's rules, edited without a new version number
+    members["manifest.json"] = json.dumps(manifest).encode()
+    changed = _reseal(members, tmp_path / "changed.zip")
+    out = _equivalence(cwd, str(a.bundle), str(changed), "--json", str(tmp_path / "eq.json"))
+    reqs = {r["requirement"]: r for r in json.loads((tmp_path / "eq.json").read_text())["requirements"]}
+    assert out.returncode == 1
+    assert {req for req, r in reqs.items() if not r["equivalent"]} == {req for req in reqs if req.startswith("LES-")}
+    assert all(any("rules' code of harness-version changed" in d["en"] for d in r["differences"])
+               for req, r in reqs.items() if req.startswith("LES-"))
+    # a bundle from before the fingerprints: nothing proves the rules did not change
+    fmt2 = ROOT / "fixtures" / "bundles" / "demo-all-format2.zip"
+    out = _equivalence(cwd, str(fmt2), str(a.bundle))
+    assert out.returncode == 1 and "only one bundle records the fingerprint of the rules' code" in out.stdout
+    assert "requirement missing from the new bundle" in out.stdout  # the earlier run proved more (DMP, MSSanté...)
