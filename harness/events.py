@@ -165,3 +165,9 @@ class Progress:
             self.lines += 1
         except OSError:
             pass
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass

@@ -57,6 +57,7 @@ class HarnessState:
     report_error: str | None = None
     hub: Any = None  # harness.events.EventHub: what every process is doing (controller)
     poller: Any = None
+    progress: Any = None  # harness.events.Progress: holds a copy of the terminal's descriptor
     view: Any = None  # harness.liveview.LiveView, with --live
 
 
@@ -142,9 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except HarnessError as exc:
             raise pytest.UsageError(exc.message(lang)) from None
     if not is_worker:
+        _watch(config, state)  # first: a live view that cannot start stops the run before it leaves anything
         clean_debris(info.evidence_dir)  # what killed runs left; live runs hold their lock
         state.lock = RunLock(staging_dir(info.evidence_dir, info.run_id))
-        _watch(config, state)
     config.stash[STATE_KEY] = state
     if getattr(config.option, "allure_report_dir", "unset") is None and not config.option.collectonly:
         # Allure results beside the bundle unless --alluredir says where (allure-pytest's
@@ -216,6 +217,7 @@ def _watch(config: pytest.Config, state: HarnessState) -> None:
         except OSError:
             progress = None
     state.poller = Poller(state.hub, progress.tick if progress is not None else None)
+    state.progress = progress
 
 
 def _image(state: HarnessState, digest: str) -> bytes | None:
@@ -224,13 +226,13 @@ def _image(state: HarnessState, digest: str) -> bytes | None:
         return state.info.store.get(digest)
     except (OSError, KeyError):
         pass
-    if state.sealed is not None:
-        from .bundle import Bundle
+    if state.sealed is not None:  # the run's own bundle, just sealed: read, not verified again
+        import zipfile
 
         try:
-            with Bundle(state.sealed.path) as bundle:
-                return bundle.read_artefact(digest)
-        except Exception:
+            with zipfile.ZipFile(state.sealed.path) as zf:
+                return zf.read(f"artefacts/{digest}")
+        except (OSError, KeyError, zipfile.BadZipFile):
             return None
     return None
 
@@ -467,6 +469,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if session.config.option.collectonly:
             shutil.rmtree(staging_dir(state.info.evidence_dir, state.info.run_id), ignore_errors=True)
         else:
+            if state.hub is not None:
+                state.hub.poll()  # the last events, before sealing removes the staging folder
             state.sealed = _seal(state, session.config)
             _junit_properties(session.config, state.sealed)
             _write_reports(state)
@@ -510,6 +514,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.view.stop()
     if state.poller is not None:
         state.poller.stop()
+    if state.progress is not None:
+        state.progress.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

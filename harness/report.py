@@ -15,13 +15,14 @@ import base64
 import csv
 import functools
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from .errors import UnsafeInput
 from .evidence import atomic_write, sha256
+from .safety import parse_json
 from .messages import catalogue
 from .verdicts import Verdict
 
@@ -211,8 +212,8 @@ def _exchange(source: Source, digest: str, meta: Mapping[str, Any]) -> dict[str,
            "method": None, "url": None, "status": None, "elapsed_ms": None, "started_at": None, "error": None}
     if _label(meta).startswith("exchange:") and int(meta.get("size", 0)) <= MAX_EXCHANGE_READ:
         try:
-            record = json.loads(source.read(digest))
-        except (ValueError, KeyError, OSError):
+            record = parse_json(source.read(digest), source=digest)  # a bundle may be hostile: bounded depth and size
+        except (UnsafeInput, ValueError, KeyError, OSError):
             return row
         if isinstance(record, dict):
             row.update({k: record.get(k) for k in ("method", "url", "status", "elapsed_ms", "started_at")})

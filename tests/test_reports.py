@@ -320,6 +320,7 @@ def test_live_addresses(value, expected):
 def test_a_bad_live_address_is_a_usage_error(tmp_path):
     run = run_harness(tmp_path, "--scenario", "version-matches-declared", "--live", "127.0.0.1:99999", "--lang", "en")
     assert run.returncode == 4 and "invalid live view address" in run.stderr
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").iterdir())  # nothing left behind
 
 
 def _get(url: str, method: str = "GET") -> int:
@@ -451,3 +452,24 @@ def test_a_change_of_the_rules_code_under_the_same_version_number_is_seen(three_
     out = _equivalence(cwd, str(fmt2), str(a.bundle))
     assert out.returncode == 1 and "only one bundle records the fingerprint of the rules' code" in out.stdout
     assert "requirement missing from the new bundle" in out.stdout  # the earlier run proved more (DMP, MSSanté...)
+
+
+def test_a_hostile_bundle_gets_its_report_without_a_crash(version_run, tmp_path):
+    """A re-sealed bundle whose exchange record nests 100,000 levels deep and whose label is
+    markup: the report is written, the record is listed by hash, the label is text."""
+    from tests.test_bundle import _reseal
+
+    members = _members(version_run.bundle)
+    evil = b"[" * 100_000 + b"]" * 100_000
+    digest = hashlib.sha256(evil).hexdigest()
+    members[f"artefacts/{digest}"] = evil
+    manifest = json.loads(members["manifest.json"])
+    manifest["artefacts"][digest] = {"size": len(evil), "media_type": "application/json", "label": "exchange:<script>alert(1)</script>"}
+    manifest["members"][f"artefacts/{digest}"] = digest
+    members["manifest.json"] = json.dumps(manifest).encode()
+    hostile = _reseal(members, tmp_path / "hostile.zip")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "report", str(hostile), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    html = (tmp_path / "out" / "hostile.html").read_text(encoding="utf-8")
+    assert "exchange:&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html and digest in html
