@@ -74,6 +74,7 @@ class LiveView:
         class Handler(BaseHTTPRequestHandler):
             server_version = "harness-live"
             sys_version = ""
+            timeout = 10  # seconds a client may take to send its request: a silent one does not hold a thread
 
             def log_message(self, *args: Any) -> None:  # the terminal is the run's
                 pass

@@ -262,6 +262,19 @@ def _signature_text(facts: BundleFacts | None) -> Any:
     return M("html.signature_invalid", problems="; ".join(p.render() for p in sig.problems) or "-")
 
 
+def _inline(source: Source, digest: str, meta: Mapping[str, Any], budget: int) -> tuple[_Image, int]:
+    """An image as a ``data:`` URI while the page's budget lasts; past it, listed by hash."""
+    size = int(meta.get("size", 0))
+    uri = None
+    if size <= budget:
+        try:
+            uri = f"data:{meta['media_type']};base64," + base64.b64encode(source.read(digest)).decode("ascii")
+            budget -= size
+        except (KeyError, OSError):
+            uri = None
+    return _Image(_label(meta), digest, meta["media_type"], size, uri), budget
+
+
 def html_model(source: Source, lang: str) -> dict[str, Any]:
     m = source.manifest
     artefacts = m.get("artefacts", {})
@@ -291,26 +304,15 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
             if meta.get("media_type") not in IMAGE_TYPES or digest in seen_images:
                 continue
             seen_images.add(digest)
-            size = int(meta.get("size", 0))
-            uri = None
-            if size <= budget:
-                try:
-                    uri = f"data:{meta['media_type']};base64," + base64.b64encode(source.read(digest)).decode("ascii")
-                    budget -= size
-                except (KeyError, OSError):
-                    uri = None
-            sc.images.append(_Image(_label(meta), digest, meta["media_type"], size, uri))
+            image, budget = _inline(source, digest, meta, budget)
+            sc.images.append(image)
         scenarios.append(sc)
     # screenshots no scenario's inputs name (a collector's extra views) still belong in the page
     loose = []
     for digest, meta in sorted(artefacts.items(), key=lambda kv: _label(kv[1])):
         if meta.get("media_type") in IMAGE_TYPES and digest not in seen_images:
-            size = int(meta.get("size", 0))
-            uri = None
-            if size <= budget:
-                uri = f"data:{meta['media_type']};base64," + base64.b64encode(source.read(digest)).decode("ascii")
-                budget -= size
-            loose.append(_Image(_label(meta), digest, meta["media_type"], size, uri))
+            image, budget = _inline(source, digest, meta, budget)
+            loose.append(image)
     requirements = [{"id": k, "verdict": v.get("verdict", ""), "text": _text(v.get("text"), lang), "source": v.get("source", ""),
                      "level": v.get("level", ""), "official_ids": list(v.get("official_ids", [])),
                      "scenarios": [(s, next((r["verdict"] for r in m.get("results", []) if r["scenario"] == s), "")) for s in v.get("scenarios", [])]}
