@@ -212,6 +212,7 @@ class Bundle:
         if not report.ok:
             raise BundleError(M("bundle.not_intact", path=str(path), problems=Joined(tuple(report.problems))))
         self.path = Path(path)
+        self.verified = report  # what verify_bundle found: the manifest's bytes, the signature
         self.manifest: dict[str, Any] = report.manifest  # type: ignore[assignment]
         self.record = Manifest.from_json(self.manifest)
         self._archive = SafeArchive(self.path, limits=BUNDLE_LIMITS)

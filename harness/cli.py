@@ -136,12 +136,10 @@ def _equivalence(args: argparse.Namespace, lang: str) -> int:
     if args.json:
         atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"), shared=True)
     if args.html:
-        from .bundle import Bundle, verify_bundle
         from .report import Source, bundle_facts, render_html
 
-        facts = bundle_facts(args.new, verify_bundle(args.new))
         with Bundle(args.new) as bundle:
-            source = Source.of_bundle(bundle, facts)
+            source = Source.of_bundle(bundle, bundle_facts(bundle))
             source.equivalence = eq
             atomic_write(args.html, render_html(source, lang), shared=True)
     return 0 if eq.all_equivalent else 1

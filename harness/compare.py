@@ -40,12 +40,12 @@ def _normalise(text: str, equate: list[tuple[str, str]]) -> str:
     return _LOOPBACK.sub(r"\1:PORT", _MASKED.sub("NIR#MASKED", text))
 
 
-def _finding_key(f: dict, equate: list[tuple[str, str]]) -> tuple:
+def finding_key(f: dict, equate: list[tuple[str, str]]) -> tuple:
     return (f.get("check"), f["rule"], f["requirement"], f["severity"], _normalise(f["location"], equate),
             _normalise(f["message"]["fr"], equate), _normalise(f["message"]["en"], equate))
 
 
-def _steps(result, equate: list[tuple[str, str]]) -> list[tuple]:
+def step_keys(result, equate: list[tuple[str, str]]) -> list[tuple]:
     checks = [(c.name, c.verdict.value, c.assertions, tuple(_normalise(r.render("fr"), equate) for r in c.reasons),
                tuple(_normalise(r.render("en"), equate) for r in c.reasons)) for c in result.checks]
     collect = [(c.name, c.status.value, _normalise(c.message.render("en"), equate) if c.message else "") for c in result.collect]
@@ -70,10 +70,10 @@ def compare_bundles(a: Path, b: Path, equate: list[tuple[str, str]] = (), name: 
             out.scenarios_compared += 1
             if result.verdict is not other.verdict:
                 out.differences.append(M("compare.verdict", scenario=result.scenario, a=result.verdict.value, b=other.verdict.value))
-            if _steps(result, list(equate)) != _steps(other, list(equate)):
+            if step_keys(result, list(equate)) != step_keys(other, list(equate)):
                 out.differences.append(M("compare.steps", scenario=result.scenario))
-            fa = Counter(_finding_key(f, list(equate)) for f in first.findings(result.scenario))
-            fb = Counter(_finding_key(f, list(equate)) for f in second.findings(result.scenario))
+            fa = Counter(finding_key(f, list(equate)) for f in first.findings(result.scenario))
+            fb = Counter(finding_key(f, list(equate)) for f in second.findings(result.scenario))
             out.findings_compared += sum(fa.values())
             for key in sorted((fa - fb).elements()):
                 out.differences.append(M("compare.finding_only", scenario=result.scenario, side="A", rule=key[1], location=key[4], message=key[6]))

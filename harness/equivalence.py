@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import Bundle
-from .compare import _finding_key, _steps
+from .compare import finding_key, step_keys
 from .messages import Localized, catalogue
 
 M = catalogue(__name__)
@@ -141,6 +141,85 @@ def _components(manifest: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in components.items()} if isinstance(components, dict) else {}
 
 
+class _Pair:
+    """The two bundles, and each scenario's comparison, made once however many requirements
+    the scenario proves."""
+
+    def __init__(self, old: Bundle, new: Bundle, owners: dict[str, set[str]], equate: list[tuple[str, str]]) -> None:
+        self.old, self.new, self.owners, self.equate = old, new, owners, equate
+        mo, mn = old.manifest, new.manifest
+        self.mo, self.mn = mo, mn
+        self.scen_o = {s["id"]: s for s in mo.get("scenarios", [])}
+        self.scen_n = {s["id"]: s for s in mn.get("scenarios", [])}
+        self.res_o = {r.scenario: r for r in old.record.results}
+        self.res_n = {r.scenario: r for r in new.record.results}
+        self.comp_o, self.comp_n = _components(mo), _components(mn)
+        self._done: dict[str, tuple[str, list[Localized]]] = {}
+
+    def scenario(self, sid: str) -> tuple[str, list[Localized]]:
+        """(basis, differences) of one scenario: a basis when nothing differs."""
+        if sid not in self._done:
+            d: list[Localized] = []
+            basis = self._compare(sid, d)
+            self._done[sid] = ("" if d else basis, d)
+        return self._done[sid]
+
+    def _compare(self, sid: str, d: list[Localized]) -> str:
+        mo, mn = self.mo, self.mn
+        so, sn = self.scen_o.get(sid), self.scen_n.get(sid)
+        if so is None or sn is None or _definition(so) != _definition(sn):
+            changed = sorted(k for k in set(_definition(so or {})) | set(_definition(sn or {})) if (so or {}).get(k) != (sn or {}).get(k))
+            d.append(M("eq.definition", scenario=sid, keys=", ".join(changed)))
+            return ""
+        steps = set(sn.get("collect", [])) | set(sn.get("checks", []))
+        plugins = (sorted({p for s in steps for p in self.owners.get(s, ())}) if self.owners
+                   else sorted(set(mo.get("plugins", {})) | set(mn.get("plugins", {}))))
+        core_o, core_n = mo.get("harness", {}).get("version"), mn.get("harness", {}).get("version")
+        if core_o != core_n:
+            d.append(M("eq.rules_core", scenario=sid, old=core_o or "-", new=core_n or "-"))
+        for p in plugins:
+            vo, vn = mo.get("plugins", {}).get(p), mn.get("plugins", {}).get(p)
+            if vo != vn:
+                d.append(M("eq.rules_plugin", scenario=sid, plugin=p, old=vo or "-", new=vn or "-"))
+        # the rules' code, when both bundles fingerprint it (a version number may stay the
+        # same across a change of rules)
+        rules_o, rules_n = mo.get("rules", {}), mn.get("rules", {})
+        if rules_o and rules_n:
+            for p in ["harness", *plugins]:
+                if rules_o.get(p) != rules_n.get(p):
+                    d.append(M("eq.rules_code", scenario=sid, plugin=p))
+        elif rules_o or rules_n:
+            d.append(M("eq.rules_unknown", scenario=sid))
+        for tag in sn.get("tags", []):
+            if (tag in self.comp_o or tag in self.comp_n) and self.comp_o.get(tag) != self.comp_n.get(tag):
+                d.append(M("eq.component", scenario=sid, component=tag, old=self.comp_o.get(tag, "-"), new=self.comp_n.get(tag, "-")))
+        a, b = self.res_o.get(sid), self.res_n.get(sid)
+        if a is None or b is None:
+            d.append(M("eq.scenario_missing", scenario=sid))
+            return ""
+        if a.inputs == b.inputs and a.inputs:
+            return SAME_EVIDENCE
+        if not a.inputs and not b.inputs:
+            d.append(M("eq.no_evidence", scenario=sid, verdict=b.verdict.value))
+            return ""
+        same_steps = step_keys(a, self.equate) == step_keys(b, self.equate)
+        fo = Counter(finding_key(f, self.equate) for f in self.old.findings(sid))
+        fn = Counter(finding_key(f, self.equate) for f in self.new.findings(sid))
+        if same_steps and fo == fn:
+            return SAME_CONCLUSIONS
+        d.append(M("eq.evidence", scenario=sid, count=sum(1 for k in set(a.inputs) | set(b.inputs) if a.inputs.get(k) != b.inputs.get(k))))
+        if not same_steps:
+            for co, cn in zip(a.checks, b.checks):
+                if (co.name, co.verdict, co.assertions) != (cn.name, cn.verdict, cn.assertions):
+                    d.append(M("eq.check", scenario=sid, check=cn.name, old=f"{co.verdict.value}/{co.assertions}",
+                               new=f"{cn.verdict.value}/{cn.assertions}"))
+        for key in sorted((fo - fn).elements())[:10]:
+            d.append(M("eq.finding_gone", scenario=sid, rule=key[1], location=key[4]))
+        for key in sorted((fn - fo).elements())[:10]:
+            d.append(M("eq.finding_new", scenario=sid, rule=key[1], location=key[4]))
+        return ""
+
+
 def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
     owners = _owners()
     with Bundle(old_path) as old, Bundle(new_path) as new:
@@ -151,12 +230,7 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
         if other_product:
             out.notes.append(M("eq.other_product", old=po.get("id", "-"), new=pn.get("id", "-")))
         equate = [(str(po["name"]), str(pn["name"]))] if po.get("name") and pn.get("name") and po["name"] != pn["name"] else []
-        scen_o = {s["id"]: s for s in mo.get("scenarios", [])}
-        scen_n = {s["id"]: s for s in mn.get("scenarios", [])}
-        res_o = {r.scenario: r for r in old.record.results}
-        res_n = {r.scenario: r for r in new.record.results}
-        comp_o, comp_n = _components(mo), _components(mn)
-        core_o, core_n = mo.get("harness", {}).get("version"), mn.get("harness", {}).get("version")
+        pair = _Pair(old, new, owners, equate)
         for req in sorted(set(mo.get("requirements", {})) | set(mn.get("requirements", {}))):
             ro, rn = mo.get("requirements", {}).get(req), mn.get("requirements", {}).get(req)
             row = RequirementEquivalence(req, (ro or {}).get("verdict", "-"), (rn or {}).get("verdict", "-"),
@@ -179,60 +253,10 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
                 d.append(M("eq.verdict", old=row.old_verdict, new=row.new_verdict))
             bases = []
             for sid in sorted(set(ro["scenarios"]) & set(rn["scenarios"])):
-                so, sn = scen_o.get(sid), scen_n.get(sid)
-                if so is None or sn is None or _definition(so) != _definition(sn):
-                    changed = sorted(k for k in set(_definition(so or {})) | set(_definition(sn or {}))
-                                     if (so or {}).get(k) != (sn or {}).get(k))
-                    d.append(M("eq.definition", scenario=sid, keys=", ".join(changed)))
-                    continue
-                steps = set(sn.get("collect", [])) | set(sn.get("checks", []))
-                plugins = sorted({p for s in steps for p in owners.get(s, ())}) if owners else sorted(set(mo.get("plugins", {})) | set(mn.get("plugins", {})))
-                if core_o != core_n:
-                    d.append(M("eq.rules_core", scenario=sid, old=core_o or "-", new=core_n or "-"))
-                for p in plugins:
-                    vo, vn = mo.get("plugins", {}).get(p), mn.get("plugins", {}).get(p)
-                    if vo != vn:
-                        d.append(M("eq.rules_plugin", scenario=sid, plugin=p, old=vo or "-", new=vn or "-"))
-                # the rules' code, when both bundles fingerprint it (a version number may stay
-                # the same across a change of rules)
-                rules_o, rules_n = mo.get("rules", {}), mn.get("rules", {})
-                if rules_o and rules_n:
-                    for p in ["harness", *plugins]:
-                        if rules_o.get(p) != rules_n.get(p):
-                            d.append(M("eq.rules_code", scenario=sid, plugin=p))
-                elif rules_o or rules_n:
-                    d.append(M("eq.rules_unknown", scenario=sid))
-                for tag in sn.get("tags", []):
-                    if tag in comp_o or tag in comp_n:
-                        if comp_o.get(tag) != comp_n.get(tag):
-                            d.append(M("eq.component", scenario=sid, component=tag, old=comp_o.get(tag, "-"), new=comp_n.get(tag, "-")))
-                a, b = res_o.get(sid), res_n.get(sid)
-                if a is None or b is None:
-                    d.append(M("eq.scenario_missing", scenario=sid))
-                    continue
-                if a.inputs == b.inputs and a.inputs:
-                    bases.append(SAME_EVIDENCE)
-                    continue
-                if not a.inputs and not b.inputs:
-                    d.append(M("eq.no_evidence", scenario=sid, verdict=b.verdict.value))
-                    continue
-                differs = sum(1 for k in set(a.inputs) | set(b.inputs) if a.inputs.get(k) != b.inputs.get(k))
-                same_steps = _steps(a, equate) == _steps(b, equate)
-                fo = Counter(_finding_key(f, equate) for f in old.findings(sid))
-                fn = Counter(_finding_key(f, equate) for f in new.findings(sid))
-                if same_steps and fo == fn:
-                    bases.append(SAME_CONCLUSIONS)
-                    continue
-                d.append(M("eq.evidence", scenario=sid, count=differs))
-                if not same_steps:
-                    for co, cn in zip(a.checks, b.checks):
-                        if (co.name, co.verdict, co.assertions) != (cn.name, cn.verdict, cn.assertions):
-                            d.append(M("eq.check", scenario=sid, check=cn.name, old=f"{co.verdict.value}/{co.assertions}",
-                                       new=f"{cn.verdict.value}/{cn.assertions}"))
-                for key in sorted((fo - fn).elements())[:10]:
-                    d.append(M("eq.finding_gone", scenario=sid, rule=key[1], location=key[4]))
-                for key in sorted((fn - fo).elements())[:10]:
-                    d.append(M("eq.finding_new", scenario=sid, rule=key[1], location=key[4]))
+                basis, differences = pair.scenario(sid)
+                d.extend(differences)
+                if basis:
+                    bases.append(basis)
             if not d:
                 row.basis = SAME_CONCLUSIONS if SAME_CONCLUSIONS in bases else SAME_EVIDENCE if bases else ""
                 if not bases:

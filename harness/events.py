@@ -55,6 +55,7 @@ class EventHub:
         self.done: dict[str, str] = {}  # scenario -> verdict
         self.running: dict[int, dict] = {}  # pid -> {"scenario", "step", "since"}
         self.finished: dict | None = None  # set at the end: bundle, verdicts
+        self.images: dict[str, str] = {}  # digest -> media type of every image recorded (the live view serves these only)
         self._offsets: dict[Path, int] = {}
         self._partial: dict[Path, str] = {}
         self._lock = threading.Lock()
@@ -98,6 +99,8 @@ class EventHub:
             self.running[pid] = {"scenario": event.get("scenario"), "step": "", "step_kind": "", "since": event.get("t", time.time())}
         elif kind == "step.start" and pid in self.running:
             self.running[pid].update(step=str(event.get("name")), step_kind=str(event.get("step_kind")), since=event.get("t", time.time()))
+        elif kind == "artefact" and str(event.get("media_type", "")).startswith("image/"):
+            self.images[str(event.get("sha256"))] = str(event["media_type"])
         elif kind == "scenario.end":
             self.done[str(event.get("scenario"))] = str(event.get("verdict"))
             self.running.pop(pid, None)

@@ -143,10 +143,8 @@ class LiveView:
         return f"http://{host}:{self.port}/{self.token}/"
 
     def image_type(self, digest: str) -> str | None:
-        for e in self.hub.since(0):
-            if e.get("kind") == "artefact" and e.get("sha256") == digest and e.get("media_type") in IMAGE_TYPES:
-                return e["media_type"]
-        return None
+        media_type = self.hub.images.get(digest)
+        return media_type if media_type in IMAGE_TYPES else None
 
     def events(self, after: int) -> bytes:
         batch = self.hub.since(after)[:MAX_BATCH]

@@ -216,6 +216,9 @@ def _watch(config: pytest.Config, state: HarnessState) -> None:
             progress = Progress(state.hub, line, os.dup(1), after=after, every=after)  # fd taken while pytest's capture is suspended
         except OSError:
             progress = None
+    if progress is None and state.view is None:  # nobody to tell: no thread
+        state.hub = None
+        return
     state.poller = Poller(state.hub, progress.tick if progress is not None else None)
     state.progress = progress
 

@@ -313,17 +313,18 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
         if meta.get("media_type") in IMAGE_TYPES and digest not in seen_images:
             image, budget = _inline(source, digest, meta, budget)
             loose.append(image)
+    verdicts = {r["scenario"]: r["verdict"] for r in m.get("results", [])}
     requirements = [{"id": k, "verdict": v.get("verdict", ""), "text": _text(v.get("text"), lang), "source": v.get("source", ""),
                      "level": v.get("level", ""), "official_ids": list(v.get("official_ids", [])),
-                     "scenarios": [(s, next((r["verdict"] for r in m.get("results", []) if r["scenario"] == s), "")) for s in v.get("scenarios", [])]}
+                     "scenarios": [(s, verdicts.get(s, "")) for s in v.get("scenarios", [])]}
                     for k, v in sorted(m.get("requirements", {}).items())]
     unproven = [{"id": k, "text": _text(v.get("text"), lang), "official_ids": list(v.get("official_ids", [])), "tags": v.get("tags", [])}
                 for k, v in sorted(m.get("coverage", {}).get("unproven", {}).items())]
     exchanges = [_exchange(source, d, meta) for d, meta in sorted(artefacts.items(), key=lambda kv: _label(kv[1]))
                  if _is_exchange(_label(meta))]
     counts: dict[str, int] = {}
-    for r in m.get("results", []):
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    for verdict in verdicts.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
     product = m.get("target", {}).get("product", {})
     return {
         "lang": lang, "L": {k: v.render(lang) for k, v in _labels().items()},
@@ -363,24 +364,32 @@ def members(source: Source, lang: str) -> dict[str, bytes]:
             REPORTS + XLSX: coverage_xlsx(source, lang)}
 
 
-def bundle_facts(path: Path, report: Any) -> BundleFacts:
+def bundle_facts(bundle: Any) -> BundleFacts:
+    """An open :class:`~harness.bundle.Bundle`'s file hash (read a piece at a time: a bundle
+    may hold gigabytes) and signature status, from the verification it already passed."""
+    import hashlib
+
     from .signature import verify_signature
 
-    data = Path(path).read_bytes()
-    return BundleFacts(Path(path).name, sha256(data), len(data), verify_signature(report.manifest_bytes, report.signature, []))
+    digest, size = hashlib.sha256(), 0
+    with open(bundle.path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    report = bundle.verified
+    return BundleFacts(bundle.path.name, digest.hexdigest(), size, verify_signature(report.manifest_bytes, report.signature, []))
 
 
 def write_beside(bundle_path: Path, lang: str, out_dir: Path | None = None, equivalence: Any = None) -> list[Path]:
     """Write ``<run-id>.html`` and the matrix beside the bundle (or in ``out_dir``), from
     the sealed bundle itself: what they show is what the bundle holds."""
-    from .bundle import Bundle, verify_bundle
+    from .bundle import Bundle
 
     bundle_path = Path(bundle_path)
     out_dir = Path(out_dir) if out_dir else bundle_path.parent
     stem = bundle_path.name[:-4] if bundle_path.name.endswith(".zip") else bundle_path.name
-    facts = bundle_facts(bundle_path, verify_bundle(bundle_path))
     with Bundle(bundle_path) as bundle:
-        source = Source.of_bundle(bundle, facts)
+        source = Source.of_bundle(bundle, bundle_facts(bundle))
         source.equivalence = equivalence
         sealed = bundle.manifest["members"]
         same_lang = bundle.manifest.get("options", {}).get("lang") == lang
