@@ -55,6 +55,18 @@ def test_each_defect_is_reported_with_its_rule(change, expected):
     assert all(loc.startswith("PID") for loc, _ in found)
 
 
+@pytest.mark.parametrize("status, severity, says", [
+    ("PROV", "error", "PROV"),  # never verified: no source sends an INS with it
+    ("VALI", "warning", "PAM-France"),  # the official examples do: both sources cited
+    ("RECUP", "warning", "PAM-France"),
+])
+def test_an_ins_sent_with_an_unqualified_status_is_judged_by_what_that_status_proves(status, severity, says):
+    found = check_message(read_message(GOOD.replace("|QUAL", f"|{status}").encode()))
+    [(loc, problem)] = found
+    assert problem.rule == "INS-STA-04" and problem.severity.value == severity and loc.endswith("-32")
+    assert says in problem.message.texts()["en"] and says in problem.message.texts()["fr"]
+
+
 def test_a_production_oid_is_left_to_the_data_protection_check_which_makes_it_critical():
     msg = read_message(GOOD.replace("1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.8").encode())
     assert check_message(msg) == []  # the message itself is well formed

@@ -220,6 +220,9 @@ class RemoteTerminology:
                 raise ValueError("result")
         except ValueError:
             raise self._garbage("$validate-code") from None
+        if result is False and _cannot_say(p):
+            return Answer("validate-code", q, None, source=source, error=error_record(
+                "code-system-not-held", M("server.cannot_answer", diagnostic=str(_value(p.get("message")) or "")[:300])))
         inactive = _value(p.get("inactive"))
         return Answer("validate-code", q, result, display=_value(p.get("display")), message=_value(p.get("message")),
                       inactive=inactive if isinstance(inactive, bool) else None, source=source)
@@ -254,7 +257,9 @@ class RemoteTerminology:
                     result = _value(_params(body2).get("result"))
                 except ValueError:
                     raise self._garbage("CodeSystem/$validate-code") from None
-                if result is False:
+                if result is False and _cannot_say(_params(body2)):
+                    self._systems_not_held.add(system)  # held in part only: it cannot say for the next code either
+                elif result is False:
                     return Answer("lookup", q, False, message=_diag(body) or _value(_params(body2).get("message")), source=source)
             elif status2 in (400, 404, 422):
                 self._systems_not_held.add(system)
@@ -288,6 +293,13 @@ class RemoteTerminology:
 
     def describe(self) -> dict[str, Any]:
         return self.source()
+
+
+def _cannot_say(p: dict[str, list[dict]]) -> bool:
+    """A "false" that is no answer: the server does not hold the code system (or the version)
+    the question needs (FHIR R5: ``x-caused-by-unknown-system``, ``x-unknown-system``), or it
+    is unsure (a fragment it holds only in part)."""
+    return bool(p.get("x-caused-by-unknown-system") or p.get("x-unknown-system") or _value(p.get("x-unsure")) is True)
 
 
 def _diag(body: Any) -> str:

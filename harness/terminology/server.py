@@ -26,36 +26,18 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import HarnessError, UnsafeInput
 from ..messages import catalogue
 from ..safety import parse_json
-from .model import Answer
+from .engine import Engine, Params, TxError, parse_languages
+from .model import bare_oid
 from .snapshot import SnapshotTerminology
 
 M = catalogue(__name__)
 
 FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer")
-MAX_BODY = 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # a request may carry its own code systems and value sets (tx-resource)
 
 
 def _outcome(code: str, text: str) -> dict:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
-
-
-def _parameters(answer: Answer, with_name: bool = False) -> dict:
-    params: list[dict[str, Any]] = []
-    if answer.op != "lookup":
-        params.append({"name": "result", "valueBoolean": bool(answer.result)})
-    if with_name:
-        params.append({"name": "name", "valueString": answer.source.get("name", "snapshot")})
-    if answer.display:
-        params.append({"name": "display", "valueString": answer.display})
-    if answer.message:
-        params.append({"name": "message", "valueString": answer.message})
-    if answer.inactive is not None:
-        if answer.op == "lookup":
-            params.append({"name": "property", "part": [{"name": "code", "valueCode": "inactive"},
-                                                         {"name": "value", "valueBoolean": answer.inactive}]})
-        else:
-            params.append({"name": "inactive", "valueBoolean": answer.inactive})
-    return {"resourceType": "Parameters", "parameter": params}
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -82,8 +64,10 @@ class TerminologyServer:
         self.latency = latency  # added to every answer: a distant server, for benchmarks
         self.version = version
         self.requests: Counter[str] = Counter()
+        self.failures: list[str] = []  # requests the engine failed on (a 500 was answered)
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
+        self._engine: Engine | None = None
         self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.standin = self
         self._thread: threading.Thread | None = None
@@ -109,51 +93,60 @@ class TerminologyServer:
 
     # -- answering ----------------------------------------------------------------------
 
-    def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict]:
-        t = self.terminology
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self.terminology.snapshot.engine(self.terminology.as_of)
+        return self._engine
+
+    def _normalise(self, engine: Engine, params: Params) -> Params:
+        """Names the snapshot knows (a value set by OID or NOS name, a system by OID) as the
+        engine knows them: the harness's own client asks with the names CDA documents use."""
+        snap = self.terminology.snapshot
+        values = {k: list(v) for k, v in params.values.items()}
+        url = params.get("url")
+        if isinstance(url, str) and engine.find_value_set(url) is None and engine.find_concept_map(url) is None:
+            found = snap.find_value_set(url)
+            if found is not None:
+                values["url"] = [(found.url or f"urn:oid:{found.oid}") + (url[url.index("|"):] if "|" in url else "")]
+            elif bare_oid(url) or url.startswith("urn:oid:"):
+                values["url"] = [snap.system_uri(url)]
+        for name in ("system",):
+            if isinstance(params.get(name), str):
+                values[name] = [snap.system_uri(params.get(name))]
+        if isinstance(params.get("coding"), dict) and params.get("coding").get("system"):
+            values["coding"] = [{**params.get("coding"), "system": snap.system_uri(params.get("coding")["system"])}]
+        return Params(values)
+
+    def answer(self, path: str, params: Params | dict[str, str], languages: list[str] | None = None,
+               threshold: int | None = None) -> tuple[int, dict]:
+        """The answer to one operation: (HTTP status, FHIR resource)."""
+        if not isinstance(params, Params):
+            params = Params({k: [v] for k, v in params.items()})
         if path == "metadata":
+            t = self.terminology
             return 200, {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
                          "software": {"name": "ehealth-harness terminology stand-in", "version": self.version or t.snapshot.sha256[:12]},
                          "date": "2026-01-01"}
-        if path == "ValueSet/$validate-code":
-            url, system, code = params.get("url"), params.get("system"), params.get("code")
-            if not (url and system and code):
-                return 400, _outcome("required", "url, system and code are required")
-            a = t.validate_code(url, system, code)
-            if a.result is None:
-                return (404 if a.error and a.error["kind"] == "unknown-value-set" else 422), _outcome("not-found", a.error["en"] if a.error else "")
-            return 200, _parameters(a)
-        if path == "CodeSystem/$lookup":
-            system, code = params.get("system"), params.get("code")
-            if not (system and code):
-                return 400, _outcome("required", "system and code are required")
-            a = t.lookup(system, code)
-            if not a.result:
-                return 404, _outcome("not-found", a.message or (a.error or {}).get("en", ""))
-            return 200, _parameters(a, with_name=True)
-        if path == "CodeSystem/$validate-code":
-            system, code = params.get("url") or params.get("system"), params.get("code")
-            if not (system and code):
-                return 400, _outcome("required", "url and code are required")
-            a = t.lookup(system, code)
-            if a.result is None:
-                return 404, _outcome("not-found", (a.error or {}).get("en", ""))
-            return 200, _parameters(Answer("validate-code", a.question, a.result, display=a.display, message=a.message))
-        if path == "ValueSet/$expand":
-            url = params.get("url")
-            if not url:
-                return 400, _outcome("required", "url is required")
-            if t.snapshot.find_value_set(url) is None:
-                return 404, _outcome("not-found", f"value set not found: {url}")
-            e = t.expand(url)
-            return 200, {"resourceType": "ValueSet", "url": url, "status": "active",
-                         "expansion": {"identifier": f"urn:uuid:{secrets.token_hex(8)}", "timestamp": "2026-01-01T00:00:00Z",
-                                       "total": e.total, "contains": e.concepts}}
-        if path == "ConceptMap/$translate":
-            a = t.translate(params.get("url", ""), params.get("system", ""), params.get("code", ""))
-            if a.result is None:
-                return 404, _outcome("not-found", (a.error or {}).get("en", ""))
-            return 200, _parameters(a)
+        engine = self.engine().overlay([r for r in params.all("tx-resource") if isinstance(r, dict)])
+        profile = params.get("profile")
+        if isinstance(profile, dict) and profile.get("resourceType") == "Parameters":
+            params = params.merge(Params.from_resource(profile))
+        params = self._normalise(engine, params)
+        try:
+            if path == "ValueSet/$validate-code":
+                return 200, engine.validate_vs(params, languages=languages)
+            if path == "CodeSystem/$validate-code":
+                return 200, engine.validate_cs(params, languages=languages)
+            if path == "CodeSystem/$lookup":
+                return 200, engine.lookup(params, languages=languages)
+            if path == "ValueSet/$expand":
+                return 200, engine.expand(params, languages=languages, threshold=threshold)
+            if path == "ConceptMap/$translate":
+                return 200, engine.translate(params)
+        except TxError as exc:
+            return exc.status, exc.outcome()
+        except RecursionError:
+            return 422, TxError(422, "too-costly", "The value set nests too deeply to be evaluated").outcome()
         return 404, _outcome("not-supported", f"unknown operation: {path}")
 
     def _issue_token(self, form: dict[str, str]) -> tuple[int, dict]:
@@ -192,10 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _params(self) -> dict[str, str]:
-        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+    def _params(self) -> Params:
+        query = parse_qs(urlsplit(self.path).query)
         if self.command != "POST":
-            return query
+            return Params({k: list(v) for k, v in query.items()})
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             raise ValueError("body too large")
@@ -203,16 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype and body:
             res = parse_json(body, source="request", max_bytes=MAX_BODY)
-            for p in res.get("parameter") or []:
-                value = next((v for k, v in p.items() if k.startswith("value")), None)
-                if isinstance(value, (str, bool, int)):
-                    query[p.get("name", "")] = str(value)
-                elif isinstance(value, dict) and p.get("name") == "coding":
-                    query.setdefault("system", value.get("system", ""))
-                    query.setdefault("code", value.get("code", ""))
-        elif body:
-            query.update({k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
-        return query
+            if not isinstance(res, dict) or res.get("resourceType") != "Parameters":
+                raise ValueError("not a Parameters resource")
+            return Params.from_resource(res, query)
+        form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+        return Params({k: list(v) for k, v in {**query, **form}.items()})
 
     def _serve(self) -> None:
         standin = self.server.standin
@@ -224,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/token" and self.command == "POST":
             standin.requests["token"] += 1
-            self._send(*standin._issue_token(params))
+            self._send(*standin._issue_token({k: str(v[0]) for k, v in params.values.items() if v}))
             return
         if not path.startswith("/fhir/"):
             self._send(404, _outcome("not-found", "the FHIR base is /fhir/"))
@@ -247,7 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
         if "garbage" in standin.faults:
             self._send(200, None, raw=b"<html>502 Bad Gateway</html>\x00\xff")
             return
-        self._send(*standin.answer(op, params))
+        threshold = self.headers.get("X-TOO-COSTLY-THRESHOLD")
+        try:
+            answer = standin.answer(op, params, parse_languages(self.headers.get("Accept-Language")),
+                                    int(threshold) if threshold and threshold.isdigit() else None)
+        except Exception as exc:  # a request the engine did not foresee: an error answer, never a hang-up
+            answer = 500, _outcome("exception", f"the stand-in failed on this request ({type(exc).__name__})")
+            standin.failures.append(f"{op}: {type(exc).__name__}: {exc}")
+        self._send(*answer)
 
     def _authorised_or_401(self) -> bool:
         if self.server.standin._authorised(self.headers.get("Authorization")):

@@ -18,6 +18,7 @@ never stop the load.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -28,15 +29,13 @@ from typing import Any, Iterable
 from ..errors import HarnessError, UnsafeInput
 from ..messages import Localized, catalogue
 from ..safety import parse_xml
+from .engine import PARTIAL_EXTENSION, Engine
 from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid, error_record
 
 M = catalogue(__name__)
 
 SVS = "urn:ihe:iti:svs:2008"
 MAX_FILE = 64 * 1024 * 1024
-# Our marker for a value set whose concept list is knowingly incomplete (the project's own
-# snapshot lists only the codes its fixtures use): absence from it proves nothing.
-PARTIAL_EXTENSION = "urn:ehealth-harness:snapshot-partial"
 INACTIVE_STATUSES = {"retired", "deprecated", "inactive"}
 
 
@@ -60,6 +59,7 @@ class ValueSetDef:
     members: dict[tuple[str, str], Concept] = field(default_factory=dict)  # raw (system, code)
     whole_systems: list[str] = field(default_factory=list)
     partial: bool = False
+    svs: bool = False  # read from an IHE SVS file (a list of concepts), not a FHIR resource
 
     @property
     def label(self) -> str:
@@ -116,6 +116,7 @@ class Snapshot:
         self.code_systems: list[CodeSystemDef] = []
         self.concept_maps: list[ConceptMapDef] = []
         self.files: list[tuple[str, str]] = []  # (relative path, sha256)
+        self.resources: list[dict] = []  # every FHIR ValueSet, CodeSystem and ConceptMap read
         self.problems: list[dict[str, str]] = []
         self._oid_to_uri: dict[str, str] = dict(WELL_KNOWN_SYSTEMS)
         self._uri_to_oid: dict[str, str] = {v: k for k, v in WELL_KNOWN_SYSTEMS.items()}
@@ -186,6 +187,7 @@ class Snapshot:
                 if not code or not system:
                     continue
                 d.members[(system, code)] = Concept(c.get("displayName"), _svs_date(c.get("dateFin")))
+            d.svs = True
             self.value_sets.append(d)
 
     def _load_fhir(self, res: Any, rel: str) -> None:
@@ -193,6 +195,8 @@ class Snapshot:
             self._problem(rel, M("snapshot.not_fhir"))
             return
         kind = res.get("resourceType")
+        if kind in ("ValueSet", "CodeSystem", "ConceptMap"):
+            self.resources.append(res)
         if kind == "Bundle":
             for entry in res.get("entry") or []:
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
@@ -225,10 +229,15 @@ class Snapshot:
     def _load_fhir_value_set(self, res: dict, rel: str) -> None:
         partial = any(isinstance(e, dict) and e.get("url") == PARTIAL_EXTENSION and e.get("valueBoolean") for e in res.get("extension") or [])
         d = ValueSetDef(res.get("url"), self._identifier_oid(res), res.get("name") or res.get("title"), res.get("version"), rel, partial=partial)
-        for inc in (res.get("compose") or {}).get("include") or []:
+        compose = res.get("compose") or {}
+        if compose.get("exclude") or any(isinstance(i, dict) and i.get("valueSet") for i in compose.get("include") or []):
+            # included value sets and exclusions are not resolved here: neither a "yes" nor a
+            # "no" from the list of concepts alone would be proven (the engine answers them)
+            d.partial = True
+        for inc in compose.get("include") or []:
             system = inc.get("system")
             if not system:
-                continue  # includes of other value sets: not resolved offline
+                continue
             concepts = inc.get("concept") or []
             if not concepts and not inc.get("filter"):
                 d.whole_systems.append(system)
@@ -351,6 +360,60 @@ class Snapshot:
         return {**self.source(), "files": len(self.files), "value_sets": len(self.value_sets),
                 "code_systems": len(self.code_systems), "concept_maps": len(self.concept_maps),
                 "problems": self.problems}
+
+
+    def engine(self, as_of: str) -> Engine:
+        """The snapshot as FHIR resources for the terminology engine (what the stand-in answers
+        from): code systems named by URI, SVS value sets as enumerated FHIR value sets, and each
+        code system known only from value sets as a *fragment* (its codes are not all known)."""
+        resources: list[dict] = []
+        # systems held whole: the codes value sets list of any other are added to it as a fragment
+        held = {self.system_uri(cs.url or f"urn:oid:{cs.oid}") for cs in self.code_systems if cs.complete}
+        fragments: dict[str, dict[str, Concept]] = {}
+
+        def seen(system: str, code: str, concept: Concept) -> None:
+            if system not in held:
+                fragments.setdefault(system, {}).setdefault(code, concept)
+
+        for res in self.resources:
+            res = copy.deepcopy(res)
+            if res.get("resourceType") == "ValueSet":
+                for part in ("include", "exclude"):
+                    for inc in (res.get("compose") or {}).get(part) or []:
+                        if isinstance(inc, dict) and inc.get("system"):
+                            inc["system"] = self.system_uri(str(inc["system"]))
+                            for c in inc.get("concept") or []:
+                                if isinstance(c, dict) and c.get("code"):
+                                    seen(inc["system"], str(c["code"]), Concept(c.get("display")))
+                for c in self._walk((res.get("expansion") or {}).get("contains") or [], "contains"):
+                    if c.get("system") and c.get("code"):
+                        c["system"] = self.system_uri(str(c["system"]))
+                        seen(c["system"], str(c["code"]), Concept(c.get("display"), inactive=bool(c.get("inactive"))))
+            resources.append(res)
+        for vs in self.value_sets:
+            if not vs.svs:
+                continue
+            by_system: dict[str, list[dict]] = {}
+            for (system, code), concept in vs.members.items():
+                uri = self.system_uri(system)
+                by_system.setdefault(uri, []).append({"code": code, **({"display": concept.display} if concept.display else {})})
+                seen(uri, code, concept)
+            resources.append({"resourceType": "ValueSet", "url": vs.url or f"urn:oid:{vs.oid}", "version": vs.version,
+                              "name": vs.name, "status": "active",
+                              "compose": {"include": [{"system": s, "concept": cs} for s, cs in by_system.items()]}})
+        for res in resources:
+            if res.get("resourceType") == "CodeSystem" and res.get("url") in fragments:
+                known = {c.get("code") for c in self._walk(res.get("concept") or [], "concept")}
+                extra = fragments.pop(res["url"])
+                res["concept"] = list(res.get("concept") or []) + [
+                    {"code": code, **({"display": c.display} if c.display else {})} for code, c in extra.items() if code not in known]
+        for system, concepts in fragments.items():
+            resources.append({"resourceType": "CodeSystem", "url": system, "status": "active", "content": "fragment",
+                              "extension": [{"url": PARTIAL_EXTENSION, "valueBoolean": True}],
+                              "concept": [{"code": code, **({"display": c.display} if c.display else {}),
+                                           **({"property": [{"code": "inactive", "valueBoolean": True}]} if c.is_inactive(as_of) else {})}
+                                          for code, c in concepts.items()]})
+        return Engine(resources)
 
 
 class SnapshotTerminology:

@@ -207,11 +207,16 @@ def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
                 out.append((i.location, Problem("INS-SYS-02", Severity.ERROR, M("hl7.ins_authority", authority=i.system or M("authority.missing")))))
             out += [(i.location, p) for p in check_coherence(i.value, ident.traits)]
         for p in check_status(ident.status, ident.attributes, ins_shared=bool(ins)):
-            if p.rule == "INS-STA-04":
+            if p.rule == "INS-STA-04" and (ident.status or "").strip().upper() in ("VALI", "RECUP"):
                 # Both sources, and the severity they support: the INS guide reserves the INS
                 # to qualified identities; the PAM-France examples send it with VALI inside a
                 # facility, where the status travels with it so that each system knows it.
                 p = Problem(p.rule, Severity.WARNING, M("hl7.ins_vali", problem=p.message))
+            elif p.rule == "INS-STA-04":
+                # PROV: neither retrieved from the INSi teleservice (that makes it RECUP at
+                # least) nor checked against a document. No source, the PAM-France examples
+                # included, sends an INS for such an identity: it cannot be a verified INS.
+                p = Problem(p.rule, Severity.ERROR, M("hl7.ins_prov", problem=p.message))
             out.append((f"{ident.location}-32", p))
         out += [(f"{ident.location}-{_TRAIT_FIELD[p.rule]}", p) for p in check_traits(ident.traits)]
     return out
