@@ -171,7 +171,8 @@ def test_reading_recorded_facts_the_product_version_and_what_is_set_aside():
     r = read_rendering(rendering, "Cabinet Démo")
     assert r.version.version == "3.2.1" and [s.version for s in r.shown] == ["3.2.1", "3.2.1-b42"]
     assert r.conflicts() == []  # a build suffix of the same version
-    assert [s.version for s in r.elsewhere] == ["2.4.1"] and [s.version for s in r.unnamed] == ["9.0"]
+    # another thing's version, written after its name: a component or a standard, never a rival
+    assert [s.version for s in r.elsewhere] == ["2.4.1"] and [(s.owner, s.version) for s in r.components] == [("Conforme DMP", "9.0")]
     assert [(s.version, s.reasons) for s in r.hidden] == [("3.3.0", ["low-contrast"])]
     assert r.pending == [(0, 0)]  # an image no OCR read
     rendering["views"][0]["candidates"][4]["style"]["color"] = "rgb(0, 0, 0)"

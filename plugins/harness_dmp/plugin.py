@@ -16,7 +16,7 @@ from . import checks, collect
 M = catalogue(__name__)
 SERVICES = ("dmp", "dmp-blocked")
 SERVICE_OPTIONS = {"port": "int", "credentials_dir": "path", "trust": "list[path]", "refuse_certificates": "bool", "max_request": "int",
-                   "max_document": "int"}
+                   "max_document": "int", "patients": "list[str]"}
 
 
 @hookimpl
@@ -48,6 +48,7 @@ def harness_start_service(name, options, ctx):
         sim = DmpSimulator(port=options.get("port", 0), credentials=Path(folder) if folder else None,
                            trust=[Path(p) for p in options.get("trust", [])],
                            refuse=bool(options.get("refuse_certificates", name == "dmp-blocked")),
+                           patients=tuple(options.get("patients", ())),
                            **{k: options[k] for k in ("max_request", "max_document") if k in options})
     except (OSError, ValueError) as exc:
         raise HarnessError(M("service.failed", name=name, error=str(exc))) from None

@@ -40,8 +40,17 @@ class Stored:
     patient: str
     status: str
     element: etree._Element  # the ExtrinsicObject as the registry holds it
-    data: bytes
+    data: bytes | None  # None: registered only (ITI-42), the document is in another repository
     version: int = 1
+    hash: str = ""
+    size: str = ""
+
+
+@dataclass
+class Folder:
+    entry_uuid: str
+    unique_id: str
+    patient: str
 
 
 @dataclass
@@ -75,35 +84,69 @@ def _text(message) -> str:
     return message.render("fr")
 
 
+def is_dmp_test_identity(patient: str) -> bool:
+    """DMP-REG-01: the DMP knows a patient by the INS (CI-SIS, volet partage de documents de
+    santé: ``XDSDocumentEntry.patientId`` is the INS); on a test platform only the test and
+    demo INS OIDs, with a valid key, are patients it holds."""
+    cx = rules.parse_cx(patient)
+    if cx is None:
+        return False
+    system = classify_system(cx[1])
+    return system.is_ins and system.cls is not SystemClass.PRODUCTION and not check_matricule(cx[0])
+
+
 class Registry:
-    def __init__(self, max_document: int) -> None:
+    """An XDS.b document registry and repository, as ITI TF-2b/TF-3 describe them.
+
+    ``profile`` ``"dmp"`` adds the DMP's restrictions (each with its rule id and source): the
+    patients it knows are INS of the test platform (DMP-REG-01), the documents it stores are
+    XML (DMP-REG-02: CDA R2, CI-SIS), and the CI-SIS metadata rules apply. ``"ihe"`` is a
+    plain XDS.b registry whose patients are those fed to it (:meth:`feed`), as the NIST XDS
+    toolkit expects (``bench/nist_xds.py``)."""
+
+    def __init__(self, max_document: int, *, profile: str = "dmp", patients: tuple[str, ...] = ()) -> None:
         self.max_document = max_document
+        self.profile = profile
         self.lock = threading.Lock()
         self.by_uuid: dict[str, Stored] = {}
+        self.folders: dict[str, Folder] = {}
+        self.submission_sets: dict[str, str] = {}  # uniqueId -> entryUUID
+        self.associations: dict[str, tuple[str, str, str]] = {}  # entryUUID -> (type, source, target)
+        self.patients: set[str] = set(patients)
+
+    def feed(self, patient: str) -> None:
+        """A patient identity feed (ITI-8/ITI-44 in IHE terms): the registry now knows it."""
+        with self.lock:
+            self.patients.add(patient)
+
+    def knows(self, patient: str) -> bool:
+        """The patient identity source: the patients declared or fed when there are any;
+        otherwise, for the DMP, every valid test INS (DMP-REG-01)."""
+        if self.patients or self.profile != "dmp":
+            return patient in self.patients
+        return is_dmp_test_identity(patient)
 
     def _by_unique(self, unique_id: str) -> Stored | None:
         return next((s for s in self.by_uuid.values() if s.unique_id == unique_id), None)
 
-    # -- ITI-41 ---------------------------------------------------------------------------
+    # -- ITI-41 and ITI-42 -----------------------------------------------------------------
 
     def provide(self, req: Request) -> Outcome:
+        """ITI-41 over SOAP/MTOM: the documents are the request's attachments."""
         body = req.body
         request = ebrim.find_request(body)
         if request is None:
             raise SoapError("Sender", "XDSRegistryMetadataError", M("reg.no_submit_objects"))
+        docs = {el.get("id") or "": req.content(el) for el in body if isinstance(el.tag, str) and ebrim.local(el) == "Document"}
+        return self.provide_set(request, docs)
+
+    def provide_set(self, request: etree._Element, docs: dict[str, bytes]) -> Outcome:
+        """ITI-41: the repository keeps the documents, then registers them (ITI-42 inside)."""
         sub = ebrim.read_submission(request)
-        docs: dict[str, bytes] = {}
         errors: list[tuple[str, str]] = []
-        for el in body:
-            if isinstance(el.tag, str) and ebrim.local(el) == "Document":
-                data = req.content(el)
-                if len(data) > self.max_document:
-                    errors.append(("XDSRepositoryError", _text(M("reg.too_large", id=el.get("id"), size=len(data), limit=self.max_document))))
-                docs[el.get("id") or ""] = data
-        outcome = Outcome(_registry_response([]), "Success", documents=list(docs.items()))
-        failing = [p for p in rules.check_submission(sub) if p.severity.fails]
-        outcome.facts["metadata_problems"] = [p.rule for p in failing]
-        errors += [("XDSRegistryMetadataError", f"{p.rule} {p.location} : {_text(p.message)}") for p in failing]
+        for doc_id, data in docs.items():
+            if len(data) > self.max_document:
+                errors.append(("XDSRepositoryError", _text(M("reg.too_large", id=doc_id, size=len(data), limit=self.max_document))))
         entries = {d.id: d for d in sub.documents}
         for entry_id in entries:
             if entry_id not in docs:
@@ -118,67 +161,143 @@ class Registry:
             for slot, actual in (("hash", hashlib.sha1(data).hexdigest()), ("size", str(len(data)))):
                 if entry.slot(slot) and entry.slot(slot).lower() != actual:
                     errors.append(("XDSRepositoryMetadataError", _text(M("reg.slot_mismatch", id=entry.id, slot=slot, said=entry.slot(slot), actual=actual))))
-            try:
-                parse_xml(data, source=entry.id)
-            except UnsafeInput as exc:
-                errors.append(("XDSRepositoryError", _text(M("reg.unreadable_document", id=entry.id, reason=exc.detail))))
-            patient = entry.identifiers.get("patientId", "")
-            cx = rules.parse_cx(patient)
-            if cx is not None:
-                system = classify_system(cx[1])
-                if not system.is_ins or system.cls is SystemClass.PRODUCTION or check_matricule(cx[0]):
-                    errors.append(("XDSUnknownPatientId", _text(M("reg.unknown_patient", patient=patient))))
-        with self.lock:
-            replaced = self._replacements(sub, errors)
-            for entry in sub.documents:
-                unique = entry.identifiers.get("uniqueId", "")
-                known = self._by_unique(unique)
-                if known is not None and entry.id in docs and hashlib.sha1(known.data).digest() != hashlib.sha1(docs[entry.id]).digest():
-                    errors.append(("XDSNonIdenticalHash", _text(M("reg.non_identical", unique=unique))))
-                elif known is not None:
-                    errors.append(("XDSDuplicateUniqueIdInRegistry", _text(M("reg.duplicate", unique=unique))))
-            if errors:
-                return Outcome(_registry_response(errors), "Failure", errors, list(docs.items()), facts=outcome.facts)
-            stored = []
-            elements = {el.get("id"): el for el in request.iter() if isinstance(el.tag, str) and ebrim.local(el) == "ExtrinsicObject"}
-            for entry in sub.documents:
-                el = elements[entry.id]
-                entry_uuid = entry.id if entry.id.startswith("urn:uuid:") else f"urn:uuid:{uuid.uuid4()}"
-                held = copy.deepcopy(el)
-                held.set("id", entry_uuid)
-                held.set("lid", entry_uuid)
-                held.set("status", ebrim.APPROVED)
-                _add_slot(held, "repositoryUniqueId", REPOSITORY_ID)
-                for slot, value in (("hash", hashlib.sha1(docs[entry.id]).hexdigest()), ("size", str(len(docs[entry.id])))):
-                    if entry.slot(slot) is None:
-                        _add_slot(held, slot, value)
-                self.by_uuid[entry_uuid] = Stored(entry_uuid, entry.identifiers.get("uniqueId", ""), entry.identifiers.get("patientId", ""),
-                                                  ebrim.APPROVED, held, docs[entry.id])
-                stored.append(entry_uuid)
-            for target in replaced:
-                self.by_uuid[target].status = ebrim.DEPRECATED
-                self.by_uuid[target].element.set("status", ebrim.DEPRECATED)
-        outcome.facts.update({"stored": stored, "replaced": replaced, "patient": sub.submission_sets[0].identifiers.get("patientId") if sub.submission_sets else None,
-                              "submitted": [{"unique": e.identifiers.get("uniqueId", ""), "sha256": hashlib.sha256(docs[e.id]).hexdigest()}
-                                            for e in sub.documents if e.id in docs]})
+            if self.profile == "dmp":  # DMP-REG-02: the DMP stores CDA R2 documents (CI-SIS)
+                try:
+                    parse_xml(data, source=entry.id)
+                except UnsafeInput as exc:
+                    errors.append(("XDSRepositoryError", _text(M("reg.unreadable_document", id=entry.id, reason=exc.detail))))
+        outcome = self._register(request, sub, docs, errors)
+        outcome.documents = list(docs.items())
         return outcome
 
-    def _replacements(self, sub: ebrim.Submission, errors: list[tuple[str, str]]) -> list[str]:
-        replaced = []
+    def register(self, request: etree._Element) -> Outcome:
+        """ITI-42 register document set-b: metadata only (hash, size and repository given by
+        the source). The DMP simulator offers ITI-41 only; this is what the NIST test plans
+        exercise, and what ITI-41 does once the repository has the documents."""
+        return self._register(request, ebrim.read_submission(request), None, [])
+
+    def _register(self, request: etree._Element, sub: ebrim.Submission, docs: dict[str, bytes] | None,
+                  errors: list[tuple[str, str]]) -> Outcome:
+        national = self.profile == "dmp"
+        problems = [p for p in rules.check_submission(sub, "xds" if docs is not None else "register", national=national)
+                    if p.severity.fails and not (p.rule == "XDS-MD-09" and p.location == "/SubmitObjectsRequest")]
+        facts: dict = {"metadata_problems": [p.rule for p in problems]}
+        errors = errors + [("XDSRegistryMetadataError", f"{p.rule} {p.location} : {_text(p.message)}") for p in problems]
+        patient = sub.submission_sets[0].identifiers.get("patientId", "") if sub.submission_sets else ""
+        with self.lock:
+            self._patients(sub, patient, errors)
+            self._identifiers(sub, docs, errors)
+            deprecate = self._lifecycle(sub, patient, errors)
+            if errors:
+                return Outcome(_registry_response(errors), "Failure", errors, facts=facts)
+            stored = self._store(request, sub, docs, patient)
+            for target in deprecate:
+                self.by_uuid[target].status = ebrim.DEPRECATED
+                self.by_uuid[target].element.set("status", ebrim.DEPRECATED)
+        facts.update({"stored": stored, "replaced": deprecate, "patient": patient or None,
+                      "submitted": [{"unique": e.identifiers.get("uniqueId", ""), "sha256": hashlib.sha256(docs[e.id]).hexdigest()}
+                                    for e in sub.documents if docs is not None and e.id in docs]})
+        return Outcome(_registry_response([]), "Success", facts=facts)
+
+    def _patients(self, sub: ebrim.Submission, patient: str, errors: list[tuple[str, str]]) -> None:
+        """ITI TF-2b 3.42.4.1.3: the submission set's patient is known (the patient identity
+        source: fed to it, or DMP-REG-01), every entry and folder is about it."""
+        if patient and rules.parse_cx(patient) is not None and not self.knows(patient):
+            errors.append(("XDSUnknownPatientId", _text(M("reg.unknown_patient", patient=patient))))
+        for obj in sub.documents + sub.folders:
+            other = obj.identifiers.get("patientId", "")
+            if patient and other and other != patient:
+                errors.append(("XDSPatientIdDoesNotMatch", _text(M("reg.patient_mismatch_ss", id=obj.id, patient=other, expected=patient))))
         for a in sub.associations:
-            if a.type != ebrim.RPLC:
+            if a.type != ebrim.HAS_MEMBER:
+                continue
+            for ref in (a.source, a.target):
+                held = self.by_uuid.get(ref) or self.folders.get(ref)
+                if held is not None and patient and held.patient != patient:
+                    errors.append(("XDSPatientIdDoesNotMatch", _text(M("reg.patient_mismatch_ss", id=ref, patient=held.patient, expected=patient))))
+
+    def _identifiers(self, sub: ebrim.Submission, docs: dict[str, bytes] | None, errors: list[tuple[str, str]]) -> None:
+        """entryUUIDs are new (ITI TF-3 4.2.3: a registry object's id is unique; a submission
+        with an id the registry holds is refused, never an overwrite); a uniqueId already held
+        is the same document only with the same hash and size (ITI TF-3 4.2.4 error codes)."""
+        objects = [o.id for o in sub.submission_sets + sub.documents + sub.folders] + [a.id for a in sub.associations]
+        for oid in objects:
+            if oid.startswith("urn:uuid:") and (oid in self.by_uuid or oid in self.folders or oid in self.associations
+                                                or oid in self.submission_sets.values()):
+                errors.append(("XDSRegistryMetadataError", _text(M("reg.uuid_reused", id=oid))))
+        for ss in sub.submission_sets:
+            if ss.identifiers.get("uniqueId") in self.submission_sets:
+                errors.append(("XDSDuplicateUniqueIdInRegistry", _text(M("reg.duplicate", unique=ss.identifiers["uniqueId"]))))
+        for f in sub.folders:
+            if any(h.unique_id == f.identifiers.get("uniqueId") for h in self.folders.values()):
+                errors.append(("XDSDuplicateUniqueIdInRegistry", _text(M("reg.duplicate", unique=f.identifiers["uniqueId"]))))
+        for entry in sub.documents:
+            unique = entry.identifiers.get("uniqueId", "")
+            known = self._by_unique(unique)
+            if known is None:
+                continue
+            data = (docs or {}).get(entry.id)
+            said_hash = hashlib.sha1(data).hexdigest() if data is not None else (entry.slot("hash") or "").lower()
+            said_size = str(len(data)) if data is not None else (entry.slot("size") or "")
+            if said_hash != known.hash:
+                errors.append(("XDSNonIdenticalHash", _text(M("reg.non_identical", unique=unique))))
+            elif said_size and known.size and said_size != known.size:
+                errors.append(("XDSNonIdenticalSize", _text(M("reg.non_identical", unique=unique))))
+            # the same document submitted again (same uniqueId, hash and size) is another entry
+
+    def _lifecycle(self, sub: ebrim.Submission, patient: str, errors: list[tuple[str, str]]) -> list[str]:
+        """RPLC, APND, XFRM and XFRM_RPLC (ITI TF-3 4.2.2): the target is an entry the registry
+        holds (else XDSUnresolvedReferenceException), still Approved (else
+        XDSRegistryDeprecatedDocumentError), of the same patient (else XDSPatientIdDoesNotMatch).
+        Returns the entries a replacement deprecates."""
+        deprecate = []
+        for a in sub.associations:
+            if a.type not in rules.LIFECYCLE:
                 continue
             target = self.by_uuid.get(a.target)
             source = sub.document(a.source)
             if target is None:
                 errors.append(("XDSUnresolvedReferenceException", _text(M("reg.unresolved", target=a.target))))
             elif target.status != ebrim.APPROVED:
-                errors.append(("XDSReplaceFailed", _text(M("reg.not_approved", target=a.target))))
-            elif source is not None and source.identifiers.get("patientId") != target.patient:
+                errors.append(("XDSRegistryDeprecatedDocumentError", _text(M("reg.not_approved", target=a.target))))
+            elif source is not None and source.identifiers.get("patientId", patient) != target.patient:
                 errors.append(("XDSPatientIdDoesNotMatch", _text(M("reg.patient_mismatch", target=a.target))))
-            else:
-                replaced.append(a.target)
-        return replaced
+            elif a.type in (ebrim.RPLC, "urn:ihe:iti:2007:AssociationType:XFRM_RPLC"):
+                deprecate.append(a.target)
+        return deprecate
+
+    def _store(self, request: etree._Element, sub: ebrim.Submission, docs: dict[str, bytes] | None, patient: str) -> list[str]:
+        stored = []
+        elements = {el.get("id"): el for el in request.iter() if isinstance(el.tag, str) and ebrim.local(el) == "ExtrinsicObject"}
+        ids = {}
+        for obj in sub.documents + sub.folders + sub.submission_sets:
+            ids[obj.id] = obj.id if obj.id.startswith("urn:uuid:") else f"urn:uuid:{uuid.uuid4()}"
+        for entry in sub.documents:
+            el = elements[entry.id]
+            entry_uuid = ids[entry.id]
+            held = copy.deepcopy(el)
+            held.set("id", entry_uuid)
+            held.set("lid", entry_uuid)
+            held.set("status", ebrim.APPROVED)
+            data = docs.get(entry.id) if docs is not None else None
+            digest = hashlib.sha1(data).hexdigest() if data is not None else (entry.slot("hash") or "").lower()
+            size = str(len(data)) if data is not None else (entry.slot("size") or "")
+            if docs is not None:
+                _add_slot(held, "repositoryUniqueId", REPOSITORY_ID)
+                for slot, value in (("hash", digest), ("size", size)):
+                    if entry.slot(slot) is None:
+                        _add_slot(held, slot, value)
+            self.by_uuid[entry_uuid] = Stored(entry_uuid, entry.identifiers.get("uniqueId", ""), entry.identifiers.get("patientId", ""),
+                                              ebrim.APPROVED, held, data, hash=digest, size=size)
+            stored.append(entry_uuid)
+        for f in sub.folders:
+            self.folders[ids[f.id]] = Folder(ids[f.id], f.identifiers.get("uniqueId", ""), f.identifiers.get("patientId", patient))
+        for ss in sub.submission_sets:
+            self.submission_sets[ss.identifiers.get("uniqueId", ids[ss.id])] = ids[ss.id]
+        for a in sub.associations:
+            a_id = a.id if a.id.startswith("urn:uuid:") else f"urn:uuid:{uuid.uuid4()}"
+            self.associations[a_id] = (a.type, ids.get(a.source, a.source), ids.get(a.target, a.target))
+        return stored
 
     # -- ITI-18 ---------------------------------------------------------------------------
 
@@ -237,7 +356,7 @@ class Registry:
                 stored = self._by_unique(unique)
                 if repo != REPOSITORY_ID:
                     errors.append(("XDSUnknownRepositoryId", _text(M("reg.unknown_repository", repository=repo))))
-                elif stored is None:
+                elif stored is None or stored.data is None:
                     errors.append(("XDSDocumentUniqueIdError", _text(M("reg.unknown_document", unique=unique))))
                 else:
                     cid = f"doc{n}@dmp-simulator"
@@ -246,9 +365,9 @@ class Registry:
                     etree.SubElement(d, f"{{{ebrim.XDSB}}}DocumentUniqueId").text = unique
                     etree.SubElement(d, f"{{{ebrim.XDSB}}}mimeType").text = stored.element.get("mimeType") or "text/xml"
                     include(etree.SubElement(d, f"{{{ebrim.XDSB}}}Document"), cid)
-                    out.attachments.append((cid, stored.data, "application/octet-stream"))
-                    out.documents.append((unique, stored.data))
-                    out.facts.setdefault("returned", {})[unique] = hashlib.sha256(stored.data).hexdigest()
+                    out.attachments.append((cid, stored.data or b"", "application/octet-stream"))
+                    out.documents.append((unique, stored.data or b""))
+                    out.facts.setdefault("returned", {})[unique] = hashlib.sha256(stored.data or b"").hexdigest()
         found = len(out.documents)
         rr.set("status", ebrim.SUCCESS if not errors else (ebrim.PARTIAL if found else ebrim.FAILURE))
         _error_list(rr, errors)

@@ -252,10 +252,12 @@ class DmpSimulator:
     """The simulator: its PKI, its TLS server, its registry, its journal."""
 
     def __init__(self, *, port: int = 0, credentials: Path | None = None, trust: list[Path] = (), refuse: bool = False,
-                 max_request: int = MAX_REQUEST, max_document: int = MAX_DOCUMENT) -> None:
+                 max_request: int = MAX_REQUEST, max_document: int = MAX_DOCUMENT, patients: tuple[str, ...] = ()) -> None:
         self.max_request = max_request
         self.refuse = refuse
-        self.registry = Registry(max_document)
+        # the patients it knows: the test INS of the DMP platform (DMP-REG-01), and those the
+        # target declares (``[services.dmp] patients``, as CX: ``ID^^^&OID&ISO``)
+        self.registry = Registry(max_document, patients=patients)
         self.journal = Journal()
         self.ca = pki.TestCA()
         self._own_folder = credentials is None

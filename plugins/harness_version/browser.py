@@ -47,14 +47,38 @@ _HELPERS = r"""
     }
     return parts.join(' > ');
   };
-  const productArea = (el) => el.closest('footer, header, nav, dialog, [role=contentinfo], [role=banner], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i]');
+  const AREA = 'footer, header, nav, aside, dialog, [role=contentinfo], [role=banner], [role=navigation], [role=dialog], [id*=about i], [class*=about i], [id*=version i], [class*=version i], [id*=propos i], [class*=propos i], [id*=footer i], [class*=footer i]';
+  // the product area holding an element, across the open shadow roots it sits in
+  const productArea = (el) => {
+    for (let e = el; e; ) {
+      const a = e.closest(AREA);
+      if (a) return a;
+      const root = e.getRootNode();
+      e = root && root.host ? root.host : null;
+    }
+    return null;
+  };
+  // every text node in document order, open shadow roots included
+  const textNodes = (max) => {
+    const out = [];
+    const visit = (root) => {
+      const w = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+      for (let n = w.nextNode(); n && out.length < max; n = w.nextNode()) {
+        if (n.nodeType === 3) out.push(n);
+        else if (n.shadowRoot) visit(n.shadowRoot);
+      }
+    };
+    visit(document.body || document.documentElement);
+    return out;
+  };
 """
 
 # Runs in the page: every text node that holds something shaped like a version number, with
 # what a person needs to see it. Kept free of the page's own globals.
 _COLLECT = r"""
-([pattern, label, number]) => {
+([pattern, label, number, product]) => {
   const re = new RegExp(pattern, 'gi');
+  const named = product ? new RegExp(product + '\\s*[:\\-–—]?\\s*$', 'i') : null;
   const out = [];
 """ + _HELPERS + r"""
   const background = (el) => {
@@ -68,11 +92,11 @@ _COLLECT = r"""
     const a = productArea(el);
     return a ? path(a) : null;
   };
-  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_TEXT);
   const scroll = document.scrollingElement || document.documentElement;
   const labelled = new RegExp(label + '$', 'i'), bare = new RegExp('^\\s*(' + number + ')\\s*$');
-  let previous = '';
-  for (let node = walker.nextNode(); node && out.length < 200; node = walker.nextNode()) {
+  let previous = '', previousEl = null;
+  for (const node of textNodes(20000)) {
+    if (out.length >= 200) break;
     const text = node.textContent;
     const el = node.parentElement;
     if (!el || ['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE'].includes(el.tagName)) continue;
@@ -82,11 +106,19 @@ _COLLECT = r"""
     while ((m = re.exec(text)) && found.length < 20) found.push({start: m.index, end: m.index + m[0].length, text: m[0]});
     // a label and its value in two elements (<dt>Version</dt><dd>3.2.1</dd>, a table's cells)
     const b = !found.length && bare.exec(text);
-    if (b && labelled.test(previous)) {
+    if (b && (labelled.test(previous) || (named && named.test(previous)))) {
       const start = text.indexOf(b[1]);
-      found.push({start, end: start + b[1].length, text: previous.trim().match(labelled)[0].trim() + ' ' + b[1]});
+      const lab = previous.trim().match(labelled) || previous.trim().match(named);
+      found.push({start, end: start + b[1].length, text: lab[0].trim() + ' ' + b[1],
+                  before: previous.trim().slice(0, previous.trim().length - lab[0].length).slice(-60)});
     }
-    if (text.trim()) previous = text.trim().slice(-80);
+    // the text just before, when it is part of the same line of the page (a sibling or the
+    // parent's text: <b>OrdoCabinet</b> <span>5.4.2</span>), not another block's
+    const inline = (e) => getComputedStyle(e).display.startsWith('inline');
+    const near = previousEl && (previousEl === el || ((previousEl.parentElement === el.parentElement || previousEl === el.parentElement
+      || previousEl.parentElement === el) && inline(el) && inline(previousEl)));
+    const earlier = near ? previous : '';
+    if (text.trim()) { previous = text.trim().slice(-80); previousEl = el; }
     for (const f of found) {
       if (out.length >= 200) break;
       const range = document.createRange();
@@ -94,8 +126,9 @@ _COLLECT = r"""
       range.setEnd(node, f.end);
       const r = range.getBoundingClientRect();
       const s = getComputedStyle(el);
+      const before = f.before !== undefined ? f.before : (text.slice(Math.max(0, f.start - 60), f.start).trim() ? text.slice(Math.max(0, f.start - 60), f.start) : earlier.slice(-60) + ' ');
       out.push({
-        text: f.text, context: text.trim().slice(0, 200), path: path(el), area: area(el),
+        text: f.text, context: text.trim().slice(0, 200), before: before.slice(-60), path: path(el), area: area(el),
         box: {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height},
         page: {width: scroll.scrollWidth, height: scroll.scrollHeight},
         rendered: el.checkVisibility ? el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) : (s.display !== 'none' && s.visibility !== 'hidden'),
@@ -117,7 +150,28 @@ NUMBER = r"\d+(?:[._-]\d+)+(?:[-+.][0-9A-Za-z]+)*"
 # printemps-2024" is shown, though not orderable: the scheme rule judges that); after a bare
 # v, only a dotted number ("v3.2.1", not "v8 engine")
 TOKEN = r"(?=[0-9A-Za-z.\-+_]*\d)[0-9A-Za-z][0-9A-Za-z.\-+_]*"
-PATTERN = rf"(?:{LABEL}{TOKEN}|\bv{NUMBER})"
+# What follows a version and belongs to it: a build, revision or date ("Version 5.4.2 (build
+# 2026.11.3)", "v5.4.2 – build 4711", "5.4.2 du 03/11/2026"): part of the same candidate, never a
+# second version of its own
+SUFFIX = (r"(?:\s*[(\[]\s*(?:build|rev\.?|r[ée]vision|compilation|du|of|#)?\s*[:#]?\s*[0-9A-Za-z][0-9A-Za-z.\-+_/: ]{0,40}[)\]]"
+          r"|\s*[,\-–—·]?\s*\b(?:build|rev\.?|r[ée]vision|compilation)\s*[:#]?\s*(?:n°\s*)?[0-9A-Za-z][0-9A-Za-z.\-+_]{0,40}"
+          r"|\s+(?:du|of)\s+\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4})?")
+PATTERN = rf"(?:{LABEL}{TOKEN}{SUFFIX}|\bv{NUMBER}{SUFFIX})"
+_META = set(r"\^$.|?*+()[]{}/")
+
+
+def js_literal(text: str) -> str:
+    """``text`` as a regular expression matching it literally, in the syntax JavaScript and
+    Python share."""
+    return "".join("\\" + ch if ch in _META else ch for ch in text)
+
+
+def pattern_for(product_name: str) -> str:
+    """:data:`PATTERN`, and the product's name followed by a bare number ("OrdoCabinet 5.4.2")."""
+    name = product_name.strip()
+    if len(name) < 3:
+        return PATTERN
+    return rf"(?:{LABEL}{TOKEN}{SUFFIX}|\bv{NUMBER}{SUFFIX}|{js_literal(name)}\s+(?:v\s?)?{NUMBER}{SUFFIX})"
 
 
 def find_browser() -> str | None:
@@ -195,15 +249,33 @@ _IMAGES = r"""
 }
 """
 
-# "One click away": links and buttons labelled like an about entry, French or English
+# "One click away": links and buttons labelled like an about entry, French or English, by their
+# accessible name (text, aria-label, aria-labelledby, title, an image's alt: an icon button
+# "À propos" counts); and the menus that may hold one (Aide › À propos), two clicks deep
 ABOUT_LABEL = r"^\s*(à propos|a propos|about|informations? (?:sur le|du) logiciel|version)\b"
+MENU_LABEL = r"^\s*(aide|help|\?|menu|plus|more|options|paramètres|settings|⋮|…|\.\.\.)\s*$"
+MAX_ABOUT = 3  # about entries opened, at most
+MAX_MENUS = 2  # menus opened to find one, at most
 _CLICKABLE = r"""
-(pattern) => {
+([pattern, mark, max]) => {
   const re = new RegExp(pattern, 'i');
-  return [...document.querySelectorAll('a, button, [role=button], [role=menuitem], summary')]
-    .filter(e => re.test((e.innerText || e.getAttribute('aria-label') || e.title || '').trim()))
-    .filter(e => e.checkVisibility ? e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) : true)
-    .slice(0, 3).map(e => (e.innerText || e.getAttribute('aria-label') || e.title || '').trim().slice(0, 80));
+  const name = (e) => {
+    const by = (e.getAttribute('aria-labelledby') || '').split(/\s+/).map(id => document.getElementById(id)).filter(Boolean)
+      .map(x => x.textContent).join(' ');
+    const img = e.querySelector('img[alt]');
+    return (by || e.getAttribute('aria-label') || e.innerText || e.title || (img && img.alt) || '').replace(/\s+/g, ' ').trim();
+  };
+  document.querySelectorAll('[data-harness-' + mark + ']').forEach(e => e.removeAttribute('data-harness-' + mark));
+  const out = [];
+  for (const e of document.querySelectorAll('a, button, [role=button], [role=menuitem], [role=link], summary, [onclick]')) {
+    if (out.length >= max) break;
+    const label = name(e);
+    if (!re.test(label)) continue;
+    if (e.checkVisibility && !e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})) continue;
+    e.setAttribute('data-harness-' + mark, String(out.length));
+    out.push(label.slice(0, 80));
+  }
+  return out;
 }
 """
 _OUTLINE = r"""
@@ -223,9 +295,61 @@ _OUTLINE = r"""
 """
 
 
-def _view(page, via: str | None, ms: int, ocr, home: str) -> View:
-    view = View(page.url, via, page.evaluate(_COLLECT, [PATTERN, LABEL, TOKEN]))
-    view.about_page = via is not None and page.url.split("#")[0] != home.split("#")[0]
+_FRAME_AREA = r"""
+(el) => {
+""" + _HELPERS + r"""
+  const a = productArea(el);
+  return a ? path(a) : null;
+}
+"""
+SETTLE = 5.0  # seconds at most a page is given to settle (network idle) after it loads or after a click
+
+
+def _settle(page, ms: int) -> None:
+    """Wait until the page has settled: its load event, then no request for half a second
+    (a version filled in by a request that completes after the load), within the deadline."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        page.wait_for_load_state("load", timeout=ms)
+        page.wait_for_load_state("networkidle", timeout=min(ms, int(SETTLE * 1000)))
+    except PlaywrightError:
+        pass  # a page that keeps polling is read as it is then
+
+
+def _candidates(page, product: str) -> list[dict]:
+    """The candidates of the page and of its same-origin frames (a footer frame), each frame's
+    boxes placed in the page and its product area taken from its frame element's when its own
+    document has none."""
+    args = [pattern_for(product), LABEL, TOKEN, js_literal(product.strip()) if len(product.strip()) >= 3 else ""]
+    out = page.evaluate(_COLLECT, args)
+    origin = page.url.split("/", 3)[:3]
+    for frame in page.frames[1:6]:
+        try:
+            if frame.url.split("/", 3)[:3] != origin:
+                continue  # another site's frame (an advert, a map) is not the product
+            element = frame.frame_element()
+            box = element.bounding_box()
+            if box is None:
+                continue
+            area = element.evaluate(_FRAME_AREA)
+            scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
+            for c in frame.evaluate(_COLLECT, args):
+                c["box"]["x"] += box["x"] + scroll[0]
+                c["box"]["y"] += box["y"] + scroll[1]
+                c["area"] = c.get("area") or area
+                c["path"] = f"iframe[src={frame.url.rsplit('/', 1)[-1][:60]}] >> {c['path']}"
+                c["page"] = {"width": max(c["page"]["width"], box["x"] + box["width"]), "height": max(c["page"]["height"], box["y"] + box["height"])}
+                out.append(c)
+        except Exception:  # a frame that went away while read
+            continue
+    return out
+
+
+def _view(page, via: str | None, ms: int, ocr, home: str, product: str = "") -> View:
+    view = View(page.url, via, _candidates(page, product))
+    # an about entry that led elsewhere: another page, a hash route, a new tab
+    view.about_page = via is not None and page.url != home
     if not any(in_product_area(c, view.about_page) and not judge_visible(c) for c in view.candidates):
         # no version in the text a person sees there: what the product area draws in images
         for image in page.evaluate(_IMAGES, MAX_IMAGES):
@@ -261,11 +385,14 @@ GRACE = 15.0  # at most, seconds beyond the total budget before the browser's pr
 
 
 def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True,
-           ocr: bool = False, loopback_only: bool = False) -> Rendering:
+           ocr: bool = False, loopback_only: bool = False, product: str = "") -> Rendering:
     """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
-    let its scripts run, read the candidates; then, one click away, what each about link or
-    button shows (at most 3). Where a product area shows no version as text, its images are
-    cropped and, with ``ocr``, read by Tesseract (:mod:`.ocr`).
+    let its scripts run and the page settle (network idle), read the candidates, its open
+    shadow roots and same-origin frames included (``product``: its name followed by a bare
+    number is a candidate too); then what each about link or button shows (at most 3, found by
+    their accessible name; a hash route, a new tab or a pop-up followed), or, when the page has
+    none, the about entry of a menu, two clicks away. Where a product area shows no version as
+    text, its images are cropped and, with ``ocr``, read by Tesseract (:mod:`.ocr`).
 
     ``deadline`` bounds each browser step, in seconds; no about view is opened once ``total``
     seconds are spent. The browser runs in a process group of its own, killed whole when
@@ -278,7 +405,7 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
         out.error = "no-browser"
         return out
     args = {"url": url, "deadline": deadline, "total": total, "browser": executable, "follow_about": follow_about, "ocr": ocr,
-            "loopback_only": loopback_only}
+            "loopback_only": loopback_only, "product": product}
     with tempfile.TemporaryDirectory(prefix="harness-render-") as tmp:
         result = Path(tmp) / "rendering.pickle"
         proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(args), str(result)], stdout=subprocess.DEVNULL,
@@ -307,7 +434,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _render_here(url: str, *, deadline: float, total: float, browser: str, follow_about: bool, ocr: bool, loopback_only: bool) -> Rendering:
+def _render_here(url: str, *, deadline: float, total: float, browser: str, follow_about: bool, ocr: bool, loopback_only: bool,
+                 product: str = "") -> Rendering:
     """:func:`render`'s work, in the child process."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -332,31 +460,99 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
                 out.browser = f"{Path(browser).name} {b.version}"
                 context = b.new_context(viewport=VIEWPORT, service_workers="block")
                 if loopback_only:
-                    context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:"))
+                    context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:", "about:"))
                                   else route.abort("blockedbyclient"))
                 page = context.new_page()
-                page.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
-                    {"url": r.url[:500], "method": r.request.method, "status": r.status}))
-                page.on("requestfailed", lambda r: len(out.requests) < 200 and out.requests.append(
-                    {"url": r.url[:500], "method": r.method, "failure": (r.failure or "")[:200]}))
-                page.set_default_timeout(ms)
+
+                def listen(pg) -> None:
+                    pg.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
+                        {"url": r.url[:500], "method": r.request.method, "status": r.status}))
+                    pg.on("requestfailed", lambda r: len(out.requests) < 200 and out.requests.append(
+                        {"url": r.url[:500], "method": r.method, "failure": (r.failure or "")[:200]}))
+                    pg.set_default_timeout(ms)
+                listen(page)
+                context.on("page", listen)
                 response = page.goto(url, wait_until="load", timeout=ms)
+                _settle(page, ms)
                 out.status = response.status if response else None
                 out.final_url = page.url
-                out.views.append(_view(page, None, ms, reader, out.final_url))
-                for label in page.evaluate(_CLICKABLE, ABOUT_LABEL) if follow_about else []:
-                    if time.monotonic() - started > total:
-                        out.skipped.append(label)  # the total deadline is spent: said, not waited for
-                        continue
-                    page.goto(out.final_url, wait_until="load", timeout=ms)
-                    page.get_by_text(label, exact=True).first.click(timeout=ms)
-                    page.wait_for_load_state("load", timeout=ms)
-                    out.views.append(_view(page, label, ms, reader, out.final_url))
+                out.views.append(_view(page, None, ms, reader, out.final_url, product))
+                if follow_about:
+                    _follow_about(page, context, out, ms, reader, product, started, total)
             finally:
                 b.close()
     except PlaywrightError as exc:
         out.error = str(exc).splitlines()[0][:300]
     return out
+
+
+def _home(page, home: str, ms: int) -> None:
+    """Back to the product's page as it loaded (a hash route left, a dialog closed)."""
+    if page.url.split("#")[0] == home.split("#")[0] and page.url != home:
+        page.goto("about:blank", timeout=ms)  # the same document with another hash would not reload
+    page.goto(home, wait_until="load", timeout=ms)
+    _settle(page, ms)
+
+
+def _click(page, context, selector: str, via: str, out: Rendering, ms: int, reader, product: str) -> None:
+    """Click, then read what the click shows: the same page (a dialog, a hash route, another
+    page), or the tab or pop-up it opened."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    tab = None
+    try:
+        with context.expect_page(timeout=min(ms, 1000)) as popup:
+            page.locator(selector).first.click(timeout=ms)
+        tab = popup.value
+    except PlaywrightError:
+        pass  # no new tab nor window: what the click showed is in the page
+    _settle(page, ms)
+    if tab is not None:
+        _settle(tab, ms)
+        view = _view(tab, via, ms, reader, out.final_url, product)
+        view.about_page = True
+        out.views.append(view)
+        tab.close()
+    else:
+        out.views.append(_view(page, via, ms, reader, out.final_url, product))
+
+
+def _follow_about(page, context, out: Rendering, ms: int, reader, product: str, started: float, total: float) -> None:
+    """What each about entry shows (at most :data:`MAX_ABOUT`), one click away; when the page
+    has none, the about entry of a menu (Aide › À propos), two clicks away. An entry that cannot
+    be clicked is said in :attr:`Rendering.skipped`, the others still read."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    home = out.final_url
+    entries = page.evaluate(_CLICKABLE, [ABOUT_LABEL, "about", MAX_ABOUT])
+    for n, label in enumerate(entries):
+        if time.monotonic() - started > total:
+            out.skipped.append(label)  # the total deadline is spent: said, not waited for
+            continue
+        try:
+            _home(page, home, ms)
+            page.evaluate(_CLICKABLE, [ABOUT_LABEL, "about", MAX_ABOUT])
+            _click(page, context, f'[data-harness-about="{n}"]', label, out, ms, reader, product)
+        except PlaywrightError as exc:  # covered, moved away, gone: said, and the other entries still read
+            out.skipped.append(f"{label}: {str(exc).splitlines()[0][:160]}")
+    if entries:
+        return
+    menus = page.evaluate(_CLICKABLE, [MENU_LABEL, "menu", MAX_MENUS])
+    for n, menu in enumerate(menus):
+        if time.monotonic() - started > total:
+            out.skipped.append(menu)
+            continue
+        try:
+            _home(page, home, ms)
+            page.evaluate(_CLICKABLE, [MENU_LABEL, "menu", MAX_MENUS])
+            page.locator(f'[data-harness-menu="{n}"]').first.click(timeout=ms)
+            _settle(page, ms)
+            inner = page.evaluate(_CLICKABLE, [ABOUT_LABEL, "about", 1])
+            if inner:
+                _click(page, context, '[data-harness-about="0"]', f"{menu} › {inner[0]}", out, ms, reader, product)
+                return
+        except PlaywrightError as exc:
+            out.skipped.append(f"{menu}: {str(exc).splitlines()[0][:160]}")
 
 
 # -- judging recorded facts (no browser) ----------------------------------------------------

@@ -168,7 +168,10 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
     first = _exchange(ctx, "ui.exchange") or {}
     status = rendering.get("status")
     if not _reachable(final) and not (isinstance(status, int) and 200 <= status < 300):
-        ev.error(M("ui.unreachable", url=first.get("url"), status=final.get("status"), error=_failure(final)))
+        if final.get("status") == 200:  # it answered, but the answer could not be read (too large, cut)
+            ev.error(M("ui.unreadable", url=final.get("url") or first.get("url"), status=200, error=_failure(final)))
+        else:
+            ev.error(M("ui.unreachable", url=first.get("url"), status=final.get("status"), error=_failure(final)))
         return
     if final is not first and final.get("url") != first.get("url"):
         ev.add(rule="VER-UI-08", requirement=REQ_UI, location=first.get("url", "-"), message=M("ui.redirected", url=final.get("url")))
@@ -186,9 +189,13 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
     for s in reading.hidden:
         ev.add(rule="VER-UI-05", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
                message=M("ui.hidden", text=s.text, reasons=_reasons(s)))
-    for s in reading.elsewhere + reading.unnamed:
+    for s in reading.elsewhere:
         ev.add(rule="VER-UI-06", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
                message=M("ui.not_product", text=s.text))
+    if reading.components:
+        ev.add(rule="VER-UI-12", requirement=REQ_UI, location=reading.components[0].location,
+               artefact=_shot(ctx, rendering, reading.components[0].view),
+               message=M("ui.components", items="; ".join(f"{c.owner} {c.version} ({c.location})" for c in reading.components[:10])))
     views = rendering["views"]
     for n, k, text in reading.unread:
         image = views[n]["images"][k]
@@ -207,7 +214,8 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
                    message=M("ui.ocr_read", engine=rendering.get("ocr") or "-", text=shown.text, confidence=shown.confidence))
         for other in reading.conflicts():
             ev.check(False, rule="VER-UI-04", requirement=REQ_UI, location=other.location, artefact=_shot(ctx, rendering, other.view),
-                     message=M("ui.two_versions", version=shown.version, where=shown.location, other=other.version))
+                     message=M("ui.two_versions", version=shown.version, where=shown.location, other=other.version,
+                               other_where=other.location))
         ev.add(rule="VER-UI-03", requirement=REQ_UI, location=f"ui.view/{shown.view + 1:02d}", artefact=_shot(ctx, rendering, shown.view),
                message=M("ui.outlined", browser=rendering.get("browser") or "-"))
         return
@@ -218,8 +226,18 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
                    message=M("ui.image_to_read", why=_unread_why(rendering, image)))
         ev.manual_pending(M("ui.manual_image", count=len(reading.pending)))
         return
+    skipped = rendering.get("skipped") or []
+    for entry in skipped:
+        ev.add(rule="VER-UI-13", requirement=REQ_UI, severity=Severity.WARNING, location=rendering.get("final_url") or rendering.get("url") or "-",
+               message=M("ui.entry_not_opened", entry=entry))
+    if skipped:  # an about entry not opened may hold the version: absence is not proven
+        ev.inconclusive(M("ui.not_all_opened", count=len(skipped)))
+        return
+    looked = "; ".join(v["url"] + (f" (via \"{v['via']}\")" if v.get("via") else "") for v in views)
+    found = len(reading.hidden) + len(reading.elsewhere) + len(reading.components)
     ev.check(False, rule="VER-UI-01", requirement=REQ_UI, location=final.get("url") or rendering.get("url"),
-             artefact=_shot(ctx, rendering, 0), message=M("ui.not_seen", hidden=len(reading.hidden)))
+             artefact=_shot(ctx, rendering, 0), message=M("ui.not_seen", views=looked, found=found, hidden=len(reading.hidden),
+                                                         elsewhere=len(reading.elsewhere), components=len(reading.components)))
 
 
 def _crop(ctx: CheckContext, image: dict) -> str | None:
@@ -387,7 +405,9 @@ def check_same_in_channels(ctx: CheckContext, ev: Evaluation) -> None:
                message=M("channels.api_unreadable", why=why))
     seen = [s for s in (ui, api) if s]
     if len(seen) < 2:
-        ev.inconclusive(M("channels.too_few"))
+        what = M("channels.seen_one", channel=seen[0].channel, where=seen[0].location) if seen else \
+            M("channels.seen_none")
+        ev.inconclusive(M("channels.too_few", seen=what))
         return
     _compare(ev, seen[0], seen[1:])
 
@@ -400,7 +420,12 @@ def check_same_in_documents(ctx: CheckContext, ev: Evaluation) -> None:
     reference = ui or api_seen(ctx)[0]
     documents = documents_seen(ctx, ev)
     if not documents:
-        ev.inconclusive(M("channels.no_document"))
+        api = api_seen(ctx)[0]
+        if ui is not None and api is not None and compatible(ui.version, api.version):
+            # the requirement is not proven for the documents, but what was compared agreed: said
+            ev.inconclusive(M("channels.no_document_agree", ui=ui.location, api=api.location))
+        else:
+            ev.inconclusive(M("channels.no_document"))
         return
     if reference is None:
         ev.inconclusive(M("channels.no_reference"))

@@ -73,7 +73,8 @@ def _rendering(ctx: CollectContext, url: str, outputs: dict) -> dict:
     engine = ocr.engine()
     # a browser step waits no longer than the target allows an exchange ([network] deadline)
     step = min(RENDER_STEP, float(ctx.target.section("network").get("deadline") or RENDER_STEP))
-    r = render(url, deadline=step, total=3 * step, browser=executable, loopback_only=ctx.offline, ocr=engine is not None)
+    r = render(url, deadline=step, total=3 * step, browser=executable, loopback_only=ctx.offline, ocr=engine is not None,
+               product=ctx.target.product.get("name", ""))
     views = []
     for n, view in enumerate(r.views, 1):
         record = view.to_json()

@@ -17,6 +17,7 @@ from .ocr import MIN_CONFIDENCE
 
 _VERSION = re.compile(rf"(?:{LABEL})({TOKEN})|\bv({NUMBER})|({NUMBER})", re.IGNORECASE)
 _LABEL = re.compile(LABEL, re.IGNORECASE)
+_NUMBER = re.compile(rf"\b{NUMBER}\b")
 _SEPARATORS = "-+._ "
 # a candidate the page names as the product's own (beside the product name, in an about area)
 _ABOUT_AREA = re.compile(r"dialog|about|propos|version", re.IGNORECASE)
@@ -60,6 +61,7 @@ class Shown:
     reasons: list[str] = field(default_factory=list)  # why a person does not see it (empty: seen)
     style: dict = field(default_factory=dict)
     named: bool = False
+    owner: str = ""  # the name written just before it, when another than the product's (a component, a standard)
 
     @property
     def location(self) -> str:
@@ -72,6 +74,7 @@ class Reading:
     hidden: list[Shown] = field(default_factory=list)  # in the product's area, not seen (reasons)
     elsewhere: list[Shown] = field(default_factory=list)  # seen, but not where a product shows its version
     unnamed: list[Shown] = field(default_factory=list)  # seen in a product area, set aside for a named one
+    components: list[Shown] = field(default_factory=list)  # another thing's version (a component, a standard)
     pending: list[tuple[int, int]] = field(default_factory=list)  # (view, image) a person must read
     unread: list[tuple[int, int, str]] = field(default_factory=list)  # (view, image, what OCR read) no version in it
 
@@ -82,14 +85,60 @@ class Reading:
         return (labelled or self.shown or [None])[0]
 
     def conflicts(self) -> list[Shown]:
-        """Versions seen as the product's that name another version than :attr:`version`."""
+        """Versions seen in the product's areas that name another version than :attr:`version`:
+        those named as the product's, and those set aside for them (a stale about box against the
+        header is two versions, said with both places); a component's or a standard's is none."""
         first = self.version
         out, seen = [], set()
-        for s in self.shown:
+        for s in self.shown + self.unnamed:
             if first is not None and not compatible(s.version, first.version) and s.version not in seen:
                 seen.add(s.version)
                 out.append(s)
         return out
+
+
+_BREAK = re.compile(r"[·•|;,\n]|\s{3,}")
+_TRAIL = re.compile(r"[\s:\-–—(\[]+$")
+_WORD = re.compile(r"([0-9A-Za-zÀ-ÿ][\w.\-'’À-ÿ]*(?:\s+[0-9A-Za-zÀ-ÿ][\w.\-'’À-ÿ]*){0,3})$")
+_ABOUT_WORDS = re.compile(r"propos|about|aide|help|informations?|logiciel|application|software|produit|product", re.IGNORECASE)
+_NOT_OWNERS = re.compile(r"^(?:©|\(c\)|copyright|\d{4}|le|la|les|du|de|des|en|the|of|by|par|numéro|n°|no\.?)$", re.IGNORECASE)
+
+
+def owner_of(c: dict, product_name: str) -> str:
+    """The name written just before a candidate when it is another thing's: ``HL7 v2.5``,
+    ``Connecteur DMP v1.8.3``, ``CI-SIS version 2023.01``. Empty when it is the product's (its
+    name there) or nobody's in particular (a label alone, a separator before it)."""
+    text = c.get("text", "")
+    before = c.get("before")
+    if before is None:  # recorded before the browser kept it: what precedes it in its text
+        context = c.get("context") or ""
+        at = context.find(text)
+        before = context[:at] if at > 0 else ""
+    name = product_name.casefold().strip()
+    if name and name in text.casefold():
+        return ""
+    tail = _BREAK.split(before)[-1]
+    if name and name in tail.casefold():
+        return ""
+    if _TRAIL.search(tail) and re.search(r"[—–:(\[]\s*$", tail):
+        return ""  # "Cabinet du Dr Martin — Version 5.4.2": a separator, not a name, before it
+    m = _WORD.search(_TRAIL.sub("", tail))
+    if not m:
+        return ""
+    words = [w for w in m.group(1).split() if not _NOT_OWNERS.match(w)]
+    if _ABOUT_WORDS.search(" ".join(words)):
+        return ""  # "À propos", "Informations sur le logiciel": a title, not another thing's name
+    return " ".join(words)
+
+
+def _listed_with_product(c: dict, product_name: str) -> str:
+    """In a view that names the product's version, a version after another name, whatever
+    the separator ("Module INSi — version 2.0.1" under "OrdoCabinet — version 5.4.2")."""
+    tail = _BREAK.split(c.get("before") or "")[-1]
+    m = _WORD.search(_TRAIL.sub("", tail))
+    words = [w for w in (m.group(1).split() if m else []) if not _NOT_OWNERS.match(w)]
+    name = " ".join(words)
+    return "" if not name or _ABOUT_WORDS.search(name) or (product_name and product_name.casefold() in name.casefold()) else name
 
 
 def _named(c: dict, area: str | None, about_page: bool, product_name: str) -> bool:
@@ -108,13 +157,23 @@ def read_rendering(rendering: dict, product_name: str = "") -> Reading:
     area_seen: list[Shown] = []
     for n, view in enumerate(rendering.get("views") or []):
         about_page = bool(view.get("about_page"))
-        for c in view.get("candidates") or []:
+        candidates = view.get("candidates") or []
+        # a view where the product's version is written beside its name: the others listed there
+        # after another name are its components'
+        lists_product = bool(product_name) and any(
+            product_name.casefold() in (c.get("text", "") + " " + _BREAK.split(c.get("before") or "")[-1]).casefold() for c in candidates)
+        for c in candidates:
             version = number_of(c["text"])
             if version is None:
                 continue
+            own = bool(product_name) and product_name.casefold() in (c.get("text", "") + " " + _BREAK.split(c.get("before") or "")[-1]).casefold()
+            listing = lists_product and not own and (about_page or bool(c.get("area") and _ABOUT_AREA.search(c["area"])))
+            owner = owner_of(c, product_name) or (_listed_with_product(c, product_name) if listing else "")
             s = Shown(version, c["text"], label_of(c["text"]), n, view["url"], c.get("path", ""), reasons=judge_visible(c),
-                      style=c.get("style") or {}, named=_named(c, c.get("area"), about_page, product_name))
-            if not in_product_area(c, about_page):
+                      style=c.get("style") or {}, named=_named(c, c.get("area"), about_page, product_name), owner=owner)
+            if s.owner and not s.reasons and in_product_area(c, about_page):
+                out.components.append(s)
+            elif not in_product_area(c, about_page):
                 if not s.reasons:
                     out.elsewhere.append(s)
             elif s.reasons:
@@ -127,7 +186,11 @@ def read_rendering(rendering: dict, product_name: str = "") -> Reading:
                 out.pending.append((n, k))
                 continue
             version = number_of(ocr["version"]) if ocr.get("version") else None
-            if version is None:
+            if version is None and (_NUMBER.search(ocr.get("text") or "") or not (ocr.get("text") or "").strip()):
+                # a number without a label ("WERSION 5.4.2"), or nothing OCR could read at all: what
+                # the image says is for a person to read, never a proof that it holds no version
+                out.pending.append((n, k))
+            elif version is None:
                 out.unread.append((n, k, ocr.get("text", "")))
             elif (ocr.get("confidence") or 0) < MIN_CONFIDENCE:
                 out.pending.append((n, k))

@@ -25,6 +25,7 @@ QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
 XDSB = "urn:ihe:iti:xds-b:2007"
 
 SUBMISSION_SET_NODE = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+FOLDER_NODE = "urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2"
 DOCUMENT_ENTRY_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 ON_DEMAND_ENTRY_TYPE = "urn:uuid:34268e47-fdf5-41a6-ba33-82133c465248"
 
@@ -48,6 +49,10 @@ SS_IDENTIFIERS = {
     "patientId": "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446",
     "sourceId": "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832",
     "uniqueId": "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8",
+}
+FOLDER_IDENTIFIERS = {
+    "patientId": "urn:uuid:f64ffdf0-4b97-4e06-b79f-a52b38ec2f8a",
+    "uniqueId": "urn:uuid:75df8f67-9973-4fbe-a900-df66cefecc5a",
 }
 DE_IDENTIFIERS = {
     "patientId": "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427",
@@ -121,7 +126,8 @@ class Submission:
     submission_sets: list[RegistryObject]
     documents: list[RegistryObject]
     associations: list[Association]
-    other: list[str]  # locations of registry objects that are none of the above (folders...)
+    other: list[str]  # locations of registry objects that are none of the above
+    folders: list[RegistryObject] = field(default_factory=list)
 
     def document(self, entry_id: str) -> RegistryObject | None:
         return next((d for d in self.documents if d.id == entry_id), None)
@@ -217,6 +223,8 @@ def read_submission(request: etree._Element) -> Submission:
     # a submission set is classified inside its RegistryPackage or by a Classification of the list
     standalone = {cl.get("classifiedObject") for rol in lists for cl in children(rol, "Classification")
                   if cl.get("classificationNode") == SUBMISSION_SET_NODE}
+    folders = {cl.get("classifiedObject") for rol in lists for cl in children(rol, "Classification")
+               if cl.get("classificationNode") == FOLDER_NODE}
     for rol in lists:
         for el in rol:
             name = local(el)
@@ -224,6 +232,8 @@ def read_submission(request: etree._Element) -> Submission:
                 nodes = {cl.get("classificationNode") for cl in children(el, "Classification")}
                 if SUBMISSION_SET_NODE in nodes or el.get("id") in standalone:
                     sub.submission_sets.append(_read_object(el, SS_SCHEMES, SS_IDENTIFIERS))
+                elif FOLDER_NODE in nodes or el.get("id") in folders:
+                    sub.folders.append(_read_object(el, {}, FOLDER_IDENTIFIERS))
                 else:
                     sub.other.append(_path(el))
             elif name == "ExtrinsicObject":

@@ -28,9 +28,13 @@ _HASH = re.compile(r"^[0-9a-fA-F]{40}$")
 KNOWN_ASSOCIATIONS = {HAS_MEMBER, RPLC, UPDATE_STATUS, "urn:ihe:iti:2007:AssociationType:XFRM", "urn:ihe:iti:2007:AssociationType:APND",
                       "urn:ihe:iti:2007:AssociationType:XFRM_RPLC", "urn:ihe:iti:2007:AssociationType:signs",
                       "urn:ihe:iti:2010:AssociationType:IsSnapshotOf"}
-# slots every document entry carries, by profile (ITI TF-3 Table 4.3.1-3, R for the source)
+# slots every document entry carries, by profile (ITI TF-3 Table 4.3.1-3, R for the source):
+# ITI-41 (the repository computes hash and size), ITI-42 (the repository gave them), XDM
 DE_SLOTS = {"xds": ("creationTime", "languageCode", "sourcePatientId"),
+            "register": ("creationTime", "languageCode", "sourcePatientId", "hash", "size", "repositoryUniqueId"),
             "xdm": ("creationTime", "languageCode", "sourcePatientId", "hash", "size", "URI")}
+LIFECYCLE = {RPLC, "urn:ihe:iti:2007:AssociationType:XFRM", "urn:ihe:iti:2007:AssociationType:APND",
+             "urn:ihe:iti:2007:AssociationType:XFRM_RPLC"}
 
 
 def parse_cx(value: str) -> tuple[str, str] | None:
@@ -55,7 +59,7 @@ class _Rules:
         self.problems.append(Problem(rule, severity, location, message))
 
 
-def _patient(r: _Rules, value: str | None, location: str, what: str) -> tuple[str, str] | None:
+def _patient(r: _Rules, value: str | None, location: str, what: str, national: bool = True) -> tuple[str, str] | None:
     if not value:
         r.fail("XDS-MD-09", location, M("md.missing", attribute=what))
         return None
@@ -63,6 +67,8 @@ def _patient(r: _Rules, value: str | None, location: str, what: str) -> tuple[st
     if cx is None:
         r.fail("XDS-MD-09", location, M("md.cx", attribute=what, value=value))
         return None
+    if not national:
+        return cx
     system = classify_system(cx[1])
     if not system.is_ins:
         r.fail("XDS-MD-09", location, M("md.not_ins", attribute=what, oid=cx[1]))
@@ -91,7 +97,7 @@ def _coded(r: _Rules, obj: RegistryObject, schemes: dict[str, str]) -> None:
         r.fail("XDS-MD-06", location, M("md.scheme", scheme=scheme), Severity.WARNING)
 
 
-def _submission_set(r: _Rules, ss: RegistryObject, profile: str) -> tuple[str, str] | None:
+def _submission_set(r: _Rules, ss: RegistryObject, profile: str, national: bool) -> tuple[str, str] | None:
     for name in ("uniqueId", "sourceId"):
         value = ss.identifiers.get(name)
         if not value:
@@ -104,10 +110,10 @@ def _submission_set(r: _Rules, ss: RegistryObject, profile: str) -> tuple[str, s
         r.fail("XDS-MD-02", ss.location, M("md.count", attribute="XDSSubmissionSet.contentTypeCode", count=len(ss.coded("contentTypeCode"))))
     _times(r, ss, ("submissionTime",))
     _coded(r, ss, SS_SCHEMES)
-    return _patient(r, ss.identifiers.get("patientId"), ss.location, "XDSSubmissionSet.patientId")
+    return _patient(r, ss.identifiers.get("patientId"), ss.location, "XDSSubmissionSet.patientId", national)
 
 
-def _document(r: _Rules, de: RegistryObject, profile: str) -> tuple[str, str] | None:
+def _document(r: _Rules, de: RegistryObject, profile: str, national: bool) -> tuple[str, str] | None:
     at = de.location
     if de.attributes.get("objectType") not in (DOCUMENT_ENTRY_TYPE, ON_DEMAND_ENTRY_TYPE):
         r.fail("XDS-MD-04", at, M("md.object_type", value=de.attributes.get("objectType") or "-"))
@@ -126,9 +132,9 @@ def _document(r: _Rules, de: RegistryObject, profile: str) -> tuple[str, str] | 
             r.fail("XDS-MD-04", at, M("md.count", attribute=name, count=len(de.coded(name))))
     if not de.coded("confidentialityCode"):
         r.fail("XDS-MD-04", at, M("md.missing", attribute="confidentialityCode"))
-    if not de.title:
+    if national and not de.title:  # CI-SIS: required (IHE: optional)
         r.fail("XDS-MD-04", at, M("md.missing", attribute="title"))
-    if not de.authors:
+    if national and not de.authors:  # CI-SIS: required (IHE: R2)
         r.fail("XDS-MD-04", at, M("md.missing", attribute="author"))
     for a in de.authors:
         if not a.person and not a.institutions:
@@ -139,21 +145,24 @@ def _document(r: _Rules, de: RegistryObject, profile: str) -> tuple[str, str] | 
         r.fail("XDS-MD-08", f"{at}/Slot[@name='size']", M("md.size", value=de.slot("size")))
     _times(r, de, ("creationTime", "serviceStartTime", "serviceStopTime"))
     _coded(r, de, DE_SCHEMES)
-    return _patient(r, de.identifiers.get("patientId"), at, "XDSDocumentEntry.patientId")
+    return _patient(r, de.identifiers.get("patientId"), at, "XDSDocumentEntry.patientId", national)
 
 
-def check_submission(sub: Submission, profile: str = "xds") -> list[Problem]:
-    """Every metadata rule for one ``SubmitObjectsRequest``."""
+def check_submission(sub: Submission, profile: str = "xds", *, national: bool = True) -> list[Problem]:
+    """Every metadata rule for one ``SubmitObjectsRequest``: IHE's, and with ``national`` the
+    CI-SIS's (patient identified by an INS, title and author required)."""
     r = _Rules()
     if len(sub.submission_sets) != 1:
         r.fail("XDS-MD-01", "/SubmitObjectsRequest", M("md.submission_sets", count=len(sub.submission_sets)))
     patients = {}
     for ss in sub.submission_sets:
-        patients[ss.location] = _submission_set(r, ss, profile)
-    if not sub.documents and not any(a.type == UPDATE_STATUS for a in sub.associations):
+        patients[ss.location] = _submission_set(r, ss, profile, national)
+    # an archive carries documents; a registry submission may also add folders or associations
+    # only (a document to a folder, a status change: ITI TF-3 4.1.7)
+    if not sub.documents and (profile == "xdm" or not (sub.folders or sub.associations)):
         r.fail("XDS-MD-03", "/SubmitObjectsRequest", M("md.no_document"))
     for de in sub.documents:
-        patients[de.location] = _document(r, de, profile)
+        patients[de.location] = _document(r, de, profile, national)
     known = {p for p in patients.values() if p is not None}
     if len(known) > 1:
         r.fail("XDS-MD-09", "/SubmitObjectsRequest", M("md.patients", patients=", ".join(sorted(f"{i}^^^&{o}&ISO" for i, o in known))))
@@ -167,18 +176,23 @@ def check_submission(sub: Submission, profile: str = "xds") -> list[Problem]:
 def _associations(r: _Rules, sub: Submission) -> None:
     ss_ids = {s.id for s in sub.submission_sets}
     doc_ids = {d.id for d in sub.documents}
+    folder_ids = {f.id for f in sub.folders}
     members = set()
     for a in sub.associations:
         if a.type not in KNOWN_ASSOCIATIONS:
             r.fail("XDS-MD-10", a.location, M("md.association_type", type=a.type), Severity.WARNING)
+        if a.source and a.source == a.target:
+            r.fail("XDS-MD-10", a.location, M("md.association_self", id=a.source))
         if a.type == HAS_MEMBER:
-            if a.source not in ss_ids:
+            # from the submission set, or from a folder (this one's, or one the registry holds)
+            if a.source not in ss_ids | folder_ids and not a.source.startswith("urn:uuid:"):
                 r.fail("XDS-MD-10", a.location, M("md.member_source", source=a.source))
-            if a.target in doc_ids:
+            if a.target in doc_ids and a.source in ss_ids:
                 members.add(a.target)
-            elif not a.target.startswith("urn:uuid:"):
+            elif a.target not in doc_ids | folder_ids and not a.target.startswith("urn:uuid:") and \
+                    a.target not in {x.id for x in sub.associations}:
                 r.fail("XDS-MD-10", a.location, M("md.member_target", target=a.target))
-        elif a.type == RPLC:
+        elif a.type in LIFECYCLE:
             if a.source not in doc_ids:
                 r.fail("XDS-MD-10", a.location, M("md.rplc_source", source=a.source))
             if not a.target.startswith("urn:uuid:"):
