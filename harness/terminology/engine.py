@@ -42,6 +42,7 @@ MAX_EXPANSION = 100_000  # above this (or the client's X-TOO-COSTLY-THRESHOLD), 
 MAX_REGEX = 1000
 INACTIVE_STATUSES = {"retired", "inactive"}
 _VERSION_PART = re.compile(r"(\d+)|(\D+)")
+_LANGUAGE = re.compile(r"^(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)$")
 
 
 class TxError(Exception):
@@ -331,6 +332,7 @@ class Entry:
     concept: Concept
     display: str | None = None  # a display the value set gives (compose concept display)
     designations: list[dict] = field(default_factory=list)
+    deprecated: bool = False  # the value set marks the code's presence deprecated (valueset-deprecated)
 
 
 @dataclass
@@ -464,9 +466,10 @@ class Engine:
             for e in self._include(inc, p, rules, stack, used, vs):
                 out.setdefault((e.cs.url, e.cs.version, e.concept.code), e)
         for exc in compose.get("exclude") or []:
-            versioned = bool(exc.get("version")) if isinstance(exc, dict) else False
+            # a value set holds codes (system and code): an excluded code is out whatever the
+            # version its exclusion names
             for e in self._include(exc, p, rules, stack, None, vs):
-                for key in [k for k in out if k[0] == e.cs.url and k[2] == e.concept.code and (not versioned or k[1] == e.cs.version)]:
+                for key in [k for k in out if k[0] == e.cs.url and k[2] == e.concept.code]:
                     del out[key]
         entries = list(out.values())
         if compose.get("inactive") is False:
@@ -495,7 +498,10 @@ class Engine:
     def _include(self, inc: dict, p: Params, rules: VersionRules, stack: tuple[str, ...],
                  used: dict[str, str] | None, owner: dict) -> list[Entry]:
         sets: list[list[Entry]] = []
+        defaults = dict(str(v).split("|", 1) for v in p.all("default-valueset-version") if isinstance(v, str) and "|" in v)
         for ref in inc.get("valueSet") or []:
+            if "|" not in str(ref) and str(ref) in defaults:  # a version given for references that pin none
+                ref = f"{ref}|{defaults[str(ref)]}"
             sub = self.find_value_set(ref) if not str(ref).startswith("#") else next(
                 (c for c in owner.get("contained") or [] if isinstance(c, dict) and c.get("id") == str(ref)[1:]), None)
             if sub is None:
@@ -538,7 +544,10 @@ class Engine:
             for c in concepts:
                 concept = cs.get(str(c.get("code", "")))
                 if concept is not None:
-                    out.append(Entry(cs, concept, c.get("display"), [d for d in c.get("designation") or [] if isinstance(d, dict)]))
+                    flag = _extension(c, "http://hl7.org/fhir/StructureDefinition/valueset-deprecated")
+                    status = _extension(c, "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status")
+                    out.append(Entry(cs, concept, c.get("display"), [d for d in c.get("designation") or [] if isinstance(d, dict)],
+                                     deprecated=flag in (True, "true") or status in ("deprecated", "withdrawn")))
             if not filters:
                 return out
             codes = {e.concept.code for e in out}
@@ -686,10 +695,17 @@ class Engine:
             c["property"] = out_props
         return c
 
-    def _languages(self, p: Params, header: list[str] | None) -> list[str]:
+    def _languages(self, p: Params, header: list[str] | None, vs: dict | None = None) -> list[str]:
+        """The languages displays are wanted in: ``displayLanguage``, else the request's
+        ``Accept-Language``, else the value set's own ``language``."""
         if p.get("displayLanguage"):
-            return parse_languages(str(p.get("displayLanguage")))
-        return list(header or [])
+            langs = parse_languages(str(p.get("displayLanguage")))
+            if not langs or not all(_LANGUAGE.match(lang) for lang in langs):
+                raise TxError(400, "processing", f"Invalid displayLanguage: '{p.get('displayLanguage')}'", "invalid-data")
+            return langs
+        if header:
+            return list(header)
+        return [vs["language"]] if vs and isinstance(vs.get("language"), str) else []
 
     def _requested_value_set(self, p: Params) -> dict:
         vs = p.get("valueSet")
@@ -712,7 +728,7 @@ class Engine:
         vs = self._requested_value_set(p)
         rules = VersionRules.from_params(p)
         vs_ref = f"{vs.get('url')}|{vs.get('version')}" if vs.get("version") else str(vs.get("url"))
-        langs = self._languages(p, languages)
+        langs = self._languages(p, languages, vs)
         codings, mode = self._codings(p)
         membership = _Membership(self, vs, p, rules)
         try:
@@ -851,8 +867,9 @@ class Engine:
                 else:
                     r.unsure = True
                 return r
-            r.issues.append(Issue("error", "code-invalid", "invalid-code",
-                                  f"Unknown code '{code}' in the CodeSystem '{system}' version '{cs.version}'", where("code")))
+            if not p.flag("valueset-membership-only"):  # only membership asked: the code system's verdict is not given
+                r.issues.append(Issue("error", "code-invalid", "invalid-code",
+                                      f"Unknown code '{code}' in the CodeSystem '{system}' version '{cs.version}'", where("code")))
             if membership is not None:
                 r.not_in_vs_text = f"The provided code '{system}#{code}' was not found in the value set '{vs_ref}'"
             return r
@@ -889,16 +906,30 @@ class Engine:
         if p.flag("abstract", True) is False and concept.abstract:
             r.issues.append(Issue("error", "business-rule", "code-rule",
                                   f"The code '{code}' is abstract, and not allowed in this context", where("code")))
+            if membership is not None:
+                r.not_in_vs_text = not_in_vs
             return r
         r.valid = True
+        entry = membership.entry(cs, concept) if membership is not None else None
+        if entry is not None and entry.deprecated:
+            r.issues.append(Issue("warning", "business-rule", "code-comment",
+                                  f"The presence of the concept '{code}' in the system '{system}' in the value set {vs_ref} is marked "
+                                  "with a status of deprecated and its use should be reviewed", where("code")))
         if concept.inactive:
             r.issues.append(Issue("warning", "business-rule", "code-comment",
                                   f"The concept '{code}' has a status of {concept.status or 'inactive'} and its use should be reviewed",
                                   where("code")))
         display = coding.get("display")
-        if display is not None and display != "":
+        if display is not None and display != "" and not p.flag("valueset-membership-only"):
             allowed = self._allowed_displays(cs, concept, langs)
-            if display not in allowed and not (not cs.case_sensitive and display.casefold() in {a.casefold() for a in allowed}):
+            in_any = self._allowed_displays(cs, concept, [])
+            if langs and display not in allowed and display in in_any and not self._has_language(cs, concept, langs):
+                # nothing is written in the language asked for: a display of the default language is right
+                r.issues.append(Issue("information", "invalid", "invalid-display",
+                                      f"There are no valid display names found for the code {system}#{concept.code} for language(s) "
+                                      f"'{', '.join(langs)}'. The display is '{display}' which is a valid display for the default language",
+                                      where("display")))
+            elif display not in allowed and not (not cs.case_sensitive and display.casefold() in {a.casefold() for a in allowed}):
                 lenient = p.flag("lenient-display-validation")
                 sev = "warning" if lenient else "error"
                 shown = ", ".join(f"'{a}'" for a in allowed[:5]) or "(none)"
@@ -934,11 +965,23 @@ class Engine:
             r.version_error = True
 
     @staticmethod
+    def _has_language(cs: CodeSystem, concept: Concept, langs: list[str]) -> bool:
+        """Whether the concept has a display in one of ``langs`` (its own, in the code system's language, counts)."""
+        if any(l == "*" for l in langs):
+            return True
+        if cs.language and concept.display and any(_lang_match(l, cs.language) for l in langs):
+            return True
+        return any(d.get("language") and any(_lang_match(l, d["language"]) for l in langs) for d in concept.designations)
+
+    @staticmethod
     def _allowed_displays(cs: CodeSystem, concept: Concept, langs: list[str]) -> list[str]:
-        allowed = [concept.display] if concept.display else []
+        """The displays a coding may carry: in ``langs`` when given (the concept's own display
+        counts when the code system's language is one of them, or unknown), else any."""
+        own = not langs or any(l == "*" for l in langs) or not cs.language or any(_lang_match(l, cs.language) for l in langs)
+        allowed = [concept.display] if concept.display and own else []
         for d in concept.designations:
             lang = d.get("language")
-            if not langs or not lang or any(_lang_match(l, lang) or l == "*" for l in langs):
+            if not langs or (not lang and own) or (lang and any(_lang_match(l, lang) or l == "*" for l in langs)):
                 if d.get("value") and d["value"] not in allowed:
                     allowed.append(d["value"])
         return allowed
@@ -1169,7 +1212,16 @@ class _Membership:
             cs = versions[wanted]
         elif explicit:
             try:
-                cs = e.resolve_cs(system, explicit[0], VersionRules())
+                # several includes of the system in several versions: those that list the code when
+                # some do, then the latest that holds it (with the coding's display, when it has one)
+                code = str(r.coding.get("code") or "")
+                listing = [inc.get("version") for inc in self._includes if inc.get("system") == system and inc.get("version")
+                           and any(isinstance(c, dict) and c.get("code") == code for c in inc.get("concept") or [])]
+                chosen = [e.resolve_cs(system, v, VersionRules()) for v in (listing or explicit)]
+                holding = [c for c in chosen if code and c.get(code) is not None]
+                display = r.coding.get("display")
+                fitting = [c for c in holding if display and display in e._allowed_displays(c, c.get(code), [])]
+                cs = max(fitting or holding or chosen, key=lambda c: _version_key(c.version))
             except Unknown:
                 r.fallback = implicit()
                 if wanted and wanted != explicit[0]:
@@ -1201,7 +1253,10 @@ class _Membership:
         return cs
 
     def contains(self, cs: CodeSystem, concept: Concept) -> bool:
-        return any(x.cs.url == cs.url and x.concept.code == concept.code for x in self.entries((cs.url, cs.version)))
+        return self.entry(cs, concept) is not None
+
+    def entry(self, cs: CodeSystem, concept: Concept) -> Entry | None:
+        return next((x for x in self.entries((cs.url, cs.version)) if x.cs.url == cs.url and x.concept.code == concept.code), None)
 
     def systems_for(self, code: str) -> list[str]:
         return sorted({x.cs.url for x in self.entries() if x.concept.code == code})
