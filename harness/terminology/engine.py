@@ -884,24 +884,16 @@ class Engine:
             return r
         if membership is not None:
             inside = membership.contains(cs, concept)
-            if not inside:
+            active_only = (membership.vs.get("compose") or {}).get("inactive") is False or p.flag("activeOnly")
+            if not inside or (p.flag("activeOnly") and concept.inactive):
                 r.not_in_vs_text = not_in_vs
-                if concept.inactive and (membership.vs.get("compose") or {}).get("inactive") is False:
+                if concept.inactive and active_only:  # out because it is inactive: said so
                     r.issues.append(Issue("error", "business-rule", "code-rule",
-                                          f"The code '{code}' is valid but is not active, and the value set holds only active codes",
+                                          f"The code '{code}' is valid but is not active, and only active codes are allowed here",
                                           where("code")))
                     r.issues.append(Issue("warning", "business-rule", "code-comment",
                                           f"The concept '{code}' has a status of {concept.status or 'inactive'} and its use should be reviewed",
                                           where("code")))
-                return r
-            if p.flag("activeOnly") and concept.inactive:
-                r.not_in_vs_text = not_in_vs
-                r.issues.append(Issue("error", "business-rule", "code-rule",
-                                      f"The code '{code}' is valid but is not active, and only active codes are allowed here",
-                                      where("code")))
-                r.issues.append(Issue("warning", "business-rule", "code-comment",
-                                      f"The concept '{code}' has a status of {concept.status or 'inactive'} and its use should be reviewed",
-                                      where("code")))
                 return r
         if p.flag("abstract", True) is False and concept.abstract:
             r.issues.append(Issue("error", "business-rule", "code-rule",
