@@ -362,6 +362,7 @@ class Engine:
         self.parent = parent
         self.code_systems: dict[str, dict[str | None, CodeSystem]] = {}
         self.supplements: dict[str, list[dict]] = {}
+        self.supplement_urls: dict[str, dict] = {}  # a supplement by its own url
         self.value_sets: dict[str, dict[str | None, dict]] = {}
         self.concept_maps: dict[str, dict[str | None, dict]] = {}
         for res in resources:
@@ -377,6 +378,7 @@ class Engine:
         elif kind == "CodeSystem" and url:
             if res.get("content") == "supplement":
                 self.supplements.setdefault(res.get("supplements", "").split("|")[0], []).append(res)
+                self.supplement_urls[url] = res
             else:
                 self.code_systems.setdefault(url, {})[res.get("version")] = CodeSystem(res)
         elif kind == "ValueSet" and url:
@@ -397,6 +399,10 @@ class Engine:
 
     def code_system_versions(self, url: str) -> dict[str | None, CodeSystem]:
         return self._versions("code_systems", url)
+
+    def supplement(self, url: str) -> dict | None:
+        """The supplement whose own url this is (a supplement names no code of its own)."""
+        return self.supplement_urls.get(url) or (self.parent.supplement(url) if self.parent else None)
 
     def has_supplement(self, url: str) -> bool:
         return bool(self.supplements.get(url)) or (self.parent is not None and self.parent.has_supplement(url))
@@ -465,14 +471,30 @@ class Engine:
         for inc in compose.get("include") or []:
             for e in self._include(inc, p, rules, stack, used, vs):
                 out.setdefault((e.cs.url, e.cs.version, e.concept.code), e)
+        by_version = expansion_parameters(vs).get("versionsMatch") == "false"
         for exc in compose.get("exclude") or []:
-            # a value set holds codes (system and code): an excluded code is out whatever the
-            # version its exclusion names
+            # the codes an exclusion lists or filters are those of its version; a whole code system
+            # excluded takes its codes out whatever their version (unless versionsMatch is false),
+            # as the HL7 terminology suite expects
+            versioned = isinstance(exc, dict) and bool(exc.get("version")) and (by_version or bool(exc.get("concept") or exc.get("filter")))
             for e in self._include(exc, p, rules, stack, None, vs):
-                for key in [k for k in out if k[0] == e.cs.url and k[2] == e.concept.code]:
+                for key in [k for k in out if k[0] == e.cs.url and k[2] == e.concept.code and (not versioned or k[1] == e.cs.version)]:
                     del out[key]
         entries = list(out.values())
         if compose.get("inactive") is False:
+            entries = [e for e in entries if not e.concept.inactive]
+        fixed = expansion_parameters(vs)
+        unknown = set(fixed) - {"displayLanguage", "versionsMatch", "activeOnly", "includeDesignations"}
+        if unknown:
+            raise not_supported(f"the expansion parameter(s) {', '.join(sorted(unknown))} the value set {vs.get('url')} fixes")
+        if fixed.get("versionsMatch") == "true":  # one entry per code: its latest version
+            merged: dict[tuple[str, str], Entry] = {}
+            for e in entries:
+                key = (e.cs.url, e.concept.code)
+                if key not in merged or _version_key(e.cs.version) > _version_key(merged[key].cs.version):
+                    merged[key] = e
+            entries = [e for e in entries if merged[(e.cs.url, e.concept.code)] is e]
+        if fixed.get("activeOnly") == "true":
             entries = [e for e in entries if not e.concept.inactive]
         return entries
 
@@ -638,7 +660,7 @@ class Engine:
         if p.flag("activeOnly"):
             entries = [e for e in entries if not e.concept.inactive]
         text = p.get("filter")
-        langs = self._languages(p, languages)
+        langs = self._languages(p, languages, vs)
         if text:
             needle = str(text).casefold()
             entries = [e for e in entries if needle in (e.display or e.cs.display_for(e.concept, langs) or "").casefold()
@@ -705,6 +727,9 @@ class Engine:
             return langs
         if header:
             return list(header)
+        fixed = expansion_parameters(vs).get("displayLanguage") if vs else None
+        if fixed:
+            return parse_languages(fixed)
         return [vs["language"]] if vs and isinstance(vs.get("language"), str) else []
 
     def _requested_value_set(self, p: Params) -> dict:
@@ -812,6 +837,12 @@ class Engine:
             r.issues.append(Issue("error", "invalid", "invalid-data",
                                   f"The Coding references a value set, not a code system ('{system}')", where("system")))
             r.not_in_vs_text, r.not_in_vs_error = not_in_vs, True
+            return r
+        sup = self.supplement(system)
+        if sup is not None:
+            r.issues.append(Issue("error", "invalid", "invalid-data",
+                                  f"CodeSystem {system}|{sup.get('version')} is a supplement, so can't be used as a value in "
+                                  f"{path or 'Coding'}.system", where("system")))
             return r
         if "://" not in system and not system.startswith("urn:"):
             r.issues.append(Issue("error", "invalid", "invalid-data",
@@ -1248,10 +1279,32 @@ class _Membership:
         return self.entry(cs, concept) is not None
 
     def entry(self, cs: CodeSystem, concept: Concept) -> Entry | None:
-        return next((x for x in self.entries((cs.url, cs.version)) if x.cs.url == cs.url and x.concept.code == concept.code), None)
+        # the value set evaluated with the version meant for this coding, unless its includes
+        # name exact versions themselves (then as it is written, exclusions included)
+        exact = any(inc.get("system") == cs.url and inc.get("version") and not _is_wildcard(inc["version"]) for inc in self._includes)
+        entries = self.entries() if exact else self.entries((cs.url, cs.version))
+        return next((x for x in entries if x.cs.url == cs.url and x.concept.code == concept.code and
+                     (not exact or x.cs.version == cs.version)), None)
 
     def systems_for(self, code: str) -> list[str]:
         return sorted({x.cs.url for x in self.entries() if x.concept.code == code})
+
+
+EXPANSION_PARAMETER = "http://hl7.org/fhir/StructureDefinition/valueset-expansion-parameter"
+
+
+def expansion_parameters(vs: dict) -> dict[str, str]:
+    """The expansion parameters a value set fixes for itself (``compose`` extension
+    valueset-expansion-parameter): name -> value, as text."""
+    out = {}
+    for ext in (vs.get("compose") or {}).get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == EXPANSION_PARAMETER:
+            parts = {e.get("url"): next((v for k, v in e.items() if k.startswith("value")), None)
+                     for e in ext.get("extension") or [] if isinstance(e, dict)}
+            if parts.get("name"):
+                out[str(parts["name"])] = "" if parts.get("value") is None else str(parts["value"]).lower() \
+                    if isinstance(parts.get("value"), bool) else str(parts["value"])
+    return out
 
 
 def is_partial(vs: dict) -> bool:
