@@ -499,13 +499,17 @@ def _click(page, context, selector: str, via: str, out: Rendering, ms: int, read
     page), or the tab or pop-up it opened."""
     from playwright.sync_api import Error as PlaywrightError
 
-    tab = None
+    tab, clicked = None, False
     try:
-        with context.expect_page(timeout=min(ms, 1000)) as popup:
+        # a tab or a window opens as the click happens (target=_blank, window.open): half a
+        # second is waited for one, no more
+        with context.expect_page(timeout=min(ms, 500)) as popup:
             page.locator(selector).first.click(timeout=ms)
+            clicked = True
         tab = popup.value
     except PlaywrightError:
-        pass  # no new tab nor window: what the click showed is in the page
+        if not clicked:
+            raise  # the click itself failed: the caller says so
     _settle(page, ms)
     if tab is not None:
         _settle(tab, ms)
@@ -530,8 +534,9 @@ def _follow_about(page, context, out: Rendering, ms: int, reader, product: str, 
             out.skipped.append(label)  # the total deadline is spent: said, not waited for
             continue
         try:
-            _home(page, home, ms)
-            page.evaluate(_CLICKABLE, [ABOUT_LABEL, "about", MAX_ABOUT])
+            if n:  # the first entry is clicked on the page as it was read; the others after going back to it
+                _home(page, home, ms)
+                page.evaluate(_CLICKABLE, [ABOUT_LABEL, "about", MAX_ABOUT])
             _click(page, context, f'[data-harness-about="{n}"]', label, out, ms, reader, product)
         except PlaywrightError as exc:  # covered, moved away, gone: said, and the other entries still read
             out.skipped.append(f"{label}: {str(exc).splitlines()[0][:160]}")
