@@ -136,12 +136,17 @@ def test_what_it_cannot_do_it_refuses_plainly():
     with pytest.raises(TxError) as exc:
         ENGINE.expand(Params({"url": [VS + "missing-import"]}))
     assert exc.value.status == 404
-    # supplements are not supported: said so, never ignored
+    # a supplement asked for is applied (its designations count as displays); one not held is refused
     with_supplement = Engine([colours("1.0.0", "blue"), vs("all", {"include": [{"system": CS}]}),
-                              {"resourceType": "CodeSystem", "url": "http://example.org/sup", "content": "supplement", "supplements": CS}])
+                              {"resourceType": "CodeSystem", "url": "http://example.org/sup", "version": "1", "content": "supplement",
+                               "supplements": CS, "concept": [{"code": "red", "designation": [{"language": "nl", "value": "Rood"}]}]}])
+    dutch = {"url": [VS + "all"], "coding": [{"system": CS, "code": "red", "display": "Rood"}]}
+    assert {p["name"]: p for p in with_supplement.validate_vs(Params(dutch))["parameter"]}["result"]["valueBoolean"] is False
+    used = with_supplement.validate_vs(Params({**dutch, "useSupplement": ["http://example.org/sup"]}))
+    assert {p["name"]: p for p in used["parameter"]}["result"]["valueBoolean"] is True
     with pytest.raises(TxError) as exc:
-        with_supplement.expand(Params({"url": [VS + "all"]}))
-    assert exc.value.code == "not-supported" and "supplement" in exc.value.text
+        with_supplement.expand(Params({"url": [VS + "all"], "useSupplement": ["http://example.org/nowhere"]}))
+    assert exc.value.status == 404 and "supplement" in exc.value.text
     # a catastrophic regular expression costs nothing (RE2), a back-reference is refused
     started = time.perf_counter()
     ENGINE.expand(Params({"url": [VS + "regex"]}))

@@ -19,13 +19,16 @@ CodeSystem resources) as the HL7 terminology ecosystem test suite (HL7/fhir-tx-e
 * validation of a code, a coding or a codeable concept, with the display checked and every
   problem given as an ``issues`` OperationOutcome (tx-issue-type codes).
 
-What it does not support is an explicit :class:`TxError` (``not-supported``) with its
-reason, never a silent wrong answer: code system supplements, SNOMED CT expression
-constraints, grammar-based code systems (UCUM, BCP-47, MIME types...), a property or
-filter operator the code system does not define.
+Supplements are applied when asked for (``useSupplement``, the value set's
+``valueset-supplement``). What it does not support is an explicit :class:`TxError`
+(``not-supported``) with its reason, never a silent wrong answer: SNOMED CT expression
+constraints, grammar-based code systems (UCUM, BCP-47, MIME types...), a filter operator it
+does not know, a regular expression RE2 cannot run, an expansion parameter a value set fixes
+that it does not know.
 """
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 
@@ -125,6 +128,7 @@ class CodeSystem:
         self.name = res.get("name") or res.get("title") or self.url
         self.content = res.get("content") or "complete"
         self.case_sensitive = res.get("caseSensitive", True) is not False
+        self.used_supplements: list[str] = []  # the supplements merged into this one (see Engine._supplemented)
         self.language = res.get("language")
         self.status = res.get("status")
         self.standards_status = _extension(res, "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status")
@@ -172,6 +176,10 @@ class CodeSystem:
                     c.inactive = True
                 elif names & {"notSelectable", "abstract"} and value is True:
                     c.abstract = True
+            standards = _extension(item, "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status")
+            if standards in ("deprecated", "withdrawn") and c.status is None:
+                c.status = standards
+                c.inactive = c.inactive or standards == "withdrawn"
             if parent is not None:
                 c.parents.append(parent)
             existing = self.concepts.get(code)
@@ -340,6 +348,7 @@ class VersionRules:
     force: dict[str, str] = field(default_factory=dict)
     default: dict[str, str] = field(default_factory=dict)
     check: dict[str, str] = field(default_factory=dict)
+    supplements: tuple[str, ...] = ()  # supplements asked for (useSupplement, the value set's valueset-supplement)
 
     @classmethod
     def from_params(cls, p: Params) -> "VersionRules":
@@ -350,7 +359,14 @@ class VersionRules:
                     url, ver = v.split("|", 1)
                     out[url] = ver
             return out
-        return cls(table("force-system-version"), table("system-version"), table("check-system-version"))
+        return cls(table("force-system-version"), table("system-version"), table("check-system-version"),
+                   tuple(str(v) for v in p.all("useSupplement") if v))
+
+    def with_value_set(self, vs: dict) -> "VersionRules":
+        """These rules, and the supplements the value set asks for (valueset-supplement)."""
+        wanted = tuple(str(e.get("valueCanonical") or e.get("valueUri") or "") for e in vs.get("extension") or []
+                       if isinstance(e, dict) and e.get("url") == SUPPLEMENT_EXTENSION)
+        return VersionRules(self.force, self.default, self.check, self.supplements + tuple(w for w in wanted if w))
 
 
 # -- the engine ----------------------------------------------------------------------------
@@ -407,6 +423,47 @@ class Engine:
     def has_supplement(self, url: str) -> bool:
         return bool(self.supplements.get(url)) or (self.parent is not None and self.parent.has_supplement(url))
 
+    def check_supplements(self, rules: VersionRules) -> None:
+        """Every supplement asked for is held, or the request is refused (FHIR: a required
+        supplement that cannot be found is an error)."""
+        for ref in rules.supplements:
+            url, _, version = ref.partition("|")
+            found = self.supplement(url)
+            if found is None or (version and found.get("version") != version):
+                raise TxError(404, "not-found", f"Required supplement not found: {ref}", "not-found")
+
+    def _supplemented(self, cs: CodeSystem, rules: VersionRules) -> CodeSystem:
+        """``cs`` with the designations and properties of the supplements asked for that
+        supplement it (CodeSystem.content = supplement)."""
+        sups = [self.supplement(ref.partition("|")[0]) for ref in rules.supplements]
+        sups = [x for x in sups if x is not None and str(x.get("supplements", "")).partition("|")[0] == cs.url]
+        if not sups:
+            return cs
+        res = copy.deepcopy(cs.resource)
+        index: dict[str, dict] = {}
+        stack = list(res.get("concept") or [])
+        while stack:
+            c = stack.pop()
+            if isinstance(c, dict) and c.get("code"):
+                index[str(c["code"])] = c
+                stack.extend(c.get("concept") or [])
+        for sup in sups:
+            stack = list(sup.get("concept") or [])
+            while stack:
+                c = stack.pop()
+                if not isinstance(c, dict):
+                    continue
+                stack.extend(c.get("concept") or [])
+                target = index.get(str(c.get("code")))
+                if target is None:
+                    continue  # a supplement adds to codes; it defines none
+                source = f"{sup.get('url')}|{sup.get('version')}" if sup.get("version") else sup.get("url")
+                target.setdefault("designation", []).extend({**d, "source": source} for d in c.get("designation") or [] if isinstance(d, dict))
+                target.setdefault("property", []).extend(p for p in c.get("property") or [] if isinstance(p, dict))
+        merged = CodeSystem(res)
+        merged.used_supplements = [f"{x.get('url')}|{x.get('version')}" if x.get("version") else x.get("url") for x in sups]
+        return merged
+
     def find_value_set(self, ref: str) -> dict | None:
         url, _, version = ref.partition("|")
         versions = self._versions("value_sets", url)
@@ -450,7 +507,7 @@ class Engine:
         if check and not version_matches(check, chosen.version):
             raise TxError(422, "exception", f"The version '{chosen.version}' is not allowed for system '{url}': required to be "
                           f"'{check}' by a version-check parameter", "version-error")
-        return chosen
+        return self._supplemented(chosen, rules) if rules.supplements else chosen
 
     # -- compose -------------------------------------------------------------------------
 
@@ -534,6 +591,7 @@ class Engine:
             cs = self._include_cs(system, inc.get("version"), rules)
             if used is not None:
                 used[cs.ref] = "codesystem"
+                used.update({ref: "supplement" for ref in cs.used_supplements})
             sets.append(self._from_system(cs, inc))
         elif inc.get("concept") or inc.get("filter"):
             raise TxError(422, "invalid", "An include with concepts or filters names no system", "vs-invalid")
@@ -546,8 +604,6 @@ class Engine:
         return result
 
     def _include_cs(self, system: str, version: str | None, rules: VersionRules) -> CodeSystem:
-        if self.has_supplement(system):
-            raise not_supported(f"code system supplements ({system})")
         try:
             cs = self.resolve_cs(system, version, rules)
         except Unknown as u:
@@ -654,7 +710,8 @@ class Engine:
         if is_partial(vs):
             raise TxError(422, "incomplete", f"The value set {vs.get('url')} is held only in part here (the codes the "
                           "harness's fixtures use): it cannot be expanded", "not-found")
-        rules = VersionRules.from_params(p)
+        rules = VersionRules.from_params(p).with_value_set(vs)
+        self.check_supplements(rules)
         used: dict[str, str] = {}
         entries = self.expand_entries(vs, p, rules, used=used)
         if p.flag("activeOnly"):
@@ -751,7 +808,8 @@ class Engine:
 
     def validate_vs(self, p: Params, *, languages: list[str] | None = None) -> dict:
         vs = self._requested_value_set(p)
-        rules = VersionRules.from_params(p)
+        rules = VersionRules.from_params(p).with_value_set(vs)
+        self.check_supplements(rules)
         vs_ref = f"{vs.get('url')}|{vs.get('version')}" if vs.get("version") else str(vs.get("url"))
         langs = self._languages(p, languages, vs)
         codings, mode = self._codings(p)
@@ -780,6 +838,7 @@ class Engine:
 
     def validate_cs(self, p: Params, *, languages: list[str] | None = None) -> dict:
         rules = VersionRules.from_params(p)
+        self.check_supplements(rules)
         langs = self._languages(p, languages)
         codings, mode = self._codings(p, cs_url=p.get("url"), cs_version=p.get("version"))
         results = [self._check_coding(c, None, None, p, langs, path) for c, path in codings]
@@ -881,8 +940,6 @@ class Engine:
                     r.display = r.fallback.display_for(found, langs)
                     r.concept_hint = found
             return r
-        if cs.content == "supplement" or self.has_supplement(system):
-            raise not_supported(f"code system supplements ({system})")
         r.version = cs.version
         concept = cs.get(code)
         if concept is None:
@@ -942,11 +999,21 @@ class Engine:
             r.issues.append(Issue("warning", "business-rule", "code-comment",
                                   f"The concept '{code}' has a status of {concept.status or 'inactive'} and its use should be reviewed",
                                   where("code")))
+        elif concept.status == "deprecated":
+            r.issues.append(Issue("warning", "business-rule", "code-comment",
+                                  f"The concept '{code}' is deprecated and its use should be reviewed", where("code")))
         display = coding.get("display")
         if display is not None and display != "" and not p.flag("valueset-membership-only"):
             allowed = self._allowed_displays(cs, concept, langs)
             in_any = self._allowed_displays(cs, concept, [])
-            if langs and display not in allowed and display in in_any and not self._has_language(cs, concept, langs):
+            retired = [d.get("value") for d in concept.designations if _extension(
+                d, "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status") in ("deprecated", "withdrawn")]
+            if display in retired:
+                shown = ", ".join(f'"{a}"' for a in allowed if a not in retired) or "(none)"
+                r.issues.append(Issue("warning", "invalid", "display-comment",
+                                      f"'{display}' is no longer considered a correct display for code '{concept.code}' "
+                                      f"(status = deprecated). The correct display is one of {shown}.", where("display")))
+            elif langs and display not in allowed and display in in_any and not self._has_language(cs, concept, langs):
                 # nothing is written in the language asked for: a display of the default language is right
                 r.issues.append(Issue("information", "invalid", "invalid-display",
                                       f"There are no valid display names found for the code {system}#{concept.code} for language(s) "
@@ -1044,8 +1111,8 @@ class Engine:
             concept = chosen.concept or chosen.concept_hint
             if concept is not None and concept.inactive:
                 out.append({"name": "inactive", "valueBoolean": True})
-                if concept.status:
-                    out.append({"name": "status", "valueCode": concept.status})
+            if concept is not None and (concept.inactive or concept.status == "deprecated") and concept.status:
+                out.append({"name": "status", "valueCode": concept.status})
         if mode == "codeableConcept":
             out.append({"name": "codeableConcept", "valueCodeableConcept": p.get("codeableConcept")})
         for r in results:
@@ -1068,10 +1135,10 @@ class Engine:
         system, code = coding.get("system"), coding.get("code")
         if not system or not code:
             raise TxError(400, "required", "system and code are required", "invalid-data")
-        if self.has_supplement(str(system)):
-            raise not_supported(f"code system supplements ({system})")
+        rules = VersionRules.from_params(p)
+        self.check_supplements(rules)
         try:
-            cs = self.resolve_cs(str(system), coding.get("version"), VersionRules.from_params(p))
+            cs = self.resolve_cs(str(system), coding.get("version"), rules)
         except Unknown as u:
             raise TxError(404, "not-found", f"A definition for CodeSystem '{u.ref}' could not be found", "not-found") from None
         concept = cs.get(str(code))
@@ -1082,6 +1149,7 @@ class Engine:
                            {"name": "name", "valueString": cs.name}]
         if cs.version:
             out.append({"name": "version", "valueString": cs.version})
+        out += [{"name": "used-supplement", "valueCanonical": ref} for ref in cs.used_supplements]
         display = cs.display_for(concept, langs)
         if display:
             out.append({"name": "display", "valueString": display})
@@ -1107,38 +1175,60 @@ class Engine:
 
     # -- $translate ------------------------------------------------------------------------
 
+    def all_concept_maps(self) -> list[dict]:
+        out = self.parent.all_concept_maps() if self.parent else []
+        return out + [cm for versions in self.concept_maps.values() for cm in versions.values()]
+
     def translate(self, p: Params) -> dict:
+        """$translate: with a concept map (``url``, ``conceptMap``), or through every concept
+        map held from the source system to the target system; ``targetCode`` translates back
+        (the source concepts that map to it)."""
         url = p.get("url")
         coding = p.get("coding") if isinstance(p.get("coding"), dict) else None
         system = (coding or {}).get("system") or p.get("system") or p.get("sourceSystem")
         code = (coding or {}).get("code") or p.get("code") or p.get("sourceCode")
-        cm = p.get("conceptMap") if isinstance(p.get("conceptMap"), dict) else (self.find_concept_map(str(url)) if url else None)
-        if cm is None:
-            if url:
-                raise TxError(404, "not-found", f"A definition for the concept map '{url}' could not be found", "not-found")
-            raise not_supported("$translate without a concept map (url or conceptMap)")
+        target_code = p.get("targetCode")
         target_system = p.get("targetSystem") or p.get("targetsystem")
+        if isinstance(p.get("conceptMap"), dict):
+            maps = [p.get("conceptMap")]
+        elif url:
+            found = self.find_concept_map(str(url))
+            if found is None:
+                raise TxError(404, "not-found", f"A definition for the concept map '{url}' could not be found", "not-found")
+            maps = [found]
+        elif (code or target_code) and (system or target_system):
+            maps = self.all_concept_maps()
+        else:
+            raise TxError(400, "required", "$translate needs a code and its system (or a target code), and a concept map or "
+                          "the systems to translate between", "invalid-data")
         matches = []
-        for group in cm.get("group") or []:
-            if group.get("source") and system and group.get("source") != system:
-                continue
-            if target_system and group.get("target") != target_system:
-                continue
-            for el in group.get("element") or []:
-                if el.get("code") != code:
+        for cm in maps:
+            origin = f"{cm.get('url')}|{cm.get('version')}" if cm.get("version") else cm.get("url")
+            for group in cm.get("group") or []:
+                if system and group.get("source") and group.get("source") != system:
                     continue
-                for t in el.get("target") or []:
-                    rel = t.get("relationship") or t.get("equivalence") or "equivalent"
-                    concept = {"system": group.get("target"), "code": t.get("code")}
-                    if t.get("display"):
-                        concept["display"] = t["display"]
-                    matches.append({"name": "match", "part": [{"name": "relationship", "valueCode": rel},
-                                                              {"name": "concept", "valueCoding": concept},
-                                                              {"name": "originMap", "valueCanonical": cm.get("url")}]})
+                if target_system and group.get("target") != target_system:
+                    continue
+                for el in group.get("element") or []:
+                    for t in el.get("target") or []:
+                        if target_code is not None:  # back: the source concepts that map to the target code
+                            if t.get("code") != target_code:
+                                continue
+                            concept = {"system": group.get("source"), "code": el.get("code")}
+                        else:
+                            if el.get("code") != code:
+                                continue
+                            concept = {"system": group.get("target"), "code": t.get("code")}
+                            if t.get("display"):
+                                concept["display"] = t["display"]
+                        rel = t.get("relationship") or t.get("equivalence") or "equivalent"
+                        matches.append({"name": "match", "part": [{"name": "relationship", "valueCode": rel},
+                                                                  {"name": "concept", "valueCoding": concept},
+                                                                  {"name": "originMap", "valueCanonical": origin}]})
         good = [m for m in matches if m["part"][0]["valueCode"] not in ("not-related-to", "unmatched", "disjoint")]
         out: list[dict] = [{"name": "result", "valueBoolean": bool(good)}]
         if not good:
-            out.append({"name": "message", "valueString": f"No translations found for {system}#{code} in {cm.get('url')}"})
+            out.append({"name": "message", "valueString": f"No translations found for {system}#{code or target_code}"})
         out.extend(matches)
         return {"resourceType": "Parameters", "parameter": out}
 
@@ -1192,7 +1282,7 @@ class _Membership:
         if pin not in self._entries:
             rules = self.rules
             if pin is not None:
-                rules = VersionRules({**self.rules.force, pin[0]: pin[1]}, self.rules.default, {})
+                rules = VersionRules({**self.rules.force, pin[0]: pin[1]}, self.rules.default, {}, self.rules.supplements)
             self._entries[pin] = self.engine.expand_entries(self.vs, self.p, rules)
         return self._entries[pin]
 
@@ -1240,7 +1330,7 @@ class _Membership:
                 code = str(r.coding.get("code") or "")
                 listing = [inc.get("version") for inc in self._includes if inc.get("system") == system and inc.get("version")
                            and any(isinstance(c, dict) and c.get("code") == code for c in inc.get("concept") or [])]
-                chosen = [e.resolve_cs(system, v, VersionRules()) for v in (listing or explicit)]
+                chosen = [e.resolve_cs(system, v, VersionRules(supplements=rules.supplements)) for v in (listing or explicit)]
                 holding = [c for c in chosen if code and c.get(code) is not None]
                 display = r.coding.get("display")
                 fitting = [c for c in holding if display and display in e._allowed_displays(c, c.get(code), [])]
@@ -1255,7 +1345,7 @@ class _Membership:
         elif wanted and wanted in versions:
             cs = versions[_latest(versions)]
         elif wanted:
-            cs = e.resolve_cs(system, None, VersionRules({}, rules.default, {})) if system in rules.default else implicit()
+            cs = e.resolve_cs(system, None, VersionRules({}, rules.default, {}, rules.supplements)) if system in rules.default else implicit()
             severity = "error" if system in rules.default or check else "warning"
         elif system in rules.default:
             cs = e.resolve_cs(system, None, rules)
@@ -1273,7 +1363,7 @@ class _Membership:
                                       f"cannot be validated. Valid versions: {' or '.join(sorted(v for v in versions if v))}",
                                       where("system")))
         e._check_version(cs, rules, r)
-        return cs
+        return e._supplemented(cs, rules) if rules.supplements else cs
 
     def contains(self, cs: CodeSystem, concept: Concept) -> bool:
         return self.entry(cs, concept) is not None
@@ -1291,6 +1381,7 @@ class _Membership:
 
 
 EXPANSION_PARAMETER = "http://hl7.org/fhir/StructureDefinition/valueset-expansion-parameter"
+SUPPLEMENT_EXTENSION = "http://hl7.org/fhir/StructureDefinition/valueset-supplement"
 
 
 def expansion_parameters(vs: dict) -> dict[str, str]:
