@@ -186,7 +186,7 @@ CASES: dict[str, Case] = {
     "offscreen": Case("version pushed off the page", "nothing", "FAIL", None,
                       {"/": page(footer="<span style='position:absolute;left:-9999px'>Version 5.4.2</span>")}, rules=("VER-UI-01", "VER-UI-05")),
     # -- a person must look ----------------------------------------------------------------------
-    "image-number-no-label": Case("version drawn in a logo image, without a label", "a logo image reading 'OrdoCabinet 5.4.2'", "MANUAL_PENDING", None,
+    "image-number-no-label": Case("version drawn in an image, its label garbled", "an image reading 'WERSION 5.4.2'", "MANUAL_PENDING", None,
                                   {"/": page(footer="<img alt='' src='/logo.svg' width=360 height=56>"),
                                    "/logo.svg": "<svg xmlns='http://www.w3.org/2000/svg' width='360' height='56'><rect width='360' height='56' fill='white'/>"
                                                 "<text x='8' y='40' font-family='DejaVu Sans, Arial' font-size='30' fill='black'>WERSION 5.4.2</text></svg>"}),
