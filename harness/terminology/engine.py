@@ -381,6 +381,7 @@ class Engine:
         self.supplement_urls: dict[str, dict] = {}  # a supplement by its own url
         self.value_sets: dict[str, dict[str | None, dict]] = {}
         self.concept_maps: dict[str, dict[str | None, dict]] = {}
+        self.maps: list[dict] = []
         for res in resources:
             self.add(res)
 
@@ -401,6 +402,7 @@ class Engine:
             self.value_sets.setdefault(url, {})[res.get("version")] = res
         elif kind == "ConceptMap" and url:
             self.concept_maps.setdefault(url, {})[res.get("version")] = res
+            self.maps.append(res)  # all of them, for a translation through every map (two may share url and version)
 
     def overlay(self, resources: list[dict]) -> "Engine":
         """This engine with the request's own resources (``tx-resource``) in front."""
@@ -1176,8 +1178,7 @@ class Engine:
     # -- $translate ------------------------------------------------------------------------
 
     def all_concept_maps(self) -> list[dict]:
-        out = self.parent.all_concept_maps() if self.parent else []
-        return out + [cm for versions in self.concept_maps.values() for cm in versions.values()]
+        return (self.parent.all_concept_maps() if self.parent else []) + self.maps
 
     def translate(self, p: Params) -> dict:
         """$translate: with a concept map (``url``, ``conceptMap``), or through every concept
