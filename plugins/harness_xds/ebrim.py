@@ -111,6 +111,9 @@ class RegistryObject:
         return self.classifications.get(name, [])
 
 
+ASSOCIATION_DOCUMENTATION = "urn:uuid:abd807a3-4432-4053-87b4-fd82c643d1f3"  # why a lifecycle change was made (ITI TF-3)
+
+
 @dataclass
 class Association:
     id: str
@@ -119,6 +122,7 @@ class Association:
     target: str
     slots: dict[str, list[str]]
     location: str
+    documentation: list[str] = field(default_factory=list)  # codes of its association documentation classification
 
 
 @dataclass
@@ -240,7 +244,9 @@ def read_submission(request: etree._Element) -> Submission:
                 sub.documents.append(_read_object(el, DE_SCHEMES, DE_IDENTIFIERS))
             elif name == "Association":
                 sub.associations.append(Association(el.get("id") or "", el.get("associationType") or "", el.get("sourceObject") or "",
-                                                    el.get("targetObject") or "", slots(el), _path(el)))
+                                                    el.get("targetObject") or "", slots(el), _path(el),
+                                                    [cl.get("nodeRepresentation") or "" for cl in children(el, "Classification")
+                                                     if cl.get("classificationScheme") == ASSOCIATION_DOCUMENTATION]))
             elif name in ("Classification", "ObjectRef"):
                 continue  # a classification standing alone (submission set node), a reference
             elif isinstance(el.tag, str):

@@ -183,6 +183,8 @@ def _associations(r: _Rules, sub: Submission) -> None:
             r.fail("XDS-MD-10", a.location, M("md.association_type", type=a.type), Severity.WARNING)
         if a.source and a.source == a.target:
             r.fail("XDS-MD-10", a.location, M("md.association_self", id=a.source))
+        if a.documentation and a.type not in LIFECYCLE:
+            r.fail("XDS-MD-10", a.location, M("md.association_documentation", type=a.type))
         if a.type == HAS_MEMBER:
             # from the submission set, or from a folder (this one's, or one the registry holds)
             if a.source not in ss_ids | folder_ids and not a.source.startswith("urn:uuid:"):
