@@ -946,20 +946,21 @@ class Engine:
         concept = cs.get(code)
         if concept is None:
             if cs.content in ("fragment", "example", "not-present"):
-                r.issues.append(Issue("warning", "code-invalid", "invalid-code",
-                                      f"Unknown code '{code}' in the CodeSystem '{system}' version '{cs.version}': the code system is "
-                                      f"a {cs.content}, so this may be a valid code", where("code")))
                 if membership is not None and not membership.includes_whole(system):
                     # the value set lists what it holds of this code system: the code is not one
                     r.not_in_vs_text = f"The provided code '{system}#{code}' was not found in the value set '{vs_ref}'"
-                elif membership is not None and not is_partial(cs.resource):
+                    return r
+                r.issues.append(Issue("warning", "code-invalid", "invalid-code",
+                                      f"Unknown code '{code}' in the CodeSystem {_cs_name(cs)}: the code system is held only in part "
+                                      f"(a {cs.content}), so this may be a valid code", where("code")))
+                if membership is not None and not is_partial(cs.resource):
                     r.valid = True  # the whole of a fragment: the code may be one (FHIR: a warning, not an error)
                 else:
                     r.unsure = True
                 return r
             if not p.flag("valueset-membership-only"):  # only membership asked: the code system's verdict is not given
                 r.issues.append(Issue("error", "code-invalid", "invalid-code",
-                                      f"Unknown code '{code}' in the CodeSystem '{system}' version '{cs.version}'", where("code")))
+                                      f"Unknown code '{code}' in the CodeSystem {_cs_name(cs)}", where("code")))
             if membership is not None:
                 r.not_in_vs_text = f"The provided code '{system}#{code}' was not found in the value set '{vs_ref}'"
             return r
@@ -1145,7 +1146,10 @@ class Engine:
             raise TxError(404, "not-found", f"A definition for CodeSystem '{u.ref}' could not be found", "not-found") from None
         concept = cs.get(str(code))
         if concept is None:
-            raise TxError(404, "not-found", f"Unknown code '{code}' in the CodeSystem '{system}' version '{cs.version}'", "invalid-code")
+            if cs.content != "complete":
+                raise TxError(404, "not-found", f"Code '{code}' is not among the codes this server holds of the CodeSystem "
+                              f"{_cs_name(cs)}, which it holds only in part (a {cs.content}): that proves nothing", "not-found")
+            raise TxError(404, "not-found", f"Unknown code '{code}' in the CodeSystem {_cs_name(cs)}", "invalid-code")
         langs = self._languages(p, languages)
         out: list[dict] = [{"name": "code", "valueCode": concept.code}, {"name": "system", "valueUri": cs.url},
                            {"name": "name", "valueString": cs.name}]
@@ -1397,6 +1401,10 @@ def expansion_parameters(vs: dict) -> dict[str, str]:
                 out[str(parts["name"])] = "" if parts.get("value") is None else str(parts["value"]).lower() \
                     if isinstance(parts.get("value"), bool) else str(parts["value"])
     return out
+
+
+def _cs_name(cs: "CodeSystem") -> str:
+    return f"'{cs.url}' version '{cs.version}'" if cs.version else f"'{cs.url}'"
 
 
 def is_partial(vs: dict) -> bool:
