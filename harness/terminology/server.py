@@ -1,11 +1,16 @@
-"""A local FHIR terminology server on loopback: the SMT's operations, answered from a snapshot.
+"""A local FHIR terminology server on loopback: the SMT's operations, answered from a snapshot
+by the terminology engine (:mod:`.engine`).
 
 For the demo, the tests and projectathon rehearsals: the harness's remote client talks to
 it exactly as it talks to the national server (``/metadata``, ``ValueSet/$validate-code``,
 ``CodeSystem/$lookup``, ``CodeSystem/$validate-code``, ``ValueSet/$expand``,
 ``ConceptMap/$translate``; GET with query parameters, or POST with a FHIR ``Parameters``
 body or a form), including the password-grant token endpoint (``/token``) when users are
-given. It counts what it is asked, so a benchmark can show how many questions reached it.
+given. A request may carry its own code systems and value sets (``tx-resource``), as the
+HL7 terminology test suite's runner sends them; names the snapshot knows (a value set by
+OID or NOS name, a system by OID) are those the engine is asked. A request the engine fails
+on is a 500 with the exception's type, never a hang-up. It counts what it is asked, so a
+benchmark can show how many questions reached it.
 
 Faults can be switched on to rehearse failures: ``slow`` (answers after ``delay``
 seconds), ``error500``, ``garbage`` (not JSON), ``cut`` (connection closed without an
