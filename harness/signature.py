@@ -223,11 +223,12 @@ def verify_signature(body: bytes, p7s: bytes | None, anchors: list | None = None
         cert, certs, digest_name, attrs, to_verify, signature = _signer_of(signed)
         unsigned = signed["signer_infos"][0]["unsigned_attrs"]
         tokens = [a["values"][0] for a in unsigned if a["type"].native == "signature_time_stamp_token"] if unsigned.native else []
-    except (ValueError, TypeError, KeyError) as exc:
-        report.problems.append(M("sig.malformed", error=str(exc)[:200]))
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        # a structure nested past the reader's depth is malformed too, never a traceback
+        report.problems.append(M("sig.malformed", error=printable(str(exc) or type(exc).__name__)[:200]))
         return report
-    report.signer = cert.subject.rfc4514_string()
-    report.issuer = cert.issuer.rfc4514_string()
+    report.signer = printable(cert.subject.rfc4514_string())
+    report.issuer = printable(cert.issuer.rfc4514_string())
     report.serial = format(cert.serial_number, "x")
     report.not_after = cert.not_valid_after_utc.isoformat()
     signing_time = attrs.get("signing_time")
@@ -240,6 +241,10 @@ def verify_signature(body: bytes, p7s: bytes | None, anchors: list | None = None
         return report
     if not _signature_holds(cert, digest_name, to_verify, signature):
         report.problems.append(M("sig.bad_signature"))
+        return report
+    refused = _signing_usage_refused(cert)
+    if refused is not None:
+        report.problems.append(refused)
         return report
     report.status = "valid"
     when = at or dt.datetime.now(dt.timezone.utc)
@@ -270,7 +275,7 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
         report.status = "invalid"
         report.problems.append(M("sig.timestamp_malformed", error=str(exc)[:200]))
         return None
-    report.tsa = cert.subject.rfc4514_string()
+    report.tsa = printable(cert.subject.rfc4514_string())
     report.timestamped_at = gen_time.isoformat()
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -302,6 +307,38 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
     return gen_time
 
 
+# extended key usages that allow signing a document (RFC 9336 documentSigning, S/MIME's
+# emailProtection, and the "any" purpose); a certificate for TLS alone signs no evidence
+_SIGNING_EKUS = {"1.3.6.1.5.5.7.3.36", "1.3.6.1.5.5.7.3.4", "2.5.29.37.0"}
+
+
+def _signing_usage_refused(cert) -> Localized | None:
+    """Why the certificate may not sign (RFC 5280 4.2.1.3 and 4.2.1.12; RFC 5652 and RFC 8933
+    leave the signer's usage to them): a key usage without digitalSignature nor
+    nonRepudiation, an extended key usage naming only other purposes (a TLS certificate)."""
+    from cryptography import x509
+
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not (usage.digital_signature or usage.content_commitment):
+            return M("sig.key_usage")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        purposes = {oid.dotted_string for oid in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
+        if not purposes & _SIGNING_EKUS:
+            return M("sig.extended_key_usage", purposes=", ".join(sorted(purposes)))
+    except x509.ExtensionNotFound:
+        pass
+    return None
+
+
+def printable(text: str) -> str:
+    """A name read from a certificate or a peer, safe on a terminal and in a report: control
+    characters (a newline, an escape sequence) written as escapes, never acted on."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _check_chain(report: SignatureReport, cert, intermediates: list, anchors: list, at: dt.datetime) -> None:
     from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
@@ -320,4 +357,4 @@ def _check_chain(report: SignatureReport, cert, intermediates: list, anchors: li
         report.status = "invalid"
         report.problems.append(M("sig.untrusted", error=str(exc)[:300]))
         return
-    report.anchor = chain[-1].subject.rfc4514_string()
+    report.anchor = printable(chain[-1].subject.rfc4514_string())

@@ -209,6 +209,8 @@ class Target:
         if not sep or not dot or not section or not key:
             raise TargetError("--set", assignment, M("set.syntax"))
         typ = _key_type("--set", self.schema, section, key, name)
+        if looks_secret(key) and typ != "secret":  # as the file refuses it: a credential is a reference
+            raise TargetError("--set", name, M("secret.name", type=typ))
         value: Any = text
         if typ == "int":
             try:

@@ -75,6 +75,17 @@ def test_a_password_in_a_command_line_value_is_refused_too(tmp_path):
     assert run.returncode == 4 and "a URL carries no credentials" in run.stderr and CANARY not in run.stderr
 
 
+@pytest.mark.parametrize("assignment", ["product.components.api_token", "endpoints.access_token", "exports.client_secret"])
+def test_a_secret_named_key_given_on_the_command_line_is_refused_as_the_file_refuses_it(write_target, schema, assignment):
+    """Issue 24: ``--set`` of a key named like a credential was accepted and recorded, where the
+    same key in the target file is refused."""
+    target = load_target(write_target(MINIMAL), schema)
+    with pytest.raises(TargetError) as exc:
+        target.override(f"{assignment}={CANARY}")
+    assert "named like a secret" in exc.value.message("en") and CANARY not in exc.value.message("en")
+    assert CANARY not in str(target.raw) and CANARY not in str(target.data)
+
+
 def test_a_plugin_declaring_a_secret_named_key_as_plain_text_is_refused():
     from harness import PluginError, hookimpl
     from harness.assembly import target_schema
