@@ -109,15 +109,14 @@ class Runner:
         self.fed: dict[tuple[str, str], str] = {}  # (test, section) of a patient identity feed -> patient
         self.results: dict[tuple[str, str, str], dict] = {}  # (test, section, step) -> assigned ids and reports
         self.rows: list[dict] = []
-        self._uid = 0
 
     def _new_patient(self) -> str:
         patient = f"{uuid.uuid4().hex[:12]}^^^&{PATIENT_OID}&ISO"
         self.registry.feed(patient)
         return patient
 
-    def _new_uid(self) -> str:
-        self._uid += 1
+    @staticmethod
+    def _new_uid() -> str:
         return f"2.25.{uuid.uuid4().int}"
 
     # -- running -------------------------------------------------------------------------
@@ -136,7 +135,6 @@ class Runner:
         try:
             root = etree.parse(str(plan), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
         except etree.XMLSyntaxError as exc:
-            for_steps = 0
             self.rows.append({"test": test, "section": section, "step": "-", "transaction": "-", "outcome": "not-run",
                               "why": f"test plan unreadable: {exc}", "expected": "-"})
             return

@@ -130,8 +130,6 @@ class CodeSystem:
         self.case_sensitive = res.get("caseSensitive", True) is not False
         self.used_supplements: list[str] = []  # the supplements merged into this one (see Engine._supplemented)
         self.language = res.get("language")
-        self.status = res.get("status")
-        self.standards_status = _extension(res, "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status")
         self.property_defs = {p.get("code"): p for p in res.get("property") or [] if isinstance(p, dict)}
         # a code system may name the standard properties its own way: known by their URI
         self._meaning = {code: str(d.get("uri", "")).rsplit("#", 1)[-1] for code, d in self.property_defs.items()
@@ -377,7 +375,6 @@ class Engine:
     def __init__(self, resources: Iterable[dict] = (), parent: "Engine | None" = None) -> None:
         self.parent = parent
         self.code_systems: dict[str, dict[str | None, CodeSystem]] = {}
-        self.supplements: dict[str, list[dict]] = {}
         self.supplement_urls: dict[str, dict] = {}  # a supplement by its own url
         self.value_sets: dict[str, dict[str | None, dict]] = {}
         self.concept_maps: dict[str, dict[str | None, dict]] = {}
@@ -394,7 +391,6 @@ class Engine:
                     self.add(e["resource"])
         elif kind == "CodeSystem" and url:
             if res.get("content") == "supplement":
-                self.supplements.setdefault(res.get("supplements", "").split("|")[0], []).append(res)
                 self.supplement_urls[url] = res
             else:
                 self.code_systems.setdefault(url, {})[res.get("version")] = CodeSystem(res)
@@ -421,9 +417,6 @@ class Engine:
     def supplement(self, url: str) -> dict | None:
         """The supplement whose own url this is (a supplement names no code of its own)."""
         return self.supplement_urls.get(url) or (self.parent.supplement(url) if self.parent else None)
-
-    def has_supplement(self, url: str) -> bool:
-        return bool(self.supplements.get(url)) or (self.parent is not None and self.parent.has_supplement(url))
 
     def check_supplements(self, rules: VersionRules) -> None:
         """Every supplement asked for is held, or the request is refused (FHIR: a required
@@ -836,7 +829,7 @@ class Engine:
         if is_partial(vs) and not any(r.valid for r in results) and any(r.not_in_vs_text for r in results):
             raise TxError(422, "incomplete", f"The value set {vs_ref} is held only in part here (the codes the harness's "
                           "fixtures use): that a code is absent from it proves nothing", "not-found")
-        return self._verdict(results, mode, vs_ref, p, codings)
+        return self._verdict(results, mode, vs_ref, p)
 
     def validate_cs(self, p: Params, *, languages: list[str] | None = None) -> dict:
         rules = VersionRules.from_params(p)
@@ -844,7 +837,7 @@ class Engine:
         langs = self._languages(p, languages)
         codings, mode = self._codings(p, cs_url=p.get("url"), cs_version=p.get("version"))
         results = [self._check_coding(c, None, None, p, langs, path) for c, path in codings]
-        return self._verdict(results, mode, None, p, codings)
+        return self._verdict(results, mode, None, p)
 
     def _codings(self, p: Params, cs_url: Any = None, cs_version: Any = None) -> tuple[list[tuple[dict, str]], str]:
         cc = p.get("codeableConcept")
@@ -880,7 +873,7 @@ class Engine:
                 r.issues.append(Issue("warning", "invalid", "invalid-data",
                                       "Coding has no system. A code with no system has no defined meaning, and it cannot be "
                                       "validated. A system should be provided", path))
-                r.not_in_vs_text, r.not_in_vs_error = f"The provided code '#{code}' was not found in the value set '{vs_ref}'", True
+                r.not_in_vs_text = f"The provided code '#{code}' was not found in the value set '{vs_ref}'"
                 return r
             systems = membership.systems_for(code)
             if len(systems) != 1:
@@ -890,14 +883,13 @@ class Engine:
                                       f"The System URI could not be determined for the code '{code}' in the ValueSet '{vs_ref}'", where("code")))
                 return r
             system = systems[0]
-            r.inferred = system
         system = str(system)
         r.system = system
         not_in_vs = f"The provided code '{system}#{code}' was not found in the value set '{vs_ref}'"
         if membership is not None and self.find_value_set(system) is not None and not self.code_system_versions(system):
             r.issues.append(Issue("error", "invalid", "invalid-data",
                                   f"The Coding references a value set, not a code system ('{system}')", where("system")))
-            r.not_in_vs_text, r.not_in_vs_error = not_in_vs, True
+            r.not_in_vs_text = not_in_vs
             return r
         sup = self.supplement(system)
         if sup is not None:
@@ -927,7 +919,7 @@ class Engine:
                 text = f"A definition for CodeSystem '{system}' could not be found, so the code cannot be validated"
             r.issues.append(Issue("error", "not-found", "not-found", text, where("system")))
             if membership is not None and not membership.includes_system(system):
-                r.not_in_vs_text, r.not_in_vs_error = not_in_vs, True
+                r.not_in_vs_text = not_in_vs
             if u.version and versions and r.fallback is None:
                 fallback = versions[_latest(versions)]
                 r.version, r.display = fallback.version, None
@@ -1079,8 +1071,7 @@ class Engine:
                     allowed.append(d["value"])
         return allowed
 
-    def _verdict(self, results: list["_CodingResult"], mode: str, vs_ref: str | None, p: Params,
-                 codings: list[tuple[dict, str]]) -> dict:
+    def _verdict(self, results: list["_CodingResult"], mode: str, vs_ref: str | None, p: Params) -> dict:
         issues: list[Issue] = []
         good = next((r for r in results if r.valid), None)
         for r in results:
@@ -1260,12 +1251,10 @@ class _CodingResult:
     display: str | None = None
     concept: Concept | None = None
     cs: CodeSystem | None = None
-    inferred: str | None = None
     unknown_system: str | None = None
     not_in_vs_text: str | None = None
     display_error: bool = False
     unsure: bool = False
-    not_in_vs_error: bool = False  # reported as an error even inside a codeable concept
     unknown_kind: str = "x-caused-by-unknown-system"
     version_error: bool = False
     normalized: str | None = None

@@ -115,18 +115,15 @@ class TerminologyServer:
                 values["url"] = [(found.url or f"urn:oid:{found.oid}") + (url[url.index("|"):] if "|" in url else "")]
             elif bare_oid(url) or url.startswith("urn:oid:"):
                 values["url"] = [snap.system_uri(url)]
-        for name in ("system",):
-            if isinstance(params.get(name), str):
-                values[name] = [snap.system_uri(params.get(name))]
+        if isinstance(params.get("system"), str):
+            values["system"] = [snap.system_uri(params.get("system"))]
         if isinstance(params.get("coding"), dict) and params.get("coding").get("system"):
             values["coding"] = [{**params.get("coding"), "system": snap.system_uri(params.get("coding")["system"])}]
         return Params(values)
 
-    def answer(self, path: str, params: Params | dict[str, str], languages: list[str] | None = None,
+    def answer(self, path: str, params: Params, languages: list[str] | None = None,
                threshold: int | None = None) -> tuple[int, dict]:
         """The answer to one operation: (HTTP status, FHIR resource)."""
-        if not isinstance(params, Params):
-            params = Params({k: [v] for k, v in params.items()})
         if path == "metadata":
             t = self.terminology
             return 200, {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",

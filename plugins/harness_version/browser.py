@@ -381,6 +381,7 @@ def _view(page, via: str | None, ms: int, ocr, home: str, product: str = "") -> 
     return view
 
 
+LAUNCH_MS = 15_000  # milliseconds Chromium may take to start, whatever the page's deadline
 GRACE = 15.0  # at most, seconds beyond the total budget before the browser's process group is killed
 
 
@@ -454,8 +455,10 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
+            # starting our own browser is not the vendor's page: it gets its own budget (a loaded
+            # machine starts Chromium slowly), the process-group kill still bounds the whole
             b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
-                                  timeout=ms, env=private_env(tmp))
+                                  timeout=max(ms, LAUNCH_MS), env=private_env(tmp))
             try:
                 out.browser = f"{Path(browser).name} {b.version}"
                 context = b.new_context(viewport=VIEWPORT, service_workers="block")
