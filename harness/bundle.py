@@ -25,6 +25,7 @@ from .evidence import canonical_json, sha256
 from .manifest import FINDINGS, FORMATS, Manifest, manifest_problems, shape_problems
 from .messages import Joined, Localized, catalogue
 from .safety import MAX_JSON_BYTES, ArchiveLimits, SafeArchive, parse_json
+from .secrets import active as active_scrubber
 from .signature import MAX_SIGNATURE, SIGNATURE
 
 M = catalogue(__name__)
@@ -34,6 +35,7 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 # A bundle holds what the harness recorded: documents up to 64 MiB, answers up to 16 MiB.
 BUNDLE_LIMITS = ArchiveLimits(max_entries=100_000, max_total_bytes=4 * 1024**3, max_entry_bytes=256 * 1024**2, max_ratio=2000.0)
 MAX_SEAL = 1024
+ARTEFACTS = "artefacts/"
 
 
 def _member_bytes(manifest: dict) -> bytes:
@@ -47,7 +49,10 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
     ``members`` maps member names to bytes (or to a function returning them, so large
     artefacts are read one at a time). ``manifest.members`` is filled in here. ``sign`` makes
     ``manifest.p7s``, a detached signature of the manifest's bytes (:mod:`harness.signature`).
+    Every member but the artefacts (scrubbed when recorded, and named by their hash) goes
+    through the run's scrubber on its way in: the last gate before anything leaves.
     """
+    scrubber = active_scrubber()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -58,10 +63,12 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
             for name in sorted(members):
                 data = members[name]
                 data = data() if callable(data) else data
+                if not name.startswith(ARTEFACTS):
+                    data = scrubber.bytes(data)
                 hashes[name] = sha256(data)
                 zf.writestr(zipfile.ZipInfo(name, _ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
             manifest.members = hashes
-            body = _member_bytes(manifest.to_json())
+            body = scrubber.bytes(_member_bytes(manifest.to_json()))
             zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_DATE), body, compress_type=zipfile.ZIP_DEFLATED)
             zf.writestr(zipfile.ZipInfo(SEAL, _ZIP_DATE), f"{sha256(body)}  {MANIFEST}\n".encode())
             if sign is not None:

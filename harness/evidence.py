@@ -81,9 +81,9 @@ class ObjectStore:
 class Recorder:
     """Stores artefacts in an :class:`ObjectStore`, every form of every secret scrubbed first."""
 
-    def __init__(self, store: ObjectStore, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, store: ObjectStore, secrets: Scrubber | Iterable[str] = ()) -> None:
         self.store = store
-        self.scrubber = Scrubber(secrets)
+        self.scrubber = secrets if isinstance(secrets, Scrubber) else Scrubber(secrets)
         self.recorded: dict[str, Artefact] = {}
         self.listener: Callable[[Artefact], None] | None = None  # told of each new artefact (the run's events)
 

@@ -19,6 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping, Protocol, Union, runtime_checkable
 
+from .secrets import scrub
+
 LANGS = ("fr", "en")
 DEFAULT_LANG = "fr"
 
@@ -102,7 +104,8 @@ class Message:
             template = templates[self.key]
         except KeyError:
             raise LookupError(f"message {self.key!r} missing from the {lang} catalogue of {self.catalogue.package}") from None
-        return template.format(**{k: _value(v, lang) for k, v in self.params})
+        # a parameter may hold what a peer said, a secret echoed in it: every text leaves scrubbed
+        return scrub(template.format(**{k: _value(v, lang) for k, v in self.params}))
 
     def texts(self) -> dict[str, str]:
         return {lang: self.render(lang) for lang in LANGS}
@@ -135,7 +138,7 @@ class Text:
 
     def render(self, lang: str | None = None) -> str:
         found = dict(self.by_lang)
-        return found.get(resolve_lang(lang)) or found.get(DEFAULT_LANG) or next(iter(found.values()), "")
+        return scrub(found.get(resolve_lang(lang)) or found.get(DEFAULT_LANG) or next(iter(found.values()), ""))
 
     def texts(self) -> dict[str, str]:
         return {lang: self.render(lang) for lang in LANGS}
@@ -152,7 +155,7 @@ class Joined:
     separator: str = "; "
 
     def render(self, lang: str | None = None) -> str:
-        return self.separator.join(_value(i, lang or DEFAULT_LANG) if isinstance(i, Renderable) else str(i) for i in self.items)
+        return scrub(self.separator.join(_value(i, lang or DEFAULT_LANG) if isinstance(i, Renderable) else str(i) for i in self.items))
 
     def texts(self) -> dict[str, str]:
         return {lang: self.render(lang) for lang in LANGS}

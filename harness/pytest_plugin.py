@@ -15,7 +15,7 @@ from typing import Any
 import pluggy
 import pytest
 
-from . import allure_results
+from . import allure_results, secrets
 from .assembly import Assembly, assemble, resolve_target
 from .errors import HarnessError
 from .events import EventLog
@@ -24,6 +24,7 @@ from .live import LiveSession
 from .messages import LANGS, Text, catalogue, resolve_lang
 from .plugins import blocked_plugins, core_version, get_plugin_manager, plugin_versions, rules_fingerprints
 from .results import ScenarioResult
+from .secrets import Scrubber
 from .scenarios import Scenario
 from .sealing import RunInfo, RunLock, Sealed, clean_debris, new_run_id, seal, staging_dir
 from .summary import render_summary
@@ -136,6 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(exc.message(lang)) from None
     info, is_worker = _run_info(config)
+    # one scrubber for everything this process lets out: artefacts, messages, bundle, terminal
+    secrets.install(Scrubber(target.secret_values()))
     state = HarnessState(assembly, selected, target, lang, config.getoption("harness_offline"), info, is_worker)
     if not is_worker and target.section("signature").get("key"):
         try:
@@ -289,7 +292,7 @@ class ScenarioItem(pytest.Item):
         if state.live is None:
             state.live = LiveSession(
                 state.assembly.pm, state.assembly.registry, state.target,
-                Recorder(state.info.store, state.target.secret_values()),
+                Recorder(state.info.store, secrets.active()),
                 lang=state.lang, offline=state.offline, salt=state.info.salt,
                 events=EventLog(staging_dir(state.info.evidence_dir, state.info.run_id)),
             )
@@ -505,6 +508,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = _state(config)
     if state is None:
         return
+    secrets.install(Scrubber())  # the next run in this process brings its own
     if state.view is not None:
         linger = max(0.0, float(config.getoption("harness_live_linger") or 0))
         if linger and state.hub is not None and state.hub.finished is not None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .messages import Localized, Text
+from .secrets import scrub
 
 
 class Verdict(str, Enum):
@@ -65,7 +66,7 @@ class Finding:
     check: str | None = None  # the check step that made it
 
     def to_json(self) -> dict:
-        d = {"rule": self.rule, "requirement": self.requirement, "severity": self.severity.value, "location": self.location,
+        d = {"rule": self.rule, "requirement": self.requirement, "severity": self.severity.value, "location": scrub(self.location),
              "message": self.message.texts(), "artefact": self.artefact}
         if self.check is not None:
             d["check"] = self.check

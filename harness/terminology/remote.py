@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 from ..errors import HarnessError, UnsafeInput
 from ..http import Fetched, HttpClient
 from ..safety import parse_json
+from ..secrets import Scrubber
 from ..messages import Localized, catalogue
 from .model import Answer, Expansion, error_record
 
@@ -58,7 +59,7 @@ class PasswordGrant:
         self._username = username
         self._password = password
         # the whole exchange within the timeout; the password never reaches an error message
-        self._client = HttpClient(total=timeout, max_bytes=1024 * 1024, offline=offline, scrub=lambda text: text.replace(password, "***"))
+        self._client = HttpClient(total=timeout, max_bytes=1024 * 1024, offline=offline, scrub=Scrubber([password]).text)
         self._clock = clock
         self._token: str | None = None
         self._expires = 0.0

@@ -10,11 +10,12 @@ import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import pytest
 
 from harness.http import HttpClient
+from harness_demo.patients import PATIENTS, cda_document
 from harness.secrets import variants
 from tests.harness_run import run_harness
 
@@ -61,14 +62,28 @@ class _Hostile(BaseHTTPRequestHandler):
         elif mode == "echo":
             self._echo()
 
+    def do_POST(self):  # noqa: N802
+        """An identity provider refusing the password grant and quoting the password back."""
+        form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        password = form.get("password", [""])[0]
+        body = json.dumps({"error": "invalid_grant", "error_description": f"Invalid password {password} for {form.get('username')}"
+                           f" ({html.escape(password)}, {quote(password)})"}).replace("/", "\\/").encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _echo(self):
         """The vendor that quotes back what it received, in every usual encoding."""
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ")
-        page = (f"<html><body><footer id='about'>Version 3.2.1</footer><pre>{html.escape(token)}</pre>"
+        numeric = "".join(c if c.isalnum() else f"&#x{ord(c):X};" for c in token)  # every sign as a character reference
+        page = (f"<html><body><footer id='about'>Version 3.2.1</footer><pre>{html.escape(token)}</pre><i>{numeric}</i>"
                 f"<p>{quote(token, safe='')}</p><p>{base64.b64encode(('u:' + token).encode()).decode()}</p></body></html>")
-        if self.path.startswith("/api"):
-            body = json.dumps({"version": "3.2.1", "build": {"fingerprint": "sha256:1"}, "echo": token, "raw": auth}).encode()
+        if self.path.startswith("/api"):  # PHP's json_encode escapes "/" as "\/"
+            body = json.dumps({"version": "3.2.1", "build": {"fingerprint": "sha256:1"}, "echo": token, "raw": auth})
+            body = body.replace("/", "\\/").encode()
             ctype = "application/json"
         else:
             body = page.encode()
@@ -150,17 +165,25 @@ def _all_outputs(run, tmp_path: Path) -> bytes:
         for name in zf.namelist():
             blob += zf.read(name)
     for path in (tmp_path / "reports").rglob("*"):
-        if path.is_file() and path.suffix != ".zip":
+        if path.is_file() and path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as zf:
+                blob += b"".join(zf.read(name) for name in zf.namelist())
+        elif path.is_file() and path.suffix != ".zip":
             blob += path.read_bytes()
     return blob
 
 
 def test_a_canary_secret_echoed_back_in_every_encoding_never_reaches_anything_written(peer, tmp_path):
     """The canary is the API token (env:), the token of a demo service and the password of
-    the terminology stand-in (file:, two lines); the vendor quotes it back raw, JSON-escaped,
-    HTML-escaped, percent-encoded and inside base64."""
+    the terminology stand-in and of the identity provider (file:, two lines); the vendor quotes
+    it back raw, JSON-escaped (with and without "\\/"), HTML-escaped (named and numeric
+    references), percent-encoded and inside base64; the identity provider refuses it and
+    quotes it in its error text, which the harness reports."""
     peer.mode = "echo"
     (tmp_path / "smt-password.txt").write_text(f"{CANARY}\n{LINE_CANARY}\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.xml").write_bytes(cda_document(PATIENTS[0], set(), 1))
     target = tmp_path / "t.toml"
     target.write_text(f'''[product]
 id = "echo"
@@ -179,14 +202,25 @@ smt_password = "file:smt-password.txt"
 [services.terminology]
 user = "someone"
 password = "file:smt-password.txt"
+
+[terminology]
+server = "{_url(peer, '/fhir/')}"
+token_url = "{_url(peer, '/token')}"
+
+[cda]
+documents = "{docs}"
 ''')
-    run = run_harness(tmp_path, "--scenario", "version", "--target", str(target), env={"ECHO_TOKEN": CANARY})
+    run = run_harness(tmp_path, "--scenario", "version", "--scenario", "terminology-cda-codes", "--lang", "en", "--target", str(target),
+                      "--junitxml", str(tmp_path / "reports" / "junit.xml"),
+                      env={"ECHO_TOKEN": CANARY}, allure=True)
     assert run.bundle is not None, run.stdout + run.stderr
+    assert list((tmp_path / "reports").glob("*.allure/*-result.json"))  # Allure's files are read too
     written = _all_outputs(run, tmp_path)
     for secret in (CANARY, LINE_CANARY):
         for form in variants(secret):
             assert form not in written, form
     assert b"***REDACTED***" in written  # the echo was there, and scrubbed
+    assert "Invalid password ***REDACTED***" in run.stdout  # the refusal is reported, its secret is not
 
 
 @pytest.mark.slow
