@@ -227,6 +227,16 @@ class Bundle:
     def read_artefact(self, digest: str) -> bytes:
         return self._archive.read(f"artefacts/{digest}")
 
+    def read_artefact_head(self, digest: str, limit: int) -> bytes:
+        """At most ``limit + 1`` bytes of an artefact, decompressed a piece at a time: enough
+        to tell whether it holds more than ``limit`` whatever its declared size."""
+        out = bytearray()
+        for chunk in self._archive.chunks(f"artefacts/{digest}"):
+            out += chunk
+            if len(out) > limit:
+                break
+        return bytes(out[: limit + 1])
+
     def open_artefact(self, digest: str) -> BinaryIO:
         """An artefact as a seekable file, copied a piece at a time to a temporary file
         (a bundle member is compressed: seeking in it would decompress it again and again)."""

@@ -26,22 +26,26 @@ def _print(message, lang: str, prefix: str = "") -> None:
     print(prefix + message.render(lang))
 
 
-def _replay(path: Path, lang: str) -> bool:
+def _replayed(path: Path, lang: str, assembly=None):
+    """Replay ``path`` with the installed plugins and say what differs; the ReplayReport."""
     from .assembly import assemble
     from .replay import replay_bundle
 
-    assembly = assemble()
     with Bundle(path) as bundle:
-        result = replay_bundle(bundle, assembly)
+        result = replay_bundle(bundle, assembly or assemble())
     for note in result.version_notes:
         _print(note, lang, "  ! ")
     if result.identical:
         _print(M("replay.ok", count=result.scenarios), lang, "  ")
-        return True
+        return result
     _print(M("replay.diff", count=len(result.differences)), lang, "  ")
     for d in result.differences:
         print(f"  - {d.subject}: {d.recorded} -> {d.replayed} ({d.detail.render(lang)})")
-    return False
+    return result
+
+
+def _replay(path: Path, lang: str) -> bool:
+    return _replayed(path, lang).identical
 
 
 def _anchors(paths: list[Path]) -> list:
@@ -131,7 +135,7 @@ def _equivalence(args: argparse.Namespace, lang: str) -> int:
     from .equivalence import compare_proofs
     from .evidence import atomic_write
 
-    eq = compare_proofs(args.old, args.new)
+    eq = compare_proofs(args.old, args.new)  # both replayed offline: a proof is reused only where its verdicts hold
     sys.stdout.write(eq.render(lang))
     if args.json:
         atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"), shared=True)
@@ -146,12 +150,21 @@ def _equivalence(args: argparse.Namespace, lang: str) -> int:
 
 
 def _report(args: argparse.Namespace, lang: str) -> int:
+    """The reports rendered from what the checks conclude again on the bundle's artefacts
+    (replayed offline), never copied from the bundle; a difference with the sealed record is
+    said and makes the status 1."""
+    from .assembly import assemble
     from .report import write_beside
 
+    assembly = assemble()
+    status = 0
     for path in args.bundles:
-        for written in write_beside(path, lang, args.out):
-            _print(M("summary.report_written", path=str(written)), lang)
-    return 0
+        print(f"{path}:")
+        replayed = _replayed(path, lang, assembly)
+        status |= 0 if replayed.identical else 1
+        for written in write_beside(path, lang, args.out, replayed=replayed):
+            _print(M("summary.report_written", path=str(written)), lang, "  ")
+    return status
 
 
 def _scenarios(args: argparse.Namespace, lang: str) -> int:

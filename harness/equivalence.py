@@ -17,7 +17,10 @@ proof is equivalent when, for every scenario proving it in both bundles:
   documents their identifiers), every check reached the same verdict on the same number of
   assertions with the same findings, loopback ports, masked values and the product's name
   set aside (**same conclusions**, the weaker basis, said as such);
-- the verdict is the same.
+- the verdict is the same, and it is the one the checks give again: both bundles are replayed
+  offline with the installed plugins, and a requirement one of whose scenarios (or itself)
+  replays otherwise than recorded is not equivalent (an unsigned bundle re-sealed after its
+  verdicts were edited offers nothing to reuse).
 
 An equivalent requirement whose earlier verdict was PASS is *reusable*: the earlier proof
 stands. Anything else lists what differs.
@@ -220,9 +223,21 @@ class _Pair:
         return ""
 
 
-def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
+def _replayed(bundle: Bundle, assembly: Any) -> Any:
+    from .replay import replay_bundle
+
+    return replay_bundle(bundle, assembly)
+
+
+def compare_proofs(old_path: Path, new_path: Path, assembly: Any = None) -> Equivalence:
+    """``assembly``: the installed plugins that replay both bundles (assembled when not given)."""
+    if assembly is None:
+        from .assembly import assemble
+
+        assembly = assemble()
     owners = _owners()
     with Bundle(old_path) as old, Bundle(new_path) as new:
+        replays = ((M("eq.side.old"), _replayed(old, assembly)), (M("eq.side.new"), _replayed(new, assembly)))
         mo, mn = old.manifest, new.manifest
         po, pn = mo.get("target", {}).get("product", {}), mn.get("target", {}).get("product", {})
         out = Equivalence(Path(old_path).name, Path(new_path).name, str(pn.get("id", "")), [])
@@ -231,6 +246,11 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
             out.notes.append(M("eq.other_product", old=po.get("id", "-"), new=pn.get("id", "-")))
         equate = [(str(po["name"]), str(pn["name"]))] if po.get("name") and pn.get("name") and po["name"] != pn["name"] else []
         pair = _Pair(old, new, owners, equate)
+        subjects = set(mo.get("requirements", {})) | set(mn.get("requirements", {})) | {r.scenario for r in old.record.results} | {
+            r.scenario for r in new.record.results}
+        for side, replay in replays:  # what replay says of the rest (summaries, reports): said, verdicts aside
+            out.notes += [M("eq.replay", side=side, subject=x.subject, recorded=x.recorded, replayed=x.replayed, detail=x.detail)
+                          for x in replay.differences if x.subject not in subjects]
         for req in sorted(set(mo.get("requirements", {})) | set(mn.get("requirements", {}))):
             ro, rn = mo.get("requirements", {}).get(req), mn.get("requirements", {}).get(req)
             row = RequirementEquivalence(req, (ro or {}).get("verdict", "-"), (rn or {}).get("verdict", "-"),
@@ -251,6 +271,10 @@ def compare_proofs(old_path: Path, new_path: Path) -> Equivalence:
                 d.append(M("eq.scenarios_differ", old=", ".join(ro["scenarios"]) or "-", new=", ".join(rn["scenarios"]) or "-"))
             if row.old_verdict != row.new_verdict:
                 d.append(M("eq.verdict", old=row.old_verdict, new=row.new_verdict))
+            for side, replay in replays:
+                for subject in [req, *row.scenarios]:
+                    d.extend(M("eq.replay", side=side, subject=subject, recorded=x.recorded, replayed=x.replayed, detail=x.detail)
+                             for x in replay.differs(subject))
             bases = []
             for sid in sorted(set(ro["scenarios"]) & set(rn["scenarios"])):
                 basis, differences = pair.scenario(sid)

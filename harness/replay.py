@@ -14,7 +14,7 @@ from .checking import evaluate
 from .errors import BundleError
 from .context import Artefact
 from .evidence import canonical_json
-from .manifest import SUMMARY_FORMATS, requirement_verdicts
+from .manifest import SUMMARY_FORMATS, Manifest, requirement_verdicts
 from .messages import LANGS, Message, catalogue
 from .plugins import core_version, plugin_versions
 from .results import ScenarioResult
@@ -22,7 +22,7 @@ from .scenarios import Catalogue, Scenario
 from .sealing import report_sections
 from .summary import render_summary
 from .target import Target
-from .verdicts import Verdict
+from .verdicts import Finding, Verdict
 
 if TYPE_CHECKING:
     from .assembly import Assembly
@@ -72,6 +72,13 @@ class ReplayReport:
     scenarios: int = 0
     differences: list[Difference] = field(default_factory=list)
     version_notes: list[Message] = field(default_factory=list)
+    # what replay derived: the record with its results and requirement verdicts replaced (what
+    # ``harness report`` renders), and the findings of each replayed scenario
+    manifest: Manifest | None = None
+    findings: dict[str, list[Finding]] = field(default_factory=dict)
+
+    def differs(self, subject: str) -> list[Difference]:
+        return [d for d in self.differences if d.subject == subject]
 
     @property
     def identical(self) -> bool:
@@ -137,13 +144,12 @@ def _compare_requirements(bundle: Bundle, results: list[ScenarioResult], catalog
     return derived
 
 
-def _compare_summaries(bundle: Bundle, results: list[ScenarioResult], requirements: dict, assembly: "Assembly", report: ReplayReport) -> None:
+def _compare_summaries(bundle: Bundle, manifest: Manifest, findings: dict[str, list[Finding]], assembly: "Assembly",
+                       report: ReplayReport) -> None:
     """The human summaries rendered again from what replay derived, against the sealed ones."""
     if bundle.record.format not in SUMMARY_FORMATS:
         report.version_notes.append(M("replay.summary_format", format=bundle.record.format))
         return
-    manifest = replace(bundle.record, results=results, requirements=requirements)
-    findings = {r.scenario: r.findings for r in results}
     for lang in LANGS:
         sections = report_sections(assembly.pm, manifest, findings, bundle.read_artefact, lang, [])
         if render_summary(manifest, findings, lang, sections=sections).encode("utf-8") != bundle.read_member(f"summary.{lang}.txt"):
@@ -172,5 +178,33 @@ def replay_bundle(bundle: Bundle, assembly: "Assembly") -> ReplayReport:
                 report.differences.append(Difference(result.scenario, "-", "-", M("replay.definition", fields=fields)))
             results.append(_replay_result(bundle, result, scenario, target, assembly, report))
     requirements = _compare_requirements(bundle, results, assembly.catalogue, report)
-    _compare_summaries(bundle, results, requirements, assembly, report)
+    report.manifest = replace(recorded, results=results, requirements=requirements)
+    report.findings = {r.scenario: r.findings for r in results}
+    _compare_summaries(bundle, report.manifest, report.findings, assembly, report)
+    _compare_reports(bundle, report)
     return report
+
+
+def _compare_reports(bundle: Bundle, report: ReplayReport) -> None:
+    """The reports sealed inside (``reports/…``: the HTML page, the coverage matrix) rendered
+    again from what replay derived; each member that differs is named. Rendering is this
+    version's: a bundle sealed by another version of the core is not compared byte for byte
+    (a note says so; ``harness report`` renders its reports from the re-derived verdicts)."""
+    from . import report as reports
+
+    sealed = sorted(name for name in bundle.manifest["members"] if name.startswith(reports.REPORTS))
+    if not sealed or report.manifest is None:
+        return
+    if bundle.record.harness.get("version") != core_version():
+        report.version_notes.append(M("replay.reports_version", version=bundle.record.harness.get("version") or "-"))
+        return
+    lang = bundle.record.options.get("lang") or LANGS[0]
+    source = reports.Source.derived(report.manifest, report.findings, bundle.read_artefact, bundle.read_artefact_head)
+    try:
+        rendered = reports.members(source, lang)
+    except Exception as exc:  # a renderer's failure is said, the verdicts stand
+        report.differences.append(Difference(reports.REPORTS, "-", "-", M("replay.reports_failed", error=f"{type(exc).__name__}: {exc}")))
+        return
+    for name in sorted(set(sealed) | set(rendered)):
+        if name not in sealed or name not in rendered or rendered[name] != bundle.read_member(name):
+            report.differences.append(Difference(name, "-", "-", M("replay.report_member")))

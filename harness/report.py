@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .errors import UnsafeInput
+from .errors import BundleError, UnsafeInput
 from .evidence import atomic_write, sha256
 from .safety import parse_json
 from .messages import catalogue
@@ -56,11 +56,24 @@ class Source:
     read: Callable[[str], bytes]
     bundle: BundleFacts | None = None
     equivalence: Any = None  # harness.equivalence.Equivalence, for its section
+    head: Callable[[str, int], bytes] | None = None  # an artefact's first bytes (a bundle's: read no more than needed)
 
     @classmethod
     def of_bundle(cls, bundle: Any, facts: BundleFacts | None = None) -> "Source":
         findings = {r["scenario"]: bundle.findings(r["scenario"]) for r in bundle.manifest.get("results", [])}
-        return cls(bundle.manifest, findings, bundle.read_artefact, facts)
+        return cls(bundle.manifest, findings, bundle.read_artefact, facts, head=bundle.read_artefact_head)
+
+    @classmethod
+    def derived(cls, manifest: Any, findings: Mapping[str, list[Any]], read: Callable[[str], bytes],
+                head: Callable[[str, int], bytes] | None = None, facts: BundleFacts | None = None) -> "Source":
+        """What a run or a replay derived: a :class:`~harness.manifest.Manifest` and its findings."""
+        return cls(manifest.to_json(), {sid: [f.to_json() for f in items] for sid, items in findings.items()}, read, facts, head=head)
+
+    def read_at_most(self, digest: str, limit: int) -> bytes | None:
+        """The artefact's bytes if it holds no more than ``limit`` of them, else None: what a
+        manifest declares of a size is not trusted, the bytes are counted as read."""
+        data = self.read(digest) if self.head is None else self.head(digest, limit)
+        return data if len(data) <= limit else None
 
 
 def _text(value: Any, lang: str) -> str:
@@ -71,6 +84,12 @@ def _text(value: Any, lang: str) -> str:
 
 def _label(meta: Mapping[str, Any] | None) -> str:
     return str((meta or {}).get("label", ""))
+
+
+def _by_label(item: tuple[str, Any]) -> tuple[str, str]:
+    """Artefacts in the order of their labels, then of their hashes: the same page whatever
+    order the store listed them in (replay renders it again and compares)."""
+    return _label(item[1]), item[0]
 
 
 # -- the coverage matrix ---------------------------------------------------------------
@@ -152,7 +171,7 @@ def coverage_xlsx(source: Source, lang: str) -> bytes:
     members = wb.create_sheet(M("matrix.sheet.evidence").render(lang)[:31])
     members.append([M("matrix.col.member").render(lang), "SHA-256", M("matrix.col.label").render(lang),
                     M("matrix.col.media_type").render(lang), M("matrix.col.size").render(lang)])
-    for digest, meta in sorted(source.manifest.get("artefacts", {}).items(), key=lambda kv: _label(kv[1])):
+    for digest, meta in sorted(source.manifest.get("artefacts", {}).items(), key=_by_label):
         members.append([f"artefacts/{digest}", digest, _cell(_label(meta)), _cell(meta.get("media_type", "")), int(meta.get("size", 0))])
     _shape(members, (80, 66, 40, 24, 12), Font, Alignment)
     for sheet in (ws, members):  # a value is text, whatever its first character (no formula from a label)
@@ -160,8 +179,35 @@ def coverage_xlsx(source: Source, lang: str) -> bytes:
             for c in cells:
                 if isinstance(c.value, str):
                     c.data_type = "s"
+    when = _when(source.manifest.get("finished_at"))
+    wb.properties.created = wb.properties.modified = when
     out = io.BytesIO()
     wb.save(out)
+    return _fixed_zip(out.getvalue(), when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _when(stamp: Any) -> Any:
+    """The run's end as the workbook's date (the same bytes whenever it is rendered)."""
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(str(stamp)[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return datetime(1980, 1, 1)
+
+
+def _fixed_zip(data: bytes, when: str) -> bytes:
+    """``data`` (a workbook) the same whenever it is written: openpyxl dates its zip members
+    and the workbook's "modified" property now; they take the run's end (the members 1980)."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                body = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", lambda m: m.group(1) + when.encode(), body)
+            dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), body, compress_type=zipfile.ZIP_DEFLATED)
     return out.getvalue()
 
 
@@ -263,15 +309,18 @@ def _signature_text(facts: BundleFacts | None) -> Any:
 
 
 def _inline(source: Source, digest: str, meta: Mapping[str, Any], budget: int) -> tuple[_Image, int]:
-    """An image as a ``data:`` URI while the page's budget lasts; past it, listed by hash."""
+    """An image as a ``data:`` URI while the page's budget lasts; past it, listed by hash.
+    The budget counts the bytes read, not the size the manifest declares."""
     size = int(meta.get("size", 0))
     uri = None
     if size <= budget:
         try:
-            uri = f"data:{meta['media_type']};base64," + base64.b64encode(source.read(digest)).decode("ascii")
-            budget -= size
-        except (KeyError, OSError):
-            uri = None
+            data = source.read_at_most(digest, budget)
+        except (KeyError, OSError, BundleError):
+            data = None
+        if data is not None:
+            uri = f"data:{meta['media_type']};base64," + base64.b64encode(data).decode("ascii")
+            budget -= len(data)
     return _Image(_label(meta), digest, meta["media_type"], size, uri), budget
 
 
@@ -309,7 +358,7 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
         scenarios.append(sc)
     # screenshots no scenario's inputs name (a collector's extra views) still belong in the page
     loose = []
-    for digest, meta in sorted(artefacts.items(), key=lambda kv: _label(kv[1])):
+    for digest, meta in sorted(artefacts.items(), key=_by_label):
         if meta.get("media_type") in IMAGE_TYPES and digest not in seen_images:
             image, budget = _inline(source, digest, meta, budget)
             loose.append(image)
@@ -320,7 +369,7 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
                     for k, v in sorted(m.get("requirements", {}).items())]
     unproven = [{"id": k, "text": _text(v.get("text"), lang), "official_ids": list(v.get("official_ids", [])), "tags": v.get("tags", [])}
                 for k, v in sorted(m.get("coverage", {}).get("unproven", {}).items())]
-    exchanges = [_exchange(source, d, meta) for d, meta in sorted(artefacts.items(), key=lambda kv: _label(kv[1]))
+    exchanges = [_exchange(source, d, meta) for d, meta in sorted(artefacts.items(), key=_by_label)
                  if _is_exchange(_label(meta))]
     counts: dict[str, int] = {}
     for verdict in verdicts.values():
@@ -336,7 +385,7 @@ def html_model(source: Source, lang: str) -> dict[str, Any]:
         "requirements": requirements, "unproven": unproven, "scenarios": scenarios, "loose_images": loose,
         "exchanges": exchanges, "incidents": [_text(i, lang) for i in m.get("incidents", [])],
         "artefacts": [(d, _label(meta), meta.get("media_type", ""), meta.get("size", 0))
-                      for d, meta in sorted(artefacts.items(), key=lambda kv: _label(kv[1]))],
+                      for d, meta in sorted(artefacts.items(), key=_by_label)],
         "equivalence": source.equivalence.rows(lang) if source.equivalence is not None else None,
         "equivalence_summary": source.equivalence.summary().render(lang) if source.equivalence is not None else "",
     }
@@ -380,23 +429,25 @@ def bundle_facts(bundle: Any) -> BundleFacts:
     return BundleFacts(bundle.path.name, digest.hexdigest(), size, verify_signature(report.manifest_bytes, report.signature, []))
 
 
-def write_beside(bundle_path: Path, lang: str, out_dir: Path | None = None, equivalence: Any = None) -> list[Path]:
-    """Write ``<run-id>.html`` and the matrix beside the bundle (or in ``out_dir``), from
-    the sealed bundle itself: what they show is what the bundle holds."""
+def write_beside(bundle_path: Path, lang: str, out_dir: Path | None = None, equivalence: Any = None, replayed: Any = None) -> list[Path]:
+    """Write ``<run-id>.html`` and the matrix beside the bundle (or in ``out_dir``), rendered,
+    never copied: from ``replayed`` (a :class:`~harness.replay.ReplayReport`: what the checks
+    conclude again from the artefacts) when given, else from the sealed record of the run that
+    has just derived it."""
     from .bundle import Bundle
 
     bundle_path = Path(bundle_path)
     out_dir = Path(out_dir) if out_dir else bundle_path.parent
     stem = bundle_path.name[:-4] if bundle_path.name.endswith(".zip") else bundle_path.name
     with Bundle(bundle_path) as bundle:
-        source = Source.of_bundle(bundle, bundle_facts(bundle))
+        facts = bundle_facts(bundle)
+        if replayed is not None and replayed.manifest is not None:
+            source = Source.derived(replayed.manifest, replayed.findings, bundle.read_artefact, bundle.read_artefact_head, facts)
+        else:
+            source = Source.of_bundle(bundle, facts)
         source.equivalence = equivalence
-        sealed = bundle.manifest["members"]
-        same_lang = bundle.manifest.get("options", {}).get("lang") == lang
-        # the matrix sealed inside is the one to hand over (a bundle of an earlier version has none)
-        outputs = {f"{stem}.html": render_html(source, lang),
-                   f"{stem}.coverage.csv": bundle.read_member(REPORTS + CSV) if same_lang and REPORTS + CSV in sealed else coverage_csv(source, lang),
-                   f"{stem}.coverage.xlsx": bundle.read_member(REPORTS + XLSX) if same_lang and REPORTS + XLSX in sealed else coverage_xlsx(source, lang)}
+        outputs = {f"{stem}.html": render_html(source, lang), f"{stem}.coverage.csv": coverage_csv(source, lang),
+                   f"{stem}.coverage.xlsx": coverage_xlsx(source, lang)}
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in outputs.items():

@@ -121,7 +121,7 @@ def _reports(manifest: Manifest, findings: dict[str, list[Finding]], store: Obje
     not the bundle (an incident says so)."""
     from . import report
 
-    source = report.Source(manifest.to_json(), {sid: [f.to_json() for f in items] for sid, items in findings.items()}, store.get)
+    source = report.Source.derived(manifest, findings, store.get)
     try:
         return report.members(source, lang)
     except Exception as exc:

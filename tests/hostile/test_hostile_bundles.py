@@ -227,3 +227,90 @@ def test_a_scenario_redefined_with_a_harmless_check_is_caught_by_replay(bundle, 
 def test_an_untouched_bundle_replays_identically(bundle, capsys):
     code, out = _verify(capsys, "--replay", str(bundle))
     assert code == 0 and "identical verdicts" in out
+
+
+# -- forged reports inside a valid proof: rendered again, never copied ------------------------
+
+
+def _forged_reports(bundle, tmp_path) -> Path:
+    """The matrix says PASS where the run said FAIL, with a formula; the page says PASS too."""
+    def edit(m, members):
+        members["reports/coverage.csv"] = members["reports/coverage.csv"].replace(b"FAIL", b"PASS") + b'=HYPERLINK("http://x")\r\n'
+        members["reports/report.html"] = members["reports/report.html"].replace(b"FAIL", b"PASS")
+
+    return _forge(bundle, tmp_path, edit)
+
+
+def test_forged_reports_are_named_by_replay(bundle, tmp_path, capsys):
+    code, out = _verify(capsys, "--replay", str(_forged_reports(bundle, tmp_path)))
+    assert code == 1
+    for member in ("reports/coverage.csv", "reports/report.html"):
+        assert f"{member}: - -> - (the sealed report differs from what the replayed results give)" in out
+    assert "reports/coverage.xlsx" not in out  # the untouched one is the one replay renders
+
+
+def test_harness_report_renders_from_the_checks_and_never_copies_a_forged_matrix(bundle, tmp_path, capsys):
+    forged = _forged_reports(bundle, tmp_path)
+    code = cli(["--lang", "en", "report", str(forged), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 1 and "reports/coverage.csv: - -> -" in out
+    [csv] = (tmp_path / "out").glob("*.coverage.csv")
+    written = csv.read_bytes()
+    assert b"HYPERLINK" not in written and b"LES-3.1-CHANNELS" in written
+    row = next(line for line in written.decode("utf-8-sig").splitlines() if line.startswith("LES-3.1-CHANNELS,"))
+    assert ",FAIL," in row  # the verdict the checks give, not the forged one
+    with zipfile.ZipFile(bundle) as zf:  # and on the untouched bundle, the report is the sealed one
+        sealed = zf.read("reports/coverage.csv")
+    assert cli(["--lang", "fr", "report", str(bundle), "--out", str(tmp_path / "clean")]) == 0  # the run's language
+    assert next((tmp_path / "clean").glob("*.coverage.csv")).read_bytes() == sealed
+
+
+def test_equivalence_reuses_no_proof_whose_own_checks_fail(bundle, tmp_path, capsys):
+    """The verdicts turned PASS, the check steps left as they were (FAIL), the bundle re-sealed:
+    compared with itself, nothing is equivalent, so nothing is offered for reuse."""
+    def edit(m, _):
+        for r in m["results"]:
+            if r["verdict"] == "FAIL":
+                r["verdict"] = "PASS"
+        for req in m["requirements"].values():
+            if req["verdict"] == "FAIL":
+                req["verdict"] = "PASS"
+
+    forged = _forge(bundle, tmp_path, edit)
+    code = cli(["--lang", "en", "equivalence", str(forged), str(forged), "--json", str(tmp_path / "eq.json")])
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = {r["requirement"]: r for r in json.loads((tmp_path / "eq.json").read_text())["requirements"]}
+    assert rows["LES-3.1-CHANNELS"]["reusable"] is False and rows["LES-3.1-CHANNELS"]["equivalent"] is False
+    assert "earlier bundle: version-same-in-channels replays otherwise than recorded (PASS -> FAIL: verdict)" in out
+    honest = {r["requirement"]: r for r in _equivalence_rows(bundle, tmp_path, capsys)}
+    assert honest["LES-3.1-CHANNELS"]["equivalent"] is True  # the untouched bundle is equivalent to itself
+
+
+def _equivalence_rows(bundle, tmp_path, capsys):
+    cli(["--lang", "en", "equivalence", str(bundle), str(bundle), "--json", str(tmp_path / "honest.json")])
+    capsys.readouterr()
+    return json.loads((tmp_path / "honest.json").read_text())["requirements"]
+
+
+@pytest.mark.slow
+def test_report_budgets_images_by_their_real_size_not_the_declared_one(bundle, tmp_path):
+    """An image of 40 MiB whose manifest declares 100 bytes: listed by hash, never inlined."""
+    import os
+
+    members = _members(bundle)
+    manifest = json.loads(members["manifest.json"])
+    data = b"\x89PNG\r\n\x1a\n" + os.urandom(40 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    members[f"artefacts/{digest}"] = data
+    manifest["members"][f"artefacts/{digest}"] = digest
+    manifest["artefacts"][digest] = {"label": "version.screenshot:forged", "media_type": "image/png", "size": 100}
+    forged = _reseal(members, manifest, tmp_path / "image.zip")
+    proc = subprocess.run([sys.executable, "-c", PEAK, "--lang", "en", "report", str(forged), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    [page] = (tmp_path / "out").glob("*.html")
+    assert page.stat().st_size < 8 * 1024 * 1024, page.stat().st_size
+    assert digest in page.read_text()  # listed by its hash
+    peak_kib = int(proc.stdout.split("PEAK")[-1])
+    assert peak_kib < 400 * 1024, peak_kib
