@@ -12,6 +12,7 @@ from .http import is_loopback
 from .messages import Catalogue, Localized, Message, Text, catalogue
 from .plugins import core_version, hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_json, parse_xml
+from .serving import BoundedServer, ConnectionBounds
 from .steps import ANY_INPUT, check, collector
 from .summary import ReportSection, SummaryContext
 from .target import Target
@@ -21,12 +22,14 @@ __all__ = [
     "ANY_INPUT",
     "ArchiveLimits",
     "Artefact",
+    "BoundedServer",
     "Bundle",
     "BundleError",
     "Catalogue",
     "CheckContext",
     "CommandContext",
     "CollectContext",
+    "ConnectionBounds",
     "Evaluation",
     "Finding",
     "HarnessError",

@@ -21,12 +21,16 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .events import EventHub
+from .serving import BoundedServer, ConnectionBounds
 from .messages import catalogue
 
 M = catalogue(__name__)
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 MAX_BATCH = 2000  # events in one answer
+# a page polls with short requests: 16 connections at once, 30 s each in all, 10 s without a
+# byte (a slowloris of a hundred connections holds 16 of them, each for 30 s at most)
+BOUNDS = ConnectionBounds(max_connections=16, deadline=30.0, idle=10.0)
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -123,11 +127,14 @@ class LiveView:
 
             do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
-        family_server = ThreadingHTTPServer
+        class Server(BoundedServer, ThreadingHTTPServer):
+            connection_bounds = BOUNDS
+
+        family_server = Server
         if ":" in host:
             import socket
 
-            class V6(ThreadingHTTPServer):
+            class V6(Server):
                 address_family = socket.AF_INET6
             family_server = V6
         self.server = family_server((host, port), Handler)

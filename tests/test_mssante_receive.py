@@ -122,6 +122,7 @@ CASES = {
     "silent": (["mss-recv-silent"], {("MSS-RECEIVE", "MSS-RECV-02")}),
     "ko-all": (["mss-recv-ko-all"], {("MSS-RECEIVE", "MSS-RECV-03")}),
     "ko-elsewhere": (["mss-recv-ko-elsewhere"], {("MSS-RECEIVE", "MSS-RECV-04")}),
+    "imap-in-clear": (["mss-recv-plain"], {("MSS-RECEIVE", "MSS-RECV-06")}),
 }
 
 

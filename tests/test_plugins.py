@@ -101,8 +101,8 @@ def test_plugins_use_the_public_surface_only():
 
 def test_public_surface_is_pinned():
     assert sorted(harness.__all__) == [
-        "ANY_INPUT", "ArchiveLimits", "Artefact", "Bundle", "BundleError", "Catalogue", "CheckContext", "CollectContext",
-        "CommandContext", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError",
+        "ANY_INPUT", "ArchiveLimits", "Artefact", "BoundedServer", "Bundle", "BundleError", "Catalogue", "CheckContext",
+        "CollectContext", "CommandContext", "ConnectionBounds", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError",
         "ReportSection", "SafeArchive", "ScenarioError", "Service", "ServiceContext", "Severity", "SummaryContext", "Target",
         "TargetError", "Text", "UnsafeInput", "Verdict", "atomic_write", "catalogue", "check", "collector", "core_version",
         "hookimpl", "is_loopback", "parse_json", "parse_xml", "verify_bundle",

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import HarnessError, UnsafeInput
 from ..messages import catalogue
 from ..safety import parse_json
+from ..serving import BoundedServer, ConnectionBounds
 from .engine import Engine, Params, TxError, parse_languages
 from .model import bare_oid
 from .snapshot import SnapshotTerminology
@@ -45,8 +46,9 @@ def _outcome(code: str, text: str) -> dict:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
 
 
-class _QuietServer(ThreadingHTTPServer):
+class _QuietServer(BoundedServer, ThreadingHTTPServer):
     daemon_threads = True
+    connection_bounds = ConnectionBounds(max_connections=32, deadline=300.0, idle=15.0)
     standin: "TerminologyServer"
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from harness import Message, catalogue
+from harness import BoundedServer, ConnectionBounds, Message, catalogue
 
 from . import patients
 from .dmp_defects import DMP_DEFECTS
@@ -223,8 +223,9 @@ def api_about(cfg: DemoConfig) -> dict:
     }
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(BoundedServer, ThreadingHTTPServer):
     daemon_threads = True
+    connection_bounds = ConnectionBounds(max_connections=64, deadline=300.0, idle=30.0)
     cfg: DemoConfig
     dmp_status: dict = {"state": "idle"}
 

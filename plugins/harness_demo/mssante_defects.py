@@ -30,4 +30,5 @@ MSSANTE_DEFECTS: dict[str, Message] = {
     "mss-recv-silent": M("defect.mss-recv-silent"),
     "mss-recv-ko-all": M("defect.mss-recv-ko-all"),
     "mss-recv-ko-elsewhere": M("defect.mss-recv-ko-elsewhere"),
+    "mss-recv-plain": M("defect.mss-recv-plain"),
 }

@@ -61,6 +61,17 @@ def receive(imap_conf: dict, smtp_conf: dict, defects: set[str]) -> dict:
     if "mss-recv-unread" in defects:
         return {"state": "ignored"}
     password = Path(imap_conf["password_file"]).read_text().strip()
+    if "mss-recv-plain" in defects:  # a first login in clear, refused, then the right way
+        clear = imaplib.IMAP4(imap_conf["host"], int(imap_conf["port"]), timeout=TIMEOUT)
+        try:
+            clear.login(imap_conf["user"], password)
+        except (imaplib.IMAP4.error, OSError):
+            pass
+        finally:
+            try:
+                clear.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
     box = imaplib.IMAP4(imap_conf["host"], int(imap_conf["port"]), timeout=TIMEOUT)
     handled = []
     try:

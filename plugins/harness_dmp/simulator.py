@@ -14,6 +14,7 @@ Collectors find the running simulator of their process through :func:`running`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import ssl
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from lxml import etree
 
-from harness import catalogue
+from harness import BoundedServer, ConnectionBounds, catalogue
 
 from . import pki, soap, vihf
 from .registry import Outcome, Registry
@@ -49,6 +50,16 @@ REQUEST_DEADLINE = 60.0  # seconds to read one request in all
 KEPT_OF_REFUSED = 64 * 1024  # bytes kept of a request refused for its size
 _RUNNING: dict[str, "DmpSimulator"] = {}
 _RUNNING_LOCK = threading.Lock()
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+def _chunk_size(line: bytes) -> int | None:
+    """A chunk's size (RFC 9112 7.1: hexadecimal digits, then extensions after ";"), or None:
+    a sign, a space inside, no digit or an absurd length is no size."""
+    digits = line.split(b";")[0].strip(b" \t\r\n")
+    return int(digits, 16) if _HEX.fullmatch(digits) else None
 
 
 def running(base_url: str) -> "DmpSimulator | None":
@@ -120,10 +131,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(BoundedServer, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+    # a client's connections: 32 at once, 5 minutes each in all (a keep-alive session of
+    # several transactions), READ_TIMEOUT without a byte
+    connection_bounds = ConnectionBounds(max_connections=32, deadline=300.0, idle=READ_TIMEOUT)
 
     def __init__(self, sim: "DmpSimulator", port: int) -> None:
         self.sim = sim
@@ -160,38 +174,68 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # the journal is the log
         pass
 
-    def _read(self) -> tuple[bytes, bool]:
-        """The request body, whole, or its first bytes and False when over the bounds."""
+    def _read(self) -> tuple[bytes, str | None]:
+        """The request body and None, or its first bytes and why it stops there: "too-large"
+        (over the size bound) or "deadline" (the request's total deadline: a body trickled a
+        byte a second is cut)."""
         deadline = time.monotonic() + REQUEST_DEADLINE
         limit = self.server.sim.max_request
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             out, total = [], 0
             while True:
-                if time.monotonic() > deadline:
-                    return b"".join(out)[:KEPT_OF_REFUSED], False
-                line = self.rfile.readline(100)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
+                line = self._read_line(deadline)
+                size = _chunk_size(line)
+                if size is None:
+                    raise ValueError(f"chunk size {line[:20]!r}")
                 if size == 0:
-                    self.rfile.readline(100)
-                    return b"".join(out), True
+                    self._read_line(deadline)
+                    return b"".join(out), None
                 total += size
                 if total > limit:
-                    return b"".join(out)[:KEPT_OF_REFUSED], False
-                out.append(self.rfile.read(size))
-                self.rfile.readline(10)
-        length = int(self.headers.get("Content-Length") or 0)
+                    return b"".join(out)[:KEPT_OF_REFUSED], "too-large"
+                chunk, why = self._read_exact(size, deadline)
+                out.append(chunk)
+                if why is not None:
+                    return b"".join(out)[:KEPT_OF_REFUSED], why
+                self._read_line(deadline)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ValueError("Content-Length") from None
+        if length < 0:
+            raise ValueError("Content-Length")
         if length > limit:
-            return self.rfile.read(min(length, KEPT_OF_REFUSED)), False
-        chunks, left = [], length
+            return self._read_exact(min(length, KEPT_OF_REFUSED), deadline)[0], "too-large"
+        return self._read_exact(length, deadline)
+
+    def _read_exact(self, size: int, deadline: float) -> tuple[bytes, str | None]:
+        """``size`` bytes, or what came before the deadline or the end: each read takes what
+        has arrived (``read1``), so a trickle comes back to the deadline check."""
+        chunks, left = [], size
         while left:
-            if time.monotonic() > deadline:
-                return b"".join(chunks)[:KEPT_OF_REFUSED], False
-            chunk = self.rfile.read(min(left, 1 << 20))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"".join(chunks), "deadline"
+            self.connection.settimeout(min(READ_TIMEOUT, remaining))
+            try:
+                chunk = self.rfile.read1(min(left, 1 << 20))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    return b"".join(chunks), "deadline"
+                raise
             if not chunk:
-                break
+                raise ConnectionError("the client closed the connection mid-body")
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks), left == 0
+        return b"".join(chunks), None
+
+    def _read_line(self, deadline: float) -> bytes:
+        """A chunk-size line (at most 100 bytes), within the request's deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request deadline")
+        self.connection.settimeout(min(READ_TIMEOUT, remaining))
+        return self.rfile.readline(100)
 
     def do_GET(self) -> None:
         self._send(405, "text/plain", b"POST only\n", close=True)
@@ -200,14 +244,17 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         content_type = self.headers.get("Content-Type") or ""
         try:
-            body, complete = self._read()
+            body, cut = self._read()
         except (OSError, ValueError) as exc:
             ex = sim.journal.exchange(connection=self.conn.n, path=self.path, content_type=content_type, request=b"", complete=False)
             self._answer(ex, soap.SoapError("Sender", "BrokenRequest", M("sim.read_failed", error=str(exc) or type(exc).__name__)), close=True)
             return
-        ex = sim.journal.exchange(connection=self.conn.n, path=self.path, content_type=content_type, request=body, complete=complete)
-        if not complete:
+        ex = sim.journal.exchange(connection=self.conn.n, path=self.path, content_type=content_type, request=body, complete=cut is None)
+        if cut == "too-large":
             self._answer(ex, soap.SoapError("Sender", "RequestTooLarge", M("sim.too_large", limit=sim.max_request)), status=413, close=True)
+            return
+        if cut == "deadline":
+            self._answer(ex, soap.SoapError("Sender", "RequestTimeout", M("sim.too_slow", seconds=f"{REQUEST_DEADLINE:g}")), status=408, close=True)
             return
         try:
             outcome = sim.handle(ex)

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from harness import BoundedServer, ConnectionBounds
+
 from .hl7v2 import MLLP_END, MLLP_START, check_message, read_message
 
 MAX_FRAME = 4 * 1024 * 1024
@@ -144,8 +146,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 pass
 
 
-class _Server(socketserver.ThreadingTCPServer):
+class _Server(BoundedServer, socketserver.ThreadingTCPServer):
     daemon_threads = True
+    # a sender may keep its connection for a whole scenario (MLLP connections are long-lived)
+    connection_bounds = ConnectionBounds(max_connections=16, deadline=900.0, idle=IDLE_TIMEOUT)
     allow_reuse_address = True
     listener: "MllpListener"
 

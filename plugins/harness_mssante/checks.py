@@ -316,6 +316,11 @@ def check_integration(ctx: CheckContext, ev: Evaluation) -> None:
         for name, r in kos:
             ev.check(d["sender"].lower() in r.to, rule="MSS-RECV-04", location=f"{name} ↔ {where}",
                      message=M("receive.ko_not_to_sender", to=", ".join(r.to) or "-", sender=d["sender"]))
+    # the software reads its mailbox over TLS: a login sent in clear, even refused, gave the
+    # password away (a record of an earlier version has no logins: nothing to judge)
+    for login in record.get("imap_logins", []):
+        ev.check(login["tls"], rule="MSS-RECV-06", location=f"imap {record['mailbox']} (port {login['port']}, {login['user'] or '-'})",
+                 message=M("receive.imap_plain", outcome=login["outcome"]))
     for name, r in replies:
         if r.ko and name not in named:
             ev.add(rule="MSS-RECV-05", severity=Severity.WARNING, location=name, message=M("receive.ko_unnamed", subject=r.subject[:200]))

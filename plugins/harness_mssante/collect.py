@@ -244,6 +244,6 @@ def collect_received(ctx: CollectContext) -> dict:
     record = {"mailbox": box.base_url, "address": box.address, "connections": connections,
               "delivered": [{"id": d.id, "expected": d.expected, "faults": list(d.faults), "message_id": d.message_id,
                              "input": f"mss-delivered/{d.id}", "sender": receive.SENDER} for d in delivered],
-              "mailbox_state": state, "replies": replies}
+              "mailbox_state": state, "replies": replies, "imap_logins": box.logins()}
     outputs["mss.receive"] = ctx.record_json(record, label="mssante.receive")
     return outputs

@@ -5,6 +5,12 @@ the mail simulator's kind of test certificate for STARTTLS.
 
 The harness delivers its catalogue of messages with IMAP APPEND, then reads back which the
 software opened (the ``\\Seen`` flag), through the same server.
+
+Dovecot takes a connection whose two ends have the same address as secure (2.3: no setting
+turns that off), so on loopback it accepts a password in clear even with ``ssl = required``:
+the harness cannot refuse such a login as the operator would, so it judges it. Each login of
+the software (the harness's own sessions set aside by their port) is read from Dovecot's log
+with whether it came over TLS (:meth:`Mailbox.logins`); the receiving scenario judges them.
 """
 from __future__ import annotations
 
@@ -43,6 +49,27 @@ def dovecot_binary() -> str | None:
     return shutil.which("dovecot") or next((p for p in ("/usr/sbin/dovecot",) if os.access(p, os.X_OK)), None)
 
 
+def _account() -> pwd.struct_passwd:
+    """The account Dovecot's processes run as (see :meth:`Mailbox._config`)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
+    for name in ("dovenull", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise MailboxError("no unprivileged account (dovenull, nobody) for Dovecot's processes")
+
+
+def _group(account: pwd.struct_passwd) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(account.pw_gid).gr_name
+    except KeyError:
+        return str(account.pw_gid)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +88,7 @@ class Mailbox:
         self.password_file = self.root / "credentials" / "password"
         self.certificate: Path | None = None
         self._process: subprocess.Popen | None = None
+        self._own_ports: set[int] = set()  # the harness's own sessions (deliver, state)
 
     @property
     def base_url(self) -> str:
@@ -70,23 +98,24 @@ class Mailbox:
         from .simulator import _certificate
 
         root = self.root
-        root.chmod(0o755)  # Dovecot's login processes run as its own unprivileged users
+        # Every Dovecot process but the master runs as one account: as root, Dovecot's own
+        # unprivileged one (dovenull, else nobody); otherwise the developer's. The mailbox's
+        # folder belongs to it, mode 0700: its passwd file, its sockets (several are 0666 by
+        # default) and the mail are out of every other local user's reach.
+        mail = _account()
+        identity = (f"default_internal_user = {mail.pw_name}\ndefault_internal_group = {_group(mail)}\n"
+                    f"default_login_user = {mail.pw_name}\n")
         for sub in ("run", "state", "home"):
-            (root / sub).mkdir()
+            (root / sub).mkdir(mode=0o700)
         (root / "credentials").mkdir(mode=0o700)
         self.password_file.touch(mode=0o600)
         self.password_file.write_text(self._password)
         users = root / "users"
+        users.touch(mode=0o600)
         users.write_text(f"{self.user}:{{PLAIN}}{self._password}::::::\n")
-        users.chmod(0o644)
-        if os.geteuid() == 0:  # the package's users for login and internal processes; mail as nobody
-            mail = pwd.getpwnam("nobody")
-            identity = ""
-        else:  # a developer's account: every process as that user
-            mail = pwd.getpwuid(os.geteuid())
-            identity = (f"default_internal_user = {mail.pw_name}\ndefault_internal_group = {mail.pw_name}\n"
-                        f"default_login_user = {mail.pw_name}\n")
-        os.chown(root / "home", mail.pw_uid, mail.pw_gid)
+        for path in (root, root / "run", root / "state", root / "home", users):
+            os.chown(path, mail.pw_uid, mail.pw_gid)
+        root.chmod(0o700)
         tls = "ssl = no\ndisable_plaintext_auth = no\n"
         if self.tls == "starttls":
             self.certificate, key = _certificate(root)
@@ -100,6 +129,7 @@ log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
 {tls}auth_mechanisms = plain login
+login_log_format_elements = user=<%u> method=%m rip=%r rport=%{{rport}} lip=%l mpid=%e %c session=<%{{session}}>
 {identity}first_valid_uid = {min(mail.pw_uid, 500) or 1}
 passdb {{
   driver = passwd-file
@@ -154,6 +184,7 @@ service anvil {{
 
     def _session(self) -> imaplib.IMAP4:
         imap = imaplib.IMAP4("127.0.0.1", self.port, timeout=IMAP_TIMEOUT)
+        self._own_ports.add(imap.sock.getsockname()[1])
         if self.tls == "starttls":
             imap.starttls(ssl.create_default_context(cafile=str(self.certificate)))
         imap.login(self.user, self._password)
@@ -191,6 +222,26 @@ service anvil {{
             mid = re.search(rb"(?im)^message-id:\s*(<[^>]+>)", body or b"")
             out.append({"message_id": mid.group(1).decode("ascii", "replace") if mid else None,
                         "flags": sorted(flags.group(1).decode().split()) if flags else []})
+        return out
+
+    def logins(self) -> list[dict]:
+        """Every login attempt on the mailbox but the harness's own: its client port, the user
+        it named, whether it came over TLS, and how it ended ("login", or Dovecot's reason)."""
+        out = []
+        for line in self.log().splitlines():
+            if "imap-login: Info: " not in line:
+                continue
+            port = re.search(r"rport=(\d+)", line)
+            if port is None or int(port.group(1)) in self._own_ports:
+                continue
+            said = line.split("imap-login: Info: ", 1)[1]
+            user = re.search(r"user=<([^>]*)>", said)
+            plaintext = "plaintext" in said
+            if not said.startswith("Login:") and not plaintext and "auth failed" not in said:
+                continue  # a connection that tried no login
+            out.append({"port": int(port.group(1)), "user": user.group(1)[:100] if user else "",
+                        "tls": bool(re.search(r", (TLS|TLS handshaking)[,:]", said)),
+                        "outcome": "login" if said.startswith("Login:") else said.split(":")[0][:200]})
         return out
 
     def stop(self) -> None:

@@ -10,7 +10,12 @@ as it was read (at most ``max_message`` bytes are kept) and refused with its cod
 - over the size: 552 5.3.4, once the end of data is read; a sender that keeps sending
   beyond a quarter more than the limit is cut there (552, then the connection closes);
 - a line too long: 500 5.5.6 once the end of data is read (cut likewise);
-- a line feed alone (bare LF, no CR; the door of SMTP smuggling): 500 5.5.2 likewise;
+- a line feed alone (bare LF, no CR; the door of SMTP smuggling): 500 5.5.2 likewise, and a
+  carriage return alone (bare CR: ``\r.\r`` ends data for some servers) as well;
+- a NUL, CR or LF inside a MAIL FROM or RCPT TO argument: 501 5.5.2, the command refused;
+- more than ``MAX_RECIPIENTS`` recipients for one message: 452 4.5.3 (RFC 5321 4.5.3.1.10:
+  a server must accept 100, and says "too many" with 452); more commands on one connection
+  than ``COMMAND_LIMITS`` allow: 421 4.7.0 and closed (aiosmtpd's own call limit);
 - past the deadline (a connection's total time, whatever it sends): 421 4.4.2, closed;
 - silent for ``idle`` seconds: aiosmtpd's own timeout closes it.
 
@@ -39,11 +44,16 @@ DEADLINE = 60.0
 IDLE = 20.0
 LINE_LIMIT = 1000  # octets with CRLF (RFC 5321 4.5.3.1.6)
 MAX_REPLIES = 200  # kept per connection
+MAX_RECIPIENTS = 100  # per message (RFC 5321 4.5.3.1.8: at least 100 must be accepted)
+# per connection: a software sending fifty messages of twenty recipients stays far below
+COMMAND_LIMITS = {"*": 200, "MAIL": 500, "RCPT": 5000, "DATA": 500, "RSET": 500, "NOOP": 200}
 REPLIES = {
     "too-large": "552 5.3.4 Message trop volumineux / message too large",
     "line-too-long": "500 5.5.6 Ligne trop longue / line too long",
     "bare-lf": "500 5.5.2 Saut de ligne LF seul / bare LF received",
+    "bare-cr": "500 5.5.2 Retour chariot CR seul / bare CR received",
 }
+_FORBIDDEN_IN_ARGS = ("\0", "\r", "\n")
 
 _RUNNING: dict[str, "MailSimulator"] = {}
 
@@ -187,6 +197,21 @@ class _Smtp(SMTP):
             self.record.helo = hostname[:200]
         await super().smtp_EHLO(hostname)
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        if arg and any(c in arg for c in _FORBIDDEN_IN_ARGS):
+            await self.push("501 5.5.2 Caractere interdit (NUL, CR, LF) / forbidden character in the address")
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        if arg and any(c in arg for c in _FORBIDDEN_IN_ARGS):
+            await self.push("501 5.5.2 Caractere interdit (NUL, CR, LF) / forbidden character in the address")
+            return
+        if len(self.envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            await self.push("452 4.5.3 Trop de destinataires / too many recipients")
+            return
+        await super().smtp_RCPT(arg)
+
     async def smtp_QUIT(self, arg: str) -> None:
         if self.record is not None:
             self.record.closed = "quit"
@@ -237,8 +262,11 @@ class _Smtp(SMTP):
             if not fragment and line.startswith(b"."):
                 line = line[1:]
             rec.read += len(line)
-            if b"\n" in (line[:-2] if ends else line) and state in ("accepted", "line-too-long"):
+            body = line[:-2] if ends else line
+            if b"\n" in body and state in ("accepted", "line-too-long"):
                 state = "bare-lf"  # a line feed alone ends no SMTP line (RFC 5321 2.3.8)
+            elif b"\r" in body.rstrip(b"\r" if not ends else b"") and state in ("accepted", "line-too-long"):
+                state = "bare-cr"  # nor does a carriage return alone (RFC 5321 2.3.8)
             if ends and not fragment and len(line) > LINE_LIMIT and state == "accepted":
                 state = "line-too-long"
             fragment = not ends
@@ -330,7 +358,8 @@ class MailSimulator:
 
     def start(self) -> "MailSimulator":
         kw: dict = {"hostname": "127.0.0.1", "port": self.port, "server_hostname": self.hostname, "ready_timeout": 10.0,
-                    "data_size_limit": self.max_message, "timeout": self.idle, "enable_SMTPUTF8": True, "decode_data": False}
+                    "data_size_limit": self.max_message, "timeout": self.idle, "enable_SMTPUTF8": True, "decode_data": False,
+                    "command_call_limit": COMMAND_LIMITS}
         if self.tls != "plain":
             self.certificate, key = _certificate(Path(self._folder.name))
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

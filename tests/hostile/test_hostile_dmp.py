@@ -175,3 +175,92 @@ def test_fifty_clients_at_once_are_all_answered(sim):
     for t in threads:
         t.join(30)
     assert results == [200] * 50
+
+
+@pytest.mark.parametrize("size_line", [b"-1", b"+10", b"0x10", b"1 0", b"", b"ffffffffffffffffff"])
+def test_a_chunk_size_that_is_no_size_is_refused_before_any_body_is_read(sim, size_line):
+    """A chunk size of -1 made the simulator read to the end of the stream (300 MiB: 673 MB
+    resident, a bundle its own verify refused); any size that is not hexadecimal digits is now
+    a broken request, refused at once while the client is still sending, the body never read."""
+    before = len(sim.journal.exchanges)
+    tls = tls_socket(sim)
+    tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + size_line + b"\r\n")
+    started = time.monotonic()
+
+    def flood():  # what follows the size: 4 s of data the simulator must not wait for
+        try:
+            while time.monotonic() - started < 4:
+                tls.sendall(b"<" * 16384)
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    while len(sim.journal.exchanges) == before and time.monotonic() - started < 10:
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    sender.join(10)
+    tls.close()
+    ex = sim.journal.exchanges[-1]
+    assert elapsed < 1.5 and ex.errors[0][0] == "BrokenRequest" and len(ex.request) == 0, (elapsed, ex.errors)
+    assert still_serving(sim)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_trickled_a_byte_a_second_is_cut_at_the_request_deadline(sim, monkeypatch, chunked):
+    monkeypatch.setattr(sim_module, "REQUEST_DEADLINE", 2.0)
+    with tls_socket(sim) as tls:
+        framing = b"Transfer-Encoding: chunked\r\n\r\n3e8\r\n" if chunked else b"Content-Length: 1000\r\n\r\n"
+        tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\n" + framing)
+        started = time.monotonic()
+        tls.settimeout(0.5)
+        answer = b""
+        while time.monotonic() - started < 8 and not answer:
+            try:
+                tls.sendall(b"<")
+                answer = tls.recv(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and elapsed < 5, (answer[:60], elapsed)
+    ex = sim.journal.exchanges[-1]
+    assert ex.errors[0][0] == "RequestTimeout" and not ex.complete and 0 < len(ex.request) < 100
+    assert still_serving(sim)
+
+
+def test_a_slowloris_holds_no_more_than_the_connection_bound(monkeypatch):
+    """A hundred clients that complete their handshake then send a header byte every 0.4 s
+    (never idle, never done): at most the bound are served at once, the others are closed
+    after a short wait, each held one is cut at its deadline, and a client is served after."""
+    monkeypatch.setattr(sim_module, "READ_TIMEOUT", 1.0)
+    monkeypatch.setattr(sim_module._Server, "connection_bounds",
+                        sim_module.ConnectionBounds(max_connections=8, deadline=3.0, idle=1.0, wait=0.05))
+    sim = DmpSimulator().start()
+    ended: list[float] = []
+    started = time.monotonic()
+
+    def slow():
+        try:
+            with tls_socket(sim) as tls:
+                while time.monotonic() - started < 20:
+                    tls.sendall(b"P")
+                    time.sleep(0.4)
+        except OSError:
+            pass
+        ended.append(time.monotonic() - started)
+
+    try:
+        threads = [threading.Thread(target=slow, daemon=True) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(25)
+        assert len(ended) == 100 and max(ended) < 15, sorted(ended)[-5:]
+        assert sim.server.peak <= 8 and sim.server.refused > 0 and sim.server.cut > 0
+        assert still_serving(sim)
+    finally:
+        sim.stop()

@@ -142,6 +142,54 @@ def test_a_bare_line_feed_is_refused(sim):
     still_serving(sim)
 
 
+@pytest.mark.parametrize("data", [
+    b"Subject: cr\r\n\r\nbody\r.\rMAIL FROM:<x@evil.example>\r\n.",  # a bare-CR end of data: smuggling
+    b"Subject: cr\rX-Smuggled: yes\r\n\r\nbody\r\n.",
+])
+def test_a_bare_carriage_return_is_refused_as_a_bare_line_feed_is(sim, data):
+    raw = Raw(sim)
+    raw.start_data()
+    reply = raw.cmd(data)
+    raw.close()
+    m = wait_for(sim, "bare-cr")
+    assert reply.startswith(b"500") and m.reply.startswith("500 5.5.2") and m.raw.startswith(b"Subject: cr")
+    assert not [x for x in sim.journal.messages if x.outcome == "accepted"]  # nothing smuggled through
+    still_serving(sim)
+
+
+@pytest.mark.parametrize("command", [b"MAIL FROM:<a\x00@cabinet.mssante.fr>", b"MAIL FROM:<a@cabinet.mssante.fr>\rRCPT TO:<x@evil.example>"])
+def test_a_nul_or_a_carriage_return_in_mail_from_is_refused(sim, command):
+    raw = Raw(sim)
+    assert raw.cmd(b"EHLO hostile.test").startswith(b"250")
+    reply = raw.cmd(command)
+    assert reply.startswith(b"501 5.5.2"), reply
+    assert raw.cmd(b"RCPT TO:<b@hopital.mssante.fr>").startswith(b"503")  # no sender was taken
+    raw.close()
+    still_serving(sim)
+
+
+def test_ten_thousand_recipients_are_refused_past_the_hundredth_and_the_connection_bounded(sim):
+    """RFC 5321 4.5.3.1.10: a server that will take no more recipients answers 452; past the
+    connection's command bound, 421 and closed."""
+    raw = Raw(sim)
+    assert raw.cmd(b"EHLO hostile.test").startswith(b"250")
+    assert raw.cmd(b"MAIL FROM:<a@cabinet.mssante.fr>").startswith(b"250")
+    batch = b"".join(b"RCPT TO:<r%d@hopital.mssante.fr>\r\n" % i for i in range(10_000))
+    raw.sock.sendall(batch)
+    codes = []
+    while True:
+        line = raw.file.readline()
+        if not line:
+            break
+        codes.append(line[:3])
+        if line.startswith(b"421"):
+            break
+    raw.close()
+    assert codes[:100] == [b"250"] * 100 and codes[100] == b"452"
+    assert codes[-1] == b"421" and len(codes) <= 5001, (len(codes), codes[-3:])
+    still_serving(sim)
+
+
 def test_an_endless_slow_message_is_cut_at_the_deadline_and_recorded_as_far_as_read(sim):
     raw = Raw(sim)
     raw.start_data()
@@ -197,3 +245,91 @@ def test_the_plain_and_required_modes(mode, offered):
         assert mail.startswith(b"530") if mode == "required" else mail.startswith(b"250")
     finally:
         s.stop()
+
+
+# -- the mailbox (Dovecot): private to it, and the software's use of TLS on record ------------
+
+needs_dovecot = pytest.mark.skipif(__import__("harness_mssante.mailbox", fromlist=["x"]).dovecot_binary() is None,
+                                   reason="Dovecot is not installed (apt-get install dovecot-imapd)")
+
+
+@pytest.fixture
+def mailbox():
+    from harness_mssante.mailbox import Mailbox
+
+    box = Mailbox().start()
+    yield box
+    box.stop()
+
+
+def _as_other_user(fn):
+    """Run ``fn`` in a child process as a local account that is neither ours nor Dovecot's."""
+    import os
+    import pwd
+
+    from harness_mssante.mailbox import _account
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another local user")
+    other = next(p for p in pwd.getpwall() if p.pw_uid not in (0, _account().pw_uid) and p.pw_name in ("daemon", "bin", "sys", "games"))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the other account, try, report
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(other.pw_gid)
+            os.setuid(other.pw_uid)
+            out = fn()
+        except BaseException as exc:  # noqa: BLE001 (the child reports everything)
+            out = f"{type(exc).__name__}"
+        os.write(w, str(out).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as fh:
+        return fh.read()
+
+
+@needs_dovecot
+def test_the_mailbox_files_and_sockets_are_out_of_other_local_users_reach(mailbox):
+    """The passwd file was 0644 in a 0755 folder and six sockets 0666: another local user read
+    the password and reached Dovecot's internal services."""
+    import os
+
+    root = mailbox.root
+    assert os.stat(root).st_mode & 0o777 == 0o700
+    sockets = [p for p in root.rglob("*") if p.is_socket() and p.stat().st_mode & 0o002]
+    assert sockets  # Dovecot's own defaults: world-writable, behind the private folder
+    assert _as_other_user(lambda: (root / "users").read_text()) == "PermissionError"
+    assert _as_other_user(lambda: os.listdir(root / "run")) == "PermissionError"
+
+    def connect():
+        import socket as s
+
+        with s.socket(s.AF_UNIX) as c:
+            c.connect(str(sockets[0]))
+        return "connected"
+
+    assert _as_other_user(connect) == "PermissionError"
+
+
+@needs_dovecot
+def test_a_login_in_clear_on_loopback_is_on_record_and_the_harness_own_sessions_are_not(mailbox):
+    """Dovecot counts loopback as secure and takes the password in clear: the harness cannot
+    refuse it, so it records it (MSS-RECV-06 judges it)."""
+    import imaplib
+
+    mailbox.deliver(b"Subject: x\r\nMessage-ID: <a@b.test>\r\n\r\nbody\r\n")
+    clear = imaplib.IMAP4("127.0.0.1", mailbox.port, timeout=5)
+    clear.login(mailbox.user, mailbox.password_file.read_text())
+    clear.logout()
+    secure = imaplib.IMAP4("127.0.0.1", mailbox.port, timeout=5)
+    secure.starttls(ssl.create_default_context(cafile=str(mailbox.certificate)))
+    secure.login(mailbox.user, mailbox.password_file.read_text())
+    secure.logout()
+    mailbox.state()
+    deadline = time.monotonic() + 5
+    while len(mailbox.logins()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(x["tls"], x["outcome"]) for x in mailbox.logins()] == [(False, "login"), (True, "login")]

@@ -254,3 +254,45 @@ def test_a_multi_line_file_secret_is_never_quoted_by_the_http_library(peer, tmp_
     written = _all_outputs(run, tmp_path)
     for secret in (CANARY, LINE_CANARY):
         assert not any(form in written for form in variants(secret))
+
+
+def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, monkeypatch):
+    """A hundred connections sending a byte of their request line every 0.4 s (75 of 100 were
+    kept open): at most the bound are served at once, each cut at its deadline, the others
+    closed after a short wait (or left by the kernel in its backlog, costing the server
+    nothing), and the page answers its token afterwards."""
+    import urllib.request
+
+    from harness import liveview
+    from harness.events import EventHub
+
+    monkeypatch.setattr(liveview, "BOUNDS", liveview.ConnectionBounds(max_connections=16, deadline=2.0, idle=1.0, wait=0.05))
+    view = liveview.LiveView(EventHub(tmp_path, 1), "127.0.0.1:0", page=lambda: b"<html></html>", images=lambda d: None)
+    ended: list[float] = []
+    started = time.monotonic()
+
+    def slow():
+        try:
+            with socket.create_connection(("127.0.0.1", view.port), timeout=5) as s:
+                while time.monotonic() - started < 8:
+                    s.sendall(b"G")
+                    time.sleep(0.4)
+        except OSError:
+            pass
+        ended.append(time.monotonic() - started)
+
+    try:
+        threads = [threading.Thread(target=slow, daemon=True) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(25)
+        assert view.server.peak <= 16 and view.server.refused > 0 and view.server.cut > 0
+        deadline = time.monotonic() + 5
+        while view.server.held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert view.server.held == 0  # once they stop, nothing is held
+        with urllib.request.urlopen(view.url, timeout=5) as res:  # noqa: S310 (loopback)
+            assert res.status == 200
+    finally:
+        view.stop()
