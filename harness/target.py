@@ -37,7 +37,8 @@ CORE_SCHEMA: dict[str, dict[str, str]] = {
     "history": {"bundles": "list[path]"},
     # the terminology every plugin uses (harness.terminology.service documents each key)
     "terminology": {"server": "url", "token_url": "url", "client_id": "str", "snapshot": "list[path]", "builtin_snapshot": "bool",
-                    "fallback": "bool", "timeout": "int", "retries": "int", "cache_dir": "path", "cache_hours": "int"},
+                    "fallback": "bool", "timeout": "int", "retries": "int", "cache_dir": "path", "cache_hours": "int",
+                    "deadline": "int"},
     # every exchange with the software: total deadline and per-read timeout, in seconds
     "network": {"deadline": "int", "read_timeout": "int"},
     # the CDA documents the software exported: several plugins read them (the CDA kit, the

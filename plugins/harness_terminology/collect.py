@@ -7,19 +7,27 @@ set, ``CodeSystem/$lookup`` for (system, code). The answers, with their source (
 version, or snapshot and hash), the cache's and the fallback's part, are recorded as one
 artefact, ``terminology/answers``: the check judges them, and replay reads them back
 without any network.
+
+The questions of one scenario share a total deadline (``[terminology] deadline``, 120 s by
+default): each exchange is bounded, but a server answering each just inside its timeout
+would otherwise hold the run for questions × timeout. A question not yet asked when the
+deadline passes is not asked: its answer says so (kind ``deadline``), and the check counts
+it as unanswered (INCONCLUSIVE, never PASS). What is in flight ends at its own bound.
 """
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
-from harness.terminology import TerminologyAuthError, ask
+from harness.terminology import Answer, TerminologyAuthError, ask, error_record
 
 M = catalogue(__name__)
 
 ANSWERS = "terminology/answers"
 WORKERS = 8  # questions in flight at once against a remote server
+DEADLINE = 120  # seconds for all the questions of one scenario
 
 
 def questions_of(values) -> list[tuple[str, dict[str, str]]]:
@@ -42,12 +50,20 @@ def collect_answers(ctx: CollectContext) -> dict:
     values = ctx.coded_values()
     questions = questions_of(values)
     setup = ctx.terminology()
+    budget = float(ctx.target.section("terminology").get("deadline") or DEADLINE)
+    deadline = time.monotonic() + budget
+
+    def one(op: str, question: dict[str, str]) -> Answer:
+        if time.monotonic() >= deadline:
+            return Answer(op, question, None, error=error_record("deadline", M("collect.deadline", seconds=f"{budget:g}")))
+        return ask(setup.service, op, question)
+
     try:
         if len(questions) > 1 and setup.remote is not None:
             with ThreadPoolExecutor(WORKERS) as pool:
-                answers = list(pool.map(lambda q: ask(setup.service, *q), questions))
+                answers = list(pool.map(lambda q: one(*q), questions))
         else:
-            answers = [ask(setup.service, *q) for q in questions]
+            answers = [one(*q) for q in questions]
         description = setup.describe()
     except TerminologyAuthError as exc:
         raise HarnessError(M("collect.auth", reason=exc.detail)) from None

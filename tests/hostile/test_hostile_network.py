@@ -61,9 +61,14 @@ class _Hostile(BaseHTTPRequestHandler):
             self.end_headers()
         elif mode == "echo":
             self._echo()
+        elif mode == "slow":  # answers nothing before the client gives up
+            time.sleep(3)
 
     def do_POST(self):  # noqa: N802
         """An identity provider refusing the password grant and quoting the password back."""
+        if self.server.mode == "slow":
+            time.sleep(3)
+            return
         form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
         password = form.get("password", [""])[0]
         body = json.dumps({"error": "invalid_grant", "error_description": f"Invalid password {password} for {form.get('username')}"
@@ -296,3 +301,27 @@ def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, mon
             assert res.status == 200
     finally:
         view.stop()
+
+
+@pytest.mark.slow
+def test_the_terminology_questions_of_a_scenario_share_a_total_deadline(peer, tmp_path):
+    """A server that answers each question just past its timeout held the run for questions x
+    timeout (10 x 15 s): past the scenario's deadline the rest are not asked, and say so."""
+    peer.mode = "slow"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(3):
+        (docs / f"d{n}.xml").write_bytes(cda_document(PATIENTS[0], set(), n + 1))
+    target = tmp_path / "t.toml"
+    server = _url(peer, "/fhir/")
+    target.write_text(f'[product]\nid = "p"\nname = "P"\nversion = "1.0"\n\n[cda]\ndocuments = "{docs}"\n\n'
+                      f'[terminology]\nserver = "{server}"\ntimeout = 1\nretries = 0\ndeadline = 2\n')
+    started = time.monotonic()
+    run = run_harness(tmp_path, "--scenario", "terminology-cda-codes", "--lang", "en", "--target", str(target))
+    elapsed = time.monotonic() - started
+    assert run.requirement_verdicts() == {"SMT-CODE": "INCONCLUSIVE"}, run.stdout
+    with zipfile.ZipFile(run.bundle) as zf:
+        [answers] = [json.loads(zf.read(f"artefacts/{d}")) for d, m in run.manifest["artefacts"].items() if m["label"] == "terminology.answers"]
+    kinds = [a.get("error", {}).get("kind") for a in answers["answers"]]
+    assert "deadline" in kinds and len(kinds) > 16, kinds
+    assert elapsed < 20, elapsed
