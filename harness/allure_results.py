@@ -57,13 +57,24 @@ class _Step:
         self.hook.stop_step(uuid=self.uuid, exc_type=type(exc) if exc else None, exc_val=exc, exc_tb=None)
 
 
+# what Allure's page may show as it is: images it draws and text it prints. Anything else the
+# software sent (an HTML page with its scripts, SVG, JavaScript) would run in the reader's
+# browser inside Allure's report: it is attached as text (its source shown), or as bytes.
+_SHOWN_AS_IS = {"image/png", "image/jpeg", "image/gif", "image/webp", "application/json", "text/plain", "text/csv",
+                "text/tab-separated-values", "application/xml", "text/xml"}
+
+
 def _attachment_type(media_type: str) -> tuple[Any, str | None]:
     from allure_commons.types import AttachmentType
 
+    base = (media_type or "").split(";")[0].strip().lower()
+    if base not in _SHOWN_AS_IS:
+        textual = base.startswith("text/") or base.endswith(("+xml", "+json", "/javascript", "/ecmascript", "/xhtml+xml"))
+        base = "text/plain" if textual else "application/octet-stream"
     for t in AttachmentType:
-        if t.mime_type == media_type:
+        if t.mime_type == base:
             return t, None
-    return media_type or "application/octet-stream", "bin"
+    return base, "bin"
 
 
 class _Attacher:

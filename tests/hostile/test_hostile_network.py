@@ -220,6 +220,9 @@ documents = "{docs}"
                       env={"ECHO_TOKEN": CANARY}, allure=True)
     assert run.bundle is not None, run.stdout + run.stderr
     assert list((tmp_path / "reports").glob("*.allure/*-result.json"))  # Allure's files are read too
+    attached = [a["type"] for p in (tmp_path / "reports").glob("*.allure/*-result.json")
+                for step in json.loads(p.read_text())["steps"] for a in step.get("attachments", [])]
+    assert attached and "text/html" not in attached  # the vendor's page is attached as its source
     written = _all_outputs(run, tmp_path)
     for secret in (CANARY, LINE_CANARY):
         for form in variants(secret):
@@ -325,3 +328,17 @@ def test_the_terminology_questions_of_a_scenario_share_a_total_deadline(peer, tm
     kinds = [a.get("error", {}).get("kind") for a in answers["answers"]]
     assert "deadline" in kinds and len(kinds) > 16, kinds
     assert elapsed < 20, elapsed
+
+
+@pytest.mark.parametrize("media_type, shown", [
+    ("text/html", "text/plain"), ("text/html; charset=utf-8", "text/plain"), ("application/xhtml+xml", "text/plain"),
+    ("image/svg+xml", "text/plain"), ("application/javascript", "text/plain"), ("application/pdf", "application/octet-stream"),
+    ("image/png", "image/png"), ("application/json", "application/json"), ("", "application/octet-stream"),
+])
+def test_allure_never_attaches_what_a_browser_would_run(media_type, shown):
+    """The vendor's page was attached as text/html, scripts included: Allure's report would run
+    them in the reader's browser."""
+    from harness.allure_results import _attachment_type
+
+    kind, _ = _attachment_type(media_type)
+    assert getattr(kind, "mime_type", kind) == shown
