@@ -271,7 +271,7 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
         imprint = tst["message_imprint"]
         imprint_hash = imprint["hash_algorithm"]["algorithm"].native
         gen_time = tst["gen_time"].native
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # a token nested past the reader's depth too
         report.status = "invalid"
         report.problems.append(M("sig.timestamp_malformed", error=str(exc)[:200]))
         return None
@@ -280,13 +280,10 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        usages = []
-    if ExtendedKeyUsageOID.TIME_STAMPING not in usages:  # RFC 3161, 2.3: a TSA certificate says so
+    refused = _tsa_usage_refused(cert)
+    if refused is not None:
         report.status = "invalid"
-        report.problems.append(M("sig.timestamp_not_tsa", tsa=report.tsa))
+        report.problems.append(M("sig.timestamp_not_tsa_usage", tsa=report.tsa, why=refused))
         return None
     if imprint_hash not in _HASHES or imprint["hashed_message"].native != _HASHES[imprint_hash](signature).digest():
         report.status = "invalid"
@@ -305,6 +302,32 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
             return None
         report.tsa_anchor = sub.anchor
     return gen_time
+
+
+def _tsa_usage_refused(cert) -> Localized | None:
+    """Why the certificate is no timestamp authority's (RFC 3161 2.3: exactly one extended key
+    usage, id-kp-timeStamping, in a critical extension; RFC 5280 4.2.1.3: a key usage, when
+    present, that allows a signature)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return M("sig.tsa_no_eku")
+    if ExtendedKeyUsageOID.TIME_STAMPING not in ext.value:
+        return M("sig.tsa_no_eku")
+    if len(list(ext.value)) != 1:
+        return M("sig.tsa_other_purposes", purposes=", ".join(sorted(oid.dotted_string for oid in ext.value)))
+    if not ext.critical:
+        return M("sig.tsa_not_critical")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not (usage.digital_signature or usage.content_commitment):
+            return M("sig.key_usage")
+    except x509.ExtensionNotFound:
+        pass
+    return None
 
 
 # extended key usages that allow signing a document (RFC 9336 documentSigning, S/MIME's

@@ -247,7 +247,7 @@ def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, aut
         assert code == 0 and "No timestamp" in out, (mode, out)
     # a token from an authority the verifier does not trust, or from a certificate that is no TSA's
     for which, said in (("tsa_other", "timestamp authority O=Test,CN=Rogue TSA not recognised"),
-                        ("tsa_no_eku", "is no timestamp authority certificate (extended key usage timeStamping missing)")):
+                        ("tsa_no_eku", "is no timestamp authority certificate: extended key usage timeStamping missing")):
         run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=authority(which).url))
         code, out = _verify(capsys, run.bundle, pki / "root.pem")
         assert code == 1 and said in out, (which, out)

@@ -62,3 +62,87 @@ def test_a_signer_name_cannot_write_a_line_on_the_verifiers_terminal(capsys):
     assert report.status == "valid"
     assert "\n" not in report.signer and "\x1b" not in report.signer and "\\n" in report.signer and "\\x1b" in report.signer
     assert printable("Éditeur Exemple — 5.4.2") == "Éditeur Exemple — 5.4.2"  # what is printable stays as written
+
+
+# -- the timestamp authority's certificate (RFC 3161 2.3) ------------------------------------
+
+
+def _tsa(eku_oids, critical=True, key_usage=None):
+    signer, ca = _signer("Test TSA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA")]))
+         .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+         .add_extension(x509.ExtendedKeyUsage(eku_oids), critical=critical))
+    if key_usage is not None:
+        b = b.add_extension(key_usage, critical=True)
+    return key, b.sign(signer.key, hashes.SHA256())  # issued by a key no anchor names: the usage is judged first
+
+
+@pytest.mark.parametrize("eku, critical, key_usage, says", [
+    ([ExtendedKeyUsageOID.TIME_STAMPING], False, None, "not marked critical"),
+    ([ExtendedKeyUsageOID.TIME_STAMPING, ExtendedKeyUsageOID.SERVER_AUTH], True, None, "other purposes besides timeStamping"),
+    ([ExtendedKeyUsageOID.TIME_STAMPING], True, _key_usage(key_encipherment=True), "does not allow signing"),
+    ([ExtendedKeyUsageOID.SERVER_AUTH], True, None, "timeStamping missing"),
+])
+def test_a_timestamp_from_a_certificate_that_is_no_tsa_proves_no_time(eku, critical, key_usage, says):
+    from harness.signature import timestamp
+    from tests.tsa import TimestampAuthority
+
+    signer, ca = _signer("Editeur Exemple SAS", _key_usage(digital_signature=True))
+    tsa = TimestampAuthority(*_tsa(eku, critical, key_usage))
+    try:
+        p7s, warning = timestamp(sign(BODY, signer), tsa.url, deadline=10)
+    finally:
+        tsa.stop()
+    assert warning is None and tsa.errors == []
+    report = verify_signature(BODY, p7s, [ca])
+    assert report.status == "invalid" and report.timestamped_at is not None
+    assert any("is no timestamp authority certificate" in p.render("en") and says in p.render("en") for p in report.problems), \
+        [p.render("en") for p in report.problems]
+
+
+def _deep(depth: int) -> bytes:
+    """A DER value nested ``depth`` SEQUENCEs deep (definite lengths, built inside out)."""
+    def length(n: int) -> bytes:
+        return bytes([n]) if n < 128 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+    inner, heads = b"\x05\x00", []
+    size = len(inner)
+    for _ in range(depth):
+        head = b"\x30" + length(size)
+        heads.append(head)
+        size += len(head)
+    return b"".join(reversed(heads)) + inner
+
+
+def _with_deep_attribute(signed_data) -> None:
+    from asn1crypto import cms, core
+
+    signed_data["signer_infos"][0]["signed_attrs"].append(
+        cms.CMSAttribute({"type": "1.2.3.4.5", "values": [core.Any.load(_deep(60_000))]}))
+
+
+def test_a_signed_attribute_nested_sixty_thousand_deep_is_malformed_not_a_traceback():
+    """A signed attribute nested 60,000 levels deep ended verify and report in a RecursionError
+    traceback: in the signature, or in its timestamp token, it is a malformed structure."""
+    from asn1crypto import cms
+
+    from harness.signature import timestamp
+    from tests.tsa import TimestampAuthority
+
+    signer, ca = _signer("Editeur Exemple SAS", _key_usage(digital_signature=True))
+    info = cms.ContentInfo.load(sign(BODY, signer))
+    _with_deep_attribute(info["content"])
+    report = verify_signature(BODY, info.dump(force=True), [ca])
+    assert report.status == "invalid" and "not a readable detached CMS signature" in report.problems[0].render("en")
+    tsa = TimestampAuthority(*_tsa([ExtendedKeyUsageOID.TIME_STAMPING]))
+    try:
+        p7s, _ = timestamp(sign(BODY, signer), tsa.url, deadline=10)
+    finally:
+        tsa.stop()
+    info = cms.ContentInfo.load(p7s)
+    token = info["content"]["signer_infos"][0]["unsigned_attrs"][0]["values"][0]
+    _with_deep_attribute(token["content"])
+    report = verify_signature(BODY, info.dump(force=True), [ca])
+    assert report.status == "invalid" and report.problems and report.timestamped_at is None
