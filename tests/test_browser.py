@@ -11,6 +11,27 @@ from harness_version.browser import MIN_CONTRAST, contrast, find_browser, judge_
 
 needs_browser = pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium; CI installs it)")
 
+
+def served(page) -> str:
+    """``page`` (a file in a test's folder) over HTTP on loopback, as a vendor's page is: the
+    browser runs as an unprivileged account when the tests run as root, and reads no file of
+    root's folders."""
+    folder, name = page.parent, page.name
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {".html": "text/html; charset=utf-8"}  # the pages are UTF-8, as file: URLs were read
+
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=str(folder), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/{name}"
+
 PAGE = b"""<html><head><meta charset="utf-8"><style>.hide{display:none}</style></head><body style="background:#fff">
 <header>Cabinet Demo</header>
 <p>Le protocole version 9.9.9 du patient</p>
@@ -107,7 +128,7 @@ ABOUT = """<html><body><main>Dossier patient</main>
 def test_the_about_dialog_one_click_away_is_opened_and_the_version_outlined(tmp_path):
     page = tmp_path / "about.html"
     page.write_text(ABOUT, encoding="utf-8")
-    r = render(page.as_uri())
+    r = render(served(page))
     first, clicked = r.views
     assert [judge_visible(c) for c in first.candidates] == [["closed-dialog"]]
     assert clicked.via == "À propos" and clicked.outlined == 0
@@ -131,7 +152,7 @@ def test_a_page_whose_script_never_yields_is_stopped_at_the_total_deadline(tmp_p
     page.write_text("<html><body><footer>Version 1.2.3</footer>"
                     "<script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body></html>")
     t0 = time.monotonic()
-    r = render(page.as_uri(), deadline=1, total=2)
+    r = render(served(page), deadline=1, total=2)
     assert time.monotonic() - t0 < 2 + 5.5 + 5
     assert r.error.startswith("killed after 8 s") and r.views == []
 
@@ -140,7 +161,7 @@ def test_a_page_whose_script_never_yields_is_stopped_at_the_total_deadline(tmp_p
 def test_an_offline_run_lets_the_page_load_nothing_beyond_loopback(tmp_path, site):
     page = tmp_path / "remote.html"
     page.write_text('<html><body><footer>Version 1.2.3</footer><img src="http://192.0.2.1/logo.png" width="40" height="20"></body></html>')
-    r = render(page.as_uri(), loopback_only=True, deadline=5)
+    r = render(served(page), loopback_only=True, deadline=5)
     [remote] = [q for q in r.requests if q["url"].startswith("http://192.0.2.1/")]
     assert "BLOCKED_BY_CLIENT" in remote["failure"].upper()
     assert [c["text"] for c in r.candidates] == ["Version 1.2.3"]
@@ -214,7 +235,7 @@ def test_an_endless_page_gives_a_bounded_screenshot_that_still_holds_the_version
     page = tmp_path / "long.html"
     page.write_text('<html><body style="margin:0"><div style="height:40000px">Dossier</div>'
                     '<footer style="font-size:16px">Version 7.1.0</footer></body></html>')
-    r = render(page.as_uri(), follow_about=False)
+    r = render(served(page), follow_about=False)
     [view] = r.views
     shot = Image.open(BytesIO(view.screenshot))
     assert shot.height == MAX_SHOT_HEIGHT and view.shot_top > 30000

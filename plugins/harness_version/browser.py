@@ -16,9 +16,10 @@ text, 24 px, or 18.66 px bold).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
-import pickle
+import pwd
 import signal
 import subprocess
 import sys
@@ -222,6 +223,7 @@ class Rendering:
     browser: str = ""
     requests: list[dict] = field(default_factory=list)  # what the page loaded (or was refused)
     skipped: list[str] = field(default_factory=list)  # about entries not opened: the total deadline was spent
+    sandbox: str = ""  # "on", or "off: why" (Chromium's sandbox around the vendor's page)
 
     @property
     def candidates(self) -> list[dict]:
@@ -408,7 +410,7 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
     args = {"url": url, "deadline": deadline, "total": total, "browser": executable, "follow_about": follow_about, "ocr": ocr,
             "loopback_only": loopback_only, "product": product}
     with tempfile.TemporaryDirectory(prefix="harness-render-") as tmp:
-        result = Path(tmp) / "rendering.pickle"
+        result = Path(tmp) / "rendering.json"
         proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(args), str(result)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
         limit = total + min(GRACE, 5 + total / 4)
@@ -423,8 +425,87 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
         if proc.returncode != 0 or not result.exists():
             out.error = f"renderer exited with {proc.returncode}: {err.decode('utf-8', 'replace').strip()[-300:]}"
             return out
-        with result.open("rb") as fh:
-            return pickle.load(fh)  # written by the child just above, never by the page
+        try:
+            if result.stat().st_size > MAX_RESULT:
+                raise ValueError("too large")
+            return load_rendering(result.read_bytes())  # data only
+        except (ValueError, TypeError, KeyError) as exc:
+            out.error = f"renderer result unreadable: {type(exc).__name__}"
+            return out
+
+
+MAX_RESULT = 256 * 1024 * 1024  # the renderer's result: screenshots and crops, base64
+
+
+def unprivileged_account() -> pwd.struct_passwd | None:
+    """The account Chromium runs as when the harness runs as root (None otherwise): the
+    ``HARNESS_BROWSER_USER`` account, else ``nobody``. Chromium's sandbox will not run as root,
+    and the vendor's page deserves it."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(os.environ.get("HARNESS_BROWSER_USER") or "nobody")
+
+
+_AS_ACCOUNT = """import os, sys
+os.setgroups([])
+os.setresgid({gid}, {gid}, {gid})
+os.setresuid({uid}, {uid}, {uid})
+os.environ.update(HOME={home!r}, USER={name!r}, LOGNAME={name!r})
+os.execv({browser!r}, [{browser!r}] + sys.argv[1:])
+"""
+
+
+def _browser_as(account: pwd.struct_passwd, browser: str, folder: Path) -> str:
+    """An executable that starts ``browser`` as ``account`` (its descriptors kept: Playwright
+    speaks to Chromium over a pipe): a script run by this interpreter, as root, that drops
+    every privilege, then becomes the browser."""
+    script = folder / "browser-as-account"
+    script.write_text(f"#!{sys.executable}\n" + _AS_ACCOUNT.format(gid=account.pw_gid, uid=account.pw_uid, home=str(folder / "home"),
+                                                                   name=account.pw_name, browser=browser))
+    script.chmod(0o700)
+    return str(script)
+
+
+def _encode(value):
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {"__bytes__"}:
+            return base64.b64decode(value["__bytes__"], validate=True)
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def dump_rendering(rendering: Rendering) -> bytes:
+    from dataclasses import asdict
+
+    return json.dumps(_encode(asdict(rendering))).encode("utf-8")
+
+
+def load_rendering(data: bytes) -> Rendering:
+    """A :class:`Rendering` from :func:`dump_rendering`'s bytes (bounded, data only)."""
+    from harness import UnsafeInput, parse_json
+
+    try:
+        d = _decode(parse_json(data, source="rendering.json", max_bytes=MAX_RESULT))
+    except UnsafeInput as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(d, dict):
+        raise ValueError("not a rendering")
+    fields = set(Rendering.__dataclass_fields__)
+    rendering = Rendering(**{k: v for k, v in d.items() if k in fields and k != "views"})
+    rendering.views = [View(**{k: v for k, v in view.items() if k in View.__dataclass_fields__}) for view in d.get("views") or []]
+    return rendering
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -433,6 +514,66 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+# Chromium's own services stay silent (Playwright already passes most of these): no update,
+# sync, translation, safe browsing, metrics, media-router discovery (SSDP/mDNS multicast), no
+# mDNS names for WebRTC's local addresses (joining a multicast group sends an IGMP report)
+DISABLED_FEATURES = ("MediaRouter", "DialMediaRouteProvider", "OptimizationHints", "Translate", "AutofillServerCommunication",
+                     "DnsOverHttps", "NetworkTimeServiceQuerying", "InterestFeedContentSuggestions",
+                     "CertificateTransparencyComponentUpdater", "WebRtcHideLocalIpsWithMdns")
+BROWSER_FLAGS = ("--disable-gpu", "--disable-crash-reporter", "--disable-breakpad", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-pings", "--disable-domain-reliability",
+                 "--disable-client-side-phishing-detection", "--no-first-run", "--metrics-recording-only",
+                 "--disable-features=" + ",".join(DISABLED_FEATURES))  # one flag: Chromium reads the last one only
+# --offline: whatever a page or the browser tries beyond loopback goes nowhere. Every request
+# but loopback's (HTTP, HTTPS, WebSocket, the browser's own) is sent to a proxy that is not
+# there (Chromium never proxies loopback), so no name is resolved and no packet leaves; WebRTC
+# may use no UDP that does not go through that proxy; the page's requests are also refused
+# one by one (route), which names each in the record. tests/hostile/test_offline_netns.py
+# proves it in a network namespace whose only way out is watched.
+OFFLINE_FLAGS = ("--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<local>",
+                 "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]")
+
+
+def _renderer_confinement() -> str:
+    """What the kernel says of this process's renderer processes (its descendants): confined
+    by a seccomp filter (mode 2), as Chromium's sandbox does, or not; read from /proc."""
+    parents: dict[int, int] = {}
+    renderers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            if b"--type=renderer" in (entry / "cmdline").read_bytes():
+                renderers.append(entry)
+        except (OSError, ValueError, IndexError):
+            continue
+
+    def ours(pid: int) -> bool:
+        for _ in range(64):
+            if pid == os.getpid():
+                return True
+            pid = parents.get(pid, 0)
+            if pid <= 1:
+                return False
+        return False
+
+    modes = []
+    for entry in renderers:
+        if not ours(int(entry.name)):
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        modes += [line.split(":")[1].strip() for line in status.splitlines() if line.startswith("Seccomp:")]
+    if not modes:
+        return "; renderer not seen"
+    return "; renderer seccomp filter" if all(m == "2" for m in modes) else f"; renderer seccomp modes {','.join(sorted(set(modes)))}"
 
 
 def _render_here(url: str, *, deadline: float, total: float, browser: str, follow_about: bool, ocr: bool, loopback_only: bool,
@@ -455,17 +596,33 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
+            folder = Path(tmp)
+            account = unprivileged_account()
+            executable = browser
+            for sub in ("profile", "home", "config", "cache"):
+                (folder / sub).mkdir(mode=0o700)
+                if account is not None:
+                    os.chown(folder / sub, account.pw_uid, account.pw_gid)
+            if account is not None:
+                folder.chmod(0o711)  # the account reaches its folders, lists nothing
+                executable = _browser_as(account, browser, folder)
             # starting our own browser is not the vendor's page: it gets its own budget (a loaded
             # machine starts Chromium slowly), the process-group kill still bounds the whole
-            b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu", "--disable-crash-reporter", "--disable-breakpad"],
-                                  timeout=max(ms, LAUNCH_MS), env=private_env(tmp))
+            flags = [*BROWSER_FLAGS, *(OFFLINE_FLAGS if loopback_only else ())]
+            launch = {"executable_path": executable, "timeout": max(ms, LAUNCH_MS), "env": private_env(tmp), "args": flags,
+                      "viewport": VIEWPORT, "service_workers": "block"}
             try:
-                out.browser = f"{Path(browser).name} {b.version}"
-                context = b.new_context(viewport=VIEWPORT, service_workers="block")
+                context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=True, **launch)
+                out.sandbox = "on" if account is None else f"on (as {account.pw_name})"
+            except PlaywrightError as exc:  # no namespaces for the sandbox here: said, never silent
+                out.sandbox = "off: " + str(exc).splitlines()[0][:200]
+                context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=False, **launch)
+            try:
+                out.browser = f"{Path(browser).name} {context.browser.version if context.browser else ''}".strip()
                 if loopback_only:
                     context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:", "about:"))
                                   else route.abort("blockedbyclient"))
-                page = context.new_page()
+                page = context.pages[0] if context.pages else context.new_page()
 
                 def listen(pg) -> None:
                     pg.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
@@ -477,13 +634,15 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
                 context.on("page", listen)
                 response = page.goto(url, wait_until="load", timeout=ms)
                 _settle(page, ms)
+                if out.sandbox.startswith("on"):
+                    out.sandbox += _renderer_confinement()
                 out.status = response.status if response else None
                 out.final_url = page.url
                 out.views.append(_view(page, None, ms, reader, out.final_url, product))
                 if follow_about:
                     _follow_about(page, context, out, ms, reader, product, started, total)
             finally:
-                b.close()
+                context.close()
     except PlaywrightError as exc:
         out.error = str(exc).splitlines()[0][:300]
     return out
@@ -624,10 +783,10 @@ def judge_visible(c: dict) -> list[str]:
     return reasons
 
 
-if __name__ == "__main__":  # the child process of render(): its classes pickled under the module's own name
-    from harness_version.browser import _render_here as _work
+if __name__ == "__main__":  # the child process of render()
+    from harness_version.browser import _render_here as _work, dump_rendering as _dump
 
     _options = json.loads(sys.argv[1])
     _rendering = _work(_options.pop("url"), **_options)
     with open(sys.argv[2], "wb") as _fh:
-        pickle.dump(_rendering, _fh)
+        _fh.write(_dump(_rendering))

@@ -87,7 +87,7 @@ def _rendering(ctx: CollectContext, url: str, outputs: dict) -> dict:
             record["images"][k - 1]["crop"] = name
         views.append(record)
     return {"url": url, "final_url": r.final_url, "status": r.status, "browser": r.browser or executable, "error": r.error,
-            "ocr": engine, "thresholds": thresholds, "views": views, "requests": r.requests, "skipped": r.skipped}
+            "ocr": engine, "thresholds": thresholds, "views": views, "requests": r.requests, "skipped": r.skipped, "sandbox": r.sandbox}
 
 
 @collector(produces=["ui.exchange", "ui.hop.exchange", "ui.page", "ui.rendering", "ui.view", "ui.image"], once_per_run=True)
