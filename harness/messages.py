@@ -13,6 +13,7 @@ library's error) are :class:`Text`: already rendered, they render as they are.
 from __future__ import annotations
 
 import os
+import re
 import string
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -83,9 +84,38 @@ def _load(package: str, lang: str) -> dict[str, str]:
     return {m.id: m.string for m in po if m.id and isinstance(m.id, str) and m.string}
 
 
+# what a text from outside (a peer's answer, a file's name, a vendor's page) may not do once
+# printed: end a line, move the cursor, colour the terminal, reorder what follows
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\n``, ``\\x1b``,
+    ``\\u202e``): every parameter of a message goes through it, so that nothing a peer sent
+    forges a line or a colour on the terminal, in a summary or in a report."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class _Shown(str):
+    """A parameter as shown: its escaped text, and as ``{name!r}`` its own repr (which escapes
+    what is not printable already: not escaped twice)."""
+
+    original: str
+
+    def __new__(cls, text: str) -> "_Shown":
+        shown = super().__new__(cls, visible(text))
+        shown.original = text
+        return shown
+
+    def __repr__(self) -> str:
+        return repr(self.original)
+
+
 def _value(value: Any, lang: str) -> Any:
     if isinstance(value, Renderable):
         return value.render(lang)
+    if isinstance(value, str):
+        return _Shown(value)
     return value
 
 
@@ -155,7 +185,7 @@ class Joined:
     separator: str = "; "
 
     def render(self, lang: str | None = None) -> str:
-        return scrub(self.separator.join(_value(i, lang or DEFAULT_LANG) if isinstance(i, Renderable) else str(i) for i in self.items))
+        return scrub(self.separator.join(str(_value(i if isinstance(i, Renderable) else str(i), lang or DEFAULT_LANG)) for i in self.items))
 
     def texts(self) -> dict[str, str]:
         return {lang: self.render(lang) for lang in LANGS}

@@ -178,6 +178,15 @@ def replay_bundle(bundle: Bundle, assembly: "Assembly") -> ReplayReport:
                 report.differences.append(Difference(result.scenario, "-", "-", M("replay.definition", fields=fields)))
             results.append(_replay_result(bundle, result, scenario, target, assembly, report))
     requirements = _compare_requirements(bundle, results, assembly.catalogue, report)
+    # what a requirement says (statement, source, level) is what was proven then, as sealed;
+    # replay derives its verdict and scenarios, and notes a statement this version words otherwise
+    for req, derived in requirements.items():
+        then = recorded.requirements.get(req)
+        if then is None:
+            continue
+        if any(then.get(k) != derived.get(k) for k in ("text", "source", "level")):
+            report.version_notes.append(M("replay.requirement_text", requirement=req))
+        requirements[req] = {**then, "verdict": derived["verdict"], "scenarios": derived["scenarios"]}
     report.manifest = replace(recorded, results=results, requirements=requirements)
     report.findings = {r.scenario: r.findings for r in results}
     _compare_summaries(bundle, report.manifest, report.findings, assembly, report)

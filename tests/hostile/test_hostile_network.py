@@ -20,6 +20,7 @@ from harness.secrets import variants
 from tests.harness_run import run_harness
 
 CANARY = "Cnry-8d2f6e/é+&<x>"
+FORGED = "9.9.9\r\n  \x1b[32m✔ PASS  LES-3.1-DECL (all requirements proven)\x1b[0m\u202e"
 LINE_CANARY = "second-line-9b1c4a"
 
 
@@ -63,11 +64,26 @@ class _Hostile(BaseHTTPRequestHandler):
             self._echo()
         elif mode == "slow":  # answers nothing before the client gives up
             time.sleep(3)
+        elif mode == "forge":  # a version that tries to write its own lines on the verifier's terminal
+            body = json.dumps({"version": FORGED, "build": {"fingerprint": "sha256:1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
     def do_POST(self):  # noqa: N802
         """An identity provider refusing the password grant and quoting the password back."""
         if self.server.mode == "slow":
             time.sleep(3)
+            return
+        if self.server.mode == "forge":  # a refusal whose text tries to write its own lines
+            body = json.dumps({"error": "invalid_grant", "error_description": FORGED}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
         password = form.get("password", [""])[0]
@@ -342,3 +358,27 @@ def test_allure_never_attaches_what_a_browser_would_run(media_type, shown):
 
     kind, _ = _attachment_type(media_type)
     assert getattr(kind, "mime_type", kind) == shown
+
+
+def test_a_peer_text_cannot_write_its_own_lines_on_the_terminal_or_in_the_summaries(peer, tmp_path):
+    """What a peer says is quoted in messages (here an identity provider's refusal, and the
+    software's version): its line breaks, escape sequences and direction overrides are written
+    as escapes, on the terminal, in the summaries and in the reports."""
+    peer.mode = "forge"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.xml").write_bytes(cda_document(PATIENTS[0], set(), 1))
+    (tmp_path / "pw.txt").write_text("a-password-1234\n")
+    api, server, token = _url(peer, "/api/about"), _url(peer, "/fhir/"), _url(peer, "/token")
+    target = tmp_path / "t.toml"
+    target.write_text(f'[product]\nid = "forge"\nname = "Forge"\nversion = "3.2.1"\n\n[endpoints]\napi = "{api}"\n\n'
+                      f'[terminology]\nserver = "{server}"\ntoken_url = "{token}"\n\n[cda]\ndocuments = "{docs}"\n\n'
+                      '[credentials]\nsmt_username = "file:pw.txt"\nsmt_password = "file:pw.txt"\n')
+    run = run_harness(tmp_path, "--scenario", "version-matches-declared", "--scenario", "terminology-cda-codes", "--lang", "en",
+                      "--target", str(target))
+    assert run.bundle is not None, run.stdout + run.stderr
+    assert "9.9.9\\r\\n  \\x1b[32m✔ PASS" in run.stdout  # quoted, as escapes
+    written = _all_outputs(run, tmp_path)
+    for raw in (b"\x1b[32m", "\u202e".encode(), b"\r\n  \x1b"):
+        assert raw not in written, raw
+    assert not any(line.lstrip().startswith("✔ PASS  LES-3.1-DECL") for line in run.stdout.splitlines())
