@@ -15,7 +15,8 @@ as it was read (at most ``max_message`` bytes are kept) and refused with its cod
 - a NUL, CR or LF inside a MAIL FROM or RCPT TO argument: 501 5.5.2, the command refused;
 - more than ``MAX_RECIPIENTS`` recipients for one message: 452 4.5.3 (RFC 5321 4.5.3.1.10:
   a server must accept 100, and says "too many" with 452); more commands on one connection
-  than ``COMMAND_LIMITS`` allow: 421 4.7.0 and closed (aiosmtpd's own call limit);
+  than ``COMMAND_LIMITS`` allow: 421 4.7.0 and closed (aiosmtpd's own call limit); more than
+  ``MAX_CONNECTIONS`` connections at once: the next one is answered 421 4.7.0 and closed;
 - past the deadline (a connection's total time, whatever it sends): 421 4.4.2, closed;
 - silent for ``idle`` seconds: aiosmtpd's own timeout closes it.
 
@@ -44,6 +45,7 @@ DEADLINE = 60.0
 IDLE = 20.0
 LINE_LIMIT = 1000  # octets with CRLF (RFC 5321 4.5.3.1.6)
 MAX_REPLIES = 200  # kept per connection
+MAX_CONNECTIONS = 32  # at once; one more is answered 421 and closed
 MAX_RECIPIENTS = 100  # per message (RFC 5321 4.5.3.1.8: at least 100 must be accepted)
 # per connection: a software sending fifty messages of twenty recipients stays far below
 COMMAND_LIMITS = {"*": 200, "MAIL": 500, "RCPT": 5000, "DATA": 500, "RSET": 500, "NOOP": 200}
@@ -139,6 +141,7 @@ class _Smtp(SMTP):
         self.receiving: Received | None = None
         self._kept: list[bytes] = []  # what the message under reception kept so far
         self._deadline_handle = None
+        self._counted = False  # among the simulator's open connections
 
     def connection_made(self, transport) -> None:
         upgrading = self.transport is not None
@@ -148,6 +151,13 @@ class _Smtp(SMTP):
                 cipher = transport.get_extra_info("cipher")
                 self.record.tls = {"protocol": cipher[1] if cipher else None, "cipher": cipher[0] if cipher else None}
             return
+        if self.sim.open_connections >= MAX_CONNECTIONS:  # every connection runs in this one loop: no race
+            self.sim.refused_connections += 1
+            transport.write(b"421 4.7.0 Trop de connexions / too many connections\r\n")
+            transport.close()
+            return
+        self.sim.open_connections += 1
+        self._counted = True
         if self.sim.ready:
             journal = self.sim.journal
             with journal.lock:
@@ -178,6 +188,9 @@ class _Smtp(SMTP):
         super()._timeout_cb()
 
     def connection_lost(self, error) -> None:
+        if self._counted:
+            self._counted = False
+            self.sim.open_connections -= 1
         if self._deadline_handle is not None:
             self._deadline_handle.cancel()
         if self.receiving is not None:
@@ -347,6 +360,7 @@ class MailSimulator:
         self.port, self.tls, self.max_message = port, tls, max_message
         self.deadline, self.idle, self.hostname = float(deadline), float(idle), hostname
         self.journal = Journal()
+        self.open_connections = self.refused_connections = 0
         self.ready = False
         self._folder = tempfile.TemporaryDirectory(prefix="harness-mssante-")
         self.certificate: Path | None = None

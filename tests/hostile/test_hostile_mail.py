@@ -247,6 +247,23 @@ def test_the_plain_and_required_modes(mode, offered):
         s.stop()
 
 
+def test_connections_past_the_bound_are_answered_421_and_closed(sim):
+    from harness_mssante.simulator import MAX_CONNECTIONS
+
+    held = [socket.create_connection(("127.0.0.1", sim.port), timeout=10) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for s in held:
+            assert s.recv(100).startswith(b"220")
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as extra:
+            assert extra.recv(100).startswith(b"421 4.7.0")
+        assert sim.refused_connections == 1
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    still_serving(sim)
+
+
 # -- the mailbox (Dovecot): private to it, and the software's use of TLS on record ------------
 
 needs_dovecot = pytest.mark.skipif(__import__("harness_mssante.mailbox", fromlist=["x"]).dovecot_binary() is None,

@@ -180,6 +180,27 @@ def test_offline_terminology_never_asks_a_remote_identity_provider(monkeypatch):
     assert answer.result is None and all(h == "127.0.0.1" for h in asked), asked
 
 
+def _signer_p12(path: Path, passphrase: str) -> None:
+    """A signing key and its certificate (digitalSignature), in a PKCS#12 file under ``passphrase``."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Echo Signer")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"echo", key, cert, None,
+                                                           serialization.BestAvailableEncryption(passphrase.encode())))
+
+
 def _all_outputs(run, tmp_path: Path) -> bytes:
     blob = run.stdout.encode() + run.stderr.encode()
     with zipfile.ZipFile(run.bundle) as zf:
@@ -195,8 +216,8 @@ def _all_outputs(run, tmp_path: Path) -> bytes:
 
 
 def test_a_canary_secret_echoed_back_in_every_encoding_never_reaches_anything_written(peer, tmp_path):
-    """The canary is the API token (env:), the token of a demo service and the password of
-    the terminology stand-in and of the identity provider (file:, two lines); the vendor quotes
+    """The canary is the API token (env:), the passphrase of the signing key (env:), the password
+    of the terminology stand-in and of the identity provider (file:, two lines); the vendor quotes
     it back raw, JSON-escaped (with and without "\\/"), HTML-escaped (named and numeric
     references), percent-encoded and inside base64; the identity provider refuses it and
     quotes it in its error text, which the harness reports."""
@@ -230,7 +251,12 @@ token_url = "{_url(peer, '/token')}"
 
 [cda]
 documents = "{docs}"
+
+[signature]
+key = "signer.p12"
+passphrase = "env:ECHO_TOKEN"
 ''')
+    _signer_p12(tmp_path / "signer.p12", CANARY)
     run = run_harness(tmp_path, "--scenario", "version", "--scenario", "terminology-cda-codes", "--lang", "en", "--target", str(target),
                       "--junitxml", str(tmp_path / "reports" / "junit.xml"),
                       env={"ECHO_TOKEN": CANARY}, allure=True)
@@ -245,6 +271,8 @@ documents = "{docs}"
             assert form not in written, form
     assert b"***REDACTED***" in written  # the echo was there, and scrubbed
     assert "Invalid password ***REDACTED***" in run.stdout  # the refusal is reported, its secret is not
+    with zipfile.ZipFile(run.bundle) as zf:
+        assert "manifest.p7s" in zf.namelist()  # the key opened with the canary as passphrase
 
 
 @pytest.mark.slow
