@@ -18,11 +18,14 @@ Sizes (of a request, a frame, a line) stay the protocol handler's job: it knows 
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,49 @@ def _cut(dup: socket.socket) -> None:
         pass
 
 
+class _Watchdog:
+    """One thread per server that shuts connections down at their deadlines (a heap of them)."""
+
+    def __init__(self, on_cut: Callable[[], None]) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, socket.socket] = {}
+        self._cond = threading.Condition()
+        self._next = itertools.count()
+        self._on_cut = on_cut
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float, dup: socket.socket) -> int:
+        with self._cond:
+            token = next(self._next)
+            self._live[token] = dup
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="harness-connection-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return token
+
+    def forget(self, token: int) -> None:
+        with self._cond:
+            self._live.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, token = self._heap[0]
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                dup = self._live.pop(token, None)
+            if dup is not None:
+                self._on_cut()
+                _cut(dup)
+
+
 class BoundedServer:
     """Mixin for ``socketserver.ThreadingMixIn`` servers (put it first among the bases)."""
 
@@ -52,7 +98,12 @@ class BoundedServer:
         self.cut = 0  # connections shut down at their deadline
         self.held = self.peak = 0  # connections being served, now and at most
         self._count_lock = threading.Lock()
+        self._watchdog = _Watchdog(self._count_cut)
         super().__init__(*args, **kw)
+
+    def _count_cut(self) -> None:
+        with self._count_lock:
+            self.cut += 1
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if not self._slots.acquire(timeout=self.connection_bounds.wait):
@@ -72,21 +123,13 @@ class BoundedServer:
             dup = request.dup()
         except OSError:
             dup = None
-        timer = None
-        if dup is not None:
-            def cut() -> None:
-                self.cut += 1
-                _cut(dup)
-
-            timer = threading.Timer(bounds.deadline, cut)
-            timer.daemon = True
-            timer.start()
+        token = self._watchdog.watch(bounds.deadline, dup) if dup is not None else None
         try:
             request.settimeout(bounds.idle)
             super().process_request_thread(request, client_address)  # type: ignore[misc]
         finally:
-            if timer is not None:
-                timer.cancel()
+            if token is not None:
+                self._watchdog.forget(token)
             if dup is not None:
                 dup.close()
             with self._count_lock:

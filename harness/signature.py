@@ -321,13 +321,18 @@ def _tsa_usage_refused(cert) -> Localized | None:
         return M("sig.tsa_other_purposes", purposes=", ".join(sorted(oid.dotted_string for oid in ext.value)))
     if not ext.critical:
         return M("sig.tsa_not_critical")
+    return _key_usage_refused(cert)
+
+
+def _key_usage_refused(cert) -> Localized | None:
+    """A key usage, when present, without digitalSignature nor nonRepudiation (RFC 5280 4.2.1.3)."""
+    from cryptography import x509
+
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not (usage.digital_signature or usage.content_commitment):
-            return M("sig.key_usage")
     except x509.ExtensionNotFound:
-        pass
-    return None
+        return None
+    return None if usage.digital_signature or usage.content_commitment else M("sig.key_usage")
 
 
 # extended key usages that allow signing a document (RFC 9336 documentSigning, S/MIME's
@@ -341,12 +346,9 @@ def _signing_usage_refused(cert) -> Localized | None:
     nonRepudiation, an extended key usage naming only other purposes (a TLS certificate)."""
     from cryptography import x509
 
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not (usage.digital_signature or usage.content_commitment):
-            return M("sig.key_usage")
-    except x509.ExtensionNotFound:
-        pass
+    refused = _key_usage_refused(cert)
+    if refused is not None:
+        return refused
     try:
         purposes = {oid.dotted_string for oid in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
         if not purposes & _SIGNING_EKUS:

@@ -12,6 +12,7 @@ from lxml import etree
 from harness_dmp import simulator as sim_module
 from harness_dmp import soap
 from harness_dmp.simulator import DmpSimulator
+from tests.hostile.storm import slowloris
 
 PROVIDE = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 
@@ -240,25 +241,8 @@ def test_a_slowloris_holds_no_more_than_the_connection_bound(monkeypatch):
     monkeypatch.setattr(sim_module._Server, "connection_bounds",
                         sim_module.ConnectionBounds(max_connections=8, deadline=3.0, idle=1.0, wait=0.05))
     sim = DmpSimulator().start()
-    ended: list[float] = []
-    started = time.monotonic()
-
-    def slow():
-        try:
-            with tls_socket(sim) as tls:
-                while time.monotonic() - started < 20:
-                    tls.sendall(b"P")
-                    time.sleep(0.4)
-        except OSError:
-            pass
-        ended.append(time.monotonic() - started)
-
     try:
-        threads = [threading.Thread(target=slow, daemon=True) for _ in range(100)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(25)
+        ended = slowloris(lambda: tls_socket(sim), byte=b"P", seconds=20)
         assert len(ended) == 100 and max(ended) < 15, sorted(ended)[-5:]
         assert sim.server.peak <= 8 and sim.server.refused > 0 and sim.server.cut > 0
         assert still_serving(sim)

@@ -18,6 +18,7 @@ from harness.http import HttpClient
 from harness_demo.patients import PATIENTS, cda_document
 from harness.secrets import variants
 from tests.harness_run import run_harness
+from tests.hostile.storm import slowloris
 
 CANARY = "Cnry-8d2f6e/é+&<x>"
 FORGED = "9.9.9\r\n  \x1b[32m✔ PASS  LES-3.1-DECL (all requirements proven)\x1b[0m\u202e"
@@ -320,25 +321,8 @@ def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, mon
 
     monkeypatch.setattr(liveview, "BOUNDS", liveview.ConnectionBounds(max_connections=16, deadline=2.0, idle=1.0, wait=0.05))
     view = liveview.LiveView(EventHub(tmp_path, 1), "127.0.0.1:0", page=lambda: b"<html></html>", images=lambda d: None)
-    ended: list[float] = []
-    started = time.monotonic()
-
-    def slow():
-        try:
-            with socket.create_connection(("127.0.0.1", view.port), timeout=5) as s:
-                while time.monotonic() - started < 8:
-                    s.sendall(b"G")
-                    time.sleep(0.4)
-        except OSError:
-            pass
-        ended.append(time.monotonic() - started)
-
     try:
-        threads = [threading.Thread(target=slow, daemon=True) for _ in range(100)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(25)
+        slowloris(lambda: socket.create_connection(("127.0.0.1", view.port), timeout=5))
         assert view.server.peak <= 16 and view.server.refused > 0 and view.server.cut > 0
         deadline = time.monotonic() + 5
         while view.server.held and time.monotonic() < deadline:
