@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness_version.collect import find_browser
+from harness_version.browser import distribution_browser as find_browser
 
 CONFIGS = {
     "serial": ([], {}),

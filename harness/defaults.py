@@ -1,7 +1,7 @@
 """The core's own hook implementations: registered like any plugin."""
 from __future__ import annotations
 
-from .plugins import hookimpl
+from .markers import hookimpl
 from .target import CORE_SCHEMA
 
 

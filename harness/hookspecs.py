@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import pluggy
+from .markers import hookspec
 
 if TYPE_CHECKING:
     import pytest
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from .summary import ReportSection, SummaryContext
     from .target import Target
 
-hookspec = pluggy.HookspecMarker("harness")
 
 
 # -- 1. Configuration: before anything runs -------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,25 @@ import pluggy
 
 from . import hookspecs
 from .errors import HarnessError, PluginError
+from .markers import PROJECT, blocked_plugins, hookimpl  # noqa: F401 (hookimpl: re-exported, harness.hookimpl)
 from .messages import catalogue
 
 M = catalogue(__name__)
 
-PROJECT = "harness"
 PREFIX = "harness_"
 ENTRY_POINT_GROUP = "harness.plugins"
-BLOCK_ENV = "HARNESS_BLOCK_PLUGINS"
 DISTRIBUTION = "ehealth-conformity-harness"
 
-# The plugins this distribution ships. They are registered through ENTRY_POINT_GROUP,
-# exactly like a third party's; this tuple only lets the harness tell them apart and
-# notice a broken installation where one is missing.
-BUILTIN_PLUGINS = ("harness-cda", "harness-demo", "harness-dmp", "harness-ins", "harness-terminology", "harness-version", "harness-xds")
 
-hookimpl = pluggy.HookimplMarker(PROJECT)
+def builtin_plugins() -> tuple[str, ...]:
+    """The plugins this distribution ships: the entry points its own metadata declares in
+    ENTRY_POINT_GROUP (registered exactly like a third party's). Knowing them lets the harness
+    notice a broken installation where one did not load."""
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return ()
+    return tuple(sorted(ep.name for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP))
 
 
 class HarnessPluginManager(pluggy.PluginManager):
@@ -45,11 +47,6 @@ class HarnessPluginManager(pluggy.PluginManager):
         if opts is None and name.startswith(PREFIX) and inspect.isroutine(getattr(plugin, name, None)):
             opts = {"wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False, "specname": None}
         return opts
-
-
-def blocked_plugins() -> list[str]:
-    """Plugin names listed (comma-separated) in the HARNESS_BLOCK_PLUGINS variable."""
-    return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
 
 
 def check_contract(pm: pluggy.PluginManager) -> None:
@@ -86,7 +83,7 @@ def get_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManage
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except pluggy.PluginValidationError as exc:  # a hook whose arguments differ from its spec
             raise PluginError(M("plugin.invalid", error=str(exc))) from None
-        missing = [n for n in BUILTIN_PLUGINS if not pm.is_blocked(n) and pm.get_plugin(n) is None]
+        missing = [n for n in builtin_plugins() if not pm.is_blocked(n) and pm.get_plugin(n) is None]
         if missing:
             raise HarnessError(M("plugin.builtin_missing", names=", ".join(missing)))
     check_contract(pm)

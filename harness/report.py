@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import BundleError, UnsafeInput
-from .evidence import atomic_write, sha256
+from .evidence import atomic_write
 from .safety import parse_json
 from .messages import catalogue
 from .verdicts import Verdict

@@ -277,9 +277,6 @@ def _check_timestamp(report: SignatureReport, token, signature: bytes, anchors: 
         return None
     report.tsa = printable(cert.subject.rfc4514_string())
     report.timestamped_at = gen_time.isoformat()
-    from cryptography import x509
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     refused = _tsa_usage_refused(cert)
     if refused is not None:
         report.status = "invalid"

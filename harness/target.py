@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import PluginError, TargetError
+from .markers import blocked_plugins
 from .messages import Message, catalogue
 
 M = catalogue(__name__)
@@ -259,8 +260,6 @@ def _key_type(file: str, schema: Schema, section: str, key: str, where: str) -> 
 
 def _blocked_hint() -> Message | str:
     """Names the blocked plugins in an "unknown section/key" error: the key may be theirs."""
-    from .plugins import blocked_plugins
-
     blocked = blocked_plugins()
     return M("target.blocked_hint", plugins=", ".join(blocked)) if blocked else ""
 

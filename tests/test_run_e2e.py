@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from harness_demo.app import DEFECTS
-from harness_version.collect import find_browser
+from harness_version.browser import distribution_browser as find_browser
 from tests.harness_run import run_harness
 
 ALL_REQUIREMENTS = {"LES-3.1-UI", "LES-3.1-DECL", "LES-3.1-SCHEME", "LES-3.1-CHRONO", "LES-3.1-CHANGE", "LES-3.1-CHANNELS"}
@@ -206,7 +206,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
     from pathlib import Path
 
     from harness.compare import compare_bundles
-    from harness_version.collect import find_browser
+    from harness_version.browser import distribution_browser as find_browser
 
     earlier = Path(__file__).parents[1] / "fixtures" / "bundles" / "demo-all-format1.zip"
     result = compare_bundles(earlier, demo_run.bundle)

@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,11 +176,20 @@ def pattern_for(product_name: str) -> str:
     return rf"(?:{LABEL}{TOKEN}{SUFFIX}|\bv{NUMBER}{SUFFIX}|{js_literal(name)}\s+(?:v\s?)?{NUMBER}{SUFFIX})"
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def distribution_browser() -> str | None:
+    """A headless-capable browser: HARNESS_BROWSER, else the usual Chromium names."""
+    configured = os.environ.get("HARNESS_BROWSER")
+    if configured:
+        return configured if configured != "none" and shutil.which(configured) else None
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
 def find_browser() -> str | None:
     """The Chromium to drive: the one the version screenshot uses (``HARNESS_BROWSER``, else
     the distribution's), else Playwright's own download (``playwright install chromium``)."""
-    from .collect import find_browser as distribution_browser
-
     found = distribution_browser()
     if found or os.environ.get("HARNESS_BROWSER") == "none":
         return found
@@ -537,6 +547,13 @@ OFFLINE_FLAGS = ("--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<loca
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]")
 
 
+def private_env(folder: str) -> dict[str, str]:
+    """The environment for a browser: its configuration and cache (crash reports included,
+    which Debian's Chromium writes under ~/.config whatever its profile) in ``folder``, so
+    nothing is written outside the run's own folders."""
+    return {**os.environ, "XDG_CONFIG_HOME": f"{folder}/config", "XDG_CACHE_HOME": f"{folder}/cache"}
+
+
 def _renderer_confinement() -> str:
     """What the kernel says of this process's renderer processes (its descendants): confined
     by a seccomp filter (mode 2), as Chromium's sandbox does, or not; read from /proc."""
@@ -583,8 +600,6 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
     from playwright.sync_api import sync_playwright
 
     from harness import is_loopback
-
-    from .collect import private_env
 
     reader = None
     if ocr:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -14,24 +12,6 @@ from .extract import dig, read_page, ui_version
 from .visible import number_of, rendered_version
 
 M = catalogue(__name__)
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def find_browser() -> str | None:
-    """A headless-capable browser: HARNESS_BROWSER, else the usual Chromium names."""
-    configured = os.environ.get("HARNESS_BROWSER")
-    if configured:
-        return configured if configured != "none" and shutil.which(configured) else None
-    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
-
-
-def private_env(folder: str) -> dict[str, str]:
-    """The environment for a browser: its configuration and cache (crash reports included,
-    which Debian's Chromium writes under ~/.config whatever its profile) in ``folder``, so
-    nothing is written outside the run's own folders."""
-    return {**os.environ, "XDG_CONFIG_HOME": f"{folder}/config", "XDG_CACHE_HOME": f"{folder}/cache"}
-
 
 def _same_origin(a: str, b: str) -> bool:
     return urlsplit(a)[:2] == urlsplit(b)[:2]
