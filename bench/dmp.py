@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 def _builtin(folder: str, rounds: int, out) -> None:
     from harness_cda.document import read_cda
-    from harness_dmp import cda_rules
+    from harness_cda import rules as cda_rules
 
     files = [(p.name, p.read_bytes()) for p in sorted(Path(folder).glob("*.xml"))]
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -9,7 +9,7 @@ from lxml import etree
 from harness_cda import level1
 from harness_cda.document import read_cda
 from harness_demo.patients import PATIENTS, PDF, cda_document
-from harness_dmp import cda_rules
+from harness_cda import rules as cda_rules
 from tests.harness_run import run_harness
 
 ROOT = Path(__file__).parents[1]

@@ -272,7 +272,7 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
 
 def document_checks() -> dict:
     """The built-in CDA checks (header, body, INS) on the documents of the archives."""
-    from harness_dmp.checks import RULES, document_check
+    from harness_cda.builtin import RULES, document_check
 
     return {f"mssante.{key}": document_check(requirement, rules, ("mss-doc",)) for key, (requirement, rules) in RULES.items()}
 

@@ -3,7 +3,7 @@ software sends, their IHE XDM archives, metadata and documents.
 
 Domain libraries it uses: :mod:`harness_xds` (XDM archive, ebRIM metadata and their
 agreement with the CDA header), :mod:`harness_cda.document` and the built-in CDA checks of
-:mod:`harness_dmp.checks`.
+:mod:`harness_cda.builtin`.
 """
 from __future__ import annotations
 

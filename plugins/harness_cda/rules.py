@@ -1,8 +1,9 @@
 """Built-in CDA rules, no kit needed: the CI-SIS header, the body, and every INS identifier.
 
-A domain library (pure functions of a parsed document, no pytest or pluggy): the DMP
-plugin's checks run it on the documents the software sends, and the MSSanté/XDM plugin on
-the documents inside an archive. The official kit stays the reference for full schematron
+A domain library (pure functions of a parsed document, no pytest or pluggy), in the CDA
+library so that every service plugin may use it (:mod:`.builtin` makes checks of it): the DMP
+plugin runs it on the documents the software sends, and the MSSanté/XDM plugin on the
+documents inside an archive. The official kit stays the reference for full schematron
 coverage; these rules are the ones a document must meet to be accepted by the DMP, written
 from the CI-SIS "structuration minimale des documents de santé" (template
 1.2.250.1.213.1.1.1.1), checked assertion by assertion against the kit's generic header
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 from lxml import etree
 
 from harness import Severity, catalogue
-from harness_cda import level1
-from harness_cda.document import Problem
-from harness_cda.terminology import readable_path
 from harness_ins import cda as ins_cda
 from harness_ins.identity import check_matricule, classify_system, production_problem
 
+from . import level1
+from .document import Problem
+from .terminology import readable_path
 M = catalogue(__name__)
 
 HL7 = "urn:hl7-org:v3"
