@@ -72,6 +72,9 @@ def test_a_person_and_the_harness_agree_on_the_version_of_a_real_page(name):
         seen = [f for f in findings if f["rule"] == "VER-UI-02"]
         assert seen and case.version in _text(seen[0]), (name, [_text(f)[:200] for f in seen])
     assert set(case.rules) <= rules, (name, rules)
+    # each finding cites the requirement of the scenario the check ran for (here a scenario
+    # "s" proving R-1), never one the check would name on its own
+    assert {f["requirement"] for f in findings} <= {"R-1"}, {f["requirement"] for f in findings}
     if case.verdict == "FAIL":  # the finding says what was seen, where, and what to change
         failing = [f for f in findings if f["rule"] in ("VER-UI-01", "VER-UI-04")]
         assert failing and all("To do" in _text(f) and "À faire" in _text(f) for f in failing), failing

@@ -13,10 +13,6 @@ from . import mail
 
 M = catalogue(__name__)
 
-REQ_TRANSPORT = "MSS-TRANSPORT"
-REQ_MESSAGE = "MSS-MESSAGE"
-REQ_SUBJECT = "MSS-SUBJECT"
-REQ_ADDRESS = "MSS-ADDRESS"
 REQ_ARCHIVE = "XDM-ARCHIVE"
 REQ_METADATA = "XDM-METADATA"
 REQ_AGREEMENT = "XDM-METADATA-CDA"
@@ -275,9 +271,6 @@ def document_checks() -> dict:
     from harness_cda.builtin import RULES, document_check
 
     return {f"mssante.{key}": document_check(requirement, rules, ("mss-doc",)) for key, (requirement, rules) in RULES.items()}
-
-
-REQ_RECEIVE = "MSS-RECEIVE"
 
 
 @check(reads=["mss.receive", "mss-delivered", "mss-reply"])

@@ -19,13 +19,8 @@ API = ("api.exchange", "api.about")
 # the documents the software produced: the target's files and live index, its DMP
 # submissions and its MSSanté archives
 DOCS = ("doc", "doc-live", "dmp-doc", "mss-doc")
-
-REQ_UI = "LES-3.1-UI"
-REQ_DECL = "LES-3.1-DECL"
-REQ_SCHEME = "LES-3.1-SCHEME"
-REQ_CHRONO = "LES-3.1-CHRONO"
-REQ_CHANGE = "LES-3.1-CHANGE"
-REQ_CHANNELS = "LES-3.1-CHANNELS"
+# A finding cites the requirement of the scenario its check runs for (its evaluation's): the
+# built-in scenarios' (LES-3.1-*), or a third party's that uses these checks.
 
 # why a person does not see a version text (browser.judge_visible's reasons)
 REASONS = {
@@ -174,12 +169,12 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
             ev.error(M("ui.unreachable", url=first.get("url"), status=final.get("status"), error=_failure(final)))
         return
     if final is not first and final.get("url") != first.get("url"):
-        ev.add(rule="VER-UI-08", requirement=REQ_UI, location=first.get("url", "-"), message=M("ui.redirected", url=final.get("url")))
+        ev.add(rule="VER-UI-08", location=first.get("url", "-"), message=M("ui.redirected", url=final.get("url")))
     if rendering.get("error") == "no-browser":
         ev.inconclusive(M("ui.no_browser_inconclusive"))
         raw = ui_version(read_page(ctx.read("ui.page"))) if ctx.has("ui.page") else None
         if raw:
-            ev.add(rule="VER-UI-09", requirement=REQ_UI, location=f"{final.get('url')} {raw[1]}", artefact=ctx.artefact("ui.page").sha256,
+            ev.add(rule="VER-UI-09", location=f"{final.get('url')} {raw[1]}", artefact=ctx.artefact("ui.page").sha256,
                    message=M("ui.raw_only", version=raw[0]))
         return
     if rendering.get("error") or not rendering.get("views"):
@@ -187,55 +182,55 @@ def check_visible_in_ui(ctx: CheckContext, ev: Evaluation) -> None:
         return
     reading = read_rendering(rendering, ctx.target.product.get("name", ""))
     for s in reading.hidden:
-        ev.add(rule="VER-UI-05", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
+        ev.add(rule="VER-UI-05", location=s.location, artefact=_shot(ctx, rendering, s.view),
                message=M("ui.hidden", text=s.text, reasons=_reasons(s)))
     for s in reading.elsewhere:
-        ev.add(rule="VER-UI-06", requirement=REQ_UI, location=s.location, artefact=_shot(ctx, rendering, s.view),
+        ev.add(rule="VER-UI-06", location=s.location, artefact=_shot(ctx, rendering, s.view),
                message=M("ui.not_product", text=s.text))
     if reading.components:
-        ev.add(rule="VER-UI-12", requirement=REQ_UI, location=reading.components[0].location,
+        ev.add(rule="VER-UI-12", location=reading.components[0].location,
                artefact=_shot(ctx, rendering, reading.components[0].view),
                message=M("ui.components", items="; ".join(f"{c.owner} {c.version} ({c.location})" for c in reading.components[:10])))
     views = rendering["views"]
     for n, k, text in reading.unread:
         image = views[n]["images"][k]
-        ev.add(rule="VER-UI-07", requirement=REQ_UI, location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
+        ev.add(rule="VER-UI-07", location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
                message=M("ui.image_no_version", text=text[:120] or "-"))
     shown = reading.version
     if shown is not None:
-        ev.check(True, rule="VER-UI-01", requirement=REQ_UI, location=shown.location, message=M("ui.no_version"))
+        ev.check(True, rule="VER-UI-01", location=shown.location, message=M("ui.no_version"))
         via = views[shown.view].get("via")
-        ev.add(rule="VER-UI-02", requirement=REQ_UI, location=shown.location, artefact=_shot(ctx, rendering, shown.view),
+        ev.add(rule="VER-UI-02", location=shown.location, artefact=_shot(ctx, rendering, shown.view),
                message=M("ui.seen", version=shown.version, text=shown.text, style=_style(shown)) if via is None else
                M("ui.seen_one_click", version=shown.version, text=shown.text, style=_style(shown), via=via))
         if shown.source == "ocr":
             image = views[shown.view]["images"][rendering["views"][shown.view].get("outlined_image") or 0]
-            ev.add(rule="VER-UI-10", requirement=REQ_UI, location=shown.location, artefact=_crop(ctx, image),
+            ev.add(rule="VER-UI-10", location=shown.location, artefact=_crop(ctx, image),
                    message=M("ui.ocr_read", engine=rendering.get("ocr") or "-", text=shown.text, confidence=shown.confidence))
         for other in reading.conflicts():
-            ev.check(False, rule="VER-UI-04", requirement=REQ_UI, location=other.location, artefact=_shot(ctx, rendering, other.view),
+            ev.check(False, rule="VER-UI-04", location=other.location, artefact=_shot(ctx, rendering, other.view),
                      message=M("ui.two_versions", version=shown.version, where=shown.location, other=other.version,
                                other_where=other.location))
-        ev.add(rule="VER-UI-03", requirement=REQ_UI, location=f"ui.view/{shown.view + 1:02d}", artefact=_shot(ctx, rendering, shown.view),
+        ev.add(rule="VER-UI-03", location=f"ui.view/{shown.view + 1:02d}", artefact=_shot(ctx, rendering, shown.view),
                message=M("ui.outlined", browser=rendering.get("browser") or "-"))
         return
     if reading.pending:
         for n, k in reading.pending:
             image = views[n]["images"][k]
-            ev.add(rule="VER-UI-11", requirement=REQ_UI, location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
+            ev.add(rule="VER-UI-11", location=f"{views[n]['url']} {image.get('path')}", artefact=_crop(ctx, image),
                    message=M("ui.image_to_read", why=_unread_why(rendering, image)))
         ev.manual_pending(M("ui.manual_image", count=len(reading.pending)))
         return
     skipped = rendering.get("skipped") or []
     for entry in skipped:
-        ev.add(rule="VER-UI-13", requirement=REQ_UI, severity=Severity.WARNING, location=rendering.get("final_url") or rendering.get("url") or "-",
+        ev.add(rule="VER-UI-13", severity=Severity.WARNING, location=rendering.get("final_url") or rendering.get("url") or "-",
                message=M("ui.entry_not_opened", entry=entry))
     if skipped:  # an about entry not opened may hold the version: absence is not proven
         ev.inconclusive(M("ui.not_all_opened", count=len(skipped)))
         return
     looked = "; ".join(v["url"] + (f" (via \"{v['via']}\")" if v.get("via") else "") for v in views)
     found = len(reading.hidden) + len(reading.elsewhere) + len(reading.components)
-    ev.check(False, rule="VER-UI-01", requirement=REQ_UI, location=final.get("url") or rendering.get("url"),
+    ev.check(False, rule="VER-UI-01", location=final.get("url") or rendering.get("url"),
              artefact=_shot(ctx, rendering, 0), message=M("ui.not_seen", views=looked, found=found, hidden=len(reading.hidden),
                                                          elsewhere=len(reading.elsewhere), components=len(reading.components)))
 
@@ -262,15 +257,15 @@ def _legacy_visible(ctx: CheckContext, ev: Evaluation) -> None:
     if not reachable:
         ev.error(M("ui.unreachable", url=ex.get("url"), status=ex.get("status"), error=_failure(ex)))
         return
-    ev.check(seen is not None, rule="VER-UI-01", requirement=REQ_UI, location=ex["url"], message=M("ui.no_version"),
+    ev.check(seen is not None, rule="VER-UI-01", location=ex["url"], message=M("ui.no_version"),
              artefact=ctx.artefact("ui.page").sha256)
     if seen is not None:
-        ev.add(rule="VER-UI-02", requirement=REQ_UI, location=seen.location, artefact=seen.artefact, message=M("ui.version_shown", version=seen.version))
+        ev.add(rule="VER-UI-02", location=seen.location, artefact=seen.artefact, message=M("ui.version_shown", version=seen.version))
     if ctx.has("ui.screenshot"):
-        ev.add(rule="VER-UI-03", requirement=REQ_UI, location="ui.screenshot", artefact=ctx.artefact("ui.screenshot").sha256,
+        ev.add(rule="VER-UI-03", location="ui.screenshot", artefact=ctx.artefact("ui.screenshot").sha256,
                message=M("ui.screenshot"))
     else:
-        ev.add(rule="VER-UI-03", requirement=REQ_UI, location="ui.screenshot", severity=Severity.WARNING, message=M("ui.no_browser"))
+        ev.add(rule="VER-UI-03", location="ui.screenshot", severity=Severity.WARNING, message=M("ui.no_browser"))
 
 
 @check(reads=UI + API, optional=LEGACY_UI)
@@ -280,7 +275,7 @@ def check_matches_declared(ctx: CheckContext, ev: Evaluation) -> None:
     if seen is None:
         ev.inconclusive(M("decl.nothing_observed"))
         return
-    ev.check(seen.version == declared, rule="VER-DECL-01", requirement=REQ_DECL, location=seen.location, artefact=seen.artefact,
+    ev.check(seen.version == declared, rule="VER-DECL-01", location=seen.location, artefact=seen.artefact,
              message=M("decl.differs", shown=seen.version, declared=declared))
 
 
@@ -294,7 +289,7 @@ def check_orderable_scheme(ctx: CheckContext, ev: Evaluation) -> None:
         ev.inconclusive(M("scheme.only_declared"))
     candidates.append(Seen("declared", ctx.target.product["version"], "target:product.version", ""))
     for s in candidates:
-        ev.check(version_key(s.version) is not None, rule="VER-SCHEME-01", requirement=REQ_SCHEME, location=s.location,
+        ev.check(version_key(s.version) is not None, rule="VER-SCHEME-01", location=s.location,
                  artefact=s.artefact or None, message=M("scheme.unorderable", version=s.version, channel=s.channel))
 
 
@@ -316,7 +311,7 @@ def check_later_than_history(ctx: CheckContext, ev: Evaluation) -> None:
         earlier = version_key(r["version"])
         if earlier is None or earlier == key:
             continue  # not orderable (VER-SCHEME) / same version for another build (VER-CODE)
-        ev.check(key > earlier, rule="VER-CHRONO-01", requirement=REQ_CHRONO, location=f"{r['bundle']} (run {r['run_id']})",
+        ev.check(key > earlier, rule="VER-CHRONO-01", location=f"{r['bundle']} (run {r['run_id']})",
                  artefact=seen.artefact, message=M("chrono.older", version=seen.version, earlier=r["version"], when=r["started_at"]))
     if ev.assertions == 0:
         ev.inconclusive(M("chrono.no_history"))
@@ -334,10 +329,10 @@ def check_changes_with_build(ctx: CheckContext, ev: Evaluation) -> None:
             continue
         where = f"{r['bundle']} (run {r['run_id']})"
         if r["fingerprint"] != fingerprint:
-            ev.check(r["version"] != seen.version, rule="VER-CODE-01", requirement=REQ_CHANGE, location=where, artefact=seen.artefact,
+            ev.check(r["version"] != seen.version, rule="VER-CODE-01", location=where, artefact=seen.artefact,
                      message=M("change.frozen", before=r["fingerprint"], after=fingerprint, version=seen.version))
         else:
-            ev.check(r["version"] == seen.version, rule="VER-CODE-02", requirement=REQ_CHANGE, location=where, artefact=seen.artefact,
+            ev.check(r["version"] == seen.version, rule="VER-CODE-02", location=where, artefact=seen.artefact,
                      severity=Severity.WARNING, message=M("change.two_versions", fingerprint=fingerprint, earlier=r["version"], version=seen.version))
     if ev.assertions == 0:
         ev.inconclusive(M("change.no_history"))
@@ -374,7 +369,7 @@ def documents_seen(ctx: CheckContext, ev: Evaluation | None = None) -> list[Seen
                 if found:
                     out.append(found)
                 elif ev is not None:
-                    ev.add(rule="VER-CHAN-03", requirement=REQ_CHANNELS, severity=Severity.WARNING, artefact=art.sha256,
+                    ev.add(rule="VER-CHAN-03", severity=Severity.WARNING, artefact=art.sha256,
                            location=f"{name} /ClinicalDocument/author[{n}]/assignedAuthor/assignedAuthoringDevice",
                            message=M("channels.document_no_version"))
     return out
@@ -384,12 +379,12 @@ def _ui_warning(ctx: CheckContext, ev: Evaluation, ui: Seen | None) -> None:
     if ctx.has("ui.rendering") and ui is None:
         rendering = ctx.json("ui.rendering")
         why = M("channels.ui_no_browser") if rendering.get("error") == "no-browser" else M("channels.ui_not_seen")
-        ev.add(rule="VER-CHAN-04", requirement=REQ_CHANNELS, location="ui", severity=Severity.WARNING, message=why)
+        ev.add(rule="VER-CHAN-04", location="ui", severity=Severity.WARNING, message=why)
 
 
 def _compare(ev: Evaluation, first: Seen, others: list[Seen]) -> None:
     for other in others:
-        ev.check(compatible(other.version, first.version), rule="VER-CHAN-01", requirement=REQ_CHANNELS, location=other.location,
+        ev.check(compatible(other.version, first.version), rule="VER-CHAN-01", location=other.location,
                  artefact=other.artefact, message=M("channels.differs", version=other.version, channel=other.channel, first=first.version,
                                                     first_channel=first.channel, where=first.location))
 
@@ -401,7 +396,7 @@ def check_same_in_channels(ctx: CheckContext, ev: Evaluation) -> None:
     _ui_warning(ctx, ev, ui)
     api, _, why = api_seen(ctx)
     if why:
-        ev.add(rule="VER-CHAN-02", requirement=REQ_CHANNELS, location="api", severity=Severity.WARNING,
+        ev.add(rule="VER-CHAN-02", location="api", severity=Severity.WARNING,
                message=M("channels.api_unreadable", why=why))
     seen = [s for s in (ui, api) if s]
     if len(seen) < 2:
