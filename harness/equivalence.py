@@ -223,21 +223,17 @@ class _Pair:
         return ""
 
 
-def _replayed(bundle: Bundle, assembly: Any) -> Any:
-    from .replay import replay_bundle
-
-    return replay_bundle(bundle, assembly)
-
-
 def compare_proofs(old_path: Path, new_path: Path, assembly: Any = None) -> Equivalence:
     """``assembly``: the installed plugins that replay both bundles (assembled when not given)."""
+    from .replay import replay_bundle
+
     if assembly is None:
         from .assembly import assemble
 
         assembly = assemble()
     owners = _owners()
     with Bundle(old_path) as old, Bundle(new_path) as new:
-        replays = ((M("eq.side.old"), _replayed(old, assembly)), (M("eq.side.new"), _replayed(new, assembly)))
+        replays = ((M("eq.side.old"), replay_bundle(old, assembly)), (M("eq.side.new"), replay_bundle(new, assembly)))
         mo, mn = old.manifest, new.manifest
         po, pn = mo.get("target", {}).get("product", {}), mn.get("target", {}).get("product", {})
         out = Equivalence(Path(old_path).name, Path(new_path).name, str(pn.get("id", "")), [])

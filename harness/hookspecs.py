@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .target import Target
 
 
-
 # -- 1. Configuration: before anything runs -------------------------------------------
 
 

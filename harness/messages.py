@@ -185,7 +185,7 @@ class Joined:
     separator: str = "; "
 
     def render(self, lang: str | None = None) -> str:
-        return scrub(self.separator.join(str(_value(i if isinstance(i, Renderable) else str(i), lang or DEFAULT_LANG)) for i in self.items))
+        return scrub(self.separator.join(str(_value(i, lang or DEFAULT_LANG)) for i in self.items))
 
     def texts(self) -> dict[str, str]:
         return {lang: self.render(lang) for lang in LANGS}

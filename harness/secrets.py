@@ -51,7 +51,7 @@ def _char(ch: str) -> bytes:
     """A pattern matching ``ch`` in any of the forms a peer may give it."""
     cp = ord(ch)
     raw = ch.encode("utf-8")
-    forms = [re.escape(raw)]
+    forms = []
     if cp < 0x10000:
         forms.append(rb"\\u" + _hex(cp, 4))
     else:  # JSON writes an astral character as a surrogate pair
@@ -67,6 +67,9 @@ def _char(ch: str) -> bytes:
     forms.append(b"".join(b"%" + _hex(byte, 2) for byte in raw))
     if ch == " ":
         forms.append(rb"\+")
+    # the raw form last: where an escaped form also matches (a JSON "\\" for a "\"), the match
+    # takes it whole, never half of it (which would leave a lone "\" breaking the JSON around)
+    forms.append(re.escape(raw))
     return b"(?:" + b"|".join(forms) + b")"
 
 
@@ -89,15 +92,15 @@ def _parts(secret: str) -> set[str]:
     return {p for p in {secret} | {line.strip() for line in secret.splitlines()} if len(p) >= MIN_LENGTH}
 
 
-def pattern(secret: str) -> re.Pattern[bytes] | None:
-    """The pattern of every form of ``secret`` (and of each of its lines)."""
+def pattern(secret: str) -> bytes | None:
+    """The pattern (RE2 syntax, bytes) of every form of ``secret`` (and of each of its lines)."""
     alternatives: list[tuple[int, bytes]] = []
     for part in _parts(secret):
         alternatives.append((len(part), b"".join(_char(c) for c in part)))
         alternatives += [(len(core), re.escape(core)) for core in _base64_cores(part.encode("utf-8"))]
     if not alternatives:
         return None
-    return re.compile(b"|".join(p for _, p in sorted(alternatives, key=lambda a: -a[0])))
+    return b"|".join(p for _, p in sorted(alternatives, key=lambda a: -a[0]))
 
 
 def variants(secret: str) -> set[bytes]:
@@ -123,7 +126,7 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         patterns = [p for p in (pattern(s) for s in dict.fromkeys(s for s in secrets if s)) if p is not None]
-        self._pattern = re2.compile(b"|".join(p.pattern for p in patterns)) if patterns else None
+        self._pattern = re2.compile(b"|".join(patterns)) if patterns else None
 
     def __bool__(self) -> bool:
         return self._pattern is not None

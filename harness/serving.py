@@ -54,6 +54,7 @@ class _Watchdog:
         self._next = itertools.count()
         self._on_cut = on_cut
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def watch(self, seconds: float, dup: socket.socket) -> int:
         with self._cond:
@@ -70,11 +71,18 @@ class _Watchdog:
         with self._cond:
             self._live.pop(token, None)
 
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap:
+                while not self._heap and not self._stopped:
                     self._cond.wait()
+                if self._stopped:
+                    return
                 when, token = self._heap[0]
                 wait = when - time.monotonic()
                 if wait > 0:
@@ -135,6 +143,10 @@ class BoundedServer:
             with self._count_lock:
                 self.held -= 1
             self._slots.release()
+
+    def server_close(self) -> None:
+        self._watchdog.stop()  # its thread ends with the server
+        super().server_close()  # type: ignore[misc]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection a client broke, or the deadline cut, is no error of the server's: it

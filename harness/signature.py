@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import HarnessError
 from .messages import Localized, catalogue
+from .messages import visible as printable  # a name read from a certificate: its control characters as escapes
 
 M = catalogue(__name__)
 SIGNATURE = "manifest.p7s"
@@ -353,12 +354,6 @@ def _signing_usage_refused(cert) -> Localized | None:
     except x509.ExtensionNotFound:
         pass
     return None
-
-
-def printable(text: str) -> str:
-    """A name read from a certificate or a peer, safe on a terminal and in a report: control
-    characters (a newline, an escape sequence) written as escapes, never acted on."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _check_chain(report: SignatureReport, cert, intermediates: list, anchors: list, at: dt.datetime) -> None:

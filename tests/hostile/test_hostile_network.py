@@ -332,6 +332,9 @@ def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, mon
             assert res.status == 200
     finally:
         view.stop()
+    watchdog = view.server._watchdog._thread
+    watchdog.join(5)
+    assert not watchdog.is_alive()  # the deadlines' thread ends with its server
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.signature import Signer, printable, sign, verify_signature
+from harness.signature import Signer, printable, sign, verify_signature  # printable: harness.messages.visible
 
 NOW = dt.datetime.now(dt.timezone.utc)
 BODY = b'{"manifest": "of a bundle"}'
