@@ -1,7 +1,10 @@
 """Conformity test harness for French e-health software.
 
-The public surface for plugin authors is what this module exports (and the
-``harness.terminology`` package); everything else is internal and may change.
+The public surface for plugin authors is what this module exports, and two packages:
+``harness.terminology`` (the terminology client, snapshot and engine) and
+``harness.services`` (the services kit: the loopback HTTP(S) server base every simulator
+stands on, connection bounds, the test PKI with its OCSP responder and CRL); everything
+else is internal and may change.
 """
 from .bundle import Bundle, verify_bundle
 from .commands import CommandContext
@@ -12,7 +15,6 @@ from .http import is_loopback
 from .messages import Catalogue, Localized, Message, Text, catalogue
 from .plugins import core_version, hookimpl
 from .safety import ArchiveLimits, SafeArchive, parse_json, parse_xml
-from .serving import BoundedServer, ConnectionBounds
 from .steps import ANY_INPUT, check, collector
 from .summary import ReportSection, SummaryContext
 from .target import Target
@@ -22,14 +24,12 @@ __all__ = [
     "ANY_INPUT",
     "ArchiveLimits",
     "Artefact",
-    "BoundedServer",
     "Bundle",
     "BundleError",
     "Catalogue",
     "CheckContext",
     "CommandContext",
     "CollectContext",
-    "ConnectionBounds",
     "Evaluation",
     "Finding",
     "HarnessError",

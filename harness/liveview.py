@@ -14,14 +14,12 @@ import hmac
 import json
 import re
 import secrets
-import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from typing import Callable
 
 from .events import EventHub
-from .serving import BoundedServer, ConnectionBounds
+from .services.bounds import ConnectionBounds
+from .services.http import HttpService, Request, Response
 from .messages import catalogue
 
 M = catalogue(__name__)
@@ -64,8 +62,23 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, port
 
 
-class LiveView:
-    """The server; ``images`` returns an image's bytes by hash (staging store, then the bundle)."""
+class LiveView(HttpService):
+    """The server; ``images`` returns an image's bytes by hash (staging store, then the bundle).
+
+    Read-only (GET and HEAD); every answer carries the headers a page of the harness's own
+    needs (no caching, no framing, a strict content policy); nothing is recorded: it is the
+    harness's page, not an exchange with the software."""
+
+    name = "live"
+    server_header = "harness-live"
+    bounds = BOUNDS
+    max_request = 64 * 1024
+    max_recorded = 0
+    headers = {
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
+                                   "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    }
 
     def __init__(self, hub: EventHub, address: str, page: Callable[[], bytes], images: Callable[[str], bytes | None]) -> None:
         self.hub = hub
@@ -73,81 +86,37 @@ class LiveView:
         self.page = page
         self.images = images
         host, port = parse_address(address)
-        view = self
+        super().__init__(host=host, port=port)
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "harness-live"
-            sys_version = ""
-            timeout = 10  # seconds a client may take to send its request: a silent one does not hold a thread
-
-            def log_message(self, *args: Any) -> None:  # the terminal is the run's
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.send_header("Referrer-Policy", "no-referrer")
-                self.send_header("X-Frame-Options", "DENY")
-                self.send_header("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
-                                 "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                prefix = f"/{view.token}/"
-                if not hmac.compare_digest(parts.path[: len(prefix)].encode(), prefix.encode()):
-                    return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-                rest = parts.path[len(prefix):]
-                if rest == "":
-                    return self._send(HTTPStatus.OK, view.page(), "text/html; charset=utf-8")
-                if rest == "live.js":
-                    return self._send(HTTPStatus.OK, LIVE_JS.encode("utf-8"), "text/javascript; charset=utf-8")
-                if rest == "events":
-                    try:
-                        after = max(0, int(parse_qs(parts.query).get("after", ["0"])[0]))
-                    except ValueError:
-                        after = 0
-                    return self._send(HTTPStatus.OK, view.events(after), "application/json")
-                if rest.startswith("image/") and _DIGEST.match(rest[6:]):
-                    media_type = view.image_type(rest[6:])
-                    data = view.images(rest[6:]) if media_type else None
-                    if data is not None:
-                        return self._send(HTTPStatus.OK, data, media_type)
-                return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-
-            do_HEAD = do_GET
-
-            def _refuse(self) -> None:
-                self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only\n", "text/plain; charset=utf-8")
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
-
-        class Server(BoundedServer, ThreadingHTTPServer):
-            connection_bounds = BOUNDS
-
-        family_server = Server
-        if ":" in host:
-            import socket
-
-            class V6(Server):
-                address_family = socket.AF_INET6
-            family_server = V6
-        self.server = family_server((host, port), Handler)
-        self.server.daemon_threads = True
-        self.host = host
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="harness-live", daemon=True)
-        self._thread.start()
+    def handle(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only\n")
+        prefix = f"/{self.token}/"
+        path = request.path
+        if not hmac.compare_digest(path[: len(prefix)].encode(), prefix.encode()):
+            return Response(HTTPStatus.NOT_FOUND, b"not found\n")
+        rest = path[len(prefix):]
+        if rest == "":
+            return Response(HTTPStatus.OK, self.page(), "text/html; charset=utf-8")
+        if rest == "live.js":
+            return Response(HTTPStatus.OK, LIVE_JS.encode("utf-8"), "text/javascript; charset=utf-8")
+        if rest == "events":
+            try:
+                after = max(0, int(request.query.get("after", ["0"])[0]))
+            except ValueError:
+                after = 0
+            return Response(HTTPStatus.OK, self.events(after), "application/json")
+        if rest.startswith("image/") and _DIGEST.match(rest[6:]):
+            media_type = self.image_type(rest[6:])
+            data = self.images(rest[6:]) if media_type else None
+            if data is not None:
+                return Response(HTTPStatus.OK, data, media_type)
+        return Response(HTTPStatus.NOT_FOUND, b"not found\n")
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/{self.token}/"
+        return f"{self.base_url}{self.token}/"
 
     def image_type(self, digest: str) -> str | None:
         media_type = self.hub.images.get(digest)
@@ -158,11 +127,6 @@ class LiveView:
         body = {"next": after + len(batch), "events": batch, "done": dict(self.hub.done), "total": self.hub.total,
                 "running": list(self.hub.running.values()), "finished": self.hub.finished}
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
 
 
 # The page's script: polls the events and writes every text with textContent (nothing the

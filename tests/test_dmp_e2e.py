@@ -37,7 +37,11 @@ def test_the_conformant_demo_feeds_and_consults_the_dmp(conformant):
     first, replacement = s["exchanges"][0], s["exchanges"][2]
     assert replacement["facts"]["replaced"] == [first["facts"]["stored"][0]]
     assert [d["input"] for d in first["documents"]] == ["dmp-doc/001-Document01", "dmp-doc/001-Document02"]
-    assert all(c["accepted"] and c["certificate"]["issuer"].startswith("CN=Harness test CA") for c in s["connections"])
+    assert all(c["accepted"] and c["certificate"]["issuer"].startswith("CN=Harness DMP AC organisations (test)") for c in s["connections"])
+    # each client certificate was checked with the PKI's OCSP responder, and its CRL sealed
+    assert all(c["revocation"]["status"] == "good" and c["revocation"]["method"] == "ocsp" for c in s["connections"])
+    served = [e["facts"]["served"] for e in s["revocation"]]
+    assert served.count("ocsp") == len(s["connections"]) and served[-1] == "crl", served
     blocked = session(run, refusing=True)
     assert [c["accepted"] for c in blocked["connections"]] == [False]
     labels = {m["label"] for m in run.manifest["artefacts"].values()}
@@ -79,6 +83,35 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_dmp_defect_is_caught_with_its_rule(tmp_path, case):
     assert_defects_caught(tmp_path, "dmp", *CASES[case])
+
+
+@pytest.mark.slow
+def test_a_revoked_certificate_is_refused_through_the_ocsp_responder_and_the_exchanges_are_sealed(tmp_path):
+    """The demo presents a certificate its authority revoked: the simulator asks the PKI's
+    OCSP responder after the handshake and refuses it (DMP-TLS-07); the OCSP question and
+    answer, and the CRL at the end of the session, are in the bundle, and say the same."""
+    from cryptography import x509
+    from cryptography.x509 import ocsp
+
+    run = assert_defects_caught(tmp_path, "dmp-tls", ["dmp-cert-revoked"], {("DMP-TLS", "DMP-TLS-07")})
+    s = session(run)
+    refused = [c for c in s["connections"] if not c["accepted"]]
+    assert refused and all(c["verify_code"] == 23 and c["revocation"]["status"] == "revoked" for c in refused), refused
+    assert refused[0]["revocation"]["reason"] == "key_compromise" and "OCSP" in refused[0]["error"]
+    serial = int(refused[0]["certificate"]["serial"], 16)
+    with zipfile.ZipFile(run.bundle) as zf:
+        def member(name):
+            [digest] = [d for d, m in run.manifest["artefacts"].items() if m["label"] == name]
+            return zf.read(f"artefacts/{digest}")
+        asked = [e for e in s["revocation"] if e["facts"]["served"] == "ocsp"]
+        answer = ocsp.load_der_ocsp_response(member(f"dmp.pki.response:{asked[0]['n']:03d}"))
+        assert answer.serial_number == serial and answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+        assert ocsp.load_der_ocsp_request(member(f"dmp.pki.request:{asked[0]['n']:03d}")).serial_number == serial
+        [crl_exchange] = [e for e in s["revocation"] if e["facts"]["served"] == "crl"]
+        crl = x509.load_der_x509_crl(member(f"dmp.pki.response:{crl_exchange['n']:03d}"))
+        anchors = x509.load_pem_x509_certificates(member("dmp.trust"))
+        assert any(crl.issuer == a.subject and crl.is_signature_valid(a.public_key()) for a in anchors)
+        assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
 @pytest.mark.slow

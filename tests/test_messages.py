@@ -13,9 +13,12 @@ PACKAGES = {
     "harness": ROOT / "harness",
     "harness_cda": ROOT / "plugins" / "harness_cda",
     "harness_demo": ROOT / "plugins" / "harness_demo",
+    "harness_dmp": ROOT / "plugins" / "harness_dmp",
     "harness_ins": ROOT / "plugins" / "harness_ins",
+    "harness_mssante": ROOT / "plugins" / "harness_mssante",
     "harness_terminology": ROOT / "plugins" / "harness_terminology",
     "harness_version": ROOT / "plugins" / "harness_version",
+    "harness_xds": ROOT / "plugins" / "harness_xds",
 }
 
 
@@ -62,6 +65,21 @@ def test_every_key_is_used_and_every_key_used_exists(package):
         used |= {n.value for n in ast.walk(ast.parse(file.read_text(encoding="utf-8")))
                  if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in keys}
     assert not keys - used, f"{package}: unused keys {sorted(keys - used)}"
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_key_is_written_twice_in_a_catalogue(package):
+    """A key written twice: the reader keeps the last, the first one's users get another text."""
+    import re
+
+    for lang in LANGS:
+        keys = re.findall(r'^msgid "(.+)"$', catalogue_path(package, lang).read_text(encoding="utf-8"), re.MULTILINE)
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        assert not twice, f"{package} ({lang}): written twice {twice}"
+
+
+def test_every_plugin_package_is_checked_here():
+    assert set(PACKAGES) - {"harness"} == {p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").is_file()}
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))

@@ -157,3 +157,20 @@ def test_an_error_stopping_a_service_is_reported_in_the_summary_and_the_manifest
     assert manifest["incidents"] == [{"fr": "Le service toy-sim ne s'est pas arrêté proprement : RuntimeError: port 8123 still held",
                                       "en": "Service toy-sim did not stop cleanly: RuntimeError: port 8123 still held"}]
     assert "! Incident: Service toy-sim did not stop cleanly" in summary
+
+
+def test_the_guides_smallest_simulator_runs_and_records_what_it_was_sent():
+    """The guide's simulator: the kit's base class and a handler, four lines of code."""
+    import urllib.request
+
+    [block] = re.findall(r"```python\n# example: the smallest simulator\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.DOTALL)
+    code = [line for line in block.splitlines() if line.strip() and not line.startswith(("from ", "import "))]
+    assert len(code) == 3, code
+    space: dict = {}
+    exec(compile(block, "plugins.md", "exec"), space)
+    with space["Echo"]() as sim:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(urllib.request.Request(sim.base_url + "x", data=b"bonjour"), timeout=5) as answer:
+            assert answer.read() == b"BONJOUR"
+        [exchange] = sim.journal.exchanges
+        assert (exchange.method, exchange.path, exchange.request, exchange.http_status, exchange.response) == ("POST", "/x", b"bonjour", 200, b"BONJOUR")

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from harness.cli import main as cli
 from tests.harness_run import run_harness
@@ -21,55 +20,34 @@ PASSPHRASE = "phrase-secrete-4f1c9b"
 DEMO_TARGET = Path(__file__).parents[1] / "plugins" / "harness_demo" / "target.toml"
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")])
-
-
-def _cert(cn, key, issuer_cn, issuer_key, *, ca, start=-1, days=365, tsa=False):
-    b = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(issuer_cn)).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(NOW + dt.timedelta(days=start))
-         .not_valid_after(NOW + dt.timedelta(days=days))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False))
-    if tsa:
-        b = b.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-    if ca:
-        b = b.add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                          key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                            critical=True)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
 class _Folder(type(Path())):
     """A folder of PEM and PKCS#12 files, with the TSA keys and certificates as attributes."""
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """A test CA with an intermediate, a vendor key under it (PKCS#12 with a passphrase; PEM),
-    an expired vendor certificate, and another CA."""
+    """The services kit's test PKI (a root and an intermediate): a vendor signing key under it
+    (PKCS#12 with a passphrase; PEM), an expired vendor certificate, timestamp authorities
+    (one with the timeStamping usage, one under another root, one without it), another root."""
+    from harness.services import TestPKI, pki as kit
+
     d = _Folder(tmp_path_factory.mktemp("pki"))
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _cert("Test Root CA", root_key, "Test Root CA", root_key, ca=True, days=3650)
-    inter_key = ec.generate_private_key(ec.SECP256R1())
-    inter = _cert("Test Signing CA", inter_key, "Test Root CA", root_key, ca=True, days=1825)
-    vendor_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    vendor = _cert("Editeur Exemple SAS", vendor_key, "Test Signing CA", inter_key, ca=False)
-    expired = _cert("Editeur Exemple SAS (expired)", vendor_key, "Test Signing CA", inter_key, ca=False, start=-400, days=-30)
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    other = _cert("Other Root CA", other_key, "Other Root CA", other_key, ca=True, days=3650)
+    authority = TestPKI("Test", org="Test")
+    vendor = authority.issue("Editeur Exemple SAS", usage="signing", org="Test")
+    expired = authority.issue("Editeur Exemple SAS (expired)", usage="signing", org="Test", validity="expired", key=vendor.key)
+    other = kit.self_signed_ca("Other Root CA", "Test")
+    inter = authority.intermediate.cert
     enc = serialization.BestAvailableEncryption(PASSPHRASE.encode())
-    (d / "vendor.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor_key, vendor, [inter], enc))
-    (d / "expired.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor_key, expired, [inter], enc))
-    pem_key = vendor_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (d / "vendor.pem").write_bytes(pem_key + vendor.public_bytes(serialization.Encoding.PEM) + inter.public_bytes(serialization.Encoding.PEM))
-    (d / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    tsa_key = ec.generate_private_key(ec.SECP256R1())
-    d.tsa = (tsa_key, _cert("Test TSA", tsa_key, "Test Root CA", root_key, ca=False, tsa=True))
-    d.tsa_other = (tsa_key, _cert("Rogue TSA", tsa_key, "Other Root CA", other_key, ca=False, tsa=True))
-    d.tsa_no_eku = (tsa_key, _cert("Plain server", tsa_key, "Test Root CA", root_key, ca=False))
-    (d / "other.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    (d / "vendor.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor.key, vendor.cert, [inter], enc))
+    (d / "expired.p12").write_bytes(pkcs12.serialize_key_and_certificates(b"vendor", vendor.key, expired.cert, [inter], enc))
+    (d / "vendor.pem").write_bytes(kit.key_pem(vendor.key) + vendor.chain_pem())
+    (d / "root.pem").write_bytes(kit.pem(authority.root.cert))
+    tsa_key = ec.generate_private_key(ec.SECP256R1())  # tests/tsa.py signs with ECDSA
+    # the authorities sign their tokens with their certificate alone (tests/tsa.py): issued by the root
+    d.tsa = (tsa_key, kit.issue(authority.root, "Test TSA", usage="timestamping", org="Test", key=tsa_key).cert)
+    d.tsa_other = (tsa_key, kit.issue(other, "Rogue TSA", usage="timestamping", org="Test", key=tsa_key).cert)
+    d.tsa_no_eku = (tsa_key, kit.issue(authority.root, "Plain server", usage="signing", org="Test", key=tsa_key).cert)
+    (d / "other.pem").write_bytes(kit.pem(other.cert))
     return d
 
 
@@ -118,11 +96,11 @@ def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_no
     assert PASSPHRASE not in run.stdout + run.stderr
     code, out = _verify(capsys, run.bundle, pki / "root.pem")
     assert code == 0, out
-    assert "Signed by O=Test,CN=Editeur Exemple SAS (issuer O=Test,CN=Test Signing CA" in out
-    assert "Certificate chain valid up to the anchor O=Test,CN=Test Root CA" in out
+    assert "Signed by CN=Editeur Exemple SAS,O=Test,C=FR (issuer CN=Test AC organisations (test),O=Test,C=FR" in out
+    assert "Certificate chain valid up to the anchor CN=Test AC racine (test),O=Test,C=FR" in out
     # the HTML report beside the bundle says who signed it (the chain is the verifier's to check)
     html = run.bundle.with_suffix(".html").read_text(encoding="utf-8")
-    assert "signed by O=Test,CN=Editeur Exemple SAS (issuer O=Test,CN=Test Signing CA" in html
+    assert "signed by CN=Editeur Exemple SAS,O=Test,C=FR (issuer CN=Test AC organisations (test),O=Test,C=FR" in html
     forged = tmp_path / "forged.zip"
     _forge(run.bundle, forged)
     code, out = _verify(capsys, forged, pki / "root.pem")
@@ -201,7 +179,7 @@ def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsy
     assert run.returncode == 0 and tsa.requests == 1, run.stdout + run.stderr
     code, out = _verify(capsys, run.bundle, pki / "root.pem")
     assert code == 0, out
-    assert "by O=Test,CN=Test TSA (anchor O=Test,CN=Test Root CA): the signer's chain is checked at that time" in out
+    assert "by CN=Test TSA,O=Test,C=FR (anchor CN=Test AC racine (test),O=Test,C=FR): the signer's chain is checked at that time" in out
     assert cli(["--lang", "en", "verify", "--require-timestamp", "--trust", str(pki / "root.pem"), str(run.bundle)]) == 0
     # a verifier's fresh process (asn1crypto learns timestamp tokens from a module it must load)
     import subprocess
@@ -246,7 +224,7 @@ def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, aut
         code, out = _verify(capsys, run.bundle, pki / "root.pem")
         assert code == 0 and "No timestamp" in out, (mode, out)
     # a token from an authority the verifier does not trust, or from a certificate that is no TSA's
-    for which, said in (("tsa_other", "timestamp authority O=Test,CN=Rogue TSA not recognised"),
+    for which, said in (("tsa_other", "timestamp authority CN=Rogue TSA,O=Test,C=FR not recognised"),
                         ("tsa_no_eku", "is no timestamp authority certificate: extended key usage timeStamping missing")):
         run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=authority(which).url))
         code, out = _verify(capsys, run.bundle, pki / "root.pem")

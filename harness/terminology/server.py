@@ -24,14 +24,14 @@ import secrets
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from ..errors import HarnessError, UnsafeInput
 from ..messages import catalogue
 from ..safety import parse_json
-from ..serving import BoundedServer, ConnectionBounds
+from ..services.bounds import ConnectionBounds
+from ..services.http import HttpService, Request, Response
 from .engine import Engine, Params, TxError, parse_languages
 from .model import bare_oid
 from .snapshot import SnapshotTerminology
@@ -39,6 +39,7 @@ from .snapshot import SnapshotTerminology
 M = catalogue(__name__)
 
 FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer")
+FHIR_JSON = "application/fhir+json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024  # a request may carry its own code systems and value sets (tx-resource)
 
 
@@ -46,17 +47,14 @@ def _outcome(code: str, text: str) -> dict:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
 
 
-class _QuietServer(BoundedServer, ThreadingHTTPServer):
-    daemon_threads = True
-    connection_bounds = ConnectionBounds(max_connections=32, deadline=300.0, idle=15.0)
-    standin: "TerminologyServer"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hung up (timeout rehearsals) is not our problem
-
-
-class TerminologyServer:
+class TerminologyServer(HttpService):
     """Start with :meth:`start`; ``base_url`` ends with ``/fhir/``; :meth:`stop` when done."""
+
+    name = "terminology-standin"
+    server_header = "harness-terminology"
+    bounds = ConnectionBounds(max_connections=32, deadline=300.0, idle=15.0)
+    max_request = MAX_BODY
+    max_recorded = 10_000  # a benchmark asks more: counted, not kept
 
     def __init__(self, terminology: SnapshotTerminology, *, host: str = "127.0.0.1", port: int = 0,
                  users: dict[str, str] | None = None, faults: tuple[str, ...] = (), delay: float = 0.0,
@@ -75,28 +73,19 @@ class TerminologyServer:
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
         self._engine: Engine | None = None
-        self._httpd = _QuietServer((host, port), _Handler)
-        self._httpd.standin = self
-        self._thread: threading.Thread | None = None
+        super().__init__(host=host, port=port)
+
+    @property
+    def root_url(self) -> str:
+        return super().base_url
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/fhir/"
+        return self.root_url + "fhir/"
 
     @property
     def token_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/token"
-
-    def start(self) -> "TerminologyServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="terminology-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return self.root_url + "token"
 
     # -- answering ----------------------------------------------------------------------
 
@@ -171,88 +160,57 @@ class TerminologyServer:
             return header[7:] in self._tokens
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One request to the stand-in; the server it belongs to is ``self.server.standin``."""
+    # -- the kit's hook ---------------------------------------------------------------------
 
-    server: "_QuietServer"
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: Any, raw: bytes | None = None) -> None:
-        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _params(self) -> Params:
-        query = parse_qs(urlsplit(self.path).query)
-        if self.command != "POST":
-            return Params({k: list(v) for k, v in query.items()})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise ValueError("body too large")
-        body = self.rfile.read(length) if length else b""
-        ctype = self.headers.get("Content-Type", "")
-        if "json" in ctype and body:
-            res = parse_json(body, source="request", max_bytes=MAX_BODY)
-            if not isinstance(res, dict) or res.get("resourceType") != "Parameters":
-                raise ValueError("not a Parameters resource")
-            return Params.from_resource(res, query)
-        form = parse_qs(body.decode("utf-8", "replace")) if body else {}
-        return Params({k: list(v) for k, v in {**query, **form}.items()})
-
-    def _serve(self) -> None:
-        standin = self.server.standin
-        path = urlsplit(self.path).path
+    def handle(self, request: Request) -> Response:
         try:
-            params = self._params()
+            params = _params(request)
         except (ValueError, AttributeError, UnsafeInput):
-            self._send(400, _outcome("invalid", "unreadable request body"))
-            return
-        if path == "/token" and self.command == "POST":
-            standin.requests["token"] += 1
-            self._send(*standin._issue_token({k: str(v[0]) for k, v in params.values.items() if v}))
-            return
+            return _send(400, _outcome("invalid", "unreadable request body"))
+        path = request.path
+        if path == "/token" and request.method == "POST":
+            self.requests["token"] += 1
+            return _send(*self._issue_token({k: str(v[0]) for k, v in params.values.items() if v}))
         if not path.startswith("/fhir/"):
-            self._send(404, _outcome("not-found", "the FHIR base is /fhir/"))
-            return
+            return _send(404, _outcome("not-found", "the FHIR base is /fhir/"))
         op = path[len("/fhir/"):].strip("/")
-        standin.requests[op] += 1
-        if op != "metadata" and not self._authorised_or_401():
-            return
-        if standin.latency:
-            time.sleep(standin.latency)
-        if "slow" in standin.faults:
-            time.sleep(standin.delay or 5.0)
-        if "cut" in standin.faults:
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        if "error500" in standin.faults:
-            self._send(500, _outcome("exception", "simulated failure"))
-            return
-        if "garbage" in standin.faults:
-            self._send(200, None, raw=b"<html>502 Bad Gateway</html>\x00\xff")
-            return
-        threshold = self.headers.get("X-TOO-COSTLY-THRESHOLD")
+        self.requests[op] += 1
+        if op != "metadata" and not self._authorised(request.header("Authorization")):
+            return _send(401, _outcome("login", "bearer token missing or refused"))
+        if self.latency:
+            time.sleep(self.latency)
+        if "slow" in self.faults:
+            time.sleep(self.delay or 5.0)
+        if "cut" in self.faults:
+            return Response(cut=True)
+        if "error500" in self.faults:
+            return _send(500, _outcome("exception", "simulated failure"))
+        if "garbage" in self.faults:
+            return Response(200, b"<html>502 Bad Gateway</html>\x00\xff", FHIR_JSON)
+        threshold = request.header("X-TOO-COSTLY-THRESHOLD")
         try:
-            answer = standin.answer(op, params, parse_languages(self.headers.get("Accept-Language")),
-                                    int(threshold) if threshold and threshold.isdigit() else None)
+            answer = self.answer(op, params, parse_languages(request.header("Accept-Language") or None),
+                                 int(threshold) if threshold and threshold.isdigit() else None)
         except Exception as exc:  # a request the engine did not foresee: an error answer, never a hang-up
             answer = 500, _outcome("exception", f"the stand-in failed on this request ({type(exc).__name__})")
-            standin.failures.append(f"{op}: {type(exc).__name__}: {exc}")
-        self._send(*answer)
+            self.failures.append(f"{op}: {type(exc).__name__}: {exc}")
+        return _send(*answer)
 
-    def _authorised_or_401(self) -> bool:
-        if self.server.standin._authorised(self.headers.get("Authorization")):
-            return True
-        self._send(401, _outcome("login", "bearer token missing or refused"))
-        return False
 
-    do_GET = _serve
-    do_POST = _serve
+def _send(status: int, body: Any) -> Response:
+    return Response(status, json.dumps(body, ensure_ascii=False).encode("utf-8"), FHIR_JSON)
+
+
+def _params(request: Request) -> Params:
+    query = request.query
+    if request.method != "POST":
+        return Params({k: list(v) for k, v in query.items()})
+    body = request.body
+    ctype = request.header("Content-Type")
+    if "json" in ctype and body:
+        res = parse_json(body, source="request", max_bytes=MAX_BODY)
+        if not isinstance(res, dict) or res.get("resourceType") != "Parameters":
+            raise ValueError("not a Parameters resource")
+        return Params.from_resource(res, query)
+    form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+    return Params({k: list(v) for k, v in {**query, **form}.items()})

@@ -9,13 +9,11 @@ import base64
 import hashlib
 import html
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-from harness import BoundedServer, ConnectionBounds, Message, catalogue
+from harness import Message, catalogue
+from harness.services import ConnectionBounds, HttpService, Request, Response
 
 from . import patients
 from .dmp_defects import DMP_DEFECTS
@@ -223,113 +221,87 @@ def api_about(cfg: DemoConfig) -> dict:
     }
 
 
-class _Server(BoundedServer, ThreadingHTTPServer):
-    daemon_threads = True
-    connection_bounds = ConnectionBounds(max_connections=64, deadline=300.0, idle=30.0)
-    cfg: DemoConfig
-    dmp_status: dict = {"state": "idle"}
+class DemoServer(HttpService):
+    """The demo vendor listening on loopback, in a background thread (the services kit's
+    server: bounded, stopped cleanly; it records nothing, the harness records its side)."""
 
+    name = "demo-vendor"
+    server_header = "CabinetDemo"
+    bounds = ConnectionBounds(max_connections=64, deadline=300.0, idle=30.0)
+    max_request = 64 * 1024
+    max_recorded = 0
 
-class _Handler(BaseHTTPRequestHandler):
-    """One request to the demo vendor, configured by ``self.server.cfg``."""
+    def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.cfg = cfg
+        self.dmp_status: dict = {"state": "idle"}
+        super().__init__(host=host, port=port)
 
-    server: _Server
-    server_version = "CabinetDemo"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _api(self, cfg: DemoConfig) -> None:
-        if cfg.token and self.headers.get("Authorization") != f"Bearer {cfg.token}":
-            self._send(401, b'{"error":"unauthorized"}', "application/json")
-            return
-        self._send(200, json.dumps(api_about(cfg), ensure_ascii=False).encode(), "application/json; charset=utf-8")
-
-    def _fhir(self, cfg: DemoConfig) -> None:
-        asked = parse_qs(urlsplit(self.path).query).get("page", ["1"])[0]
-        page = int(asked) if asked.isdigit() else 1
-        base = f"http://{self.headers.get('Host', 'localhost')}/fhir/"
-        self._send(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
-
-    def _cda(self, cfg: DemoConfig, path: str) -> None:
-        docs = patients.cda_documents(set(cfg.defects), cfg.document_version)
-        if path == "/cda/":
-            self._send(200, json.dumps([f"{n}.xml" for n in range(1, len(docs) + 1)]).encode(), "application/json")
-            return
-        n = int(path[5:-4])
-        if 1 <= n <= len(docs):
-            self._send(200, docs[n - 1], "application/xml")
-        else:
-            self._send(404, b"not found", "text/plain")
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        cfg = self.server.cfg
-        path = self.path.split("?", 1)[0]
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if request.method == "POST":
+            route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
+                     "/ins/feed": self._ins_feed}.get(path)
+            return route(request.body) if route else Response(404, b"not found", "text/plain")
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"method not allowed", "text/plain")
+        cfg = self.cfg
         if path == "/" and cfg.has("version-login-redirect"):  # the product's / sends to its login page
-            self.send_response(302)
-            self.send_header("Location", "/login")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif path == "/" or (path == "/login" and cfg.has("version-login-redirect")):
-            self._send(200, render_home(cfg).encode(), "text/html; charset=utf-8")
-        elif path == "/version.svg":
-            self._send(200, version_svg(cfg).encode(), "image/svg+xml")
-        elif path == "/about":
-            self._send(200, render_about(cfg).encode(), "text/html; charset=utf-8")
-        elif path == "/api/about":
-            self._api(cfg)
-        elif path == "/fhir/Patient":
-            self._fhir(cfg)
-        elif path == "/cda/" or (path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit()):
-            self._cda(cfg, path)
-        elif path == "/dmp/status":
-            self._send(200, json.dumps({"dmp": self.server.dmp_status}, ensure_ascii=False).encode(), "application/json; charset=utf-8")
-        elif path in ("/patients", "/agenda"):
-            self._send(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
-        else:
-            self._send(404, b"not found", "text/plain")
+            return Response(302, b"", headers={"Location": "/login"})
+        if path == "/" or (path == "/login" and cfg.has("version-login-redirect")):
+            return Response(200, render_home(cfg).encode(), "text/html; charset=utf-8")
+        if path == "/version.svg":
+            return Response(200, version_svg(cfg).encode(), "image/svg+xml")
+        if path == "/about":
+            return Response(200, render_about(cfg).encode(), "text/html; charset=utf-8")
+        if path == "/api/about":
+            if cfg.token and request.header("Authorization") != f"Bearer {cfg.token}":
+                return Response(401, b'{"error":"unauthorized"}', "application/json")
+            return _json(200, api_about(cfg), "application/json; charset=utf-8")
+        if path == "/fhir/Patient":
+            asked = request.query.get("page", ["1"])[0]
+            page = int(asked) if asked.isdigit() else 1
+            base = f"http://{request.header('Host', 'localhost')}/fhir/"
+            return Response(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
+        if path == "/cda/" or (path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit()):
+            docs = patients.cda_documents(set(cfg.defects), cfg.document_version)
+            if path == "/cda/":
+                return _json(200, [f"{n}.xml" for n in range(1, len(docs) + 1)])
+            n = int(path[5:-4])
+            return Response(200, docs[n - 1], "application/xml") if 1 <= n <= len(docs) else Response(404, b"not found", "text/plain")
+        if path == "/dmp/status":
+            return _json(200, {"dmp": self.dmp_status}, "application/json; charset=utf-8")
+        if path in ("/patients", "/agenda"):
+            return Response(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
+        return Response(404, b"not found", "text/plain")
 
-    def _dmp_feed(self) -> None:
+    def _dmp_feed(self, body: bytes) -> Response:
         """Feed the DMP now (the harness names the DMP and the credentials folder)."""
         from .dmp_client import DmpClient
 
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            asked = json.loads(self.rfile.read(min(length, 4096)))
+            asked = json.loads(body[:4096])
             url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-            return
-        cfg = self.server.cfg
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        cfg = self.cfg
         status = DmpClient(url, credentials, set(cfg.defects), cfg.document_version).run()
-        self.server.dmp_status = {k: v for k, v in status.items() if k != "calls"}
-        self._send(200, json.dumps({"sent": len(status["calls"]), **status}, ensure_ascii=False).encode(), "application/json")
+        self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
+        return _json(200, {"sent": len(status["calls"]), **status})
 
-    def _mssante_send(self) -> None:
+    def _mssante_send(self, body: bytes) -> Response:
         """Send the MSSanté message now (the harness names the operator's SMTP server)."""
         from .mssante_client import send
 
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            asked = json.loads(self.rfile.read(min(length, 4096)))
+            asked = json.loads(body[:4096])
             host, port, tls = str(asked["host"]), int(asked["port"]), str(asked.get("tls") or "starttls")
             certificate = asked.get("certificate")
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-            return
-        cfg = self.server.cfg
-        status = send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.document_version)
-        self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        cfg = self.cfg
+        return _json(200, send(host, port, tls, str(certificate) if certificate else None, set(cfg.defects), cfg.document_version))
 
-    def _mssante_receive(self) -> None:
+    def _mssante_receive(self, body: bytes) -> Response:
         """Read the MSSanté mailbox now and answer what cannot be integrated."""
         import imaplib
         import smtplib
@@ -337,65 +309,27 @@ class _Handler(BaseHTTPRequestHandler):
         from .mssante_inbox import receive
 
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            asked = json.loads(self.rfile.read(min(length, 8192)))
+            asked = json.loads(body[:8192])
             imap_conf, smtp_conf = dict(asked["imap"]), dict(asked["smtp"])
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-            return
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
         try:
-            status = receive(imap_conf, smtp_conf, set(self.server.cfg.defects))
+            status = receive(imap_conf, smtp_conf, set(self.cfg.defects))
         except (imaplib.IMAP4.error, smtplib.SMTPException, OSError, KeyError) as exc:
-            self._send(502, json.dumps({"error": str(exc)[:300]}).encode(), "application/json")
-            return
-        self._send(200, json.dumps(status, ensure_ascii=False).encode(), "application/json")
+            return _json(502, {"error": str(exc)[:300]})
+        return _json(200, status)
 
-    def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?", 1)[0] == "/mssante/receive":
-            self._mssante_receive()
-            return
-        if self.path.split("?", 1)[0] == "/dmp/feed":
-            self._dmp_feed()
-            return
-        if self.path.split("?", 1)[0] == "/mssante/send":
-            self._mssante_send()
-            return
-        if self.path.split("?", 1)[0] != "/ins/feed":
-            self._send(404, b"not found", "text/plain")
-            return
+    def _ins_feed(self, body: bytes) -> Response:
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            host, port = patients.feed_address(self.rfile.read(min(length, 4096)))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-            return
+            host, port = patients.feed_address(body[:4096])
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
         try:
-            codes = patients.send_feed(set(self.server.cfg.defects), host, port)
+            codes = patients.send_feed(set(self.cfg.defects), host, port)
         except OSError as exc:
-            self._send(502, json.dumps({"error": f"MLLP: {exc}"}).encode(), "application/json")
-            return
-        self._send(200, json.dumps({"sent": len(codes), "acks": codes}).encode(), "application/json")
+            return _json(502, {"error": f"MLLP: {exc}"})
+        return _json(200, {"sent": len(codes), "acks": codes})
 
 
-class DemoServer:
-    """The demo vendor listening on loopback, in a background thread."""
-
-    def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.cfg = cfg
-        self.httpd = _Server((host, port), _Handler)
-        self.httpd.cfg = cfg
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="demo-vendor", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def start(self) -> "DemoServer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+def _json(status: int, value, content_type: str = "application/json") -> Response:
+    return Response.json(status, value, content_type)

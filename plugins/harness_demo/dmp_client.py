@@ -33,7 +33,8 @@ from .patients import PATIENTS, cda_document
 
 
 CERTIFICATES = {"dmp-cert-expired": "client-expired", "dmp-cert-not-yet-valid": "client-not-yet-valid",
-                "dmp-cert-expiring": "client-expiring", "dmp-cert-unknown-ca": "client-unknown-ca"}
+                "dmp-cert-expiring": "client-expiring", "dmp-cert-unknown-ca": "client-unknown-ca",
+                "dmp-cert-revoked": "client-revoked"}
 INSTITUTION = "Cabinet Démo^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^399999999900001"
 CLASS = ("10", "1.2.250.1.213.1.1.4.1", "Compte rendu")
 STRUCTURED_FORMAT = ("urn:asip:ci-sis:2010", "1.2.250.1.213.1.1.4.2.282", "Document à corps structuré")

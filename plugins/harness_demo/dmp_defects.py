@@ -18,6 +18,7 @@ DMP_DEFECTS: dict[str, Message] = {
     "dmp-cert-not-yet-valid": M("defect.dmp-cert-not-yet-valid"),
     "dmp-cert-expiring": M("defect.dmp-cert-expiring"),
     "dmp-cert-unknown-ca": M("defect.dmp-cert-unknown-ca"),
+    "dmp-cert-revoked": M("defect.dmp-cert-revoked"),
     "dmp-meta-type-code": M("defect.dmp-meta-type-code"),
     "dmp-meta-hash": M("defect.dmp-meta-hash"),
     "dmp-meta-class-code": M("defect.dmp-meta-class-code"),

@@ -33,6 +33,7 @@ REQ_CONSULT = "DMP-CONSULT"
 REQ_METADATA = "DMP-METADATA"
 REQ_AGREEMENT = "DMP-METADATA-CDA"
 UNKNOWN_CA = {2, 18, 19, 20, 21}  # OpenSSL: issuer unknown, self-signed, local issuer unknown, cannot verify leaf
+CERT_REVOKED = 23  # OpenSSL's X509_V_ERR_CERT_REVOKED: the simulator records a certificate its OCSP responder says revoked so
 WARNING_DAYS = 30
 MAX_ATTEMPTS = 3
 
@@ -213,7 +214,8 @@ def check_tls(ctx: CheckContext, ev: Evaluation) -> None:
         if not c["accepted"]:
             code = c.get("verify_code")
             rule, key = (("DMP-TLS-02", "dmp.tls_expired") if code == 10 else ("DMP-TLS-03", "dmp.tls_not_yet") if code == 9
-                         else ("DMP-TLS-04", "dmp.tls_unknown_ca") if code in UNKNOWN_CA else ("DMP-TLS-06", "dmp.tls_failed"))
+                         else ("DMP-TLS-04", "dmp.tls_unknown_ca") if code in UNKNOWN_CA
+                         else ("DMP-TLS-07", "dmp.tls_revoked") if code == CERT_REVOKED else ("DMP-TLS-06", "dmp.tls_failed"))
             ev.add(rule=rule, severity=Severity.ERROR, location=where, message=M(key, error=c["error"]))
             continue
         cert = c.get("certificate")
@@ -222,6 +224,9 @@ def check_tls(ctx: CheckContext, ev: Evaluation) -> None:
             continue
         at = dt.datetime.strptime(c["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
         end = dt.datetime.strptime(cert["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        revocation = c.get("revocation") or {}
+        if revocation.get("status") == "unchecked":  # accepted, but nobody could say it was not revoked: not proven
+            ev.inconclusive(M("dmp.tls_unchecked", error=revocation.get("error", "")))
         if end - at < dt.timedelta(days=days):
             ev.add(rule="DMP-TLS-05", severity=Severity.WARNING, location=where,
                    message=M("dmp.tls_expiring", subject=cert["subject"], end=cert["not_after"], days=days))

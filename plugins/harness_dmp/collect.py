@@ -33,6 +33,7 @@ M = catalogue(__name__)
 WAIT = 60.0
 QUIET = 3.0
 WATCH = 5.0
+CRL_TIMEOUT = 5.0  # seconds to fetch the PKI's CRL at the end of a session
 SETTLE = 0.3  # seconds without a call after the software answered the feed request (its calls are done)
 
 
@@ -62,7 +63,7 @@ def _ask(ctx: CollectContext, sim, outputs: dict, label: str) -> bool:
     return True
 
 
-def _record(ctx: CollectContext, sim, first_connection: int, first_exchange: int, outputs: dict) -> None:
+def _record(ctx: CollectContext, sim, first_connection: int, first_exchange: int, first_revocation: int, outputs: dict) -> None:
     connections = sim.journal.connections[first_connection:]
     exchanges = sim.journal.exchanges[first_exchange:]
     summary = []
@@ -87,14 +88,44 @@ def _record(ctx: CollectContext, sim, first_connection: int, first_exchange: int
     session = {
         "simulator": sim.base_url, "refuses_certificates": sim.refuse, "credentials": str(sim.credentials),
         "connections": [c.__dict__ for c in connections], "exchanges": summary,
+        "revocation": _record_revocation(ctx, sim, first_revocation, outputs),
     }
     outputs["dmp.session"] = ctx.record_json(session, label="dmp.session")
-    from . import pki
+    from harness.services import pki  # the TLS stack, loaded when a run needs it
 
     outputs["dmp.trust"] = ctx.record(b"".join(pki.pem(c) for c in sim.trusted), media_type="application/x-pem-file", label="dmp.trust")
 
 
-@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc"],
+def _record_revocation(ctx: CollectContext, sim, first: int, outputs: dict) -> list[dict]:
+    """The exchanges of the simulator's PKI (the OCSP questions it asked about the client's
+    certificates), then its CRL as it stands at the end of the session (fetched now: a
+    verifier checks offline, with the trust anchors, which certificates were revoked)."""
+    from harness.services import pki
+
+    service = sim.pki.service
+    if service is None:
+        return []
+    try:
+        pki.fetch_crl(service.crl_url, timeout=CRL_TIMEOUT)
+    except (OSError, ValueError):
+        pass  # the failure is in the responder's journal, if the request reached it
+    out = []
+    for ex in service.journal.exchanges[first:]:
+        key = f"{ex.n:03d}"
+        item = {"n": ex.n, "at": ex.at, "connection": ex.connection, "method": ex.method, "path": ex.path, "http_status": ex.http_status,
+                "facts": ex.facts}
+        if ex.request:
+            outputs[f"dmp-pki/{key}-request"] = ctx.record(ex.request, media_type=ex.content_type.split(";")[0] or "application/octet-stream",
+                                                           label=f"dmp.pki.request:{key}")
+            item["request"] = f"dmp-pki/{key}-request"
+        if ex.response:
+            outputs[f"dmp-pki/{key}-response"] = ctx.record(ex.response, media_type=ex.response_type.split(";")[0], label=f"dmp.pki.response:{key}")
+            item["response"] = f"dmp-pki/{key}-response"
+        out.append(item)
+    return out
+
+
+@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc", "dmp-pki"],
            once_per_run=True)
 def collect_exchanges(ctx: CollectContext) -> dict:
     """The software feeds and consults the DMP simulator: asked through ``dmp_feed``, or by
@@ -103,16 +134,17 @@ def collect_exchanges(ctx: CollectContext) -> dict:
     conf = ctx.target.section("dmp")
     outputs: dict = {}
     first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
+    first_revocation = len(sim.pki.service.journal.exchanges) if sim.pki.service is not None else 0
     asked = _ask(ctx, sim, outputs, "dmp-feed")
     if asked:
         sim.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
     else:
         sim.wait_quiet(after=first_connection, quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
-    _record(ctx, sim, first_connection, first_exchange, outputs)
+    _record(ctx, sim, first_connection, first_exchange, first_revocation, outputs)
     return outputs
 
 
-@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc",
+@collector(produces=["dmp.session", "dmp.trust", "dmp-feed.exchange", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc", "dmp-pki",
                      "dmp.status", "dmp-status.exchange"])
 def collect_blocked(ctx: CollectContext) -> dict:
     """The software calls a DMP that refuses its certificate: every attempt is recorded, for
@@ -123,11 +155,12 @@ def collect_blocked(ctx: CollectContext) -> dict:
     conf = ctx.target.section("dmp")
     outputs: dict = {}
     first_connection, first_exchange = len(sim.journal.connections), len(sim.journal.exchanges)
+    first_revocation = len(sim.pki.service.journal.exchanges) if sim.pki.service is not None else 0
     started = time.monotonic()
     asked = _ask(ctx, sim, outputs, "dmp-feed")  # else its user makes it call, within [dmp] wait
     watch = float(conf.get("watch", WATCH))
     sim.wait_quiet(after=first_connection, quiet=watch, deadline=started + (watch * 3 if asked else float(conf.get("wait", WAIT)) + watch))
-    _record(ctx, sim, first_connection, first_exchange, outputs)
+    _record(ctx, sim, first_connection, first_exchange, first_revocation, outputs)
     status = ctx.endpoint("dmp_status")
     if status is not None:
         res = ctx.http.get(status, label="dmp.status")

@@ -22,9 +22,8 @@ from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
 from signxml.exceptions import SignXMLException
 
 from harness import Severity, catalogue
+from harness.services import pki
 from harness_cda.document import Problem
-
-from . import pki
 
 M = catalogue(__name__)
 

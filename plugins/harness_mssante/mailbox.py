@@ -1,7 +1,7 @@
 """The mailbox the software reads: a real IMAP server from the distribution (Dovecot),
 started by the harness on loopback with its own configuration, one test user, a password
 made at start and written to a file only the software is pointed at (never recorded), and
-the mail simulator's kind of test certificate for STARTTLS.
+a server certificate of the services kit's test PKI for STARTTLS.
 
 The harness delivers its catalogue of messages with IMAP APPEND, then reads back which the
 software opened (the ``\\Seen`` flag), through the same server.
@@ -95,7 +95,7 @@ class Mailbox:
         return f"imap://127.0.0.1:{self.port}"
 
     def _config(self) -> Path:
-        from .simulator import _certificate
+        from .simulator import server_credentials
 
         root = self.root
         # Every Dovecot process but the master runs as one account: as root, Dovecot's own
@@ -118,9 +118,8 @@ class Mailbox:
         root.chmod(0o700)
         tls = "ssl = no\ndisable_plaintext_auth = no\n"
         if self.tls == "starttls":
-            self.certificate, key = _certificate(root)
-            os.chmod(key, 0o600)
-            tls = f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{key}\ndisable_plaintext_auth = yes\n"
+            self.certificate, cert, key = server_credentials(root, "Harness MSSante mailbox (test)")
+            tls = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\ndisable_plaintext_auth = yes\n"
         conf = root / "dovecot.conf"
         conf.write_text(f"""# written by the harness for one run
 base_dir = {root}/run

@@ -325,29 +325,21 @@ class _Controller(Controller):
         return _Smtp(self.handler, sim=self.sim, **self.SMTP_kwargs)
 
 
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed server certificate for 127.0.0.1 and localhost (ECDSA P-256, one day)."""
-    import ipaddress
+_PKI: list = []  # the process's test PKI for mail servers, made once (its keys take time)
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Harness MSSante simulator (test)")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "server.pem", folder / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
+def server_credentials(folder: Path, cn: str) -> tuple[Path, Path, Path]:
+    """A server certificate for 127.0.0.1 and localhost from the services kit's test PKI:
+    (what a client trusts, the certificate with its chain, its key), written to ``folder``."""
+    from harness.services import TestPKI
+
+    if not _PKI:
+        _PKI.append(TestPKI("Harness MSSanté", org="Harness MSSanté simulator (test)"))
+    authority = _PKI[0]
+    cert, key = authority.issue(cn, usage="server").write(folder, "server")
+    trust = folder / "ca.pem"
+    trust.write_bytes(authority.anchors_pem())
+    return trust, cert, key
 
 
 class MailSimulator:
@@ -375,9 +367,9 @@ class MailSimulator:
                     "data_size_limit": self.max_message, "timeout": self.idle, "enable_SMTPUTF8": True, "decode_data": False,
                     "command_call_limit": COMMAND_LIMITS}
         if self.tls != "plain":
-            self.certificate, key = _certificate(Path(self._folder.name))
+            self.certificate, cert, key = server_credentials(Path(self._folder.name), "Harness MSSante simulator (test)")
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(self.certificate, key)
+            context.load_cert_chain(cert, key)
             kw.update(tls_context=context, require_starttls=self.tls == "required")
         kw.update(authenticator=_authenticate, auth_require_tls=self.tls != "plain")
         if not self.port:

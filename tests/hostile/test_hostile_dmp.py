@@ -9,6 +9,7 @@ import pytest
 import requests
 from lxml import etree
 
+from harness.services.http import KEPT_OF_REFUSED
 from harness_dmp import simulator as sim_module
 from harness_dmp import soap
 from harness_dmp.simulator import DmpSimulator
@@ -103,7 +104,7 @@ def test_a_request_over_the_limit_is_refused_at_its_headers_and_its_start_kept(s
         answer = tls.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413")
     ex = sim.journal.exchanges[-1]
-    assert (ex.complete, ex.outcome, ex.errors[0][0], len(ex.request)) == (False, "Fault", "RequestTooLarge", sim_module.KEPT_OF_REFUSED)
+    assert (ex.complete, ex.outcome, ex.errors[0][0], len(ex.request)) == (False, "Fault", "RequestTooLarge", KEPT_OF_REFUSED)
     assert still_serving(sim)
 
 
@@ -211,7 +212,7 @@ def test_a_chunk_size_that_is_no_size_is_refused_before_any_body_is_read(sim, si
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_trickled_a_byte_a_second_is_cut_at_the_request_deadline(sim, monkeypatch, chunked):
-    monkeypatch.setattr(sim_module, "REQUEST_DEADLINE", 2.0)
+    monkeypatch.setattr(sim, "request_deadline", 2.0)
     with tls_socket(sim) as tls:
         framing = b"Transfer-Encoding: chunked\r\n\r\n3e8\r\n" if chunked else b"Content-Length: 1000\r\n\r\n"
         tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\n" + framing)
@@ -238,7 +239,7 @@ def test_a_slowloris_holds_no_more_than_the_connection_bound(monkeypatch):
     (never idle, never done): at most the bound are served at once, the others are closed
     after a short wait, each held one is cut at its deadline, and a client is served after."""
     monkeypatch.setattr(sim_module, "READ_TIMEOUT", 1.0)
-    monkeypatch.setattr(sim_module._Server, "connection_bounds",
+    monkeypatch.setattr(sim_module.DmpSimulator, "bounds",
                         sim_module.ConnectionBounds(max_connections=8, deadline=3.0, idle=1.0, wait=0.05))
     sim = DmpSimulator().start()
     try:

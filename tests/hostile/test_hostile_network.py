@@ -319,7 +319,7 @@ def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, mon
     from harness import liveview
     from harness.events import EventHub
 
-    monkeypatch.setattr(liveview, "BOUNDS", liveview.ConnectionBounds(max_connections=16, deadline=2.0, idle=1.0, wait=0.05))
+    monkeypatch.setattr(liveview.LiveView, "bounds", liveview.ConnectionBounds(max_connections=16, deadline=2.0, idle=1.0, wait=0.05))
     view = liveview.LiveView(EventHub(tmp_path, 1), "127.0.0.1:0", page=lambda: b"<html></html>", images=lambda d: None)
     try:
         slowloris(lambda: socket.create_connection(("127.0.0.1", view.port), timeout=5))
