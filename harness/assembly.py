@@ -6,7 +6,6 @@ file or a conflicting target key stops the run before anything is collected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +13,7 @@ import pluggy
 
 from .errors import ScenarioError, TargetError
 from .messages import Joined, Message, catalogue
-from .plugins import blocked_plugins, get_plugin_manager
+from .plugins import ENTRY_POINT_GROUP, blocked_plugins, builtin_plugins, get_plugin_manager
 from .scenarios import Catalogue, load_catalogue
 from .steps import Registry, build_registry, wiring_problems
 from .target import Target, load_target, merge_schemas
@@ -22,14 +21,41 @@ from .target import Target, load_target, merge_schemas
 M = catalogue(__name__)
 
 
-def builtin_scenario_dir() -> Path:
-    return Path(str(resources.files("harness_scenarios")))
+def blocked_scenario_dirs() -> list[Path]:
+    """The scenario folders of blocked plugins, read as data only: the ``scenarios`` folder
+    beside each blocked plugin's module (the layout the built-in plugins and the guide use),
+    found without importing anything of it. Their scenarios are then set aside with the
+    reason (:func:`check_wiring`), and the requirements they define stay known to the
+    scenarios of other plugins that prove them too."""
+    import importlib.util
+    from importlib import metadata
+
+    blocked = set(blocked_plugins())
+    dirs = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in blocked:
+            continue
+        top, _, rest = ep.value.partition(":")[0].partition(".")
+        try:
+            spec = importlib.util.find_spec(top)  # a top-level package: found, not executed
+        except (ImportError, ValueError):
+            continue
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location, *rest.split(".")[:-1]) / "scenarios" if rest else Path(location) / "scenarios"
+            if folder.is_dir():
+                dirs.append(folder)
+    return dirs
 
 
 def scenario_dirs(pm: pluggy.PluginManager, extra: Iterable[str | Path] = ()) -> list[Path]:
-    dirs = [builtin_scenario_dir()]
-    for contributed in pm.hook.harness_scenario_dirs():
-        dirs.extend(Path(p) for p in contributed)
+    """Every plugin's scenario folders (the built-in ones ship theirs as a third party
+    does), the blocked plugins' as data, then the user's ``--scenario-dir`` folders."""
+    dirs: list[Path] = []
+    # in a stable order: the built-in plugins by name, then the others by name
+    builtin = set(builtin_plugins())
+    for impl in sorted(pm.hook.harness_scenario_dirs.get_hookimpls(), key=lambda i: (i.plugin_name not in builtin, i.plugin_name)):
+        dirs.extend(Path(p) for p in impl.function() or ())
+    dirs.extend(blocked_scenario_dirs())
     dirs.extend(Path(p) for p in extra)
     seen: list[Path] = []
     for d in dirs:

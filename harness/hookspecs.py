@@ -75,9 +75,12 @@ def harness_default_target() -> Path | None:
 def harness_scenario_dirs() -> list[Path]:
     """Return folders of scenario files (TOML) this plugin ships.
 
-    Called once at start, before collection. All folders are merged with the core's own
-    ``scenarios/`` folder and with the user's ``--scenario-dir`` folders; scenario ids must
-    be unique across all of them.
+    Called once at start, before collection. Every plugin's folders (the built-in plugins
+    ship theirs this way too) are merged with the user's ``--scenario-dir`` folders;
+    scenario ids must be unique across all of them. Keep them in a ``scenarios`` folder
+    beside the plugin's module: when the plugin is blocked, the harness still reads that
+    folder as data, so its scenarios are set aside with the reason and the requirements it
+    defines stay known to other plugins' scenarios.
     """
 
 

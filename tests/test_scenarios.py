@@ -1,9 +1,12 @@
 """Scenario files as data: loading, validation and selection."""
+from pathlib import Path
+
 import pytest
 
 from harness import ScenarioError
 from harness.scenarios import load_catalogue
-from harness.assembly import builtin_scenario_dir
+from harness.assembly import scenario_dirs
+from harness.plugins import get_plugin_manager
 
 GOOD = """
 [[requirement]]
@@ -26,7 +29,7 @@ checks = ["x.y"]
 
 
 def test_builtin_catalogue_has_the_version_scenarios():
-    cat = load_catalogue([builtin_scenario_dir()])
+    cat = load_catalogue([*scenario_dirs(get_plugin_manager())])
     version = cat.select(["version"])
     assert len(version) == 7  # the channels requirement: UI and API, and the documents produced
     assert all("version" in s.tags for s in version)
@@ -38,7 +41,7 @@ def test_builtin_catalogue_has_the_version_scenarios():
 
 
 def test_unknown_name_fails_fast_with_known_names():
-    cat = load_catalogue([builtin_scenario_dir()])
+    cat = load_catalogue([*scenario_dirs(get_plugin_manager())])
     with pytest.raises(ScenarioError) as exc:
         cat.select(["version", "verison"])
     msg = exc.value.message("en")
@@ -47,11 +50,11 @@ def test_unknown_name_fails_fast_with_known_names():
 
 def test_user_folder_adds_scenarios_and_duplicates_are_refused(tmp_path):
     (tmp_path / "mine.toml").write_text(GOOD.replace("{sid}", "mine-1"))
-    cat = load_catalogue([builtin_scenario_dir(), tmp_path])
+    cat = load_catalogue([*scenario_dirs(get_plugin_manager()), tmp_path])
     assert [s.id for s in cat.select(["mytag"])] == ["mine-1"]
     (tmp_path / "dup.toml").write_text(GOOD.replace("{sid}", "version-visible-in-ui").replace("R-1", "R-2"))
     with pytest.raises(ScenarioError) as exc:
-        load_catalogue([builtin_scenario_dir(), tmp_path])
+        load_catalogue([*scenario_dirs(get_plugin_manager()), tmp_path])
     assert "already defined" in exc.value.message("en") and "déjà défini" in exc.value.message("fr")
 
 
@@ -87,3 +90,45 @@ def test_two_providers_may_ship_the_same_file_name_and_keep_their_real_paths(tmp
     assert [s["file"] for s in run.manifest["scenarios"]] == ["acme/extra.toml", "other/extra.toml"]
     listed = run_harness(tmp_path, "--collect-only", "-q", "--scenario", "mine", "--scenario-dir", "acme", "--scenario-dir", "other")
     assert "acme/extra.toml::acme-channels" in listed.stdout and "other/extra.toml::other-channels" in listed.stdout
+
+
+def test_each_builtin_plugin_ships_its_scenario_files_as_a_third_party_does():
+    from harness.plugins import builtin_plugins
+
+    root = Path(__file__).parents[1]
+    assert not (root / "scenarios").exists(), "no top-level scenario folder: each plugin ships its own"
+    dirs = scenario_dirs(get_plugin_manager())
+    shipped = {d.parent.name for d in dirs}
+    assert {"harness_cda", "harness_dmp", "harness_ins", "harness_mssante", "harness_terminology", "harness_version"} == shipped
+    assert all(d.name == "scenarios" and list(d.glob("*.toml")) for d in dirs)
+    assert len(builtin_plugins()) == 8  # the demo and the XDS library ship no scenario
+
+
+def test_a_blocked_plugins_scenarios_are_read_as_data_and_set_aside_and_its_requirements_stay_known(monkeypatch):
+    from harness.assembly import assemble
+
+    monkeypatch.setenv("HARNESS_BLOCK_PLUGINS", "harness-terminology")
+    assembly = assemble()
+    # the DMP and MSSanté scenarios that prove SMT-VALUESET need the blocked plugin's check
+    assert {"SMT-VALUESET", "SMT-CODE"} <= set(assembly.catalogue.requirements)
+    assert {"terminology-cda-valuesets", "dmp-submitted-valuesets", "mssante-codes"} <= set(assembly.unavailable)
+    assert "harness-terminology" in assembly.unavailable["dmp-submitted-valuesets"].render("en")
+    assert "dmp-feed" in assembly.catalogue.scenarios  # the rest runs
+
+
+def test_each_requirement_id_is_written_once_in_the_scenario_files_and_never_in_code():
+    """A requirement's id lives in its scenario file; a check's findings cite the requirement
+    of the scenario it runs for, so no code names one (a constant drifts from the file)."""
+    import ast
+
+    root = Path(__file__).parents[1]
+    ids = set(load_catalogue(scenario_dirs(get_plugin_manager())).requirements)
+    written: dict[str, int] = {}
+    for toml in sorted(root.glob("plugins/*/scenarios/*.toml")):
+        for line in toml.read_text(encoding="utf-8").splitlines():
+            if line.startswith('id = "') and line[6:-1] in ids:
+                written[line[6:-1]] = written.get(line[6:-1], 0) + 1
+    assert written == dict.fromkeys(ids, 1)
+    for source in sorted([*root.glob("harness/**/*.py"), *root.glob("plugins/**/*.py")]):
+        named = {n.value for n in ast.walk(ast.parse(source.read_text(encoding="utf-8"))) if isinstance(n, ast.Constant) and n.value in ids}
+        assert not named, f"{source.relative_to(root)} names requirement ids {sorted(named)}"

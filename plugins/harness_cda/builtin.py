@@ -1,6 +1,6 @@
 """The built-in CDA rules (:mod:`.rules`: the CI-SIS header, the body, every INS) as checks
-any service plugin makes for the documents it records: ``document_check(requirement, rules,
-groups)`` judges every document of the input groups, from the recorded bytes alone, so that
+any service plugin makes for the documents it records: ``document_check(rules, groups)``
+judges every document of the input groups, from the recorded bytes alone, so that
 replay re-derives it offline. Matricules are masked in the messages as the INS plugin shows
 them; a production identity marks the evaluation sensitive."""
 from __future__ import annotations
@@ -15,9 +15,6 @@ from .document import CdaDocument, Problem, read_cda
 
 M = catalogue(__name__)
 
-REQ_HEADER = "CISIS-BUILTIN-HEADER"
-REQ_BODY = "CISIS-BUILTIN-BODY"
-REQ_INS = "CISIS-BUILTIN-INS"
 SENSITIVE = "production-identity"
 
 
@@ -52,14 +49,12 @@ def _ins(ctx: CheckContext, ev: Evaluation, doc: CdaDocument, base: str) -> list
     return [replace(p, message=_masked(ctx, p.message, reading.matricules)) for p in reading.problems]
 
 
-RULES: dict[str, tuple[str, Callable[..., list[Problem]]]] = {
-    "cda_header": (REQ_HEADER, _header),
-    "cda_body": (REQ_BODY, _body),
-    "cda_ins": (REQ_INS, _ins),
-}
+# the requirements they prove are written in scenarios/cda-builtin.toml (CISIS-BUILTIN-HEADER,
+# -BODY, -INS); a check's findings cite the requirement of the scenario it runs for
+RULES: dict[str, Callable[..., list[Problem]]] = {"cda_header": _header, "cda_body": _body, "cda_ins": _ins}
 
 
-def document_check(requirement: str, rules: Callable[..., list[Problem]], groups: tuple[str, ...]):
+def document_check(rules: Callable[..., list[Problem]], groups: tuple[str, ...]):
     """A check running ``rules`` (one of :data:`RULES`) on every document of the input
     ``groups``: each service plugin judges the documents it records with it (the DMP plugin,
     those the software submits; the MSSanté plugin, those of XDM archives)."""
@@ -74,11 +69,11 @@ def document_check(requirement: str, rules: Callable[..., list[Problem]], groups
             try:
                 doc = read_cda(ctx.read(name), name)
             except UnsafeInput as exc:
-                ev.check(False, rule="CDA-DOC-01", requirement=requirement, location=name, artefact=art, message=M("builtin.unreadable", reason=exc.detail))
+                ev.check(False, rule="CDA-DOC-01", location=name, artefact=art, message=M("builtin.unreadable", reason=exc.detail))
                 continue
             base = doc.tree.getpath(doc.root) if doc.embedded else "/ClinicalDocument"
             ev.judged()
             for p in rules(ctx, ev, doc, base):
-                ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{name} {p.location}", artefact=art, message=p.message)
+                ev.add(rule=p.rule, severity=p.severity, location=f"{name} {p.location}", artefact=art, message=p.message)
 
     return check_documents

@@ -1,9 +1,17 @@
 """Hooks of the CDA kit plugin."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness import hookimpl
 
 from . import checks, collect, terminology
+
+
+@hookimpl
+def harness_scenario_dirs():
+    """Its scenario files, shipped with it (a third party ships theirs the same way)."""
+    return [Path(__file__).with_name("scenarios")]
 
 
 @hookimpl

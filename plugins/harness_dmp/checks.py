@@ -20,18 +20,14 @@ def document_checks() -> dict:
     """``dmp.cda_header`` and the like on files and index documents; ``dmp.submitted_header``
     and the like on what the software submitted to the simulator."""
     out = {}
-    for key, (requirement, rules) in RULES.items():
-        out[f"dmp.{key}"] = document_check(requirement, rules, FILES)
-        out[f"dmp.submitted_{key.removeprefix('cda_')}"] = document_check(requirement, rules, SUBMITTED)
+    for key, rules in RULES.items():
+        out[f"dmp.{key}"] = document_check(rules, FILES)
+        out[f"dmp.submitted_{key.removeprefix('cda_')}"] = document_check(rules, SUBMITTED)
     return out
 
 
 # -- what the software sent to the DMP simulator ------------------------------------------
 
-REQ_FEED = "DMP-FEED"
-REQ_CONSULT = "DMP-CONSULT"
-REQ_METADATA = "DMP-METADATA"
-REQ_AGREEMENT = "DMP-METADATA-CDA"
 UNKNOWN_CA = {2, 18, 19, 20, 21}  # OpenSSL: issuer unknown, self-signed, local issuer unknown, cannot verify leaf
 CERT_REVOKED = 23  # OpenSSL's X509_V_ERR_CERT_REVOKED: the simulator records a certificate its OCSP responder says revoked so
 WARNING_DAYS = 30
@@ -57,12 +53,12 @@ def _exchanges(ctx: CheckContext, ev: Evaluation, session: dict) -> list[dict]:
     return exchanges
 
 
-def _answered(ev: Evaluation, e: dict, requirement: str) -> bool:
+def _answered(ev: Evaluation, e: dict) -> bool:
     """One exchange answered with success; each IHE error it got is a finding."""
-    ok = ev.check(e["outcome"] == "Success", rule="DMP-TX-01", requirement=requirement, location=_where(e),
+    ok = ev.check(e["outcome"] == "Success", rule="DMP-TX-01", location=_where(e),
                   message=M("dmp.not_success", transaction=e["transaction"] or "?", outcome=e["outcome"] or "-", status=e["http_status"]))
     for err in e["errors"]:
-        ev.add(rule="DMP-TX-02", requirement=requirement, severity=Severity.ERROR, location=_where(e),
+        ev.add(rule="DMP-TX-02", severity=Severity.ERROR, location=_where(e),
                message=M("dmp.registry_error", code=err["code"], context=Text.same(err["context"])))
     return ok
 
@@ -77,7 +73,7 @@ def check_feed(ctx: CheckContext, ev: Evaluation) -> None:
     if session["exchanges"]:
         ev.check(bool(provides), rule="DMP-FEED-01", location=session["simulator"], message=M("dmp.no_provide"))
     for e in provides:
-        _answered(ev, e, REQ_FEED)
+        _answered(ev, e)
     if provides:
         ev.check(any(e["outcome"] == "Success" and e["facts"].get("replaced") for e in provides), rule="DMP-FEED-02",
                  location=session["simulator"], message=M("dmp.no_replacement"))
@@ -96,7 +92,7 @@ def check_consult(ctx: CheckContext, ev: Evaluation) -> None:
         done = [e for e in exchanges if e["transaction"] == transaction]
         ev.check(bool(done), rule=rule, location=session["simulator"], message=M("dmp.missing_transaction", transaction=transaction))
         for e in done:
-            _answered(ev, e, REQ_CONSULT)
+            _answered(ev, e)
     submitted = {d["unique"]: d["sha256"] for e in exchanges if e["transaction"] == "ITI-41" for d in e["facts"].get("submitted", [])}
     for e in exchanges:
         for unique, digest in e["facts"].get("returned", {}).items():
@@ -106,7 +102,7 @@ def check_consult(ctx: CheckContext, ev: Evaluation) -> None:
     if not updates:
         ev.add(rule="DMP-CONS-04", severity=Severity.WARNING, location=session["simulator"], message=M("dmp.no_update"))
     for e in updates:
-        _answered(ev, e, REQ_CONSULT)
+        _answered(ev, e)
 
 
 def _submissions(ctx: CheckContext, session: dict):

@@ -20,6 +20,12 @@ SERVICE_OPTIONS = {"port": "int", "credentials_dir": "path", "trust": "list[path
 
 
 @hookimpl
+def harness_scenario_dirs():
+    """Its scenario files, shipped with it (a third party ships theirs the same way)."""
+    return [Path(__file__).with_name("scenarios")]
+
+
+@hookimpl
 def harness_target_schema():
     return {"dmp": {"wait": "int", "quiet": "int", "watch": "int", "certificate_warning_days": "int", "max_attempts": "int"},
             **{f"services.{name}": SERVICE_OPTIONS for name in SERVICES}}

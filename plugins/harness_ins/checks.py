@@ -19,11 +19,6 @@ from . import cda, fhir, hl7v2
 from .mllp import MAX_FRAME
 from .identity import Problem, SystemClass, Traits, classify_system, parse_date, production_problem
 
-REQ_HL7 = "INS-HL7V2"
-REQ_CDA = "INS-CDA"
-REQ_FHIR = "INS-FHIR"
-REQ_XCH = "INS-COHERENCE"
-REQ_PROTECT = "INS-PROTECTION"
 SENSITIVE = "production-identity"
 M = catalogue(__name__)
 
@@ -177,13 +172,13 @@ UNREAD = {
 }
 
 
-def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str, channel: str) -> None:
+def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, channel: str) -> None:
     for source, artefact, loc, p in reading.problems:
-        ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{source} {loc}", artefact=artefact, message=p.message)
+        ev.add(rule=p.rule, severity=p.severity, location=f"{source} {loc}", artefact=artefact, message=p.message)
     for obs in reading.observations:
         ev.judged()
         for loc, p, value in obs.problems:
-            ev.add(rule=p.rule, requirement=requirement, severity=p.severity, location=f"{obs.source} {loc}", artefact=obs.artefact,
+            ev.add(rule=p.rule, severity=p.severity, location=f"{obs.source} {loc}", artefact=obs.artefact,
                    message=_masked(ctx, p.message, obs, value))
     _flag_production(ev, reading.observations)
     nothing, no_identity = UNREAD[channel]
@@ -198,17 +193,17 @@ def _judge(ctx: CheckContext, ev: Evaluation, reading: Reading, requirement: str
 def check_hl7v2(ctx: CheckContext, ev: Evaluation) -> None:
     reading = _read_hl7(ctx)
     _refused_frames(ctx, reading)
-    _judge(ctx, ev, reading, REQ_HL7, "hl7v2")
+    _judge(ctx, ev, reading, "hl7v2")
 
 
 @check(reads=CHANNEL_INPUTS["cda"])
 def check_cda(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_cda(ctx), REQ_CDA, "cda")
+    _judge(ctx, ev, _read_cda(ctx), "cda")
 
 
 @check(reads=CHANNEL_INPUTS["fhir"])
 def check_fhir(ctx: CheckContext, ev: Evaluation) -> None:
-    _judge(ctx, ev, _read_fhir(ctx), REQ_FHIR, "fhir")
+    _judge(ctx, ev, _read_fhir(ctx), "fhir")
 
 
 def _all(ctx: CheckContext) -> list[Observation]:
@@ -227,7 +222,7 @@ def check_no_production_identity(ctx: CheckContext, ev: Evaluation) -> None:
             ev.judged()
             p = production_problem(classify_system(i.system))
             if p is not None:
-                ev.add(rule=p.rule, requirement=REQ_PROTECT, severity=p.severity, location=f"{obs.source} {i.location}",
+                ev.add(rule=p.rule, severity=p.severity, location=f"{obs.source} {i.location}",
                        artefact=obs.artefact, message=M("check.production", problem=p.message, matricule=shown(ctx, i.value)))
     _flag_production(ev, observations)
     if ev.assertions == 0:
@@ -286,7 +281,7 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
             there = f"{first_obs.source} {first_ins.location}"
             if classify_system(i.system).oid != classify_system(first_ins.system).oid and "system" not in reported:
                 reported.add("system")
-                ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR, location=f"{here} ≠ {there}", artefact=obs.artefact,
+                ev.add(rule="INS-XCH-01", severity=Severity.ERROR, location=f"{here} ≠ {there}", artefact=obs.artefact,
                        message=M("xch.system", ins=label, system=classify_system(i.system).oid or M("system.missing"), channel=obs.channel,
                                  first_system=classify_system(first_ins.system).oid or M("system.missing"), first_channel=first_obs.channel))
             for name, field_name, get in FIELDS:
@@ -294,7 +289,7 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
                 if a is None or b is None or a == b or name in reported:
                     continue  # a missing trait is its channel's own finding
                 reported.add(name)
-                ev.add(rule="INS-XCH-01", requirement=REQ_XCH, severity=Severity.ERROR,
+                ev.add(rule="INS-XCH-01", severity=Severity.ERROR,
                        location=f"{obs.source} {obs.location} ≠ {first_obs.source} {first_obs.location}", artefact=obs.artefact,
                        message=M("xch.field", ins=label, field=field_name, value=b, channel=obs.channel, first=a, first_channel=first_obs.channel))
         statuses = [(o, o.status) for o, _ in seen if o.status]
@@ -304,7 +299,7 @@ def check_cross_channel(ctx: CheckContext, ev: Evaluation) -> None:
             for other, status in statuses:
                 if status != "QUAL" and "cda-status" not in reported:
                     reported.add("cda-status")
-                    ev.add(rule="INS-XCH-02", requirement=REQ_XCH, severity=Severity.ERROR,
+                    ev.add(rule="INS-XCH-02", severity=Severity.ERROR,
                            location=f"{obs.source} {i.location} ↔ {other.source} {other.location}", artefact=obs.artefact,
                            message=M("xch.cda_status", ins=label, status=status, channel=other.channel))
     _flag_production(ev, observations)

@@ -13,9 +13,6 @@ from . import mail
 
 M = catalogue(__name__)
 
-REQ_ARCHIVE = "XDM-ARCHIVE"
-REQ_METADATA = "XDM-METADATA"
-REQ_AGREEMENT = "XDM-METADATA-CDA"
 JUDGED = ("accepted", "file")  # messages whose content is judged (the others were refused)
 OUTCOMES = {"too-large": "transport.too_large", "line-too-long": "transport.line_too_long", "bare-lf": "transport.bare_lf",
             "deadline": "transport.message_deadline",
@@ -188,7 +185,7 @@ def _reading(ctx: CheckContext, name: str, archive: SafeArchive):
     return _XDM[key]
 
 
-def _readings(ctx: CheckContext, ev: Evaluation, requirement: str):
+def _readings(ctx: CheckContext, ev: Evaluation, *, archive_check: bool = False):
     """(message, archive input, open archive, XDM reading) of each archive judged; an archive
     the safe reader refuses is a finding (XDM-ARC-00) of the archive check only."""
     session = _session(ctx, ev)
@@ -203,7 +200,7 @@ def _readings(ctx: CheckContext, ev: Evaluation, requirement: str):
                     yield m, a, archive, _reading(ctx, a["input"], archive)
             except UnsafeInput as exc:
                 ev.judged()
-                if requirement == REQ_ARCHIVE:
+                if archive_check:
                     ev.add(rule="XDM-ARC-00", severity=Severity.ERROR, location=a["input"], artefact=ctx.artefact(a["input"]).sha256,
                            message=M("archive.refused", reason=exc.detail))
                 else:
@@ -212,8 +209,8 @@ def _readings(ctx: CheckContext, ev: Evaluation, requirement: str):
         ev.inconclusive(M("archive.none"))
 
 
-def _report(ctx: CheckContext, ev: Evaluation, requirement: str, keep) -> None:
-    for m, a, archive, reading in _readings(ctx, ev, requirement):
+def _report(ctx: CheckContext, ev: Evaluation, keep, *, archive_check: bool = False) -> None:
+    for m, a, archive, reading in _readings(ctx, ev, archive_check=archive_check):
         ev.judged()
         for p in reading.problems:
             if keep(p.rule):
@@ -224,14 +221,14 @@ def _report(ctx: CheckContext, ev: Evaluation, requirement: str, keep) -> None:
 def check_archive(ctx: CheckContext, ev: Evaluation) -> None:
     """Layout (README.TXT, INDEX.HTM, IHE_XDM/<subset>/METADATA.XML), every listed document
     present and every document listed, hash and size of the bytes, URI resolution."""
-    _report(ctx, ev, REQ_ARCHIVE, lambda rule: rule.startswith("XDM-") and rule != "XDM-MD-00")
+    _report(ctx, ev, lambda rule: rule.startswith("XDM-") and rule != "XDM-MD-00", archive_check=True)
 
 
 @check(reads=["mss.session", "mss-xdm"])
 def check_metadata(ctx: CheckContext, ev: Evaluation) -> None:
     """Each subset's METADATA.XML: namespace-well-formed, one submission set, document
     entries with what IHE XDM and the French profile require, schemes, associations."""
-    _report(ctx, ev, REQ_METADATA, lambda rule: rule.startswith("XDS-MD-") or rule == "XDM-MD-00")
+    _report(ctx, ev, lambda rule: rule.startswith("XDS-MD-") or rule == "XDM-MD-00")
 
 
 @check(reads=["mss.session", "mss-xdm"])
@@ -241,7 +238,7 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
     from harness_xds import agreement
 
     seen = 0
-    for m, a, archive, reading in _readings(ctx, ev, REQ_AGREEMENT):
+    for m, a, archive, reading in _readings(ctx, ev):
         for subset in reading.subsets:
             if subset.submission is None:
                 continue
@@ -270,7 +267,7 @@ def document_checks() -> dict:
     """The built-in CDA checks (header, body, INS) on the documents of the archives."""
     from harness_cda.builtin import RULES, document_check
 
-    return {f"mssante.{key}": document_check(requirement, rules, ("mss-doc",)) for key, (requirement, rules) in RULES.items()}
+    return {f"mssante.{key}": document_check(rules, ("mss-doc",)) for key, rules in RULES.items()}
 
 
 @check(reads=["mss.receive", "mss-delivered", "mss-reply"])

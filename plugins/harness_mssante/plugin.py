@@ -7,6 +7,8 @@ agreement with the CDA header), :mod:`harness_cda.document` and the built-in CDA
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness import HarnessError, Service, catalogue, hookimpl
 
 from . import checks, collect
@@ -14,6 +16,12 @@ from . import checks, collect
 M = catalogue(__name__)
 SERVICE = "mssante"
 MAILBOX = "mssante-mailbox"
+
+
+@hookimpl
+def harness_scenario_dirs():
+    """Its scenario files, shipped with it (a third party ships theirs the same way)."""
+    return [Path(__file__).with_name("scenarios")]
 
 
 @hookimpl

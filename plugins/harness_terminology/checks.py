@@ -28,8 +28,6 @@ from .collect import ANSWERS
 
 M = catalogue(__name__)
 
-VS_REQ = "SMT-VALUESET"
-CODE_REQ = "SMT-CODE"
 EXAMPLES = 3
 
 
@@ -52,7 +50,7 @@ def _said(v, message: Localized, server_message: str | None = None) -> Localized
     return M("in_context", context=v.context, message=message) if v.context is not None else message
 
 
-def _record(ctx: CheckContext, ev: Evaluation, requirement: str):
+def _record(ctx: CheckContext, ev: Evaluation):
     """The recorded answers, and the coded values of every input; an input that cannot be
     read is a finding: its codes were not judged, so the check cannot pass."""
     record = ctx.json(ANSWERS)
@@ -64,7 +62,7 @@ def _record(ctx: CheckContext, ev: Evaluation, requirement: str):
         try:
             values += ctx.coded_values(name)
         except UnsafeInput as exc:
-            ev.check(False, rule="TERM-DOC-01", requirement=requirement, location=name, artefact=ctx.artefact(name).sha256,
+            ev.check(False, rule="TERM-DOC-01", location=name, artefact=ctx.artefact(name).sha256,
                      message=M("document.unreadable", reason=exc.detail))
     return answers, values
 
@@ -85,9 +83,9 @@ class _Incomplete(Exception):
     pass
 
 
-def _conclude(ctx: CheckContext, ev: Evaluation, unanswered: dict, fallbacks: dict, requirement: str) -> None:
+def _conclude(ctx: CheckContext, ev: Evaluation, unanswered: dict, fallbacks: dict) -> None:
     for kind, count in sorted(fallbacks.items()):
-        ev.add(rule="TERM-SRC-01", requirement=requirement, location=ANSWERS, severity=Severity.INFO, artefact=ctx.artefact(ANSWERS).sha256,
+        ev.add(rule="TERM-SRC-01", location=ANSWERS, severity=Severity.INFO, artefact=ctx.artefact(ANSWERS).sha256,
                message=M("fallback.used", count=count, kind=kind))
     for kind, items in sorted(unanswered.items()):
         cause = items[0][1]
@@ -104,7 +102,7 @@ def _cause(answer: dict | None) -> tuple[str, Localized]:
 @check(reads=[ANY_INPUT])
 def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
     """Each coded value bound to a value set is a member of it (TERM-VS-01, TERM-CODE-02)."""
-    answers, values = _record(ctx, ev, VS_REQ)
+    answers, values = _record(ctx, ev)
     bound = [v for v in values if v.value_set is not None]
     if not bound:
         ev.inconclusive(M("vs.nothing_bound"))
@@ -116,7 +114,7 @@ def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
             sha = ctx.artefact(v.artefact).sha256
             if not v.code or not v.system:
                 if not v.null_flavor:
-                    ev.check(False, rule="TERM-CODE-02", requirement=VS_REQ, location=_where(v), artefact=sha,
+                    ev.check(False, rule="TERM-CODE-02", location=_where(v), artefact=sha,
                              message=_said(v, M("code.missing", value_set=v.value_set.label)))
                 continue
             va = _answer(answers, v.validate_key(), ev)
@@ -126,18 +124,18 @@ def check_value_sets(ctx: CheckContext, ev: Evaluation) -> None:
                 continue
             if va.get("fallback"):
                 fallbacks[va["fallback"]["kind"]] += 1
-            ev.check(va["result"], rule="TERM-VS-01", requirement=VS_REQ, location=_where(v), artefact=sha,
+            ev.check(va["result"], rule="TERM-VS-01", location=_where(v), artefact=sha,
                      message=_said(v, M("vs.not_member", code=v.code, system=v.system, value_set=v.value_set.label), va.get("message")))
     except _Incomplete:
         return
-    _conclude(ctx, ev, unanswered, fallbacks, VS_REQ)
+    _conclude(ctx, ev, unanswered, fallbacks)
 
 
 @check(reads=[ANY_INPUT])
 def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
     """Each code exists in its code system (TERM-CODE-01), is not deprecated (TERM-DEP-01),
     and carries the code system's display (TERM-DISP-01, warning)."""
-    answers, values = _record(ctx, ev, CODE_REQ)
+    answers, values = _record(ctx, ev)
     coded = [v for v in values if v.code and v.system]
     if not coded:
         ev.inconclusive(M("codes.nothing"))
@@ -161,17 +159,16 @@ def check_codes(ctx: CheckContext, ev: Evaluation) -> None:
                 continue
             if used.get("fallback"):
                 fallbacks[used["fallback"]["kind"]] += 1
-            if not ev.check(exists, rule="TERM-CODE-01", requirement=CODE_REQ, location=_where(v), artefact=sha,
+            if not ev.check(exists, rule="TERM-CODE-01", location=_where(v), artefact=sha,
                             message=_said(v, M("code.unknown", code=shown), None if exists else used.get("message"))):
                 continue
             inactive = bool(used.get("inactive")) or bool((va or {}).get("inactive"))
-            ev.check(not inactive, rule="TERM-DEP-01", requirement=CODE_REQ, location=_where(v), artefact=sha,
+            ev.check(not inactive, rule="TERM-DEP-01", location=_where(v), artefact=sha,
                      message=_said(v, M("code.deprecated", code=shown)))
             expected = used.get("display") or (va or {}).get("display")
             if v.display and expected:
-                ev.check(normalise_display(v.display) == normalise_display(expected), rule="TERM-DISP-01", requirement=CODE_REQ,
-                         location=_where(v), artefact=sha, severity=Severity.WARNING,
+                ev.check(normalise_display(v.display) == normalise_display(expected), rule="TERM-DISP-01", location=_where(v), artefact=sha, severity=Severity.WARNING,
                          message=_said(v, M("code.display", display=v.display, code=shown, expected=expected)))
     except _Incomplete:
         return
-    _conclude(ctx, ev, unanswered, fallbacks, CODE_REQ)
+    _conclude(ctx, ev, unanswered, fallbacks)

@@ -14,6 +14,12 @@ M = catalogue(__name__)
 
 
 @hookimpl
+def harness_scenario_dirs():
+    """Its scenario files, shipped with it (a third party ships theirs the same way)."""
+    return [Path(__file__).with_name("scenarios")]
+
+
+@hookimpl
 def harness_target_schema():
     return {f"services.{SERVICE}": {"snapshot": "list[path]", "builtin_snapshot": "bool", "port": "int", "faults": "list[str]",
                                     "delay": "int", "user": "str", "password": "secret"}}

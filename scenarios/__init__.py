@@ -1,1 +1,0 @@
-"""Built-in scenario files (data). Installed as the ``harness_scenarios`` package."""
