@@ -73,8 +73,8 @@ def _hwm_kib() -> int:
 
 def _judge(store_dir: str, digest: str, size: int, streamed: bool, out) -> None:
     from harness import Artefact
-    from harness.checking import evaluate
-    from harness.evidence import ObjectStore, canonical_json
+    from harness.running.checking import evaluate
+    from harness.evidence.recorder import ObjectStore, canonical_json
     from harness_mssante import checks
     from tests.checking import TARGET, registry, scenario
 
@@ -96,7 +96,7 @@ def _judge(store_dir: str, digest: str, size: int, streamed: bool, out) -> None:
 
 
 def archive(size_mb: int) -> dict:
-    from harness.evidence import ObjectStore
+    from harness.evidence.recorder import ObjectStore
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_archive(Path(tmp), size_mb)

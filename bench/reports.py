@@ -20,8 +20,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from harness.bundle import Bundle
-    from harness.report import Source, coverage_csv, coverage_xlsx, render_html, write_beside
+    from harness.evidence.bundle import Bundle
+    from harness.reporting.report import Source, coverage_csv, coverage_xlsx, render_html, write_beside
 
     work = Path(tempfile.mkdtemp(prefix="reports-bench-"))
     t = time.monotonic()

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import Artefact, CheckContext  # noqa: E402
-from harness.evidence import sha256  # noqa: E402
+from harness.evidence.recorder import sha256  # noqa: E402
 from harness.terminology import (CachedTerminology, FallbackTerminology, RemoteTerminology, Snapshot,  # noqa: E402
                                  SnapshotTerminology, TerminologyServer)
 from harness.terminology import ask  # noqa: E402

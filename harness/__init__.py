@@ -6,18 +6,18 @@ The public surface for plugin authors is what this module exports, and two packa
 stands on, connection bounds, the test PKI with its OCSP responder and CRL); everything
 else is internal and may change.
 """
-from .bundle import Bundle, verify_bundle
-from .commands import CommandContext
-from .context import Artefact, CheckContext, CollectContext, Service, ServiceContext
+from .evidence.bundle import Bundle, verify_bundle
+from .running.commands import CommandContext
+from .running.context import Artefact, CheckContext, CollectContext, Service, ServiceContext
 from .errors import BundleError, HarnessError, NotApplicable, PluginError, ScenarioError, TargetError, UnsafeInput
-from .evidence import atomic_write
-from .http import is_loopback
+from .files import atomic_write
+from .safety.http import is_loopback
 from .messages import Catalogue, Localized, Message, Text, catalogue
-from .plugins import core_version, hookimpl
-from .safety import ArchiveLimits, SafeArchive, parse_json, parse_xml
-from .steps import ANY_INPUT, check, collector
-from .summary import ReportSection, SummaryContext
-from .target import Target
+from .running.plugins import core_version, hookimpl
+from .safety.inputs import ArchiveLimits, SafeArchive, parse_json, parse_xml
+from .running.steps import ANY_INPUT, check, collector
+from .evidence.summary import ReportSection, SummaryContext
+from .running.target import Target
 from .verdicts import Evaluation, Finding, Severity, Verdict
 
 __all__ = [

@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from .bundle import Bundle, verify_bundle
-from .commands import CommandContext
+from .evidence.bundle import Bundle, verify_bundle
+from .running.commands import CommandContext
 from .errors import HarnessError
-from .manifest import FORMAT
+from .evidence.manifest import FORMAT
 from .messages import LANGS, catalogue, resolve_lang
 
 M = catalogue("harness.cli")  # not __name__: "python -m harness.cli" runs as __main__
@@ -28,8 +28,8 @@ def _print(message, lang: str, prefix: str = "") -> None:
 
 def _replayed(path: Path, lang: str, assembly=None):
     """Replay ``path`` with the installed plugins and say what differs; the ReplayReport."""
-    from .assembly import assemble
-    from .replay import replay_bundle
+    from .running.assembly import assemble
+    from .proof.replay import replay_bundle
 
     with Bundle(path) as bundle:
         result = replay_bundle(bundle, assembly or assemble())
@@ -64,7 +64,7 @@ def _anchors(paths: list[Path]) -> list:
 def _signature(report, anchors: list, lang: str, require_timestamp: bool = False) -> bool:
     """Say who signed the bundle and whether the signature holds; False when it does not, or
     when trust anchors were given and the bundle is unsigned."""
-    from .signature import verify_signature
+    from .evidence.signature import verify_signature
 
     sig = verify_signature(report.manifest_bytes, report.signature, anchors)
     if sig.status == "unsigned":
@@ -109,7 +109,7 @@ def _verify(args: argparse.Namespace, lang: str) -> int:
 
 
 def _compare(args: argparse.Namespace, lang: str) -> int:
-    from .compare import compare_paths
+    from .reporting.compare import compare_paths
 
     equate = []
     for item in args.equate:
@@ -132,15 +132,15 @@ def _compare(args: argparse.Namespace, lang: str) -> int:
 def _equivalence(args: argparse.Namespace, lang: str) -> int:
     import json
 
-    from .equivalence import compare_proofs
-    from .evidence import atomic_write
+    from .proof.equivalence import compare_proofs
+    from .files import atomic_write
 
     eq = compare_proofs(args.old, args.new)  # both replayed offline: a proof is reused only where its verdicts hold
     sys.stdout.write(eq.render(lang))
     if args.json:
         atomic_write(args.json, json.dumps(eq.to_json(), ensure_ascii=False, indent=2).encode("utf-8"), shared=True)
     if args.html:
-        from .report import Source, bundle_facts, render_html
+        from .reporting.report import Source, bundle_facts, render_html
 
         with Bundle(args.new) as bundle:
             source = Source.of_bundle(bundle, bundle_facts(bundle))
@@ -153,8 +153,8 @@ def _report(args: argparse.Namespace, lang: str) -> int:
     """The reports rendered from what the checks conclude again on the bundle's artefacts
     (replayed offline), never copied from the bundle; a difference with the sealed record is
     said and makes the status 1."""
-    from .assembly import assemble
-    from .report import write_beside
+    from .running.assembly import assemble
+    from .reporting.report import write_beside
 
     assembly = assemble()
     status = 0
@@ -168,7 +168,7 @@ def _report(args: argparse.Namespace, lang: str) -> int:
 
 
 def _scenarios(args: argparse.Namespace, lang: str) -> int:
-    from .assembly import assemble
+    from .running.assembly import assemble
 
     catalogue_ = assemble(args.scenario_dir).catalogue
     for s in catalogue_.scenarios.values():
@@ -248,7 +248,7 @@ def _parser(pm) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .plugins import get_plugin_manager
+    from .running.plugins import get_plugin_manager
 
     lang = resolve_lang(None)
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import Text
-from harness.checking import evaluate
+from harness.running.checking import evaluate
 from harness.results import CollectStep, StepStatus
-from harness.scenarios import Scenario
-from harness.steps import Registry, check
-from harness.target import Target
+from harness.running.scenarios import Scenario
+from harness.running.steps import Registry, check
+from harness.running.target import Target
 
 TARGET = Target.from_record({"product": {"id": "p", "name": "P", "version": "1.0"}}, {})
 

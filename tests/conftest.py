@@ -1,7 +1,7 @@
 import pytest
 
-from harness.plugins import get_plugin_manager
-from harness.assembly import target_schema
+from harness.running.plugins import get_plugin_manager
+from harness.running.assembly import target_schema
 
 
 @pytest.fixture(scope="session")

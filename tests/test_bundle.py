@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness import Bundle, BundleError, verify_bundle
-from harness.bundle import SEAL, write_bundle
+from harness.evidence.bundle import SEAL, write_bundle
 from harness.cli import main as cli
-from harness.evidence import sha256
-from harness.replay import replay_bundle
-from harness.assembly import assemble
+from harness.evidence.recorder import sha256
+from harness.proof.replay import replay_bundle
+from harness.running.assembly import assemble
 from tests.harness_run import run_harness
 
 
@@ -160,7 +160,7 @@ def test_replay_detects_an_altered_artefact_consistent_with_its_hash(bundle, tmp
 def test_replay_makes_no_network_call(bundle, monkeypatch):
     import socket
 
-    from harness.replay import NetworkDisabled, no_network
+    from harness.proof.replay import NetworkDisabled, no_network
 
     original = socket.create_connection
     with no_network():
@@ -184,7 +184,7 @@ def test_a_failed_write_leaves_nothing_under_the_final_name(tmp_path):
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-from harness.bundle import write_bundle
+from harness.evidence.bundle import write_bundle
 def slow():
     print("writing", flush=True)
     time.sleep(30)

@@ -2,7 +2,7 @@
 import hashlib
 import json
 
-from harness.context import Artefact
+from harness.running.context import Artefact
 from harness_dmp import checks
 from tests.checking import run
 

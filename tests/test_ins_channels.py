@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from harness import Evaluation, Severity, parse_xml
-from harness.context import Artefact, CheckContext
+from harness.running.context import Artefact, CheckContext
 from tests.checking import TARGET, run, step
 from harness_demo.patients import PATIENTS, cda_document, fhir_patient, hl7_messages
 from harness_ins import cda, fhir

@@ -7,9 +7,10 @@ import pluggy
 import pytest
 
 import harness
-from harness import HarnessError, hookimpl, hookspecs
-from harness.plugins import ENTRY_POINT_GROUP, builtin_plugins, get_plugin_manager
-from harness.steps import build_registry
+from harness import HarnessError, hookimpl
+from harness.running import hookspecs
+from harness.running.plugins import ENTRY_POINT_GROUP, builtin_plugins, get_plugin_manager
+from harness.running.steps import build_registry
 
 DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"
 
@@ -120,8 +121,8 @@ def test_public_surface_is_pinned():
 
 
 def test_a_plugin_can_ship_scenario_folders(tmp_path):
-    from harness.scenarios import load_catalogue
-    from harness.assembly import scenario_dirs
+    from harness.running.scenarios import load_catalogue
+    from harness.running.assembly import scenario_dirs
 
     (tmp_path / "extra.toml").write_text(
         '[[scenario]]\nid = "extra-channels"\ntitle = { fr = "f", en = "e" }\nrequirements = ["LES-3.1-CHANNELS"]\n'
@@ -166,7 +167,7 @@ def test_blocking_one_plugin_leaves_the_targets_of_the_others_valid(tmp_path):
 
 def test_an_unmarked_or_misspelt_hook_is_refused_at_start_with_the_hooks_meant():
     from harness import PluginError
-    from harness.plugins import check_contract
+    from harness.running.plugins import check_contract
 
     class Forgetful:  # no @hookimpl: still a hook implementation
         def harness_chekcs(self):
@@ -186,14 +187,14 @@ def test_an_unmarked_hook_with_a_right_name_is_called():
 
     pm = get_plugin_manager()
     pm.register(Quiet(), name="quiet")
-    from harness.assembly import target_schema
+    from harness.running.assembly import target_schema
 
     assert target_schema(pm)["quiet"] == {"level": "int"}
 
 
 def test_a_target_key_declared_by_two_plugins_is_an_error_naming_both():
     from harness import PluginError
-    from harness.assembly import target_schema
+    from harness.running.assembly import target_schema
 
     class Greedy:
         @hookimpl
@@ -209,7 +210,7 @@ def test_a_target_key_declared_by_two_plugins_is_an_error_naming_both():
 
 def test_a_scenario_whose_check_reads_what_no_collector_produces_is_refused_at_start(tmp_path):
     from harness import ScenarioError
-    from harness.assembly import assemble
+    from harness.running.assembly import assemble
 
     (tmp_path / "wired.toml").write_text(
         '[[scenario]]\nid = "miswired"\ntitle = { fr = "f", en = "e" }\nrequirements = ["LES-3.1-CHANNELS"]\n'

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.bundle import verify_bundle
-from harness.liveview import parse_address
-from harness.report import Source, coverage_csv, coverage_xlsx, render_html
-from harness.scenarios import load_catalogue
+from harness.evidence.bundle import verify_bundle
+from harness.session.liveview import parse_address
+from harness.reporting.report import Source, coverage_csv, coverage_xlsx, render_html
+from harness.running.scenarios import load_catalogue
 from harness_version.browser import find_browser
 from tests.harness_run import run_harness
 

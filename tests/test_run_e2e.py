@@ -205,7 +205,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
     what was added since, each difference named here."""
     from pathlib import Path
 
-    from harness.compare import compare_bundles
+    from harness.reporting.compare import compare_bundles
     from harness_version.browser import distribution_browser as find_browser
 
     earlier = Path(__file__).parents[1] / "fixtures" / "bundles" / "demo-all-format1.zip"
@@ -273,7 +273,7 @@ def test_the_summary_names_the_defects_a_run_injected(tmp_path):
 def test_results_and_manifest_read_back_to_what_was_written(demo_run):
     import json
 
-    from harness.manifest import Manifest
+    from harness.evidence.manifest import Manifest
     from harness.results import ScenarioResult
 
     with zipfile.ZipFile(demo_run.bundle) as zf:

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from harness import ScenarioError
-from harness.scenarios import load_catalogue
-from harness.assembly import scenario_dirs
-from harness.plugins import get_plugin_manager
+from harness.running.scenarios import load_catalogue
+from harness.running.assembly import scenario_dirs
+from harness.running.plugins import get_plugin_manager
 
 GOOD = """
 [[requirement]]
@@ -93,7 +93,7 @@ def test_two_providers_may_ship_the_same_file_name_and_keep_their_real_paths(tmp
 
 
 def test_each_builtin_plugin_ships_its_scenario_files_as_a_third_party_does():
-    from harness.plugins import builtin_plugins
+    from harness.running.plugins import builtin_plugins
 
     root = Path(__file__).parents[1]
     assert not (root / "scenarios").exists(), "no top-level scenario folder: each plugin ships its own"
@@ -105,7 +105,7 @@ def test_each_builtin_plugin_ships_its_scenario_files_as_a_third_party_does():
 
 
 def test_a_blocked_plugins_scenarios_are_read_as_data_and_set_aside_and_its_requirements_stay_known(monkeypatch):
-    from harness.assembly import assemble
+    from harness.running.assembly import assemble
 
     monkeypatch.setenv("HARNESS_BLOCK_PLUGINS", "harness-terminology")
     assembly = assemble()

@@ -189,7 +189,7 @@ def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsy
                             "--require-timestamp", "--trust", str(pki / "root.pem"), str(run.bundle)], capture_output=True, text=True)
     assert fresh.returncode == 0 and "Timestamped on" in fresh.stdout, fresh.stdout + fresh.stderr
     # the timestamp is what keeps a signature verifiable once the certificate has expired
-    from harness.signature import verify_signature
+    from harness.evidence.signature import verify_signature
 
     with zipfile.ZipFile(run.bundle) as zf:
         body, p7s = zf.read("manifest.json"), zf.read("manifest.p7s")

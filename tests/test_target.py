@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from harness import TargetError
-from harness.target import load_target
+from harness.running.target import load_target
 from tests.conftest import MINIMAL
 
 

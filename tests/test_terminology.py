@@ -20,7 +20,7 @@ from harness.terminology import (
     TerminologyUnavailable,
     build,
 )
-from harness.http import is_loopback
+from harness.safety.http import is_loopback
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 JDV = CORPUS / "ans-testcontenucda" / "jeuxDeValeurs"

@@ -1,8 +1,8 @@
 """Verdict derivation: nothing evaluated is never PASS, a crash is ERROR, FAIL dominates."""
 from harness import Evaluation, Severity, Text, Verdict
-from harness.checking import evaluate
-from harness.context import Artefact
-from harness.steps import Registry
+from harness.running.checking import evaluate
+from harness.running.context import Artefact
+from harness.running.steps import Registry
 from harness.verdicts import combine
 from tests.checking import TARGET, run, scenario, step
 

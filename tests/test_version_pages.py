@@ -10,8 +10,8 @@ import json
 import pytest
 
 from harness import Artefact
-from harness.checking import evaluate
-from harness.target import Target
+from harness.running.checking import evaluate
+from harness.running.target import Target
 from harness_version.browser import find_browser, render
 from harness_version.checks import check_visible_in_ui
 from harness_version.ocr import engine as ocr_engine

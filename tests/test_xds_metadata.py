@@ -110,7 +110,7 @@ def test_the_real_sample_is_read_after_recovery():
 def test_metadata_coded_values_are_bound_to_the_french_value_sets():
     import hashlib
 
-    from harness.context import Artefact, CheckContext
+    from harness.running.context import Artefact, CheckContext
     from harness_xds.terminology import coded_values
 
     docs = entries()

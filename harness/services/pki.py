@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from ..http import is_loopback
+from ..safety.http import is_loopback
 from .certs import describe, issued_by, key_pem, name, new_key, now, pem, write_private
 from .http import HttpService, Request, Response
 

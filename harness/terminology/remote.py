@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from urllib3.util.retry import Retry
 
 from ..errors import HarnessError, UnsafeInput
-from ..http import Fetched, HttpClient
-from ..safety import parse_json
+from ..safety.http import Fetched, HttpClient
+from ..safety.inputs import parse_json
 from ..secrets import Scrubber
 from ..messages import Localized, catalogue
 from .model import Answer, Expansion, error_record

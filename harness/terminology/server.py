@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 from ..errors import HarnessError, UnsafeInput
 from ..messages import catalogue
-from ..safety import parse_json
+from ..safety.inputs import parse_json
 from ..services.bounds import ConnectionBounds
 from ..services.http import HttpService, Request, Response
 from .engine import Engine, Params, TxError, parse_languages

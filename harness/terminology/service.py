@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import HarnessError
-from ..evidence import atomic_write
+from ..files import atomic_write
 from ..messages import catalogue
 from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, TerminologyService, bare_oid, error_record
 from .remote import PasswordGrant, RemoteTerminology, TerminologyUnavailable

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from ..errors import HarnessError, UnsafeInput
 from ..messages import Localized, catalogue
-from ..safety import parse_xml
+from ..safety.inputs import parse_xml
 from .engine import PARTIAL_EXTENSION, Engine
 from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid, error_record
 

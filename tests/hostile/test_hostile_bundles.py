@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness import verify_bundle
-from harness.bundle import SEAL
+from harness.evidence.bundle import SEAL
 from harness.cli import main as cli
-from harness.evidence import sha256
-from harness.manifest import manifest_problems
+from harness.evidence.recorder import sha256
+from harness.evidence.manifest import manifest_problems
 from tests.harness_run import run_harness
 
 

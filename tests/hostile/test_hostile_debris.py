@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from hypothesis import example, given, settings, strategies as st
 
-from harness.sealing import LOCK, clean_debris
+from harness.proof.sealing import LOCK, clean_debris
 from harness.secrets import Scrubber
 from tests.harness_run import run_harness
 

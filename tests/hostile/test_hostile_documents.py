@@ -82,9 +82,9 @@ def test_a_document_the_software_lists_but_does_not_serve_is_not_skipped(tmp_pat
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from harness.context import CollectContext
-    from harness.evidence import ObjectStore, Recorder, RecordingHttp
-    from harness.target import Target
+    from harness.running.context import CollectContext
+    from harness.evidence.recorder import ObjectStore, Recorder, RecordingHttp
+    from harness.running.target import Target
 
     class Vendor(BaseHTTPRequestHandler):
         def log_message(self, *args):

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 
-from harness.http import HttpClient
+from harness.safety.http import HttpClient
 from harness_demo.patients import PATIENTS, cda_document
 from harness.secrets import variants
 from tests.harness_run import run_harness
@@ -316,8 +316,8 @@ def test_a_slowloris_on_the_live_view_holds_no_more_than_its_bound(tmp_path, mon
     nothing), and the page answers its token afterwards."""
     import urllib.request
 
-    from harness import liveview
-    from harness.events import EventHub
+    from harness.session import liveview
+    from harness.session.events import EventHub
 
     monkeypatch.setattr(liveview.LiveView, "bounds", liveview.ConnectionBounds(max_connections=16, deadline=2.0, idle=1.0, wait=0.05))
     view = liveview.LiveView(EventHub(tmp_path, 1), "127.0.0.1:0", page=lambda: b"<html></html>", images=lambda d: None)
@@ -369,7 +369,7 @@ def test_the_terminology_questions_of_a_scenario_share_a_total_deadline(peer, tm
 def test_allure_never_attaches_what_a_browser_would_run(media_type, shown):
     """The vendor's page was attached as text/html, scripts included: Allure's report would run
     them in the reader's browser."""
-    from harness.allure_results import _attachment_type
+    from harness.reporting.allure_results import _attachment_type
 
     kind, _ = _attachment_type(media_type)
     assert getattr(kind, "mime_type", kind) == shown

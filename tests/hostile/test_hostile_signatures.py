@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.signature import Signer, printable, sign, verify_signature  # printable: harness.messages.visible
+from harness.evidence.signature import Signer, printable, sign, verify_signature  # printable: harness.messages.visible
 
 NOW = dt.datetime.now(dt.timezone.utc)
 BODY = b'{"manifest": "of a bundle"}'
@@ -86,7 +86,7 @@ def _tsa(eku_oids, critical=True, key_usage=None):
     ([ExtendedKeyUsageOID.SERVER_AUTH], True, None, "timeStamping missing"),
 ])
 def test_a_timestamp_from_a_certificate_that_is_no_tsa_proves_no_time(eku, critical, key_usage, says):
-    from harness.signature import timestamp
+    from harness.evidence.signature import timestamp
     from tests.tsa import TimestampAuthority
 
     signer, ca = _signer("Editeur Exemple SAS", _key_usage(digital_signature=True))
@@ -128,7 +128,7 @@ def test_a_signed_attribute_nested_sixty_thousand_deep_is_malformed_not_a_traceb
     traceback: in the signature, or in its timestamp token, it is a malformed structure."""
     from asn1crypto import cms
 
-    from harness.signature import timestamp
+    from harness.evidence.signature import timestamp
     from tests.tsa import TimestampAuthority
 
     signer, ca = _signer("Editeur Exemple SAS", _key_usage(digital_signature=True))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness import TargetError
-from harness.target import load_target
+from harness.running.target import load_target
 from tests.conftest import MINIMAL
 from tests.harness_run import run_harness
 
@@ -88,8 +88,8 @@ def test_a_secret_named_key_given_on_the_command_line_is_refused_as_the_file_ref
 
 def test_a_plugin_declaring_a_secret_named_key_as_plain_text_is_refused():
     from harness import PluginError, hookimpl
-    from harness.assembly import target_schema
-    from harness.plugins import get_plugin_manager
+    from harness.running.assembly import target_schema
+    from harness.running.plugins import get_plugin_manager
 
     class Careless:
         @hookimpl

@@ -11,8 +11,8 @@ import zipfile
 import pytest
 
 from harness import Artefact
-from harness.checking import evaluate
-from harness.evidence import ObjectStore, canonical_json
+from harness.running.checking import evaluate
+from harness.evidence.recorder import ObjectStore, canonical_json
 from harness_demo.mssante_client import message
 from harness_mssante import checks, mail
 from tests.checking import TARGET, registry, scenario

@@ -1,0 +1,1 @@
+"""Network and input safety: every HTTP exchange, the hardened XML, JSON and archive readers."""
