@@ -18,7 +18,7 @@ from .safety.inputs import ArchiveLimits, SafeArchive, parse_json, parse_xml
 from .running.steps import ANY_INPUT, check, collector
 from .evidence.summary import ReportSection, SummaryContext
 from .running.target import Target
-from .verdicts import Evaluation, Finding, Severity, Verdict
+from .verdicts import Evaluation, Finding, Problem, Severity, Verdict
 
 __all__ = [
     "ANY_INPUT",
@@ -37,6 +37,7 @@ __all__ = [
     "Message",
     "NotApplicable",
     "PluginError",
+    "Problem",
     "ReportSection",
     "SafeArchive",
     "ScenarioError",

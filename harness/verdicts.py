@@ -88,6 +88,26 @@ class Finding:
         return self.message.render(lang)
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One rule something the software produced breaks: the rule's id, how grave, where (a
+    path in a document, a segment, an address; empty when the whole input is the place), and
+    why, in both languages. What the domain libraries (CDA, INS, XDS, MSSanté) return; a
+    check turns each into a finding of its scenario's requirement."""
+
+    rule: str
+    severity: Severity
+    location: str = ""
+    message: Localized | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.location, str) or self.message is None or not hasattr(self.message, "render"):
+            raise TypeError(f"Problem({self.rule!r}): location is a str, message a message (given {self.location!r}, {self.message!r})")
+
+    def text(self, lang: str | None = None) -> str:
+        return self.message.render(lang)  # type: ignore[union-attr]
+
+
 @dataclass
 class Evaluation:
     """What one check evaluated. The verdict is derived, never declared as PASS.

@@ -110,7 +110,7 @@ def test_plugins_use_the_public_surface_only():
 def test_public_surface_is_pinned():
     assert sorted(harness.__all__) == [
         "ANY_INPUT", "ArchiveLimits", "Artefact", "Bundle", "BundleError", "Catalogue", "CheckContext",
-        "CollectContext", "CommandContext", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError",
+        "CollectContext", "CommandContext", "Evaluation", "Finding", "HarnessError", "Localized", "Message", "NotApplicable", "PluginError", "Problem",
         "ReportSection", "SafeArchive", "ScenarioError", "Service", "ServiceContext", "Severity", "SummaryContext", "Target",
         "TargetError", "Text", "UnsafeInput", "Verdict", "atomic_write", "catalogue", "check", "collector", "core_version",
         "hookimpl", "is_loopback", "parse_json", "parse_xml", "verify_bundle",

@@ -1,4 +1,6 @@
 """Verdict derivation: nothing evaluated is never PASS, a crash is ERROR, FAIL dominates."""
+import pytest
+
 from harness import Evaluation, Severity, Text, Verdict
 from harness.running.checking import evaluate
 from harness.running.context import Artefact
@@ -93,3 +95,32 @@ def test_a_collector_that_does_not_apply_makes_the_scenario_not_run():
         raise AssertionError("checks must not run")
 
     assert run(never, collect=[step("c1", "not-applicable", "x")]) == (Verdict.NOT_RUN, [], [])
+
+
+def test_one_problem_type_for_every_domain_library_and_it_refuses_a_misplaced_message():
+    import harness
+    from harness import Problem, Severity, Text
+
+    p = Problem("R-1", Severity.ERROR, "/a/b", Text.same("x"))
+    assert (p.rule, p.location, p.text("en")) == ("R-1", "/a/b", "x") and harness.Problem is Problem
+    assert Problem("R-2", Severity.WARNING, message=Text.same("y")).location == ""
+    with pytest.raises(TypeError):
+        Problem("R-3", Severity.ERROR, Text.same("a message where the location goes"))  # type: ignore[arg-type]
+    import harness_cda.rules
+    import harness_ins.identity
+    import harness_xds.rules
+
+    for library in (harness_cda.rules, harness_ins.identity, harness_xds.rules):
+        assert library.Problem is Problem, library.__name__
+
+
+def test_each_domain_library_is_importable_on_its_own():
+    """The CDA, INS and XDS libraries load without any service plugin or the demo."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness_cda.rules, harness_cda.builtin, harness_ins.identity, harness_ins.hl7v2, harness_xds.ebrim, harness_xds.xdm;"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('harness_dmp', 'harness_mssante', 'harness_terminology', "
+            "'harness_version', 'harness_demo')); print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -32,7 +32,7 @@ def test_written_metadata_reads_back_and_agrees_with_its_documents():
     assert rules.check_submission(sub) == []
     assert [d.id for d in sub.documents] == ["Doc1", "Doc2"]
     for entry, data in zip(sub.documents, DOCS):
-        assert agreement.check_agreement(entry, data, etree.fromstring(data)) == []
+        assert agreement.disagreements(entry, data, etree.fromstring(data)) == []
     assert sub.documents[1].coded("formatCode")[0].code == "urn:ihe:iti:xds-sd:pdf:2008"
     assert sub.documents[0].slot("creationTime") == "20261101090000"  # 10:00 +0100 in UTC
 
@@ -69,11 +69,11 @@ AGREEMENT_CASES = {
 def test_each_disagreement_names_both_places(case):
     changes, rule = AGREEMENT_CASES[case]
     sub = _changed(0, **changes)
-    found = agreement.check_agreement(sub.documents[0], DOCS[0], etree.fromstring(DOCS[0]))
+    found = agreement.disagreements(sub.documents[0], DOCS[0], etree.fromstring(DOCS[0]))
     assert [p.rule for p in found] == [rule]
     assert " ↔ /ClinicalDocument" in found[0].location and "ExtrinsicObject[@id='Doc1']" in found[0].location
     # the other document still agrees
-    assert agreement.check_agreement(sub.documents[1], DOCS[1], etree.fromstring(DOCS[1])) == []
+    assert agreement.disagreements(sub.documents[1], DOCS[1], etree.fromstring(DOCS[1])) == []
 
 
 def test_metadata_rules():

@@ -86,7 +86,7 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
 
 
 @dataclass
-class Problem:
+class MemberProblem:
     """What is wrong with one member of a bundle."""
 
     member: str
@@ -101,7 +101,7 @@ class Problem:
 @dataclass
 class VerifyReport:
     path: Path
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[MemberProblem] = field(default_factory=list)
     manifest: dict | None = None
     member_count: int = 0
     manifest_bytes: bytes = b""  # what the seal and the signature cover
@@ -113,7 +113,7 @@ class VerifyReport:
 
 
 def _problem(report: VerifyReport, member: str, message: Localized) -> None:
-    report.problems.append(Problem(member, message))
+    report.problems.append(MemberProblem(member, message))
 
 
 def _read(archive: SafeArchive, name: str, report: VerifyReport) -> bytes | None:
@@ -280,4 +280,4 @@ class Bundle:
         self.close()
 
 
-__all__ = ["Bundle", "Problem", "VerifyReport", "canonical_json", "verify_bundle", "write_bundle"]
+__all__ = ["Bundle", "MemberProblem", "VerifyReport", "canonical_json", "verify_bundle", "write_bundle"]

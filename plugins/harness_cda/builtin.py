@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from harness import CheckContext, Evaluation, Localized, Message, UnsafeInput, catalogue, check
+from harness import CheckContext, Evaluation, Localized, Message, Problem, UnsafeInput, catalogue, check
 
 from . import rules
-from .document import CdaDocument, Problem, read_cda
+from .document import CdaDocument, read_cda
 
 M = catalogue(__name__)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from harness import Localized, Severity, UnsafeInput, catalogue, parse_xml
+from harness import UnsafeInput, catalogue, parse_xml
 
 M = catalogue(__name__)
 
@@ -29,17 +29,6 @@ class CdaDocument:
     def code(self) -> tuple[str | None, str | None]:
         code = self.root.find(f"{{{HL7}}}code")
         return (code.get("code"), code.get("codeSystem")) if code is not None else (None, None)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One rule a document (or its metadata) breaks, where, and why: what the domain
-    libraries return, and checks turn into findings."""
-
-    rule: str
-    severity: Severity
-    location: str
-    message: Localized
 
 
 class NotCda(UnsafeInput):

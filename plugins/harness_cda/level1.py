@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 
-from .document import Problem
 
 M = catalogue(__name__)
 

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 from harness_ins import cda as ins_cda
 from harness_ins.identity import check_matricule, classify_system, production_problem
 
 from . import level1
-from .document import Problem
 from .terminology import readable_path
 M = catalogue(__name__)
 

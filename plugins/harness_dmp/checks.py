@@ -134,7 +134,7 @@ def check_metadata(ctx: CheckContext, ev: Evaluation) -> None:
 
 
 @check(reads=["dmp.session", "dmp-meta", "dmp-doc"])
-def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
+def check_metadata_agreement(ctx: CheckContext, ev: Evaluation) -> None:
     """Each submitted document's metadata against its CDA header."""
     from harness_xds import agreement
 
@@ -155,7 +155,7 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
                 continue
             seen += 1
             ev.judged()
-            for p in agreement.located(agreement.check_agreement(entry, data, doc.root), name, d["input"]):
+            for p in agreement.located(agreement.disagreements(entry, data, doc.root), name, d["input"]):
                 ev.add(rule=p.rule, severity=p.severity, location=p.location, artefact=ctx.artefact(d["input"]).sha256, message=p.message)
     if not seen:
         ev.inconclusive(M("dmp.no_document_submitted"))

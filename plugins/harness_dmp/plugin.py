@@ -39,7 +39,7 @@ def harness_collectors():
 @hookimpl
 def harness_checks():
     return {**checks.document_checks(), "dmp.feed": checks.check_feed, "dmp.consult": checks.check_consult,
-            "dmp.metadata": checks.check_metadata, "dmp.metadata_agreement": checks.check_agreement, "dmp.vihf": checks.check_vihf,
+            "dmp.metadata": checks.check_metadata, "dmp.metadata_agreement": checks.check_metadata_agreement, "dmp.vihf": checks.check_vihf,
             "dmp.tls": checks.check_tls, "dmp.blocked": checks.check_blocked}
 
 

@@ -21,9 +21,8 @@ from lxml import etree
 from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
 from signxml.exceptions import SignXMLException
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 from harness.services import pki
-from harness_cda.document import Problem
 
 M = catalogue(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 
-from .identity import Problem, Traits
+from .identity import Traits
 
 M = catalogue(__name__)
 
@@ -114,13 +114,13 @@ def check_identity(ident: CdaIdentity) -> list[tuple[str, Problem, CdaIdentifier
 
     out: list[tuple[str, Problem, CdaIdentifier | None]] = []
     if not ident.identifiers and not ident.traits.birth_name and not ident.families:
-        out.append((ident.location, Problem("INS-CDA-00", Severity.ERROR, M("cda.no_patient_role")), None))
+        out.append((ident.location, Problem("INS-CDA-00", Severity.ERROR, message=M("cda.no_patient_role")), None))
         return out
     for i in ident.identifiers:
         system = classify_system(i.root)
         if not system.is_ins:
             if i.root.startswith(INS_ARC):
-                out.append((i.location, Problem("INS-SYS-02", Severity.WARNING, M("cda.ins_arc", oid=i.root)), i))
+                out.append((i.location, Problem("INS-SYS-02", Severity.WARNING, message=M("cda.ins_arc", oid=i.root)), i))
             continue
         out += [(i.location, p, i) for p in check_matricule(i.extension)]
         out += [(i.location, p, i) for p in check_coherence(i.extension, ident.traits)]
@@ -129,9 +129,9 @@ def check_identity(ident: CdaIdentity) -> list[tuple[str, Problem, CdaIdentifier
     for n, (qualifier, text) in enumerate(ident.families, 1):
         where = f"{ident.location}/patient/name/family[{n}]"
         if qualifier is None:
-            out.append((where, Problem("INS-CDA-01", Severity.ERROR, M("cda.no_qualifier", name=text)), None))
+            out.append((where, Problem("INS-CDA-01", Severity.ERROR, message=M("cda.no_qualifier", name=text)), None))
         elif qualifier == "SP":
-            out.append((where, Problem("INS-CDA-01", Severity.WARNING, M("cda.sp_qualifier")), None))
+            out.append((where, Problem("INS-CDA-01", Severity.WARNING, message=M("cda.sp_qualifier")), None))
         elif qualifier not in ("BR", "CL"):
-            out.append((where, Problem("INS-CDA-01", Severity.ERROR, M("cda.unknown_qualifier", qualifier=qualifier)), None))
+            out.append((where, Problem("INS-CDA-01", Severity.ERROR, message=M("cda.unknown_qualifier", qualifier=qualifier)), None))
     return out

@@ -13,11 +13,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from harness import CheckContext, Evaluation, Localized, Message, Severity, UnsafeInput, catalogue, check
+from harness import CheckContext, Evaluation, Localized, Message, Problem, Severity, UnsafeInput, catalogue, check
 
 from . import cda, fhir, hl7v2
 from .mllp import MAX_FRAME
-from .identity import Problem, SystemClass, Traits, classify_system, parse_date, production_problem
+from .identity import SystemClass, Traits, classify_system, parse_date, production_problem
 
 SENSITIVE = "production-identity"
 M = catalogue(__name__)
@@ -70,7 +70,7 @@ def _refused_frames(ctx: CheckContext, reading: Reading) -> None:
     for item, art in ctx.items("mllp-refused").items():
         reading.units += 1
         reading.problems.append((f"mllp-refused/{item}", art.sha256, "MLLP",
-                                 Problem("HL7-FRAME-01", Severity.ERROR, M("hl7.frame_refused", limit=MAX_FRAME, kept=art.size))))
+                                 Problem("HL7-FRAME-01", Severity.ERROR, message=M("hl7.frame_refused", limit=MAX_FRAME, kept=art.size))))
 
 
 def _read_hl7(ctx: CheckContext) -> Reading:
@@ -102,12 +102,12 @@ def _read_cda(ctx: CheckContext) -> Reading:
         try:
             doc = ctx.xml(name)
         except UnsafeInput as exc:
-            reading.problems.append((name, ctx.artefact(name).sha256, "/", Problem("INS-CDA-00", Severity.ERROR, M("check.cda_unreadable", reason=exc.detail))))
+            reading.problems.append((name, ctx.artefact(name).sha256, "/", Problem("INS-CDA-00", Severity.ERROR, message=M("check.cda_unreadable", reason=exc.detail))))
             continue
         reading.units += 1
         identities = cda.read_identities(doc)
         if not identities:
-            reading.problems.append((name, ctx.artefact(name).sha256, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, M("check.no_record_target"))))
+            reading.problems.append((name, ctx.artefact(name).sha256, "/ClinicalDocument", Problem("INS-CDA-00", Severity.ERROR, message=M("check.no_record_target"))))
         for ident in identities:
             obs = Observation("cda", name, ctx.artefact(name).sha256, ident.location, traits=ident.traits)
             obs.ins = [Ins(i.extension, i.root, i.location) for i in ident.identifiers if classify_system(i.root).is_ins]

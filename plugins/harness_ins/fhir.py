@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import Message, Severity, UnsafeInput, catalogue, parse_json
+from harness import Message, Problem, Severity, UnsafeInput, catalogue, parse_json
 
-from .identity import Problem, Traits
+from .identity import Traits
 
 M = catalogue(__name__)
 
@@ -67,7 +67,7 @@ def _patients(data: Any, read: FhirRead) -> list[tuple[str, dict]]:
         if isinstance(r, dict) and r.get("resourceType") == "Patient":
             out.append((where + ("." if where else "") + "Patient", r))
         elif not isinstance(r, dict) or "resourceType" not in r:
-            read.problems.append((where or "$", Problem("FHIR-RES-01", Severity.ERROR, M("fhir.no_resource_type"))))
+            read.problems.append((where or "$", Problem("FHIR-RES-01", Severity.ERROR, message=M("fhir.no_resource_type"))))
     return out[:MAX_PATIENTS]
 
 
@@ -81,9 +81,9 @@ def _validate(where: str, resource: dict, read: FhirRead) -> None:
     except ValidationError as exc:
         for err in exc.errors()[:20]:
             path = ".".join(str(p) for p in err.get("loc", ()))
-            read.problems.append((f"{where}.{path}" if path else where, Problem("FHIR-RES-02", Severity.ERROR, M("fhir.model", error=err.get("msg")))))
+            read.problems.append((f"{where}.{path}" if path else where, Problem("FHIR-RES-02", Severity.ERROR, message=M("fhir.model", error=err.get("msg")))))
     except Exception as exc:  # the model library's own failures must not stop the reading
-        read.problems.append((where, Problem("FHIR-RES-02", Severity.ERROR, M("fhir.validation_failed", error=type(exc).__name__))))
+        read.problems.append((where, Problem("FHIR-RES-02", Severity.ERROR, message=M("fhir.validation_failed", error=type(exc).__name__))))
 
 
 def _ext(node: Any, url_end: str) -> list[dict]:
@@ -102,7 +102,7 @@ def read_patients(data: bytes) -> FhirRead:
         parsed = parse_json(data, source="$")
     except UnsafeInput as exc:
         why = exc.detail.param("error") if isinstance(exc.detail, Message) else None  # the parser's words, when it had some
-        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, M("fhir.json", error=why or exc.detail))))
+        read.problems.append(("$", Problem("FHIR-JSON-01", Severity.ERROR, message=M("fhir.json", error=why or exc.detail))))
         return read
     for where, res in _patients(parsed, read):
         _validate(where, res, read)
@@ -150,7 +150,7 @@ def check_identity(ident: FhirIdentity) -> list[tuple[str, Problem, FhirIdentifi
     for i in ident.identifiers:
         bare = classify_system(i.system)
         if bare.is_ins and not i.system.lower().startswith("urn:oid:"):
-            out.append((f"{i.location}.system", Problem("INS-FHIR-01", Severity.ERROR, M("fhir.system", system=i.system, oid=bare.oid)), i))
+            out.append((f"{i.location}.system", Problem("INS-FHIR-01", Severity.ERROR, message=M("fhir.system", system=i.system, oid=bare.oid)), i))
         if not bare.is_ins:
             continue
         ins.append(i)
@@ -158,7 +158,7 @@ def check_identity(ident: FhirIdentity) -> list[tuple[str, Problem, FhirIdentifi
         out += [(f"{i.location}.value", p, i) for p in check_coherence(i.value, ident.traits)]
     where = f"{ident.location}.extension(fr-core-identity-reliability)"
     if ins and ident.status is None:
-        out.append((where, Problem("INS-FHIR-02", Severity.ERROR, M("fhir.no_reliability")), None))
+        out.append((where, Problem("INS-FHIR-02", Severity.ERROR, message=M("fhir.no_reliability")), None))
     elif ident.status is not None:
         out += [(where, p, None) for p in check_status(ident.status, (), ins_shared=bool(ins))]
     out += [(f"{ident.location}.{_TRAIT_PATH[p.rule]}", p, None) for p in check_traits(ident.traits)]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 
-from .identity import Problem, Traits
+from .identity import Traits
 
 M = catalogue(__name__)
 
@@ -80,30 +80,30 @@ def split_messages(data: bytes) -> list[bytes]:
 
 def _decode(data: bytes, msg: Hl7Message) -> str | None:
     if b"\x00" in data:
-        msg.problems.append(("message", Problem("HL7-ENC-01", Severity.ERROR, M("hl7.nul"))))
+        msg.problems.append(("message", Problem("HL7-ENC-01", Severity.ERROR, message=M("hl7.nul"))))
         return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-        msg.problems.append(("message", Problem("HL7-ENC-02", Severity.WARNING, M("hl7.latin1"))))
+        msg.problems.append(("message", Problem("HL7-ENC-02", Severity.WARNING, message=M("hl7.latin1"))))
         return text
 
 
 def _segments(text: str, msg: Hl7Message) -> str | None:
     text = text.strip("\x0b\x1c\r\n ")
     if "\r" not in text and "\n" in text:
-        msg.problems.append(("message", Problem("HL7-SEG-01", Severity.WARNING, M("hl7.line_feeds"))))
+        msg.problems.append(("message", Problem("HL7-SEG-01", Severity.WARNING, message=M("hl7.line_feeds"))))
     text = text.replace("\r\n", "\r").replace("\n", "\r")
     if not text.startswith("MSH"):
-        msg.problems.append(("MSH", Problem("HL7-MSH-01", Severity.ERROR, M("hl7.no_msh"))))
+        msg.problems.append(("MSH", Problem("HL7-MSH-01", Severity.ERROR, message=M("hl7.no_msh"))))
         return None
     if len(text) < 8 or text[3:8] != STANDARD_SEPARATORS:
         separators = text[3:8]
         if len(separators) < 5 or len(set(separators)) < 5 or any(c.isalnum() or c in "\r " for c in separators):
-            msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.ERROR, M("hl7.bad_separators", separators=separators))))
+            msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.ERROR, message=M("hl7.bad_separators", separators=separators))))
             return None
-        msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.WARNING, M("hl7.odd_separators", separators=separators, expected=STANDARD_SEPARATORS))))
+        msg.problems.append(("MSH-1", Problem("HL7-MSH-02", Severity.WARNING, message=M("hl7.odd_separators", separators=separators, expected=STANDARD_SEPARATORS))))
     return text
 
 
@@ -147,7 +147,7 @@ def read_message(data: bytes) -> Hl7Message:
         msg.control_id = str(msh[10])
         pids = [s for s in parsed if str(s[0]) == "PID"]
     except Exception as exc:  # the library's errors vary with the damage; all mean "unreadable"
-        msg.problems.append(("message", Problem("HL7-PARSE-01", Severity.ERROR, M("hl7.unreadable", error=str(exc)))))
+        msg.problems.append(("message", Problem("HL7-PARSE-01", Severity.ERROR, message=M("hl7.unreadable", error=str(exc)))))
         return msg
     for n, pid in enumerate(pids, 1):
         msg.identities.append(_identity(pid, "PID" if len(pids) == 1 else f"PID[{n}]"))
@@ -204,19 +204,19 @@ def check_message(msg: Hl7Message) -> list[tuple[str, Problem]]:
             ins.append(i)
             out += [(i.location, p) for p in check_matricule(i.value)]
             if not system.is_ins:
-                out.append((i.location, Problem("INS-SYS-02", Severity.ERROR, M("hl7.ins_authority", authority=i.system or M("authority.missing")))))
+                out.append((i.location, Problem("INS-SYS-02", Severity.ERROR, message=M("hl7.ins_authority", authority=i.system or M("authority.missing")))))
             out += [(i.location, p) for p in check_coherence(i.value, ident.traits)]
         for p in check_status(ident.status, ident.attributes, ins_shared=bool(ins)):
             if p.rule == "INS-STA-04" and (ident.status or "").strip().upper() in ("VALI", "RECUP"):
                 # Both sources, and the severity they support: the INS guide reserves the INS
                 # to qualified identities; the PAM-France examples send it with VALI inside a
                 # facility, where the status travels with it so that each system knows it.
-                p = Problem(p.rule, Severity.WARNING, M("hl7.ins_vali", problem=p.message))
+                p = Problem(p.rule, Severity.WARNING, message=M("hl7.ins_vali", problem=p.message))
             elif p.rule == "INS-STA-04":
                 # PROV: neither retrieved from the INSi teleservice (that makes it RECUP at
                 # least) nor checked against a document. No source, the PAM-France examples
                 # included, sends an INS for such an identity: it cannot be a verified INS.
-                p = Problem(p.rule, Severity.ERROR, M("hl7.ins_prov", problem=p.message))
+                p = Problem(p.rule, Severity.ERROR, message=M("hl7.ins_prov", problem=p.message))
             out.append((f"{ident.location}-32", p))
         out += [(f"{ident.location}-{_TRAIT_FIELD[p.rule]}", p) for p in check_traits(ident.traits)]
     return out

@@ -18,7 +18,7 @@ from datetime import date
 from enum import Enum
 from typing import Iterable
 
-from harness import Localized, Severity, catalogue
+from harness import Localized, Problem, Severity, catalogue
 
 M = catalogue(__name__)
 
@@ -74,23 +74,11 @@ def classify_system(system: str | None) -> InsSystem:
     return InsSystem(oid, kind, cls)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One rule an identity breaks: rule id, severity, and the message."""
-
-    rule: str
-    severity: Severity
-    message: Localized
-
-    def text(self, lang: str | None = None) -> str:
-        return self.message.render(lang)
-
-
 def production_problem(system: InsSystem) -> Problem | None:
     """INS-SYS-01: a production INS OID where only test or demo identities may appear."""
     if system.cls is not SystemClass.PRODUCTION:
         return None
-    return Problem("INS-SYS-01", Severity.CRITICAL, M("sys.production", oid=system.oid, kind=system.kind, test=TEST_NIR, demo=DEMO_NIR))
+    return Problem("INS-SYS-01", Severity.CRITICAL, message=M("sys.production", oid=system.oid, kind=system.kind, test=TEST_NIR, demo=DEMO_NIR))
 
 
 # -- matricule ----------------------------------------------------------------------------
@@ -111,10 +99,10 @@ def check_matricule(value: str | None) -> list[Problem]:
     """Format (13 characters, Corsica allowed, then a 2-digit key) and key of a matricule."""
     text = (value or "").strip()
     if not _MATRICULE.match(text):
-        return [Problem("INS-MAT-01", Severity.ERROR, M("mat.malformed", value=text))]
+        return [Problem("INS-MAT-01", Severity.ERROR, message=M("mat.malformed", value=text))]
     expected = matricule_key(text[:13])
     if int(text[13:]) != expected:
-        return [Problem("INS-MAT-02", Severity.ERROR, M("mat.key", key=text[13:], expected=expected))]
+        return [Problem("INS-MAT-02", Severity.ERROR, message=M("mat.key", key=text[13:], expected=expected))]
     return []
 
 
@@ -132,19 +120,19 @@ def check_status(status: str | None, attributes: Iterable[str] = (), *, ins_shar
     code = (status or "").strip().upper()
     attrs = [a.strip().upper() for a in attributes if a and a.strip()]
     if not code:
-        problems.append(Problem("INS-STA-01", Severity.ERROR, M("sta.missing", expected=", ".join(STATUSES))))
+        problems.append(Problem("INS-STA-01", Severity.ERROR, message=M("sta.missing", expected=", ".join(STATUSES))))
     elif code not in STATUSES:
-        problems.append(Problem("INS-STA-01", Severity.ERROR, M("sta.unknown", status=status, expected=", ".join(STATUSES))))
+        problems.append(Problem("INS-STA-01", Severity.ERROR, message=M("sta.unknown", status=status, expected=", ".join(STATUSES))))
     for a in attrs:
         if a not in ATTRIBUTES:
-            problems.append(Problem("INS-STA-05", Severity.WARNING, M("sta.unknown_attribute", attribute=a, expected=", ".join(ATTRIBUTES))))
+            problems.append(Problem("INS-STA-05", Severity.WARNING, message=M("sta.unknown_attribute", attribute=a, expected=", ".join(ATTRIBUTES))))
     if "DOUT" in attrs and "FICT" in attrs:
-        problems.append(Problem("INS-STA-03", Severity.ERROR, M("sta.doubtful_fictitious")))
+        problems.append(Problem("INS-STA-03", Severity.ERROR, message=M("sta.doubtful_fictitious")))
     forcing = [a for a in ("DOUT", "FICT") if a in attrs]
     if forcing and code in STATUSES and code != "PROV":
-        problems.append(Problem("INS-STA-02", Severity.ERROR, M("sta.forced_prov", attributes="/".join(forcing), status=code)))
+        problems.append(Problem("INS-STA-02", Severity.ERROR, message=M("sta.forced_prov", attributes="/".join(forcing), status=code)))
     if ins_shared and code in STATUSES and code != "QUAL":
-        problems.append(Problem("INS-STA-04", Severity.ERROR, M("sta.not_qualified", status=code)))
+        problems.append(Problem("INS-STA-04", Severity.ERROR, message=M("sta.not_qualified", status=code)))
     return problems
 
 
@@ -178,7 +166,7 @@ def check_traits(traits: Traits) -> list[Problem]:
     problems: list[Problem] = []
 
     def missing(rule: str, trait: Localized) -> None:
-        problems.append(Problem(rule, Severity.ERROR, M("tra.missing", trait=trait)))
+        problems.append(Problem(rule, Severity.ERROR, message=M("tra.missing", trait=trait)))
 
     if not (traits.birth_name or "").strip():
         missing("INS-TRA-01", M("trait.birth_name"))
@@ -188,21 +176,21 @@ def check_traits(traits: Traits) -> list[Problem]:
     if not names:
         missing("INS-TRA-03", M("trait.given_names"))
     elif (traits.first_given_name or "").strip() and names[0].upper() != traits.first_given_name.strip().upper():
-        problems.append(Problem("INS-TRA-03", Severity.ERROR, M("tra.list_first", names=" ".join(names), first=traits.first_given_name)))
+        problems.append(Problem("INS-TRA-03", Severity.ERROR, message=M("tra.list_first", names=" ".join(names), first=traits.first_given_name)))
     sex = (traits.sex or "").strip().upper()
     if not sex:
         missing("INS-TRA-04", M("trait.sex"))
     elif sex not in SEXES:
-        problems.append(Problem("INS-TRA-04", Severity.ERROR, M("tra.sex", sex=traits.sex)))
+        problems.append(Problem("INS-TRA-04", Severity.ERROR, message=M("tra.sex", sex=traits.sex)))
     if not (traits.birth_date or "").strip():
         missing("INS-TRA-05", M("trait.birth_date"))
     elif parse_date(traits.birth_date) is None:
-        problems.append(Problem("INS-TRA-05", Severity.ERROR, M("tra.birth_date", date=traits.birth_date)))
+        problems.append(Problem("INS-TRA-05", Severity.ERROR, message=M("tra.birth_date", date=traits.birth_date)))
     place = (traits.birth_place or "").strip().upper()
     if not place:
         missing("INS-TRA-06", M("trait.birth_place"))
     elif not _INSEE_PLACE.match(place):
-        problems.append(Problem("INS-TRA-06", Severity.ERROR, M("tra.birth_place", place=traits.birth_place)))
+        problems.append(Problem("INS-TRA-06", Severity.ERROR, message=M("tra.birth_place", place=traits.birth_place)))
     return problems
 
 
@@ -221,9 +209,9 @@ def check_coherence(matricule: str, traits: Traits) -> list[Problem]:
     sex = (traits.sex or "").strip().upper()
     written = "M" if text[0] == "1" else "F"
     if sex in ("M", "F") and sex != written:
-        problems.append(Problem("INS-COH-01", Severity.WARNING, M("coh.sex", matricule=text, written=written, sex=sex)))
+        problems.append(Problem("INS-COH-01", Severity.WARNING, message=M("coh.sex", matricule=text, written=written, sex=sex)))
     born = parse_date(traits.birth_date)
     month = int(text[3:5])
     if born is not None and 1 <= month <= 12 and (born.year % 100, born.month) != (int(text[1:3]), month):
-        problems.append(Problem("INS-COH-02", Severity.WARNING, M("coh.birth", matricule=text, month=text[3:5], year=text[1:3], born=born.isoformat())))
+        problems.append(Problem("INS-COH-02", Severity.WARNING, message=M("coh.birth", matricule=text, month=text[3:5], year=text[1:3], born=born.isoformat())))
     return problems

@@ -232,7 +232,7 @@ def check_metadata(ctx: CheckContext, ev: Evaluation) -> None:
 
 
 @check(reads=["mss.session", "mss-xdm"])
-def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
+def check_metadata_agreement(ctx: CheckContext, ev: Evaluation) -> None:
     """Each CDA document of each archive against its metadata entry; each disagreement
     names the metadata and the document, both inside the archive."""
     from harness_xds import agreement
@@ -257,7 +257,7 @@ def check_agreement(ctx: CheckContext, ev: Evaluation) -> None:
                     continue
                 seen += 1
                 ev.judged()
-                for p in agreement.located(agreement.check_agreement(entry, data, doc.root), f"{a['input']}:{subset.metadata_path}", where_doc):
+                for p in agreement.located(agreement.disagreements(entry, data, doc.root), f"{a['input']}:{subset.metadata_path}", where_doc):
                     ev.add(rule=p.rule, severity=p.severity, location=p.location, artefact=ctx.artefact(a["input"]).sha256, message=p.message)
     if not seen and not ev.inconclusive_reasons and not ev.errors:
         ev.inconclusive(M("agreement.no_document"))

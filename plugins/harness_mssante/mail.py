@@ -19,8 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-from harness import Severity, catalogue
-from harness_cda.document import Problem
+from harness import Problem, Severity, catalogue
 
 M = catalogue(__name__)
 

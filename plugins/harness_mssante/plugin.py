@@ -41,7 +41,7 @@ def harness_checks():
     return {**checks.document_checks(), "mssante.transport": checks.check_transport, "mssante.message": checks.check_message,
             "mssante.subject": checks.check_subject, "mssante.addresses": checks.check_addresses,
             "mssante.archive": checks.check_archive, "mssante.metadata": checks.check_metadata,
-            "mssante.metadata_agreement": checks.check_agreement, "mssante.integration": checks.check_integration}
+            "mssante.metadata_agreement": checks.check_metadata_agreement, "mssante.integration": checks.check_integration}
 
 
 def _mailbox(name, options):

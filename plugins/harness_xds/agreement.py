@@ -28,9 +28,8 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from harness import Severity, catalogue
+from harness import Problem, Severity, catalogue
 from harness_cda import level1
-from harness_cda.document import Problem
 
 from .ebrim import DOCUMENT_ENTRY_TYPE, NewObject, RegistryObject
 from .rules import parse_cx
@@ -124,7 +123,7 @@ def _xcn_id(value: str) -> str:
 
 
 def located(problems: list[Problem], meta_at: str, doc_at: str) -> list[Problem]:
-    """``problems`` of :func:`check_agreement` with each side's location prefixed by where
+    """``problems`` of :func:`disagreements` with each side's location prefixed by where
     the metadata and the document were recorded (``dmp-meta/001``, ``mss-xdm/001-1:IHE_XDM/...``)."""
     out = []
     for p in problems:
@@ -133,7 +132,7 @@ def located(problems: list[Problem], meta_at: str, doc_at: str) -> list[Problem]
     return out
 
 
-def check_agreement(entry: RegistryObject, data: bytes, root: etree._Element, base: str = "/ClinicalDocument") -> list[Problem]:
+def disagreements(entry: RegistryObject, data: bytes, root: etree._Element, base: str = "/ClinicalDocument") -> list[Problem]:
     """Every attribute of ``entry`` that disagrees with the document ``data`` (parsed: ``root``)."""
     h = header(root, base)
     problems: list[Problem] = []

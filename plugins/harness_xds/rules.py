@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from harness import Severity, catalogue
-from harness_cda.document import Problem
+from harness import Problem, Severity, catalogue
 from harness_ins.identity import check_matricule, classify_system, production_problem
 
 from .ebrim import (CODED, DE_SCHEMES, DOCUMENT_ENTRY_TYPE, HAS_MEMBER, ON_DEMAND_ENTRY_TYPE, RPLC, SS_SCHEMES, UPDATE_STATUS,

@@ -18,8 +18,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
-from harness import ArchiveLimits, SafeArchive, Severity, UnsafeInput, catalogue, parse_xml
-from harness_cda.document import Problem
+from harness import ArchiveLimits, Problem, SafeArchive, Severity, UnsafeInput, catalogue, parse_xml
 
 from . import ebrim, rules
 from .ebrim import Submission
