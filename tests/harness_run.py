@@ -6,8 +6,15 @@ import os
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
+# harness runs a pool keeps going at once (per xdist worker): a run waits about as long as it
+# works (a browser settling, a simulator's quiet period, a mailbox starting), so four at once
+# on two cores keep them busy
+POOL_SIZE = int(os.environ.get("TEST_RUN_POOL", "4"))
 
 
 @dataclass
@@ -16,6 +23,7 @@ class RunOutcome:
     stdout: str
     stderr: str
     bundle: Path | None
+    cwd: Path | None = None  # the folder it ran in
 
     @property
     def manifest(self) -> dict:
@@ -45,6 +53,9 @@ def harness_env(env: dict | None = None) -> dict[str, str]:
 
 
 def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180, allure: bool = False) -> RunOutcome:
+    if os.environ.get("TEST_RUN_LOG"):  # counting the suite's harness runs (bench/suite.py)
+        with open(os.environ["TEST_RUN_LOG"], "a", encoding="utf-8") as log:
+            log.write(json.dumps(list(args)) + "\n")
     evidence = cwd / "reports"
     before = set(evidence.glob("*.zip")) if evidence.exists() else set()
     full_env = harness_env(env)
@@ -58,15 +69,56 @@ def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 1
     )
     after = set(evidence.glob("*.zip")) if evidence.exists() else set()
     new = sorted(after - before)
-    return RunOutcome(proc.returncode, proc.stdout, proc.stderr, new[-1] if new else None)
+    return RunOutcome(proc.returncode, proc.stdout, proc.stderr, new[-1] if new else None, cwd)
 
 
-def assert_defects_caught(cwd: Path, scenario: str, defects: list[str], expected: set[tuple[str, str]]) -> RunOutcome:
-    """Run ``scenario`` on the demo with ``defects``: every (requirement, rule) of ``expected``
-    is among the failing findings, and the run fails."""
-    run = run_harness(cwd, "--scenario", scenario, "--lang", "en", *[a for d in defects for a in ("--defect", d)])
+def defect_args(scenario: str, defects: list[str]) -> tuple[str, ...]:
+    return ("--scenario", scenario, "--lang", "en", *[a for d in defects for a in ("--defect", d)])
+
+
+def assert_caught(run: RunOutcome, expected: set[tuple[str, str]]) -> RunOutcome:
+    """Every (requirement, rule) of ``expected`` is among the run's failing findings, and the run fails."""
     assert run.bundle is not None, run.stdout + run.stderr
     failing = {(f["requirement"], f["rule"]) for f in run.findings() if f["severity"] in ("error", "critical")}
     assert expected <= failing, (failing, run.stdout)
     assert run.returncode == 1
     return run
+
+
+def assert_defects_caught(cwd: Path, scenario: str, defects: list[str], expected: set[tuple[str, str]]) -> RunOutcome:
+    """Run ``scenario`` on the demo with ``defects``: every (requirement, rule) of ``expected``
+    is among the failing findings, and the run fails."""
+    return assert_caught(run_harness(cwd, *defect_args(scenario, defects)), expected)
+
+
+class RunPool:
+    """Work started together, each piece in a thread (a harness run, a page rendered: each a
+    subprocess that waits about as long as it works), read back as each test needs it.
+
+    A module's tests that each judge one run submit every run up front (a module fixture),
+    then each test reads its own: same runs, same assertions, less waiting. A test file runs
+    whole on one xdist worker (``--dist loadfile`` in the project's pytest options), so its
+    runs start once."""
+
+    def __init__(self, factory: Any, size: int = POOL_SIZE) -> None:
+        self.factory = factory  # pytest's tmp_path_factory
+        self._executor = ThreadPoolExecutor(max(1, size), thread_name_prefix="run-pool")
+        self._futures: dict[str, Future] = {}
+
+    def submit(self, key: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        assert key not in self._futures, key
+        self._futures[key] = self._executor.submit(fn, *args, **kw)
+
+    def harness(self, key: str, *args: str, **kw: Any) -> None:
+        """A harness run in a folder of its own (``cwd`` given: that one)."""
+        cwd = kw.pop("cwd", None) or self.factory.mktemp(key.replace("/", "-")[:40])
+        self.submit(key, run_harness, cwd, *args, **kw)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._futures[key].result()
+
+    def __enter__(self) -> "RunPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tests.harness_run import assert_defects_caught, run_harness
+from tests.harness_run import RunPool, assert_caught, defect_args, run_harness
 
 DMP_REQUIREMENTS = ["CISIS-BUILTIN-BODY", "CISIS-BUILTIN-HEADER", "CISIS-BUILTIN-INS", "DMP-BLOCKED", "DMP-CONSULT", "DMP-FEED",
                     "DMP-METADATA", "DMP-METADATA-CDA", "DMP-TLS", "DMP-VIHF"]
@@ -22,8 +22,21 @@ def session(run, refusing: bool = False) -> dict:
 
 
 @pytest.fixture(scope="module")
-def conformant(tmp_path_factory):
-    return run_harness(tmp_path_factory.mktemp("dmp"), "--scenario", "dmp", "--lang", "en")
+def runs(tmp_path_factory):
+    """Every run of the module with fixed arguments, started at once (tests/harness_run.py)."""
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", "--scenario", "dmp", "--lang", "en")
+        for case, (defects, _) in sorted(CASES.items()):
+            pool.harness(case, *defect_args("dmp", defects))
+        pool.harness("cert-revoked", *defect_args("dmp-tls", ["dmp-cert-revoked"]))
+        pool.harness("cert-expiring", "--scenario", "dmp-tls", "--lang", "en", "--defect", "dmp-cert-expiring")
+        pool.harness("two-processes", "-n", "2", "--scenario", "dmp")
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def conformant(runs):
+    return runs["conformant"]
 
 
 @pytest.mark.slow
@@ -81,19 +94,19 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_each_dmp_defect_is_caught_with_its_rule(tmp_path, case):
-    assert_defects_caught(tmp_path, "dmp", *CASES[case])
+def test_each_dmp_defect_is_caught_with_its_rule(runs, case):
+    assert_caught(runs[case], CASES[case][1])
 
 
 @pytest.mark.slow
-def test_a_revoked_certificate_is_refused_through_the_ocsp_responder_and_the_exchanges_are_sealed(tmp_path):
+def test_a_revoked_certificate_is_refused_through_the_ocsp_responder_and_the_exchanges_are_sealed(runs):
     """The demo presents a certificate its authority revoked: the simulator asks the PKI's
     OCSP responder after the handshake and refuses it (DMP-TLS-07); the OCSP question and
     answer, and the CRL at the end of the session, are in the bundle, and say the same."""
     from cryptography import x509
     from cryptography.x509 import ocsp
 
-    run = assert_defects_caught(tmp_path, "dmp-tls", ["dmp-cert-revoked"], {("DMP-TLS", "DMP-TLS-07")})
+    run = assert_caught(runs["cert-revoked"], {("DMP-TLS", "DMP-TLS-07")})
     s = session(run)
     refused = [c for c in s["connections"] if not c["accepted"]]
     assert refused and all(c["verify_code"] == 23 and c["revocation"]["status"] == "revoked" for c in refused), refused
@@ -115,8 +128,8 @@ def test_a_revoked_certificate_is_refused_through_the_ocsp_responder_and_the_exc
 
 
 @pytest.mark.slow
-def test_a_certificate_about_to_expire_is_a_warning(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "dmp-tls", "--lang", "en", "--defect", "dmp-cert-expiring")
+def test_a_certificate_about_to_expire_is_a_warning(runs):
+    run = runs["cert-expiring"]
     assert run.returncode == 0, run.stdout
     warnings = [f for f in run.findings() if f["rule"] == "DMP-TLS-05"]
     assert warnings and warnings[0]["severity"] == "warning" and "within 30 days" in warnings[0]["message"]["en"]
@@ -173,8 +186,8 @@ credentials_dir = "credentials"
 
 
 @pytest.mark.slow
-def test_on_two_processes_the_software_is_asked_once_and_every_scenario_judges_the_same_exchanges(tmp_path):
-    run = run_harness(tmp_path, "-n", "2", "--scenario", "dmp")
+def test_on_two_processes_the_software_is_asked_once_and_every_scenario_judges_the_same_exchanges(runs):
+    run = runs["two-processes"]
     assert run.returncode == 0, run.stdout
     sessions = [m for m in run.manifest["artefacts"].values() if m["label"] == "dmp.session"]
     assert len(sessions) == 2  # the simulator the software feeds, and the one that blocks it

@@ -10,7 +10,7 @@ import pytest
 from harness_demo.patients import INS_DEFECTS
 from harness_ins.hl7v2 import read_message
 from harness_ins.identity import SystemClass, classify_system
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT.parent / "shared" / "corpus" / "ans-hl7v2-examples"
@@ -51,8 +51,21 @@ def test_every_ins_defect_has_an_expectation():
 
 
 @pytest.fixture(scope="module")
-def conformant(tmp_path_factory):
-    return run_harness(tmp_path_factory.mktemp("ins"), "--scenario", "ins")
+def runs(tmp_path_factory):
+    """Every run of the module with fixed arguments, started at once (tests/harness_run.py)."""
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", "--scenario", "ins")
+        for defect in sorted(EXPECTED):
+            pool.harness(f"defect/{defect}", "--scenario", "ins", "--defect", defect, "--lang", "en")
+        pool.harness("production", "--scenario", "ins", "--defect", "ins-production-oid", "-rA")
+        if EXAMPLES.is_dir():
+            pool.harness("official", "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def conformant(runs):
+    return runs["conformant"]
 
 
 def test_the_conformant_demo_passes_every_ins_requirement_through_its_three_channels(conformant):
@@ -72,17 +85,17 @@ def test_the_conformant_demo_passes_every_ins_requirement_through_its_three_chan
 
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
-def test_each_ins_defect_is_caught_with_its_rule(tmp_path, defect):
+def test_each_ins_defect_is_caught_with_its_rule(runs, defect):
     rule, failing = EXPECTED[defect]
-    run = run_harness(tmp_path, "--scenario", "ins", "--defect", defect, "--lang", "en")
+    run = runs[f"defect/{defect}"]
     assert run.bundle is not None, run.stdout + run.stderr
     assert rule in {f["rule"] for f in run.findings()}, run.stdout
     assert run.failing() == failing, run.stdout
     assert run.returncode == (1 if failing else 0)
 
 
-def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "ins", "--defect", "ins-production-oid", "-rA")
+def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(runs, tmp_path):
+    run = runs["production"]
     matricule = "279035121518989"
     assert run.returncode == 1
     assert matricule not in run.stdout and matricule not in run.stderr
@@ -108,8 +121,8 @@ def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(tm
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="official HL7 v2 examples not found in ../shared/corpus (a user's fresh clone)")
-def test_official_hl7v2_target_runs_every_example_and_never_prints_a_production_matricule(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
+def test_official_hl7v2_target_runs_every_example_and_never_prints_a_production_matricule(runs):
+    run = runs["official"]
     verdicts = run.requirement_verdicts()
     assert {r: verdicts[r] for r in INS_REQUIREMENTS} == {
         "INS-HL7V2": "FAIL", "INS-PROTECTION": "FAIL", "INS-COHERENCE": "FAIL", "INS-CDA": "NOT_RUN", "INS-FHIR": "NOT_RUN"}

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.harness_run import assert_defects_caught, run_harness
+from tests.harness_run import RunPool, assert_caught, defect_args, run_harness
 
 MSS_REQUIREMENTS = ["CISIS-BUILTIN-BODY", "CISIS-BUILTIN-HEADER", "CISIS-BUILTIN-INS", "MSS-ADDRESS", "MSS-MESSAGE", "MSS-RECEIVE",
                     "MSS-SUBJECT", "MSS-TRANSPORT", "SMT-CODE", "SMT-VALUESET", "XDM-ARCHIVE", "XDM-METADATA", "XDM-METADATA-CDA"]
@@ -19,8 +19,25 @@ def sessions(run) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def conformant(tmp_path_factory):
-    return run_harness(tmp_path_factory.mktemp("mss"), "--scenario", "mssante", "--lang", "en")
+def runs(tmp_path_factory):
+    """Every run of the module with fixed arguments, started at once (tests/harness_run.py)."""
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", "--scenario", "mssante", "--lang", "en")
+        for case, (defects, _) in sorted(CASES.items()):
+            pool.harness(case, *defect_args("mssante", defects))
+        pool.harness("uri", "--scenario", "mssante-xdm-archive", "--scenario", "mssante-xdm-metadata-cda", "--lang", "en",
+                     "--defect", "mss-uri-from-root")
+        pool.harness("two-processes", "-n", "2", "--scenario", "mssante", "--lang", "en")
+        if (KIT / "schematrons").is_dir():
+            cache = tmp_path_factory.mktemp("kit-cache")
+            pool.harness("kit", "--scenario", "mssante-cda-kit-xsd", "--scenario", "mssante-cda-kit-header", "--set", f"cda.kit={KIT}",
+                         "--lang", "en", env={"XDG_CACHE_HOME": str(cache)})
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def conformant(runs):
+    return runs["conformant"]
 
 
 @pytest.mark.slow
@@ -77,14 +94,13 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_each_mssante_defect_is_caught_with_its_rule(tmp_path, case):
-    assert_defects_caught(tmp_path, "mssante", *CASES[case])
+def test_each_mssante_defect_is_caught_with_its_rule(runs, case):
+    assert_caught(runs[case], CASES[case][1])
 
 
 @pytest.mark.slow
-def test_a_uri_relative_to_ihe_xdm_is_found_and_reported_as_not_standard(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "mssante-xdm-archive", "--scenario", "mssante-xdm-metadata-cda", "--lang", "en",
-                      "--defect", "mss-uri-from-root")
+def test_a_uri_relative_to_ihe_xdm_is_found_and_reported_as_not_standard(runs):
+    run = runs["uri"]
     assert run.returncode == 0, run.stdout
     [warning] = run.findings()
     assert (warning["rule"], warning["severity"]) == ("XDM-URI-02", "warning") and "DOC0001.XML" in warning["message"]["en"]
@@ -118,8 +134,8 @@ human_copy = true
 
 
 @pytest.mark.slow
-def test_under_two_processes_the_message_is_sent_and_judged_once(tmp_path):
-    run = run_harness(tmp_path, "-n", "2", "--scenario", "mssante", "--lang", "en")
+def test_under_two_processes_the_message_is_sent_and_judged_once(runs):
+    run = runs["two-processes"]
     assert run.returncode == 0, run.stdout
     found = sessions(run)
     assert len(found) == 1 and len(found[0]["connections"]) == 1 and len(found[0]["messages"]) == 1
@@ -169,9 +185,8 @@ KIT = __import__("pathlib").Path(__file__).parents[2] / "shared" / "corpus" / "a
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (KIT / "schematrons").is_dir(), reason="the shared corpus (ans-testcontenucda) is absent")
-def test_the_official_kit_judges_the_documents_of_the_archives_when_the_target_names_it(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "mssante-cda-kit-xsd", "--scenario", "mssante-cda-kit-header", "--set", f"cda.kit={KIT}",
-                      "--lang", "en", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+def test_the_official_kit_judges_the_documents_of_the_archives_when_the_target_names_it(runs):
+    run = runs["kit"]
     verdicts = run.requirement_verdicts()
     assert verdicts["CISIS-CDA-XSD"] == "PASS", run.stdout
     # judged: the document taken out of the message's archive, not the [cda] documents files

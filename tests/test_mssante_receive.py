@@ -7,7 +7,7 @@ import pytest
 
 from harness_mssante import compose, receive
 from harness_mssante.mailbox import Mailbox, dovecot_binary
-from tests.harness_run import assert_defects_caught, run_harness
+from tests.harness_run import RunPool, assert_caught, defect_args
 
 needs_dovecot = pytest.mark.skipif(dovecot_binary() is None, reason="Dovecot is not installed (apt-get install dovecot-imapd; CI installs it)")
 
@@ -94,10 +94,20 @@ def test_without_dovecot_the_service_says_what_to_install(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def conformant(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Every run of the module, started at once (tests/harness_run.py)."""
     if dovecot_binary() is None:
         pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; CI installs it)")
-    return run_harness(tmp_path_factory.mktemp("recv"), "--scenario", "mssante-receive", "--lang", "en")
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", "--scenario", "mssante-receive", "--lang", "en")
+        for case, (defects, _) in sorted(CASES.items()):
+            pool.harness(case, *defect_args("mssante-receive", defects))
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def conformant(runs):
+    return runs["conformant"]
 
 
 @pytest.mark.slow
@@ -129,5 +139,5 @@ CASES = {
 @needs_dovecot
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_each_receiving_defect_is_caught_with_its_rule(tmp_path, case):
-    assert_defects_caught(tmp_path, "mssante-receive", *CASES[case])
+def test_each_receiving_defect_is_caught_with_its_rule(runs, case):
+    assert_caught(runs[case], CASES[case][1])

@@ -23,7 +23,7 @@ from harness.session.liveview import parse_address
 from harness.reporting.report import Source, coverage_csv, coverage_xlsx, render_html
 from harness.running.scenarios import load_catalogue
 from harness_version.browser import find_browser
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 ROOT = Path(__file__).parents[1]
 needs_browser = pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium; CI installs it)")
@@ -38,11 +38,38 @@ def _members(bundle: Path) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist()}
 
 
+NO_BROWSER = {"HARNESS_BROWSER": "none"}
+
+
 @pytest.fixture(scope="module")
-def version_run(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Every run of the module with fixed arguments, started at once (tests/harness_run.py)."""
+    f = tmp_path_factory
+    with RunPool(f) as pool:
+        pool.harness("version", "--scenario", "version", "--lang", "en")
+        folder = f.mktemp("extra")
+        (folder / "extra").mkdir()
+        (folder / "extra" / "extra.toml").write_text(SCENARIO_FILE, encoding="utf-8")
+        pool.harness("extra", "--scenario-dir", str(folder / "extra"), "--scenario", "extra", "--lang", "en", env=NO_BROWSER, cwd=folder)
+        allure = f.mktemp("allure")
+        pool.harness("allure", "--scenario", "version", "--defect", "version-undeclared", "--lang", "en", "--alluredir", str(allure / "allure"),
+                     allure=True, cwd=allure)
+        # each in a folder of its own: a run's bundle is the one that appeared in its folder
+        for n in range(2):
+            pool.harness(f"same/{n}", "--scenario", "version", "--scenario", "ins", env=NO_BROWSER)
+        pool.harness("defect-renamed", "--scenario", "version", "--scenario", "ins", "--defect", "version-undeclared",
+                     "--set", "product.name=Cabinet Démo Plus", env=NO_BROWSER)
+        pool.harness("other-product", "--scenario", "ins", "--set", "product.id=com.example.other", env=NO_BROWSER)
+        pool.harness("bad-live", "--scenario", "version-matches-declared", "--live", "127.0.0.1:99999", "--lang", "en")
+        for build in ("4.2.0+a1", "4.2.0+b2"):
+            pool.harness(f"component/{build}", "--scenario", "ins", "--set", f"product.components.ins={build}", env=NO_BROWSER)
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def version_run(runs):
     """A demo run of the version scenarios, with the browser when there is one."""
-    cwd = tmp_path_factory.mktemp("report")
-    run = run_harness(cwd, "--scenario", "version", "--lang", "en")
+    run = runs["version"]
     assert run.returncode == 0 and run.bundle is not None, run.stdout + run.stderr
     return run
 
@@ -189,7 +216,7 @@ checks = ["version.matches_declared"]
 '''
 
 
-def test_requirements_of_a_selected_tag_that_no_scenario_proves_are_listed(tmp_path):
+def test_requirements_of_a_selected_tag_that_no_scenario_proves_are_listed(runs, tmp_path):
     folder = tmp_path / "extra"
     folder.mkdir()
     (folder / "extra.toml").write_text(SCENARIO_FILE, encoding="utf-8")
@@ -197,7 +224,7 @@ def test_requirements_of_a_selected_tag_that_no_scenario_proves_are_listed(tmp_p
     assert catalogue.requirements["X-1"].official_ids == ("EX_X-1010",)
     assert list(catalogue.unproven(["extra"], ["X-1"])) == ["X-2"]
     assert catalogue.unproven(["x-declared"], ["X-1"]) == {}  # a scenario chosen by id: its requirements only
-    run = run_harness(tmp_path, "--scenario-dir", str(folder), "--scenario", "extra", "--lang", "en", env={"HARNESS_BROWSER": "none"})
+    run = runs["extra"]
     assert run.bundle is not None, run.stdout + run.stderr
     assert run.manifest["coverage"]["unproven"]["X-2"]["tags"] == ["extra"]
     assert run.manifest["requirements"]["X-1"]["official_ids"] == ["EX_X-1010"]
@@ -218,10 +245,9 @@ def test_a_scenario_file_with_an_unknown_requirement_key_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_allure_results_carry_titles_labels_steps_and_attachments(tmp_path):
-    alluredir = tmp_path / "allure"
-    run = run_harness(tmp_path, "--scenario", "version", "--defect", "version-undeclared", "--lang", "en", "--alluredir", str(alluredir),
-                      allure=True)
+def test_allure_results_carry_titles_labels_steps_and_attachments(runs):
+    run = runs["allure"]
+    alluredir = run.cwd / "allure"
     assert run.bundle is not None, run.stdout + run.stderr
     results = [json.loads(p.read_text()) for p in alluredir.glob("*-result.json")]
     by_name = {r["name"]: r for r in results}
@@ -253,15 +279,12 @@ def test_allure_results_carry_titles_labels_steps_and_attachments(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def three_runs(tmp_path_factory):
+def three_runs(runs, tmp_path_factory):
     """Two identical demo runs, then one with a defect and another product name."""
     cwd = tmp_path_factory.mktemp("equivalence")
-    env = {"HARNESS_BROWSER": "none"}
-    runs = [run_harness(cwd, "--scenario", "version", "--scenario", "ins", env=env) for _ in range(2)]
-    runs.append(run_harness(cwd, "--scenario", "version", "--scenario", "ins", "--defect", "version-undeclared",
-                            "--set", "product.name=Cabinet Démo Plus", env=env))
-    assert all(r.bundle is not None for r in runs), [r.stdout + r.stderr for r in runs]
-    return cwd, runs
+    three = [runs["same/0"], runs["same/1"], runs["defect-renamed"]]
+    assert all(r.bundle is not None for r in three), [r.stdout + r.stderr for r in three]
+    return cwd, three
 
 
 def _equivalence(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -287,7 +310,7 @@ def test_two_identical_runs_are_equivalent_requirement_by_requirement(three_runs
 
 
 @pytest.mark.slow
-def test_a_defect_makes_only_the_requirements_it_touches_differ_across_product_names(three_runs):
+def test_a_defect_makes_only_the_requirements_it_touches_differ_across_product_names(runs, three_runs):
     cwd, (a, _, c) = three_runs
     out = _equivalence(cwd, str(a.bundle), str(c.bundle), "--json", "eq.json", "--html", "eq.html")
     assert out.returncode == 1, out.stdout + out.stderr
@@ -300,7 +323,7 @@ def test_a_defect_makes_only_the_requirements_it_touches_differ_across_product_n
     assert any("VER-DECL-01" in d["en"] for d in reqs["LES-3.1-DECL"]["differences"])
     html = (cwd / "eq.html").read_text(encoding="utf-8")
     assert 'id="equivalence"' in html and html.count('class="equivalence"') == len(reqs)
-    other = run_harness(cwd, "--scenario", "ins", "--set", "product.id=com.example.other", env={"HARNESS_BROWSER": "none"})
+    other = runs["other-product"]
     out = _equivalence(cwd, str(a.bundle), str(other.bundle))
     assert out.returncode == 1 and "another product" in out.stdout
 
@@ -316,10 +339,12 @@ def test_live_addresses(value, expected):
     assert parse_address(value) == expected
 
 
-def test_a_bad_live_address_is_a_usage_error(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-matches-declared", "--live", "127.0.0.1:99999", "--lang", "en")
+def test_a_bad_live_address_is_a_usage_error(runs):
+    run = runs["bad-live"]
     assert run.returncode == 4 and "invalid live view address" in run.stderr
-    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").iterdir())  # nothing left behind
+    assert run.bundle is None
+    folder = run.cwd
+    assert not (folder / "reports").exists() or not list((folder / "reports").iterdir())  # nothing left behind
 
 
 def _get(url: str, method: str = "GET") -> int:
@@ -419,10 +444,9 @@ def test_a_long_step_shows_progress_on_the_terminal(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_component_built_again_makes_its_requirements_differ(tmp_path):
-    env = {"HARNESS_BROWSER": "none"}
-    runs = [run_harness(tmp_path, "--scenario", "ins", "--set", f"product.components.ins={build}", env=env) for build in ("4.2.0+a1", "4.2.0+b2")]
-    out = _equivalence(tmp_path, str(runs[0].bundle), str(runs[1].bundle), "--json", "eq.json")
+def test_a_component_built_again_makes_its_requirements_differ(runs, tmp_path):
+    built = [runs[f"component/{build}"] for build in ("4.2.0+a1", "4.2.0+b2")]
+    out = _equivalence(tmp_path, str(built[0].bundle), str(built[1].bundle), "--json", "eq.json")
     reqs = json.loads((tmp_path / "eq.json").read_text())["requirements"]
     assert out.returncode == 1 and reqs and all(not r["equivalent"] for r in reqs)
     assert all(any("component ins at 4.2.0+a1 then 4.2.0+b2" in d["en"] for d in r["differences"]) for r in reqs)

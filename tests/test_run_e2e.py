@@ -6,15 +6,71 @@ import pytest
 
 from harness_demo.app import DEFECTS
 from harness_version.browser import distribution_browser as find_browser
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 ALL_REQUIREMENTS = {"LES-3.1-UI", "LES-3.1-DECL", "LES-3.1-SCHEME", "LES-3.1-CHRONO", "LES-3.1-CHANGE", "LES-3.1-CHANNELS"}
+TOKEN = "demo-token-7c1e9a55f0"
+USER_SCENARIO = (
+    '[[requirement]]\nid = "ACME-1"\nsource = "internal QA"\nlevel = "may"\n'
+    'text = { fr = "Version cohérente", en = "Consistent version" }\n'
+    '[[scenario]]\nid = "acme-consistent"\ntitle = { fr = "f", en = "e" }\nrequirements = ["ACME-1"]\n'
+    'profiles = ["lgc"]\ncriticality = "minor"\nproof = "text"\ntags = ["acme"]\n'
+    'collect = ["version.ui", "version.api"]\nchecks = ["version.same_in_channels"]\n'
+)
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("main")
-    return run_harness(cwd, "--scenario", "all")
+def _folder(factory, name: str, files: dict[str, str]):
+    folder = factory.mktemp(name)
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return folder
+
+
+def _collect_and_plain(folder):
+    return run_harness(folder, "--scenario", "version-same-in-channels"), run_harness(folder)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every run of the module, started at once (tests/harness_run.py); the files a run reads
+    (a target, a user's scenario folder, a project's tests) are written before it starts."""
+    f = tmp_path_factory
+    with RunPool(f) as pool:
+        pool.harness("demo", "--scenario", "all")
+        for defect in sorted(EXPECTED):
+            pool.harness(f"defect/{defect}", "--scenario", "version", "--defect", defect, "--lang", "en")
+        # each in a folder of its own: a run's bundle is the one that appeared in its folder
+        pool.harness("parallel", "-n", "2", "--scenario", "all", "--defect", "version-channel-mismatch")
+        pool.harness("serial", "--scenario", "all", "--defect", "version-channel-mismatch")
+        pool.harness("unknown", "--scenario", "verison")
+        folder = _folder(f, "malformed", {"vendor.toml": '[product]\nid = "x"\nname = "X"\nversion = 3\n'})
+        pool.harness("malformed", "--scenario", "all", "--target", str(folder / "vendor.toml"), "--lang", "en", cwd=folder)
+        folder = _folder(f, "tests", {"tests/test_boom.py": "def test_boom():\n    assert False\n", "pytest.ini": "[pytest]\ntestpaths = tests\n"})
+        pool.submit("collect", _collect_and_plain, folder)
+        pool.harness("secrets", "--scenario", "all", "-rA", env={"HARNESS_DEMO_TOKEN": TOKEN})
+        pool.harness("english", "--scenario", "version-visible-in-ui", "--lang", "en")
+        folder = _folder(f, "down", {"down.toml": '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'
+                                                  '[endpoints]\nui = "http://127.0.0.1:9/"\napi = "http://127.0.0.1:9/api"\n'})
+        pool.harness("unreachable", "--scenario", "all", "--target", str(folder / "down.toml"), "--lang", "en", cwd=folder)
+        folder = _folder(f, "remote", {"remote.toml": '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'
+                                                      '[endpoints]\nui = "https://vendor.example.test/"\n'})
+        pool.harness("offline", "--scenario", "version-visible-in-ui", "--target", str(folder / "remote.toml"), "--offline", "--lang", "en",
+                     cwd=folder)
+        folder = _folder(f, "nodemo", {"t.toml": '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'})
+        pool.harness("defect-no-demo", "--scenario", "all", "--target", str(folder / "t.toml"), "--defect", "version-hidden", "--lang", "en",
+                     cwd=folder)
+        pool.harness("defect-unknown", "--scenario", "all", "--defect", "no-such-defect", "--lang", "en")
+        folder = _folder(f, "user", {"my-scenarios/mine.toml": USER_SCENARIO})
+        pool.harness("user-folder", "--scenario", "acme", "--scenario-dir", str(folder / "my-scenarios"), "--defect", "version-channel-mismatch",
+                     cwd=folder)
+        pool.harness("hidden", "--scenario", "version-visible-in-ui", "--defect", "version-hidden")
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def demo_run(runs):
+    return runs["demo"]
 
 
 def test_main_command_passes_on_the_conformant_demo_and_writes_a_bundle(demo_run):
@@ -70,9 +126,9 @@ def test_every_defect_has_an_expectation():
 
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
-def test_each_demo_defect_is_caught_with_its_requirement(tmp_path, defect):
+def test_each_demo_defect_is_caught_with_its_requirement(runs, defect):
     expected, all_failing = EXPECTED[defect]
-    run = run_harness(tmp_path, "--scenario", "version", "--defect", defect, "--lang", "en")
+    run = runs[f"defect/{defect}"]
     assert run.returncode == 1, run.stdout
     assert expected in run.failing()
     assert run.failing() == all_failing
@@ -81,9 +137,8 @@ def test_each_demo_defect_is_caught_with_its_requirement(tmp_path, defect):
     assert run.manifest["target"]["services"]["demo-vendor"]["defects"] == [defect]
 
 
-def test_xdist_run_gives_the_same_verdicts_as_a_serial_run(tmp_path, demo_run):
-    parallel = run_harness(tmp_path, "-n", "2", "--scenario", "all", "--defect", "version-channel-mismatch")
-    serial = run_harness(tmp_path, "--scenario", "all", "--defect", "version-channel-mismatch")
+def test_xdist_run_gives_the_same_verdicts_as_a_serial_run(runs):
+    parallel, serial = runs["parallel"], runs["serial"]
     assert parallel.bundle and serial.bundle and parallel.bundle != serial.bundle
     assert parallel.manifest["options"]["workers"] == 2
     assert parallel.requirement_verdicts() == serial.requirement_verdicts()
@@ -93,45 +148,38 @@ def test_xdist_run_gives_the_same_verdicts_as_a_serial_run(tmp_path, demo_run):
     strip = lambda fs: sorted((f["rule"], f["requirement"], f["severity"], re.sub(r"(dmp|mss)-doc/\d+-", r"\1-doc/N-", re.sub(r":\d+/", ":PORT/", f["location"])))
                               for f in fs)
     assert strip(parallel.findings()) == strip(serial.findings())
-    assert not list((tmp_path / "reports").glob(".staging-*")), "staging store left behind"
+    assert not list(parallel.bundle.parent.glob(".staging-*")), "staging store left behind"
     from harness.cli import main as cli
 
     assert cli(["verify", "--replay", str(parallel.bundle)]) == 0
 
 
-def test_unknown_scenario_fails_fast_with_the_known_names(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "verison")
+def test_unknown_scenario_fails_fast_with_the_known_names(runs):
+    run = runs["unknown"]
     assert run.returncode == 4
     assert "Scénario inconnu : verison" in run.stderr
     assert "version-visible-in-ui" in run.stderr and "all" in run.stderr
     assert run.bundle is None
 
 
-def test_malformed_target_gives_a_precise_error_not_a_traceback(tmp_path):
-    target = tmp_path / "vendor.toml"
-    target.write_text('[product]\nid = "x"\nname = "X"\nversion = 3\n')
-    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--lang", "en")
+def test_malformed_target_gives_a_precise_error_not_a_traceback(runs):
+    run = runs["malformed"]
     assert run.returncode == 4
-    assert f"{target}: product.version: expected a string" in run.stderr
+    assert re.search(r"\S+/vendor\.toml: product\.version: expected a string", run.stderr), run.stderr
     assert "Traceback" not in run.stderr + run.stdout
 
 
-def test_scenario_runs_never_collect_tests_and_plain_pytest_runs_no_scenario(tmp_path):
-    tests = tmp_path / "tests"
-    tests.mkdir()
-    (tests / "test_boom.py").write_text("def test_boom():\n    assert False\n")
-    (tmp_path / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
-    run = run_harness(tmp_path, "--scenario", "version-same-in-channels")
+def test_scenario_runs_never_collect_tests_and_plain_pytest_runs_no_scenario(runs):
+    run, plain = runs["collect"]
     assert run.returncode == 0, run.stdout
     assert "test_boom" not in run.stdout and "1 passed" in run.stdout
-    plain = run_harness(tmp_path)
     assert plain.returncode == 1 and "test_boom" in plain.stdout
     assert plain.bundle is None and "Verdicts par exigence" not in plain.stdout
 
 
-def test_secrets_never_reach_bundle_or_terminal(tmp_path):
-    token = "demo-token-7c1e9a55f0"
-    run = run_harness(tmp_path, "--scenario", "all", "-rA", env={"HARNESS_DEMO_TOKEN": token})
+def test_secrets_never_reach_bundle_or_terminal(runs):
+    token = TOKEN
+    run = runs["secrets"]
     assert run.returncode == 0, run.stdout
     assert token not in run.stdout + run.stderr
     with zipfile.ZipFile(run.bundle) as zf:
@@ -142,18 +190,13 @@ def test_secrets_never_reach_bundle_or_terminal(tmp_path):
     assert run.requirement_verdicts()["LES-3.1-CHANNELS"] == "PASS"
 
 
-def test_english_output(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en")
+def test_english_output(runs):
+    run = runs["english"]
     assert "Verdicts per requirement" in run.stdout and "Evidence bundle:" in run.stdout
 
 
-def test_unreachable_vendor_gives_error_and_inconclusive_never_pass(tmp_path):
-    target = tmp_path / "down.toml"
-    target.write_text(
-        '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'
-        '[endpoints]\nui = "http://127.0.0.1:9/"\napi = "http://127.0.0.1:9/api"\n'
-    )
-    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--lang", "en")
+def test_unreachable_vendor_gives_error_and_inconclusive_never_pass(runs):
+    run = runs["unreachable"]
     assert run.returncode == 1
     verdicts = run.requirement_verdicts()
     assert verdicts["LES-3.1-UI"] == "ERROR"
@@ -162,36 +205,23 @@ def test_unreachable_vendor_gives_error_and_inconclusive_never_pass(tmp_path):
     assert re.search(r"\d+ error", run.stdout.splitlines()[-1])
 
 
-def test_offline_mode_refuses_non_loopback_endpoints(tmp_path):
-    target = tmp_path / "remote.toml"
-    target.write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n[endpoints]\nui = "https://vendor.example.test/"\n')
-    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--target", str(target), "--offline", "--lang", "en")
+def test_offline_mode_refuses_non_loopback_endpoints(runs):
+    run = runs["offline"]
     assert run.returncode == 1
     assert run.requirement_verdicts() == {"LES-3.1-UI": "ERROR"}
     assert "Offline mode: network access refused to https://vendor.example.test/" in run.stdout
     assert run.manifest["options"]["offline"] is True
 
 
-def test_defect_option_needs_the_demo_service(tmp_path):
-    target = tmp_path / "t.toml"
-    target.write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n')
-    run = run_harness(tmp_path, "--scenario", "all", "--target", str(target), "--defect", "version-hidden", "--lang", "en")
+def test_defect_option_needs_the_demo_service(runs):
+    run = runs["defect-no-demo"]
     assert run.returncode == 4 and "--defect applies to the embedded demo vendor only" in run.stderr
-    run = run_harness(tmp_path, "--scenario", "all", "--defect", "no-such-defect", "--lang", "en")
+    run = runs["defect-unknown"]
     assert run.returncode == 1 and "unknown defect(s): no-such-defect" in run.stdout
 
 
-def test_user_scenario_folder(tmp_path):
-    mine = tmp_path / "my-scenarios"
-    mine.mkdir()
-    (mine / "mine.toml").write_text(
-        '[[requirement]]\nid = "ACME-1"\nsource = "internal QA"\nlevel = "may"\n'
-        'text = { fr = "Version cohérente", en = "Consistent version" }\n'
-        '[[scenario]]\nid = "acme-consistent"\ntitle = { fr = "f", en = "e" }\nrequirements = ["ACME-1"]\n'
-        'profiles = ["lgc"]\ncriticality = "minor"\nproof = "text"\ntags = ["acme"]\n'
-        'collect = ["version.ui", "version.api"]\nchecks = ["version.same_in_channels"]\n'
-    )
-    run = run_harness(tmp_path, "--scenario", "acme", "--scenario-dir", str(mine), "--defect", "version-channel-mismatch")
+def test_user_scenario_folder(runs):
+    run = runs["user-folder"]
     assert run.returncode == 1
     assert [r["scenario"] for r in run.manifest["results"]] == ["acme-consistent"]
     # the check cites the requirement it proves, whatever scenario reuses it
@@ -252,18 +282,18 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
     ])
 
 
-def test_compare_names_each_difference(demo_run, tmp_path, capsys):
+def test_compare_names_each_difference(runs, demo_run, capsys):
     from harness.cli import main as cli
 
-    hidden = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--defect", "version-hidden")
+    hidden = runs["hidden"]
     assert cli(["--lang", "en", "compare", str(demo_run.bundle), str(hidden.bundle)]) == 1
     out = capsys.readouterr().out
     assert "requirement LES-3.1-UI: PASS (A) ≠ FAIL (B)" in out
     assert "finding only in B: [VER-UI-01]" in out and "scenario version-same-in-channels missing from B" in out
 
 
-def test_the_summary_names_the_defects_a_run_injected(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--defect", "version-hidden")
+def test_the_summary_names_the_defects_a_run_injected(runs):
+    run = runs["hidden"]
     assert "Vendeur de démonstration : défauts injectés" in run.stdout
     assert "version-hidden : l'interface n'affiche plus le numéro de version" in run.stdout
     with zipfile.ZipFile(run.bundle) as zf:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from harness.cli import main as cli
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 NOW = dt.datetime.now(dt.timezone.utc)
 PASSPHRASE = "phrase-secrete-4f1c9b"
@@ -86,9 +86,48 @@ def _forge(bundle: Path, out: Path) -> None:
             zf.writestr(name, data)
 
 
+TSA_CASES = {"refuse": ("tsa", "refuse"), "other": ("tsa", "other"), "tsa_other": ("tsa_other", "ok"), "tsa_no_eku": ("tsa_no_eku", "ok")}
+
+
+@pytest.fixture(scope="module")
+def runs(pki, tmp_path_factory):
+    """Every run of the module, started at once (tests/harness_run.py), each with its target
+    in its own folder; the timestamp authorities they call live as long as the module."""
+    from tests.tsa import TimestampAuthority
+
+    f = tmp_path_factory
+    authorities = {"ok": TimestampAuthority(*pki.tsa)}
+    authorities.update({case: TimestampAuthority(*getattr(pki, which), mode=mode) for case, (which, mode) in TSA_CASES.items()})
+
+    def signed(key: str, signer: Path | None, **kw) -> None:
+        folder = f.mktemp(key.replace("/", "-"))
+        pool.submit(key, _run, folder, _target(folder, signer, **kw))
+
+    try:
+        with RunPool(f) as pool:
+            signed("p12", pki / "vendor.p12")
+            signed("pem", pki / "vendor.pem", passphrase=False)
+            signed("expired", pki / "expired.p12")
+            signed("unsigned", None)
+            folder = f.mktemp("wrong")
+            pool.harness("wrong-passphrase", "--scenario", "version-orderable-scheme", "--lang", "en",
+                         "--target", str(_target(folder, pki / "vendor.p12")), env={"SIGN_PASSPHRASE": "not-the-passphrase"}, cwd=folder)
+            pool.harness("sign-option", "--scenario", "version-orderable-scheme", "--lang", "en", "--sign", str(pki / "vendor.pem"),
+                         env={"HARNESS_BROWSER": "none"})
+            signed("tsa/ok", pki / "vendor.p12", tsa=authorities["ok"].url)
+            signed("tsa/down", pki / "vendor.p12", tsa="http://127.0.0.1:9/tsa")
+            for case in TSA_CASES:
+                signed(f"tsa/{case}", pki / "vendor.p12", tsa=authorities[case].url)
+            pool.authorities = authorities
+            yield pool
+    finally:
+        for tsa in authorities.values():
+            tsa.stop()
+
+
 @pytest.mark.slow
-def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_not(pki, tmp_path, capsys):
-    run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12"))
+def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_not(pki, runs, tmp_path, capsys):
+    run = runs["p12"]
     assert run.returncode == 0, run.stdout + run.stderr
     with zipfile.ZipFile(run.bundle) as zf:
         assert "manifest.p7s" in zf.namelist()
@@ -111,8 +150,8 @@ def test_a_signed_bundle_verifies_without_the_key_and_a_resealed_forgery_does_no
 
 
 @pytest.mark.slow
-def test_each_signature_problem_gives_its_own_message(pki, tmp_path, capsys):
-    pem = _run(tmp_path, _target(tmp_path, pki / "vendor.pem", passphrase=False))
+def test_each_signature_problem_gives_its_own_message(pki, runs, tmp_path, capsys):
+    pem = runs["pem"]
     assert pem.returncode == 0, pem.stdout + pem.stderr
     # another CA: the chain does not reach the anchor
     code, out = _verify(capsys, pem.bundle, pki / "other.pem")
@@ -121,11 +160,11 @@ def test_each_signature_problem_gives_its_own_message(pki, tmp_path, capsys):
     code, out = _verify(capsys, pem.bundle)
     assert code == 0 and "chain not checked, no trust anchor given" in out
     # an expired signing certificate
-    expired = _run(tmp_path, _target(tmp_path, pki / "expired.p12"))
+    expired = runs["expired"]
     code, out = _verify(capsys, expired.bundle, pki / "root.pem")
     assert code == 1 and "signing certificate outside its validity period" in out
     # an unsigned bundle: said plainly; refused when the verifier asks for a signature
-    unsigned = _run(tmp_path, _target(tmp_path, None))
+    unsigned = runs["unsigned"]
     code, out = _verify(capsys, unsigned.bundle)
     assert code == 0 and "Unsigned: integrity is verified, but nothing says who produced this bundle" in out
     code, out = _verify(capsys, unsigned.bundle, pki / "root.pem")
@@ -140,42 +179,24 @@ def test_each_signature_problem_gives_its_own_message(pki, tmp_path, capsys):
     assert code == 1 and "manifest.p7s is not a readable detached CMS signature" in out
 
 
-def test_a_wrong_passphrase_stops_the_run_before_anything_runs(pki, tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-orderable-scheme", "--lang", "en", "--target", str(_target(tmp_path, pki / "vendor.p12")),
-                      env={"SIGN_PASSPHRASE": "not-the-passphrase"})
+def test_a_wrong_passphrase_stops_the_run_before_anything_runs(runs):
+    run = runs["wrong-passphrase"]
     assert run.returncode == 4 and run.bundle is None
     assert "unusable (wrong passphrase or damaged file)" in run.stderr and "Traceback" not in run.stderr
     assert "not-the-passphrase" not in run.stdout + run.stderr
 
 
-def test_the_sign_option_names_the_key_on_the_command_line(pki, tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-orderable-scheme", "--lang", "en", "--sign", str(pki / "vendor.pem"),
-                      env={"HARNESS_BROWSER": "none"})
+def test_the_sign_option_names_the_key_on_the_command_line(runs):
+    run = runs["sign-option"]
     assert run.returncode == 0, run.stdout + run.stderr
     with zipfile.ZipFile(run.bundle) as zf:
         assert "manifest.p7s" in zf.namelist()
 
 
-@pytest.fixture
-def authority(pki):
-    from tests.tsa import TimestampAuthority
-
-    started = []
-
-    def start(which="tsa", mode="ok"):
-        tsa = TimestampAuthority(*getattr(pki, which), mode=mode)
-        started.append(tsa)
-        return tsa
-
-    yield start
-    for tsa in started:
-        tsa.stop()
-
-
 @pytest.mark.slow
-def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsys, authority):
-    tsa = authority()
-    run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=tsa.url))
+def test_a_timestamp_from_the_authority_dates_the_signature(pki, runs, capsys):
+    tsa = runs.authorities["ok"]
+    run = runs["tsa/ok"]
     assert run.returncode == 0 and tsa.requests == 1, run.stdout + run.stderr
     code, out = _verify(capsys, run.bundle, pki / "root.pem")
     assert code == 0, out
@@ -196,7 +217,7 @@ def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsy
     anchors = x509.load_pem_x509_certificates((pki / "root.pem").read_bytes())
     later = NOW + dt.timedelta(days=400)  # the vendor certificate ends after 365 days
     assert verify_signature(body, p7s, anchors, at=later).status == "valid"
-    plain = _run(tmp_path, _target(tmp_path, pki / "vendor.pem", passphrase=False))
+    plain = runs["pem"]
     with zipfile.ZipFile(plain.bundle) as zf:
         report = verify_signature(zf.read("manifest.json"), zf.read("manifest.p7s"), anchors, at=later)
     assert report.status == "invalid" and "outside its validity period" in report.problems[0].render("en")
@@ -208,7 +229,7 @@ def test_a_timestamp_from_the_authority_dates_the_signature(pki, tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, authority):
+def test_each_timestamp_problem_gives_its_own_message(pki, runs, capsys):
     cases = {
         # the authority refuses, or cannot be reached: the bundle is still signed, and the run says so
         "refuse": "the timestamp authority http://127.0.0.1:",
@@ -216,9 +237,8 @@ def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, aut
         "other": "is not about this signature",
     }
     for mode, said in cases.items():
-        tsa = None if mode == "down" else authority(mode=mode)
-        url = "http://127.0.0.1:9/tsa" if tsa is None else tsa.url
-        run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=url))
+        tsa = runs.authorities.get(mode)
+        run = runs[f"tsa/{mode}"]
         assert tsa is None or tsa.errors == []
         assert run.returncode == 0 and said in run.stdout, (mode, [line for line in run.stdout.splitlines() if "timestamp" in line])
         code, out = _verify(capsys, run.bundle, pki / "root.pem")
@@ -226,6 +246,6 @@ def test_each_timestamp_problem_gives_its_own_message(pki, tmp_path, capsys, aut
     # a token from an authority the verifier does not trust, or from a certificate that is no TSA's
     for which, said in (("tsa_other", "timestamp authority CN=Rogue TSA,O=Test,C=FR not recognised"),
                         ("tsa_no_eku", "is no timestamp authority certificate: extended key usage timeStamping missing")):
-        run = _run(tmp_path, _target(tmp_path, pki / "vendor.p12", tsa=authority(which).url))
+        run = runs[f"tsa/{which}"]
         code, out = _verify(capsys, run.bundle, pki / "root.pem")
         assert code == 1 and said in out, (which, out)

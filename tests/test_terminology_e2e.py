@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness_demo.patients import TERMINOLOGY_DEFECTS
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 ROOT = Path(__file__).parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -44,8 +44,52 @@ def test_every_terminology_defect_has_an_expectation():
     assert set(EXPECTED) == set(TERMINOLOGY_DEFECTS)
 
 
-def test_demo_passes_against_the_stand_in_and_replays_without_network(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "terminology", "--lang", "en")
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENV_RIGHT = {"TEST_SMT_PASSWORD": "right-one", "TEST_SMT_USER": "alice", "TEST_SMT_WRONG": "right-one"}
+ENV_WRONG = {**ENV_RIGHT, "TEST_SMT_WRONG": "wrong-one"}
+CREDENTIALS = ('server = "service://terminology/fhir/"\ntoken_url = "service://terminology/token"\nfallback = true',
+               'user = "alice"\npassword = "env:TEST_SMT_PASSWORD"', 'smt_username = "env:TEST_SMT_USER"\nsmt_password = "env:TEST_SMT_WRONG"')
+
+
+def _credentials_twice(folder: Path):
+    """Refused with the wrong password, then, the same target, accepted with the right one."""
+    target = _target(folder, *CREDENTIALS)
+    args = ("--scenario", "terminology", "--target", str(target), "--lang", "en")
+    return run_harness(folder, *args, env=ENV_WRONG), run_harness(folder, *args, env=ENV_RIGHT)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every run of the module, started at once (tests/harness_run.py); each target written
+    in its run's folder first."""
+    f = tmp_path_factory
+
+    def with_target(key: str, *target: str, extra: tuple[str, ...] = (), env: dict | None = None) -> None:
+        folder = f.mktemp(key)
+        pool.harness(key, "--scenario", "terminology", "--target", str(_target(folder, *target)), "--lang", "en", *extra, env=env, cwd=folder)
+
+    with RunPool(f) as pool:
+        pool.harness("demo", "--scenario", "terminology", "--lang", "en")
+        for defect in sorted(EXPECTED):
+            pool.harness(f"defect/{defect}", "--scenario", "terminology", "--defect", defect)
+        for fault in ("error500", "garbage", "cut"):
+            with_target(f"fault-{fault}", 'server = "service://terminology/fhir/"\nretries = 0', f'faults = ["{fault}"]')
+        with_target("down", f'server = "http://127.0.0.1:{_free_port()}/fhir/"\nretries = 0')
+        with_target("slow", 'server = "service://terminology/fhir/"\nretries = 0\ntimeout = 1\nfallback = true', 'faults = ["slow"]\ndelay = 3')
+        pool.submit("credentials", _credentials_twice, f.mktemp("credentials"))
+        with_target("offline", 'server = "https://smt.esante.gouv.fr/fhir/"', extra=("--offline",))
+        if (CORPUS / "ans-testcontenucda").is_dir():
+            pool.harness("official", "--scenario", "terminology", "--target", str(ROOT / "fixtures" / "targets" / "official-kit.toml"), "--lang", "en")
+        yield pool
+
+
+def test_demo_passes_against_the_stand_in_and_replays_without_network(runs, tmp_path):
+    run = runs["demo"]
     assert run.returncode == 0, run.stdout + run.stderr
     assert _verdicts(run) == {"SMT-VALUESET": "PASS", "SMT-CODE": "PASS"}
     record = _answers(run)
@@ -65,17 +109,11 @@ def test_demo_passes_against_the_stand_in_and_replays_without_network(tmp_path):
 
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
-def test_each_terminology_defect_is_caught(tmp_path, defect):
+def test_each_terminology_defect_is_caught(runs, defect):
     rule, verdicts = EXPECTED[defect]
-    run = run_harness(tmp_path, "--scenario", "terminology", "--defect", defect)
+    run = runs[f"defect/{defect}"]
     assert rule in {f["rule"] for f in run.findings()}, run.stdout
     assert _verdicts(run) == verdicts
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _target(tmp_path: Path, terminology: str, service: str = "", credentials: str = "") -> Path:
@@ -105,24 +143,20 @@ defects = []
 
 
 @pytest.mark.parametrize("fault", ["error500", "garbage", "cut"])
-def test_a_failing_server_without_fallback_is_inconclusive_never_pass(tmp_path, fault):
-    target = _target(tmp_path, 'server = "service://terminology/fhir/"\nretries = 0', f'faults = ["{fault}"]')
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--lang", "en")
+def test_a_failing_server_without_fallback_is_inconclusive_never_pass(runs, fault):
+    run = runs[f"fault-{fault}"]
     assert _verdicts(run) == {"SMT-VALUESET": "INCONCLUSIVE", "SMT-CODE": "INCONCLUSIVE"}, run.stdout
     assert "without a terminology answer" in run.stdout and "fallback = true" in run.stdout
 
 
-def test_a_server_that_is_down_is_inconclusive(tmp_path):
-    target = _target(tmp_path, f'server = "http://127.0.0.1:{_free_port()}/fhir/"\nretries = 0')
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--lang", "en")
+def test_a_server_that_is_down_is_inconclusive(runs):
+    run = runs["down"]
     assert _verdicts(run) == {"SMT-VALUESET": "INCONCLUSIVE", "SMT-CODE": "INCONCLUSIVE"}, run.stdout
     assert "(unreachable)" in run.stdout
 
 
-def test_a_slow_server_times_out_then_the_allowed_fallback_answers_and_says_so(tmp_path):
-    target = _target(tmp_path, 'server = "service://terminology/fhir/"\nretries = 0\ntimeout = 1\nfallback = true',
-                     'faults = ["slow"]\ndelay = 3')
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--lang", "en")
+def test_a_slow_server_times_out_then_the_allowed_fallback_answers_and_says_so(runs):
+    run = runs["slow"]
     assert _verdicts(run) == {"SMT-VALUESET": "PASS", "SMT-CODE": "PASS"}, run.stdout
     notes = [f for f in run.findings() if f["rule"] == "TERM-SRC-01"]
     assert len(notes) == 2 and all("(timeout)" in f["message"]["en"] and "relies on the snapshot" in f["message"]["en"] for f in notes)
@@ -132,25 +166,18 @@ def test_a_slow_server_times_out_then_the_allowed_fallback_answers_and_says_so(t
     assert record["setup"]["remote_calls"] < record["questions"]
 
 
-def test_refused_credentials_are_an_error_that_names_the_fix(tmp_path):
-    target = _target(tmp_path, 'server = "service://terminology/fhir/"\ntoken_url = "service://terminology/token"\nfallback = true',
-                     'user = "alice"\npassword = "env:TEST_SMT_PASSWORD"',
-                     'smt_username = "env:TEST_SMT_USER"\nsmt_password = "env:TEST_SMT_WRONG"')
-    env = {"TEST_SMT_PASSWORD": "right-one", "TEST_SMT_USER": "alice", "TEST_SMT_WRONG": "wrong-one"}
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--lang", "en", env=env)
+def test_refused_credentials_are_an_error_that_names_the_fix(runs):
+    run, right = runs["credentials"]
     assert _verdicts(run) == {"SMT-VALUESET": "ERROR", "SMT-CODE": "ERROR"}, run.stdout
     assert "token refused" in run.stdout and "check the SMT credentials" in run.stdout
     with zipfile.ZipFile(run.bundle) as zf:  # the secrets never reach the evidence
         assert not any(b"wrong-one" in zf.read(n) or b"right-one" in zf.read(n) for n in zf.namelist())
     # with the right password the same target passes
-    env["TEST_SMT_WRONG"] = "right-one"
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--lang", "en", env=env)
-    assert _verdicts(run) == {"SMT-VALUESET": "PASS", "SMT-CODE": "PASS"}, run.stdout
+    assert _verdicts(right) == {"SMT-VALUESET": "PASS", "SMT-CODE": "PASS"}, right.stdout
 
 
-def test_offline_run_uses_no_remote_server(tmp_path):
-    target = _target(tmp_path, 'server = "https://smt.esante.gouv.fr/fhir/"')
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(target), "--offline", "--lang", "en")
+def test_offline_run_uses_no_remote_server(runs):
+    run = runs["offline"]
     record = _answers(run)
     assert record["setup"]["mode"] == "offline-snapshot" and "remote_calls" not in record["setup"]
     assert all(a["source"]["kind"] == "snapshot" for a in record["answers"])
@@ -159,8 +186,8 @@ def test_offline_run_uses_no_remote_server(tmp_path):
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not (CORPUS / "ans-testcontenucda").is_dir(), reason="shared corpus absent (../shared/corpus)")
-def test_official_documents_against_the_official_value_sets(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "terminology", "--target", str(ROOT / "fixtures" / "targets" / "official-kit.toml"), "--lang", "en")
+def test_official_documents_against_the_official_value_sets(runs):
+    run = runs["official"]
     verdicts = _verdicts(run)
     # every header binding of the 87 examples holds; body codes of LOINC, SNOMED CT, CIM-10,
     # CCAM... cannot be confirmed offline (those code systems are not in the kit), so the

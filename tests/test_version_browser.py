@@ -13,7 +13,7 @@ import pytest
 
 from harness_version.browser import find_browser
 from harness_version.ocr import engine as ocr_engine
-from tests.harness_run import run_harness
+from tests.harness_run import RunPool, run_harness
 
 needs_browser = pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium; CI installs it)")
 needs_ocr = pytest.mark.skipif(ocr_engine() is None, reason="no Tesseract with fra+eng (apt-get install tesseract-ocr tesseract-ocr-fra; CI installs it)")
@@ -61,10 +61,36 @@ REASON = {"version-css-hidden": "not rendered", "version-same-colour": "contrast
           "version-off-screen": "off the page", "version-closed-dialog": "closed dialog"}
 
 
-def _run(tmp_path: Path, defect: str, env: dict | None = None):
+def _args(defect: str) -> tuple[str, ...]:
     scenarios = ("version",) if defect in WHOLE else PAGE_ONLY
-    return run_harness(tmp_path, *[a for sc in scenarios for a in ("--scenario", sc)], "--lang", "en",
-                       *(("--defect", defect) if defect else ()), env=env)
+    return (*[a for sc in scenarios for a in ("--scenario", sc)], "--lang", "en", *(("--defect", defect) if defect else ()))
+
+
+NO_BROWSER = {"HARNESS_BROWSER": "none"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every run of the module, started at once (tests/harness_run.py): each situation with
+    a browser and without, the image read by OCR or left to a person, the conformant demo,
+    and the history built from three releases (one after the other, in one folder)."""
+    with RunPool(tmp_path_factory) as pool:
+        browser = find_browser() is not None
+        for defect in sorted(SITUATIONS):
+            if browser:
+                pool.harness(f"with/{defect}", *_args(defect))
+        for defect in sorted([*SITUATIONS, "version-in-image"]):
+            if defect in WHOLE_WITHOUT_BROWSER:
+                pool.harness(f"without/{defect}", *_args(defect), env=NO_BROWSER)
+            else:  # the situation changes only the page: the UI rule is the one a browser decides (a quicker run)
+                pool.harness(f"without/{defect}", "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", defect, env=NO_BROWSER)
+        if browser:
+            pool.harness("ocr", "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", "version-in-image")
+            pool.harness("no-ocr", "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", "version-in-image",
+                         env={"HARNESS_OCR": "none"})
+            pool.harness("conformant", "--scenario", "version", "--lang", "en")
+            pool.submit("history", _history, tmp_path_factory.mktemp("history"))
+        yield pool
 
 
 def _by_rule(run) -> dict[str, list[dict]]:
@@ -77,9 +103,9 @@ def _by_rule(run) -> dict[str, list[dict]]:
 @needs_browser
 @pytest.mark.slow
 @pytest.mark.parametrize("defect", sorted(SITUATIONS))
-def test_each_situation_with_a_browser(tmp_path, defect):
+def test_each_situation_with_a_browser(runs, defect):
     expected, _, failing, informative = SITUATIONS[defect]
-    run = _run(tmp_path, defect)
+    run = runs[f"with/{defect}"]
     assert run.requirement_verdicts() == expected, run.stdout
     rules = _by_rule(run)
     assert {f["rule"] for f in run.findings() if f["severity"] in ("error", "critical")} == failing
@@ -106,14 +132,12 @@ def test_each_situation_with_a_browser(tmp_path, defect):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("defect", sorted([*SITUATIONS, "version-in-image"]))
-def test_each_situation_without_a_browser(tmp_path, defect):
+def test_each_situation_without_a_browser(runs, defect):
     """No browser: visibility is not proven (INCONCLUSIVE, never PASS or FAIL from the raw
     HTML); the other rules are judged on the other channels."""
     expected = SITUATIONS[defect][1] if defect in SITUATIONS else _row(ui=I)
-    if defect in WHOLE_WITHOUT_BROWSER:
-        run = _run(tmp_path, defect, env={"HARNESS_BROWSER": "none"})
-    else:  # the situation changes only the page: the UI rule is the one a browser decides (a quicker run)
-        run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", defect, env={"HARNESS_BROWSER": "none"})
+    run = runs[f"without/{defect}"]
+    if defect not in WHOLE_WITHOUT_BROWSER:  # the UI rule alone was run
         expected = {"LES-3.1-UI": expected["LES-3.1-UI"]}
     assert run.requirement_verdicts() == expected, run.stdout
     [ui] = [r for r in run.manifest["results"] if r["scenario"] == "version-visible-in-ui"]
@@ -124,8 +148,8 @@ def test_each_situation_without_a_browser(tmp_path, defect):
 @needs_browser
 @needs_ocr
 @pytest.mark.slow
-def test_a_version_drawn_in_an_image_is_read_by_ocr_with_its_confidence(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", "version-in-image")
+def test_a_version_drawn_in_an_image_is_read_by_ocr_with_its_confidence(runs):
+    run = runs["ocr"]
     assert run.requirement_verdicts() == {"LES-3.1-UI": "PASS"}, run.stdout
     rules = _by_rule(run)
     [ocr] = rules["VER-UI-10"]
@@ -140,9 +164,8 @@ def test_a_version_drawn_in_an_image_is_read_by_ocr_with_its_confidence(tmp_path
 
 @needs_browser
 @pytest.mark.slow
-def test_a_version_only_in_an_image_without_ocr_waits_for_a_person_with_the_cropped_image(tmp_path):
-    run = run_harness(tmp_path, "--scenario", "version-visible-in-ui", "--lang", "en", "--defect", "version-in-image",
-                      env={"HARNESS_OCR": "none"})
+def test_a_version_only_in_an_image_without_ocr_waits_for_a_person_with_the_cropped_image(runs):
+    run = runs["no-ocr"]
     assert run.requirement_verdicts() == {"LES-3.1-UI": "MANUAL_PENDING"}, run.stdout
     pending = _by_rule(run)["VER-UI-11"]
     assert pending and all("no OCR engine" in f["message"]["en"] for f in pending)
@@ -158,14 +181,14 @@ def _rendering(zf: zipfile.ZipFile, manifest: dict) -> dict:
 
 @needs_browser
 @pytest.mark.slow
-def test_the_conformant_demo_seals_the_outlined_screenshot_and_the_rendered_facts_and_replays_without_a_browser(tmp_path, monkeypatch):
+def test_the_conformant_demo_seals_the_outlined_screenshot_and_the_rendered_facts_and_replays_without_a_browser(runs, monkeypatch):
     from io import BytesIO
 
     from PIL import Image
 
     from harness.cli import main as cli
 
-    run = run_harness(tmp_path, "--scenario", "version", "--lang", "en")
+    run = runs["conformant"]
     assert set(run.requirement_verdicts().values()) == {"PASS"}, run.stdout
     [seen] = _by_rule(run)["VER-UI-02"]
     [shot] = _by_rule(run)["VER-UI-03"]
@@ -187,12 +210,8 @@ def test_the_conformant_demo_seals_the_outlined_screenshot_and_the_rendered_fact
     assert cli(["verify", "--replay", str(run.bundle)]) == 0
 
 
-@needs_browser
-@pytest.mark.slow
-def test_a_product_with_no_api_builds_its_history_from_what_its_ui_showed(tmp_path):
-    """Earlier bundles supply the history from whichever channel they recorded: here the UI
-    as a person saw it, the product having no API. Chronology is judged; a change of code
-    cannot be (no build fingerprint): INCONCLUSIVE."""
+def _history(tmp_path: Path):
+    """Three releases of a product with no API, one after the other in one folder."""
     demo = (Path(__file__).parents[1] / "plugins" / "harness_demo" / "target.toml").read_text()
 
     def target(release: str) -> Path:
@@ -203,13 +222,20 @@ def test_a_product_with_no_api_builds_its_history_from_what_its_ui_showed(tmp_pa
         return path
 
     args = ("--scenario", "version-later-than-evidenced", "--scenario", "version-changes-with-build", "--lang", "en")
-    first = run_harness(tmp_path, *args, "--target", str(target("3.1.0")))
+    return [run_harness(tmp_path, *args, "--target", str(target(release))) for release in ("3.1.0", "3.2.1", "3.0.4")]
+
+
+@needs_browser
+@pytest.mark.slow
+def test_a_product_with_no_api_builds_its_history_from_what_its_ui_showed(runs):
+    """Earlier bundles supply the history from whichever channel they recorded: here the UI
+    as a person saw it, the product having no API. Chronology is judged; a change of code
+    cannot be (no build fingerprint): INCONCLUSIVE."""
+    first, newer, older = runs["history"]
     assert first.requirement_verdicts() == {"LES-3.1-CHRONO": "INCONCLUSIVE", "LES-3.1-CHANGE": "INCONCLUSIVE"}, first.stdout
-    newer = run_harness(tmp_path, *args, "--target", str(target("3.2.1")))
     assert newer.requirement_verdicts() == {"LES-3.1-CHRONO": "PASS", "LES-3.1-CHANGE": "INCONCLUSIVE"}, newer.stdout
     with zipfile.ZipFile(newer.bundle) as zf:
         [digest] = [d for d, a in newer.manifest["artefacts"].items() if a["label"] == "version.history"]
         records = json.loads(zf.read(f"artefacts/{digest}"))["records"]
     assert [(r["version"], r["channel"], r["fingerprint"]) for r in records] == [("3.1.0", "ui", None)]
-    older = run_harness(tmp_path, *args, "--target", str(target("3.0.4")))
     assert older.requirement_verdicts()["LES-3.1-CHRONO"] == "FAIL", older.stdout

@@ -4,7 +4,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from tests.harness_run import run_harness
+import pytest
+
+from tests.harness_run import RunPool, run_harness
 
 # the rules these tests judge (the whole "version" tag would also ask the demo for its DMP
 # submission and MSSanté message, for the documents' scenario)
@@ -30,7 +32,7 @@ def _history(run) -> dict:
         return json.loads(zf.read(f"artefacts/{digest}"))
 
 
-def test_vendor_history_in_its_own_reports_folder(tmp_path):
+def _test_vendor_history_in_its_own_reports_folder(tmp_path):
     first = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     assert first.returncode == 0
     assert first.requirement_verdicts()["LES-3.1-CHRONO"] == "INCONCLUSIVE"  # nothing earlier yet
@@ -56,7 +58,7 @@ def test_vendor_history_in_its_own_reports_folder(tmp_path):
     assert "LES-3.1-CHRONO" in older.failing()
 
 
-def test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
+def _test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
     first = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     forged = tmp_path / "reports" / "forged.zip"
     shutil.copy(first.bundle, forged)
@@ -69,7 +71,7 @@ def test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
     assert [s["bundle"] for s in history["skipped"]] == ["forged.zip"]
 
 
-def test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails(tmp_path):
+def _test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails(tmp_path):
     """Earlier bundles are read with the target's [version] field settings, as the live check
     reads the API: without that, such a product never had a history and both rules stayed
     INCONCLUSIVE."""
@@ -90,3 +92,29 @@ def test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_u
     assert rebuild.returncode == 1 and rebuild.requirement_verdicts()["LES-3.1-CHANGE"] == "FAIL"
     [finding] = [f for f in rebuild.findings() if f["rule"] == "VER-CODE-01"]
     assert "but the version stayed 3.2.1" in finding["message"]["en"] and first.bundle.name in finding["location"]
+
+
+# Each test is a sequence of runs that read the bundles of the runs before them (one folder);
+# the three sequences run at once (tests/harness_run.py); each test reads how its own went (an
+# assertion that failed in its sequence is raised there).
+SEQUENCES = [_test_vendor_history_in_its_own_reports_folder, _test_a_tampered_earlier_bundle_is_not_trusted, _test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails]
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    with RunPool(tmp_path_factory) as pool:
+        for body in SEQUENCES:
+            pool.submit(body.__name__, body, tmp_path_factory.mktemp(body.__name__[6:40]))
+        yield pool
+
+
+def test_vendor_history_in_its_own_reports_folder(sequences):
+    sequences["_test_vendor_history_in_its_own_reports_folder"]
+
+
+def test_a_tampered_earlier_bundle_is_not_trusted(sequences):
+    sequences["_test_a_tampered_earlier_bundle_is_not_trusted"]
+
+
+def test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails(sequences):
+    sequences["_test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_under_the_same_version_fails"]

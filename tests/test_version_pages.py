@@ -16,6 +16,7 @@ from harness_version.browser import find_browser, render
 from harness_version.checks import check_visible_in_ui
 from harness_version.ocr import engine as ocr_engine
 from tests.checking import registry, scenario
+from tests.harness_run import RunPool
 from tests.vendor_pages import CASES, DECLARED, PRODUCT, serve
 
 needs_browser = pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium; CI installs it)")
@@ -56,16 +57,29 @@ def _text(f) -> str:
     return json.dumps(message, ensure_ascii=False) if message is not None else ""
 
 
+def _served_and_judged(case) -> tuple[str, list[dict], dict]:
+    server, url = serve(case)
+    try:
+        return judge(url)
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """Every page rendered and judged, several at once (each render is a browser of its own)."""
+    with RunPool(tmp_path_factory) as pool:
+        for name in sorted(CASES):
+            pool.submit(name, _served_and_judged, CASES[name])
+        yield pool
+
+
 @needs_browser
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_person_and_the_harness_agree_on_the_version_of_a_real_page(name):
+def test_a_person_and_the_harness_agree_on_the_version_of_a_real_page(judged, name):
     case = CASES[name]
-    server, url = serve(case)
-    try:
-        verdict, findings, rendering = judge(url)
-    finally:
-        server.shutdown()
+    verdict, findings, rendering = judged[name]
     rules = {f["rule"] for f in findings}
     assert verdict == case.verdict, (name, verdict, [(f["rule"], _text(f)[:200]) for f in findings], rendering.get("error"))
     if case.version is not None:

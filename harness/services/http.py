@@ -38,7 +38,6 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import HarnessError
 from ..messages import catalogue
 from .bounds import BoundedServer, ConnectionBounds
-from .certs import describe
 
 M = catalogue(__name__)
 
@@ -426,6 +425,8 @@ class HttpService:
                 self.journal.connection(peer=peer, accepted=False, error=getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
                 return
             der = request.getpeercert(binary_form=True)
+            from .certs import describe  # the cryptography stack, loaded for a TLS service only
+
             conn = Connection(0, utc_now(), peer, certificate=describe(der) if der else None)
             accepted = self.accept(conn, der)
             conn = self.journal.connection(**{**{k: v for k, v in conn.__dict__.items() if k != "n"}, "accepted": accepted})

@@ -671,23 +671,30 @@ def _home(page, home: str, ms: int) -> None:
     _settle(page, ms)
 
 
+POPUP_WAIT = 0.5  # seconds a click is given to open a tab or a window
+
+
 def _click(page, context, selector: str, via: str, out: Rendering, ms: int, reader, product: str) -> None:
     """Click, then read what the click shows: the same page (a dialog, a hash route, another
     page), or the tab or pop-up it opened."""
-    from playwright.sync_api import Error as PlaywrightError
+    opened: list = []
 
-    tab, clicked = None, False
+    def on_page(new_page) -> None:
+        opened.append(new_page)
+
+    # a tab or a window opens as the click happens (target=_blank, window.open): half a
+    # second is given for one, while the page settles (a click that navigates takes that
+    # long anyway), and what the click shows is read after both
+    context.on("page", on_page)
     try:
-        # a tab or a window opens as the click happens (target=_blank, window.open): half a
-        # second is waited for one, no more
-        with context.expect_page(timeout=min(ms, 500)) as popup:
-            page.locator(selector).first.click(timeout=ms)
-            clicked = True
-        tab = popup.value
-    except PlaywrightError:
-        if not clicked:
-            raise  # the click itself failed: the caller says so
-    _settle(page, ms)
+        clicked = time.monotonic()
+        page.locator(selector).first.click(timeout=ms)  # a click that fails: the caller says so
+        _settle(page, ms)
+        while not opened and time.monotonic() - clicked < POPUP_WAIT:
+            page.wait_for_timeout(50)  # events (a new page among them) are heard meanwhile
+    finally:
+        context.remove_listener("page", on_page)
+    tab = opened[0] if opened else None
     if tab is not None:
         _settle(tab, ms)
         view = _view(tab, via, ms, reader, out.final_url, product)
