@@ -1,10 +1,9 @@
 """Conformity test harness for French e-health software.
 
-The public surface for plugin authors is what this module exports, and two packages:
-``harness.terminology`` (the terminology client, snapshot and engine) and
-``harness.services`` (the services kit: the loopback HTTP(S) server base every simulator
-stands on, connection bounds, the test PKI with its OCSP responder and CRL); everything
-else is internal and may change.
+The public surface for plugin authors is what this module exports (the services kit among
+it: the loopback HTTP(S) server base every simulator stands on, connection bounds, the test
+PKI with its OCSP responder and CRL, loaded when first asked for) and the
+``harness.terminology`` package; everything else is internal and may change.
 """
 from .evidence.bundle import Bundle, verify_bundle
 from .running.commands import CommandContext
@@ -20,7 +19,21 @@ from .evidence.summary import ReportSection, SummaryContext
 from .running.target import Target
 from .verdicts import Evaluation, Finding, Problem, Severity, Verdict
 
-__all__ = [
+# the services kit (harness.services), loaded when first asked for: a run that serves nothing
+# does not pay for the HTTP base or the cryptography stack
+_SERVICES = ("BoundedServer", "ConnectionBounds", "Exchange", "HttpService", "Issued", "Request", "Response", "Revocation",
+             "ServiceStopError", "TestPKI", "check_revocation", "pki")
+
+
+def __getattr__(name: str):
+    if name in _SERVICES:
+        from . import services
+
+        return getattr(services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [*_SERVICES, 
     "ANY_INPUT",
     "ArchiveLimits",
     "Artefact",

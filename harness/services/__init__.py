@@ -1,6 +1,6 @@
 """The services kit: what every simulator and stand-in of a national service stands on.
 
-Public, as :mod:`harness` is, for plugin authors:
+Exported by :mod:`harness` (plugins import it from there, loaded when first asked for):
 
 - :class:`HttpService` (with :class:`Request`, :class:`Response`, :class:`Exchange`,
   :class:`Connection`, :class:`Journal`): a loopback HTTP(S) server that records each

@@ -12,8 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import Message, catalogue
-from harness.services import ConnectionBounds, HttpService, Request, Response
+from harness import ConnectionBounds, HttpService, Message, Request, Response, catalogue
 
 from . import patients
 from .dmp_defects import DMP_DEFECTS

@@ -91,7 +91,7 @@ def _record(ctx: CollectContext, sim, first_connection: int, first_exchange: int
         "revocation": _record_revocation(ctx, sim, first_revocation, outputs),
     }
     outputs["dmp.session"] = ctx.record_json(session, label="dmp.session")
-    from harness.services import pki  # the TLS stack, loaded when a run needs it
+    from harness import pki  # the TLS stack, loaded when a run needs it
 
     outputs["dmp.trust"] = ctx.record(b"".join(pki.pem(c) for c in sim.trusted), media_type="application/x-pem-file", label="dmp.trust")
 
@@ -100,7 +100,7 @@ def _record_revocation(ctx: CollectContext, sim, first: int, outputs: dict) -> l
     """The exchanges of the simulator's PKI (the OCSP questions it asked about the client's
     certificates), then its CRL as it stands at the end of the session (fetched now: a
     verifier checks offline, with the trust anchors, which certificates were revoked)."""
-    from harness.services import pki
+    from harness import pki
 
     service = sim.pki.service
     if service is None:

@@ -25,8 +25,7 @@ from pathlib import Path
 from cryptography import x509
 from lxml import etree
 
-from harness import catalogue
-from harness.services import ConnectionBounds, Exchange, HttpService, Request, Response, TestPKI, check_revocation, pki
+from harness import ConnectionBounds, Exchange, HttpService, Request, Response, TestPKI, catalogue, check_revocation, pki
 
 from . import soap, vihf
 from .registry import Outcome, Registry

@@ -21,8 +21,7 @@ from lxml import etree
 from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
 from signxml.exceptions import SignXMLException
 
-from harness import Problem, Severity, catalogue
-from harness.services import pki
+from harness import Problem, Severity, catalogue, pki
 
 M = catalogue(__name__)
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from harness.services import BoundedServer, ConnectionBounds
+from harness import BoundedServer, ConnectionBounds
 
 from .hl7v2 import MLLP_END, MLLP_START, check_message, read_message
 

@@ -331,7 +331,7 @@ _PKI: list = []  # the process's test PKI for mail servers, made once (its keys 
 def server_credentials(folder: Path, cn: str) -> tuple[Path, Path, Path]:
     """A server certificate for 127.0.0.1 and localhost from the services kit's test PKI:
     (what a client trusts, the certificate with its chain, its key), written to ``folder``."""
-    from harness.services import TestPKI
+    from harness import TestPKI
 
     if not _PKI:
         _PKI.append(TestPKI("Harness MSSanté", org="Harness MSSanté simulator (test)"))
