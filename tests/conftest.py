@@ -33,9 +33,10 @@ version = "1.0.0"
 # tests/harness_run.py) next to one that mostly waits (deadlines, slow clients, timeouts), so
 # that while one worker waits the other's runs use both cores.
 FIRST = ("test_version_pages.py", "test_hostile_dmp.py", "test_version_browser.py", "test_hostile_network.py", "test_run_e2e.py",
-         "test_demo_vendor.py", "test_ins_e2e.py", "test_browser.py", "test_reports.py", "test_hostile_mail.py", "test_dmp_e2e.py",
-         "test_terminology_e2e.py", "test_mssante_e2e.py", "test_plugin_guide.py", "test_version_history.py", "test_bundle.py",
-         "test_signature.py", "test_mssante_receive.py", "test_cda_kit.py", "test_hostile_bundles.py", "test_hostile_targets.py")
+         "test_hostile_mail.py", "test_demo_vendor.py", "test_ins_e2e.py", "test_browser.py", "test_reports.py", "test_bundle.py",
+         "test_dmp_e2e.py", "test_terminology_e2e.py", "test_mssante_e2e.py", "test_plugin_guide.py", "test_version_history.py",
+         "test_offline_netns.py", "test_junit.py", "test_signature.py", "test_mssante_receive.py", "test_cda_kit.py",
+         "test_hostile_bundles.py", "test_hostile_targets.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -60,7 +61,10 @@ def pytest_runtest_protocol(item, nextitem):
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    before = cpu()
+    import time
+
+    before, started = cpu(), time.time()
     yield
     with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"file": item.path.name, "cpu": round(cpu() - before, 3)}) + "\n")
+        fh.write(json.dumps({"file": item.path.name, "test": item.name, "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
+                             "start": round(started, 2), "end": round(time.time(), 2), "cpu": round(cpu() - before, 3)}) + "\n")

@@ -1,15 +1,24 @@
 """Helpers for end-to-end tests: run the harness as a user would, in a subprocess."""
 from __future__ import annotations
 
+import _socket
+import atexit
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # harness runs a pool keeps going at once (per xdist worker): a run waits about as long as it
 # works (a browser settling, a simulator's quiet period, a mailbox starting), so four at once
@@ -52,24 +61,105 @@ def harness_env(env: dict | None = None) -> dict[str, str]:
     return full_env
 
 
-def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180, allure: bool = False) -> RunOutcome:
+def _command(args: tuple[str, ...], allure: bool) -> list[str]:
+    # hypothesis (a dev dependency) registers a pytest plugin whose import costs 0.8 s in each
+    # of the suite's ~200 harness runs; a scenario run has no use for it. Allure results are
+    # written only for the tests about them.
+    return ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", *(() if allure else ("-p", "no:allure_pytest")), *args]
+
+
+class _Zygote:
+    """This process's fork server (tests/harness_zygote.py), started when first needed."""
+
+    _lock = threading.Lock()
+    _proc: subprocess.Popen | None = None
+    _path: str | None = None
+    failed = False
+
+    @classmethod
+    def path(cls) -> str | None:
+        with cls._lock:
+            if cls._proc is None and not cls.failed:
+                folder = tempfile.mkdtemp(prefix="harness-zygote-")
+                path = os.path.join(folder, "sock")
+                proc = subprocess.Popen([sys.executable, "-m", "tests.harness_zygote", path], cwd=ROOT, env=harness_env(),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                ready = proc.stdout.readline() if proc.stdout else b""
+                if ready.strip() != b"ready":
+                    proc.kill()
+                    proc.wait()
+                    cls.failed = True
+                    print("tests/harness_zygote.py did not start: harness runs in fresh interpreters (slower)", file=sys.stderr)
+                else:
+                    cls._proc, cls._path = proc, path
+                    atexit.register(cls.stop)
+            return cls._path
+
+    @classmethod
+    def stop(cls) -> None:
+        with cls._lock:
+            if cls._proc is not None:
+                cls._proc.stdin.close()  # it ends its runs under way and exits
+                cls._proc.wait(timeout=60)
+                cls._proc = None
+
+
+def _forked(path: str, cwd: Path, command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a harness run forked by the zygote at ``path``."""
+    with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
+        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        for name in (out, err):
+            open(name, "wb").close()
+        deadline = time.monotonic() + timeout
+        pid = None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            # the C method: an in-process replay elsewhere in this worker turns socket.socket's
+            # connect off for its duration (harness.proof.replay.no_network); a run is no network
+            _socket.socket.connect(conn, path)
+            conn.sendall(json.dumps({"args": command, "cwd": str(cwd), "env": env, "stdout": out, "stderr": err}).encode() + b"\n")
+            lines = b""
+            try:
+                while lines.count(b"\n") < 2:
+                    conn.settimeout(max(0.01, deadline - time.monotonic()))
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    lines += chunk
+                    if pid is None and b"\n" in lines:
+                        pid = int(lines.split(b"\n")[0])
+            except socket.timeout:
+                if pid is not None:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                raise subprocess.TimeoutExpired(command, timeout) from None
+        answers = lines.split(b"\n")
+        code = int(answers[1]) if len(answers) > 2 else -signal.SIGKILL  # ended without answering: killed
+        with open(out, encoding="utf-8", errors="replace") as o, open(err, encoding="utf-8", errors="replace") as e:
+            return code, o.read(), e.read()
+
+
+def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 180, allure: bool = False, fresh: bool = False) -> RunOutcome:
+    """A harness run in ``cwd``, as ``python -m pytest ARGS`` there: forked from this worker's
+    zygote (tests/harness_zygote.py), or with ``fresh`` (or ``TEST_RUN_FORK=0``, or no zygote)
+    in an interpreter of its own."""
     if os.environ.get("TEST_RUN_LOG"):  # counting the suite's harness runs (bench/suite.py)
         with open(os.environ["TEST_RUN_LOG"], "a", encoding="utf-8") as log:
             log.write(json.dumps(list(args)) + "\n")
     evidence = cwd / "reports"
     before = set(evidence.glob("*.zip")) if evidence.exists() else set()
     full_env = harness_env(env)
-    proc = subprocess.run(
-        # hypothesis (a dev dependency) registers a pytest plugin whose import costs 0.8 s in each
-        # of the suite's ~200 harness runs; a scenario run has no use for it
-        # of the suite's ~200 harness runs; a scenario run has no use for it. Allure results are
-        # written only for the tests about them.
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *(() if allure else ("-p", "no:allure_pytest")), *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
+    command = _command(args, allure)
+    path = None if fresh or os.environ.get("TEST_RUN_FORK") == "0" else _Zygote.path()
+    if path is not None:
+        code, stdout, stderr = _forked(path, cwd, command, full_env, timeout)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "pytest", *command], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     after = set(evidence.glob("*.zip")) if evidence.exists() else set()
     new = sorted(after - before)
-    return RunOutcome(proc.returncode, proc.stdout, proc.stderr, new[-1] if new else None, cwd)
+    return RunOutcome(code, stdout, stderr, new[-1] if new else None, cwd)
 
 
 def defect_args(scenario: str, defects: list[str]) -> tuple[str, ...]:

@@ -37,7 +37,9 @@ def runs(tmp_path_factory):
     (a target, a user's scenario folder, a project's tests) are written before it starts."""
     f = tmp_path_factory
     with RunPool(f) as pool:
-        pool.harness("demo", "--scenario", "all")
+        # the README's main command in an interpreter of its own, as a user starts it (the others
+        # are forked from one that imported the harness already: tests/harness_zygote.py)
+        pool.harness("demo", "--scenario", "all", fresh=True)
         for defect in sorted(EXPECTED):
             pool.harness(f"defect/{defect}", "--scenario", "version", "--defect", defect, "--lang", "en")
         # each in a folder of its own: a run's bundle is the one that appeared in its folder

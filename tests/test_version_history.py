@@ -1,4 +1,5 @@
 """Chronology and code-change rules against a vendor's own earlier bundles."""
+import functools
 import json
 import shutil
 import zipfile
@@ -7,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.harness_run import RunPool, run_harness
+
+# where the user interface's version does not matter (a forged bundle, an API's own field
+# names), runs without a browser: the version and build a run evidences are the API's then
+without_browser = functools.partial(run_harness, env={"HARNESS_BROWSER": "none"})
 
 # the rules these tests judge (the whole "version" tag would also ask the demo for its DMP
 # submission and MSSanté message, for the documents' scenario)
@@ -59,13 +64,13 @@ def _test_vendor_history_in_its_own_reports_folder(tmp_path):
 
 
 def _test_a_tampered_earlier_bundle_is_not_trusted(tmp_path):
-    first = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
+    first = without_browser(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.1", declared="3.2.1")))
     forged = tmp_path / "reports" / "forged.zip"
     shutil.copy(first.bundle, forged)
     data = bytearray(forged.read_bytes())
     data[len(data) // 3] ^= 0xFF
     forged.write_bytes(bytes(data))
-    second = run_harness(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
+    second = without_browser(tmp_path, *HISTORY, "--target", str(_target(tmp_path, release="3.2.2", declared="3.2.2")))
     history = _history(second)
     assert [r["bundle"] for r in history["records"]] == [first.bundle.name]
     assert [s["bundle"] for s in history["skipped"]] == ["forged.zip"]
@@ -83,10 +88,10 @@ def _test_a_product_api_with_its_own_field_names_builds_a_history_and_a_rebuild_
         path.write_text(text)
         return path
 
-    first = run_harness(tmp_path, *HISTORY, "--target", str(target("build-1")))
+    first = without_browser(tmp_path, *HISTORY, "--target", str(target("build-1")))
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.requirement_verdicts()["LES-3.1-CHANGE"] == "INCONCLUSIVE"  # nothing earlier yet
-    rebuild = run_harness(tmp_path, *HISTORY, "--lang", "en", "--target", str(target("build-2")))
+    rebuild = without_browser(tmp_path, *HISTORY, "--lang", "en", "--target", str(target("build-2")))
     history = _history(rebuild)
     assert [(r["version"], r["fingerprint"] is not None) for r in history["records"]] == [("3.2.1", True)]
     assert rebuild.returncode == 1 and rebuild.requirement_verdicts()["LES-3.1-CHANGE"] == "FAIL"

@@ -1,6 +1,9 @@
 """The version rule on realistic vendor pages (``tests/vendor_pages.py``): each page rendered in
-headless Chromium as the collector renders it, recorded as the collector records it, and judged
-by the check itself; the verdict and the version read must be a person's.
+headless Chromium as the collector renders it (the same function, ``render_in``, in a browser
+context of its own; a few browsers each render a share of the pages, their start paid once:
+starting the browser in a process of its own, as ``render`` does, is judged end to end in
+test_version_browser and test_browser), recorded as the collector records it, and judged by the
+check itself; the verdict and the version read must be a person's.
 
 The table of the closing note is this test's: pattern → what a person sees → expected verdict →
 verdict."""
@@ -12,7 +15,7 @@ import pytest
 from harness import Artefact
 from harness.running.checking import evaluate
 from harness.running.target import Target
-from harness_version.browser import find_browser, render
+from harness_version.browser import CONTEXT, browser_flags, find_browser, render_in
 from harness_version.checks import check_visible_in_ui
 from harness_version.ocr import engine as ocr_engine
 from tests.checking import registry, scenario
@@ -29,10 +32,15 @@ def _record(store: dict, data: bytes, media: str, label: str) -> Artefact:
     return Artefact(digest, len(data), media, label)
 
 
-def judge(url: str) -> tuple[str, list[dict], dict]:
-    """(verdict, findings, rendering record) of the UI rule on the page at ``url``."""
+def judge(browser, url: str) -> tuple[str, list[dict], dict]:
+    """(verdict, findings, rendering record) of the UI rule on the page at ``url``, rendered in
+    a context of its own of ``browser``."""
     engine = ocr_engine()
-    r = render(url, deadline=15, total=45, ocr=engine is not None, loopback_only=True, product=PRODUCT)
+    context = browser.new_context(**CONTEXT)
+    try:
+        r = render_in(context, url, deadline=15, total=45, ocr=engine is not None, loopback_only=True, product=PRODUCT)
+    finally:
+        context.close()
     store: dict[str, bytes] = {}
     inputs: dict[str, Artefact] = {}
     views = []
@@ -57,21 +65,43 @@ def _text(f) -> str:
     return json.dumps(message, ensure_ascii=False) if message is not None else ""
 
 
-def _served_and_judged(case) -> tuple[str, list[dict], dict]:
-    server, url = serve(case)
-    try:
-        return judge(url)
-    finally:
-        server.shutdown()
+def _served_and_judged(names: list[str]) -> dict[str, tuple[str, list[dict], dict]]:
+    """Each page of ``names`` served and judged, in one browser."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as p:
+        launch = {"executable_path": find_browser(), "args": browser_flags(True)}
+        try:
+            browser = p.chromium.launch(chromium_sandbox=True, **launch)
+        except PlaywrightError:  # as root, without an account of its own (render() runs it as one)
+            browser = p.chromium.launch(chromium_sandbox=False, **launch)
+        try:
+            for name in names:
+                server, url = serve(CASES[name])
+                try:
+                    out[name] = judge(browser, url)
+                except Exception as exc:  # the page's own test says it; the share goes on
+                    out[name] = exc
+                finally:
+                    server.shutdown()
+        finally:
+            browser.close()
+    return out
+
+
+SHARES = 4  # browsers rendering the pages at once, each a share of them
 
 
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory):
-    """Every page rendered and judged, several at once (each render is a browser of its own)."""
+    """Every page rendered and judged, the shares at once."""
+    names = sorted(CASES)
     with RunPool(tmp_path_factory) as pool:
-        for name in sorted(CASES):
-            pool.submit(name, _served_and_judged, CASES[name])
-        yield pool
+        for k in range(SHARES):
+            pool.submit(f"share-{k}", _served_and_judged, names[k::SHARES])
+        yield {name: pool[f"share-{k}"][name] for k in range(SHARES) for name in names[k::SHARES]}
 
 
 @needs_browser
@@ -79,6 +109,8 @@ def judged(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_person_and_the_harness_agree_on_the_version_of_a_real_page(judged, name):
     case = CASES[name]
+    if isinstance(judged[name], Exception):
+        raise judged[name]
     verdict, findings, rendering = judged[name]
     rules = {f["rule"] for f in findings}
     assert verdict == case.verdict, (name, verdict, [(f["rule"], _text(f)[:200]) for f in findings], rendering.get("error"))

@@ -145,6 +145,18 @@ CASES: dict[str, Case] = {
     "about-popup": Case("about window opened by script (window.open)", "Version 5.4.2 in the pop-up", "PASS", "5.4.2",
                         {"/": page(header="<button onclick=\"window.open('/popup.html','about','width=400,height=300')\">À propos</button>"),
                          "/popup.html": _about_page("<p>Version 5.4.2</p>")}),
+    "about-popup-after-fetch": Case("about window opened once the server answered (fetch, then window.open)", "Version 5.4.2 in the pop-up",
+                                    "PASS", "5.4.2",
+                                    {"/": page(header="<button onclick=\"fetch('/slow/about.json').then(r => r.json())"
+                                                      ".then(a => window.open(a.page, 'about', 'width=400,height=300'))\">À propos</button>"),
+                                     "/slow/about.json": '{"page": "/popup.html"}', "/popup.html": _about_page("<p>Version 5.4.2</p>")}),
+    "about-dialog-fetched": Case("about dialog filled once the server answered (fetch on click)", "Version 5.4.2 in the about dialog",
+                                 "PASS", "5.4.2",
+                                 {"/": page(header="<button onclick=\"fetch('/slow/about.json').then(r => r.json()).then(a => {"
+                                                   "document.querySelector('#about p').textContent = 'Version ' + a.version; "
+                                                   f"{OPEN_ABOUT}; }})\">À propos</button>",
+                                            body_end=ABOUT_DIALOG.format(body="")),
+                                  "/slow/about.json": '{"version": "5.4.2"}'}),
     "menu-two-step": Case("help menu holding the about entry (Aide › À propos)", "Version 5.4.2 in the about dialog", "PASS", "5.4.2",
                           {"/": page(header="<button onclick=\"document.querySelector('.menu').classList.toggle('open')\">Aide</button>"
                                             f"<div class=menu><button>Manuel</button><button onclick=\"{OPEN_ABOUT}\">À propos de {PRODUCT}</button></div>",

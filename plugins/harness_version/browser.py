@@ -593,22 +593,28 @@ def _renderer_confinement() -> str:
     return "; renderer seccomp filter" if all(m == "2" for m in modes) else f"; renderer seccomp modes {','.join(sorted(set(modes)))}"
 
 
+def _reader(ocr: bool):
+    if not ocr:
+        return None
+    from . import ocr as ocr_module
+
+    return lambda png: ocr_module.read(png, PATTERN)
+
+
 def _render_here(url: str, *, deadline: float, total: float, browser: str, follow_about: bool, ocr: bool, loopback_only: bool,
                  product: str = "") -> Rendering:
-    """:func:`render`'s work, in the child process."""
+    """:func:`render`'s work, in the child process: a browser of its own, then :func:`render_in`."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    from harness import is_loopback
-
-    reader = None
-    if ocr:
-        from . import ocr as ocr_module
-
-        reader = lambda png: ocr_module.read(png, PATTERN)  # noqa: E731
     out = Rendering(url)
     ms = int(deadline * 1000)
     started = time.monotonic()
+    # Playwright's driver (Node) compiles its JavaScript once per machine, not once per page:
+    # Node's compile cache, checked against the files' contents (0.13 s of CPU less a render,
+    # bench/suite.py's notes); a cache it cannot write is ignored
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness" / "node-compile-cache"
+    os.environ.setdefault("NODE_COMPILE_CACHE", str(cache))
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
             folder = Path(tmp)
@@ -623,9 +629,8 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
                 executable = _browser_as(account, browser, folder)
             # starting our own browser is not the vendor's page: it gets its own budget (a loaded
             # machine starts Chromium slowly), the process-group kill still bounds the whole
-            flags = [*BROWSER_FLAGS, *(OFFLINE_FLAGS if loopback_only else ())]
-            launch = {"executable_path": executable, "timeout": max(ms, LAUNCH_MS), "env": private_env(tmp), "args": flags,
-                      "viewport": VIEWPORT, "service_workers": "block"}
+            launch = {"executable_path": executable, "timeout": max(ms, LAUNCH_MS), "env": private_env(tmp),
+                      "args": browser_flags(loopback_only), **CONTEXT}
             try:
                 context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=True, **launch)
                 out.sandbox = "on" if account is None else f"on (as {account.pw_name})"
@@ -634,33 +639,67 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
                 context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=False, **launch)
             try:
                 out.browser = f"{Path(browser).name} {context.browser.version if context.browser else ''}".strip()
-                if loopback_only:
-                    context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:", "about:"))
-                                  else route.abort("blockedbyclient"))
-                page = context.pages[0] if context.pages else context.new_page()
-
-                def listen(pg) -> None:
-                    pg.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
-                        {"url": r.url[:500], "method": r.request.method, "status": r.status}))
-                    pg.on("requestfailed", lambda r: len(out.requests) < 200 and out.requests.append(
-                        {"url": r.url[:500], "method": r.method, "failure": (r.failure or "")[:200]}))
-                    pg.set_default_timeout(ms)
-                listen(page)
-                context.on("page", listen)
-                response = page.goto(url, wait_until="load", timeout=ms)
-                _settle(page, ms)
-                if out.sandbox.startswith("on"):
-                    out.sandbox += _renderer_confinement()
-                out.status = response.status if response else None
-                out.final_url = page.url
-                out.views.append(_view(page, None, ms, reader, out.final_url, product))
-                if follow_about:
-                    _follow_about(page, context, out, ms, reader, product, started, total)
+                _render_in(context, out, ms=ms, started=started, total=total, follow_about=follow_about, reader=_reader(ocr),
+                           loopback_only=loopback_only, product=product)
             finally:
                 context.close()
     except PlaywrightError as exc:
         out.error = str(exc).splitlines()[0][:300]
     return out
+
+
+CONTEXT = {"viewport": VIEWPORT, "service_workers": "block"}  # the options of every page's browser context
+
+
+def browser_flags(loopback_only: bool) -> list[str]:
+    return [*BROWSER_FLAGS, *(OFFLINE_FLAGS if loopback_only else ())]
+
+
+def render_in(context, url: str, *, deadline: float = 20.0, total: float = 60.0, follow_about: bool = True, ocr: bool = False,
+              loopback_only: bool = False, product: str = "") -> Rendering:
+    """What :func:`render` does once its browser is up, in a browser ``context`` the caller
+    holds (launched with :func:`browser_flags` and :data:`CONTEXT`, one context per page):
+    for a caller judging many pages, the browser's start paid once. Without :func:`render`'s
+    process of its own, nothing kills a page whose script never yields: for pages one trusts."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    out = Rendering(url)
+    out.browser = f"chromium {context.browser.version if context.browser else ''}".strip()
+    try:
+        _render_in(context, out, ms=int(deadline * 1000), started=time.monotonic(), total=total, follow_about=follow_about,
+                   reader=_reader(ocr), loopback_only=loopback_only, product=product)
+    except PlaywrightError as exc:
+        out.error = str(exc).splitlines()[0][:300]
+    return out
+
+
+def _render_in(context, out: Rendering, *, ms: int, started: float, total: float, follow_about: bool, reader, loopback_only: bool,
+               product: str) -> None:
+    from harness import is_loopback
+
+    context.add_init_script(script=OPEN_WATCH)
+    if loopback_only:
+        context.route("**/*", lambda route: route.continue_() if is_loopback(route.request.url) or route.request.url.startswith(("data:", "file:", "about:"))
+                      else route.abort("blockedbyclient"))
+    page = context.pages[0] if context.pages else context.new_page()
+
+    def listen(pg) -> None:
+        pg.on("response", lambda r: len(out.requests) < 200 and out.requests.append(
+            {"url": r.url[:500], "method": r.request.method, "status": r.status}))
+        pg.on("requestfailed", lambda r: len(out.requests) < 200 and out.requests.append(
+            {"url": r.url[:500], "method": r.method, "failure": (r.failure or "")[:200]}))
+        pg.set_default_timeout(ms)
+    listen(page)
+    context.on("page", listen)
+    response = page.goto(out.url, wait_until="load", timeout=ms)
+    _settle(page, ms)
+    if out.sandbox.startswith("on"):
+        out.sandbox += _renderer_confinement()
+    out.status = response.status if response else None
+    out.final_url = page.url
+    out.views.append(_view(page, None, ms, reader, out.final_url, product))
+    if follow_about:
+        _follow_about(page, context, out, ms, reader, product, started, total)
 
 
 def _home(page, home: str, ms: int) -> None:
@@ -671,29 +710,79 @@ def _home(page, home: str, ms: int) -> None:
     _settle(page, ms)
 
 
-POPUP_WAIT = 0.5  # seconds a click is given to open a tab or a window
+# What a click shows may come later than the click: a dialog filled once the server answers a
+# request the click made, a window opened then, a tab that reaches the driver late on a busy
+# machine (half a second missed a window.open pop-up on two cores running four browsers). A
+# click is read once the page is quiet: its load when it navigated, and no request of the
+# page in flight for IDLE seconds (as Playwright's network idle, which a click that does not
+# navigate never waits for), within SETTLE. Whether it opened a tab or a window is known in the
+# page: every page's window.open and its clicks on links to another window are counted
+# (OPEN_WATCH, added before any script of the page runs); a click counted as opening one waits
+# for it up to the step's deadline.
+IDLE = 0.5
+OPEN_WATCH = r"""
+(() => {
+  let opened = 0;
+  const elsewhere = (name) => !['_self', '_parent', '_top'].includes(String(name ?? '_blank').toLowerCase());
+  const open = window.open;
+  window.open = function (...args) {
+    const win = open.apply(this, args);
+    if (win && elsewhere(args[1])) opened += 1;
+    return win;
+  };
+  window.addEventListener('click', (e) => {
+    const link = e.target && e.target.closest ? e.target.closest('a[href][target], area[href][target]') : null;
+    if (link && link.target && elsewhere(link.target) && !e.defaultPrevented) opened += 1;
+  });
+  Object.defineProperty(window, '__harnessOpened', { get: () => opened });
+})();
+"""
+
+
+def _opened(page) -> int:
+    try:
+        return int(page.evaluate("() => window.__harnessOpened || 0"))
+    except Exception:  # a page navigating away: it opened nothing we could count
+        return 0
 
 
 def _click(page, context, selector: str, via: str, out: Rendering, ms: int, reader, product: str) -> None:
-    """Click, then read what the click shows: the same page (a dialog, a hash route, another
-    page), or the tab or pop-up it opened."""
+    """Click, then read what the click shows, once the page is quiet: the same page (a dialog,
+    a hash route, another page), or the tab or pop-up it opened."""
     opened: list = []
+    inflight: set = set()
+    last = [time.monotonic()]  # when a request of the page last started or ended
 
     def on_page(new_page) -> None:
         opened.append(new_page)
 
-    # a tab or a window opens as the click happens (target=_blank, window.open): half a
-    # second is given for one, while the page settles (a click that navigates takes that
-    # long anyway), and what the click shows is read after both
-    context.on("page", on_page)
+    def started(request) -> None:
+        inflight.add(request)
+        last[0] = time.monotonic()
+
+    def ended(request) -> None:
+        inflight.discard(request)
+        last[0] = time.monotonic()
+
+    listeners = (("page", on_page), ("request", started), ("requestfinished", ended), ("requestfailed", ended))
+    for event, fn in listeners:
+        context.on(event, fn)
     try:
+        before = _opened(page)
         clicked = time.monotonic()
         page.locator(selector).first.click(timeout=ms)  # a click that fails: the caller says so
-        _settle(page, ms)
-        while not opened and time.monotonic() - clicked < POPUP_WAIT:
-            page.wait_for_timeout(50)  # events (a new page among them) are heard meanwhile
+        _settle(page, ms)  # the load of a page the click navigated to
+        while not opened:  # events (a new page, requests) are heard while waiting
+            now = time.monotonic()
+            if now - clicked >= ms / 1000:
+                break
+            quiet = (not inflight and now - last[0] >= IDLE) or now - clicked >= SETTLE
+            if quiet and _opened(page) <= before:
+                break
+            page.wait_for_timeout(50)
     finally:
-        context.remove_listener("page", on_page)
+        for event, fn in listeners:
+            context.remove_listener(event, fn)
     tab = opened[0] if opened else None
     if tab is not None:
         _settle(tab, ms)
