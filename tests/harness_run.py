@@ -5,6 +5,8 @@ import _socket
 import atexit
 import json
 import os
+import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # works (a browser settling, a simulator's quiet period, a mailbox starting), so four at once
 # on two cores keep them busy
 POOL_SIZE = int(os.environ.get("TEST_RUN_POOL", "4"))
+READY_WITHIN = 60.0  # seconds the fork server may take to import what it preloads
 
 
 @dataclass
@@ -74,6 +77,7 @@ class _Zygote:
     _lock = threading.Lock()
     _proc: subprocess.Popen | None = None
     _path: str | None = None
+    _folder = ""
     failed = False
 
     @classmethod
@@ -84,14 +88,17 @@ class _Zygote:
                 path = os.path.join(folder, "sock")
                 proc = subprocess.Popen([sys.executable, "-m", "tests.harness_zygote", path], cwd=ROOT, env=harness_env(),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                ready = proc.stdout.readline() if proc.stdout else b""
+                # its imports take a second or two; a server that is not ready within the
+                # bound is not waited for
+                ready = proc.stdout.readline() if select.select([proc.stdout], [], [], READY_WITHIN)[0] else b""
                 if ready.strip() != b"ready":
                     proc.kill()
                     proc.wait()
+                    shutil.rmtree(folder, ignore_errors=True)
                     cls.failed = True
                     print("tests/harness_zygote.py did not start: harness runs in fresh interpreters (slower)", file=sys.stderr)
                 else:
-                    cls._proc, cls._path = proc, path
+                    cls._proc, cls._path, cls._folder = proc, path, folder
                     atexit.register(cls.stop)
             return cls._path
 
@@ -100,8 +107,13 @@ class _Zygote:
         with cls._lock:
             if cls._proc is not None:
                 cls._proc.stdin.close()  # it ends its runs under way and exits
-                cls._proc.wait(timeout=60)
+                try:
+                    cls._proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    cls._proc.kill()
+                    cls._proc.wait()
                 cls._proc = None
+                shutil.rmtree(cls._folder, ignore_errors=True)
 
 
 def _forked(path: str, cwd: Path, command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:

@@ -28,7 +28,7 @@ import sys
 # native runtime (saxonche's GraalVM isolate, Playwright's driver) stays for each run to load
 PRELOAD = ("lxml.etree", "requests", "cryptography.x509", "cryptography.hazmat.primitives.serialization", "openpyxl", "jinja2",
            "babel.messages.pofile", "hl7", "aiosmtpd.controller", "aiosmtpd.smtp", "email.parser", "email.policy", "zipfile",
-           "sqlite3", "http.server", "ssl", "xml.dom.minidom", "PIL.Image", "pytesseract", "fhir.resources.R4B.patient")
+           "http.server", "ssl", "PIL.Image", "pytesseract", "fhir.resources.R4B.patient")
 MAX_REQUEST = 1 << 20
 
 

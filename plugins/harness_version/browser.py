@@ -740,9 +740,11 @@ OPEN_WATCH = r"""
 
 
 def _opened(page) -> int:
+    from playwright.sync_api import Error as PlaywrightError
+
     try:
         return int(page.evaluate("() => window.__harnessOpened || 0"))
-    except Exception:  # a page navigating away: it opened nothing we could count
+    except (PlaywrightError, TypeError, ValueError):  # a page navigating away: it opened nothing we could count
         return 0
 
 
