@@ -30,6 +30,7 @@ PRELOAD = ("lxml.etree", "requests", "cryptography.x509", "cryptography.hazmat.p
            "babel.messages.pofile", "hl7", "aiosmtpd.controller", "aiosmtpd.smtp", "email.parser", "email.policy", "zipfile",
            "http.server", "ssl", "PIL.Image", "pytesseract", "fhir.resources.R4B.patient")
 MAX_REQUEST = 1 << 20
+KEYS_AHEAD = 24  # RSA keys a run may draw before making its own: an 'all' run of the demo uses 15
 
 
 def preload() -> None:
@@ -45,6 +46,10 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    # the loopback PKI's keys, made once: every run forked shares them (harness.services.certs)
+    from harness.services.certs import make_keys_ahead
+
+    make_keys_ahead(KEYS_AHEAD)
     # what was loaded lives as long as the runs: kept out of every run's garbage collections
     # (pytest collects once at its end, over the whole heap otherwise)
     gc.collect()

@@ -108,6 +108,23 @@ def test_without_a_browser_nothing_is_rendered(monkeypatch):
     assert (r.error, r.candidates, r.views) == ("no-browser", [], [])
 
 
+def test_the_configured_browser_is_resolved_to_its_path(monkeypatch, tmp_path):
+    """HARNESS_BROWSER may name a browser on PATH: the renderer is given the path (the browser
+    runs as another account, whose PATH is not this one's); a name not found is no browser."""
+    from harness_version import browser
+
+    fake = tmp_path / "my-chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("HARNESS_BROWSER", "my-chromium")
+    assert browser.distribution_browser() == str(fake)
+    monkeypatch.setenv("HARNESS_BROWSER", "no-such-browser")
+    assert browser.distribution_browser() is None
+    monkeypatch.setenv("HARNESS_BROWSER", "none")
+    assert browser.distribution_browser() is None
+
+
 @pytest.mark.parametrize("color,background,ratio", [
     ("rgb(0, 0, 0)", "rgb(255, 255, 255)", 21.0),
     ("rgb(119, 119, 119)", "rgb(255, 255, 255)", 4.48),  # #777 on white: just under AA

