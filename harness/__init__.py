@@ -22,7 +22,7 @@ from .verdicts import Evaluation, Finding, Problem, Severity, Verdict
 # the services kit (harness.services), loaded when first asked for: a run that serves nothing
 # does not pay for the HTTP base or the cryptography stack
 _SERVICES = ("BoundedServer", "ConnectionBounds", "Exchange", "HttpService", "Issued", "Request", "Response", "Revocation",
-             "ServiceStopError", "TestPKI", "check_revocation", "pki")
+             "ServiceStopError", "TestPKI", "browser", "check_revocation", "pki")
 
 
 def __getattr__(name: str):

@@ -113,12 +113,13 @@ def test_public_surface_is_pinned():
         "CollectContext", "CommandContext", "ConnectionBounds", "Evaluation", "Exchange", "Finding", "HarnessError", "HttpService", "Issued",
         "Localized", "Message", "NotApplicable", "PluginError", "Problem", "ReportSection", "Request", "Response", "Revocation", "SafeArchive",
         "ScenarioError", "Service", "ServiceContext", "ServiceStopError", "Severity", "SummaryContext", "Target", "TargetError", "TestPKI",
-        "Text", "UnsafeInput", "Verdict", "atomic_write", "catalogue", "check", "check_revocation", "collector", "core_version", "hookimpl",
+        "Text", "UnsafeInput", "Verdict", "atomic_write", "browser", "catalogue", "check", "check_revocation", "collector", "core_version", "hookimpl",
         "is_loopback", "parse_json", "parse_xml", "pki", "verify_bundle",
     ])
     assert harness.pki.__name__ == "harness.services.pki"  # the test PKI's helpers, a module
+    assert harness.browser.__name__ == "harness.services.browser"  # the real browser, a module
     assert isinstance(harness.hookimpl, pluggy.HookimplMarker) and harness.hookimpl.project_name == "harness"
-    for name in set(harness.__all__) - {"hookimpl", "ANY_INPUT", "Localized", "pki"}:
+    for name in set(harness.__all__) - {"hookimpl", "ANY_INPUT", "Localized", "pki", "browser"}:
         assert getattr(harness, name).__module__.startswith("harness."), name
 
 

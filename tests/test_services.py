@@ -253,7 +253,7 @@ def test_the_kits_public_surface_resolves_and_is_pinned():
     import harness.services as kit
 
     assert sorted(kit.__all__) == ["BoundedServer", "Connection", "ConnectionBounds", "Exchange", "HttpService", "Issued", "Journal", "Request",
-                                   "Response", "Revocation", "ServiceStopError", "TestPKI", "check_revocation", "pki"]
+                                   "Response", "Revocation", "ServiceStopError", "TestPKI", "browser", "check_revocation", "pki"]
     for name in kit.__all__:
         assert getattr(kit, name).__name__.rsplit(".", 1)[-1] == name
     with pytest.raises(AttributeError):

@@ -11,6 +11,9 @@ Exported by :mod:`harness` (plugins import it from there, loaded when first aske
 - :class:`TestPKI` (and the :mod:`~harness.services.pki` module): a PKI shaped like the
   health sector's, made at start, with its OCSP responder and CRL on loopback;
   :func:`check_revocation` is the relying party's side.
+- the :mod:`~harness.services.browser` module: a real browser (headless Chromium driven by
+  Playwright), sandboxed, in a process of its own killed whole at its deadline, for a
+  plugin's driver that sees or acts as a person does.
 """
 from importlib import import_module
 from typing import Any
@@ -23,8 +26,8 @@ _WHERE = {"BoundedServer": "bounds", "ConnectionBounds": "bounds", "Connection":
 
 
 def __getattr__(name: str) -> Any:
-    if name == "pki":
-        return import_module(".pki", __name__)
+    if name in ("pki", "browser"):
+        return import_module(f".{name}", __name__)
     if name in _WHERE:
         return getattr(import_module(f".{_WHERE[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -32,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BoundedServer",
+    "browser",
     "Connection",
     "ConnectionBounds",
     "Exchange",

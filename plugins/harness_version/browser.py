@@ -16,23 +16,19 @@ text, 24 px, or 18.66 px bold).
 """
 from __future__ import annotations
 
-import base64
 import json
-import os
-import pwd
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from harness import browser as kit
 
 MIN_FONT_PX = 9.0
 MIN_CONTRAST = 4.5
 MIN_CONTRAST_LARGE = 3.0
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT = kit.VIEWPORT
 MAX_SHOT_HEIGHT = 6000  # CSS px of page a screenshot holds at most
 
 # In-page helpers both scripts use: an element's DOM path (up to its nearest id), and the
@@ -176,33 +172,14 @@ def pattern_for(product_name: str) -> str:
     return rf"(?:{LABEL}{TOKEN}{SUFFIX}|\bv{NUMBER}{SUFFIX}|{js_literal(name)}\s+(?:v\s?)?{NUMBER}{SUFFIX})"
 
 
-# Chromium's headless build first: the one Playwright itself runs headless (same Blink, no
-# window system); measured 1.1 s of CPU for a page against 1.7 s with the full chromium
-BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def distribution_browser() -> str | None:
-    """A headless-capable browser: HARNESS_BROWSER, else the usual Chromium names."""
-    configured = os.environ.get("HARNESS_BROWSER")
-    if configured:  # a name or a path; the path it resolves to (the browser may run as another account)
-        return shutil.which(configured) if configured != "none" else None
-    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+# the browser itself is the services kit's (harness.browser): which one, its flags, its sandbox
+BROWSERS, BROWSER_FLAGS, OFFLINE_FLAGS, CONTEXT = kit.BROWSERS, kit.BROWSER_FLAGS, kit.OFFLINE_FLAGS, kit.CONTEXT
+distribution_browser, browser_flags = kit.distribution_browser, kit.browser_flags
 
 
 def find_browser() -> str | None:
-    """The Chromium to drive: the one the version screenshot uses (``HARNESS_BROWSER``, else
-    the distribution's), else Playwright's own download (``playwright install chromium``)."""
-    found = distribution_browser()
-    if found or os.environ.get("HARNESS_BROWSER") == "none":
-        return found
-    try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            own = p.chromium.executable_path
-        return own if own and Path(own).exists() else None
-    except Exception:
-        return None
+    """The Chromium the version screenshot uses (:func:`harness.browser.find_browser`)."""
+    return kit.find_browser()
 
 
 @dataclass
@@ -395,10 +372,6 @@ def _view(page, via: str | None, ms: int, ocr, home: str, product: str = "") -> 
     return view
 
 
-LAUNCH_MS = 15_000  # milliseconds Chromium may take to start, whatever the page's deadline
-GRACE = 15.0  # at most, seconds beyond the total budget before the browser's process group is killed
-
-
 def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: str | None = None, follow_about: bool = True,
            ocr: bool = False, loopback_only: bool = False, product: str = "") -> Rendering:
     """Open ``url`` in headless Chromium (redirects followed, as a person's browser does),
@@ -411,7 +384,7 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
 
     ``deadline`` bounds each browser step, in seconds; no about view is opened once ``total``
     seconds are spent. The browser runs in a process group of its own, killed whole when
-    ``total`` + :data:`GRACE` seconds pass: a page whose script never yields control (which no
+    ``total`` + a grace (:func:`harness.browser.run_driver`) pass: a page whose script never yields control (which no
     Playwright timeout interrupts) cannot hang the run. ``loopback_only``: the page may load
     nothing beyond loopback (``--offline``); every request is listed in :attr:`Rendering.requests`."""
     out = Rendering(url)
@@ -421,87 +394,28 @@ def render(url: str, *, deadline: float = 20.0, total: float = 60.0, browser: st
         return out
     args = {"url": url, "deadline": deadline, "total": total, "browser": executable, "follow_about": follow_about, "ocr": ocr,
             "loopback_only": loopback_only, "product": product}
-    with tempfile.TemporaryDirectory(prefix="harness-render-") as tmp:
-        result = Path(tmp) / "rendering.json"
-        proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(args), str(result)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        limit = total + min(GRACE, 5 + total / 4)
-        try:
-            _, err = proc.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out.error = f"killed after {limit:.0f} s (the page never yielded control to the browser)"
-            return out
-        finally:
-            _kill_group(proc)  # whatever the driver left behind (a browser that did not close)
-        if proc.returncode != 0 or not result.exists():
-            out.error = f"renderer exited with {proc.returncode}: {err.decode('utf-8', 'replace').strip()[-300:]}"
-            return out
-        try:
-            if result.stat().st_size > MAX_RESULT:
-                raise ValueError("too large")
-            return load_rendering(result.read_bytes())  # data only
-        except (ValueError, TypeError, KeyError) as exc:
-            out.error = f"renderer result unreadable: {type(exc).__name__}"
-            return out
+    result, error = kit.run_driver(f"{__name__}:_render_child", args, total=total)
+    if error is not None:
+        out.error = error.replace("driver", "renderer")
+        return out
+    try:
+        return rendering_from(result)  # data only
+    except (ValueError, TypeError, KeyError) as exc:
+        out.error = f"renderer result unreadable: {type(exc).__name__}"
+        return out
 
 
-MAX_RESULT = 256 * 1024 * 1024  # the renderer's result: screenshots and crops, base64
+def _render_child(args: dict) -> dict:
+    """:func:`render`'s work in the driver's process (:func:`harness.browser.run_driver`)."""
+    from dataclasses import asdict
 
-
-def unprivileged_account() -> pwd.struct_passwd | None:
-    """The account Chromium runs as when the harness runs as root (None otherwise): the
-    ``HARNESS_BROWSER_USER`` account, else ``nobody``. Chromium's sandbox will not run as root,
-    and the vendor's page deserves it."""
-    if os.geteuid() != 0:
-        return None
-    return pwd.getpwnam(os.environ.get("HARNESS_BROWSER_USER") or "nobody")
-
-
-_AS_ACCOUNT = """import os, sys
-os.setgroups([])
-os.setresgid({gid}, {gid}, {gid})
-os.setresuid({uid}, {uid}, {uid})
-os.environ.update(HOME={home!r}, USER={name!r}, LOGNAME={name!r})
-os.execv({browser!r}, [{browser!r}] + sys.argv[1:])
-"""
-
-
-def _browser_as(account: pwd.struct_passwd, browser: str, folder: Path) -> str:
-    """An executable that starts ``browser`` as ``account`` (its descriptors kept: Playwright
-    speaks to Chromium over a pipe): a script run by this interpreter, as root, that drops
-    every privilege, then becomes the browser."""
-    script = folder / "browser-as-account"
-    script.write_text(f"#!{sys.executable}\n" + _AS_ACCOUNT.format(gid=account.pw_gid, uid=account.pw_uid, home=str(folder / "home"),
-                                                                   name=account.pw_name, browser=browser))
-    script.chmod(0o700)
-    return str(script)
-
-
-def _encode(value):
-    if isinstance(value, bytes):
-        return {"__bytes__": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    return value
-
-
-def _decode(value):
-    if isinstance(value, dict):
-        if set(value) == {"__bytes__"}:
-            return base64.b64decode(value["__bytes__"], validate=True)
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+    return asdict(_render_here(args.pop("url"), **args))
 
 
 def dump_rendering(rendering: Rendering) -> bytes:
     from dataclasses import asdict
 
-    return json.dumps(_encode(asdict(rendering))).encode("utf-8")
+    return json.dumps(kit.encode(asdict(rendering))).encode("utf-8")
 
 
 def load_rendering(data: bytes) -> Rendering:
@@ -509,90 +423,19 @@ def load_rendering(data: bytes) -> Rendering:
     from harness import UnsafeInput, parse_json
 
     try:
-        d = _decode(parse_json(data, source="rendering.json", max_bytes=MAX_RESULT))
+        return rendering_from(kit.decode(parse_json(data, source="rendering.json", max_bytes=kit.MAX_RESULT)))
     except UnsafeInput as exc:
         raise ValueError(str(exc)) from None
+
+
+def rendering_from(d: Any) -> Rendering:
+    """A :class:`Rendering` from its data (the driver's result): known fields only."""
     if not isinstance(d, dict):
         raise ValueError("not a rendering")
     fields = set(Rendering.__dataclass_fields__)
     rendering = Rendering(**{k: v for k, v in d.items() if k in fields and k != "views"})
     rendering.views = [View(**{k: v for k, v in view.items() if k in View.__dataclass_fields__}) for view in d.get("views") or []]
     return rendering
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-# Chromium's own services stay silent (Playwright already passes most of these): no update,
-# sync, translation, safe browsing, metrics, media-router discovery (SSDP/mDNS multicast), no
-# mDNS names for WebRTC's local addresses (joining a multicast group sends an IGMP report)
-DISABLED_FEATURES = ("MediaRouter", "DialMediaRouteProvider", "OptimizationHints", "Translate", "AutofillServerCommunication",
-                     "DnsOverHttps", "NetworkTimeServiceQuerying", "InterestFeedContentSuggestions",
-                     "CertificateTransparencyComponentUpdater", "WebRtcHideLocalIpsWithMdns")
-BROWSER_FLAGS = ("--disable-gpu", "--disable-crash-reporter", "--disable-breakpad", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-pings", "--disable-domain-reliability",
-                 "--disable-client-side-phishing-detection", "--no-first-run", "--metrics-recording-only",
-                 "--disable-features=" + ",".join(DISABLED_FEATURES))  # one flag: Chromium reads the last one only
-# --offline: whatever a page or the browser tries beyond loopback goes nowhere. Every request
-# but loopback's (HTTP, HTTPS, WebSocket, the browser's own) is sent to a proxy that is not
-# there (Chromium never proxies loopback), so no name is resolved and no packet leaves; WebRTC
-# may use no UDP that does not go through that proxy; the page's requests are also refused
-# one by one (route), which names each in the record. tests/hostile/test_offline_netns.py
-# proves it in a network namespace whose only way out is watched.
-OFFLINE_FLAGS = ("--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<local>",
-                 "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--webrtc-ip-handling-policy=disable_non_proxied_udp",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]")
-
-
-def private_env(folder: str) -> dict[str, str]:
-    """The environment for a browser: its configuration and cache (crash reports included,
-    which Debian's Chromium writes under ~/.config whatever its profile) in ``folder``, so
-    nothing is written outside the run's own folders."""
-    return {**os.environ, "XDG_CONFIG_HOME": f"{folder}/config", "XDG_CACHE_HOME": f"{folder}/cache"}
-
-
-def _renderer_confinement() -> str:
-    """What the kernel says of this process's renderer processes (its descendants): confined
-    by a seccomp filter (mode 2), as Chromium's sandbox does, or not; read from /proc."""
-    parents: dict[int, int] = {}
-    renderers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            if b"--type=renderer" in (entry / "cmdline").read_bytes():
-                renderers.append(entry)
-        except (OSError, ValueError, IndexError):
-            continue
-
-    def ours(pid: int) -> bool:
-        for _ in range(64):
-            if pid == os.getpid():
-                return True
-            pid = parents.get(pid, 0)
-            if pid <= 1:
-                return False
-        return False
-
-    modes = []
-    for entry in renderers:
-        if not ours(int(entry.name)):
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        modes += [line.split(":")[1].strip() for line in status.splitlines() if line.startswith("Seccomp:")]
-    if not modes:
-        return "; renderer not seen"
-    return "; renderer seccomp filter" if all(m == "2" for m in modes) else f"; renderer seccomp modes {','.join(sorted(set(modes)))}"
 
 
 def _reader(ocr: bool):
@@ -612,49 +455,18 @@ def _render_here(url: str, *, deadline: float, total: float, browser: str, follo
     out = Rendering(url)
     ms = int(deadline * 1000)
     started = time.monotonic()
-    # Playwright's driver (Node) compiles its JavaScript once per machine, not once per page:
-    # Node's compile cache, checked against the files' contents (measured: 0.60 s of CPU per
-    # driver start without it, 0.47 s with it); a cache it cannot write is ignored
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness" / "node-compile-cache"
-    os.environ.setdefault("NODE_COMPILE_CACHE", str(cache))
     try:
         with tempfile.TemporaryDirectory(prefix="harness-browser-") as tmp, sync_playwright() as p:
-            folder = Path(tmp)
-            account = unprivileged_account()
-            executable = browser
-            for sub in ("profile", "home", "config", "cache"):
-                (folder / sub).mkdir(mode=0o700)
-                if account is not None:
-                    os.chown(folder / sub, account.pw_uid, account.pw_gid)
-            if account is not None:
-                folder.chmod(0o711)  # the account reaches its folders, lists nothing
-                executable = _browser_as(account, browser, folder)
-            # starting our own browser is not the vendor's page: it gets its own budget (a loaded
-            # machine starts Chromium slowly), the process-group kill still bounds the whole
-            launch = {"executable_path": executable, "timeout": max(ms, LAUNCH_MS), "env": private_env(tmp),
-                      "args": browser_flags(loopback_only), **CONTEXT}
+            launched = kit.launch(p, Path(tmp), browser=browser, timeout_ms=ms, loopback_only=loopback_only)
+            out.sandbox, out.browser = launched.sandbox, launched.browser
             try:
-                context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=True, **launch)
-                out.sandbox = "on" if account is None else f"on (as {account.pw_name})"
-            except PlaywrightError as exc:  # no namespaces for the sandbox here: said, never silent
-                out.sandbox = "off: " + str(exc).splitlines()[0][:200]
-                context = p.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=False, **launch)
-            try:
-                out.browser = f"{Path(browser).name} {context.browser.version if context.browser else ''}".strip()
-                _render_in(context, out, ms=ms, started=started, total=total, follow_about=follow_about, reader=_reader(ocr),
+                _render_in(launched.context, out, ms=ms, started=started, total=total, follow_about=follow_about, reader=_reader(ocr),
                            loopback_only=loopback_only, product=product)
             finally:
-                context.close()
+                launched.context.close()
     except PlaywrightError as exc:
         out.error = str(exc).splitlines()[0][:300]
     return out
-
-
-CONTEXT = {"viewport": VIEWPORT, "service_workers": "block"}  # the options of every page's browser context
-
-
-def browser_flags(loopback_only: bool) -> list[str]:
-    return [*BROWSER_FLAGS, *(OFFLINE_FLAGS if loopback_only else ())]
 
 
 def render_in(context, url: str, *, deadline: float = 20.0, total: float = 60.0, follow_about: bool = True, ocr: bool = False,
@@ -696,7 +508,7 @@ def _render_in(context, out: Rendering, *, ms: int, started: float, total: float
     response = page.goto(out.url, wait_until="load", timeout=ms)
     _settle(page, ms)
     if out.sandbox.startswith("on"):
-        out.sandbox += _renderer_confinement()
+        out.sandbox += kit.renderer_confinement()
     out.status = response.status if response else None
     out.final_url = page.url
     out.views.append(_view(page, None, ms, reader, out.final_url, product))
@@ -896,12 +708,3 @@ def judge_visible(c: dict) -> list[str]:
     if contrast(style["color"], style["background"]) < (MIN_CONTRAST_LARGE if large else MIN_CONTRAST):
         reasons.append("low-contrast")
     return reasons
-
-
-if __name__ == "__main__":  # the child process of render()
-    from harness_version.browser import _render_here as _work, dump_rendering as _dump
-
-    _options = json.loads(sys.argv[1])
-    _rendering = _work(_options.pop("url"), **_options)
-    with open(sys.argv[2], "wb") as _fh:
-        _fh.write(_dump(_rendering))
