@@ -36,7 +36,7 @@ def _discovery(psc) -> dict:
 
 
 def _login(psc, professional: str = "kit-doc0036624", means: str = "e-CPS", *, nonce: str | None = "n-1", pkce: bool = True,
-           client: str = "cabinet", secret: str = SECRET):
+           client: str = "cabinet", secret: str = SECRET, answer: str = ""):
     """A client's whole code flow up to the redirect: (session, response of the login form, state, verifier)."""
     disc = _discovery(psc)
     sess = OAuth2Session(client, secret, scope="openid scope_all", redirect_uri=CALLBACK, code_challenge_method="S256" if pkce else None)
@@ -46,7 +46,7 @@ def _login(psc, professional: str = "kit-doc0036624", means: str = "e-CPS", *, n
     page = requests.get(url, verify=str(psc.ca_file), timeout=5)
     assert page.status_code == 200, page.text
     login = re.search(r"name='login' value='([^']+)'", page.text).group(1)
-    answer = requests.post(psc.base_url + "auth/login", data={"login": login, "professional": professional, "means": means, "action": "login"},
+    answer = requests.post(psc.base_url + "auth/login", data={"login": login, "professional": professional, "means": means, "action": "login", "answer": answer},
                            verify=str(psc.ca_file), allow_redirects=False, timeout=5)
     return sess, answer, state, verifier
 
@@ -163,6 +163,15 @@ def test_an_armed_login_answers_as_its_attack_says(psc, attack):
             "expired": lambda: claims["exp"] < time.time(), "wrong-audience": lambda: claims["aud"] != "cabinet",
             "wrong-issuer": lambda: claims["iss"] != psc.issuer, "weaker-acr": lambda: claims["acr"] != "eidas1"}[attack]()
     assert psc.armed is None  # one login only
+
+
+def test_a_tester_arms_an_attack_from_the_login_page(psc):
+    sess, answer, _, verifier = _login(psc, answer="wrong-audience")
+    claims = jwt.decode(_tokens(psc, sess, answer, verifier)["id_token"], _keys(psc)).claims
+    logins = [ex.facts for ex in psc.journal.exchanges if ex.facts.get("endpoint") == "login"]
+    assert claims["aud"] == "another-client" and logins[-1]["attack"] == "wrong-audience"
+    sess, answer, _, verifier = _login(psc, answer="no-such-attack")  # not an attack: the genuine answer
+    assert jwt.decode(_tokens(psc, sess, answer, verifier)["id_token"], _keys(psc)).claims["aud"] == "cabinet"
 
 
 def test_a_cpe_holder_and_a_means_psc_does_not_accept_are_refused_at_the_login_page(psc):

@@ -22,7 +22,9 @@ What it plays, and where each part comes from:
 - **The login page** a person or the harness's browser uses: a list of test professionals
   and a means of identification; a CPE or CPA holder is refused as PSC refuses them.
 
-A login may be **armed** with one attack (:data:`ATTACKS`): the answer the software gets is
+A login may be **armed** with one attack (:data:`ATTACKS`), by :meth:`PscProvider.arm` or by
+whoever logs in (the login page's "Réponse" list: a tester tries each by hand, the harness's
+browser picks it): the answer the software gets is
 then wrong the way the attack says (a state that is not the one it sent, an ID token badly
 signed, expired, for another audience...), and the software must refuse it. Every exchange is
 in the journal, with what the stand-in decided (``facts``): tokens themselves are recorded
@@ -507,9 +509,12 @@ class PscProvider(HttpService):
             f"{' — carte ' + html.escape(p.card) if not p.accepted else ''}</label></li>"
             for n, p in enumerate(self.professionals.values()))
         means = "".join(f"<option value='{m}'>{m}</option>" for m in (*MEANS, "CPE", "CPA"))
+        answers = "<option value=''>conforme / as PSC answers</option>" + "".join(
+            f"<option value='{a}'>{html.escape(a)} — {html.escape(why)}</option>" for a, why in ATTACKS.items())
         return (f"<form method='post' action='{PATHS['login']}'><input type='hidden' name='login' value='{login}'>"
                 f"<fieldset><legend>Professionnel de test / Test professional</legend><ul>{rows}</ul></fieldset>"
                 f"<label>Moyen d'identification / Means <select name='means'>{means}</select></label> "
+                f"<label>Réponse / Answer <select name='answer'>{answers}</select></label> "
                 f"<button type='submit' name='action' value='login'>Se connecter</button> "
                 f"<button type='submit' name='action' value='cancel'>Annuler</button></form>")
 
@@ -536,7 +541,7 @@ class PscProvider(HttpService):
             return self._page(403, "Connexion refusée / Login refused",
                               f"<p class='error'>Pro Santé Connect n'accepte pas ce moyen d'identification ({html.escape(means)}, "
                               f"carte {html.escape(who.card)}).</p>")
-        attack, self.armed = self.armed, None
+        attack, self.armed = self.armed or (form.get("answer") if form.get("answer") in ATTACKS else None), None
         facts["professional"], facts["means"] = who.national_id, means
         if attack:
             facts["attack"] = attack
