@@ -14,6 +14,7 @@ PACKAGES = {
     "harness_cda": ROOT / "plugins" / "harness_cda",
     "harness_demo": ROOT / "plugins" / "harness_demo",
     "harness_dmp": ROOT / "plugins" / "harness_dmp",
+    "harness_psc": ROOT / "plugins" / "harness_psc",
     "harness_ins": ROOT / "plugins" / "harness_ins",
     "harness_mssante": ROOT / "plugins" / "harness_mssante",
     "harness_terminology": ROOT / "plugins" / "harness_terminology",

@@ -263,6 +263,11 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement MSS-RECEIVE: - (A) ≠ PASS (B)",
         "requirement MSS-SUBJECT: - (A) ≠ PASS (B)",
         "requirement MSS-TRANSPORT: - (A) ≠ PASS (B)",
+        # the Pro Santé Connect plugin (the stand-in, the login in a browser), added since
+        "requirement PSC-LOGIN: - (A) ≠ PASS (B)",
+        "requirement PSC-LOGOUT: - (A) ≠ PASS (B)",
+        "requirement PSC-REFUSE: - (A) ≠ PASS (B)",
+        "requirement PSC-TOKENS: - (A) ≠ PASS (B)",
         "requirement XDM-ARCHIVE: - (A) ≠ PASS (B)",
         "requirement XDM-METADATA: - (A) ≠ PASS (B)",
         "requirement XDM-METADATA-CDA: - (A) ≠ PASS (B)",

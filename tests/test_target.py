@@ -88,6 +88,10 @@ def test_command_line_values_override_the_file_and_resolve_paths_from_the_curren
     assert target.product["version"] == "2.0.0"
     # the evidence records what the run used
     assert target.sanitized()["cda"]["kit"] == str(here / "my" / "kit")
+    # a list, comma-separated (none: empty)
+    target.override("history.bundles=a, b/c,")
+    target.override("psc.attacks=")
+    assert target.section("history")["bundles"] == [here / "a", here / "b" / "c"] and target.section("psc")["attacks"] == []
 
 
 @pytest.mark.parametrize("assignment, key, expected", [
@@ -96,7 +100,6 @@ def test_command_line_values_override_the_file_and_resolve_paths_from_the_curren
     ("cdaa.kit=x", "cdaa.kit", "unknown section"),
     ("cda.kits=x", "cda.kits", "unknown key (allowed keys: documents, kit)"),
     ("services.demo-vendor.port=eighty", "services.demo-vendor.port", "integer"),
-    ("history.bundles=a", "history.bundles", "list is written in the target file"),
     ("credentials.token=plain-secret", "credentials.token", "must not be written inline"),
 ])
 def test_bad_command_line_values_are_refused_with_the_key(write_target, schema, assignment, key, expected):

@@ -203,7 +203,8 @@ class Target:
     def override(self, assignment: str) -> None:
         """Apply one ``SECTION.KEY=VALUE`` from the command line (``--set``), in data and evidence.
 
-        The value is checked against the key's declared type like a value of the file;
+        The value is checked against the key's declared type like a value of the file (a list
+        is written comma-separated: ``psc.attacks=expired,wrong-issuer``);
         a relative path resolves against the current folder, where the user typed it.
         """
         name, sep, text = assignment.partition("=")
@@ -223,8 +224,8 @@ class Target:
             if text.lower() not in ("true", "false"):
                 raise _expected("--set", name, typ, text)
             value = text.lower() == "true"
-        elif typ.startswith("list["):
-            raise TargetError("--set", name, M("set.list"))
+        elif typ.startswith("list["):  # comma-separated on the command line (none: an empty list)
+            value = [item.strip() for item in text.split(",") if item.strip()]
         # a path typed on the command line is the user's, from where they typed it; a secret
         # reference is read from the target's folder, so it is confined there
         checked = _check_value("--set", name, typ, value, self.folder if typ == "secret" else Path.cwd())

@@ -175,13 +175,9 @@ class Launched:
         self.context, self.sandbox, self.browser = context, sandbox, browser
 
 
-def launch(playwright: Any, folder: Path, *, browser: str, timeout_ms: int, loopback_only: bool = False, extra_args: tuple[str, ...] = (),
-           context_options: dict | None = None) -> Launched:
-    """Chromium in ``folder`` (its profile, home, configuration, cache), its sandbox on (as an
-    unprivileged account when root), with :func:`browser_flags`; a browser that cannot start its
-    sandbox here (no namespaces) starts without it, and says so."""
-    from playwright.sync_api import Error as PlaywrightError
-
+def _prepare(folder: Path, *, browser: str, timeout_ms: int, loopback_only: bool, extra_args: tuple[str, ...],
+             context_options: dict | None) -> tuple[dict, str]:
+    """The launch options of a sandboxed Chromium in ``folder``, and the sandbox as it will be said."""
     account = unprivileged_account()
     executable = browser
     for sub in ("profile", "home", "config", "cache"):
@@ -195,12 +191,39 @@ def launch(playwright: Any, folder: Path, *, browser: str, timeout_ms: int, loop
     # machine starts Chromium slowly), the process-group kill still bounds the whole
     options = {"executable_path": executable, "timeout": max(timeout_ms, LAUNCH_MS), "env": private_env(str(folder)),
                "args": browser_flags(loopback_only, extra_args), **CONTEXT, **(context_options or {})}
+    return options, ("on" if account is None else f"on (as {account.pw_name})")
+
+
+def launch(playwright: Any, folder: Path, *, browser: str, timeout_ms: int, loopback_only: bool = False, extra_args: tuple[str, ...] = (),
+           context_options: dict | None = None) -> Launched:
+    """Chromium in ``folder`` (its profile, home, configuration, cache), its sandbox on (as an
+    unprivileged account when root), with :func:`browser_flags`; a browser that cannot start its
+    sandbox here (no namespaces) starts without it, and says so. ``playwright``: the sync API's."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    options, sandbox = _prepare(folder, browser=browser, timeout_ms=timeout_ms, loopback_only=loopback_only, extra_args=extra_args,
+                                context_options=context_options)
     try:
         context = playwright.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=True, **options)
-        sandbox = "on" if account is None else f"on (as {account.pw_name})"
     except PlaywrightError as exc:  # no namespaces for the sandbox here: said, never silent
         sandbox = "off: " + str(exc).splitlines()[0][:200]
         context = playwright.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=False, **options)
+    name = f"{Path(browser).name} {context.browser.version if context.browser else ''}".strip()
+    return Launched(context, sandbox, name)
+
+
+async def launch_async(playwright: Any, folder: Path, *, browser: str, timeout_ms: int, loopback_only: bool = False,
+                       extra_args: tuple[str, ...] = (), context_options: dict | None = None) -> Launched:
+    """:func:`launch` for Playwright's async API (a driver that runs pages side by side)."""
+    from playwright.async_api import Error as PlaywrightError
+
+    options, sandbox = _prepare(folder, browser=browser, timeout_ms=timeout_ms, loopback_only=loopback_only, extra_args=extra_args,
+                                context_options=context_options)
+    try:
+        context = await playwright.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=True, **options)
+    except PlaywrightError as exc:
+        sandbox = "off: " + str(exc).splitlines()[0][:200]
+        context = await playwright.chromium.launch_persistent_context(folder / "profile", chromium_sandbox=False, **options)
     name = f"{Path(browser).name} {context.browser.version if context.browser else ''}".strip()
     return Launched(context, sandbox, name)
 
@@ -249,7 +272,8 @@ def run_driver(target: str, args: dict, *, total: float, grace: float | None = N
     """``target`` ("package.module:function", a function of ``args`` returning JSON data) run
     in a child process of its own session, killed with its group after ``total`` seconds and a
     grace (at most :data:`GRACE`): (its result, None), or (None, what went wrong)."""
-    from harness import UnsafeInput, parse_json
+    from ..errors import UnsafeInput
+    from ..safety.inputs import parse_json
 
     limit = total + (grace if grace is not None else min(GRACE, 5 + total / 4))
     with tempfile.TemporaryDirectory(prefix="harness-driver-") as tmp:

@@ -17,6 +17,7 @@ from harness import ConnectionBounds, HttpService, Message, Request, Response, c
 from . import patients
 from .dmp_defects import DMP_DEFECTS
 from .mssante_defects import MSSANTE_DEFECTS
+from .psc_defects import PSC_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -56,6 +57,7 @@ DEFECTS.update(TERMINOLOGY_DEFECTS)
 DEFECTS.update(CDA_DEFECTS)
 DEFECTS.update(DMP_DEFECTS)
 DEFECTS.update(MSSANTE_DEFECTS)
+DEFECTS.update(PSC_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -79,6 +81,7 @@ class DemoConfig:
     token: str | None = None
     build: str = ""  # another build of the same release (the code changed, the version did not have to)
     api_layout: str = "flat"
+    psc_idle: float = 900.0  # seconds without activity that end a session (e-ID referential: closed after inactivity)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))
@@ -233,17 +236,20 @@ class DemoServer(HttpService):
     def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
         self.cfg = cfg
         self.dmp_status: dict = {"state": "idle"}
+        self._psc = None  # the Pro Santé Connect login, made when first configured
         super().__init__(host=host, port=port)
 
     def handle(self, request: Request) -> Response:
         path = request.path
         if request.method == "POST":
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
-                     "/ins/feed": self._ins_feed}.get(path)
+                     "/ins/feed": self._ins_feed, "/psc/configure": self._psc_configure}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed", "text/plain")
         cfg = self.cfg
+        if path.startswith("/psc/"):
+            return self._psc_page(request)
         if path == "/" and cfg.has("version-login-redirect"):  # the product's / sends to its login page
             return Response(302, b"", headers={"Location": "/login"})
         if path == "/" or (path == "/login" and cfg.has("version-login-redirect")):
@@ -287,6 +293,74 @@ class DemoServer(HttpService):
         self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
         return _json(200, {"sent": len(status["calls"]), **status})
 
+    # -- Pro Santé Connect ------------------------------------------------------------------------
+
+    def _psc_login(self):
+        if self._psc is None:
+            from .psc_login import PscLogin
+
+            self._psc = PscLogin(set(self.cfg.defects))
+        return self._psc
+
+    def _psc_configure(self, body: bytes) -> Response:
+        """Use this provider (the harness names its discovery address, the client it registered)."""
+        from .psc_login import LoginError
+
+        try:
+            asked = json.loads(body[:8192])
+            args = {k: str(asked[k]) for k in ("discovery", "client_id", "client_secret", "ca", "redirect_uri", "after_logout")}
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        try:
+            return _json(200, self._psc_login().configure(**args))
+        except (OSError, ValueError, LoginError) as exc:
+            return _json(502, {"error": str(exc)[:300]})
+
+    def _psc_page(self, request: Request) -> Response:
+        import requests as _requests
+
+        from .psc_login import LoginError, page_of
+
+        psc, cfg = self._psc_login(), self.cfg
+        cookies = _cookies(request.header("Cookie"))
+        path = request.path
+        who = psc.who(cookies.get("demo_session", ""), cfg.psc_idle)
+        html_type = "text/html; charset=utf-8"
+        if path == "/psc/login":
+            body = "<p><a id='psc' class='button' href='/psc/start'>Se connecter avec Pro Santé Connect</a></p>"
+            return Response(200, page_of("Connexion", body).encode(), html_type)
+        if path == "/psc/start":
+            try:
+                url, cookie = psc.start()
+            except LoginError as exc:
+                return Response(503, page_of("Connexion", f"<p class='error'>{html.escape(str(exc))}</p>").encode(), html_type)
+            return Response(302, b"", headers={"Location": url, "Set-Cookie": f"demo_psc_login={cookie}; Path=/psc; HttpOnly; SameSite=Lax"})
+        if path == "/psc/callback":
+            try:
+                cookie, who = psc.callback(request.query, cookies.get("demo_psc_login", ""))
+            except (LoginError, _requests.RequestException, ValueError, KeyError) as exc:
+                return Response(403, page_of("Connexion refusée", f"<p class='error'>Connexion refusée : {html.escape(str(exc))}</p>"
+                                             "<p><a href='/psc/login'>Recommencer</a></p>").encode(), html_type)
+            target = "/psc/home" + (f"?access_token={who.access_token}" if cfg.has("psc-token-in-url") else "")
+            if cfg.has("psc-cookie-readable"):  # the access token as the session cookie, readable by the page's scripts
+                cookie = psc.rekey(cookie, who.access_token)
+                return Response(302, b"", headers={"Location": target, "Set-Cookie": f"demo_session={cookie}; Path=/; SameSite=Lax"})
+            return Response(302, b"", headers={"Location": target, "Set-Cookie": f"demo_session={cookie}; Path=/; HttpOnly; SameSite=Lax"})
+        if path == "/psc/logout":
+            end = psc.logout(cookies.get("demo_session", ""))
+            expire = "demo_session=; Path=/; Max-Age=0; HttpOnly"
+            return Response(302, b"", headers={"Location": end or "/psc/login", "Set-Cookie": expire})
+        if path in ("/psc/home", "/psc/patients"):
+            if who is None:
+                return Response(302, b"", headers={"Location": "/psc/login"})
+            leak = f"<script>window.idToken = {json.dumps(who.id_token)};</script>" if cfg.has("psc-token-in-page") else ""
+            title = "Accueil" if path == "/psc/home" else "Patients"
+            body = (f"<p id='who'>Connecté : {html.escape(who.given_name)} {html.escape(who.family_name)} "
+                    f"({html.escape(who.national_id)})</p><nav><a href='/psc/patients'>Patients</a> "
+                    f"<a id='logout' href='/psc/logout'>Se déconnecter</a></nav>{leak}")
+            return Response(200, page_of(title, body).encode(), html_type)
+        return Response(404, b"not found", "text/plain")
+
     def _mssante_send(self, body: bytes) -> Response:
         """Send the MSSanté message now (the harness names the operator's SMTP server)."""
         from .mssante_client import send
@@ -328,6 +402,17 @@ class DemoServer(HttpService):
         except OSError as exc:
             return _json(502, {"error": f"MLLP: {exc}"})
         return _json(200, {"sent": len(codes), "acks": codes})
+
+
+def _cookies(header: str) -> dict[str, str]:
+    from http.cookies import CookieError, SimpleCookie
+
+    jar = SimpleCookie()
+    try:
+        jar.load(header[:4096])
+    except CookieError:
+        return {}
+    return {k: m.value for k, m in jar.items()}
 
 
 def _json(status: int, value, content_type: str = "application/json") -> Response:

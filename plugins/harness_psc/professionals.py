@@ -13,7 +13,7 @@ a general practitioner). The others are the harness's, built on the same shape, 
 identifiers (``8997...``, ``0997...``): none is a real person. Their codes (profession
 ``10`` médecin, ``21`` pharmacien, ``60`` infirmier; savoir-faire ``SM26``; sector
 ``SA07``) are those of the nomenclatures the fixture uses (NOS: TRE_G15 profession, TRE_R38
-savoir-faire, TRE_R02 secteur d'activité). A target declares others with ``[[psc.professionals]]``.
+savoir-faire, TRE_R02 secteur d'activité).
 
 Cards: PSC accepts e-CPS and CPS (and the means its referential adds, such as a FIDO key);
 it does not accept a CPE or CPA card (staff and authorised-staff cards: the ENS committee of
@@ -122,16 +122,3 @@ BUILTIN = (
                  (Practice("", category="", civility="", sector="SA07", mode="S", organization="CABINET M DOC0036624",
                            organization_id="R95141"),), civility="MME", card="CPE", means=("CPS",)),
 )
-
-
-def from_target(entries: list[dict]) -> tuple[Professional, ...]:
-    """Professionals a target declares (``[[psc.professionals]]``: key, national_id,
-    family_name, given_name, profession, expertise, organization, card, means)."""
-    out = []
-    for e in entries:
-        practice = Practice(str(e.get("profession", "")), expertise=str(e.get("expertise", "")),
-                            expertise_type="S" if e.get("expertise") else "", organization=str(e.get("organization", "")),
-                            organization_id=str(e.get("organization_id", "")))
-        out.append(Professional(str(e["key"]), str(e["national_id"]), str(e["family_name"]), str(e["given_name"]), (practice,),
-                                card=str(e.get("card", "CPS")), means=tuple(e.get("means", MEANS)), source="target"))
-    return tuple(out)

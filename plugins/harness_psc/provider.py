@@ -88,6 +88,16 @@ ATTACKS = {
     "weaker-acr": "the ID token's acr is weaker than the one requested",
     "provider-error": "the provider answers the authorization with an error",
 }
+_RUNNING: dict[str, "PscProvider"] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def running(base_url: str) -> "PscProvider | None":
+    """The stand-in serving ``base_url`` in this process (collectors find theirs so)."""
+    with _RUNNING_LOCK:
+        return _RUNNING.get(base_url.rstrip("/") + "/")
+
+
 WEAKER_ACR = "eidas0"  # a level under eidas1 (none exists at PSC: any other value is weaker, a setting)
 
 
@@ -356,6 +366,7 @@ class PscProvider(HttpService):
         self.nonces: list[str] = []  # nonces of earlier logins (a replayed one is drawn from them)
         self.armed: str | None = None
         self.revoked_on_replay: list[str] = []
+        self.issued: list[tuple[str, str]] = []  # (kind, value) of every token given: looked for where none may be, never recorded
         self._lock = threading.Lock()
         self.keys: list[RSAKey] = []
         self.rotate()
@@ -415,6 +426,13 @@ class PscProvider(HttpService):
     @property
     def ca_file(self) -> Path:
         return self.credentials / "ca.pem"
+
+    @property
+    def spki_sha256(self) -> str:
+        """The base64 SHA-256 of the server certificate's public key (what a browser pins)."""
+        cert = x509.load_pem_x509_certificate((self.credentials / "server.pem").read_bytes())
+        der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
     def arm(self, attack: str | None) -> None:
         """The next login answers as ``attack`` says (None: as PSC does)."""
@@ -491,6 +509,7 @@ class PscProvider(HttpService):
         facts["nonce_sent"] = bool(oauth.payload.data.get("nonce"))
         facts["state_sent"] = bool(oauth.payload.state)
         login = secrets.token_urlsafe(24)
+        facts["login_page"] = hashlib.sha256(login.encode()).hexdigest()[:16]
         with self._lock:
             self._expire_logins()
             self.logins[login] = (urlsplit(request.target).query if request.method == "GET" else request.body.decode("utf-8", "replace"),
@@ -523,6 +542,9 @@ class PscProvider(HttpService):
         if request.method != "POST":
             return Response(405, b"POST only\n")
         form = {k: v[0] for k, v in self._form(request).items() if v}
+        facts["login_page"] = hashlib.sha256(form.get("login", "").encode()).hexdigest()[:16]
+        if form.get("attempt", "").isdigit():  # the harness's browser numbers its attempts
+            facts["attempt"] = int(form["attempt"])
         with self._lock:
             stored = self.logins.pop(form.get("login", ""), None)
         if stored is None:
@@ -583,8 +605,12 @@ class PscProvider(HttpService):
         except ValueError:
             answer = {}
         facts["outcome"] = answer.get("error", "issued" if "access_token" in answer else str(response.status))
+        if answer.get("access_token"):
+            self.issued.append(("access", answer["access_token"]))
         if answer.get("id_token"):
+            self.issued.append(("id", answer["id_token"]))
             facts["id_token_sha256"] = hashlib.sha256(answer["id_token"].encode()).hexdigest()
+            facts["id_token_claims"] = self.claims_of(answer["id_token"])
         return response
 
     def replayed_code(self, code: str) -> None:
@@ -612,7 +638,7 @@ class PscProvider(HttpService):
             return Response(401, b"", headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="session ended"'})
         now = int(time.time())
         claims = {**code.professional.userinfo(), "iss": self.issuer, "aud": code.client_id, "iat": now}
-        facts["outcome"], facts["professional"] = "answered", code.professional.national_id
+        facts["outcome"], facts["professional"], facts["session"] = "answered", code.professional.national_id, code.session
         signed = jwt.encode({"alg": ALG, "kid": self.signing_key.kid, "typ": "JWT"}, claims, self.signing_key)
         return Response(200, signed.encode(), "application/jwt", headers={"Cache-Control": "no-store"})
 
@@ -633,6 +659,15 @@ class PscProvider(HttpService):
         if target and client is not None and target in client.post_logout_redirect_uris:
             return self._redirect_with(target, {"state": params.get("state")})
         return self._page(200, "Déconnecté / Logged out", "<p>Vous êtes déconnecté de Pro Santé Connect.</p>")
+
+    @staticmethod
+    def claims_of(token: str) -> dict:
+        """The payload of a JWT as written (no check): what the software was given."""
+        try:
+            payload = token.split(".")[1]
+            return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return {}
 
     def verify_own(self, token: str) -> dict | None:
         """The claims of an ID token this stand-in signed with a key of its JWKS (expired or not), else None."""
@@ -686,8 +721,15 @@ class PscProvider(HttpService):
 
     # -- running ----------------------------------------------------------------------------
 
+    def start(self) -> "PscProvider":
+        super().start()
+        with _RUNNING_LOCK:
+            _RUNNING[self.base_url] = self
+        return self
 
     def stop(self) -> None:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(self.base_url, None)
         try:
             super().stop()
         finally:

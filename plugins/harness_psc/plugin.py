@@ -1,0 +1,48 @@
+"""Hooks of the Pro Santé Connect plugin: the stand-in (a target service), the logins driven
+in a real browser, and the checks of what the software did with them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import HarnessError, Service, catalogue, hookimpl
+
+from . import checks, collect
+
+M = catalogue(__name__)
+SERVICE = "psc"
+
+
+@hookimpl
+def harness_scenario_dirs():
+    return [Path(__file__).with_name("scenarios")]
+
+
+@hookimpl
+def harness_target_schema():
+    return {"psc": {"client_id": "str", "professional": "str", "means": "str", "attacks": "list[str]", "login_button": "str",
+                    "logout_button": "str", "deadline": "int"},
+            f"services.{SERVICE}": {"port": "int"}}
+
+
+@hookimpl
+def harness_collectors():
+    return {"psc.logins": collect.collect_logins}
+
+
+@hookimpl
+def harness_checks():
+    return {"psc.login": checks.check_login, "psc.refusals": checks.check_refusals, "psc.tokens": checks.check_tokens,
+            "psc.logout": checks.check_logout}
+
+
+@hookimpl
+def harness_start_service(name, options, ctx):
+    if name != SERVICE:
+        return None
+    from .provider import PscProvider
+
+    try:
+        provider = PscProvider(port=options.get("port", 0)).start()
+    except (OSError, ValueError, KeyError) as exc:
+        raise HarnessError(M("service.failed", error=str(exc))) from None
+    return Service(SERVICE, provider.base_url, provider.stop, {"issuer": provider.issuer})

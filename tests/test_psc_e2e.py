@@ -1,0 +1,113 @@
+"""Pro Santé Connect end to end: the demo's login through the stand-in in a real browser, each
+attack refused, every injected defect caught with its rule, replay offline without logging in
+again, and no token or client secret in the bundle."""
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness import browser
+from harness_demo.psc_defects import PSC_DEFECTS
+from harness_psc.provider import ATTACKS
+from tests.harness_run import RunPool, assert_caught, defect_args
+
+needs_browser = pytest.mark.skipif(browser.find_browser() is None, reason="no Chromium (apt-get install chromium-headless-shell)")
+PSC_REQUIREMENTS = ["PSC-LOGIN", "PSC-LOGOUT", "PSC-REFUSE", "PSC-TOKENS"]
+SECRET = (Path(__file__).resolve().parents[1] / "plugins" / "harness_demo" / "psc-client-secret").read_text().strip()
+
+# each defect of the demo's relying party: the (requirement, rule) that must catch it
+EXPECTED = {
+    "psc-state-unchecked": {("PSC-REFUSE", "PSC-REFUSE-STATE-MISMATCH")},
+    "psc-nonce-unchecked": {("PSC-REFUSE", "PSC-REFUSE-NONCE-MISSING"), ("PSC-REFUSE", "PSC-REFUSE-NONCE-REPLAYED")},
+    "psc-signature-unchecked": {("PSC-REFUSE", "PSC-REFUSE-BAD-SIGNATURE"), ("PSC-REFUSE", "PSC-REFUSE-UNKNOWN-KEY")},
+    "psc-expiry-unchecked": {("PSC-REFUSE", "PSC-REFUSE-EXPIRED")},
+    "psc-audience-unchecked": {("PSC-REFUSE", "PSC-REFUSE-WRONG-AUDIENCE")},
+    "psc-issuer-unchecked": {("PSC-REFUSE", "PSC-REFUSE-WRONG-ISSUER")},
+    "psc-acr-unchecked": {("PSC-REFUSE", "PSC-REFUSE-WEAKER-ACR")},
+    "psc-error-as-login": {("PSC-REFUSE", "PSC-REFUSE-PROVIDER-ERROR")},
+    "psc-no-pkce": {("PSC-LOGIN", "PSC-LOGIN-03")},
+    "psc-no-acr": {("PSC-LOGIN", "PSC-LOGIN-04")},
+    "psc-token-in-url": {("PSC-TOKENS", "PSC-TOKEN-01")},
+    "psc-token-in-page": {("PSC-TOKENS", "PSC-TOKEN-02")},
+    "psc-cookie-readable": {("PSC-TOKENS", "PSC-TOKEN-03")},
+    "psc-logout-local": {("PSC-LOGOUT", "PSC-LOGOUT-02")},
+}
+
+
+def artefact(run, label: str):
+    with zipfile.ZipFile(run.bundle) as zf:
+        for digest, meta in run.manifest["artefacts"].items():
+            if meta["label"] == label:
+                return json.loads(zf.read(f"artefacts/{digest}"))
+    raise AssertionError(f"no {label}")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", "--scenario", "psc", "--lang", "en")
+        for defect, expected in sorted(EXPECTED.items()):
+            # only the answers this defect lets through (--set): the others are the conformant run's
+            attacks = ",".join(rule.removeprefix("PSC-REFUSE-").lower() for _, rule in sorted(expected) if "REFUSE" in rule)
+            pool.harness(defect, *defect_args("psc", [defect]), "--set", f"psc.attacks={attacks}")
+        yield pool
+
+
+def test_every_psc_defect_has_an_expectation():
+    assert set(EXPECTED) == set(PSC_DEFECTS)
+    refused = {rule.removeprefix("PSC-REFUSE-").lower() for expected in EXPECTED.values() for _, rule in expected if "REFUSE" in rule}
+    assert refused == set(ATTACKS)  # every attack of the stand-in has a defect that lets it through
+
+
+@needs_browser
+@pytest.mark.slow
+def test_the_conformant_demo_logs_in_through_psc_and_refuses_every_attack(runs):
+    run = runs["conformant"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.requirement_verdicts() == dict.fromkeys(PSC_REQUIREMENTS, "PASS")
+    logins = artefact(run, "psc.logins")
+    assert logins["leaks"] == [] and logins["sandbox"].startswith("on")
+    first = artefact(run, "psc.attempt:01")
+    # the harness read who is logged in from the page, as a person does
+    assert "KIT DOC0036624" in first["after"]["text"] and "899700366240" in first["after"]["text"]
+    assert all(c["httpOnly"] for c in first["after"]["cookies"] if c["name"] == "demo_session")
+    for n, attack in enumerate(ATTACKS, 2):
+        attempt = artefact(run, f"psc.attempt:{n:02d}")
+        assert attempt["answer"] == attack and "Connexion refusée" in attempt["after"]["text"], (attack, attempt["after"]["text"][:200])
+    provider = artefact(run, "psc.provider")
+    ended = [e for e in provider["exchanges"] if e["facts"].get("endpoint") == "logout"]
+    assert [e["facts"]["outcome"] for e in ended] == ["ended"]
+    asked = next(e for e in provider["exchanges"] if e["facts"].get("endpoint") == "authorize")["facts"]["requested"]
+    assert asked == {"scope": "openid scope_all", "acr_values": "eidas1", "code_challenge_method": "S256", "response_type": "code"}
+
+
+@needs_browser
+@pytest.mark.slow
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_each_psc_defect_is_caught_with_its_rule(runs, defect):
+    assert_caught(runs[defect], EXPECTED[defect])
+
+
+@needs_browser
+@pytest.mark.slow
+def test_no_token_and_no_client_secret_reach_the_bundle(runs):
+    """Tokens the stand-in issued are recorded as digests, even where the software leaked
+    them; the client secret (a target credential) is scrubbed everywhere."""
+    for name in ("conformant", "psc-token-in-url", "psc-token-in-page", "psc-cookie-readable"):
+        run = runs[name]
+        with zipfile.ZipFile(run.bundle) as zf:
+            blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
+        assert SECRET.encode() not in blob
+        assert b"access_token=" not in blob.replace(b"access_token=[jeton", b"")
+        assert not re.search(rb"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}", blob)  # no JWT (an ID token) as such
+
+
+@needs_browser
+@pytest.mark.slow
+def test_replay_reproduces_every_psc_verdict_offline_without_logging_in(runs):
+    from harness.cli import main as cli
+
+    assert cli(["verify", "--replay", str(runs["conformant"].bundle)]) == 0
+    assert cli(["verify", "--replay", str(runs["psc-nonce-unchecked"].bundle)]) == 0
