@@ -103,6 +103,17 @@ def test_a_stop_that_fails_is_reported_not_ignored(monkeypatch):
     assert not svc._thread.is_alive()
 
 
+def test_a_collector_finds_the_running_service_of_its_class_by_its_address():
+    class Other(HttpService):
+        def handle(self, request: Request) -> Response:
+            return Response(204)
+
+    with Echo() as svc:
+        assert Echo.running(svc.base_url) is svc and Echo.running(svc.base_url.rstrip("/")) is svc
+        assert Other.running(svc.base_url) is None and HttpService.running(svc.base_url) is svc
+    assert Echo.running(svc.base_url) is None  # stopped: no longer found
+
+
 def test_a_stop_is_heard_at_once_and_a_connection_gone_before_its_accept_blocks_nothing():
     """socketserver's serve_forever hears a shutdown at its next poll only: 0.2 s for every
     simulator stopped, ten of them 2 s; here the serving thread is woken."""

@@ -44,6 +44,8 @@ M = catalogue(__name__)
 KEPT_OF_REFUSED = 64 * 1024  # bytes kept of a request refused for its size
 _REFUSALS = {"broken": "kit.broken", "too-large": "kit.too_large", "deadline": "kit.deadline", "internal": "kit.internal"}
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_RUNNING: dict[str, "HttpService"] = {}  # base URL: the service started there (HttpService.running)
+_RUNNING_LOCK = threading.Lock()
 
 
 class ServiceStopError(HarnessError):
@@ -371,10 +373,23 @@ class HttpService:
 
     def start(self) -> "HttpService":
         self._thread = self.server.serve_in_thread(f"harness-{self.name}")
+        with _RUNNING_LOCK:
+            _RUNNING[self.base_url] = self
         return self
+
+    @classmethod
+    def running(cls, base_url: str) -> "HttpService | None":
+        """The service of this class serving ``base_url`` in this process, if any: how a
+        collector finds the simulator a target names (``service://...``)."""
+        with _RUNNING_LOCK:
+            found = _RUNNING.get(base_url.rstrip("/") + "/")
+        return found if isinstance(found, cls) else None
 
     def stop(self) -> None:
         """Stop serving and close the socket; :class:`ServiceStopError` if that failed."""
+        with _RUNNING_LOCK:
+            if _RUNNING.get(self.base_url) is self:
+                del _RUNNING[self.base_url]
         problems = []
         if self._thread is not None and not self.server.stop_serving(self.stop_timeout):
             problems.append(f"thread {self._thread.name} still alive after {self.stop_timeout:g} s")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,13 +54,10 @@ CLIENT_VALIDITY = {"client": "valid", "client-expired": "expired", "client-not-y
                    "client-expiring": "short", "client-revoked": "valid"}
 _FAULTS = {"broken": ("Sender", "BrokenRequest", "sim.read_failed", "error"), "too-large": ("Sender", "RequestTooLarge", "sim.too_large", "limit"),
            "deadline": ("Sender", "RequestTimeout", "sim.too_slow", "seconds"), "internal": ("Receiver", "InternalError", "sim.internal", "error")}
-_RUNNING: dict[str, "DmpSimulator"] = {}
-_RUNNING_LOCK = threading.Lock()
 
 
 def running(base_url: str) -> "DmpSimulator | None":
-    with _RUNNING_LOCK:
-        return _RUNNING.get(base_url.rstrip("/") + "/")
+    return DmpSimulator.running(base_url)
 
 
 @dataclass
@@ -205,15 +201,7 @@ class DmpSimulator(HttpService):
         ex.documents = outcome.documents
         return outcome
 
-    def start(self) -> "DmpSimulator":
-        super().start()
-        with _RUNNING_LOCK:
-            _RUNNING[self.base_url] = self
-        return self
-
     def stop(self) -> None:
-        with _RUNNING_LOCK:
-            _RUNNING.pop(self.base_url, None)
         try:
             super().stop()
         finally:

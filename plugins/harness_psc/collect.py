@@ -36,7 +36,7 @@ import json
 from harness import CollectContext, HarnessError, NotApplicable, browser, catalogue, collector
 
 from .professionals import MEANS
-from .provider import ATTACKS, running
+from .provider import ATTACKS, PscProvider
 
 M = catalogue(__name__)
 DEADLINE = 20.0
@@ -83,7 +83,7 @@ def collect_logins(ctx: CollectContext) -> dict:
     url = ctx.endpoint("psc")
     if url is None:
         raise NotApplicable(M("collect.no_psc"))
-    provider = running(url)
+    provider = PscProvider.running(url)
     if provider is None:
         raise HarnessError(M("collect.not_stand_in", url=url))
     conf = ctx.target.section("psc")

@@ -88,16 +88,6 @@ ATTACKS = {
     "weaker-acr": "the ID token's acr is weaker than the one requested",
     "provider-error": "the provider answers the authorization with an error",
 }
-_RUNNING: dict[str, "PscProvider"] = {}
-_RUNNING_LOCK = threading.Lock()
-
-
-def running(base_url: str) -> "PscProvider | None":
-    """The stand-in serving ``base_url`` in this process (collectors find theirs so)."""
-    with _RUNNING_LOCK:
-        return _RUNNING.get(base_url.rstrip("/") + "/")
-
-
 WEAKER_ACR = "eidas0"  # a level under eidas1 (none exists at PSC: any other value is weaker, a setting)
 
 
@@ -721,15 +711,7 @@ class PscProvider(HttpService):
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self) -> "PscProvider":
-        super().start()
-        with _RUNNING_LOCK:
-            _RUNNING[self.base_url] = self
-        return self
-
     def stop(self) -> None:
-        with _RUNNING_LOCK:
-            _RUNNING.pop(self.base_url, None)
         try:
             super().stop()
         finally:
