@@ -103,6 +103,17 @@ def test_a_stop_that_fails_is_reported_not_ignored(monkeypatch):
     assert not svc._thread.is_alive()
 
 
+def test_a_driver_gets_its_arguments_privately_and_is_killed_at_its_deadline():
+    from harness import browser
+
+    result, error = browser.run_driver("tests.driver_probe:echo", {"password": "s3cret-of-the-target", "n": 1}, total=30)
+    assert error is None and result["args"] == {"password": "s3cret-of-the-target", "n": 1} and result["bytes"] == b"\x00\xff"
+    assert "s3cret" not in result["cmdline"]  # not on the command line, which every local user can read
+    started = time.monotonic()
+    result, error = browser.run_driver("tests.driver_probe:hang", {}, total=1, grace=1)
+    assert result is None and error.startswith("killed after 2 s") and time.monotonic() - started < 10
+
+
 def test_a_collector_finds_the_running_service_of_its_class_by_its_address():
     class Other(HttpService):
         def handle(self, request: Request) -> Response:

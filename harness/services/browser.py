@@ -276,9 +276,10 @@ def run_driver(target: str, args: dict, *, total: float, grace: float | None = N
     from ..safety.inputs import parse_json
 
     limit = total + (grace if grace is not None else min(GRACE, 5 + total / 4))
-    with tempfile.TemporaryDirectory(prefix="harness-driver-") as tmp:
-        result = Path(tmp) / "result.json"
-        proc = subprocess.Popen([sys.executable, "-m", __name__, target, json.dumps(encode(args)), str(result)], stdout=subprocess.DEVNULL,
+    with tempfile.TemporaryDirectory(prefix="harness-driver-") as tmp:  # private (0700): the arguments may hold credentials
+        given, result = Path(tmp) / "args.json", Path(tmp) / "result.json"
+        given.write_text(json.dumps(encode(args)), encoding="utf-8")  # not on the command line, which every local user can read
+        proc = subprocess.Popen([sys.executable, "-m", __name__, target, str(given), str(result)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
             _, err = proc.communicate(timeout=limit)
@@ -301,7 +302,7 @@ def _main(argv: list[str]) -> int:
     module, _, function = argv[0].partition(":")
     compile_cache()
     work = getattr(importlib.import_module(module), function)
-    out = work(decode(json.loads(argv[1])))
+    out = work(decode(json.loads(Path(argv[1]).read_text(encoding="utf-8"))))
     with open(argv[2], "w", encoding="utf-8") as fh:
         json.dump(encode(out), fh)
     return 0
