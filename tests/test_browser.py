@@ -12,6 +12,19 @@ from harness_version.browser import MIN_CONTRAST, contrast, find_browser, judge_
 needs_browser = pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium; CI installs it)")
 
 
+_SERVED: list = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_served():
+    """The servers :func:`served` started end with the module (their sockets closed)."""
+    yield
+    while _SERVED:
+        server = _SERVED.pop()
+        server.shutdown()
+        server.server_close()
+
+
 def served(page) -> str:
     """``page`` (a file in a test's folder) over HTTP on loopback, as a vendor's page is: the
     browser runs as an unprivileged account when the tests run as root, and reads no file of
@@ -30,6 +43,7 @@ def served(page) -> str:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    _SERVED.append(server)
     return f"http://127.0.0.1:{server.server_address[1]}/{name}"
 
 PAGE = b"""<html><head><meta charset="utf-8"><style>.hide{display:none}</style></head><body style="background:#fff">
@@ -67,6 +81,7 @@ def site():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
+    srv.server_close()
 
 
 @needs_browser

@@ -34,6 +34,16 @@ EXPECTED = {
     "psc-cookie-readable": {("PSC-TOKENS", "PSC-TOKEN-03")},
     "psc-logout-local": {("PSC-LOGOUT", "PSC-LOGOUT-02")},
 }
+# the e-ID rules: each defect, the scenario that judges it and what must catch it
+EID = {
+    "eid-no-idle-timeout": ("eid-idle-timeout", {("EID-SESSION", "EID-IDLE-01")}),
+    "eid-password-only": ("eid-second-factor", {("EID-MFA", "EID-MFA-01")}),
+    "eid-no-lockout": ("eid-second-factor", {("EID-MFA", "EID-LOCK-01")}),
+    "eid-enrol-anonymous": ("eid-enrolment", {("EID-ENROL", "EID-ENROL-01")}),
+}
+EID_SCENARIOS = ("--scenario", "eid-idle-timeout", "--scenario", "eid-second-factor", "--scenario", "eid-enrolment")
+EID_SECRETS = [(Path(__file__).resolve().parents[1] / "plugins" / "harness_demo" / name).read_text().strip()
+               for name in ("eid-password", "eid-totp-secret")]
 
 
 def artefact(run, label: str):
@@ -52,11 +62,15 @@ def runs(tmp_path_factory):
             # only the answers this defect lets through (--set): the others are the conformant run's
             attacks = ",".join(rule.removeprefix("PSC-REFUSE-").lower() for _, rule in sorted(expected) if "REFUSE" in rule)
             pool.harness(defect, *defect_args("psc", [defect]), "--set", f"psc.attacks={attacks}")
+        pool.harness("eid", *EID_SCENARIOS, "--lang", "en")
+        pool.harness("eid-idle-token-in-url", *defect_args("eid-idle-timeout", ["psc-token-in-url"]))
+        for defect, (scenario, _) in sorted(EID.items()):
+            pool.harness(defect, *defect_args(scenario, [defect]))
         yield pool
 
 
 def test_every_psc_defect_has_an_expectation():
-    assert set(EXPECTED) == set(PSC_DEFECTS)
+    assert set(EXPECTED) | set(EID) == set(PSC_DEFECTS)
     refused = {rule.removeprefix("PSC-REFUSE-").lower() for expected in EXPECTED.values() for _, rule in expected if "REFUSE" in rule}
     assert refused == set(ATTACKS)  # every attack of the stand-in has a defect that lets it through
 
@@ -95,7 +109,7 @@ def test_each_psc_defect_is_caught_with_its_rule(runs, defect):
 def test_no_token_and_no_client_secret_reach_the_bundle(runs):
     """Tokens the stand-in issued are recorded as digests, even where the software leaked
     them; the client secret (a target credential) is scrubbed everywhere."""
-    for name in ("conformant", "psc-token-in-url", "psc-token-in-page", "psc-cookie-readable"):
+    for name in ("conformant", "psc-token-in-url", "psc-token-in-page", "psc-cookie-readable", "eid-idle-token-in-url"):
         run = runs[name]
         with zipfile.ZipFile(run.bundle) as zf:
             blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
@@ -111,3 +125,30 @@ def test_replay_reproduces_every_psc_verdict_offline_without_logging_in(runs):
 
     assert cli(["verify", "--replay", str(runs["conformant"].bundle)]) == 0
     assert cli(["verify", "--replay", str(runs["psc-nonce-unchecked"].bundle)]) == 0
+
+
+@needs_browser
+@pytest.mark.slow
+def test_the_conformant_demo_follows_the_e_id_rules(runs):
+    run = runs["eid"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    verdicts = run.requirement_verdicts()
+    assert {k: verdicts[k] for k in ("EID-SESSION", "EID-MFA", "EID-ENROL")} == dict.fromkeys(("EID-SESSION", "EID-MFA", "EID-ENROL"), "PASS")
+    idle = artefact(run, "eid.idle")
+    # left alone at least the declared delay and the tolerance, measured on the run's clock
+    assert idle["after_idle"]["idle_seconds"] >= idle["declared"] + idle["tolerance"] and "/psc/login" in idle["after_idle"]["url"]
+    local = artefact(run, "eid.local")["cases"]
+    assert local["both-factors"]["asked_code"] and "KIT DOC0036624" in local["both-factors"]["protected"]["text"]
+    assert local["password-only"]["asked_code"] and "/psc/login" in local["password-only"]["protected"]["url"]
+    assert len(local["lockout"]["wrong_codes"]) == 6 and "Compte verrouillé" in local["lockout"]["after_right_code"]["text"]
+    assert local["enrol-anonymous"]["enrol"]["status"] == 401
+    with zipfile.ZipFile(run.bundle) as zf:  # the account's password and TOTP secret: target credentials, scrubbed
+        blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
+    assert not any(secret.encode() in blob for secret in EID_SECRETS)
+
+
+@needs_browser
+@pytest.mark.slow
+@pytest.mark.parametrize("defect", sorted(EID))
+def test_each_e_id_defect_is_caught_with_its_rule(runs, defect):
+    assert_caught(runs[defect], EID[defect][1])

@@ -94,13 +94,14 @@ def test_a_stop_that_fails_is_reported_not_ignored(monkeypatch):
     svc = Echo().start()
     monkeypatch.setattr(type(svc), "stop_timeout", 0.3)
     waker = svc.server._waker
-    monkeypatch.setattr(svc.server, "_waker", socket.socket())  # the serving thread never hears it
-    with pytest.raises(ServiceStopError) as caught:
-        svc.stop()
+    with socket.socket() as deaf:
+        monkeypatch.setattr(svc.server, "_waker", deaf)  # the serving thread never hears it
+        with pytest.raises(ServiceStopError) as caught:
+            svc.stop()
     assert "did not stop: thread harness-service still alive after 0.3 s" in caught.value.message("en")
-    waker.send(b"x")
-    svc._thread.join(5)
-    assert not svc._thread.is_alive()
+    monkeypatch.setattr(svc.server, "_waker", waker)
+    assert svc.server.stop_serving(5) and not svc._thread.is_alive()  # heard now: ended, its wake-up pair closed
+    assert svc.server._wake.fileno() == -1 and waker.fileno() == -1
 
 
 def test_a_driver_gets_its_arguments_privately_and_is_killed_at_its_deadline():

@@ -182,13 +182,19 @@ class BoundedServer:
         thread.join(timeout)
         if thread.is_alive():
             return False
-        self._wake.close()
-        self._waker.close()
         self._serving = None
+        self._close_wake()
         return True
+
+    def _close_wake(self) -> None:
+        for sock in (getattr(self, "_wake", None), getattr(self, "_waker", None)):
+            if sock is not None:
+                sock.close()
 
     def server_close(self) -> None:
         self._watchdog.stop()  # its thread ends with the server
+        if getattr(self, "_serving", None) is None:  # not serving (never, or stopped): its wake-up pair goes too
+            self._close_wake()
         super().server_close()  # type: ignore[misc]
 
     def handle_error(self, request: Any, client_address: Any) -> None:

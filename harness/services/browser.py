@@ -288,6 +288,7 @@ def run_driver(target: str, args: dict, *, total: float, grace: float | None = N
             return None, f"killed after {limit:.0f} s (the page never yielded control to the browser)"
         finally:
             kill_group(proc)  # whatever the driver left behind (a browser that did not close)
+            proc.stderr.close()
         if proc.returncode != 0 or not result.exists():
             return None, f"driver exited with {proc.returncode}: {err.decode('utf-8', 'replace').strip()[-300:]}"
         try:

@@ -82,6 +82,9 @@ class DemoConfig:
     build: str = ""  # another build of the same release (the code changed, the version did not have to)
     api_layout: str = "flat"
     psc_idle: float = 900.0  # seconds without activity that end a session (e-ID referential: closed after inactivity)
+    local_user: str = "dr-demo"  # the demo's own login (a password, then a TOTP code)
+    local_password: str = ""
+    local_totp: str = ""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))
@@ -237,11 +240,14 @@ class DemoServer(HttpService):
         self.cfg = cfg
         self.dmp_status: dict = {"state": "idle"}
         self._psc = None  # the Pro Santé Connect login, made when first configured
+        self._local = None  # its own login, made when first used
         super().__init__(host=host, port=port)
 
     def handle(self, request: Request) -> Response:
         path = request.path
         if request.method == "POST":
+            if path.startswith("/local/"):
+                return self._local_post(request)
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
                      "/ins/feed": self._ins_feed, "/psc/configure": self._psc_configure}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
@@ -250,6 +256,8 @@ class DemoServer(HttpService):
         cfg = self.cfg
         if path.startswith("/psc/"):
             return self._psc_page(request)
+        if path == "/local/login":
+            return self._local_form("login")
         if path == "/" and cfg.has("version-login-redirect"):  # the product's / sends to its login page
             return Response(302, b"", headers={"Location": "/login"})
         if path == "/" or (path == "/login" and cfg.has("version-login-redirect")):
@@ -324,7 +332,7 @@ class DemoServer(HttpService):
         psc, cfg = self._psc_login(), self.cfg
         cookies = _cookies(request.header("Cookie"))
         path = request.path
-        who = psc.who(cookies.get("demo_session", ""), cfg.psc_idle)
+        who = psc.who(cookies.get("demo_session", ""), float("inf") if cfg.has("eid-no-idle-timeout") else cfg.psc_idle)
         html_type = "text/html; charset=utf-8"
         if path == "/psc/login":
             body = "<p><a id='psc' class='button' href='/psc/start'>Se connecter avec Pro Santé Connect</a></p>"
@@ -359,6 +367,67 @@ class DemoServer(HttpService):
                     f"({html.escape(who.national_id)})</p><nav><a href='/psc/patients'>Patients</a> "
                     f"<a id='logout' href='/psc/logout'>Se déconnecter</a></nav>{leak}")
             return Response(200, page_of(title, body).encode(), html_type)
+        return Response(404, b"not found", "text/plain")
+
+    # -- its own login (password, then a TOTP code) ------------------------------------------
+
+    def _local_login(self):
+        if self._local is None:
+            from .local_login import LocalLogin
+
+            cfg = self.cfg
+            self._local = LocalLogin(set(cfg.defects), cfg.local_user, cfg.local_password, cfg.local_totp)
+        return self._local
+
+    def _local_form(self, step: str, error: str = "", status: int = 200) -> Response:
+        from .psc_login import page_of
+
+        message = f"<p class='error'>{html.escape(error)}</p>" if error else ""
+        if step == "code":
+            body = ("<form method='post' action='/local/code'><label>Code de l'application d'authentification "
+                    "<input name='code' autocomplete='one-time-code' inputmode='numeric'></label> <button type='submit'>Valider</button></form>")
+        else:
+            body = ("<form method='post' action='/local/login'><label>Identifiant <input name='username' autocomplete='username'></label> "
+                    "<label>Mot de passe <input type='password' name='password' autocomplete='current-password'></label> "
+                    "<button type='submit'>Se connecter</button></form>")
+        return Response(status, page_of("Connexion", message + body).encode(), "text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+    def _local_post(self, request: Request) -> Response:
+        from urllib.parse import parse_qs
+
+        from .local_login import FAMILY, GIVEN, NATIONAL_ID
+        from .psc_login import LoggedIn
+
+        local, psc = self._local_login(), self._psc_login()
+        form = {k: v[0] for k, v in parse_qs(request.body[:8192].decode("utf-8", "replace")).items() if v}
+        cookies = _cookies(request.header("Cookie"))
+
+        def logged_in() -> Response:
+            cookie, _ = psc._open(LoggedIn(NATIONAL_ID, GIVEN, FAMILY, "", ""))
+            return Response(302, b"", headers={"Location": "/psc/home", "Set-Cookie": f"demo_session={cookie}; Path=/; HttpOnly; SameSite=Lax"})
+
+        if request.path == "/local/login":
+            outcome = local.password(form.get("username", ""), form.get("password", ""))
+            if outcome == "session":
+                return logged_in()
+            if outcome == "code":
+                response = self._local_form("code")
+                response.headers["Set-Cookie"] = f"demo_2fa={local.start_code()}; Path=/local; HttpOnly; SameSite=Strict"
+                return response
+            return self._local_form("login", "Compte verrouillé" if outcome == "locked" else "Identifiant ou mot de passe incorrect",
+                                    403 if outcome == "locked" else 401)
+        if request.path == "/local/code":
+            outcome = local.code(cookies.get("demo_2fa", ""), form.get("code", ""))
+            if outcome == "session":
+                return logged_in()
+            if outcome == "expired":
+                return self._local_form("login", "Recommencez la connexion", 401)
+            return self._local_form("code", "Compte verrouillé" if outcome == "locked" else "Code incorrect", 403 if outcome == "locked" else 401)
+        if request.path == "/local/enrol":  # a new means of identification (a TOTP application) for the logged-in professional
+            who = psc.who(cookies.get("demo_session", ""), self.cfg.psc_idle)
+            if who is None and not self.cfg.has("eid-enrol-anonymous"):
+                return _json(401, {"error": "authentification requise"})
+            return _json(200, {"enrolled": True, "secret_shown": False})
         return Response(404, b"not found", "text/plain")
 
     def _mssante_send(self, body: bytes) -> Response:

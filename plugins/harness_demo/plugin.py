@@ -37,7 +37,8 @@ def harness_commands(subparsers):
 @hookimpl
 def harness_target_schema():
     return {f"services.{SERVICE}": {"defects": "list[str]", "port": "int", "release": "str", "token": "secret", "build": "str",
-                                    "api_layout": "str"}}
+                                    "api_layout": "str", "idle_timeout": "int", "local_user": "str", "local_password": "secret",
+                                    "local_totp": "secret"}}
 
 
 @hookimpl
@@ -59,8 +60,10 @@ def _config(options, ctx) -> DemoConfig:
     token_ref = options.get("token")
     token = ctx.target.resolve_secret(token_ref) if token_ref else None
     try:
+        secret = {k: (ctx.target.resolve_secret(options[k]) or "") if options.get(k) else "" for k in ("local_password", "local_totp")}
         return DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token,
-                          build=options.get("build", ""), api_layout=options.get("api_layout", "flat"))
+                          build=options.get("build", ""), api_layout=options.get("api_layout", "flat"),
+                          psc_idle=float(options.get("idle_timeout", DemoConfig.psc_idle)), local_user=options.get("local_user", "dr-demo"), **secret)
     except UnknownDefect as exc:
         raise HarnessError(M("defect.unknown", unknown=", ".join(exc.unknown), known=", ".join(exc.known))) from None
     except ValueError:

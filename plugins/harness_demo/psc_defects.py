@@ -1,4 +1,4 @@
-"""The demo's Pro Santé Connect defects: named apart from its client, so that listing them
+"""The demo's Pro Santé Connect and e-ID defects: named apart from its client, so that listing them
 (every run validates the --defect option) does not load the OpenID Connect stack."""
 from __future__ import annotations
 
@@ -21,4 +21,9 @@ PSC_DEFECTS: dict[str, Message] = {
     "psc-token-in-page": M("defect.psc-token-in-page"),
     "psc-cookie-readable": M("defect.psc-cookie-readable"),
     "psc-logout-local": M("defect.psc-logout-local"),
+    # its own login and sessions (e-ID referential)
+    "eid-no-idle-timeout": M("defect.eid-no-idle-timeout"),
+    "eid-password-only": M("defect.eid-password-only"),
+    "eid-no-lockout": M("defect.eid-no-lockout"),
+    "eid-enrol-anonymous": M("defect.eid-enrol-anonymous"),
 }

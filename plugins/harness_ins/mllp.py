@@ -127,15 +127,17 @@ class _Handler(socketserver.BaseRequestHandler):
                 continue
             return buf
 
+    # each message is kept once its acknowledgement is sent: a caller that stops listening as soon
+    # as it has its messages (and shuts their connections down) never cuts an acknowledgement off
     def _answer(self, sock: socket.socket, data: bytes, peer: str, *, framed: bool, reply: bool = True) -> None:
         code, ack = acknowledge(data)
-        self.server.listener._keep(Received(data, ack, code, peer, framed, len(data)))
         self._reply(sock, ack, reply)
+        self.server.listener._keep(Received(data, ack, code, peer, framed, len(data)))
 
     def _refuse(self, sock: socket.socket, kept: bytes, size: int, peer: str, reply: bool = True) -> None:
         ack = refusal(size)
-        self.server.listener._keep(Received(kept.lstrip(MLLP_START), ack, "AR", peer, False, size, oversized=True))
         self._reply(sock, ack, reply)
+        self.server.listener._keep(Received(kept.lstrip(MLLP_START), ack, "AR", peer, False, size, oversized=True))
 
     @staticmethod
     def _reply(sock: socket.socket, ack: bytes, reply: bool) -> None:

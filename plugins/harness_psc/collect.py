@@ -64,22 +64,23 @@ def _scan(state: dict | None, tokens: list[tuple[str, str]], where: str, leaks: 
                 leaks.append({"where": where, "place": place, "token": kind, "digest": _digest(value)})
 
 
-def _redact(value, tokens: list[tuple[str, str]]):
+def redact(value, tokens: list[tuple[str, str]]):
+    """``value`` with each token replaced by its digest (markup dropped: scanned, not kept)."""
     if isinstance(value, str):
         for _, token in tokens:
             if token and token in value:
                 value = value.replace(token, f"[jeton {_digest(token)}]")
         return value
     if isinstance(value, dict):
-        return {k: _redact(v, tokens) for k, v in value.items() if k != "html"}  # markup: scanned, not kept
+        return {k: redact(v, tokens) for k, v in value.items() if k != "html"}  # markup: scanned, not kept
     if isinstance(value, list):
-        return [_redact(v, tokens) for v in value]
+        return [redact(v, tokens) for v in value]
     return value
 
 
-@collector(produces=["psc.logins", "psc.provider", "psc-attempt", "psc-shot", "psc-configure.exchange"], once_per_run=True)
-def collect_logins(ctx: CollectContext) -> dict:
-    """The conformant login (then logout) and each attack, in one sandboxed browser."""
+def setup(ctx: CollectContext, outputs: dict, label: str = "psc-configure") -> tuple:
+    """The stand-in of this run with the software's client registered, the software told
+    where PSC is (``psc_configure``): (stand-in, professional, means, client id)."""
     url = ctx.endpoint("psc")
     if url is None:
         raise NotApplicable(M("collect.no_psc"))
@@ -96,37 +97,51 @@ def collect_logins(ctx: CollectContext) -> dict:
     means = str(conf.get("means", "e-CPS"))
     if means not in MEANS:
         raise HarnessError(M("collect.unknown_means", means=means, known=", ".join(MEANS)))
-    attacks = list(conf.get("attacks", list(ATTACKS)))
-    unknown = sorted(set(attacks) - set(ATTACKS))
-    if unknown:
-        raise HarnessError(M("collect.unknown_attacks", unknown=", ".join(unknown), known=", ".join(ATTACKS)))
     client_id = str(conf.get("client_id") or "harness-psc-client")
     secret = ctx.target.secret("psc_client_secret") or ""
     after_logout = ctx.endpoint("psc_after_logout") or ctx.endpoint("psc_login")
     provider.register(client_id, secret=secret, redirect_uris=(ctx.endpoint("psc_callback"),), post_logout_redirect_uris=(after_logout,))
-    outputs: dict = {}
     configure = ctx.endpoint("psc_configure")
     if configure is not None:
         body = json.dumps({"discovery": provider.base_url.rstrip("/") + "/auth/realms/esante-wallet/.well-known/openid-configuration",
                            "client_id": client_id, "client_secret": secret, "ca": str(provider.ca_file), "redirect_uri": ctx.endpoint("psc_callback"),
                            "after_logout": after_logout}).encode()
-        res = ctx.http.post(configure, label="psc-configure", body=body, headers={"Content-Type": "application/json"})
-        outputs["psc-configure.exchange"] = res.exchange
+        res = ctx.http.post(configure, label=label, body=body, headers={"Content-Type": "application/json"})
+        outputs[f"{label}.exchange"] = res.exchange
         if not res.ok:
             raise HarnessError(M("collect.configure_refused", url=configure, status=res.status or "-"))
-    executable = browser.find_browser()
+    return provider, who, means, client_id
+
+
+def browser_args(ctx: CollectContext, provider, deadline: float) -> dict:
+    """What every driver of the plugin needs: the browser, the stand-in, the software's pages."""
+    conf = ctx.target.section("psc")
+    return {"browser": browser.find_browser(), "provider": provider.base_url, "spki": provider.spki_sha256,
+            "login_url": ctx.endpoint("psc_login"), "protected_url": ctx.endpoint("psc_protected"),
+            "login_button": str(conf.get("login_button", LOGIN_BUTTON)), "logout_button": str(conf.get("logout_button", LOGOUT_BUTTON)),
+            "deadline": deadline, "loopback_only": ctx.offline}
+
+
+@collector(produces=["psc.logins", "psc.provider", "psc-attempt", "psc-shot", "psc-configure.exchange"], once_per_run=True)
+def collect_logins(ctx: CollectContext) -> dict:
+    """The conformant login (then logout) and each attack, in one sandboxed browser."""
+    outputs: dict = {}
+    provider, who, means, client_id = setup(ctx, outputs)
+    conf = ctx.target.section("psc")
+    attacks = list(conf.get("attacks", list(ATTACKS)))
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        raise HarnessError(M("collect.unknown_attacks", unknown=", ".join(unknown), known=", ".join(ATTACKS)))
     first = len(provider.journal.exchanges)
     issued_before = len(provider.issued)
     deadline = float(conf.get("deadline", DEADLINE))
     attempts = [{"n": 1, "answer": "", "professional": who, "means": means, "logout": True}] + \
         [{"n": n, "answer": a, "professional": who, "means": means} for n, a in enumerate(attacks, 2)]
+    args = {**browser_args(ctx, provider, deadline), "attempts": attempts}
+    executable = args["browser"]
     if executable is None:
         result, error = None, "no-browser"
     else:
-        args = {"browser": executable, "provider": provider.base_url, "spki": provider.spki_sha256, "login_url": ctx.endpoint("psc_login"),
-                "protected_url": ctx.endpoint("psc_protected"), "login_button": str(conf.get("login_button", LOGIN_BUTTON)),
-                "logout_button": str(conf.get("logout_button", LOGOUT_BUTTON)), "deadline": deadline, "attempts": attempts,
-                "loopback_only": ctx.offline}
         result, error = browser.run_driver("harness_psc.drive:logins", args, total=deadline * 4 * len(attempts))
     tokens = provider.issued[issued_before:]
     record = {"stand_in": provider.base_url, "issuer": provider.issuer, "client_id": client_id, "professional": who, "means": means,
@@ -138,14 +153,14 @@ def collect_logins(ctx: CollectContext) -> dict:
         for url in attempt.get("navigations", []):
             _scan({"url": url}, tokens, f"{n:02d}:navigation", record["leaks"])
         shot = (attempt.get("after") or {}).pop("shot", None)
-        clean = _redact(attempt, tokens)
+        clean = redact(attempt, tokens)
         if isinstance(shot, bytes) and shot:
             outputs[f"psc-shot/{n:02d}"] = ctx.record(shot, media_type="image/png", label=f"psc.screenshot:{n:02d}")
             clean["shot"] = f"psc-shot/{n:02d}"
         outputs[f"psc-attempt/{n:02d}"] = ctx.record_json(clean, label=f"psc.attempt:{n:02d}")
         record["attempts"].append({"n": n, "answer": attempt.get("answer", ""), "input": f"psc-attempt/{n:02d}"})
     exchanges = [{"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path.split("?")[0], "http_status": ex.http_status,
-                  "facts": _redact(ex.facts, tokens)} for ex in provider.journal.exchanges[first:]]
+                  "facts": redact(ex.facts, tokens)} for ex in provider.journal.exchanges[first:]]
     outputs["psc.provider"] = ctx.record_json({"discovery": provider.discovery(), "exchanges": exchanges,
                                                "sessions": {sid: {"professional": s.professional.national_id, "means": s.means,
                                                                   "ended_by": s.ended_by or None} for sid, s in provider.sessions.items()}},

@@ -172,3 +172,157 @@ async def _attempt(context, attempt: dict, args: dict, ms: int) -> dict:
                 pass
     record["seconds"] = round(time.monotonic() - started, 3)
     return record
+
+
+# -- the e-ID rules: a session left idle, the software's own login ----------------------------
+
+def idle(args: dict) -> dict:
+    """The driver of the inactivity rule: the conformant login through PSC, then nothing for
+    ``args["wait"]`` seconds (the page left open, as a person walking away leaves it), then the
+    page only a logged-in professional may see, in the same browser."""
+    import asyncio
+
+    return asyncio.run(_idle(args))
+
+
+async def _idle(args: dict) -> dict:
+    import asyncio
+
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright
+
+    out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
+    ms = int(float(args.get("deadline", 20.0)) * 1000)
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-eid-browser-") as tmp:
+            async with async_playwright() as p:
+                launched = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
+                                                  loopback_only=bool(args.get("loopback_only")),
+                                                  extra_args=(f"--ignore-certificate-errors-spki-list={args['spki']}",))
+                out["sandbox"], out["browser"] = launched.sandbox, launched.browser
+                try:
+                    context = await launched.context.browser.new_context(**kit.CONTEXT)
+                    login = await _attempt(context, args["attempt"], args, ms)
+                    out["login"] = login
+                    if "error" not in login:
+                        idle_from = time.monotonic()
+                        await asyncio.sleep(float(args["wait"]))
+                        page = await context.new_page()
+                        response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
+                        await _settle(page, ms)
+                        out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
+                                             "idle_seconds": round(time.monotonic() - idle_from, 3)}
+                    await context.close()
+                finally:
+                    await launched.context.close()
+    except PlaywrightError as exc:
+        out["error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
+def local(args: dict) -> dict:
+    """The driver of the software's own login: with both factors (it must open a session), with
+    the password alone, enrolment by nobody logged in, then wrong codes until past the declared
+    lockout and the right one last; each in a browser context of its own."""
+    import asyncio
+
+    return asyncio.run(_local(args))
+
+
+def _codes(secret: str) -> tuple[str, str]:
+    """(the right TOTP code now, a wrong one: valid at no step from a minute before to a minute after)."""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    now = time.time()
+    near = {totp.at(now + 30 * k) for k in range(-2, 3)}
+    wrong = next(f"{n:06d}" for n in range(123456, 1_000_000, 7919) if f"{n:06d}" not in near)
+    return totp.at(now), wrong
+
+
+async def _local(args: dict) -> dict:
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright
+
+    out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
+    ms = int(float(args.get("deadline", 20.0)) * 1000)
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-eid-browser-") as tmp:
+            async with async_playwright() as p:
+                launched = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
+                                                  loopback_only=bool(args.get("loopback_only")))
+                out["sandbox"], out["browser"] = launched.sandbox, launched.browser
+                browser = launched.context.browser
+                try:
+                    for case in ("both-factors", "password-only", "enrol-anonymous", "lockout"):
+                        context = await browser.new_context(**kit.CONTEXT)
+                        try:
+                            out[case] = await _local_case(context, case, args, ms)
+                        except Exception as exc:  # a step that did not happen is a fact of the case
+                            out[case] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+                        finally:
+                            await context.close()
+                finally:
+                    await launched.context.close()
+    except PlaywrightError as exc:
+        out["error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
+async def _password_step(page, args: dict, ms: int) -> None:
+    await page.goto(args["login_url"], wait_until="load", timeout=ms)
+    await page.locator(args["username_field"]).first.fill(args["username"], timeout=ms)
+    await page.locator(args["password_field"]).first.fill(args["password"], timeout=ms)
+    async with page.expect_navigation(wait_until="load", timeout=ms):
+        await page.locator(args["password_field"]).first.press("Enter", timeout=ms)
+
+
+async def _code_step(page, code: str, ms: int, field: str) -> bool:
+    """Type ``code`` where the software asks for one; False when it asks for none."""
+    target = page.locator(field).first
+    if not await target.count():
+        return False
+    await target.fill(code, timeout=ms)
+    async with page.expect_navigation(wait_until="load", timeout=ms):
+        await target.press("Enter", timeout=ms)
+    return True
+
+
+async def _protected(context, args: dict, ms: int) -> dict:
+    page = await context.new_page()
+    response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
+    await _settle(page, ms)
+    state = {**await _state(page, context), "status": response.status if response else None}
+    await page.close()
+    return state
+
+
+async def _local_case(context, case: str, args: dict, ms: int) -> dict:
+    page = await context.new_page()
+    record: dict[str, Any] = {}
+    if case == "enrol-anonymous":
+        response = await context.request.post(args["enrol_url"], form={"means": "totp"}, max_redirects=0, timeout=ms)
+        record["enrol"] = {"status": response.status, "body": (await response.text())[:500]}
+        return record
+    await _password_step(page, args, ms)
+    record["asked_code"] = bool(await page.locator(args["code_field"]).count())
+    record["after_password"] = {"url": page.url, "text": (await page.inner_text("body", timeout=2000))[:MAX_TEXT]}
+    if case == "both-factors":
+        right, _ = _codes(args["totp"])
+        record["code_typed"] = await _code_step(page, right, ms, args["code_field"])
+    elif case == "lockout":
+        tries = []
+        for _ in range(int(args["lockout_after"]) + 1):
+            if not await page.locator(args["code_field"]).count() and await page.locator(args["password_field"]).count():
+                await _password_step(page, args, ms)  # a software that asks for the password again after a wrong code
+            _, wrong = _codes(args["totp"])
+            typed = await _code_step(page, wrong, ms, args["code_field"])
+            tries.append({"typed": typed, "text": (await page.inner_text("body", timeout=2000))[:500]})
+        if not await page.locator(args["code_field"]).count() and await page.locator(args["password_field"]).count():
+            await _password_step(page, args, ms)
+        right, _ = _codes(args["totp"])
+        record["wrong_codes"] = tries
+        record["right_code_typed"] = await _code_step(page, right, ms, args["code_field"])
+        record["after_right_code"] = {"url": page.url, "text": (await page.inner_text("body", timeout=2000))[:MAX_TEXT]}
+    record["protected"] = await _protected(context, args, ms)
+    return record

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import HarnessError, Service, catalogue, hookimpl
 
-from . import checks, collect
+from . import checks, collect, eid
 
 M = catalogue(__name__)
 SERVICE = "psc"
@@ -21,18 +21,21 @@ def harness_scenario_dirs():
 def harness_target_schema():
     return {"psc": {"client_id": "str", "professional": "str", "means": "str", "attacks": "list[str]", "login_button": "str",
                     "logout_button": "str", "deadline": "int"},
+            "eid": {"idle_timeout": "int", "tolerance": "int", "username": "str", "lockout_after": "int", "username_field": "str",
+                    "password_field": "str", "code_field": "str"},
             f"services.{SERVICE}": {"port": "int"}}
 
 
 @hookimpl
 def harness_collectors():
-    return {"psc.logins": collect.collect_logins}
+    return {"psc.logins": collect.collect_logins, "eid.idle": eid.collect_idle, "eid.local": eid.collect_local}
 
 
 @hookimpl
 def harness_checks():
     return {"psc.login": checks.check_login, "psc.refusals": checks.check_refusals, "psc.tokens": checks.check_tokens,
-            "psc.logout": checks.check_logout}
+            "psc.logout": checks.check_logout, "eid.idle": eid.check_idle, "eid.second_factor": eid.check_second_factor,
+            "eid.lockout": eid.check_lockout, "eid.enrolment": eid.check_enrolment}
 
 
 @hookimpl
