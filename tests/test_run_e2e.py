@@ -1,7 +1,6 @@
 """The main command end to end: embedded demo, verdicts, bundle, defects, xdist, secrets."""
 import re
 import zipfile
-from pathlib import Path
 
 import pytest
 
