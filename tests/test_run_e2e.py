@@ -256,6 +256,10 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement DMP-METADATA-CDA: - (A) ≠ PASS (B)",
         "requirement DMP-TLS: - (A) ≠ PASS (B)",
         "requirement DMP-VIHF: - (A) ≠ PASS (B)",
+        # the e-ID rules (the PSC plugin), added since
+        "requirement EID-ENROL: - (A) ≠ PASS (B)",
+        "requirement EID-MFA: - (A) ≠ PASS (B)",
+        "requirement EID-SESSION: - (A) ≠ PASS (B)",
         # the MSSanté plugin (mail simulator, XDM archives), added since
         "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
         "requirement MSS-MESSAGE: - (A) ≠ PASS (B)",

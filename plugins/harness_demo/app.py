@@ -11,8 +11,9 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness import ConnectionBounds, HttpService, Message, Request, Response, catalogue
+from harness import ConnectionBounds, HarnessError, HttpService, Message, Request, Response, catalogue
 
 from . import patients
 from .dmp_defects import DMP_DEFECTS
@@ -83,8 +84,7 @@ class DemoConfig:
     api_layout: str = "flat"
     psc_idle: float = 900.0  # seconds without activity that end a session (e-ID referential: closed after inactivity)
     local_user: str = "dr-demo"  # the demo's own login (a password, then a TOTP code)
-    local_password: str = ""
-    local_totp: str = ""
+    local_secrets: Any = None  # () -> (password, TOTP secret), read when that login is first used
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))
@@ -376,7 +376,8 @@ class DemoServer(HttpService):
             from .local_login import LocalLogin
 
             cfg = self.cfg
-            self._local = LocalLogin(set(cfg.defects), cfg.local_user, cfg.local_password, cfg.local_totp)
+            password, totp = cfg.local_secrets() if cfg.local_secrets else ("", "")
+            self._local = LocalLogin(set(cfg.defects), cfg.local_user, password, totp)
         return self._local
 
     def _local_form(self, step: str, error: str = "", status: int = 200) -> Response:
@@ -398,7 +399,10 @@ class DemoServer(HttpService):
         from .local_login import FAMILY, GIVEN, NATIONAL_ID
         from .psc_login import LoggedIn
 
-        local, psc = self._local_login(), self._psc_login()
+        try:
+            local, psc = self._local_login(), self._psc_login()
+        except (HarnessError, ValueError) as exc:  # its account's files unreadable, or no TOTP secret
+            return _json(503, {"error": f"connexion propre non configurée : {str(exc)[:200]}"})
         form = {k: v[0] for k, v in parse_qs(request.body[:8192].decode("utf-8", "replace")).items() if v}
         cookies = _cookies(request.header("Cookie"))
 

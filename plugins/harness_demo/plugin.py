@@ -60,10 +60,16 @@ def _config(options, ctx) -> DemoConfig:
     token_ref = options.get("token")
     token = ctx.target.resolve_secret(token_ref) if token_ref else None
     try:
-        secret = {k: (ctx.target.resolve_secret(options[k]) or "") if options.get(k) else "" for k in ("local_password", "local_totp")}
+        refs = [options.get(k) for k in ("local_password", "local_totp")]
+
+        def local_secrets() -> tuple[str, str]:  # read when its own login is first used (a copied target may lack the files)
+            password, totp = ((ctx.target.resolve_secret(ref) or "") if ref else "" for ref in refs)
+            return password, totp
+
         return DemoConfig(release=options.get("release", DemoConfig.release), defects=list(options.get("defects", [])), token=token,
                           build=options.get("build", ""), api_layout=options.get("api_layout", "flat"),
-                          psc_idle=float(options.get("idle_timeout", DemoConfig.psc_idle)), local_user=options.get("local_user", "dr-demo"), **secret)
+                          psc_idle=float(options.get("idle_timeout", DemoConfig.psc_idle)), local_user=options.get("local_user", "dr-demo"),
+                          local_secrets=local_secrets)
     except UnknownDefect as exc:
         raise HarnessError(M("defect.unknown", unknown=", ".join(exc.unknown), known=", ".join(exc.known))) from None
     except ValueError:
