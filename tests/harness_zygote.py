@@ -28,9 +28,10 @@ import sys
 # native runtime (saxonche's GraalVM isolate, Playwright's driver) stays for each run to load
 PRELOAD = ("lxml.etree", "requests", "cryptography.x509", "cryptography.hazmat.primitives.serialization", "openpyxl", "jinja2",
            "babel.messages.pofile", "hl7", "aiosmtpd.controller", "aiosmtpd.smtp", "email.parser", "email.policy", "zipfile",
-           "http.server", "ssl", "PIL.Image", "pytesseract", "fhir.resources.R4B.patient")
+           "http.server", "ssl", "PIL.Image", "pytesseract", "fhir.resources.R4B.patient",
+           "authlib.integrations.requests_client", "pyotp")
 MAX_REQUEST = 1 << 20
-KEYS_AHEAD = 24  # RSA keys a run may draw before making its own: an 'all' run of the demo uses 15
+KEYS_AHEAD = 40  # RSA keys a run may draw before making its own: an 'all' run of the demo makes 15 for the DMP, 7 for PSC
 
 
 def preload() -> None:

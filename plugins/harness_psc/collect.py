@@ -137,7 +137,7 @@ def collect_logins(ctx: CollectContext) -> dict:
     deadline = float(conf.get("deadline", DEADLINE))
     attempts = [{"n": 1, "answer": "", "professional": who, "means": means, "logout": True}] + \
         [{"n": n, "answer": a, "professional": who, "means": means} for n, a in enumerate(attacks, 2)]
-    args = {**browser_args(ctx, provider, deadline), "attempts": attempts}
+    args = {**browser_args(ctx, provider, deadline), "attempts": attempts, "national_id": provider.professionals[who].national_id}
     executable = args["browser"]
     if executable is None:
         result, error = None, "no-browser"
