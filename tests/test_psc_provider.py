@@ -31,8 +31,14 @@ def psc():
     provider.stop()
 
 
+_DISCOVERED: dict = {}
+
+
 def _discovery(psc) -> dict:
-    return requests.get(psc.base_url + PATHS["discovery"].lstrip("/"), verify=str(psc.ca_file), timeout=5).json()
+    """The stand-in's discovery document (fetched once per stand-in: it does not change)."""
+    if psc.base_url not in _DISCOVERED:
+        _DISCOVERED[psc.base_url] = requests.get(psc.base_url + PATHS["discovery"].lstrip("/"), verify=str(psc.ca_file), timeout=5).json()
+    return _DISCOVERED[psc.base_url]
 
 
 def _login(psc, professional: str = "kit-doc0036624", means: str = "e-CPS", *, nonce: str | None = "n-1", pkce: bool = True,
