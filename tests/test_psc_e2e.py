@@ -56,8 +56,7 @@ def artefact(run, label: str):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    # six at once: these runs mostly wait (pages settling, a session left idle), little works
-    with RunPool(tmp_path_factory, size=6) as pool:
+    with RunPool(tmp_path_factory) as pool:
         pool.harness("conformant", "--scenario", "psc", "--lang", "en")
         for defect, expected in sorted(EXPECTED.items()):
             # only the answers this defect lets through (--set): the others are the conformant run's
