@@ -25,6 +25,29 @@ from harness import browser as kit
 MAX_TEXT = 20_000  # characters of a page's text kept
 MAX_HTML = 200_000  # characters of a page's markup kept (scanned for tokens, then dropped)
 SETTLE_MS = 5_000  # at most, waiting for the page to settle after a navigation
+def _launched(args: dict, ms: int, out: dict, *, pinned: bool = True):
+    """The kit's sandboxed Chromium for one driver (``pinned``: the stand-in's certificate
+    trusted by its key), its sandbox and name said in ``out``; closed on the way out."""
+    import contextlib
+
+    from playwright.async_api import async_playwright
+
+    @contextlib.asynccontextmanager
+    async def launched():
+        with tempfile.TemporaryDirectory(prefix="harness-psc-browser-") as tmp:
+            async with async_playwright() as p:
+                extra = (f"--ignore-certificate-errors-spki-list={args['spki']}",) if pinned else ()
+                browser = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
+                                                 loopback_only=bool(args.get("loopback_only")), extra_args=extra)
+                out["sandbox"], out["browser"] = browser.sandbox, browser.browser
+                try:
+                    yield browser
+                finally:
+                    await browser.context.close()
+
+    return launched()
+
+
 AT_ONCE = 4  # attempts whose browser contexts run side by side (each waits on pages more than it works)
 
 
@@ -42,32 +65,23 @@ async def _logins(args: dict) -> dict:
     import asyncio
 
     from playwright.async_api import Error as PlaywrightError
-    from playwright.async_api import async_playwright
 
     out: dict[str, Any] = {"attempts": [], "sandbox": "", "browser": "", "error": None}
     ms = int(float(args.get("deadline", 20.0)) * 1000)
     try:
-        with tempfile.TemporaryDirectory(prefix="harness-psc-browser-") as tmp:
-            async with async_playwright() as p:
-                launched = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
-                                                  loopback_only=bool(args.get("loopback_only")),
-                                                  extra_args=(f"--ignore-certificate-errors-spki-list={args['spki']}",))
-                out["sandbox"], out["browser"] = launched.sandbox, launched.browser
-                gate = asyncio.Semaphore(AT_ONCE)
+        async with _launched(args, ms, out) as launched:
+            gate = asyncio.Semaphore(AT_ONCE)
 
-                async def one(attempt: dict) -> dict:
-                    async with gate:
-                        context = await launched.context.browser.new_context(**kit.CONTEXT)
-                        try:
-                            return await _attempt(context, attempt, args, ms)
-                        finally:
-                            await context.close()
+            async def one(attempt: dict) -> dict:
+                async with gate:
+                    context = await launched.context.browser.new_context(**kit.CONTEXT)
+                    try:
+                        return await _attempt(context, attempt, args, ms)
+                    finally:
+                        await context.close()
 
-                try:
-                    attempts = args["attempts"]
-                    out["attempts"] = [await one(attempts[0])] + list(await asyncio.gather(*(one(a) for a in attempts[1:])))
-                finally:
-                    await launched.context.close()
+            attempts = args["attempts"]
+            out["attempts"] = [await one(attempts[0])] + list(await asyncio.gather(*(one(a) for a in attempts[1:])))
     except PlaywrightError as exc:
         out["error"] = str(exc).splitlines()[0][:300]
     return out
@@ -193,32 +207,23 @@ async def _idle(args: dict) -> dict:
     import asyncio
 
     from playwright.async_api import Error as PlaywrightError
-    from playwright.async_api import async_playwright
 
     out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
     ms = int(float(args.get("deadline", 20.0)) * 1000)
     try:
-        with tempfile.TemporaryDirectory(prefix="harness-eid-browser-") as tmp:
-            async with async_playwright() as p:
-                launched = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
-                                                  loopback_only=bool(args.get("loopback_only")),
-                                                  extra_args=(f"--ignore-certificate-errors-spki-list={args['spki']}",))
-                out["sandbox"], out["browser"] = launched.sandbox, launched.browser
-                try:
-                    context = await launched.context.browser.new_context(**kit.CONTEXT)
-                    login = await _attempt(context, args["attempt"], args, ms)
-                    out["login"] = login
-                    if "error" not in login:
-                        idle_from = time.monotonic()
-                        await asyncio.sleep(float(args["wait"]))
-                        page = await context.new_page()
-                        response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
-                        await _settle(page, ms)
-                        out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
-                                             "idle_seconds": round(time.monotonic() - idle_from, 3)}
-                    await context.close()
-                finally:
-                    await launched.context.close()
+        async with _launched(args, ms, out) as launched:
+            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            login = await _attempt(context, args["attempt"], args, ms)
+            out["login"] = login
+            if "error" not in login:
+                idle_from = time.monotonic()
+                await asyncio.sleep(float(args["wait"]))
+                page = await context.new_page()
+                response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
+                await _settle(page, ms)
+                out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
+                                     "idle_seconds": round(time.monotonic() - idle_from, 3)}
+            await context.close()
     except PlaywrightError as exc:
         out["error"] = str(exc).splitlines()[0][:300]
     return out
@@ -246,28 +251,19 @@ def _codes(secret: str) -> tuple[str, str]:
 
 async def _local(args: dict) -> dict:
     from playwright.async_api import Error as PlaywrightError
-    from playwright.async_api import async_playwright
 
     out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
     ms = int(float(args.get("deadline", 20.0)) * 1000)
     try:
-        with tempfile.TemporaryDirectory(prefix="harness-eid-browser-") as tmp:
-            async with async_playwright() as p:
-                launched = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
-                                                  loopback_only=bool(args.get("loopback_only")))
-                out["sandbox"], out["browser"] = launched.sandbox, launched.browser
-                browser = launched.context.browser
+        async with _launched(args, ms, out, pinned=False) as launched:
+            for case in ("both-factors", "password-only", "enrol-anonymous", "lockout"):
+                context = await launched.context.browser.new_context(**kit.CONTEXT)
                 try:
-                    for case in ("both-factors", "password-only", "enrol-anonymous", "lockout"):
-                        context = await browser.new_context(**kit.CONTEXT)
-                        try:
-                            out[case] = await _local_case(context, case, args, ms)
-                        except Exception as exc:  # a step that did not happen is a fact of the case
-                            out[case] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
-                        finally:
-                            await context.close()
+                    out[case] = await _local_case(context, case, args, ms)
+                except Exception as exc:  # a step that did not happen is a fact of the case
+                    out[case] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
                 finally:
-                    await launched.context.close()
+                    await context.close()
     except PlaywrightError as exc:
         out["error"] = str(exc).splitlines()[0][:300]
     return out
