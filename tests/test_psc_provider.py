@@ -247,6 +247,18 @@ def test_a_hostile_client_gets_the_error_openid_connect_specifies_and_the_stand_
     assert requests.get(psc.base_url + PATHS["jwks"].lstrip("/"), verify=str(psc.ca_file), timeout=5).status_code == 200
 
 
+def test_login_pages_waiting_at_once_are_bounded(psc, monkeypatch):
+    import harness_psc.provider as provider
+
+    monkeypatch.setattr(provider, "MAX_LOGINS", len(psc.logins) + 2)
+    url = psc.base_url + "auth"
+    asked = {"response_type": "code", "client_id": "cabinet", "redirect_uri": CALLBACK, "scope": "openid", "state": "x"}
+    statuses = [requests.get(url, params=asked, verify=str(psc.ca_file), timeout=5).status_code for _ in range(4)]
+    assert statuses == [200, 200, 503, 503] and "temporarily_unavailable" in psc.journal.exchanges[-1].response.decode()
+    psc.logins.clear()
+    assert requests.get(url, params=asked, verify=str(psc.ca_file), timeout=5).status_code == 200
+
+
 def test_garbage_on_the_socket_is_answered_and_the_stand_in_keeps_serving(psc):
     import socket
 

@@ -131,7 +131,7 @@ class PscLogin:
         info = sess.get(self.metadata["userinfo_endpoint"], verify=self.config["ca"], timeout=TIMEOUT)
         if info.status_code != 200:
             raise LoginError(f"userinfo: {info.status_code}")
-        user = self._verified(info.text, check_audience=False) if info.headers.get("Content-Type", "").startswith("application/jwt") \
+        user = self._verified(info.text) if info.headers.get("Content-Type", "").startswith("application/jwt") \
             else info.json()
         if user.get("sub") != claims.get("sub"):
             raise LoginError("userinfo d'un autre sujet")
@@ -152,7 +152,7 @@ class PscLogin:
             self.keys = KeySet.import_key_set(self._http(self.config["ca"]).get(self.metadata["jwks_uri"], timeout=TIMEOUT).json())
         return self.keys
 
-    def _verified(self, token: str, check_audience: bool = True) -> dict:
+    def _verified(self, token: str) -> dict:
         """The claims of a JWT from the provider: signature (JWKS, fetched again for an unknown key)."""
         if "psc-signature-unchecked" in self.defects:
             return _unverified(token)

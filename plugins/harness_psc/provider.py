@@ -72,6 +72,7 @@ ALG = "RS256"
 CODE_LIFETIME = 60  # seconds an authorization code may wait (RFC 6749 4.1.2: short; at most 10 minutes)
 TOKEN_LIFETIME = 120  # seconds an access token and an ID token are valid
 LOGIN_WAIT = 600  # seconds a login page may wait for its form
+MAX_LOGINS = 1000  # login pages waiting for their form at once (a client asking for pages in a loop gets none more)
 MAX_PARAMETER = 2048  # characters of one request parameter
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "tls_client_auth")
 
@@ -444,10 +445,8 @@ class PscProvider(HttpService):
     # -- requests ---------------------------------------------------------------------------
 
     def oauth_request(self, request: Request) -> _OAuthRequest:
-        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True) \
-            if request.header("Content-Type").split(";")[0].strip() == "application/x-www-form-urlencoded" else {}
         headers = {k: v for k, v in request.headers.items()}
-        return _OAuthRequest(request.method, self.base_url.rstrip("/") + request.target, headers, request.query, form,
+        return _OAuthRequest(request.method, self.base_url.rstrip("/") + request.target, headers, request.query, self._form(request),
                              request.peer_certificate)
 
     def handle(self, request: Request) -> Response:
@@ -502,6 +501,10 @@ class PscProvider(HttpService):
         facts["login_page"] = hashlib.sha256(login.encode()).hexdigest()[:16]
         with self._lock:
             self._expire_logins()
+            if len(self.logins) >= MAX_LOGINS:
+                facts["refused"] = f"{MAX_LOGINS} login pages already waiting"
+                return self._page(503, "Service momentanément indisponible / Temporarily unavailable",
+                                  "<p class='error'>temporarily_unavailable</p>")
             self.logins[login] = (urlsplit(request.target).query if request.method == "GET" else request.body.decode("utf-8", "replace"),
                                   time.time())
         return self._page(200, "Pro Santé Connect — connexion de test / test login", self._login_form(login))
