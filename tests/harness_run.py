@@ -174,6 +174,34 @@ def run_harness(cwd: Path, *args: str, env: dict | None = None, timeout: int = 1
     return RunOutcome(code, stdout, stderr, new[-1] if new else None, cwd)
 
 
+def shared_run(factory: Any, *args: str, **kw: Any) -> RunOutcome:
+    """A harness run that several test modules judge alike (the same arguments, the same
+    environment, a folder of its own), made once for the whole test session: the first worker to
+    ask runs it, under a lock in the folder the pytest-xdist workers share; a worker that asks
+    meanwhile waits for it, one that asks later reads its outcome. Only for a run no test alters
+    (its bundle is read, copied, never written)."""
+    import fcntl
+    import hashlib
+
+    base = factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([args, sorted((kw.get("env") or {}).items()), kw.get("allure", False)]).encode()).hexdigest()[:24]
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / f"{key}.json"
+        if done.exists():
+            got = json.loads(done.read_text(encoding="utf-8"))
+            return RunOutcome(got["returncode"], got["stdout"], got["stderr"], Path(got["bundle"]) if got["bundle"] else None,
+                              Path(got["cwd"]))
+        cwd = folder / key
+        cwd.mkdir()
+        run = run_harness(cwd, *args, **kw)
+        done.write_text(json.dumps({"returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr,
+                                    "bundle": str(run.bundle) if run.bundle else None, "cwd": str(cwd)}), encoding="utf-8")
+        return run
+
+
 def defect_args(scenario: str, defects: list[str]) -> tuple[str, ...]:
     return ("--scenario", scenario, "--lang", "en", *[a for d in defects for a in ("--defect", d)])
 
@@ -211,8 +239,12 @@ class RunPool:
         assert key not in self._futures, key
         self._futures[key] = self._executor.submit(fn, *args, **kw)
 
-    def harness(self, key: str, *args: str, **kw: Any) -> None:
-        """A harness run in a folder of its own (``cwd`` given: that one)."""
+    def harness(self, key: str, *args: str, shared: bool = False, **kw: Any) -> None:
+        """A harness run in a folder of its own (``cwd`` given: that one); ``shared``: made once
+        for the session (:func:`shared_run`)."""
+        if shared:
+            self.submit(key, shared_run, self.factory, *args, **kw)
+            return
         cwd = kw.pop("cwd", None) or self.factory.mktemp(key.replace("/", "-")[:40])
         self.submit(key, run_harness, cwd, *args, **kw)
 

@@ -16,12 +16,13 @@ from harness.cli import main as cli
 from harness.evidence.recorder import sha256
 from harness.proof.replay import replay_bundle
 from harness.running.assembly import assemble
-from tests.harness_run import run_harness
+from tests.harness_run import shared_run
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    run = run_harness(tmp_path_factory.mktemp("b"), "--scenario", "all", "--defect", "version-channel-mismatch")
+    # the run tests/test_run_e2e.py judges as its serial one: made once for the session
+    run = shared_run(tmp_path_factory, "--scenario", "all", "--defect", "version-channel-mismatch")
     assert run.bundle is not None, run.stdout + run.stderr
     return run.bundle
 

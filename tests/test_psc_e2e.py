@@ -54,23 +54,43 @@ def artefact(run, label: str):
     raise AssertionError(f"no {label}")
 
 
+# Defects that do not interact share a run (each is judged on an attempt or a case of its own);
+# a defect that changes what another's rule looks at has a run of its own (the password alone
+# leaves no code to get wrong: the lockout is judged alone).
+RUN_OF = {
+    # each lets one or two attacks through, each attack in its own attempt (all ten in this run)
+    **dict.fromkeys(("psc-state-unchecked", "psc-nonce-unchecked", "psc-signature-unchecked", "psc-expiry-unchecked",
+                     "psc-audience-unchecked", "psc-issuer-unchecked", "psc-acr-unchecked", "psc-error-as-login"), "refusals"),
+    # what the conformant login asks for, and its logout
+    **dict.fromkeys(("psc-no-pkce", "psc-no-acr", "psc-logout-local"), "login-defects"),
+    # where the tokens end up (and the session left idle: judged on a login of its own)
+    **dict.fromkeys(("psc-token-in-url", "psc-token-in-page", "psc-cookie-readable", "eid-no-idle-timeout"), "leaks"),
+    "eid-password-only": "eid-password-only",
+    **dict.fromkeys(("eid-no-lockout", "eid-enrol-anonymous"), "eid-lockout-enrol"),
+}
+
+
+def _defects_of(run: str) -> list[str]:
+    return sorted(d for d, r in RUN_OF.items() if r == run)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     with RunPool(tmp_path_factory) as pool:
         pool.harness("conformant", "--scenario", "psc", "--lang", "en")
-        for defect, expected in sorted(EXPECTED.items()):
-            # only the answers this defect lets through (--set): the others are the conformant run's
-            attacks = ",".join(rule.removeprefix("PSC-REFUSE-").lower() for _, rule in sorted(expected) if "REFUSE" in rule)
-            pool.harness(defect, *defect_args("psc", [defect]), "--set", f"psc.attacks={attacks}")
+        pool.harness("refusals", *defect_args("psc-refusals", _defects_of("refusals")))
+        pool.harness("login-defects", *defect_args("psc-login", _defects_of("login-defects")), "--scenario", "psc-logout",
+                     "--set", "psc.attacks=")  # no attack: the conformant run's
+        pool.harness("leaks", *defect_args("psc-tokens", _defects_of("leaks")), "--scenario", "eid-idle-timeout", "--set", "psc.attacks=")
         pool.harness("eid", *EID_SCENARIOS, "--lang", "en")
-        pool.harness("eid-idle-token-in-url", *defect_args("eid-idle-timeout", ["psc-token-in-url"]))
-        for defect, (scenario, _) in sorted(EID.items()):
-            pool.harness(defect, *defect_args(scenario, [defect]))
+        pool.harness("at-once-0", "--scenario", "psc-login", "--set", "psc.at_once=0", "--lang", "en")
+        pool.harness("eid-password-only", *defect_args("eid-second-factor", ["eid-password-only"]))
+        pool.harness("eid-lockout-enrol", *defect_args("eid-second-factor", _defects_of("eid-lockout-enrol")), "--scenario", "eid-enrolment")
         yield pool
 
 
 def test_every_psc_defect_has_an_expectation():
-    assert set(EXPECTED) | set(EID) == set(PSC_DEFECTS)
+    assert set(EXPECTED) | set(EID) == set(PSC_DEFECTS) == set(RUN_OF)
     refused = {rule.removeprefix("PSC-REFUSE-").lower() for expected in EXPECTED.values() for _, rule in expected if "REFUSE" in rule}
     assert refused == set(ATTACKS)  # every attack of the stand-in has a defect that lets it through
 
@@ -101,7 +121,13 @@ def test_the_conformant_demo_logs_in_through_psc_and_refuses_every_attack(runs):
 @pytest.mark.slow
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
 def test_each_psc_defect_is_caught_with_its_rule(runs, defect):
-    assert_caught(runs[defect], EXPECTED[defect])
+    run = assert_caught(runs[RUN_OF[defect]], EXPECTED[defect])
+    # a refused answer let through is named on the attempt that sent it (the run sends them all)
+    for _, rule in EXPECTED[defect]:
+        if rule.startswith("PSC-REFUSE-"):
+            answer = rule.removeprefix("PSC-REFUSE-").lower()
+            places = {f["location"] for f in run.findings() if f["rule"] == rule and f["severity"] in ("error", "critical")}
+            assert places == {f"psc-attempt/{list(ATTACKS).index(answer) + 2:02d}"}, (rule, places)
 
 
 @needs_browser
@@ -109,7 +135,7 @@ def test_each_psc_defect_is_caught_with_its_rule(runs, defect):
 def test_no_token_and_no_client_secret_reach_the_bundle(runs):
     """Tokens the stand-in issued are recorded as digests, even where the software leaked
     them; the client secret (a target credential) is scrubbed everywhere."""
-    for name in ("conformant", "psc-token-in-url", "psc-token-in-page", "psc-cookie-readable", "eid-idle-token-in-url"):
+    for name in ("conformant", "leaks", "refusals"):
         run = runs[name]
         with zipfile.ZipFile(run.bundle) as zf:
             blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
@@ -118,13 +144,19 @@ def test_no_token_and_no_client_secret_reach_the_bundle(runs):
         assert not re.search(rb"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}", blob)  # no JWT (an ID token) as such
 
 
+def test_attempts_side_by_side_are_bounded_with_a_clear_error(runs):
+    run = runs["at-once-0"]
+    assert run.returncode == 1 and run.requirement_verdicts() == {"PSC-LOGIN": "ERROR"}
+    assert "[psc] at_once is 0: between 1 and 16 attempts at once" in run.stdout
+
+
 @needs_browser
 @pytest.mark.slow
 def test_replay_reproduces_every_psc_verdict_offline_without_logging_in(runs):
     from harness.cli import main as cli
 
     assert cli(["verify", "--replay", str(runs["conformant"].bundle)]) == 0
-    assert cli(["verify", "--replay", str(runs["psc-nonce-unchecked"].bundle)]) == 0
+    assert cli(["verify", "--replay", str(runs["refusals"].bundle)]) == 0
 
 
 @needs_browser
@@ -151,4 +183,4 @@ def test_the_conformant_demo_follows_the_e_id_rules(runs):
 @pytest.mark.slow
 @pytest.mark.parametrize("defect", sorted(EID))
 def test_each_e_id_defect_is_caught_with_its_rule(runs, defect):
-    assert_caught(runs[defect], EID[defect][1])
+    assert_caught(runs[RUN_OF[defect]], EID[defect][1])

@@ -38,19 +38,20 @@ def runs(tmp_path_factory):
     f = tmp_path_factory
     with RunPool(f) as pool:
         # the README's main command in an interpreter of its own, as a user starts it (the others
-        # are forked from one that imported the harness already: tests/harness_zygote.py)
-        pool.harness("demo", "--scenario", "all", fresh=True)
+        # are forked from one that imported the harness already: tests/harness_zygote.py); with
+        # the demo API's token in the environment, as a user keeps a secret, and every outcome
+        # printed (-rA): the secrets test judges the same run
+        pool.harness("demo", "--scenario", "all", "-rA", fresh=True, env={"HARNESS_DEMO_TOKEN": TOKEN})
         for defect in sorted(EXPECTED):
             pool.harness(f"defect/{defect}", "--scenario", "version", "--defect", defect, "--lang", "en")
         # each in a folder of its own: a run's bundle is the one that appeared in its folder
         pool.harness("parallel", "-n", "2", "--scenario", "all", "--defect", "version-channel-mismatch")
-        pool.harness("serial", "--scenario", "all", "--defect", "version-channel-mismatch")
+        pool.harness("serial", "--scenario", "all", "--defect", "version-channel-mismatch", shared=True)  # tests/test_bundle.py's too
         pool.harness("unknown", "--scenario", "verison")
         folder = _folder(f, "malformed", {"vendor.toml": '[product]\nid = "x"\nname = "X"\nversion = 3\n'})
         pool.harness("malformed", "--scenario", "all", "--target", str(folder / "vendor.toml"), "--lang", "en", cwd=folder)
         folder = _folder(f, "tests", {"tests/test_boom.py": "def test_boom():\n    assert False\n", "pytest.ini": "[pytest]\ntestpaths = tests\n"})
         pool.submit("collect", _collect_and_plain, folder)
-        pool.harness("secrets", "--scenario", "all", "-rA", env={"HARNESS_DEMO_TOKEN": TOKEN})
         pool.harness("english", "--scenario", "version-visible-in-ui", "--lang", "en")
         folder = _folder(f, "down", {"down.toml": '[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n'
                                                   '[endpoints]\nui = "http://127.0.0.1:9/"\napi = "http://127.0.0.1:9/api"\n'})
@@ -181,7 +182,7 @@ def test_scenario_runs_never_collect_tests_and_plain_pytest_runs_no_scenario(run
 
 def test_secrets_never_reach_bundle_or_terminal(runs):
     token = TOKEN
-    run = runs["secrets"]
+    run = runs["demo"]
     assert run.returncode == 0, run.stdout
     assert token not in run.stdout + run.stderr
     with zipfile.ZipFile(run.bundle) as zf:

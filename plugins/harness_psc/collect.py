@@ -19,6 +19,7 @@ Target file::
     login_button = "Pro Sant[ée] Connect"   # the accessible name of its login button or link
     logout_button = "..."                   # ... and of its logout
     deadline = 20                           # seconds for each browser step
+    at_once = 4                             # attacks tried side by side (1: one after another; at most 16)
 
     [credentials]
     psc_client_secret = "env:..."           # its secret (scrubbed from everything recorded)
@@ -42,6 +43,8 @@ M = catalogue(__name__)
 DEADLINE = 20.0
 LOGIN_BUTTON = r"Pro\s*Sant[ée]\s*Connect"
 LOGOUT_BUTTON = r"(se\s+)?d[ée]connect|d[ée]connexion|log\s*out|sign\s*out"
+AT_ONCE = 4  # attacks tried side by side by default (a demo environment serves a few professionals at once)
+MAX_AT_ONCE = 16
 SCANNED = ("url", "text", "html", "script_cookie")  # the strings of a browser state searched for tokens
 
 
@@ -137,7 +140,11 @@ def collect_logins(ctx: CollectContext) -> dict:
     deadline = float(conf.get("deadline", DEADLINE))
     attempts = [{"n": 1, "answer": "", "professional": who, "means": means, "logout": True}] + \
         [{"n": n, "answer": a, "professional": who, "means": means} for n, a in enumerate(attacks, 2)]
-    args = {**browser_args(ctx, provider, deadline), "attempts": attempts, "national_id": provider.professionals[who].national_id}
+    at_once = int(conf.get("at_once", AT_ONCE))
+    if not 1 <= at_once <= MAX_AT_ONCE:
+        raise HarnessError(M("collect.at_once", value=at_once, most=MAX_AT_ONCE))
+    args = {**browser_args(ctx, provider, deadline), "attempts": attempts, "national_id": provider.professionals[who].national_id,
+            "at_once": at_once}
     executable = args["browser"]
     if executable is None:
         result, error = None, "no-browser"

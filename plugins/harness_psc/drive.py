@@ -54,8 +54,8 @@ AT_ONCE = 4  # attempts whose browser contexts run side by side (each waits on p
 def logins(args: dict) -> dict:
     """The driver (:func:`harness.browser.run_driver`): every attempt of ``args["attempts"]``,
     the first (the conformant login, which later ones may draw on: a nonce to replay, the last
-    identity a faulty software keeps) alone, the others :data:`AT_ONCE` at a time, each in a
-    browser context of its own (its own cookies and storage)."""
+    identity a faulty software keeps) alone, the others ``args["at_once"]`` (:data:`AT_ONCE`)
+    at a time, each in a browser context of its own (its own cookies and storage)."""
     import asyncio
 
     return asyncio.run(_logins(args))
@@ -70,7 +70,7 @@ async def _logins(args: dict) -> dict:
     ms = int(float(args.get("deadline", 20.0)) * 1000)
     try:
         async with _launched(args, ms, out) as launched:
-            gate = asyncio.Semaphore(AT_ONCE)
+            gate = asyncio.Semaphore(max(1, int(args.get("at_once", AT_ONCE))))
 
             async def one(attempt: dict) -> dict:
                 async with gate:

@@ -20,7 +20,7 @@ def harness_scenario_dirs():
 @hookimpl
 def harness_target_schema():
     return {"psc": {"client_id": "str", "professional": "str", "means": "str", "attacks": "list[str]", "login_button": "str",
-                    "logout_button": "str", "deadline": "int"},
+                    "logout_button": "str", "deadline": "int", "at_once": "int"},
             "eid": {"idle_timeout": "int", "tolerance": "int", "username": "str", "lockout_after": "int", "username_field": "str",
                     "password_field": "str", "code_field": "str"},
             f"services.{SERVICE}": {"port": "int"}}
