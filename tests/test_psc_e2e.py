@@ -14,7 +14,7 @@ from harness_psc.provider import ATTACKS
 from tests.harness_run import RunPool, assert_caught, defect_args
 
 needs_browser = pytest.mark.skipif(browser.find_browser() is None, reason="no Chromium (apt-get install chromium-headless-shell)")
-PSC_REQUIREMENTS = ["PSC-LOGIN", "PSC-LOGOUT", "PSC-REFUSE", "PSC-TOKENS"]
+PSC_REQUIREMENTS = ["PSC-DMP", "PSC-LOGIN", "PSC-LOGOUT", "PSC-REFUSE", "PSC-TOKENS"]
 SECRET = (Path(__file__).resolve().parents[1] / "plugins" / "harness_demo" / "psc-client-secret").read_text().strip()
 
 # each defect of the demo's relying party: the (requirement, rule) that must catch it
@@ -33,6 +33,8 @@ EXPECTED = {
     "psc-token-in-page": {("PSC-TOKENS", "PSC-TOKEN-02")},
     "psc-cookie-readable": {("PSC-TOKENS", "PSC-TOKEN-03")},
     "psc-logout-local": {("PSC-LOGOUT", "PSC-LOGOUT-02")},
+    "psc-dmp-first-professional": {("PSC-DMP", "PSC-DMP-01")},
+    "psc-dmp-direct-mode": {("PSC-DMP", "PSC-DMP-02")},
 }
 # the e-ID rules: each defect, the scenario that judges it and what must catch it
 EID = {
@@ -65,6 +67,8 @@ RUN_OF = {
     **dict.fromkeys(("psc-no-pkce", "psc-no-acr", "psc-logout-local"), "login-defects"),
     # where the tokens end up (and the session left idle: judged on a login of its own)
     **dict.fromkeys(("psc-token-in-url", "psc-token-in-page", "psc-cookie-readable", "eid-no-idle-timeout"), "leaks"),
+    # what its DMP calls say of the professional logged in
+    **dict.fromkeys(("psc-dmp-first-professional", "psc-dmp-direct-mode"), "dmp-defects"),
     "eid-password-only": "eid-password-only",
     **dict.fromkeys(("eid-no-lockout", "eid-enrol-anonymous"), "eid-lockout-enrol"),
 }
@@ -82,6 +86,7 @@ def runs(tmp_path_factory):
         pool.harness("login-defects", *defect_args("psc-login", _defects_of("login-defects")), "--scenario", "psc-logout",
                      "--set", "psc.attacks=")  # no attack: the conformant run's
         pool.harness("leaks", *defect_args("psc-tokens", _defects_of("leaks")), "--scenario", "eid-idle-timeout", "--set", "psc.attacks=")
+        pool.harness("dmp-defects", *defect_args("psc-dmp-identity", _defects_of("dmp-defects")))
         pool.harness("eid", *EID_SCENARIOS, "--lang", "en")
         pool.harness("at-once-0", "--scenario", "psc-login", "--set", "psc.at_once=0", "--lang", "en")
         pool.harness("eid-password-only", *defect_args("eid-second-factor", ["eid-password-only"]))
@@ -132,10 +137,27 @@ def test_each_psc_defect_is_caught_with_its_rule(runs, defect):
 
 @needs_browser
 @pytest.mark.slow
+def test_dmp_calls_made_through_the_login_name_the_professional_logged_in(runs):
+    """Two professionals log in in turn; each one's DMP call (its VIHF, recorded by the DMP
+    simulator) names that professional, with an indirect authentication."""
+    run = runs["conformant"]
+    calls = artefact(run, "psc.dmp")["logins"]
+    assert [(c["professional"], c["action"]["status"]) for c in calls] == [("kit-doc0036624", 200), ("pharmacien", 200)]
+    journal = artefact(run, "dmp.session")["exchanges"]
+    for login in calls:
+        mine = [e for e in journal if login["action_started"] <= e["at"] <= login["action_ended"]]
+        assert [e["action"] for e in mine] == ["urn:ihe:iti:2007:RegistryStoredQuery"], login
+    # a software that keeps the first professional's identity is caught on the second login only
+    wrong = [f for f in runs["dmp-defects"].findings() if f["rule"] == "PSC-DMP-01"]
+    assert len(wrong) == 1 and "899700366240" in wrong[0]["message"]["en"] and "psc.dmp/02" in wrong[0]["message"]["en"], wrong
+
+
+@needs_browser
+@pytest.mark.slow
 def test_no_token_and_no_client_secret_reach_the_bundle(runs):
     """Tokens the stand-in issued are recorded as digests, even where the software leaked
     them; the client secret (a target credential) is scrubbed everywhere."""
-    for name in ("conformant", "leaks", "refusals"):
+    for name in ("conformant", "leaks", "refusals", "dmp-defects"):
         run = runs[name]
         with zipfile.ZipFile(run.bundle) as zf:
             blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))

@@ -281,3 +281,17 @@ def test_the_kits_public_surface_resolves_and_is_pinned():
         assert getattr(kit, name).__name__.rsplit(".", 1)[-1] == name
     with pytest.raises(AttributeError):
         kit.nothing_here  # noqa: B018
+
+
+def test_a_collector_reads_what_the_service_behind_an_endpoint_says_of_itself():
+    """A plugin learns what another plugin's service issued (the DMP simulator's client
+    credentials) through the target's endpoint, never by importing that plugin."""
+    from harness.running.context import CollectContext
+    from harness.running.target import Target
+
+    asked = []
+    target = Target(None, {"endpoints": {"dmp": "service://dmp/", "page": "http://127.0.0.1:9/page"}})
+    ctx = CollectContext(target=target, record=None, http=None, service_url=lambda n: "https://127.0.0.1:1/", lang="en",
+                         service_info=lambda n: asked.append(n) or {"credentials": f"/run/{n}"})
+    assert ctx.endpoint_service("dmp") == {"credentials": "/run/dmp"} and asked == ["dmp"]
+    assert ctx.endpoint_service("page") is None and ctx.endpoint_service("absent") is None and asked == ["dmp"]

@@ -174,11 +174,12 @@ class CollectContext:
 
     def __init__(self, *, target: Target, record: Callable[..., Artefact], http: Any, service_url: Callable[[str], str], lang: str,
                  inputs: Mapping[str, Artefact] | None = None, check_context: Callable[[Mapping[str, Artefact]], CheckContext] | None = None,
-                 terminology: Callable[[], Any] | None = None) -> None:
+                 terminology: Callable[[], Any] | None = None, service_info: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self.target = target
         self.record = record
         self.http = http
         self._service_url = service_url
+        self._service_info = service_info
         self.lang = lang
         # what the scenario's earlier collect steps gathered (a terminology collector asks
         # about the codes found in documents another collector fetched)
@@ -281,4 +282,14 @@ class CollectContext:
         """The target's endpoint URL ``name``, with ``service://NAME/`` resolved."""
         url = self.target.endpoints.get(name)
         return None if url is None else resolve_service_url(url, self._service_url)
+
+    def endpoint_service(self, name: str) -> Mapping[str, Any] | None:
+        """What the service behind the target's endpoint ``name`` (``service://SERVICE/``)
+        says of itself (its ``info``: the client credentials a simulator issued the software,
+        for example), started if it was not; None when the endpoint is not a service's. A
+        plugin reads another plugin's service this way, never by importing it."""
+        url = self.target.endpoints.get(name)
+        if url is None or not url.startswith(SERVICE_URL_SCHEME) or self._service_info is None:
+            return None
+        return dict(self._service_info(url[len(SERVICE_URL_SCHEME):].partition("/")[0]))
 

@@ -71,6 +71,11 @@ class LiveSession:
             self.services[name] = svc
         return self.services[name].base_url
 
+    def service_info(self, name: str) -> dict:
+        """What the service ``name`` says of itself (started if it was not)."""
+        self.service_url(name)
+        return dict(self.services[name].info)
+
     def terminology(self):
         """The run's terminology set-up, built on first use (one per process)."""
         if self._terminology is None:
@@ -145,6 +150,7 @@ class LiveSession:
         if key not in self._collected:
             before = set(self.recorder.recorded)
             ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
+                                 service_info=self.service_info,
                                  inputs=inputs, check_context=self._check_context, terminology=self.terminology)
             outputs, status, message = self._run_collector(name, ctx)
             produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}

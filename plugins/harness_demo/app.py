@@ -317,7 +317,9 @@ class DemoServer(HttpService):
         try:
             asked = json.loads(body[:8192])
             args = {k: str(asked[k]) for k in ("discovery", "client_id", "client_secret", "ca", "redirect_uri", "after_logout")}
-        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(asked.get("dmp"), dict) and asked["dmp"].get("url"):  # the DMP its logged-in professionals reach
+                args["dmp"] = {"url": str(asked["dmp"]["url"]), "credentials": str(asked["dmp"].get("credentials", ""))}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json(400, {"error": str(exc)})
         try:
             return _json(200, self._psc_login().configure(**args))
@@ -358,6 +360,10 @@ class DemoServer(HttpService):
             end = psc.logout(cookies.get("demo_session", ""))
             expire = "demo_session=; Path=/; Max-Age=0; HttpOnly"
             return Response(302, b"", headers={"Location": end or "/psc/login", "Set-Cookie": expire})
+        if path == "/psc/dmp":
+            if who is None:
+                return Response(302, b"", headers={"Location": "/psc/login"})
+            return self._psc_dmp(psc, who)
         if path in ("/psc/home", "/psc/patients"):
             if who is None:
                 return Response(302, b"", headers={"Location": "/psc/login"})
@@ -368,6 +374,27 @@ class DemoServer(HttpService):
                     f"<a id='logout' href='/psc/logout'>Se déconnecter</a></nav>{leak}")
             return Response(200, page_of(title, body).encode(), html_type)
         return Response(404, b"not found", "text/plain")
+
+    def _psc_dmp(self, psc, who) -> Response:
+        """The test patient's DMP, consulted for the professional logged in through PSC (a
+        query, ITI-18, with a VIHF naming them: an indirect authentication)."""
+        from .dmp_client import DmpClient
+        from .psc_login import page_of
+
+        html_type = "text/html; charset=utf-8"
+        if psc.dmp is None or not psc.dmp.get("credentials"):
+            return Response(503, page_of("DMP", "<p class='error'>Le DMP n'est pas configuré</p>").encode(), html_type)
+        cfg = self.cfg
+        named = psc.first_identity if cfg.has("psc-dmp-first-professional") and psc.first_identity else who
+        client = DmpClient(psc.dmp["url"], Path(psc.dmp["credentials"]), set(cfg.defects), cfg.document_version,
+                           professional=(named.national_id, named.given_name, named.family_name),
+                           mode="DIRECTE" if cfg.has("psc-dmp-direct-mode") else "INDIRECTE_RENFORCEE")
+        status = client.consult()
+        if status["state"] != "done":
+            return Response(502, page_of("DMP", f"<p class='error'>DMP : {html.escape(status.get('reason', ''))}</p>").encode(), html_type)
+        body = (f"<p id='who'>Connecté : {html.escape(who.given_name)} {html.escape(who.family_name)} ({html.escape(who.national_id)})</p>"
+                f"<p>DMP du patient : {status['documents']} document(s)</p>")
+        return Response(200, page_of("DMP du patient", body).encode(), html_type)
 
     # -- its own login (password, then a TOTP code) ------------------------------------------
 

@@ -27,7 +27,7 @@ from lxml import etree
 
 from harness import parse_xml
 from harness_dmp import soap, vihf
-from harness_xds import agreement, ebrim
+from harness_xds import agreement, ebrim, xua
 
 from .patients import PATIENTS, cda_document
 
@@ -53,8 +53,12 @@ class Blocked(Exception):
 
 
 class DmpClient:
-    def __init__(self, url: str, credentials: Path, defects: set[str], release: str) -> None:
+    def __init__(self, url: str, credentials: Path, defects: set[str], release: str, *,
+                 professional: tuple[str, str, str] | None = None, mode: str = "INDIRECTE") -> None:
+        """``professional``: (national identifier, first name, last name) of who is logged in
+        (through Pro Santé Connect), named by the VIHF; else the structure's professional."""
         self.url = url
+        self.professional, self.mode = professional, mode
         self.defects = defects
         self.release = release
         self.session = requests.Session()
@@ -77,17 +81,20 @@ class DmpClient:
             return None
         attrs = {
             "VIHF_Version": "3.0", "Identifiant_Structure": "3399999999900001", "Secteur_Activite": "SA07^1.2.250.1.71.4.2.4",
-            vihf.ROLE: "10^1.2.250.1.71.1.2.7^Médecin", vihf.PURPOSE: "normal", "Authentification_Mode": "INDIRECTE",
+            vihf.ROLE: "10^1.2.250.1.71.1.2.7^Médecin", vihf.PURPOSE: "normal", "Authentification_Mode": self.mode,
             vihf.RESOURCE: "162018885045327^^^&1.2.250.1.213.1.4.10&ISO^NH" if "dmp-vihf-patient" in self.defects else self.cx,
             "Ressource_URN": "urn:dmp", vihf.SOFTWARE_NAME: "Cabinet Démo",
             vihf.SOFTWARE_VERSION: "3.1.9" if "dmp-vihf-version-mismatch" in self.defects else self.release,
         }
+        if self.professional is not None:  # as the ANS's own client writes it after a PSC login (harness_psc.services)
+            attrs[xua.SUBJECT_ID] = f"{self.professional[1]} {self.professional[2]}"
         if "dmp-vihf-no-version" in self.defects:
             del attrs[vihf.SOFTWARE_VERSION]
         now = dt.datetime.now(dt.timezone.utc)
         if "dmp-vihf-expired" in self.defects:
             now -= dt.timedelta(hours=2)
-        assertion = vihf.build(attrs, subject="899700000001", key=self.key, cert=self.cert, now=now)
+        subject = self.professional[0] if self.professional is not None else "899700000001"
+        assertion = vihf.build(attrs, subject=subject, key=self.key, cert=self.cert, now=now)
         if "dmp-vihf-tampered" in self.defects:
             assertion.find(f"{{{vihf.SAML}}}Subject/{{{vihf.SAML}}}NameID").text = "899700000002"
         return assertion
@@ -178,6 +185,17 @@ class DmpClient:
                              coded={"contentTypeCode": [("04", "1.2.250.1.213.2.2", "Hospitalisation de jour")]},
                              identifiers={"patientId": self.cx, "sourceId": SOURCE_ID, "uniqueId": f"{SOURCE_ID}.{uuid.uuid4().int % 10**12}"})
         self.call(UPDATE, ebrim.write_submission(ss, [entry]))
+
+    def consult(self) -> dict:
+        """The test patient's documents (one query, ITI-18): what a professional sees opening
+        the patient's DMP."""
+        try:
+            found = self._find()
+        except Blocked as exc:
+            return {"state": "blocked", "reason": exc.args[0][:300], "calls": self.calls}
+        except (requests.RequestException, soap.SoapError, OSError) as exc:
+            return {"state": "error", "reason": str(exc)[:300], "calls": self.calls}
+        return {"state": "done", "documents": len(found), "calls": self.calls}
 
     def run(self) -> dict:
         note, report = self._documents()

@@ -21,6 +21,9 @@ PSC_DEFECTS: dict[str, Message] = {
     "psc-token-in-page": M("defect.psc-token-in-page"),
     "psc-cookie-readable": M("defect.psc-cookie-readable"),
     "psc-logout-local": M("defect.psc-logout-local"),
+    # its DMP calls once logged in through PSC
+    "psc-dmp-first-professional": M("defect.psc-dmp-first-professional"),
+    "psc-dmp-direct-mode": M("defect.psc-dmp-direct-mode"),
     # its own login and sessions (e-ID referential)
     "eid-no-idle-timeout": M("defect.eid-no-idle-timeout"),
     "eid-password-only": M("defect.eid-password-only"),

@@ -63,11 +63,16 @@ class PscLogin:
         self.pending: dict[str, Pending] = {}  # login cookie: what was sent
         self.sessions: dict[str, LoggedIn] = {}  # session cookie: who
         self.last_identity: LoggedIn | None = None  # psc-error-as-login keeps one
+        self.first_identity: LoggedIn | None = None  # psc-dmp-first-professional keeps one
+        self.dmp: dict | None = None  # the DMP its logged-in professionals reach ({"url", "credentials"}), when configured
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------------------
 
-    def configure(self, discovery: str, client_id: str, client_secret: str, ca: str, redirect_uri: str, after_logout: str) -> dict:
+    def configure(self, discovery: str, client_id: str, client_secret: str, ca: str, redirect_uri: str, after_logout: str,
+                  dmp: dict | None = None) -> dict:
+        if dmp is not None:
+            self.dmp = {"url": str(dmp["url"]), "credentials": str(dmp.get("credentials", ""))}
         http = self._http(ca)
         self.metadata = http.get(discovery, timeout=TIMEOUT).json()
         self.config = {"client_id": client_id, "client_secret": client_secret, "ca": ca, "redirect_uri": redirect_uri,
@@ -138,6 +143,7 @@ class PscLogin:
         who = LoggedIn(str(user.get("SubjectNameID") or user.get("preferred_username") or ""), str(user.get("given_name", "")),
                        str(user.get("family_name", "")), token.get("id_token", ""), token.get("access_token", ""))
         self.last_identity = who
+        self.first_identity = self.first_identity or who
         return self._open(who)
 
     def _open(self, who: LoggedIn) -> tuple[str, LoggedIn]:

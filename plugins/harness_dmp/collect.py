@@ -168,3 +168,16 @@ def collect_blocked(ctx: CollectContext) -> dict:
         if res.ok and res.body is not None:
             outputs["dmp.status"] = res.body
     return outputs
+
+
+@collector(produces=["dmp.session", "dmp.trust", "dmp-request", "dmp-response", "dmp-meta", "dmp-vihf", "dmp-doc", "dmp-pki"])
+def collect_journal(ctx: CollectContext) -> dict:
+    """Every call the DMP simulator of this process received so far, once the calls under way
+    ended (``SETTLE`` seconds without one, at most ``[dmp] quiet`` more): the calls the
+    scenario's earlier steps made the software send (a professional's action in its pages,
+    driven by another plugin), judged by that plugin's checks on this record."""
+    sim = _simulator(ctx, "dmp")
+    outputs: dict = {}
+    sim.wait_quiet(after=0, quiet=SETTLE, deadline=time.monotonic() + float(ctx.target.section("dmp").get("quiet", QUIET)) + SETTLE)
+    _record(ctx, sim, 0, 0, 0, outputs)
+    return outputs

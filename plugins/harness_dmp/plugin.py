@@ -33,7 +33,7 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"dmp.exchanges": collect.collect_exchanges, "dmp.blocked": collect.collect_blocked}
+    return {"dmp.exchanges": collect.collect_exchanges, "dmp.blocked": collect.collect_blocked, "dmp.journal": collect.collect_journal}
 
 
 @hookimpl

@@ -22,12 +22,12 @@ from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
 from signxml.exceptions import SignXMLException
 
 from harness import Problem, Severity, catalogue, pki
+from harness_xds import xua
 
 M = catalogue(__name__)
 
-SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+SAML, WSSE = xua.SAML, xua.WSSE
 DS = "http://www.w3.org/2000/09/xmldsig#"
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
 PURPOSE = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
 RESOURCE = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
@@ -90,10 +90,7 @@ class VihfReading:
         return (name, version) if name or version else None
 
 
-def find(envelope: etree._Element) -> etree._Element | None:
-    """The assertion in the envelope's WS-Security header."""
-    found = envelope.xpath("//wsse:Security/saml2:Assertion", namespaces={"wsse": WSSE, "saml2": SAML})
-    return found[0] if found else None
+find = xua.find  # the assertion in the envelope's WS-Security header
 
 
 def _parse_ts(value: str | None) -> dt.datetime | None:
@@ -115,10 +112,8 @@ def check(assertion: etree._Element | None, *, trusted: list[x509.Certificate], 
     if assertion is None:
         fail("DMP-VIHF-01", "/Envelope/Header/Security", M("vihf.missing"))
         return r
-    for attr in assertion.findall(f"{{{SAML}}}AttributeStatement/{{{SAML}}}Attribute"):
-        r.attributes.setdefault(attr.get("Name") or "", []).extend(
-            " ".join("".join(v.itertext()).split()) for v in attr.findall(f"{{{SAML}}}AttributeValue"))
-    r.subject = (assertion.findtext(f"{{{SAML}}}Subject/{{{SAML}}}NameID") or "").strip()
+    said = xua.read(assertion)
+    r.attributes, r.subject = said.attributes, said.subject
     _signature(r, assertion, trusted, at, base, fail)
     conditions = assertion.find(f"{{{SAML}}}Conditions")
     start = _parse_ts(conditions.get("NotBefore")) if conditions is not None else None

@@ -81,9 +81,10 @@ def redact(value, tokens: list[tuple[str, str]]):
     return value
 
 
-def setup(ctx: CollectContext, outputs: dict, label: str = "psc-configure") -> tuple:
+def setup(ctx: CollectContext, outputs: dict, label: str = "psc-configure", extra: dict | None = None) -> tuple:
     """The stand-in of this run with the software's client registered, the software told
-    where PSC is (``psc_configure``): (stand-in, professional, means, client id)."""
+    where PSC is (``psc_configure``, with ``extra``: where the services it reaches through
+    the login are): (stand-in, professional, means, client id)."""
     url = ctx.endpoint("psc")
     if url is None:
         raise NotApplicable(M("collect.no_psc"))
@@ -108,7 +109,7 @@ def setup(ctx: CollectContext, outputs: dict, label: str = "psc-configure") -> t
     if configure is not None:
         body = json.dumps({"discovery": provider.base_url.rstrip("/") + "/auth/realms/esante-wallet/.well-known/openid-configuration",
                            "client_id": client_id, "client_secret": secret, "ca": str(provider.ca_file), "redirect_uri": ctx.endpoint("psc_callback"),
-                           "after_logout": after_logout}).encode()
+                           "after_logout": after_logout, **(extra or {})}).encode()
         res = ctx.http.post(configure, label=label, body=body, headers={"Content-Type": "application/json"})
         outputs[f"{label}.exchange"] = res.exchange
         if not res.ok:

@@ -192,6 +192,55 @@ async def _attempt(context, attempt: dict, args: dict, ms: int) -> dict:
     return record
 
 
+# -- through the login to the services -----------------------------------------------------------
+
+def _utc() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the simulators' journal clock (harness.services.http)
+
+
+def through(args: dict) -> dict:
+    """The driver of the services reached through the login: for each professional of
+    ``args["logins"]``, one after the other and each in a browser context of its own, the
+    conformant login through PSC, then the software's page whose action calls a national
+    service (``args["action_url"]``), the moments before and after it said (UTC, the
+    simulators' clock): what the service received meanwhile was sent for this login."""
+    import asyncio
+
+    return asyncio.run(_through(args))
+
+
+async def _through(args: dict) -> dict:
+    from playwright.async_api import Error as PlaywrightError
+
+    out: dict[str, Any] = {"logins": [], "sandbox": "", "browser": "", "error": None}
+    ms = int(float(args.get("deadline", 20.0)) * 1000)
+    try:
+        async with _launched(args, ms, out) as launched:
+            for attempt in args["logins"]:
+                context = await launched.context.browser.new_context(**kit.CONTEXT)
+                try:
+                    login = await _attempt(context, attempt, args, ms)
+                    record: dict[str, Any] = {"login": login}
+                    if "error" not in login:
+                        page = await context.new_page()
+                        record["action_started"] = _utc()
+                        try:
+                            response = await page.goto(args["action_url"], wait_until="load", timeout=ms)
+                            await _settle(page, ms)
+                            record["action"] = {**await _state(page, context), "status": response.status if response else None}
+                        except Exception as exc:  # the page that did not answer is a fact of the login
+                            record["action_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                        record["action_ended"] = _utc()
+                    out["logins"].append(record)
+                finally:
+                    await context.close()
+    except PlaywrightError as exc:
+        out["error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
 # -- the e-ID rules: a session left idle, the software's own login ----------------------------
 
 def idle(args: dict) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import HarnessError, Service, catalogue, hookimpl
 
-from . import checks, collect, eid
+from . import checks, collect, eid, services
 
 M = catalogue(__name__)
 SERVICE = "psc"
@@ -20,7 +20,8 @@ def harness_scenario_dirs():
 @hookimpl
 def harness_target_schema():
     return {"psc": {"client_id": "str", "professional": "str", "means": "str", "attacks": "list[str]", "login_button": "str",
-                    "logout_button": "str", "deadline": "int", "at_once": "int"},
+                    "logout_button": "str", "deadline": "int", "at_once": "int",
+                    "second_professional": "str", "dmp_authentication_modes": "list[str]"},
             "eid": {"idle_timeout": "int", "tolerance": "int", "username": "str", "lockout_after": "int", "username_field": "str",
                     "password_field": "str", "code_field": "str"},
             f"services.{SERVICE}": {"port": "int"}}
@@ -28,14 +29,14 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"psc.logins": collect.collect_logins, "eid.idle": eid.collect_idle, "eid.local": eid.collect_local}
+    return {"psc.logins": collect.collect_logins, "eid.idle": eid.collect_idle, "eid.local": eid.collect_local, "psc.dmp": services.collect_dmp}
 
 
 @hookimpl
 def harness_checks():
     return {"psc.login": checks.check_login, "psc.refusals": checks.check_refusals, "psc.tokens": checks.check_tokens,
             "psc.logout": checks.check_logout, "eid.idle": eid.check_idle, "eid.second_factor": eid.check_second_factor,
-            "eid.lockout": eid.check_lockout, "eid.enrolment": eid.check_enrolment}
+            "eid.lockout": eid.check_lockout, "eid.enrolment": eid.check_enrolment, "psc.dmp": services.check_dmp}
 
 
 @hookimpl
