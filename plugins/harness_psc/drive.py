@@ -48,6 +48,21 @@ def _launched(args: dict, ms: int, out: dict, *, pinned: bool = True):
     return launched()
 
 
+async def _drive(args: dict, out: dict, body, *, pinned: bool = True) -> dict:
+    """``out`` once ``body(browser, ms)`` ran in the driver's browser (each step within the
+    target's deadline, ``ms``); a browser that failed is said in ``out["error"]``."""
+    from playwright.async_api import Error as PlaywrightError
+
+    out.update({"sandbox": "", "browser": "", "error": None})
+    ms = int(float(args.get("deadline", 20.0)) * 1000)
+    try:
+        async with _launched(args, ms, out, pinned=pinned) as launched:
+            await body(launched, ms)
+    except PlaywrightError as exc:
+        out["error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
 AT_ONCE = 4  # attempts whose browser contexts run side by side (each waits on pages more than it works)
 
 
@@ -64,27 +79,23 @@ def logins(args: dict) -> dict:
 async def _logins(args: dict) -> dict:
     import asyncio
 
-    from playwright.async_api import Error as PlaywrightError
+    out: dict[str, Any] = {"attempts": []}
 
-    out: dict[str, Any] = {"attempts": [], "sandbox": "", "browser": "", "error": None}
-    ms = int(float(args.get("deadline", 20.0)) * 1000)
-    try:
-        async with _launched(args, ms, out) as launched:
-            gate = asyncio.Semaphore(max(1, int(args.get("at_once", AT_ONCE))))
+    async def body(launched, ms: int) -> None:
+        gate = asyncio.Semaphore(max(1, int(args.get("at_once", AT_ONCE))))
 
-            async def one(attempt: dict) -> dict:
-                async with gate:
-                    context = await launched.context.browser.new_context(**kit.CONTEXT)
-                    try:
-                        return await _attempt(context, attempt, args, ms)
-                    finally:
-                        await context.close()
+        async def one(attempt: dict) -> dict:
+            async with gate:
+                context = await launched.context.browser.new_context(**kit.CONTEXT)
+                try:
+                    return await _attempt(context, attempt, args, ms)
+                finally:
+                    await context.close()
 
-            attempts = args["attempts"]
-            out["attempts"] = [await one(attempts[0])] + list(await asyncio.gather(*(one(a) for a in attempts[1:])))
-    except PlaywrightError as exc:
-        out["error"] = str(exc).splitlines()[0][:300]
-    return out
+        attempts = args["attempts"]
+        out["attempts"] = [await one(attempts[0])] + list(await asyncio.gather(*(one(a) for a in attempts[1:])))
+
+    return await _drive(args, out, body)
 
 
 async def _settle(page, ms: int) -> None:
@@ -212,33 +223,29 @@ def through(args: dict) -> dict:
 
 
 async def _through(args: dict) -> dict:
-    from playwright.async_api import Error as PlaywrightError
+    out: dict[str, Any] = {"logins": []}
 
-    out: dict[str, Any] = {"logins": [], "sandbox": "", "browser": "", "error": None}
-    ms = int(float(args.get("deadline", 20.0)) * 1000)
-    try:
-        async with _launched(args, ms, out) as launched:
-            for attempt in args["logins"]:
-                context = await launched.context.browser.new_context(**kit.CONTEXT)
-                try:
-                    login = await _attempt(context, attempt, args, ms)
-                    record: dict[str, Any] = {"login": login}
-                    if "error" not in login:
-                        page = await context.new_page()
-                        record["action_started"] = _utc()
-                        try:
-                            response = await page.goto(args["action_url"], wait_until="load", timeout=ms)
-                            await _settle(page, ms)
-                            record["action"] = {**await _state(page, context), "status": response.status if response else None}
-                        except Exception as exc:  # the page that did not answer is a fact of the login
-                            record["action_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-                        record["action_ended"] = _utc()
-                    out["logins"].append(record)
-                finally:
-                    await context.close()
-    except PlaywrightError as exc:
-        out["error"] = str(exc).splitlines()[0][:300]
-    return out
+    async def body(launched, ms: int) -> None:
+        for attempt in args["logins"]:
+            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            try:
+                login = await _attempt(context, attempt, args, ms)
+                record: dict[str, Any] = {"login": login}
+                if "error" not in login:
+                    page = await context.new_page()
+                    record["action_started"] = _utc()
+                    try:
+                        response = await page.goto(args["action_url"], wait_until="load", timeout=ms)
+                        await _settle(page, ms)
+                        record["action"] = {**await _state(page, context), "status": response.status if response else None}
+                    except Exception as exc:  # the page that did not answer is a fact of the login
+                        record["action_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                    record["action_ended"] = _utc()
+                out["logins"].append(record)
+            finally:
+                await context.close()
+
+    return await _drive(args, out, body)
 
 
 # -- the e-ID rules: a session left idle, the software's own login ----------------------------
@@ -255,27 +262,23 @@ def idle(args: dict) -> dict:
 async def _idle(args: dict) -> dict:
     import asyncio
 
-    from playwright.async_api import Error as PlaywrightError
+    out: dict[str, Any] = {}
 
-    out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
-    ms = int(float(args.get("deadline", 20.0)) * 1000)
-    try:
-        async with _launched(args, ms, out) as launched:
-            context = await launched.context.browser.new_context(**kit.CONTEXT)
-            login = await _attempt(context, args["attempt"], args, ms)
-            out["login"] = login
-            if "error" not in login:
-                idle_from = time.monotonic()
-                await asyncio.sleep(float(args["wait"]))
-                page = await context.new_page()
-                response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
-                await _settle(page, ms)
-                out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
-                                     "idle_seconds": round(time.monotonic() - idle_from, 3)}
-            await context.close()
-    except PlaywrightError as exc:
-        out["error"] = str(exc).splitlines()[0][:300]
-    return out
+    async def body(launched, ms: int) -> None:
+        context = await launched.context.browser.new_context(**kit.CONTEXT)
+        login = await _attempt(context, args["attempt"], args, ms)
+        out["login"] = login
+        if "error" not in login:
+            idle_from = time.monotonic()
+            await asyncio.sleep(float(args["wait"]))
+            page = await context.new_page()
+            response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
+            await _settle(page, ms)
+            out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
+                                 "idle_seconds": round(time.monotonic() - idle_from, 3)}
+        await context.close()
+
+    return await _drive(args, out, body)
 
 
 def local(args: dict) -> dict:
@@ -299,23 +302,19 @@ def _codes(secret: str) -> tuple[str, str]:
 
 
 async def _local(args: dict) -> dict:
-    from playwright.async_api import Error as PlaywrightError
+    out: dict[str, Any] = {}
 
-    out: dict[str, Any] = {"sandbox": "", "browser": "", "error": None}
-    ms = int(float(args.get("deadline", 20.0)) * 1000)
-    try:
-        async with _launched(args, ms, out, pinned=False) as launched:
-            for case in ("both-factors", "password-only", "enrol-anonymous", "lockout"):
-                context = await launched.context.browser.new_context(**kit.CONTEXT)
-                try:
-                    out[case] = await _local_case(context, case, args, ms)
-                except Exception as exc:  # a step that did not happen is a fact of the case
-                    out[case] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
-                finally:
-                    await context.close()
-    except PlaywrightError as exc:
-        out["error"] = str(exc).splitlines()[0][:300]
-    return out
+    async def body(launched, ms: int) -> None:
+        for case in ("both-factors", "password-only", "enrol-anonymous", "lockout"):
+            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            try:
+                out[case] = await _local_case(context, case, args, ms)
+            except Exception as exc:  # a step that did not happen is a fact of the case
+                out[case] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+            finally:
+                await context.close()
+
+    return await _drive(args, out, body, pinned=False)
 
 
 async def _password_step(page, args: dict, ms: int) -> None:
