@@ -191,6 +191,9 @@ def test_the_conformant_demo_follows_the_e_id_rules(runs):
     idle = artefact(run, "eid.idle")
     # left alone at least the declared delay and the tolerance, measured on the run's clock
     assert idle["after_idle"]["idle_seconds"] >= idle["declared"] + idle["tolerance"] and "/psc/login" in idle["after_idle"]["url"]
+    # the session of its own login too, left alone during the same wait
+    assert idle["local"]["after_idle"]["idle_seconds"] >= idle["declared"] + idle["tolerance"]
+    assert "KIT DOC0036624" in idle["local"]["login"]["protected"]["text"] and "/psc/login" in idle["local"]["after_idle"]["url"]
     local = artefact(run, "eid.local")["cases"]
     assert local["both-factors"]["asked_code"] and "KIT DOC0036624" in local["both-factors"]["protected"]["text"]
     assert local["password-only"]["asked_code"] and "/psc/login" in local["password-only"]["protected"]["url"]
@@ -205,4 +208,6 @@ def test_the_conformant_demo_follows_the_e_id_rules(runs):
 @pytest.mark.slow
 @pytest.mark.parametrize("defect", sorted(EID))
 def test_each_e_id_defect_is_caught_with_its_rule(runs, defect):
-    assert_caught(runs[RUN_OF[defect]], EID[defect][1])
+    run = assert_caught(runs[RUN_OF[defect]], EID[defect][1])
+    if defect == "eid-no-idle-timeout":  # both sessions kept alive: the one opened through PSC and its own login's
+        assert {f["location"] for f in run.findings() if f["rule"] == "EID-IDLE-01"} == {"eid.idle", "eid.idle local"}

@@ -251,9 +251,11 @@ async def _through(args: dict) -> dict:
 # -- the e-ID rules: a session left idle, the software's own login ----------------------------
 
 def idle(args: dict) -> dict:
-    """The driver of the inactivity rule: the conformant login through PSC, then nothing for
-    ``args["wait"]`` seconds (the page left open, as a person walking away leaves it), then the
-    page only a logged-in professional may see, in the same browser."""
+    """The driver of the inactivity rule: the conformant login through PSC (``args["attempt"]``)
+    and the software's own login with both factors (``args["local"]``), each when asked and in
+    a browser context of its own, then nothing for ``args["wait"]`` seconds (the pages left
+    open, as a person walking away leaves them; one wait for both sessions), then the page
+    only a logged-in professional may see, in each."""
     import asyncio
 
     return asyncio.run(_idle(args))
@@ -265,18 +267,31 @@ async def _idle(args: dict) -> dict:
     out: dict[str, Any] = {}
 
     async def body(launched, ms: int) -> None:
-        context = await launched.context.browser.new_context(**kit.CONTEXT)
-        login = await _attempt(context, args["attempt"], args, ms)
-        out["login"] = login
-        if "error" not in login:
-            idle_from = time.monotonic()
+        opened = []  # (where the result goes, context, the protected page's address)
+        if args.get("attempt"):
+            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            out["login"] = await _attempt(context, args["attempt"], args, ms)
+            if "error" not in out["login"]:
+                opened.append((out, context, args["protected_url"]))
+        if args.get("local"):
+            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            out["local"] = {}
+            try:
+                out["local"]["login"] = await _local_case(context, "both-factors", args["local"], ms)
+                opened.append((out["local"], context, args["local"]["protected_url"]))
+            except Exception as exc:  # a step that did not happen is a fact of the login
+                out["local"]["login"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+        idle_from = time.monotonic()
+        if opened:
             await asyncio.sleep(float(args["wait"]))
+        for where, context, protected in opened:
             page = await context.new_page()
-            response = await page.goto(args["protected_url"], wait_until="load", timeout=ms)
+            response = await page.goto(protected, wait_until="load", timeout=ms)
             await _settle(page, ms)
-            out["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
-                                 "idle_seconds": round(time.monotonic() - idle_from, 3)}
-        await context.close()
+            where["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
+                                   "idle_seconds": round(time.monotonic() - idle_from, 3)}
+        for _, context, _ in opened:
+            await context.close()
 
     return await _drive(args, out, body)
 

@@ -23,7 +23,10 @@ Target file::
     eid_totp = "env:..."       # its TOTP secret (RFC 6238, base32): the harness types the codes
 
 Measured on the run's own clock: the seconds the session was left alone are recorded with
-the verdict, so that a verifier sees what "after inactivity" meant in this run.
+the verdict, so that a verifier sees what "after inactivity" meant in this run. The session
+opened through PSC and the one of the software's own login are left alone during the same wait
+(each in a browser context of its own), apart from the lockout case (a software may end the
+sessions of an account it locks: that would not be inactivity).
 """
 from __future__ import annotations
 
@@ -42,42 +45,59 @@ FIELDS = {"username_field": "input[name=username], input[autocomplete=username]"
 
 @collector(produces=["eid.idle", "eid-configure.exchange"], once_per_run=True)
 def collect_idle(ctx: CollectContext) -> dict:
-    """Logged in through PSC, then left alone for the declared delay plus the tolerance."""
+    """Logged in through PSC, and with the software's own login when it has one, then left
+    alone for the declared delay plus the tolerance (one wait for both sessions)."""
     conf = ctx.target.section("eid")
     if "idle_timeout" not in conf:
         raise NotApplicable(M("eid.no_idle_timeout"))
+    local = _local_args(ctx)
     outputs: dict = {}
-    provider, who, means, _ = setup(ctx, outputs, label="eid-configure")
-    issued_before = len(provider.issued)
-    deadline = float(ctx.target.section("psc").get("deadline", DEADLINE))
     declared, tolerance = int(conf["idle_timeout"]), int(conf.get("tolerance", TOLERANCE))
-    args = {**browser_args(ctx, provider, deadline), "attempt": {"n": 0, "answer": "", "professional": who, "means": means},
-            "wait": declared + tolerance}
+    deadline = float(ctx.target.section("psc").get("deadline", DEADLINE))
+    args: dict = {"browser": browser.find_browser(), "deadline": deadline, "loopback_only": ctx.offline, "wait": declared + tolerance}
+    provider, issued_before, expected = None, 0, _local_expected(ctx)
+    if ctx.endpoint("psc") is not None:
+        provider, who, means, _ = setup(ctx, outputs, label="eid-configure")
+        issued_before = len(provider.issued)
+        args = {**browser_args(ctx, provider, deadline), **args, "attempt": {"n": 0, "answer": "", "professional": who, "means": means}}
+        p = provider.professionals[who]
+        expected = {"national_id": p.national_id, "given_name": p.given_name, "family_name": p.family_name}
+    elif local is None:
+        raise NotApplicable(M("eid.no_session"))
+    if local is not None:
+        args["local"] = local
     if args["browser"] is None:
         result, error = None, "no-browser"
     else:
-        result, error = browser.run_driver("harness_psc.drive:idle", args, total=deadline * 6 + declared + tolerance)
-    p = provider.professionals[who]
-    record = {"declared": declared, "tolerance": tolerance, "expected": {"national_id": p.national_id, "given_name": p.given_name,
-                                                                         "family_name": p.family_name},
-              "error": error or (result or {}).get("error"), "sandbox": (result or {}).get("sandbox")}
+        result, error = browser.run_driver("harness_psc.drive:idle", args, total=deadline * (6 + (8 if local else 0)) + declared + tolerance)
+    record = {"declared": declared, "tolerance": tolerance, "expected": expected, "error": error or (result or {}).get("error"),
+              "sandbox": (result or {}).get("sandbox")}
     if result:
-        login = result.get("login") or {}
-        record["login"] = {"steps": login.get("steps", []), "error": login.get("error"),
-                           "protected": {k: (login.get("protected") or {}).get(k) for k in ("url", "status", "text")}}
-        after = result.get("after_idle")
-        if after:
-            record["after_idle"] = {k: after.get(k) for k in ("url", "status", "text", "idle_seconds")}
-    outputs["eid.idle"] = ctx.record_json(redact(record, provider.issued[issued_before:]), label="eid.idle")  # tokens as digests
+        if "login" in result:
+            record.update(_idle_record(result))
+        if "local" in result:
+            record["local"] = {"expected": _local_expected(ctx), **_idle_record(result["local"])}
+    tokens = provider.issued[issued_before:] if provider is not None else []
+    outputs["eid.idle"] = ctx.record_json(redact(record, tokens), label="eid.idle")  # tokens as digests; the account's secrets: target credentials, scrubbed
     return outputs
 
 
-@collector(produces=["eid.local"], once_per_run=True)
-def collect_local(ctx: CollectContext) -> dict:
-    """The software's own login: both factors, the password alone, enrolment by nobody, lockout."""
+def _idle_record(result: dict) -> dict:
+    """A login and what the protected page showed after the wait, as recorded."""
+    login = result.get("login") or {}
+    out = {"login": {"steps": login.get("steps", []), "error": login.get("error"),
+                     "protected": {k: (login.get("protected") or {}).get(k) for k in ("url", "status", "text")}}}
+    after = result.get("after_idle")
+    if after:
+        out["after_idle"] = {k: after.get(k) for k in ("url", "status", "text", "idle_seconds")}
+    return out
+
+
+def _local_args(ctx: CollectContext) -> dict | None:
+    """What the driver needs to use the software's own login (None: it has none)."""
     login, enrol = ctx.endpoint("eid_login"), ctx.endpoint("eid_enrol")
     if login is None:
-        raise NotApplicable(M("eid.no_local_login"))
+        return None
     conf = ctx.target.section("eid")
     password, totp = ctx.target.secret("eid_password"), ctx.target.secret("eid_totp")
     if not conf.get("username") or not password or not totp:
@@ -85,21 +105,34 @@ def collect_local(ctx: CollectContext) -> dict:
     protected = ctx.endpoint("psc_protected") or ctx.endpoint("eid_protected")
     if protected is None:
         raise HarnessError(M("eid.no_protected"))
-    deadline = float(ctx.target.section("psc").get("deadline", DEADLINE))
-    args = {"browser": browser.find_browser(), "login_url": login, "enrol_url": enrol, "protected_url": protected, "deadline": deadline,
-            "username": str(conf["username"]), "password": password, "totp": totp, "lockout_after": int(conf.get("lockout_after", 5)),
-            "loopback_only": ctx.offline, **{k: str(conf.get(k, v)) for k, v in FIELDS.items()}}
+    return {"browser": browser.find_browser(), "login_url": login, "enrol_url": enrol, "protected_url": protected,
+            "deadline": float(ctx.target.section("psc").get("deadline", DEADLINE)), "username": str(conf["username"]), "password": password,
+            "totp": totp, "lockout_after": int(conf.get("lockout_after", 5)), "loopback_only": ctx.offline,
+            **{k: str(conf.get(k, v)) for k, v in FIELDS.items()}}
+
+
+def _local_expected(ctx: CollectContext) -> dict:
+    """Who the software's own account belongs to: a test professional it names once logged in
+    (``[psc] professional``)."""
+    from .professionals import BUILTIN
+
+    p = {b.key: b for b in BUILTIN}.get(str(ctx.target.section("psc").get("professional", "kit-doc0036624")), BUILTIN[0])
+    return {"national_id": p.national_id, "given_name": p.given_name, "family_name": p.family_name}
+
+
+@collector(produces=["eid.local"], once_per_run=True)
+def collect_local(ctx: CollectContext) -> dict:
+    """The software's own login: both factors, the password alone, enrolment by nobody, lockout."""
+    args = _local_args(ctx)
+    if args is None:
+        raise NotApplicable(M("eid.no_local_login"))
+    deadline = args["deadline"]
     if args["browser"] is None:
         result, error = None, "no-browser"
     else:
         result, error = browser.run_driver("harness_psc.drive:local", args, total=deadline * (12 + args["lockout_after"] * 2))
-    from .professionals import BUILTIN
-
-    # the account belongs to a test professional the software names once logged in ([psc] professional)
-    p = {b.key: b for b in BUILTIN}.get(str(ctx.target.section("psc").get("professional", "kit-doc0036624")), BUILTIN[0])
-    record = {"lockout_after": args["lockout_after"], "enrol_url": enrol, "error": error or (result or {}).get("error"),
-              "expected": {"national_id": p.national_id, "given_name": p.given_name, "family_name": p.family_name},
-              "cases": {k: v for k, v in (result or {}).items() if k not in ("sandbox", "browser", "error")},
+    record = {"lockout_after": args["lockout_after"], "enrol_url": args["enrol_url"], "error": error or (result or {}).get("error"),
+              "expected": _local_expected(ctx), "cases": {k: v for k, v in (result or {}).items() if k not in ("sandbox", "browser", "error")},
               "sandbox": (result or {}).get("sandbox")}
     return {"eid.local": ctx.record_json(record, label="eid.local")}  # the password and the secret are target credentials: scrubbed
 
@@ -125,19 +158,26 @@ def _read(ctx: CheckContext, ev: Evaluation, name: str) -> dict | None:
 
 @check(reads=["eid.idle"])
 def check_idle(ctx: CheckContext, ev: Evaluation) -> None:
-    """After the declared delay without activity (and the tolerance), the session is closed."""
+    """After the declared delay without activity (and the tolerance), the session is closed:
+    the one opened through PSC, and the one of the software's own login when it has one."""
     record = _read(ctx, ev, "eid.idle")
     if record is None:
         return
-    expected = record["expected"]
-    login = record.get("login") or {}
-    if login.get("error") or not _logged_in(login.get("protected"), expected):
-        ev.inconclusive(M("eid.idle_no_login", error=login.get("error") or "-"))
-        return
-    after = record.get("after_idle") or {}
-    ev.check(not _logged_in(after, expected), rule="EID-IDLE-01", location="eid.idle",
-             message=M("eid.idle_alive", seconds=after.get("idle_seconds", "-"), declared=record["declared"], tolerance=record["tolerance"],
-                       url=after.get("url", "-")))
+    sessions = [(record, "eid.idle", M("eid.kind.psc"))] if "login" in record else []
+    if "local" in record:
+        sessions.append((record["local"], "eid.idle local", M("eid.kind.local")))
+    for session, where, kind in sessions:
+        expected = session.get("expected") or record["expected"]
+        login = session.get("login") or {}
+        if login.get("error") or not _logged_in(login.get("protected"), expected):
+            ev.inconclusive(M("eid.idle_no_login", kind=kind, error=login.get("error") or "-"))
+            continue
+        after = session.get("after_idle") or {}
+        ev.check(not _logged_in(after, expected), rule="EID-IDLE-01", location=where,
+                 message=M("eid.idle_alive", kind=kind, seconds=after.get("idle_seconds", "-"), declared=record["declared"],
+                           tolerance=record["tolerance"], url=after.get("url", "-")))
+    if not sessions:
+        ev.inconclusive(M("eid.no_session"))
 
 
 def _local(ctx: CheckContext, ev: Evaluation) -> tuple[dict, dict] | None:
