@@ -13,7 +13,7 @@ Target file::
 
     [psc]
     client_id = "..."                       # the client the software is registered as
-    professional = "kit-doc0036624"         # who logs in (the stand-in's list, or [[psc.professionals]])
+    professional = "kit-doc0036624"         # who logs in: one of the stand-in's test professionals (harness_psc.professionals)
     means = "e-CPS"
     attacks = [...]                         # the answers the software must refuse (default: all)
     login_button = "Pro Sant[ée] Connect"   # the accessible name of its login button or link
