@@ -79,4 +79,4 @@ def test_a_search_by_carte_vitale_finds_the_beneficiary_by_matricule_and_birth_d
 def test_a_request_the_schemas_refuse_is_named_not_searched(body, said):
     with pytest.raises(insi.InsiError) as caught:
         insi.read_query(parse_xml(body.encode()).getroot())
-    assert caught.value.code == "DESIR_500" and said in caught.value.text
+    assert caught.value.code == insi.MALFORMED and said in caught.value.text

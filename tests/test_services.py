@@ -295,3 +295,16 @@ def test_a_collector_reads_what_the_service_behind_an_endpoint_says_of_itself():
                          service_info=lambda n: asked.append(n) or {"credentials": f"/run/{n}"})
     assert ctx.endpoint_service("dmp") == {"credentials": "/run/dmp"} and asked == ["dmp"]
     assert ctx.endpoint_service("page") is None and ctx.endpoint_service("absent") is None and asked == ["dmp"]
+
+
+def test_a_simulators_credentials_folder_is_removed_only_when_it_made_it(tmp_path):
+    from harness import pki
+
+    made = pki.ServiceCredentials("T", org="T (test)")
+    assert {p.name for p in made.folder.iterdir()} == {"ca.pem", "server.pem", "server.key"}
+    made.close()
+    made.close()  # closing twice is harmless (a simulator that failed to start closes it too)
+    assert not made.folder.exists()
+    kept = pki.ServiceCredentials("T", org="T (test)", folder=tmp_path / "mine")
+    kept.close()
+    assert (tmp_path / "mine" / "ca.pem").exists()

@@ -43,7 +43,8 @@ from .certs import describe, issued_by, key_pem, name, new_key, now, pem, write_
 from .http import HttpService, Request, Response
 
 __all__ = [
-    "Issued", "Revocation", "RevocationService", "TestPKI", "USAGES", "VALIDITIES", "check_revocation", "describe", "fetch_crl", "issue",
+    "CERT_REVOKED", "Issued", "ServiceCredentials", "Revocation", "RevocationService", "TestPKI", "USAGES", "VALIDITIES", "check_revocation", "describe", "fetch_crl",
+    "issue", "refuse_revoked",
     "issued_by", "key_pem", "name", "new_key", "now", "pem", "self_signed_ca", "write_private",
 ]
 
@@ -507,6 +508,60 @@ def check_revocation(cert: x509.Certificate, issuer: x509.Certificate, *, deadli
             return found
     why = "; ".join(f"{c['method']} {c['url']}: {c['error']}" for c in consulted) or "no OCSP responder nor CRL named"
     return Revocation("unchecked", error=why, consulted=consulted)
+
+
+class ServiceCredentials:
+    """A simulator's own test PKI (started: OCSP and CRL served) and the folder where it writes
+    what the software needs to call it: ``ca.pem`` (the trust anchors) and the server's
+    certificate (``server.pem``/``.key``, for 127.0.0.1); the simulator adds the client
+    certificates it issues. A folder the target names is kept; one made here is removed on
+    :meth:`close` (idempotent: a simulator that failed to start closes it too)."""
+
+    CA_FILE, SERVER = "ca.pem", "server"
+
+    def __init__(self, name_: str, *, org: str, folder: Path | None = None, prefix: str = "harness-") -> None:
+        import tempfile
+
+        self.pki = TestPKI(name_, org=org).start()
+        self._own = folder is None
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix)) if folder is None else folder
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / self.CA_FILE).write_bytes(self.pki.anchors_pem())
+            self.pki.issue("127.0.0.1", usage="server").write(self.folder, self.SERVER)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        import shutil
+
+        self.pki.stop()
+        if self._own:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+CERT_REVOKED = 23  # OpenSSL's X509_V_ERR_CERT_REVOKED: the code a revoked certificate is recorded with
+
+
+def refuse_revoked(connection: Any, der: bytes | None, authority: x509.Certificate, *, deadline: float) -> bool:
+    """A service's gate after a TLS handshake (:meth:`HttpService.accept`): a client
+    certificate issued by ``authority`` is asked about at its OCSP responder (its CRL if that
+    fails, :func:`check_revocation`); a revoked one is refused (False), why said in
+    ``connection``. No certificate, or one of another authority (a vendor's own, which this
+    service does not run): True, not ours to ask."""
+    if der is None:
+        return True
+    cert = x509.load_der_x509_certificate(der)
+    if issued_by(cert, [authority]) is None:
+        return True
+    found = check_revocation(cert, authority, deadline=deadline)
+    connection.revocation = found.to_json()
+    if found.status == "revoked":
+        connection.error = f"certificate revoked ({found.method.upper()} {found.url}: {found.reason or 'unspecified'}, {found.revoked_at})"
+        connection.verify_code = CERT_REVOKED
+        return False
+    return True
 
 
 def fetch_crl(url: str, *, timeout: float = 10.0) -> bytes:

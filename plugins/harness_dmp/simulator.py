@@ -15,16 +15,14 @@ Collectors find the running simulator of their process through :func:`running`.
 """
 from __future__ import annotations
 
-import shutil
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from lxml import etree
 
-from harness import ConnectionBounds, Exchange, HttpService, Request, Response, TestPKI, catalogue, check_revocation, pki
+from harness import ConnectionBounds, Exchange, HttpService, Request, Response, catalogue, pki
 
 from . import soap, vihf
 from .registry import Outcome, Registry
@@ -45,7 +43,6 @@ MAX_DOCUMENT = 32 * 1024 * 1024
 READ_TIMEOUT = 10.0  # seconds without a byte from the client
 REQUEST_DEADLINE = 60.0  # seconds to read one request in all
 REVOCATION_DEADLINE = 5.0  # seconds to learn a client certificate's status
-CERT_REVOKED = 23  # OpenSSL's X509_V_ERR_CERT_REVOKED: the code a revoked certificate is recorded with
 CA_FILE = "ca.pem"
 SERVER = "server"
 # the client certificates a vendor (and the demo) may present: a good one, and one for each
@@ -89,18 +86,18 @@ class DmpSimulator(HttpService):
         # the patients it knows: the test INS of the DMP platform (DMP-REG-01), and those the
         # target declares (``[services.dmp] patients``, as CX: ``ID^^^&OID&ISO``)
         self.registry = Registry(max_document, patients=patients)
-        self.pki = TestPKI("Harness DMP", org="Harness DMP simulator (test)").start()
-        self._own_folder = credentials is None
-        self.credentials = Path(tempfile.mkdtemp(prefix="harness-dmp-")) if credentials is None else credentials
-        self.credentials.mkdir(parents=True, exist_ok=True)
-        (self.credentials / CA_FILE).write_bytes(self.pki.anchors_pem())
-        self.pki.issue("127.0.0.1", usage="server").write(self.credentials, SERVER)
-        self._write_client_certificates()
+        self._credentials = pki.ServiceCredentials("Harness DMP", org="Harness DMP simulator (test)", folder=credentials, prefix="harness-dmp-")
+        self.pki, self.credentials = self._credentials.pki, self._credentials.folder
+        try:
+            self._write_client_certificates()
+        except BaseException:
+            self._credentials.close()
+            raise
         self.trusted: list[x509.Certificate] = self.pki.anchors + [c for p in trust for c in x509.load_pem_x509_certificates(Path(p).read_bytes())]
         try:
             super().__init__(port=port, tls=self._context())
         except BaseException:
-            self._cleanup()
+            self._credentials.close()
             raise
 
     def _write_client_certificates(self) -> None:
@@ -133,18 +130,7 @@ class DmpSimulator(HttpService):
     def accept(self, connection, der: bytes | None) -> bool:
         """A certificate of the simulator's PKI is checked with its OCSP responder (its CRL
         if the responder fails): a revoked one is refused, as the DMP does."""
-        if der is None:
-            return True
-        cert = x509.load_der_x509_certificate(der)
-        if pki.issued_by(cert, [self.pki.intermediate.cert]) is None:
-            return True  # a vendor's own authority (``trust``): its services are not ours to ask
-        found = check_revocation(cert, self.pki.intermediate.cert, deadline=REVOCATION_DEADLINE)
-        connection.revocation = found.to_json()
-        if found.status == "revoked":
-            connection.error = f"certificate revoked ({found.method.upper()} {found.url}: {found.reason or 'unspecified'}, {found.revoked_at})"
-            connection.verify_code = CERT_REVOKED
-            return False
-        return True
+        return pki.refuse_revoked(connection, der, self.pki.intermediate.cert, deadline=REVOCATION_DEADLINE)
 
     def refusal(self, exchange, status: int, why: str, detail: str) -> Response:
         code, subcode, key, param = _FAULTS[why]
@@ -205,10 +191,5 @@ class DmpSimulator(HttpService):
         try:
             super().stop()
         finally:
-            self._cleanup()
-
-    def _cleanup(self) -> None:
-        self.pki.stop()
-        if self._own_folder:
-            shutil.rmtree(self.credentials, ignore_errors=True)
+            self._credentials.close()
 

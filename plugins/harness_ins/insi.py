@@ -51,8 +51,14 @@ _NIR = re.compile(r"^\d{6}[A-Za-z0-9]\d{6}$")
 _KEY = re.compile(r"^\d{2}$")
 
 
+# The service's own fault codes for a malformed request are not public (a fault seen in its
+# test environment: subcode ``siram_100``, detail ``desir_550``, for an unknown software
+# number): the stand-in's codes are its own, prefixed ``harness_``, never passed off as INSi's.
+MALFORMED = "harness_malformed"
+
+
 class InsiError(ValueError):
-    """A request the service refuses: ``code`` as its faults say it, ``text`` for a person."""
+    """A request the stand-in refuses: ``code`` its own (:data:`MALFORMED`), ``text`` for a person."""
 
     def __init__(self, code: str, text: str) -> None:
         super().__init__(f"{code}: {text}")
@@ -108,9 +114,9 @@ def _text(parent: etree._Element, ns: str, name: str, pattern: re.Pattern | None
     found = parent.find(f"{{{ns}}}{name}")
     value = "".join(found.itertext()).strip() if found is not None else ""
     if len(value) > MAX_TRAIT:
-        raise InsiError("DESIR_500", f"{name} : plus de {MAX_TRAIT} caractères")
+        raise InsiError(MALFORMED, f"{name} : plus de {MAX_TRAIT} caractères")
     if value and pattern is not None and not pattern.match(value):
-        raise InsiError("DESIR_500", f"{name} mal formé ({what}) : {value[:40]}")
+        raise InsiError(MALFORMED, f"{name} mal formé ({what}) : {value[:40]}")
     return value
 
 
@@ -118,12 +124,12 @@ def read_query(body: etree._Element) -> Query:
     """The search a request body asks for; :class:`InsiError` for one the schemas refuse."""
     operation = BODIES.get(body.tag)
     if operation is None:
-        raise InsiError("DESIR_500", f"corps inattendu : {etree.QName(body).localname if isinstance(body.tag, str) else '-'}")
+        raise InsiError(MALFORMED, f"corps inattendu : {etree.QName(body).localname if isinstance(body.tag, str) else '-'}")
     if operation == "traits":
         ns = NS_RECSANS
         names = [n for n in ("".join(e.itertext()).strip() for e in body.findall(f"{{{ns}}}Prenom")) if n]
         if any(len(n) > MAX_TRAIT for n in names) or len(names) > 20:
-            raise InsiError("DESIR_500", "Prenom : trop long ou trop nombreux")
+            raise InsiError(MALFORMED, "Prenom : trop long ou trop nombreux")
         q = Query("traits", birth_name=_text(body, ns, "NomNaissance"), first_names=names,
                   sex=_text(body, ns, "Sexe", _SEX, "une lettre"), birth_date=_text(body, ns, "DateNaissance", _DATE, "AAAA-MM-JJ"),
                   birth_place=_text(body, ns, "LieuNaissance", _COG, "code COG"),
@@ -131,7 +137,7 @@ def read_query(body: etree._Element) -> Query:
         missing = [n for n, v in (("NomNaissance", q.birth_name), ("Prenom", q.first_names), ("Sexe", q.sex), ("DateNaissance", q.birth_date))
                    if not v]
         if missing:
-            raise InsiError("DESIR_500", "traits obligatoires absents : " + ", ".join(missing))
+            raise InsiError(MALFORMED, "traits obligatoires absents : " + ", ".join(missing))
         return q
     ns = NS_RECVIT
     holder = body.find(f"{{{ns}}}MatriculeIndividu")
@@ -141,7 +147,7 @@ def read_query(body: etree._Element) -> Query:
         q.matricule = _text(holder, ns, "NumIdentifiant", _NIR, "13 caractères")
         q.key = _text(holder, ns, "Cle", _KEY, "2 chiffres")
     if not q.matricule or not q.birth_date:
-        raise InsiError("DESIR_500", "carte Vitale : matricule de l'individu et date de naissance attendus")
+        raise InsiError(MALFORMED, "carte Vitale : matricule de l'individu et date de naissance attendus")
     return q
 
 

@@ -16,7 +16,10 @@ def harness_scenario_dirs():
 
 @hookimpl
 def harness_target_schema():
-    return {"ins": {"hl7v2": "path", "cda": "path", "fhir": "path", "mllp_port": "int", "mllp_messages": "int", "mllp_wait": "int"}}
+    return {"ins": {"hl7v2": "path", "cda": "path", "fhir": "path", "mllp_port": "int", "mllp_messages": "int", "mllp_wait": "int"},
+            # the INSi stand-in (harness_ins.insi_service): where it listens, where it writes the
+            # software's credentials, and how it fails (unavailable for its first calls, slow)
+            "services.insi": {"port": "int", "credentials_dir": "path", "fail_first": "int", "delay": "int"}}
 
 
 @hookimpl
@@ -33,3 +36,21 @@ def harness_checks():
         "ins.cross_channel": checks.check_cross_channel,
         "ins.no_production_identity": checks.check_no_production_identity,
     }
+
+
+@hookimpl
+def harness_start_service(name, options, ctx):
+    """The INSi stand-in, for a target's ``service://insi/``."""
+    if name != "insi":
+        return None
+    from harness import HarnessError, Service, catalogue
+
+    from .insi_service import InsiStandIn
+
+    try:
+        standin = InsiStandIn(port=options.get("port", 0), credentials=options.get("credentials_dir"), fail_first=options.get("fail_first", 0),
+                              delay=options.get("delay", 0)).start()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(catalogue(__name__)("service.insi_failed", error=str(exc))) from None
+    return Service(name, standin.base_url, standin.stop, {"credentials": str(standin.credentials), "fail_first": standin.fail_first,
+                                                         "delay": standin.delay})
