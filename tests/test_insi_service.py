@@ -143,3 +143,38 @@ def test_a_target_starts_the_stand_in_through_the_ins_plugin(tmp_path):
         assert [call(s, envelope()).status_code for _ in range(2)] == [503, 200]
     finally:
         svc.stop()
+
+
+def test_a_schema_validating_soap_client_built_from_the_stand_ins_wsdl_searches_and_reads_its_answers(stand_in):
+    """zeep (the SOAP library the demo's INSi client uses) sends each search as the WSDL
+    describes it, with WS-Addressing, and reads every answer against the schemas (strict)."""
+    from pathlib import Path
+
+    from lxml import etree
+    from zeep import Client, Settings
+    from zeep.transports import Transport
+    from zeep.wsa import WsAddressingPlugin
+
+    import harness_ins
+
+    session = requests.Session()
+    session.trust_env = False
+    session.cert = (str(stand_in.credentials / "client.pem"), str(stand_in.credentials / "client.key"))
+    session.verify = str(stand_in.credentials / "ca.pem")
+    wsdl = Path(harness_ins.__file__).with_name("wsdl") / "insi.wsdl"
+    client = Client(str(wsdl), transport=Transport(session=session, timeout=20, operation_timeout=20),
+                    settings=Settings(strict=True, forbid_dtd=True, forbid_entities=True), plugins=[WsAddressingPlugin()])
+    service = client.create_service("{http://www.cnamts.fr/webservice}ICIRServiceBinding", stand_in.base_url)
+    lps = etree.fromstring(b"<ctxlps:ContexteLPS xmlns:ctxlps='urn:siram:lps:ctxlps' Nature='CTXLPS' Version='01_00'><ctxlps:LPS>"
+                           b"<ctxlps:IDAM R='4'>HARNESS-ZEEP</ctxlps:IDAM><ctxlps:Nom>zeep</ctxlps:Nom></ctxlps:LPS></ctxlps:ContexteLPS>")
+    found = service.rechercherInsAvecTraitsIdentite(NomNaissance="ECETINSI", Prenom=["PIERRE-ALAIN"], Sexe="M", DateNaissance="2009-07-14",
+                                                    _soapheaders=[lps])
+    assert found.CR.CodeCR == "00" and found.INDIVIDU.INSACTIF.IdIndividu.NumIdentifiant == "1090763220834"
+    assert [h.IdIndividu.Cle for h in found.INDIVIDU.INSHISTO] == ["39", "55"] and found.INDIVIDU.TIQ.ListePrenom == "PIERRE-ALAIN MURIEL FLORIANT"
+    ex = stand_in.journal.exchanges[-1]
+    assert ex.facts["action"] == insi.SEARCH_TRAITS and ex.facts["software"]["IDAM"] == "HARNESS-ZEEP" and ex.facts["code"] == "00"
+    several = service.rechercherInsAvecTraitsIdentite(NomNaissance="HARNESS-JUMEAU", Prenom=["CLAIRE"], Sexe="F", DateNaissance="1984-01-01")
+    assert (several.CR.CodeCR, several.INDIVIDU) == ("02", None)
+    vitale = service.rechercherInsAvecCarteVitale(MatriculeIndividu={"NumIdentifiant": "1090763220834", "Cle": "89"}, NomNaissance="ECETINSI",
+                                                  DateNaissance="2009-07-14", RangNaissance="1")
+    assert vitale.CR.CodeCR == "00" and stand_in.journal.exchanges[-1].facts["operation"] == "vitale"
