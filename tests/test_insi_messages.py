@@ -80,3 +80,18 @@ def test_a_request_the_schemas_refuse_is_named_not_searched(body, said):
     with pytest.raises(insi.InsiError) as caught:
         insi.read_query(parse_xml(body.encode()).getroot())
     assert caught.value.code == insi.MALFORMED and said in caught.value.text
+
+
+@pytest.mark.parametrize("matricule, key, code", [
+    ("1090763220834", "89", insi.FOUND),  # the INS and the traits agree
+    ("2090663220123", "55", insi.FOUND),  # an INS it replaced: the answer gives the active one
+    ("1090763220834", "88", insi.NONE_FOUND),  # a wrong key
+    ("2840175056123", "23", insi.NONE_FOUND),  # another person's INS with these traits
+])
+def test_a_verification_is_a_search_by_traits_carrying_the_ins(matricule, key, code):
+    q = traits()
+    q.matricule, q.key = matricule, key
+    got, found = insi.search(list(insi.IDENTITIES), q)
+    assert got == code
+    if code == insi.FOUND:
+        assert insi.read_result(insi.result(got, found[0]))["active"]["ins"] == "109076322083489"

@@ -178,3 +178,6 @@ def test_a_schema_validating_soap_client_built_from_the_stand_ins_wsdl_searches_
     vitale = service.rechercherInsAvecCarteVitale(MatriculeIndividu={"NumIdentifiant": "1090763220834", "Cle": "89"}, NomNaissance="ECETINSI",
                                                   DateNaissance="2009-07-14", RangNaissance="1")
     assert vitale.CR.CodeCR == "00" and stand_in.journal.exchanges[-1].facts["operation"] == "vitale"
+    checked = service.rechercherInsAvecTraitsIdentite(NomNaissance="ECETINSI", Prenom=["PIERRE-ALAIN"], Sexe="M", DateNaissance="2009-07-14",
+                                                      NumIdentifiant="1090763220834", Cle="88")  # a verification, a wrong key
+    assert checked.CR.CodeCR == "01" and stand_in.journal.exchanges[-1].facts["asked"]["key"] == "88"

@@ -4,7 +4,8 @@ it gets back, for the harness's INSi stand-in and the checks that judge what a s
 with the answer.
 
 Two operations (their SOAP 1.2 actions): ``rechercherInsAvecTraitsIdentite`` (body
-``RECSANSVITALE``: birth name, first names, sex, birth date, optionally the birth place's COG)
+``RECSANSVITALE``: birth name, first names, sex, birth date, optionally the birth place's COG,
+and an INS to verify: the WSDL has no other verification operation)
 and ``rechercherInsAvecCarteVitale`` (body ``RECVITALE``: the beneficiary's matricule from the
 card, birth name and date, rank of birth). One answer, ``RESULTAT``: a report ``CR`` (``00`` one
 identity found, ``01`` none, ``02`` several) and, for ``00``, the individual: the active INS
@@ -161,8 +162,18 @@ def search(identities: list[Identity], q: Query) -> tuple[str, list[Identity]]:
         found = [i for i in identities
                  if normalise(q.birth_name) == normalise(i.birth_name) and q.sex == i.sex and q.birth_date == i.birth_date
                  and [normalise(n) for n in i.first_names][:len(asked)] == asked
-                 and (not q.birth_place or q.birth_place.upper() == i.birth_place.upper())]
+                 and (not q.birth_place or q.birth_place.upper() == i.birth_place.upper())
+                 and (not q.matricule or _holds(i, q.matricule, q.key))]
     return (FOUND if len(found) == 1 else NONE_FOUND if not found else SEVERAL), found
+
+
+def _holds(identity: Identity, matricule: str, key: str) -> bool:
+    """A verification (a search by traits carrying an INS: ``RECSANSVITALE`` has room for
+    ``NumIdentifiant`` and ``Cle``) finds the person only if the INS is theirs, the active one
+    or one it replaced (the answer then gives the active one: how the national service answers
+    an INS it replaced is not public, the stand-in's choice)."""
+    held = {(i.matricule.upper(), i.key) for i in (identity.active, *identity.history)}
+    return (matricule.upper(), key) in held if key else matricule.upper() in {m for m, _ in held}
 
 
 def _add(parent: etree._Element, name: str, text: str) -> etree._Element:
