@@ -78,9 +78,28 @@ def _defects_of(run: str) -> list[str]:
     return sorted(d for d, r in RUN_OF.items() if r == run)
 
 
+def _own_login_only(factory) -> Path:
+    """The demo's target without Pro Santé Connect: a software whose only login is its own."""
+    import shutil
+
+    demo = Path(__file__).resolve().parents[1] / "plugins" / "harness_demo"
+    folder = factory.mktemp("own-login")
+    for name in ("eid-password", "eid-totp-secret", "psc-client-secret"):
+        shutil.copy(demo / name, folder / name)
+    shutil.copytree(demo / "history", folder / "history")
+    text = (demo / "target.toml").read_text(encoding="utf-8")
+    assert 'psc = "service://psc/"\n' in text
+    (folder / "target.toml").write_text(text.replace('psc = "service://psc/"\n', ""), encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     with RunPool(tmp_path_factory) as pool:
+        own = _own_login_only(tmp_path_factory)
+        for name, extra in (("own-login-only", ()), ("own-login-no-idle", ("--defect", "eid-no-idle-timeout"))):
+            pool.harness(name, "--scenario", "eid-idle-timeout", "--target", str(own / "target.toml"), "--lang", "en", *extra,
+                         cwd=tmp_path_factory.mktemp(name))
         pool.harness("conformant", "--scenario", "psc", "--lang", "en")
         pool.harness("refusals", *defect_args("psc-refusals", _defects_of("refusals")))
         pool.harness("login-defects", *defect_args("psc-login", _defects_of("login-defects")), "--scenario", "psc-logout",
@@ -202,6 +221,18 @@ def test_the_conformant_demo_follows_the_e_id_rules(runs):
     with zipfile.ZipFile(run.bundle) as zf:  # the account's password and TOTP secret: target credentials, scrubbed
         blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
     assert not any(secret.encode() in blob for secret in EID_SECRETS)
+
+
+@needs_browser
+@pytest.mark.slow
+def test_a_software_whose_only_login_is_its_own_is_held_to_the_inactivity_rule(runs):
+    run = runs["own-login-only"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.requirement_verdicts() == {"EID-SESSION": "PASS"}
+    idle = artefact(run, "eid.idle")
+    assert "login" not in idle and idle["local"]["after_idle"]["idle_seconds"] >= idle["declared"] + idle["tolerance"]
+    kept = assert_caught(runs["own-login-no-idle"], {("EID-SESSION", "EID-IDLE-01")})
+    assert {f["location"] for f in kept.findings() if f["rule"] == "EID-IDLE-01"} == {"eid.idle local"}
 
 
 @needs_browser

@@ -36,7 +36,7 @@ def _launched(args: dict, ms: int, out: dict, *, pinned: bool = True):
     async def launched():
         with tempfile.TemporaryDirectory(prefix="harness-psc-browser-") as tmp:
             async with async_playwright() as p:
-                extra = (f"--ignore-certificate-errors-spki-list={args['spki']}",) if pinned else ()
+                extra = (f"--ignore-certificate-errors-spki-list={args['spki']}",) if pinned and args.get("spki") else ()
                 browser = await kit.launch_async(p, Path(tmp), browser=args["browser"], timeout_ms=ms,
                                                  loopback_only=bool(args.get("loopback_only")), extra_args=extra)
                 out["sandbox"], out["browser"] = browser.sandbox, browser.browser
