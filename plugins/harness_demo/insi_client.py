@@ -1,0 +1,108 @@
+"""The demo vendor's INSi client: how practice software registers a patient's identity with the
+INS teleservice, on zeep (a SOAP library that builds the client from the service's WSDL and reads
+every answer against its schemas) and the INS plugin's description of INSi.
+
+Registering follows the INS referential's identity-vigilance rules as the demo understands
+them: the INS is searched with the strict traits the person's document gives; one identity
+found (``00``): the identity is recovered (status RECUP) with INSi's traits and INS, not the
+ones typed; none (``01``) or several (``02``): the identity stays provisional (PROV), without
+an INS; INSi unavailable: a few tries, a short wait between them, then the user is told and the
+identity stays provisional. Each fault of :data:`INSI_FAULTS` breaks one of these; they become
+demo defects (``--defect``) with the lifecycle scenarios that catch them (issue 27's next part).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from lxml import etree
+
+TRIES = 3  # calls to INSi before the user is told it is unavailable
+PAUSE = 0.2  # seconds between two tries
+TIMEOUT = 10.0  # seconds for one call
+IDAM = "HARNESS-DEMO"  # the demo's software authorisation number (a test value)
+INSI_FAULTS = ("insi-own-traits", "insi-retry-forever")
+
+
+@dataclass
+class Registered:
+    """A patient's identity as the demo holds it after registering."""
+
+    status: str  # PROV or RECUP
+    traits: dict
+    ins: str = ""  # matricule and key, when INSi gave one
+    oid: str = ""
+    report: str = ""  # INSi's CR, or "unavailable"
+    calls: int = 0
+    told_user: str = ""
+    history: list = field(default_factory=list)
+
+
+def _service(url: str, credentials: Path, *, timeout: float = TIMEOUT):
+    from zeep import Client, Settings
+    from zeep.transports import Transport
+    from zeep.wsa import WsAddressingPlugin
+
+    import harness_ins
+
+    session = requests.Session()
+    session.trust_env = False  # the stand-in's CA only, no proxy
+    session.verify = str(credentials / "ca.pem")
+    session.cert = (str(credentials / "client.pem"), str(credentials / "client.key"))
+    wsdl = Path(harness_ins.__file__).with_name("wsdl") / "insi.wsdl"
+    client = Client(str(wsdl), transport=Transport(session=session, timeout=timeout, operation_timeout=timeout),
+                    settings=Settings(strict=True, forbid_dtd=True, forbid_entities=True), plugins=[WsAddressingPlugin()])
+    return client.create_service("{http://www.cnamts.fr/webservice}ICIRServiceBinding", url)
+
+
+def _context(release: str) -> etree._Element:
+    lps = etree.Element("{urn:siram:lps:ctxlps}ContexteLPS", {"Nature": "CTXLPS", "Version": "01_00"}, nsmap={"ctxlps": "urn:siram:lps:ctxlps"})
+    etree.SubElement(lps, "{urn:siram:lps:ctxlps}Id").text = str(uuid.uuid4())
+    software = etree.SubElement(lps, "{urn:siram:lps:ctxlps}LPS")
+    etree.SubElement(software, "{urn:siram:lps:ctxlps}IDAM", R="4").text = IDAM
+    etree.SubElement(software, "{urn:siram:lps:ctxlps}Version").text = release
+    etree.SubElement(software, "{urn:siram:lps:ctxlps}Nom").text = "Cabinet Démo"
+    return lps
+
+
+def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = frozenset(), release: str = "3.2.1") -> Registered:
+    """Register a person from the strict traits typed (``birth_name``, ``first_names`` (list),
+    ``sex``, ``birth_date``, optional ``birth_place``) against INSi at ``url``."""
+    from zeep.exceptions import Error as ZeepError, Fault
+
+    service = _service(url, credentials)
+    held = Registered("PROV", dict(traits))
+    tries = TRIES * 3 if "insi-retry-forever" in defects else TRIES  # a badly written client keeps calling
+    answer = None
+    for attempt in range(tries):
+        held.calls += 1
+        try:
+            answer = service.rechercherInsAvecTraitsIdentite(
+                NomNaissance=traits["birth_name"], Prenom=list(traits["first_names"]), Sexe=traits["sex"], DateNaissance=traits["birth_date"],
+                **({"LieuNaissance": traits["birth_place"]} if traits.get("birth_place") else {}), _soapheaders=[_context(release)])
+            break
+        except Fault as exc:  # INSi refused the request itself: trying again would not change it
+            held.report, held.told_user = "fault", f"INSi a refusé la demande : {str(exc.message)[:200]}"
+            held.history.append(f"Fault: {exc.code}")
+            return held
+        except (requests.RequestException, ZeepError) as exc:
+            held.history.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+            if attempt + 1 < tries:
+                time.sleep(PAUSE)
+    if answer is None:
+        held.report, held.told_user = "unavailable", "Le téléservice INSi ne répond pas : identité provisoire, réessayez plus tard"
+        return held
+    held.report = answer.CR.CodeCR
+    if held.report == "00":
+        who, tiq = answer.INDIVIDU.INSACTIF, answer.INDIVIDU.TIQ
+        held.status, held.ins, held.oid = "RECUP", who.IdIndividu.NumIdentifiant + (who.IdIndividu.Cle or ""), who.OID
+        if "insi-own-traits" not in defects:  # INSi's traits replace the ones typed
+            held.traits = {"birth_name": tiq.NomNaissance, "first_names": (tiq.ListePrenom or "").split(), "sex": tiq.Sexe,
+                           "birth_date": tiq.DateNaissance, "birth_place": tiq.LieuNaissance}
+    else:
+        held.told_user = {"01": "Aucune identité trouvée par INSi : identité provisoire",
+                          "02": "Plusieurs identités trouvées par INSi : complétez les prénoms ou le lieu de naissance"}.get(held.report, "")
+    return held
