@@ -8,7 +8,7 @@ found (``00``): the identity is recovered (status RECUP) with INSi's traits and 
 ones typed; none (``01``) or several (``02``): the identity stays provisional (PROV), without
 an INS; INSi unavailable: a few tries, a short wait between them, then the user is told and the
 identity stays provisional. Each fault of :data:`INSI_FAULTS` breaks one of these; they become
-demo defects (``--defect``) with the lifecycle scenarios that catch them (issue 27's next part).
+demo defects (``--defect``) with the lifecycle scenarios that catch them (not written yet).
 """
 from __future__ import annotations
 
