@@ -63,12 +63,11 @@ RUN_OF = {
     # each lets one or two attacks through, each attack in its own attempt (all ten in this run)
     **dict.fromkeys(("psc-state-unchecked", "psc-nonce-unchecked", "psc-signature-unchecked", "psc-expiry-unchecked",
                      "psc-audience-unchecked", "psc-issuer-unchecked", "psc-acr-unchecked", "psc-error-as-login"), "refusals"),
-    # what the conformant login asks for, and its logout
-    **dict.fromkeys(("psc-no-pkce", "psc-no-acr", "psc-logout-local"), "login-defects"),
+    # what the conformant login asks for, its logout, and what its DMP calls say of the professional
+    # logged in (judged on two logins of their own)
+    **dict.fromkeys(("psc-no-pkce", "psc-no-acr", "psc-logout-local", "psc-dmp-first-professional", "psc-dmp-direct-mode"), "login-defects"),
     # where the tokens end up (and the session left idle: judged on a login of its own)
     **dict.fromkeys(("psc-token-in-url", "psc-token-in-page", "psc-cookie-readable", "eid-no-idle-timeout"), "leaks"),
-    # what its DMP calls say of the professional logged in
-    **dict.fromkeys(("psc-dmp-first-professional", "psc-dmp-direct-mode"), "dmp-defects"),
     "eid-password-only": "eid-password-only",
     **dict.fromkeys(("eid-no-lockout", "eid-enrol-anonymous"), "eid-lockout-enrol"),
 }
@@ -103,9 +102,8 @@ def runs(tmp_path_factory):
         pool.harness("conformant", "--scenario", "psc", "--lang", "en")
         pool.harness("refusals", *defect_args("psc-refusals", _defects_of("refusals")))
         pool.harness("login-defects", *defect_args("psc-login", _defects_of("login-defects")), "--scenario", "psc-logout",
-                     "--set", "psc.attacks=")  # no attack: the conformant run's
+                     "--scenario", "psc-dmp-identity", "--set", "psc.attacks=")  # no attack: the conformant run's
         pool.harness("leaks", *defect_args("psc-tokens", _defects_of("leaks")), "--scenario", "eid-idle-timeout", "--set", "psc.attacks=")
-        pool.harness("dmp-defects", *defect_args("psc-dmp-identity", _defects_of("dmp-defects")))
         pool.harness("eid", *EID_SCENARIOS, "--lang", "en")
         pool.harness("at-once-0", "--scenario", "psc-login", "--set", "psc.at_once=0", "--lang", "en")
         pool.harness("eid-password-only", *defect_args("eid-second-factor", ["eid-password-only"]))
@@ -167,7 +165,7 @@ def test_dmp_calls_made_through_the_login_name_the_professional_logged_in(runs):
         mine = [e for e in journal if login["action_started"] <= e["at"] <= login["action_ended"]]
         assert [e["action"] for e in mine] == ["urn:ihe:iti:2007:RegistryStoredQuery"], login
     # a software that keeps the first professional's identity is caught on the second login only
-    wrong = [f for f in runs["dmp-defects"].findings() if f["rule"] == "PSC-DMP-01"]
+    wrong = [f for f in runs["login-defects"].findings() if f["rule"] == "PSC-DMP-01"]
     assert len(wrong) == 1 and "899700366240" in wrong[0]["message"]["en"] and "psc.dmp/02" in wrong[0]["message"]["en"], wrong
 
 
@@ -176,7 +174,7 @@ def test_dmp_calls_made_through_the_login_name_the_professional_logged_in(runs):
 def test_no_token_and_no_client_secret_reach_the_bundle(runs):
     """Tokens the stand-in issued are recorded as digests, even where the software leaked
     them; the client secret (a target credential) is scrubbed everywhere."""
-    for name in ("conformant", "leaks", "refusals", "dmp-defects"):
+    for name in ("conformant", "leaks", "refusals", "login-defects"):
         run = runs[name]
         with zipfile.ZipFile(run.bundle) as zf:
             blob = b"".join(zf.read(n) for n in zf.namelist() if not n.endswith(".png"))
