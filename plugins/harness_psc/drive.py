@@ -267,14 +267,14 @@ async def _idle(args: dict) -> dict:
     out: dict[str, Any] = {}
 
     async def body(launched, ms: int) -> None:
-        opened = []  # (where the result goes, context, the protected page's address)
+        opened, contexts = [], []  # (where the result goes, context, the protected page's address); every context, closed at the end
         if args.get("attempt"):
-            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            contexts.append(context := await launched.context.browser.new_context(**kit.CONTEXT))
             out["login"] = await _attempt(context, args["attempt"], args, ms)
             if "error" not in out["login"]:
                 opened.append((out, context, args["protected_url"]))
         if args.get("local"):
-            context = await launched.context.browser.new_context(**kit.CONTEXT)
+            contexts.append(context := await launched.context.browser.new_context(**kit.CONTEXT))
             out["local"] = {}
             try:
                 out["local"]["login"] = await _local_case(context, "both-factors", args["local"], ms)
@@ -290,7 +290,7 @@ async def _idle(args: dict) -> dict:
             await _settle(page, ms)
             where["after_idle"] = {**await _state(page, context), "status": response.status if response else None,
                                    "idle_seconds": round(time.monotonic() - idle_from, 3)}
-        for _, context, _ in opened:
+        for context in contexts:
             await context.close()
 
     return await _drive(args, out, body)

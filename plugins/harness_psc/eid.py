@@ -192,17 +192,27 @@ def _local(ctx: CheckContext, ev: Evaluation) -> tuple[dict, dict] | None:
     return record, expected
 
 
+def _case(ctx: CheckContext, ev: Evaluation, name: str) -> tuple[dict, dict, dict] | None:
+    """(the record, who the account belongs to, case ``name``) once the software's own login
+    opened a session; None when it cannot be judged (said in ``ev``)."""
+    found = _local(ctx, ev)
+    if found is None:
+        return None
+    record, expected = found
+    case = record["cases"].get(name) or {}
+    if case.get("error"):
+        ev.error(M("eid.case_failed", case=name, error=case["error"]))
+        return None
+    return record, expected, case
+
+
 @check(reads=["eid.local"])
 def check_second_factor(ctx: CheckContext, ev: Evaluation) -> None:
     """The software's own login asks for a second factor: the password alone opens nothing."""
-    found = _local(ctx, ev)
+    found = _case(ctx, ev, "password-only")
     if found is None:
         return
-    record, expected = found
-    case = record["cases"].get("password-only") or {}
-    if case.get("error"):
-        ev.error(M("eid.case_failed", case="password-only", error=case["error"]))
-        return
+    _, expected, case = found
     ev.check(not _logged_in(case.get("protected"), expected), rule="EID-MFA-01", location="eid.local password-only",
              message=M("eid.password_only", url=(case.get("protected") or {}).get("url", "-")))
 
@@ -210,14 +220,10 @@ def check_second_factor(ctx: CheckContext, ev: Evaluation) -> None:
 @check(reads=["eid.local"])
 def check_lockout(ctx: CheckContext, ev: Evaluation) -> None:
     """After the declared number of wrong codes, the account is locked: even the right code fails."""
-    found = _local(ctx, ev)
+    found = _case(ctx, ev, "lockout")
     if found is None:
         return
-    record, expected = found
-    case = record["cases"].get("lockout") or {}
-    if case.get("error"):
-        ev.error(M("eid.case_failed", case="lockout", error=case["error"]))
-        return
+    record, expected, case = found
     typed = sum(1 for t in case.get("wrong_codes", []) if t.get("typed"))
     if typed < record["lockout_after"]:
         ev.inconclusive(M("eid.lockout_not_tried", typed=typed, declared=record["lockout_after"]))

@@ -111,6 +111,8 @@ def check_dmp(ctx: CheckContext, ev: Evaluation) -> None:
         return
     exchanges = ctx.json("dmp.session").get("exchanges", [])
     modes = record.get("modes") or list(MODES)
+    if len(record.get("logins", [])) < 2:  # one login proves nothing of "another professional than the one logged in"
+        ev.inconclusive(M("dmp.logins_missing", done=len(record.get("logins", []))))
     for login in record.get("logins", []):
         expected, where = login["expected"], f"psc.dmp/{login['n']:02d}"
         if login.get("login_error") or not shows(login.get("logged_in"), expected):
