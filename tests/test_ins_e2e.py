@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness_demo.insi_client import INSI_DEFECTS
 from harness_demo.patients import INS_DEFECTS
 from harness_ins.hl7v2 import read_message
 from harness_ins.identity import SystemClass, classify_system
@@ -15,6 +16,21 @@ from tests.harness_run import RunPool, run_harness
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT.parent / "shared" / "corpus" / "ans-hl7v2-examples"
 INS_REQUIREMENTS = {"INS-HL7V2", "INS-CDA", "INS-FHIR", "INS-COHERENCE", "INS-PROTECTION"}
+LIFECYCLE_REQUIREMENTS = {"INS-INSI", "INS-INSI-UNAVAILABLE"}
+# the channel scenarios (a channel defect's run judges these; the lifecycle's, with its
+# registrations through INSi, runs in the conformant run and in the lifecycle defects' run)
+CHANNEL_SCENARIOS = [a for s in ("ins-data-protection", "ins-hl7v2", "ins-cda", "ins-fhir", "ins-cross-channel") for a in ("--scenario", s)]
+# lifecycle defect: (its rule, the case it is found on) -- all in one run: each breaks one case's
+# registration (harness_ins.insi.LIFECYCLE_CASES), so a finding says which defect made it
+LIFECYCLE = {
+    "insi-trusts-card": ("INSI-01", "card:"),
+    "insi-own-traits": ("INSI-02", "found-validated:"),
+    "insi-ins-without-match": ("INSI-03", "several:"),
+    "insi-replaced-ins": ("INSI-04", "replaced:"),
+    "insi-qualified-without-document": ("INSI-05", "found:"),
+    "insi-retry-forever": ("INSI-06", "unavailable: insi.session"),
+    "insi-user-not-told": ("INSI-06", "unavailable: insi.answers"),
+}
 
 # defect: (the rule that must be found, every requirement that fails with it)
 EXPECTED = {
@@ -56,8 +72,9 @@ def runs(tmp_path_factory):
     with RunPool(tmp_path_factory) as pool:
         pool.harness("conformant", "--scenario", "ins")
         for defect in sorted(EXPECTED):
-            pool.harness(f"defect/{defect}", "--scenario", "ins", "--defect", defect, "--lang", "en")
-        pool.harness("production", "--scenario", "ins", "--defect", "ins-production-oid", "-rA")
+            pool.harness(f"defect/{defect}", *CHANNEL_SCENARIOS, "--defect", defect, "--lang", "en")
+        pool.harness("production", *CHANNEL_SCENARIOS, "--defect", "ins-production-oid", "-rA")
+        pool.harness("lifecycle", "--scenario", "insi", *(a for d in sorted(LIFECYCLE) for a in ("--defect", d)), "--lang", "en")
         if EXAMPLES.is_dir():
             pool.harness("official", "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
         yield pool
@@ -70,7 +87,8 @@ def conformant(runs):
 
 def test_the_conformant_demo_passes_every_ins_requirement_through_its_three_channels(conformant):
     assert conformant.returncode == 0, conformant.stdout
-    assert {r: v for r, v in conformant.requirement_verdicts().items() if r.startswith("INS-")} == dict.fromkeys(sorted(INS_REQUIREMENTS), "PASS")
+    assert ({r: v for r, v in conformant.requirement_verdicts().items() if r.startswith("INS-")}
+            == dict.fromkeys(sorted(INS_REQUIREMENTS | LIFECYCLE_REQUIREMENTS), "PASS"))
     m = conformant.manifest
     labels = {meta["label"] for meta in m["artefacts"].values()}
     # the feed came over MLLP and was acknowledged, documents and the 2 FHIR pages were fetched
@@ -92,6 +110,90 @@ def test_each_ins_defect_is_caught_with_its_rule(runs, defect):
     assert rule in {f["rule"] for f in run.findings()}, run.stdout
     assert run.failing() == failing, run.stdout
     assert run.returncode == (1 if failing else 0)
+
+
+def test_every_insi_defect_has_an_expectation():
+    assert set(LIFECYCLE) == set(INSI_DEFECTS)
+
+
+def _artefact(run, label: str) -> bytes:
+    m = run.manifest
+    digest = next(d for d, meta in m["artefacts"].items() if meta["label"] == label)
+    with zipfile.ZipFile(run.bundle) as zf:
+        return zf.read(f"artefacts/{digest}")
+
+
+def _emitted(run) -> dict:
+    """What the software emitted, after registering, about each lifecycle case: per channel,
+    (status, INS values), read from the lifecycle scenario's own inputs with the INS plugin's readers."""
+    import json
+
+    from lxml import etree
+
+    from harness_ins import cda, fhir
+    from harness_ins.insi import LIFECYCLE_CASES
+    from harness_ins.identity import parse_date
+
+    [result] = [r for r in run.manifest["results"] if r["scenario"] == "ins-insi-qualification"]
+    born = {parse_date(c.traits["birth_date"]): c.ref for c in LIFECYCLE_CASES}
+    out: dict = {c.ref: {} for c in LIFECYCLE_CASES}
+    with zipfile.ZipFile(run.bundle) as zf:
+        for name, digest in result["inputs"].items():
+            data = zf.read(f"artefacts/{digest}")
+            if name.startswith("mllp/"):
+                found = [("hl7v2", i.traits, i.status, [x.value for x in i.identifiers if x.type_code == "INS"]) for i in read_message(data).identities]
+            elif name.startswith("fhir-live/"):
+                found = [("fhir", i.traits, i.status, [x.value for x in i.identifiers if classify_system(x.system).is_ins])
+                         for i in fhir.read_patients(data).identities]
+            elif name.startswith("cda-live/"):
+                found = [("cda", i.traits, None, [x.extension for x in i.identifiers if classify_system(x.root).is_ins])
+                         for i in cda.read_identities(etree.ElementTree(etree.fromstring(data)))]
+            else:
+                continue
+            for channel, traits, status, ins in found:
+                ref = born.get(parse_date(traits.birth_date))
+                if ref:
+                    out[ref][channel] = (status, tuple(ins), " ".join(traits.given_names), traits.birth_place)
+    out["calls"] = json.loads(_artefact(run, "ins.insi-session"))["calls"]
+    return out
+
+
+def test_the_conformant_demo_registers_each_insi_answer_as_the_ins_referential_says(conformant):
+    emitted = _emitted(conformant)
+    calls = emitted.pop("calls")
+    codes = {}
+    for c in calls:
+        codes.setdefault((c.get("asked") or {}).get("birth_date"), []).append(c.get("code") or c.get("outcome"))
+    assert sorted(map(tuple, codes.values())) == sorted([("00",), ("00",), ("00",), ("00",), ("01",), ("02",),
+                                                        ("unavailable",) * 3])  # three tries while INSi is down
+    expected = {  # case: (status in HL7 v2 and FHIR, INS emitted in every channel)
+        "found": ("RECUP", ()), "found-validated": ("QUAL", ("175046912304553",)), "replaced": ("QUAL", ("262111305507803",)),
+        "card": ("QUAL", ("158093306301186",)), "none": ("VALI", ()), "several": ("VALI", ()), "unavailable": ("PROV", ()),
+    }
+    for ref, (status, ins) in expected.items():
+        assert set(emitted[ref]) == {"hl7v2", "cda", "fhir"}, (ref, emitted[ref])
+        for channel, (said, values, _, _) in emitted[ref].items():
+            assert values == ins, (ref, channel)
+            if channel != "cda":  # a CDA header carries no identity status
+                assert said == status, (ref, channel)
+    # after INSi's 00, INSi's traits: every first name, and the birth place the person did not type
+    assert emitted["found"]["fhir"][2:] == ("MARIE-CLAIRE ANNE", "75056")
+
+
+@pytest.mark.parametrize("defect", sorted(LIFECYCLE))
+def test_each_insi_lifecycle_defect_is_caught_with_its_rule_on_its_case(runs, defect):
+    rule, where = LIFECYCLE[defect]
+    run = runs["lifecycle"]
+    assert run.bundle is not None, run.stdout + run.stderr
+    assert any(f["rule"] == rule and f["location"].startswith(where) for f in run.findings()), run.stdout
+    assert run.failing() == LIFECYCLE_REQUIREMENTS and run.returncode == 1
+
+
+def test_the_lifecycle_is_judged_again_offline_with_identical_verdicts(runs, conformant):
+    from harness.cli import main as cli
+
+    assert cli(["verify", "--replay", str(conformant.bundle)]) == 0
+    assert cli(["verify", "--replay", str(runs["lifecycle"].bundle)]) == 0
 
 
 def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(runs, tmp_path):

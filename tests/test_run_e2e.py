@@ -261,6 +261,9 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement EID-ENROL: - (A) ≠ PASS (B)",
         "requirement EID-MFA: - (A) ≠ PASS (B)",
         "requirement EID-SESSION: - (A) ≠ PASS (B)",
+        # the INS lifecycle through the INSi stand-in (issue 27), added since
+        "requirement INS-INSI: - (A) ≠ PASS (B)",
+        "requirement INS-INSI-UNAVAILABLE: - (A) ≠ PASS (B)",
         # the MSSanté plugin (mail simulator, XDM archives), added since
         "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
         "requirement MSS-MESSAGE: - (A) ≠ PASS (B)",

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import html
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness import ConnectionBounds, HarnessError, HttpService, Message, Reques
 from . import patients
 from .dmp_defects import DMP_DEFECTS
 from .mssante_defects import MSSANTE_DEFECTS
+from .insi_client import INSI_DEFECTS
 from .psc_defects import PSC_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
@@ -59,6 +61,7 @@ DEFECTS.update(CDA_DEFECTS)
 DEFECTS.update(DMP_DEFECTS)
 DEFECTS.update(MSSANTE_DEFECTS)
 DEFECTS.update(PSC_DEFECTS)
+DEFECTS.update(INSI_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -239,6 +242,8 @@ class DemoServer(HttpService):
     def __init__(self, cfg: DemoConfig, port: int = 0, host: str = "127.0.0.1") -> None:
         self.cfg = cfg
         self.dmp_status: dict = {"state": "idle"}
+        self.registered: list = []  # the people registered through INSi, as its channels show them (patients.Patient)
+        self._registering = threading.Lock()
         self._psc = None  # the Pro Santé Connect login, made when first configured
         self._local = None  # its own login, made when first used
         super().__init__(host=host, port=port)
@@ -249,7 +254,7 @@ class DemoServer(HttpService):
             if path.startswith("/local/"):
                 return self._local_post(request)
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
-                     "/ins/feed": self._ins_feed, "/psc/configure": self._psc_configure}.get(path)
+                     "/ins/feed": self._ins_feed, "/ins/register": self._ins_register, "/psc/configure": self._psc_configure}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed", "text/plain")
@@ -274,9 +279,9 @@ class DemoServer(HttpService):
             asked = request.query.get("page", ["1"])[0]
             page = int(asked) if asked.isdigit() else 1
             base = f"http://{request.header('Host', 'localhost')}/fhir/"
-            return Response(200, patients.fhir_search_page(set(cfg.defects), base, page), "application/fhir+json; charset=utf-8")
+            return Response(200, patients.fhir_search_page(set(cfg.defects), base, page, tuple(self.registered)), "application/fhir+json; charset=utf-8")
         if path == "/cda/" or (path.startswith("/cda/") and path.endswith(".xml") and path[5:-4].isdigit()):
-            docs = patients.cda_documents(set(cfg.defects), cfg.document_version)
+            docs = patients.cda_documents(set(cfg.defects), cfg.document_version, tuple(self.registered))
             if path == "/cda/":
                 return _json(200, [f"{n}.xml" for n in range(1, len(docs) + 1)])
             n = int(path[5:-4])
@@ -498,10 +503,42 @@ class DemoServer(HttpService):
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
         try:
-            codes = patients.send_feed(set(self.cfg.defects), host, port)
+            codes = patients.send_feed(set(self.cfg.defects), host, port, extra=tuple(self.registered))
         except OSError as exc:
             return _json(502, {"error": f"MLLP: {exc}"})
         return _json(200, {"sent": len(codes), "acks": codes})
+
+
+    def _ins_register(self, body: bytes) -> Response:
+        """Register people now, through the INSi the harness names (its address and the
+        credentials folder): each one's status and what the demo told its user."""
+        from .insi_client import register
+
+        try:
+            asked = json.loads(body[:65536])
+            url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
+            people = [dict(p) for p in asked["patients"]][:50]
+            for person in people:
+                person["first_names"] = [str(n) for n in person["first_names"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        out = []
+        with self._registering:
+            for person in people:
+                traits = {k: str(person[k]) for k in ("birth_name", "sex", "birth_date") if k in person}
+                traits["first_names"] = person["first_names"]
+                if person.get("birth_place"):
+                    traits["birth_place"] = str(person["birth_place"])
+                try:
+                    held = register(traits, url, credentials, defects=set(self.cfg.defects), release=self.cfg.api_version,
+                                    document=str(person.get("document") or ""), claimed_ins=str(person.get("ins") or ""),
+                                    claimed_from=str(person.get("ins_from") or ""))
+                except (KeyError, OSError) as exc:
+                    return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
+                self.registered.append(patients.registered_patient(len(self.registered) + 1, held))
+                out.append({"ref": person.get("ref"), "status": held.status, "message": held.told_user, "report": held.report,
+                            "calls": held.calls})
+        return _json(200, {"registered": out})
 
 
 def _cookies(header: str) -> dict[str, str]:

@@ -4,11 +4,13 @@ every answer against its schemas) and the INS plugin's description of INSi.
 
 Registering follows the INS referential's identity-vigilance rules as the demo understands
 them: the INS is searched with the strict traits the person's document gives; one identity
-found (``00``): the identity is recovered (status RECUP) with INSi's traits and INS, not the
-ones typed; none (``01``) or several (``02``): the identity stays provisional (PROV), without
-an INS; INSi unavailable: a few tries, a short wait between them, then the user is told and the
-identity stays provisional. Each fault of :data:`INSI_FAULTS` breaks one of these; they become
-demo defects (``--defect``) with the lifecycle scenarios that catch them (not written yet).
+found (``00``): the identity is recovered (status RECUP) with INSi's traits and its active INS,
+not the ones typed, and qualified (QUAL) when a high-trust document was checked; none (``01``)
+or several (``02``): no INS (whatever INS the person brings), the identity provisional (PROV), or
+validated (VALI) on a checked document; INSi unavailable: a few tries, a short wait between
+them, then the user is told and the identity stays provisional. Each defect of
+:data:`INSI_DEFECTS` breaks one of these (``--defect``), caught by the INS plugin's lifecycle
+scenarios (harness_ins.lifecycle).
 """
 from __future__ import annotations
 
@@ -20,11 +22,24 @@ from pathlib import Path
 import requests
 from lxml import etree
 
+from harness import Message, catalogue
+
+M = catalogue(__name__)
+
 TRIES = 3  # calls to INSi before the user is told it is unavailable
 PAUSE = 0.2  # seconds between two tries
 TIMEOUT = 10.0  # seconds for one call
 IDAM = "HARNESS-DEMO"  # the demo's software authorisation number (a test value)
-INSI_FAULTS = ("insi-own-traits", "insi-retry-forever")
+
+INSI_DEFECTS: dict[str, Message] = {  # each breaks one lifecycle rule, on the case named
+    "insi-trusts-card": M("defect.insi-trusts-card"),  # INSI-01: the INS a card brings, qualified without calling INSi (card)
+    "insi-own-traits": M("defect.insi-own-traits"),  # INSI-02: keeps the traits typed after a 00 (found, found-validated)
+    "insi-ins-without-match": M("defect.insi-ins-without-match"),  # INSI-03: keeps the INS the person brings on 02 (several)
+    "insi-replaced-ins": M("defect.insi-replaced-ins"),  # INSI-04: takes the INS INSi gave as replaced (replaced)
+    "insi-qualified-without-document": M("defect.insi-qualified-without-document"),  # INSI-05: QUAL with no document (found)
+    "insi-retry-forever": M("defect.insi-retry-forever"),  # INSI-06: calls an unavailable INSi again and again (unavailable)
+    "insi-user-not-told": M("defect.insi-user-not-told"),  # INSI-06: says nothing to its user when INSi is down (unavailable)
+}
 
 
 @dataclass
@@ -68,13 +83,21 @@ def _context(release: str) -> etree._Element:
     return lps
 
 
-def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = frozenset(), release: str = "3.2.1") -> Registered:
+def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = frozenset(), release: str = "3.2.1",
+             document: str = "", claimed_ins: str = "", claimed_from: str = "") -> Registered:
     """Register a person from the strict traits typed (``birth_name``, ``first_names`` (list),
-    ``sex``, ``birth_date``, optional ``birth_place``) against INSi at ``url``."""
+    ``sex``, ``birth_date``, optional ``birth_place``) against INSi at ``url``; ``document``: the
+    high-trust identity document checked (``"CNI"``), if any; ``claimed_ins``: the INS the person
+    brings and where it is written (``claimed_from``: a card, a letter), which the demo does not
+    take on trust."""
     from zeep.exceptions import Error as ZeepError, Fault
 
+    checked = bool(document)
+    held = Registered("VALI" if checked else "PROV", dict(traits))
+    if claimed_ins and checked and claimed_from == "carte Vitale" and "insi-trusts-card" in defects:  # the card believed: no call at all
+        held.status, held.ins, held.oid, held.report = "QUAL", claimed_ins, "1.2.250.1.213.1.4.10", "not-asked"
+        return held
     service = _service(url, credentials)
-    held = Registered("PROV", dict(traits))
     tries = TRIES * 3 if "insi-retry-forever" in defects else TRIES  # a badly written client keeps calling
     answer = None
     for attempt in range(tries):
@@ -93,16 +116,25 @@ def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = f
             if attempt + 1 < tries:
                 time.sleep(PAUSE)
     if answer is None:
-        held.report, held.told_user = "unavailable", "Le téléservice INSi ne répond pas : identité provisoire, réessayez plus tard"
+        held.report = "unavailable"
+        if "insi-user-not-told" not in defects:
+            held.told_user = "Le téléservice INSi ne répond pas : identité provisoire, réessayez plus tard"
         return held
     held.report = answer.CR.CodeCR
     if held.report == "00":
         who, tiq = answer.INDIVIDU.INSACTIF, answer.INDIVIDU.TIQ
-        held.status, held.ins, held.oid = "RECUP", who.IdIndividu.NumIdentifiant + (who.IdIndividu.Cle or ""), who.OID
+        held.status = "QUAL" if checked or "insi-qualified-without-document" in defects else "RECUP"
+        held.ins, held.oid = who.IdIndividu.NumIdentifiant + (who.IdIndividu.Cle or ""), who.OID
+        histo = answer.INDIVIDU.INSHISTO
+        replaced = histo if isinstance(histo, list) else [histo] if histo is not None else []
+        if replaced and "insi-replaced-ins" in defects:  # the INS it held before, kept
+            held.ins, held.oid = replaced[0].IdIndividu.NumIdentifiant + (replaced[0].IdIndividu.Cle or ""), replaced[0].OID
         if "insi-own-traits" not in defects:  # INSi's traits replace the ones typed
             held.traits = {"birth_name": tiq.NomNaissance, "first_names": (tiq.ListePrenom or "").split(), "sex": tiq.Sexe,
                            "birth_date": tiq.DateNaissance, "birth_place": tiq.LieuNaissance}
     else:
-        held.told_user = {"01": "Aucune identité trouvée par INSi : identité provisoire",
+        held.told_user = {"01": "Aucune identité trouvée par INSi : identité non récupérée",
                           "02": "Plusieurs identités trouvées par INSi : complétez les prénoms ou le lieu de naissance"}.get(held.report, "")
+        if held.report == "02" and claimed_ins and "insi-ins-without-match" in defects:  # the INS brought, kept anyway
+            held.status, held.ins, held.oid = ("QUAL" if checked else "RECUP"), claimed_ins, "1.2.250.1.213.1.4.10"
     return held

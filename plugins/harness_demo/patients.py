@@ -98,25 +98,41 @@ _CHANGES: dict[str, tuple[int, dict]] = {
 }
 
 
-def patients(defects: set[str]) -> tuple[list[Patient], list[Patient], list[Patient]]:
-    """The patients as (HL7 v2, CDA, FHIR) show them, defects applied to the first one."""
+def patients(defects: set[str], extra: tuple[Patient, ...] = ()) -> tuple[list[Patient], list[Patient], list[Patient]]:
+    """The patients as (HL7 v2, CDA, FHIR) show them, defects applied to the first one; then
+    ``extra``, the people registered since the demo started (:func:`registered_patient`)."""
     shown = [PATIENTS[0]] * 3
     for defect in sorted(defects & set(_CHANGES)):
         channel, changes = _CHANGES[defect]
         shown[channel] = replace(shown[channel], **changes)
-    rest = list(PATIENTS[1:])
+    rest = [*PATIENTS[1:], *extra]
     return [shown[0], *rest], [shown[1], *rest], [shown[2], *rest]
+
+
+CITIES = {"75056": "PARIS", "69123": "LYON", "13055": "MARSEILLE", "33063": "BORDEAUX", "63220": "ISSOIRE", "2A004": "AJACCIO"}
+
+
+def registered_patient(n: int, held) -> Patient:
+    """A person the demo registered through INSi (harness_demo.insi_client.Registered), as its
+    channels show them: the INS only for a qualified identity (the only one whose INS may be
+    shared), the status the registration reached."""
+    names = [str(x) for x in held.traits.get("first_names") or []]
+    born = str(held.traits.get("birth_date") or "").replace("-", "")
+    place = held.traits.get("birth_place") or None
+    return Patient(f"2{n:05d}", str(held.traits.get("birth_name") or ""), str(held.traits.get("birth_name") or ""), names[0] if names else "",
+                   " ".join(names), str(held.traits.get("sex") or ""), born, place, CITIES.get(place or "", ""),
+                   held.ins if held.status == "QUAL" and held.ins else None, held.status)
 
 
 # -- HL7 v2 -------------------------------------------------------------------------------
 
 
-def hl7_messages(defects: set[str], now: datetime | None = None) -> list[bytes]:
+def hl7_messages(defects: set[str], now: datetime | None = None, extra: tuple[Patient, ...] = ()) -> list[bytes]:
     """One ADT^A28 (add person information) per patient, PAM France 2.11."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
     out = []
     authority = "1.2.250.1.999" if "ins-unknown-authority" in defects else TEST_NIR
-    for n, p in enumerate(patients(defects)[0], 1):
+    for n, p in enumerate(patients(defects, extra)[0], 1):
         ids = [f"{p.ipp}^^^CABINET-DEMO&{FACILITY_OID}&ISO^PI"]
         if p.ins:
             ids.append(f"{p.ins}^^^ASIP-SANTE-INS-NIR&{authority}&ISO^INS")
@@ -135,14 +151,14 @@ def hl7_messages(defects: set[str], now: datetime | None = None) -> list[bytes]:
     return out
 
 
-def send_feed(defects: set[str], host: str, port: int, timeout: float = 5.0) -> list[str]:
+def send_feed(defects: set[str], host: str, port: int, timeout: float = 5.0, extra: tuple[Patient, ...] = ()) -> list[str]:
     """Send the feed over MLLP (python-hl7's client); the acknowledgement code of each message."""
     from hl7.client import MLLPClient
 
     codes = []
     with MLLPClient(host, port) as client:
         client.socket.settimeout(timeout)
-        for message in hl7_messages(defects):
+        for message in hl7_messages(defects, extra=extra):
             try:
                 ack = client.send_message(message)
             except OSError:
@@ -160,8 +176,8 @@ def send_feed(defects: set[str], host: str, port: int, timeout: float = 5.0) -> 
 def _record_target(p: Patient, ids: list[str], defects: set[str]) -> str:
     used_qualifier = "" if "ins-name-qualifier" in defects else ' qualifier="CL"'
     family_birth = f'<family qualifier="BR">{escape(p.birth_name)}</family>' if p.birth_name else ""
-    place = (f"<birthplace><place><addr><county>{p.birth_place}</county><city>{escape(p.birth_city)}</city></addr></place></birthplace>"
-             if p.birth_place else "")
+    city = f"<city>{escape(p.birth_city)}</city>" if p.birth_city else ""
+    place = f"<birthplace><place><addr><county>{p.birth_place}</county>{city}</addr></place></birthplace>" if p.birth_place else ""
     return f"""  <recordTarget>
     <patientRole>
       {''.join(ids)}
@@ -348,9 +364,9 @@ def cda_document(p: Patient, defects: set[str], n: int, *, release: str = "3.2.1
 """.encode("utf-8")
 
 
-def cda_documents(defects: set[str], release: str = "3.2.1") -> list[bytes]:
+def cda_documents(defects: set[str], release: str = "3.2.1", extra: tuple[Patient, ...] = ()) -> list[bytes]:
     """The documents the demo lists (``/cda/``): a structured note, then level-1 reports."""
-    return [cda_document(p, defects, n, release=release, level1=n > 1) for n, p in enumerate(patients(defects)[1], 1)]
+    return [cda_document(p, defects, n, release=release, level1=n > 1) for n, p in enumerate(patients(defects, extra)[1], 1)]
 
 
 # -- FHIR ---------------------------------------------------------------------------------
@@ -375,7 +391,7 @@ def fhir_patient(p: Patient, defects: set[str]) -> dict:
         extensions.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {
             "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
                            "valueCoding": {"system": "https://mos.esante.gouv.fr/NOS/TRE_R13-Commune/FHIR/TRE-R13-Commune", "code": p.birth_place}}],
-            "city": p.birth_city}})
+            **({"city": p.birth_city} if p.birth_city else {})}})
     official = {"use": "official", "family": p.birth_name,
                 "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
                                "valueString": p.given_names}]}
@@ -394,9 +410,9 @@ def fhir_patient(p: Patient, defects: set[str]) -> dict:
     }
 
 
-def fhir_search_page(defects: set[str], base: str, page: int) -> bytes:
+def fhir_search_page(defects: set[str], base: str, page: int, extra: tuple[Patient, ...] = ()) -> bytes:
     """``GET /fhir/Patient?page=N``: a searchset Bundle, one patient per page (paging shown)."""
-    shown = patients(defects)[2]
+    shown = patients(defects, extra)[2]
     page = min(max(page, 1), len(shown))
     bundle = {
         "resourceType": "Bundle",

@@ -44,6 +44,7 @@ BODIES = {f"{{{NS_RECSANS}}}RECSANSVITALE": "traits", f"{{{NS_RECVIT}}}RECVITALE
 FOUND, NONE_FOUND, SEVERAL = "00", "01", "02"
 LABELS = {FOUND: "OK", NONE_FOUND: "Aucune identite trouvee", SEVERAL: "Plusieurs identites trouvees"}
 OID_NIR, OID_NIA = "1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9"  # what INSi's test environment answers too
+OID_TEST_NIR = "1.2.250.1.213.1.4.10"  # the INS guide's OID of test NIRs: the harness's own identities carry it
 MAX_TRAIT = 200  # characters of one trait (the schemas bound none; a name is far shorter)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # the schemas' DateLunaire (a lunar date: 00 day or month allowed)
 _SEX = re.compile(r"^[A-Z]$")  # CodSexe
@@ -239,13 +240,62 @@ def read_result(root: etree._Element) -> dict:
 
 
 # The stand-in's identities. The first is one of INSi's own test environment (its answer as the
-# public client @padoa/tlsi-ins recorded it: an active NIR and two INS it replaced); the others
-# are the harness's, each making one answer happen: two people whose traits differ only by a
-# later first name and the place of birth (02 until either is given), one born in Corsica.
+# public client @padoa/tlsi-ins recorded it: an active NIR and two INS it replaced, under the
+# production OID as that environment answers); the others are the harness's, under the test OID,
+# each making one answer happen: two people whose traits differ only by a later first name and
+# the place of birth (02 until either is given), one born in Corsica, and the people of the
+# lifecycle cases (:data:`LIFECYCLE_CASES`): one found, one to be qualified, one whose INS
+# replaced an earlier one, one a card names, twins born the same day in the same place.
 IDENTITIES: tuple[Identity, ...] = (
     Identity(Ins("1090763220834", "89"), "ECETINSI", ("PIERRE-ALAIN", "MURIEL", "FLORIANT"), "M", "2009-07-14", "63220",
              history=(Ins("2090763220834", "39"), Ins("2090663220123", "55")), source="insi-test"),
-    Identity(Ins("2840175056123", "23"), "HARNESS-JUMEAU", ("CLAIRE", "ANNE"), "F", "1984-01-01", "75056"),
-    Identity(Ins("2840169123456", "73"), "HARNESS-JUMEAU", ("CLAIRE", "MARIE"), "F", "1984-01-01", "69123"),
-    Identity(Ins("156052A004567", "63"), "HARNESS-CORSE", ("ANTOINE",), "M", "1956-05-01", "2A004"),
+    Identity(Ins("2840175056123", "23", OID_TEST_NIR), "HARNESS-JUMEAU", ("CLAIRE", "ANNE"), "F", "1984-01-01", "75056"),
+    Identity(Ins("2840169123456", "73", OID_TEST_NIR), "HARNESS-JUMEAU", ("CLAIRE", "MARIE"), "F", "1984-01-01", "69123"),
+    Identity(Ins("156052A004567", "63", OID_TEST_NIR), "HARNESS-CORSE", ("ANTOINE",), "M", "1956-05-01", "2A004"),
+    Identity(Ins("2900275056123", "36", OID_TEST_NIR), "HARNESS-TROUVEE", ("MARIE-CLAIRE", "ANNE"), "F", "1990-02-03", "75056"),
+    Identity(Ins("1750469123045", "53", OID_TEST_NIR), "HARNESS-QUALIFIE", ("LOUIS", "PIERRE"), "M", "1975-04-05", "69123"),
+    Identity(Ins("2621113055078", "03", OID_TEST_NIR), "HARNESS-REMPLACEE", ("JEANNE",), "F", "1962-11-20", "13055",
+             history=(Ins("2621113055077", "04", OID_TEST_NIR),)),
+    Identity(Ins("1580933063011", "86", OID_TEST_NIR), "HARNESS-CARTE", ("MARC",), "M", "1958-09-10", "33063"),
+    Identity(Ins("2950775056201", "84", OID_TEST_NIR), "HARNESS-JUMELLE", ("LEA", "ROSE"), "F", "1995-07-08", "75056"),
+    Identity(Ins("2950775056202", "83", OID_TEST_NIR), "HARNESS-JUMELLE", ("LEA", "JADE"), "F", "1995-07-08", "75056"),
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A person the harness asks the software to register, and what INSi will answer for them:
+    the traits as the person's document gives them (typed by the software's user, as written
+    there: accents and case included), the INS the person brings (a card, a letter: the software
+    may not take it on trust), whether a high-trust document was checked (the identity may then
+    be qualified), and INSi's report for these traits (``unavailable``: the service is down)."""
+
+    ref: str
+    traits: dict
+    expected: str
+    document: bool = False
+    claimed_ins: str = ""
+    claimed_from: str = ""  # where the INS the person brings is written: "carte Vitale", "courrier"
+
+    def asked(self) -> dict:
+        return {"ref": self.ref, **self.traits, **({"ins": self.claimed_ins, "ins_from": self.claimed_from} if self.claimed_ins else {}),
+                "document": "CNI" if self.document else ""}
+
+
+# The lifecycle cases (one per INSi answer the software must handle, plus the service down);
+# their birth dates differ from each other, so what the software emits is told apart by them.
+LIFECYCLE_CASES: tuple[Case, ...] = (
+    Case("found", {"birth_name": "Harness-Trouvée", "first_names": ["Marie-Claire"], "sex": "F", "birth_date": "1990-02-03"}, FOUND),
+    Case("found-validated", {"birth_name": "HARNESS-QUALIFIE", "first_names": ["Louis"], "sex": "M", "birth_date": "1975-04-05",
+                             "birth_place": "69123"}, FOUND, document=True),
+    Case("replaced", {"birth_name": "HARNESS-REMPLACEE", "first_names": ["Jeanne"], "sex": "F", "birth_date": "1962-11-20"}, FOUND,
+         document=True),
+    Case("card", {"birth_name": "HARNESS-CARTE", "first_names": ["Marc"], "sex": "M", "birth_date": "1958-09-10"}, FOUND, document=True,
+         claimed_ins="158093306301186", claimed_from="carte Vitale"),
+    Case("none", {"birth_name": "HARNESS-INCONNU", "first_names": ["Paul"], "sex": "M", "birth_date": "1970-01-01", "birth_place": "75056"},
+         NONE_FOUND, document=True, claimed_ins="170017505600997", claimed_from="courrier"),
+    Case("several", {"birth_name": "HARNESS-JUMELLE", "first_names": ["Léa"], "sex": "F", "birth_date": "1995-07-08", "birth_place": "75056"},
+         SEVERAL, document=True, claimed_ins="295077505620184", claimed_from="courrier"),
+    Case("unavailable", {"birth_name": "HARNESS-PANNE", "first_names": ["Lise"], "sex": "F", "birth_date": "2001-06-15", "birth_place": "69123"},
+         "unavailable"),
 )

@@ -57,6 +57,7 @@ class InsiStandIn(HttpService):
         self.fail_first, self.delay = max(0, int(fail_first)), min(max(0.0, float(delay)), MAX_DELAY)
         self._calls = 0
         self._lock = threading.Lock()
+        self.down = False  # set by the harness: every call answered as by a service that is down, until cleared
         self._credentials = pki.ServiceCredentials("Harness INSi", org="Harness INSi stand-in (test)", folder=credentials, prefix="harness-insi-")
         self.pki, self.credentials = self._credentials.pki, self._credentials.folder
         try:
@@ -93,9 +94,9 @@ class InsiStandIn(HttpService):
             return Response(405, b"POST only\n", close=True)
         with self._lock:
             self._calls += 1
-            unavailable = self._calls <= self.fail_first
+            unavailable = self._calls <= self.fail_first or self.down
         if unavailable:  # the service down: no SOAP answer at all, as a gateway says it
-            ex.facts.update({"outcome": "unavailable"})
+            ex.facts.update({"outcome": "unavailable", **({"asked": asked} if (asked := _asked(request.body)) else {})})
             return Response(503, b"Service Unavailable\n", headers={"Retry-After": "1"})
         if self.delay:
             time.sleep(self.delay)
@@ -128,6 +129,7 @@ class InsiStandIn(HttpService):
         ex.facts.update({"operation": operation, "asked": query.facts(), "code": code, "outcome": "answered"})
         if code == insi.FOUND:
             ex.facts["ins"] = {"ins": found[0].active.matricule + found[0].active.key, "oid": found[0].active.oid}
+            ex.facts["answer"] = insi.read_result(insi.result(code, found[0]))  # what the software was told: INS, replaced ones, traits
         answer = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"soap": SOAP})
         etree.SubElement(answer, f"{{{SOAP}}}Body").append(insi.result(code, found[0] if code == insi.FOUND else None))
         return Response(200, etree.tostring(answer, xml_declaration=True, encoding="UTF-8"), CONTENT_TYPE)
@@ -157,6 +159,17 @@ class InsiStandIn(HttpService):
             super().stop()
         finally:
             self._credentials.close()
+
+
+def _asked(body: bytes) -> dict | None:
+    """What a request asked, when it can be read (recorded for a call the service did not answer:
+    whose registration it was)."""
+    try:
+        envelope = parse_xml(body).getroot()
+        question = next(iter(envelope.find(f"{{{SOAP}}}Body")), None)
+        return insi.read_query(question).facts() if question is not None else None
+    except (UnsafeInput, insi.InsiError, TypeError, AttributeError):
+        return None
 
 
 def _text(parent: etree._Element | None, tag: str) -> str:

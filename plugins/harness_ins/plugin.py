@@ -5,7 +5,7 @@ from pathlib import Path
 
 from harness import hookimpl
 
-from . import checks, collect
+from . import checks, collect, lifecycle
 
 
 @hookimpl
@@ -16,7 +16,8 @@ def harness_scenario_dirs():
 
 @hookimpl
 def harness_target_schema():
-    return {"ins": {"hl7v2": "path", "cda": "path", "fhir": "path", "mllp_port": "int", "mllp_messages": "int", "mllp_wait": "int"},
+    return {"ins": {"hl7v2": "path", "cda": "path", "fhir": "path", "mllp_port": "int", "mllp_messages": "int", "mllp_wait": "int",
+                    "insi_max_tries": "int"},  # calls to INSi for one registration while it is down (harness_ins.lifecycle)
             # the INSi stand-in (harness_ins.insi_service): where it listens, where it writes the
             # software's credentials, and how it fails (unavailable for its first calls, slow)
             "services.insi": {"port": "int", "credentials_dir": "path", "fail_first": "int", "delay": "int"}}
@@ -24,7 +25,8 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"ins.hl7v2": collect.collect_hl7v2, "ins.cda": collect.collect_cda, "ins.fhir": collect.collect_fhir}
+    return {"ins.hl7v2": collect.collect_hl7v2, "ins.cda": collect.collect_cda, "ins.fhir": collect.collect_fhir,
+            "ins.insi_register": lifecycle.collect_register}
 
 
 @hookimpl
@@ -35,6 +37,8 @@ def harness_checks():
         "ins.fhir": checks.check_fhir,
         "ins.cross_channel": checks.check_cross_channel,
         "ins.no_production_identity": checks.check_no_production_identity,
+        "ins.insi_qualification": lifecycle.check_qualification,
+        "ins.insi_unavailable": lifecycle.check_unavailable,
     }
 
 
