@@ -49,22 +49,34 @@ class CodedValueExtractor(Protocol):
     def __call__(self, ctx: "CheckContext", name: str) -> "list[CodedValue] | None": ...
 
 
-def collector(*, produces: Iterable[str], once_per_run: bool = False) -> Callable[[Callable], Callable]:
+def collector(*, produces: Iterable[str], once_per_run: bool = False, alters: bool = False) -> Callable[[Callable], Callable]:
     """Declare a collector and the inputs (``NAME``, for ``NAME`` or ``NAME/ITEM``) it produces.
 
     ``once_per_run``: what it collects must be collected once for the whole run, even on
     several processes (a simulator the software calls, a feed it sends once): under
-    pytest-xdist, the scenarios that use it run in one process, which collects once and
-    judges every scenario on the same exchanges.
+    pytest-xdist, the first process to need it collects, under a lock the processes share, and
+    every other reads what it recorded: every scenario is judged on the same exchanges.
+
+    ``alters``: collecting it changes what the software shows other steps (it registers patients,
+    who then appear in its feeds and documents). The scenarios that use it run after every
+    scenario that does not, in a serial run and under pytest-xdist alike (the process that
+    collects it waits for the others: :meth:`harness.session.live.LiveSession`), so what every
+    other scenario judged, and how many things, does not depend on the order.
     """
     names = tuple(produces)
 
     def mark(fn: Callable) -> Callable:
         fn.produces = names  # type: ignore[attr-defined]
         fn.once_per_run = once_per_run  # type: ignore[attr-defined]
+        fn.alters = alters  # type: ignore[attr-defined]
         return fn
 
     return mark
+
+
+def alters(scenario: "Scenario", registry: "Registry") -> bool:
+    """Whether a collector of ``scenario`` changes what the software shows (:func:`collector`)."""
+    return any(getattr(registry.collectors.get(name), "alters", False) for name in scenario.collect)
 
 
 def check(*, reads: Iterable[str], optional: Iterable[str] = ()) -> Callable[[Callable], Callable]:

@@ -20,6 +20,7 @@ from ..running.target import Target
 M = catalogue(__name__)
 DEADLINE = 30.0  # seconds an exchange with the software may last in all
 READ_TIMEOUT = 10.0  # seconds without a byte
+OTHERS_WAIT = 1800.0  # seconds a collector that alters the software waits, at most, for the other scenarios to end
 
 
 class _Collected:
@@ -57,6 +58,9 @@ class LiveSession:
         self.services: dict[str, Service] = {}
         self._collected: dict[tuple, _Collected] = {}
         self._terminology = None
+        # the run's scenarios that alter nothing (harness.running.steps.collector's ``alters``):
+        # a collector that alters the software waits until every one of them ended, in any process
+        self.before_altering: set[str] = set()
         # checks see the target as the bundle records it, live and in replay alike
         self.recorded_target = target.recorded()
 
@@ -110,11 +114,43 @@ class LiveSession:
 
     def _collect(self, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
         """Computed once per process for the same earlier inputs; once per run for a
-        collector declared ``once_per_run`` (see :func:`_shared`)."""
+        collector declared ``once_per_run`` (see :func:`_shared`); a collector that alters the
+        software only once every scenario that does not has ended (:meth:`_wait_others`)."""
         key = (name, tuple(sorted((k, a.sha256) for k, a in inputs.items())))
-        if key not in self._collected and getattr(self.registry.collectors.get(name), "once_per_run", False):
-            self._collected[key] = self._shared(key, lambda: self._collect_here(key, name, inputs))
-        return self._collect_here(key, name, inputs)
+        fn = self.registry.collectors.get(name)
+        compute = (lambda: self._wait_others(name) or self._collect_here(key, name, inputs)) if getattr(fn, "alters", False) else \
+            (lambda: self._collect_here(key, name, inputs))
+        if key not in self._collected and getattr(fn, "once_per_run", False):
+            self._collected[key] = self._shared(key, compute)
+        return self._collected[key] if key in self._collected else compute()
+
+    def _done_folder(self):
+        return self.recorder.store.root.parent / "once" / "ended"
+
+    def _mark_ended(self, scenario_id: str) -> None:
+        import hashlib
+
+        folder = self._done_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / hashlib.sha256(scenario_id.encode()).hexdigest()[:32]).touch()
+
+    def _wait_others(self, name: str) -> _Collected | None:
+        """None once every scenario of :attr:`before_altering` has ended, in whichever process
+        ran it (a serial run: at once, they ran first); after :data:`OTHERS_WAIT` seconds, the
+        collector's ERROR, said."""
+        import hashlib
+        import time
+
+        folder, deadline = self._done_folder(), time.monotonic() + OTHERS_WAIT
+        waiting = {hashlib.sha256(s.encode()).hexdigest()[:32]: s for s in self.before_altering}
+        while True:
+            left = sorted(s for stem, s in waiting.items() if not (folder / stem).exists())
+            if not left:
+                return None
+            if time.monotonic() > deadline:
+                return _Collected({}, {}, StepStatus.ERROR, M("collect.failed", name=name, error=M("collect.others_running", seconds=int(OTHERS_WAIT),
+                                                                                                        scenarios=", ".join(left[:10]))), [])
+            time.sleep(0.1)
 
     def _shared(self, key: tuple, compute: Callable[[], _Collected]) -> _Collected:
         """One process of the run collects (under a lock in the staging store shared by the
@@ -148,14 +184,17 @@ class LiveSession:
 
     def _collect_here(self, key: tuple, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
         if key not in self._collected:
-            before = set(self.recorder.recorded)
-            ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
-                                 service_info=self.service_info,
-                                 inputs=inputs, check_context=self._check_context, terminology=self.terminology)
-            outputs, status, message = self._run_collector(name, ctx)
-            produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}
-            self._collected[key] = _Collected(outputs, produced, status, message, ctx.refused)
+            return self._collected.setdefault(key, self._computed(name, inputs))
         return self._collected[key]
+
+    def _computed(self, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
+        before = set(self.recorder.recorded)
+        ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
+                             service_info=self.service_info,
+                             inputs=inputs, check_context=self._check_context, terminology=self.terminology)
+        outputs, status, message = self._run_collector(name, ctx)
+        produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}
+        return _Collected(outputs, produced, status, message, ctx.refused)
 
     def _emit(self, kind: str, **fields) -> None:
         if self.events is not None:
@@ -168,6 +207,8 @@ class LiveSession:
             result = self._run_scenario(scenario)
         finally:
             self._current = None
+            if scenario.id in self.before_altering:
+                self._mark_ended(scenario.id)
         for f in result.findings:
             self._emit("finding", scenario=scenario.id, rule=f.rule, severity=f.severity.value, requirement=f.requirement,
                        location=f.location, message=f.message.texts(), artefact=f.artefact)

@@ -27,6 +27,7 @@ from ..running.plugins import blocked_plugins, core_version, get_plugin_manager,
 from ..results import ScenarioResult
 from ..secrets import Scrubber
 from ..running.scenarios import Scenario
+from ..running.steps import alters
 from ..proof.sealing import RunInfo, RunLock, Sealed, clean_debris, new_run_id, seal, staging_dir
 from ..evidence.summary import render_summary
 from ..running.target import Target
@@ -58,6 +59,7 @@ class HarnessState:
     reports: list = None  # the reports written beside the bundle
     report_error: str | None = None
     hub: Any = None  # harness.session.events.EventHub: what every process is doing (controller)
+    before_altering: Any = None  # the run's scenarios that alter nothing (pytest_collection_finish)
     poller: Any = None
     progress: Any = None  # harness.session.events.Progress: holds a copy of the terminal's descriptor
     view: Any = None  # harness.session.liveview.LiveView, with --live
@@ -297,6 +299,7 @@ class ScenarioItem(pytest.Item):
                 lang=state.lang, offline=state.offline, salt=state.info.salt,
                 events=EventLog(staging_dir(state.info.evidence_dir, state.info.run_id)),
             )
+            state.live.before_altering = set(state.before_altering or ())
         result = state.live.run_scenario(self.scenario)
         self.user_properties.append((RESULT_PROPERTY, result.to_json()))
         if allure_results.active(self.config):
@@ -349,7 +352,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         rep = session.ihook.pytest_make_collect_report(collector=node)
         session.ihook.pytest_collectreport(report=rep)
         collected.extend(i for i in rep.result if isinstance(i, pytest.Item))
+    # a scenario whose collector alters the software (registers patients...) runs after every
+    # other (harness.running.steps.collector); the order is otherwise the files'
+    registry = state.assembly.registry
+    collected.sort(key=lambda i: isinstance(i, ScenarioItem) and alters(i.scenario, registry))
     items[:] = collected
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The scenarios a collector that alters the software waits for (those this run keeps,
+    whatever selected them), in this process and, under pytest-xdist, in each worker alike."""
+    state = _state(session.config)
+    if state is None:
+        return
+    registry = state.assembly.registry
+    state.before_altering = {i.scenario.id for i in session.items if isinstance(i, ScenarioItem) and not alters(i.scenario, registry)}
 
 
 def _result_of(report: pytest.TestReport) -> dict | None:
