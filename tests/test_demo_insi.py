@@ -56,3 +56,27 @@ def test_a_request_insi_refuses_is_not_tried_again(stand_in):
     held = register({**TYPED, "birth_date": "14/07/2009"}, stand_in.base_url, stand_in.credentials)
     assert (held.report, held.status, held.calls) == ("fault", "PROV", 1) and len(stand_in.journal.exchanges) == before + 1
     assert "refusé" in held.told_user and stand_in.journal.exchanges[-1].facts["fault"] == "harness_malformed"
+
+
+def test_the_demo_reads_insis_answers_whichever_place_insi_gives_a_replaced_ins_its_dates():
+    """INSi's test environment was recorded putting an INSHISTO's dates before the individual (3 of
+    12 answers), where its published schema puts them after: a client that reads answers against
+    the schema refuses those (zeep, strict: shown here), one that reads them loosely loses the
+    INS they date; the demo reads them with the INS plugin's reader, alike in both orders."""
+    from zeep.exceptions import XMLParseError
+
+    from harness_demo.insi_client import _context, _service
+
+    traits = {"birth_name": "HARNESS-REMPLACEE", "first_names": ["Jeanne"], "sex": "F", "birth_date": "1962-11-20"}
+    held = {}
+    for order in ("schema", "recorded"):
+        with InsiStandIn(history_order=order) as s:
+            held[order] = [register(traits, s.base_url, s.credentials, document="CNI", defects=d) for d in (set(), {"insi-replaced-ins"})]
+            if order == "recorded":
+                _, strict = _service(s.base_url, s.credentials)
+                with pytest.raises(XMLParseError, match="DateDeb"):
+                    strict.rechercherInsAvecTraitsIdentite(NomNaissance="HARNESS-REMPLACEE", Prenom=["Jeanne"], Sexe="F", DateNaissance="1962-11-20",
+                                                           _soapheaders=[_context("3.2.1")])
+    for order, (right, wrong) in held.items():
+        assert (right.status, right.ins, wrong.ins) == ("QUAL", "262111305507803", "262111305507704"), order
+    assert held["schema"][0].traits == held["recorded"][0].traits

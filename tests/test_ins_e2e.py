@@ -21,7 +21,9 @@ LIFECYCLE_REQUIREMENTS = {"INS-INSI", "INS-INSI-UNAVAILABLE"}
 # registrations through INSi, runs in the conformant run and in the lifecycle defects' run)
 CHANNEL_SCENARIOS = [a for s in ("ins-data-protection", "ins-hl7v2", "ins-cda", "ins-fhir", "ins-cross-channel") for a in ("--scenario", s)]
 # lifecycle defect: (its rule, the case it is found on) -- all in one run: each breaks one case's
-# registration (harness_ins.insi.LIFECYCLE_CASES), so a finding says which defect made it
+# registration (harness_ins.insi.LIFECYCLE_CASES), so a finding says which defect made it; but
+# the DMP's, which would share the case of the one qualifying without a document: its own run
+LIFECYCLE_DMP = {"insi-shares-unqualified": ("DMP-INSI-01", "found:")}
 LIFECYCLE = {
     "insi-trusts-card": ("INSI-01", "card:"),
     "insi-own-traits": ("INSI-02", "found-validated:"),
@@ -75,6 +77,7 @@ def runs(tmp_path_factory):
             pool.harness(f"defect/{defect}", *CHANNEL_SCENARIOS, "--defect", defect, "--lang", "en")
         pool.harness("production", *CHANNEL_SCENARIOS, "--defect", "ins-production-oid", "-rA")
         pool.harness("lifecycle", "--scenario", "insi", *(a for d in sorted(LIFECYCLE) for a in ("--defect", d)), "--lang", "en")
+        pool.harness("lifecycle-dmp", "--scenario", "dmp-insi-qualified", "--defect", "insi-shares-unqualified", "--lang", "en")
         if EXAMPLES.is_dir():
             pool.harness("official", "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
         yield pool
@@ -113,7 +116,7 @@ def test_each_ins_defect_is_caught_with_its_rule(runs, defect):
 
 
 def test_every_insi_defect_has_an_expectation():
-    assert set(LIFECYCLE) == set(INSI_DEFECTS)
+    assert set(LIFECYCLE) | set(LIFECYCLE_DMP) == set(INSI_DEFECTS)
 
 
 def _artefact(run, label: str) -> bytes:
@@ -178,6 +181,15 @@ def test_the_conformant_demo_registers_each_insi_answer_as_the_ins_referential_s
                 assert said == status, (ref, channel)
     # after INSi's 00, INSi's traits: every first name, and the birth place the person did not type
     assert emitted["found"]["fhir"][2:] == ("MARIE-CLAIRE ANNE", "75056")
+    # the three qualified identities' notes went to the DMP, and only theirs
+    assert conformant.requirement_verdicts()["DMP-INSI"] == "PASS"
+    import json
+
+    session = json.loads(_artefact(conformant, "ins.insi-session"))
+    assert len(session["dmp"]["requests"]) == 3 and all(r["http_status"] == 200 for r in session["dmp"]["requests"])
+    answers = json.loads(_artefact(conformant, "ins.insi-answers"))
+    assert {r["ref"]: r["dmp"] for r in answers["up"]["registered"]} == {
+        "found": "not-shared", "found-validated": "done", "replaced": "done", "card": "done", "none": "not-shared", "several": "not-shared"}
 
 
 @pytest.mark.parametrize("defect", sorted(LIFECYCLE))
@@ -186,7 +198,15 @@ def test_each_insi_lifecycle_defect_is_caught_with_its_rule_on_its_case(runs, de
     run = runs["lifecycle"]
     assert run.bundle is not None, run.stdout + run.stderr
     assert any(f["rule"] == rule and f["location"].startswith(where) for f in run.findings()), run.stdout
-    assert run.failing() == LIFECYCLE_REQUIREMENTS and run.returncode == 1
+    assert run.failing() == LIFECYCLE_REQUIREMENTS | {"DMP-INSI"} and run.returncode == 1
+
+
+def test_a_recovered_identity_sent_to_the_dmp_is_caught_on_its_case(runs):
+    rule, where = LIFECYCLE_DMP["insi-shares-unqualified"]
+    run = runs["lifecycle-dmp"]
+    found = [f for f in run.findings() if f["rule"] == rule]
+    assert [f["location"].split(" ")[0] for f in found] == [where], run.stdout
+    assert "NIR#" in found[0]["message"]["en"] and run.failing() == {"DMP-INSI"}
 
 
 def test_the_lifecycle_is_judged_again_offline_with_identical_verdicts(runs, conformant):

@@ -95,3 +95,20 @@ def test_a_verification_is_a_search_by_traits_carrying_the_ins(matricule, key, c
     assert got == code
     if code == insi.FOUND:
         assert insi.read_result(insi.result(got, found[0]))["active"]["ins"] == "109076322083489"
+
+
+def test_replaced_ins_dates_where_the_schema_puts_them_or_where_insi_was_recorded_putting_them():
+    """3 of the 12 answers recorded against INSi's test environment (@padoa/tlsi-ins fixtures: the
+    CNDA's test answer 2.04 among them) put an INSHISTO's DateDeb/DateFin before the individual,
+    where the published schema puts them after the OID: the stand-in answers either way, and the
+    harness reads both alike."""
+    from lxml import etree
+
+    person = insi.IDENTITIES[0]
+    orders = {}
+    for order in insi.HISTORY_ORDERS:
+        root = insi.result(insi.FOUND, person, history_order=order)
+        first = root.find(f"{{{insi.NS_RESULTAT}}}INDIVIDU/{{{insi.NS_RESULTAT}}}INSHISTO")
+        orders[order] = [etree.QName(e).localname for e in first]
+        assert insi.read_result(root) == insi.read_result(insi.result(insi.FOUND, person))
+    assert orders == {"schema": ["IdIndividu", "OID", "DateDeb", "DateFin"], "recorded": ["DateDeb", "DateFin", "IdIndividu", "OID"]}

@@ -253,6 +253,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement DMP-BLOCKED: - (A) ≠ PASS (B)",
         "requirement DMP-CONSULT: - (A) ≠ PASS (B)",
         "requirement DMP-FEED: - (A) ≠ PASS (B)",
+        "requirement DMP-INSI: - (A) ≠ PASS (B)",  # the INS lifecycle's notes to the DMP (issue 27)
         "requirement DMP-METADATA: - (A) ≠ PASS (B)",
         "requirement DMP-METADATA-CDA: - (A) ≠ PASS (B)",
         "requirement DMP-TLS: - (A) ≠ PASS (B)",

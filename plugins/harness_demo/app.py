@@ -514,12 +514,19 @@ class DemoServer(HttpService):
         credentials folder): each one's status and what the demo told its user."""
         from .insi_client import register
 
+        from dataclasses import replace
+
+        from .dmp_client import DmpClient
+
         try:
             asked = json.loads(body[:65536])
             url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
             people = [dict(p) for p in asked["patients"]][:50]
             for person in people:
                 person["first_names"] = [str(n) for n in person["first_names"]]
+            dmp = asked.get("dmp") or None  # the DMP the professional shares each new patient's note to
+            if dmp is not None:
+                dmp = (str(dmp["url"]), Path(str(dmp["credentials"])))
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
         out = []
@@ -535,9 +542,17 @@ class DemoServer(HttpService):
                                     claimed_from=str(person.get("ins_from") or ""))
                 except (KeyError, OSError) as exc:
                     return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
-                self.registered.append(patients.registered_patient(len(self.registered) + 1, held))
-                out.append({"ref": person.get("ref"), "status": held.status, "message": held.told_user, "report": held.report,
-                            "calls": held.calls})
+                shown = patients.registered_patient(len(self.registered) + 1, held)
+                self.registered.append(shown)
+                said = {"ref": person.get("ref"), "status": held.status, "message": held.told_user, "report": held.report, "calls": held.calls}
+                # only a qualified identity's INS goes to the DMP (the defect: a recovered one's too)
+                if dmp is not None and held.ins and (held.status == "QUAL" or "insi-shares-unqualified" in self.cfg.defects):
+                    shared = DmpClient(dmp[0], dmp[1], set(self.cfg.defects), self.cfg.document_version).share(replace(shown, ins=held.ins),
+                                                                                                               held.oid or patients.TEST_NIR)
+                    said["dmp"] = shared["state"]
+                elif dmp is not None:
+                    said["dmp"] = "not-shared"
+                out.append(said)
         return _json(200, {"registered": out})
 
 

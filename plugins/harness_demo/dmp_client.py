@@ -197,6 +197,20 @@ class DmpClient:
             return {"state": "error", "reason": str(exc)[:300], "calls": self.calls}
         return {"state": "done", "documents": len(found), "calls": self.calls}
 
+    def share(self, patient, oid: str) -> dict:
+        """A consultation note of ``patient`` (a person registered through INSi) in their DMP, under
+        their INS (``oid``: its system, as INSi gave it): one provide-and-register (ITI-41)."""
+        self.patient = patient
+        self.cx = f"{patient.ins}^^^&{oid}&ISO^NH"
+        note = cda_document(patient, self.defects, 300 + int(patient.ipp[-3:]), release=self.release, when="20261203100000+0100")
+        try:
+            self._provide([("Document01", note)])
+        except Blocked as exc:
+            return {"state": "blocked", "reason": exc.args[0][:300], "calls": self.calls}
+        except (requests.RequestException, soap.SoapError, OSError) as exc:
+            return {"state": "error", "reason": str(exc)[:300], "calls": self.calls}
+        return {"state": "done", "calls": self.calls}
+
     def run(self) -> dict:
         note, report = self._documents()
         try:

@@ -1,6 +1,7 @@
 """The demo vendor's INSi client: how practice software registers a patient's identity with the
-INS teleservice, on zeep (a SOAP library that builds the client from the service's WSDL and reads
-every answer against its schemas) and the INS plugin's description of INSi.
+INS teleservice, on zeep (a SOAP library that builds each request from the service's WSDL) and the
+INS plugin's description of INSi, whose reader takes INSi's answers as INSi sends them (not
+always in its published schema's order: :func:`_answer`).
 
 Registering follows the INS referential's identity-vigilance rules as the demo understands
 them: the INS is searched with the strict traits the person's document gives; one identity
@@ -37,6 +38,7 @@ INSI_DEFECTS: dict[str, Message] = {  # each breaks one lifecycle rule, on the c
     "insi-ins-without-match": M("defect.insi-ins-without-match"),  # INSI-03: keeps the INS the person brings on 02 (several)
     "insi-replaced-ins": M("defect.insi-replaced-ins"),  # INSI-04: takes the INS INSi gave as replaced (replaced)
     "insi-qualified-without-document": M("defect.insi-qualified-without-document"),  # INSI-05: QUAL with no document (found)
+    "insi-shares-unqualified": M("defect.insi-shares-unqualified"),  # DMP-INSI-01: a recovered identity's INS sent to the DMP (found)
     "insi-retry-forever": M("defect.insi-retry-forever"),  # INSI-06: calls an unavailable INSi again and again (unavailable)
     "insi-user-not-told": M("defect.insi-user-not-told"),  # INSI-06: says nothing to its user when INSi is down (unavailable)
 }
@@ -70,7 +72,36 @@ def _service(url: str, credentials: Path, *, timeout: float = TIMEOUT):
     wsdl = Path(harness_ins.__file__).with_name("wsdl") / "insi.wsdl"
     client = Client(str(wsdl), transport=Transport(session=session, timeout=timeout, operation_timeout=timeout),
                     settings=Settings(strict=True, forbid_dtd=True, forbid_entities=True), plugins=[WsAddressingPlugin()])
-    return client.create_service("{http://www.cnamts.fr/webservice}ICIRServiceBinding", url)
+    return client, client.create_service("{http://www.cnamts.fr/webservice}ICIRServiceBinding", url)
+
+
+class _Fault(Exception):
+    """INSi refused the request itself (a SOAP fault): calling again would not change it."""
+
+
+def _answer(response) -> dict:
+    """INSi's answer, read from the envelope as received: the request is zeep's, built from the
+    WSDL, the answer is read by the INS plugin's reader, which takes INSi's answers as INSi
+    sends them (3 of the 12 recorded answers put an INS's dates where the published schema does
+    not: a client reading them against the schema refuses them, one reading them loosely loses
+    the INS they date)."""
+    from harness import UnsafeInput, parse_xml
+    from harness_ins import insi
+
+    if response.status_code in (502, 503, 504):  # the service (or its gateway) down
+        raise requests.ConnectionError(f"HTTP {response.status_code}")
+    try:
+        envelope = parse_xml(response.content[:1 << 20]).getroot()
+    except UnsafeInput as exc:
+        raise requests.RequestException(f"HTTP {response.status_code}, answer unreadable: {exc}") from None
+    body = envelope.find("{http://www.w3.org/2003/05/soap-envelope}Body")
+    fault = body.find("{http://www.w3.org/2003/05/soap-envelope}Fault") if body is not None else None
+    if fault is not None:
+        raise _Fault(" ".join("".join(fault.itertext()).split())[:200])
+    found = body.find(f"{{{insi.NS_RESULTAT}}}RESULTAT") if body is not None else None
+    if found is None:
+        raise requests.RequestException(f"HTTP {response.status_code}, no RESULTAT")
+    return insi.read_result(found)
 
 
 def _context(release: str) -> etree._Element:
@@ -90,26 +121,28 @@ def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = f
     high-trust identity document checked (``"CNI"``), if any; ``claimed_ins``: the INS the person
     brings and where it is written (``claimed_from``: a card, a letter), which the demo does not
     take on trust."""
-    from zeep.exceptions import Error as ZeepError, Fault
+    from zeep.exceptions import Error as ZeepError
 
     checked = bool(document)
     held = Registered("VALI" if checked else "PROV", dict(traits))
     if claimed_ins and checked and claimed_from == "carte Vitale" and "insi-trusts-card" in defects:  # the card believed: no call at all
         held.status, held.ins, held.oid, held.report = "QUAL", claimed_ins, "1.2.250.1.213.1.4.10", "not-asked"
         return held
-    service = _service(url, credentials)
+    client, service = _service(url, credentials)
     tries = TRIES * 3 if "insi-retry-forever" in defects else TRIES  # a badly written client keeps calling
     answer = None
     for attempt in range(tries):
         held.calls += 1
         try:
-            answer = service.rechercherInsAvecTraitsIdentite(
-                NomNaissance=traits["birth_name"], Prenom=list(traits["first_names"]), Sexe=traits["sex"], DateNaissance=traits["birth_date"],
-                **({"LieuNaissance": traits["birth_place"]} if traits.get("birth_place") else {}), _soapheaders=[_context(release)])
+            with client.settings(raw_response=True):
+                response = service.rechercherInsAvecTraitsIdentite(
+                    NomNaissance=traits["birth_name"], Prenom=list(traits["first_names"]), Sexe=traits["sex"], DateNaissance=traits["birth_date"],
+                    **({"LieuNaissance": traits["birth_place"]} if traits.get("birth_place") else {}), _soapheaders=[_context(release)])
+            answer = _answer(response)
             break
-        except Fault as exc:  # INSi refused the request itself: trying again would not change it
-            held.report, held.told_user = "fault", f"INSi a refusé la demande : {str(exc.message)[:200]}"
-            held.history.append(f"Fault: {exc.code}")
+        except _Fault as exc:  # INSi refused the request itself: trying again would not change it
+            held.report, held.told_user = "fault", f"INSi a refusé la demande : {exc}"
+            held.history.append(f"Fault: {exc}")
             return held
         except (requests.RequestException, ZeepError) as exc:
             held.history.append(f"{type(exc).__name__}: {str(exc)[:120]}")
@@ -120,18 +153,16 @@ def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = f
         if "insi-user-not-told" not in defects:
             held.told_user = "Le téléservice INSi ne répond pas : identité provisoire, réessayez plus tard"
         return held
-    held.report = answer.CR.CodeCR
-    if held.report == "00":
-        who, tiq = answer.INDIVIDU.INSACTIF, answer.INDIVIDU.TIQ
+    held.report = answer["code"]
+    if held.report == "00" and answer.get("active"):
         held.status = "QUAL" if checked or "insi-qualified-without-document" in defects else "RECUP"
-        held.ins, held.oid = who.IdIndividu.NumIdentifiant + (who.IdIndividu.Cle or ""), who.OID
-        histo = answer.INDIVIDU.INSHISTO
-        replaced = histo if isinstance(histo, list) else [histo] if histo is not None else []
-        if replaced and "insi-replaced-ins" in defects:  # the INS it held before, kept
-            held.ins, held.oid = replaced[0].IdIndividu.NumIdentifiant + (replaced[0].IdIndividu.Cle or ""), replaced[0].OID
+        held.ins, held.oid = answer["active"]["ins"], answer["active"]["oid"]
+        if answer["history"] and "insi-replaced-ins" in defects:  # the INS it held before, kept
+            held.ins, held.oid = answer["history"][0]["ins"], answer["history"][0]["oid"]
         if "insi-own-traits" not in defects:  # INSi's traits replace the ones typed
-            held.traits = {"birth_name": tiq.NomNaissance, "first_names": (tiq.ListePrenom or "").split(), "sex": tiq.Sexe,
-                           "birth_date": tiq.DateNaissance, "birth_place": tiq.LieuNaissance}
+            tiq = answer["traits"]
+            held.traits = {"birth_name": tiq["birth_name"], "first_names": tiq["first_names"].split(), "sex": tiq["sex"],
+                           "birth_date": tiq["birth_date"], "birth_place": tiq["birth_place"]}
     else:
         held.told_user = {"01": "Aucune identité trouvée par INSi : identité non récupérée",
                           "02": "Plusieurs identités trouvées par INSi : complétez les prénoms ou le lieu de naissance"}.get(held.report, "")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness import HarnessError, Service, catalogue, hookimpl
 
-from . import checks, collect
+from . import checks, collect, lifecycle
 
 M = catalogue(__name__)
 SERVICES = ("dmp", "dmp-blocked")
@@ -40,7 +40,8 @@ def harness_collectors():
 def harness_checks():
     return {**checks.document_checks(), "dmp.feed": checks.check_feed, "dmp.consult": checks.check_consult,
             "dmp.metadata": checks.check_metadata, "dmp.metadata_agreement": checks.check_metadata_agreement, "dmp.vihf": checks.check_vihf,
-            "dmp.tls": checks.check_tls, "dmp.blocked": checks.check_blocked}
+            "dmp.tls": checks.check_tls, "dmp.blocked": checks.check_blocked,
+            "dmp.insi_shared": lifecycle.check_insi_shared}
 
 
 @hookimpl

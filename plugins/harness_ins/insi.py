@@ -73,6 +73,15 @@ class Ins:
     key: str  # 2 digits
     oid: str = OID_NIR
     type: str = "NIR"
+    since: str = ""  # DateDeb, DateFin: when an INS it replaced was in force (YYYY-MM-DD), as INSi gives them
+    until: str = ""
+
+
+# Where INSi puts an INSHISTO's dates: its published schema after the OID ("schema"); 3 of the
+# 12 answers recorded against INSi's test environment (@padoa/tlsi-ins fixtures) before the
+# individual ("recorded"), which a client validating against the schema refuses. The stand-in
+# answers either way ([services.insi] history_order): a software meets both.
+HISTORY_ORDERS = ("schema", "recorded")
 
 
 @dataclass(frozen=True)
@@ -183,18 +192,29 @@ def _add(parent: etree._Element, name: str, text: str) -> etree._Element:
     return el
 
 
-def _ins(parent: etree._Element, name: str, ins: Ins, with_type: bool) -> None:
+def _ins(parent: etree._Element, name: str, ins: Ins, with_type: bool, order: str = "schema") -> None:
     el = etree.SubElement(parent, f"{{{NS_RESULTAT}}}{name}")
+
+    def dates() -> None:
+        for tag, value in (("DateDeb", ins.since), ("DateFin", ins.until)):
+            if value:
+                _add(el, tag, value)
+
+    if order == "recorded":
+        dates()
     who = etree.SubElement(el, f"{{{NS_RESULTAT}}}IdIndividu")
     _add(who, "NumIdentifiant", ins.matricule)
     _add(who, "Cle", ins.key)
     if with_type:
         _add(who, "TypeMatricule", ins.type)
     _add(el, "OID", ins.oid)
+    if order != "recorded":
+        dates()
 
 
-def result(code: str, identity: Identity | None = None) -> etree._Element:
-    """The ``RESULTAT`` of a search: its report, and for ``00`` the individual."""
+def result(code: str, identity: Identity | None = None, *, history_order: str = "schema") -> etree._Element:
+    """The ``RESULTAT`` of a search: its report, and for ``00`` the individual (the dates of the
+    INS it replaced where ``history_order`` says: :data:`HISTORY_ORDERS`)."""
     root = etree.Element(f"{{{NS_RESULTAT}}}RESULTAT", nsmap={None: NS_RESULTAT})
     cr = etree.SubElement(root, f"{{{NS_RESULTAT}}}CR")
     _add(cr, "CodeCR", code)
@@ -203,7 +223,7 @@ def result(code: str, identity: Identity | None = None) -> etree._Element:
         person = etree.SubElement(root, f"{{{NS_RESULTAT}}}INDIVIDU")
         _ins(person, "INSACTIF", identity.active, with_type=False)  # as INSi's test environment answers: the type on history only
         for old in identity.history:
-            _ins(person, "INSHISTO", old, with_type=True)
+            _ins(person, "INSHISTO", old, with_type=True, order=history_order)
         tiq = etree.SubElement(person, f"{{{NS_RESULTAT}}}TIQ")
         _add(tiq, "NomNaissance", identity.birth_name)
         _add(tiq, "ListePrenom", " ".join(identity.first_names))
@@ -248,14 +268,14 @@ def read_result(root: etree._Element) -> dict:
 # replaced an earlier one, one a card names, twins born the same day in the same place.
 IDENTITIES: tuple[Identity, ...] = (
     Identity(Ins("1090763220834", "89"), "ECETINSI", ("PIERRE-ALAIN", "MURIEL", "FLORIANT"), "M", "2009-07-14", "63220",
-             history=(Ins("2090763220834", "39"), Ins("2090663220123", "55")), source="insi-test"),
+             history=(Ins("2090763220834", "39", since="2019-03-01", until="2019-02-28"), Ins("2090663220123", "55")), source="insi-test"),
     Identity(Ins("2840175056123", "23", OID_TEST_NIR), "HARNESS-JUMEAU", ("CLAIRE", "ANNE"), "F", "1984-01-01", "75056"),
     Identity(Ins("2840169123456", "73", OID_TEST_NIR), "HARNESS-JUMEAU", ("CLAIRE", "MARIE"), "F", "1984-01-01", "69123"),
     Identity(Ins("156052A004567", "63", OID_TEST_NIR), "HARNESS-CORSE", ("ANTOINE",), "M", "1956-05-01", "2A004"),
     Identity(Ins("2900275056123", "36", OID_TEST_NIR), "HARNESS-TROUVEE", ("MARIE-CLAIRE", "ANNE"), "F", "1990-02-03", "75056"),
     Identity(Ins("1750469123045", "53", OID_TEST_NIR), "HARNESS-QUALIFIE", ("LOUIS", "PIERRE"), "M", "1975-04-05", "69123"),
     Identity(Ins("2621113055078", "03", OID_TEST_NIR), "HARNESS-REMPLACEE", ("JEANNE",), "F", "1962-11-20", "13055",
-             history=(Ins("2621113055077", "04", OID_TEST_NIR),)),
+             history=(Ins("2621113055077", "04", OID_TEST_NIR, since="2018-01-01", until="2023-05-31"),)),
     Identity(Ins("1580933063011", "86", OID_TEST_NIR), "HARNESS-CARTE", ("MARC",), "M", "1958-09-10", "33063"),
     Identity(Ins("2950775056201", "84", OID_TEST_NIR), "HARNESS-JUMELLE", ("LEA", "ROSE"), "F", "1995-07-08", "75056"),
     Identity(Ins("2950775056202", "83", OID_TEST_NIR), "HARNESS-JUMELLE", ("LEA", "JADE"), "F", "1995-07-08", "75056"),

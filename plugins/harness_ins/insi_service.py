@@ -52,7 +52,10 @@ class InsiStandIn(HttpService):
     request_deadline = 20.0
 
     def __init__(self, *, port: int = 0, credentials: Path | None = None, identities: tuple[insi.Identity, ...] = insi.IDENTITIES,
-                 fail_first: int = 0, delay: float = 0.0) -> None:
+                 fail_first: int = 0, delay: float = 0.0, history_order: str = "schema") -> None:
+        if history_order not in insi.HISTORY_ORDERS:
+            raise ValueError(f"history_order: {history_order!r}, expected one of {', '.join(insi.HISTORY_ORDERS)}")
+        self.history_order = history_order
         self.identities = list(identities)
         self.fail_first, self.delay = max(0, int(fail_first)), min(max(0.0, float(delay)), MAX_DELAY)
         self._calls = 0
@@ -131,7 +134,8 @@ class InsiStandIn(HttpService):
             ex.facts["ins"] = {"ins": found[0].active.matricule + found[0].active.key, "oid": found[0].active.oid}
             ex.facts["answer"] = insi.read_result(insi.result(code, found[0]))  # what the software was told: INS, replaced ones, traits
         answer = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"soap": SOAP})
-        etree.SubElement(answer, f"{{{SOAP}}}Body").append(insi.result(code, found[0] if code == insi.FOUND else None))
+        etree.SubElement(answer, f"{{{SOAP}}}Body").append(insi.result(code, found[0] if code == insi.FOUND else None,
+                                                                       history_order=self.history_order))
         return Response(200, etree.tostring(answer, xml_declaration=True, encoding="UTF-8"), CONTENT_TYPE)
 
     def _fault(self, ex, code: str, subcode: str, text: str, *, status: int | None = None, close: bool = False) -> Response:

@@ -27,7 +27,10 @@ The request the software receives: ``{"url", "credentials", "patients": [{"ref",
 high-trust document checked, ``"CNI"``, or empty; ``ins``: the one the person brings); it
 answers ``{"registered": [{"ref", "status", "message"}]}`` once it registered them (``message``:
 what it told its user). The people are :data:`insi.LIFECYCLE_CASES`; the last is registered
-while the stand-in is down.
+while the stand-in is down. When the target's ``dmp`` is the DMP simulator of this run, the
+request also names it (``"dmp": {"url", "credentials"}``): the professional shares each new
+patient's note there, which the software may do for a qualified identity only; what the DMP
+received meanwhile is recorded (``insi-dmp``) and judged by the DMP plugin (DMP-INSI-01).
 """
 from __future__ import annotations
 
@@ -48,10 +51,22 @@ MAX_ANSWER = 256 * 1024
 
 # -- collecting ---------------------------------------------------------------------------------
 
-@collector(produces=["insi.cases", "insi.session", "insi.answers", "insi-register.exchange", "insi-request", "insi-response"], once_per_run=True)
+# what the channel collectors produce (harness_ins.collect), read again once the people are registered
+CHANNEL_OUTPUTS = ("hl7", "mllp", "mllp-refused", "mllp.session", "feed.exchange", "cda", "cda-index.exchange", "cda-live", "cda-live.exchange",
+                   "fhir", "fhir-live", "fhir-live.exchange")
+
+
+@collector(produces=["insi.cases", "insi.session", "insi.answers", "insi-register.exchange", "insi-request", "insi-response", "insi-dmp",
+                     *CHANNEL_OUTPUTS], once_per_run=True, alters=True)
 def collect_register(ctx: CollectContext) -> dict:
     """The software registers the lifecycle's people through the INSi stand-in (asked through
-    ``ins_register``), the stand-in up, then down for the last one; every INSi call recorded."""
+    ``ins_register``), the stand-in up, then down for the last one; every INSi call recorded;
+    then what it emits in each channel it has, read by the channel collectors. One step: under
+    pytest-xdist the run collects it once, in one process, and every process judges that record
+    (the software that registered the people is the one whose channels are read). It alters the
+    software (seven more patients in its channels, notes in the DMP): it runs after every scenario
+    that does not, whatever the order or the number of processes."""
+    from .collect import collect_cda, collect_fhir, collect_hl7v2
     from .insi_service import InsiStandIn
 
     url, register = ctx.endpoint("insi"), ctx.endpoint("ins_register")
@@ -65,13 +80,16 @@ def collect_register(ctx: CollectContext) -> dict:
     outputs["insi.cases"] = ctx.record_json({"cases": [{**c.asked(), "expected": c.expected} for c in cases],
                                              "max_tries": int(ctx.target.section("ins").get("insi_max_tries", MAX_TRIES))},
                                             label="ins.insi-cases")
+    share, dmp = _dmp(ctx)
+    dmp_first = len(dmp.journal.exchanges) if dmp is not None else 0
     first = len(standin.journal.exchanges)
     phases, answers = [], {}
     for phase, group in (("up", [c for c in cases if c.expected != "unavailable"]), ("down", [c for c in cases if c.expected == "unavailable"])):
         before = len(standin.journal.exchanges)
         standin.down = phase == "down"
         try:
-            body = json.dumps({"url": standin.base_url, "credentials": str(standin.credentials), "patients": [c.asked() for c in group]})
+            body = json.dumps({"url": standin.base_url, "credentials": str(standin.credentials), "patients": [c.asked() for c in group],
+                               **({"dmp": share} if share else {})})
             res = ctx.http.post(register, label=f"ins.register:{phase}", body=body.encode(), headers={"Content-Type": "application/json"})
         finally:
             standin.down = False
@@ -93,8 +111,36 @@ def collect_register(ctx: CollectContext) -> dict:
         if ex.response:
             outputs[f"insi-response/{key}"] = ctx.record(ex.response, media_type="application/soap+xml", label=f"ins.insi-response:{key}")
         calls.append({"n": ex.n, "at": ex.at, "phase": phase, "http_status": ex.http_status, **ex.facts})
-    outputs["insi.session"] = ctx.record_json({"standin": standin.base_url, "phases": phases, "calls": calls}, label="ins.insi-session")
+    shared = []
+    for ex in (dmp.journal.exchanges[dmp_first:] if dmp is not None else []):  # what the DMP received meanwhile, as received
+        key = f"{ex.n:03d}"
+        outputs[f"insi-dmp/{key}"] = ctx.record(ex.request, media_type=(ex.content_type or "application/octet-stream").split(";")[0],
+                                                label=f"ins.insi-dmp:{key}")
+        shared.append({"n": ex.n, "at": ex.at, "content_type": ex.content_type, "http_status": ex.http_status, "input": f"insi-dmp/{key}"})
+    outputs["insi.session"] = ctx.record_json({"standin": standin.base_url, "phases": phases, "calls": calls,
+                                               "dmp": {"simulator": dmp.base_url, "requests": shared} if dmp is not None else None},
+                                              label="ins.insi-session")
+    for channel in (collect_hl7v2, collect_cda, collect_fhir):
+        try:
+            outputs.update(channel(ctx))
+        except NotApplicable:
+            pass  # a channel the software does not have: the others are judged
     return outputs
+
+
+def _dmp(ctx: CollectContext):
+    """(what the software is told of the DMP, the DMP simulator) when the target's ``dmp``
+    endpoint is a simulator of this run: the professional shares each new patient's note there
+    (a qualified identity's only), and the harness records what it received (judged by the DMP
+    plugin); (None, None) otherwise."""
+    from harness import HttpService
+
+    url = ctx.endpoint("dmp")
+    info = ctx.endpoint_service("dmp")
+    if url is None or not info or not info.get("credentials") or info.get("refuses_certificates"):
+        return None, None
+    sim = HttpService.running(url)
+    return ({"url": url, "credentials": str(info["credentials"])}, sim) if sim is not None else (None, None)
 
 
 # -- judging ------------------------------------------------------------------------------------
@@ -114,30 +160,44 @@ def _observations(ctx: CheckContext) -> list[Observation]:
     return out
 
 
-class _Case:
-    """One registration: what was asked, INSi's answers to it, what the software said and emits."""
+class Registration:
+    """One person registered: what was asked, INSi's answers to it (``found``: what INSi said of
+    them in its last ``00``, else None; ``codes``: every report), what the software said of it
+    and what it emits about them."""
 
-    def __init__(self, asked: dict, calls: list[dict], answer: dict | None, observations: list[Observation]) -> None:
-        self.asked, self.calls, self.answer, self.observations = asked, calls, answer, observations
+    def __init__(self, asked: dict, calls: list[dict], answer: dict | None = None, observations: list[Observation] | None = None) -> None:
+        self.asked, self.calls, self.answer, self.observations = asked, calls, answer, observations or []
         self.ref = asked["ref"]
         found = [c for c in calls if c.get("code") == insi.FOUND and c.get("answer")]
-        self.found = found[-1]["answer"] if found else None  # what INSi said of this person (its last 00)
+        self.found = found[-1]["answer"] if found else None
         self.codes = sorted({c["code"] for c in calls if c.get("code")})
 
+    def born(self, birth_date: str | None, sex: str | None) -> bool:
+        """Whether a person with this birth date and sex is this one (the cases' dates differ)."""
+        return _same(self.asked, birth_date, sex)
 
-def _cases(ctx: CheckContext) -> tuple[list[_Case], dict]:
+
+def _same(asked: dict, birth_date: str | None, sex: str | None) -> bool:
+    return _day(birth_date) == _day(asked["birth_date"]) and (sex or "").upper() == asked["sex"]
+
+
+def registrations(cases: dict, session: dict) -> list[Registration]:
+    """The registrations of a lifecycle record (``insi.cases``, ``insi.session``), each with its
+    INSi calls: for another plugin judging what the software did next (the DMP's)."""
+    return [Registration(asked, [c for c in session["calls"] if _same(asked, (c.get("asked") or {}).get("birth_date"), (c.get("asked") or {}).get("sex"))])
+            for asked in cases["cases"]]
+
+
+def _cases(ctx: CheckContext) -> tuple[list[Registration], dict]:
     cases = ctx.json("insi.cases")
-    session = ctx.json("insi.session")
     answers = ctx.json("insi.answers") if ctx.has("insi.answers") else {}
     said = {str(r.get("ref")): r for phase in answers.values() if isinstance(phase, dict)
             for r in (phase.get("registered") or []) if isinstance(r, dict)}
     observations = _observations(ctx)
-    out = []
-    for asked in cases["cases"]:
-        born, sex = _day(asked["birth_date"]), asked["sex"]
-        calls = [c for c in session["calls"] if _day((c.get("asked") or {}).get("birth_date")) == born and (c.get("asked") or {}).get("sex") == sex]
-        mine = [o for o in observations if _day(o.traits.birth_date) == born and (o.traits.sex or "").upper() == sex]
-        out.append(_Case(asked, calls, said.get(asked["ref"]), mine))
+    out = registrations(cases, ctx.json("insi.session"))
+    for case in out:
+        case.answer = said.get(case.ref)
+        case.observations = [o for o in observations if case.born(o.traits.birth_date, o.traits.sex)]
     return out, cases
 
 
@@ -162,7 +222,7 @@ def check_qualification(ctx: CheckContext, ev: Evaluation) -> None:
         _judge_case(ctx, ev, case)
 
 
-def _judge_case(ctx: CheckContext, ev: Evaluation, case: _Case) -> None:
+def _judge_case(ctx: CheckContext, ev: Evaluation, case: Registration) -> None:
     if not case.observations:
         ev.inconclusive(M("lc.not_emitted", ref=case.ref, born=case.asked["birth_date"]))
         return

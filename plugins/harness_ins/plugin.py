@@ -20,7 +20,7 @@ def harness_target_schema():
                     "insi_max_tries": "int"},  # calls to INSi for one registration while it is down (harness_ins.lifecycle)
             # the INSi stand-in (harness_ins.insi_service): where it listens, where it writes the
             # software's credentials, and how it fails (unavailable for its first calls, slow)
-            "services.insi": {"port": "int", "credentials_dir": "path", "fail_first": "int", "delay": "int"}}
+            "services.insi": {"port": "int", "credentials_dir": "path", "fail_first": "int", "delay": "int", "history_order": "str"}}
 
 
 @hookimpl
@@ -53,8 +53,8 @@ def harness_start_service(name, options, ctx):
 
     try:
         standin = InsiStandIn(port=options.get("port", 0), credentials=options.get("credentials_dir"), fail_first=options.get("fail_first", 0),
-                              delay=options.get("delay", 0)).start()
+                              delay=options.get("delay", 0), history_order=options.get("history_order", "schema")).start()
     except (OSError, ValueError) as exc:
         raise HarnessError(catalogue(__name__)("service.insi_failed", error=str(exc))) from None
     return Service(name, standin.base_url, standin.stop, {"credentials": str(standin.credentials), "fail_first": standin.fail_first,
-                                                         "delay": standin.delay})
+                                                         "delay": standin.delay, "history_order": standin.history_order})
