@@ -78,6 +78,10 @@ def runs(tmp_path_factory):
         pool.harness("production", *CHANNEL_SCENARIOS, "--defect", "ins-production-oid", "-rA")
         pool.harness("lifecycle", "--scenario", "insi", *(a for d in sorted(LIFECYCLE) for a in ("--defect", d)), "--lang", "en")
         pool.harness("lifecycle-dmp", "--scenario", "dmp-insi-qualified", "--defect", "insi-shares-unqualified", "--lang", "en")
+        folder = tmp_path_factory.mktemp("register-down")
+        (folder / "t.toml").write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0"\n[endpoints]\ninsi = "service://insi/"\n'
+                                       'ins_register = "http://127.0.0.1:9/register"\n[services.insi]\n', encoding="utf-8")
+        pool.harness("register-down", "--scenario", "insi", "--target", str(folder / "t.toml"), "--lang", "en", cwd=folder)
         if EXAMPLES.is_dir():
             pool.harness("official", "--scenario", "ins", "--target", str(ROOT / "fixtures/targets/official-hl7v2.toml"), "--lang", "en")
         yield pool
@@ -216,6 +220,13 @@ def test_the_lifecycle_is_judged_again_offline_with_identical_verdicts(runs, con
     assert cli(["verify", "--replay", str(runs["lifecycle"].bundle)]) == 0
 
 
+def test_a_software_that_cannot_be_asked_to_register_is_an_error_said_plainly_not_a_pass(runs):
+    run = runs["register-down"]
+    verdicts = run.requirement_verdicts()
+    assert (verdicts["INS-INSI"], verdicts["INS-INSI-UNAVAILABLE"], verdicts["DMP-INSI"]) == ("ERROR", "ERROR", "ERROR"), run.stdout
+    assert "The software refused to register the patients (http://127.0.0.1:9/register)" in run.stdout
+
+
 def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(runs, tmp_path):
     run = runs["production"]
     matricule = "279035121518989"
@@ -246,8 +257,9 @@ def test_a_production_identity_is_masked_for_people_and_kept_exact_for_replay(ru
 def test_official_hl7v2_target_runs_every_example_and_never_prints_a_production_matricule(runs):
     run = runs["official"]
     verdicts = run.requirement_verdicts()
-    assert {r: verdicts[r] for r in INS_REQUIREMENTS} == {
-        "INS-HL7V2": "FAIL", "INS-PROTECTION": "FAIL", "INS-COHERENCE": "FAIL", "INS-CDA": "NOT_RUN", "INS-FHIR": "NOT_RUN"}
+    assert {r: verdicts[r] for r in INS_REQUIREMENTS | LIFECYCLE_REQUIREMENTS} == {
+        "INS-HL7V2": "FAIL", "INS-PROTECTION": "FAIL", "INS-COHERENCE": "FAIL", "INS-CDA": "NOT_RUN", "INS-FHIR": "NOT_RUN",
+        "INS-INSI": "NOT_RUN", "INS-INSI-UNAVAILABLE": "NOT_RUN"}  # files only: no software to register patients
     findings = run.findings()
     assert len({f["location"].split(" ")[0] for f in findings if f["requirement"] == "INS-HL7V2"}) == 25  # every file judged
     assert sum(f["rule"] == "INS-SYS-01" for f in findings) == 13
