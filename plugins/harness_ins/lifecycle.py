@@ -291,9 +291,12 @@ def check_unavailable(ctx: CheckContext, ev: Evaluation) -> None:
             ev.inconclusive(M("lc.no_call_while_down", ref=case.ref))
         ev.check(len(down) <= limit, rule="INSI-06", location=f"{case.ref}: insi.session",
                  message=M("lc.too_many_tries", ref=case.ref, calls=len(down), limit=limit))
-        message = str((case.answer or {}).get("message") or "").strip()
-        ev.check(bool(message), rule="INSI-06", location=f"{case.ref}: insi.answers",
-                 message=M("lc.user_not_told", ref=case.ref, status=(case.answer or {}).get("status") or "-"))
+        if case.answer is None:  # its answer does not say what it showed its user: a person sees it
+            ev.manual_pending(M("lc.user_message_unknown", ref=case.ref))
+        else:
+            message = str(case.answer.get("message") or "").strip()
+            ev.check(bool(message), rule="INSI-06", location=f"{case.ref}: insi.answers",
+                     message=M("lc.user_not_told", ref=case.ref, status=case.answer.get("status") or "-"))
         for o in case.observations:
             ev.check(not _ins(o) and (o.status or "").upper() not in ("RECUP", "QUAL"), rule="INSI-06", location=f"{case.ref}: {_where(o)}",
                      artefact=o.artefact, message=M("lc.invented", ref=case.ref, status=o.status or "-", count=len(o.ins)))
