@@ -173,6 +173,9 @@ def test_the_conformant_demo_registers_each_insi_answer_as_the_ins_referential_s
         codes.setdefault((c.get("asked") or {}).get("birth_date"), []).append(c.get("code") or c.get("outcome"))
     assert sorted(map(tuple, codes.values())) == sorted([("00",), ("00",), ("00",), ("00",), ("01",), ("02",),
                                                         ("unavailable",) * 3])  # three tries while INSi is down
+    # the person who brings a carte Vitale is searched with it (RECVITALE), the others by their traits
+    assert {c["asked"]["birth_date"]: c["operation"] for c in calls if c.get("operation")} == {
+        "1990-02-03": "traits", "1975-04-05": "traits", "1962-11-20": "traits", "1958-09-10": "vitale", "1970-01-01": "traits", "1995-07-08": "traits"}
     expected = {  # case: (status in HL7 v2 and FHIR, INS emitted in every channel)
         "found": ("RECUP", ()), "found-validated": ("QUAL", ("175046912304553",)), "replaced": ("QUAL", ("262111305507803",)),
         "card": ("QUAL", ("158093306301186",)), "none": ("VALI", ()), "several": ("VALI", ()), "unavailable": ("PROV", ()),

@@ -129,15 +129,21 @@ def register(traits: dict, url: str, credentials: Path, *, defects: set[str] = f
         held.status, held.ins, held.oid, held.report = "QUAL", claimed_ins, "1.2.250.1.213.1.4.10", "not-asked"
         return held
     client, service = _service(url, credentials)
+    card = claimed_from == "carte Vitale" and len(claimed_ins) == 15  # searched by the card's data (RECVITALE), its answer checked like any
     tries = TRIES * 3 if "insi-retry-forever" in defects else TRIES  # a badly written client keeps calling
     answer = None
     for attempt in range(tries):
         held.calls += 1
         try:
             with client.settings(raw_response=True):
-                response = service.rechercherInsAvecTraitsIdentite(
-                    NomNaissance=traits["birth_name"], Prenom=list(traits["first_names"]), Sexe=traits["sex"], DateNaissance=traits["birth_date"],
-                    **({"LieuNaissance": traits["birth_place"]} if traits.get("birth_place") else {}), _soapheaders=[_context(release)])
+                if card:  # the carte Vitale read: INSi searched by its matricule, the birth name and date
+                    response = service.rechercherInsAvecCarteVitale(
+                        MatriculeIndividu={"NumIdentifiant": claimed_ins[:13], "Cle": claimed_ins[13:]}, NomNaissance=traits["birth_name"],
+                        DateNaissance=traits["birth_date"], RangNaissance="1", _soapheaders=[_context(release)])
+                else:
+                    response = service.rechercherInsAvecTraitsIdentite(
+                        NomNaissance=traits["birth_name"], Prenom=list(traits["first_names"]), Sexe=traits["sex"], DateNaissance=traits["birth_date"],
+                        **({"LieuNaissance": traits["birth_place"]} if traits.get("birth_place") else {}), _soapheaders=[_context(release)])
             answer = _answer(response)
             break
         except _Fault as exc:  # INSi refused the request itself: trying again would not change it

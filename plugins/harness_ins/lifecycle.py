@@ -181,11 +181,17 @@ def _same(asked: dict, birth_date: str | None, sex: str | None) -> bool:
     return _day(birth_date) == _day(asked["birth_date"]) and (sex or "").upper() == asked["sex"]
 
 
+def _asked_for(asked: dict, call: dict) -> bool:
+    """Whether an INSi call searched this person: the birth date, and the sex when the search
+    carries one (a carte Vitale search does not)."""
+    q = call.get("asked") or {}
+    return _day(q.get("birth_date")) == _day(asked["birth_date"]) and (not q.get("sex") or q["sex"] == asked["sex"])
+
+
 def registrations(cases: dict, session: dict) -> list[Registration]:
     """The registrations of a lifecycle record (``insi.cases``, ``insi.session``), each with its
     INSi calls: for another plugin judging what the software did next (the DMP's)."""
-    return [Registration(asked, [c for c in session["calls"] if _same(asked, (c.get("asked") or {}).get("birth_date"), (c.get("asked") or {}).get("sex"))])
-            for asked in cases["cases"]]
+    return [Registration(asked, [c for c in session["calls"] if _asked_for(asked, c)]) for asked in cases["cases"]]
 
 
 def _cases(ctx: CheckContext) -> tuple[list[Registration], dict]:
