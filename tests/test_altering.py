@@ -64,4 +64,4 @@ def test_the_lifecycle_scenarios_run_last_in_a_run_that_selects_them_first(tmp_p
 
     run = run_harness(tmp_path, "--scenario", "insi", "--scenario", "ins-hl7v2", "--collect-only", "-q")
     order = [line.rsplit("::", 1)[-1] for line in run.stdout.splitlines() if "::" in line]
-    assert order == ["ins-hl7v2", "dmp-insi-qualified", "ins-insi-qualification", "ins-insi-unavailable"], run.stdout
+    assert order == ["ins-hl7v2", "dmp-insi-qualified", "ins-insi-qualification", "ins-insi-unavailable", "mssante-insi-qualified"], run.stdout

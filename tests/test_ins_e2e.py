@@ -23,7 +23,8 @@ CHANNEL_SCENARIOS = [a for s in ("ins-data-protection", "ins-hl7v2", "ins-cda", 
 # lifecycle defect: (its rule, the case it is found on) -- all in one run: each breaks one case's
 # registration (harness_ins.insi.LIFECYCLE_CASES), so a finding says which defect made it; but
 # the DMP's, which would share the case of the one qualifying without a document: its own run
-LIFECYCLE_DMP = {"insi-shares-unqualified": ("DMP-INSI-01", "found:")}
+LIFECYCLE_DMP = {"insi-shares-unqualified": ("DMP-INSI-01", "found:"), "insi-mails-unqualified": ("MSS-INSI-01", "found:")}
+SHARING_REQUIREMENTS = {"DMP-INSI", "MSS-INSI"}
 LIFECYCLE = {
     "insi-trusts-card": ("INSI-01", "card:"),
     "insi-own-traits": ("INSI-02", "found-validated:"),
@@ -77,7 +78,8 @@ def runs(tmp_path_factory):
             pool.harness(f"defect/{defect}", *CHANNEL_SCENARIOS, "--defect", defect, "--lang", "en")
         pool.harness("production", *CHANNEL_SCENARIOS, "--defect", "ins-production-oid", "-rA")
         pool.harness("lifecycle", "--scenario", "insi", *(a for d in sorted(LIFECYCLE) for a in ("--defect", d)), "--lang", "en")
-        pool.harness("lifecycle-dmp", "--scenario", "dmp-insi-qualified", "--defect", "insi-shares-unqualified", "--lang", "en")
+        pool.harness("lifecycle-dmp", "--scenario", "dmp-insi-qualified", "--scenario", "mssante-insi-qualified", "--defect", "insi-shares-unqualified",
+                     "--defect", "insi-mails-unqualified", "--lang", "en")
         folder = tmp_path_factory.mktemp("register-down")
         (folder / "t.toml").write_text('[product]\nid = "x"\nname = "X"\nversion = "1.0"\n[endpoints]\ninsi = "service://insi/"\n'
                                        'ins_register = "http://127.0.0.1:9/register"\n[services.insi]\n', encoding="utf-8")
@@ -188,15 +190,17 @@ def test_the_conformant_demo_registers_each_insi_answer_as_the_ins_referential_s
                 assert said == status, (ref, channel)
     # after INSi's 00, INSi's traits: every first name, and the birth place the person did not type
     assert emitted["found"]["fhir"][2:] == ("MARIE-CLAIRE ANNE", "75056")
-    # the three qualified identities' notes went to the DMP, and only theirs
-    assert conformant.requirement_verdicts()["DMP-INSI"] == "PASS"
+    # the three qualified identities' notes went to the DMP and to a colleague, and only theirs
+    assert {r: conformant.requirement_verdicts()[r] for r in SHARING_REQUIREMENTS} == dict.fromkeys(SHARING_REQUIREMENTS, "PASS")
     import json
 
     session = json.loads(_artefact(conformant, "ins.insi-session"))
     assert len(session["dmp"]["requests"]) == 3 and all(r["http_status"] == 200 for r in session["dmp"]["requests"])
+    assert [m["outcome"] for m in session["mssante"]["requests"]] == ["accepted"] * 3
     answers = json.loads(_artefact(conformant, "ins.insi-answers"))
-    assert {r["ref"]: r["dmp"] for r in answers["up"]["registered"]} == {
-        "found": "not-shared", "found-validated": "done", "replaced": "done", "card": "done", "none": "not-shared", "several": "not-shared"}
+    assert {r["ref"]: (r["dmp"], r["mssante"]) for r in answers["up"]["registered"]} == {
+        "found": ("not-shared", "not-sent"), "found-validated": ("done", "sent"), "replaced": ("done", "sent"), "card": ("done", "sent"),
+        "none": ("not-shared", "not-sent"), "several": ("not-shared", "not-sent")}
 
 
 @pytest.mark.parametrize("defect", sorted(LIFECYCLE))
@@ -205,15 +209,16 @@ def test_each_insi_lifecycle_defect_is_caught_with_its_rule_on_its_case(runs, de
     run = runs["lifecycle"]
     assert run.bundle is not None, run.stdout + run.stderr
     assert any(f["rule"] == rule and f["location"].startswith(where) for f in run.findings()), run.stdout
-    assert run.failing() == LIFECYCLE_REQUIREMENTS | {"DMP-INSI"} and run.returncode == 1
+    assert run.failing() == LIFECYCLE_REQUIREMENTS | SHARING_REQUIREMENTS and run.returncode == 1
 
 
-def test_a_recovered_identity_sent_to_the_dmp_is_caught_on_its_case(runs):
-    rule, where = LIFECYCLE_DMP["insi-shares-unqualified"]
+@pytest.mark.parametrize("defect", sorted(LIFECYCLE_DMP))
+def test_a_recovered_identity_shared_to_the_dmp_or_sent_through_mssante_is_caught_on_its_case(runs, defect):
+    rule, where = LIFECYCLE_DMP[defect]
     run = runs["lifecycle-dmp"]
     found = [f for f in run.findings() if f["rule"] == rule]
     assert [f["location"].split(" ")[0] for f in found] == [where], run.stdout
-    assert "NIR#" in found[0]["message"]["en"] and run.failing() == {"DMP-INSI"}
+    assert "NIR#" in found[0]["message"]["en"] and run.failing() == SHARING_REQUIREMENTS
 
 
 def test_the_lifecycle_is_judged_again_offline_with_identical_verdicts(runs, conformant):
@@ -226,7 +231,7 @@ def test_the_lifecycle_is_judged_again_offline_with_identical_verdicts(runs, con
 def test_a_software_that_cannot_be_asked_to_register_is_an_error_said_plainly_not_a_pass(runs):
     run = runs["register-down"]
     verdicts = run.requirement_verdicts()
-    assert (verdicts["INS-INSI"], verdicts["INS-INSI-UNAVAILABLE"], verdicts["DMP-INSI"]) == ("ERROR", "ERROR", "ERROR"), run.stdout
+    assert [verdicts[r] for r in sorted(LIFECYCLE_REQUIREMENTS | SHARING_REQUIREMENTS)] == ["ERROR"] * 4, run.stdout
     assert "The software refused to register the patients (http://127.0.0.1:9/register)" in run.stdout
 
 

@@ -267,6 +267,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement INS-INSI-UNAVAILABLE: - (A) ≠ PASS (B)",
         # the MSSanté plugin (mail simulator, XDM archives), added since
         "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
+        "requirement MSS-INSI: - (A) ≠ PASS (B)",  # the INS lifecycle's messages through MSSanté (issue 27)
         "requirement MSS-MESSAGE: - (A) ≠ PASS (B)",
         "requirement MSS-RECEIVE: - (A) ≠ PASS (B)",
         "requirement MSS-SUBJECT: - (A) ≠ PASS (B)",

@@ -153,12 +153,16 @@ def resolve_service_url(url: str, service_url: Callable[[str], str]) -> str:
 
 @dataclass
 class Service:
-    """A started service: where it listens and how to stop it."""
+    """A started service: where it listens and how to stop it; ``received``, when the service can
+    say it: what it received so far, as data (a list of dicts: ``n``, ``at``, ``media_type``,
+    ``data``, the bytes as received, and ``facts``), for another plugin that judges what the
+    software sent it (:meth:`CollectContext.endpoint_received`)."""
 
     name: str
     base_url: str
     stop: Callable[[], None]
     info: dict[str, Any] = field(default_factory=dict)
+    received: Callable[[], list[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -174,11 +178,13 @@ class CollectContext:
 
     def __init__(self, *, target: Target, record: Callable[..., Artefact], http: Any, service_url: Callable[[str], str], lang: str,
                  inputs: Mapping[str, Artefact] | None = None, check_context: Callable[[Mapping[str, Artefact]], CheckContext] | None = None,
-                 terminology: Callable[[], Any] | None = None, service_info: Callable[[str], Mapping[str, Any]] | None = None) -> None:
+                 terminology: Callable[[], Any] | None = None, service_info: Callable[[str], Mapping[str, Any]] | None = None,
+                 service_received: Callable[[str], list[dict[str, Any]] | None] | None = None) -> None:
         self.target = target
         self.record = record
         self.http = http
         self._service_url = service_url
+        self._service_received = service_received
         self._service_info = service_info
         self.lang = lang
         # what the scenario's earlier collect steps gathered (a terminology collector asks
@@ -292,4 +298,14 @@ class CollectContext:
         if url is None or not url.startswith(SERVICE_URL_SCHEME) or self._service_info is None:
             return None
         return dict(self._service_info(url[len(SERVICE_URL_SCHEME):].partition("/")[0]))
+
+    def endpoint_received(self, name: str) -> list[dict[str, Any]] | None:
+        """What the service behind the target's endpoint ``name`` (``service://SERVICE/``) received
+        so far, as data (:class:`Service`'s ``received``), started if it was not; None when the
+        endpoint is not a service's or the service does not say. Read it before and after asking
+        the software something: the difference is what the software sent meanwhile."""
+        url = self.target.endpoints.get(name)
+        if url is None or not url.startswith(SERVICE_URL_SCHEME) or self._service_received is None:
+            return None
+        return self._service_received(url[len(SERVICE_URL_SCHEME):].partition("/")[0])
 

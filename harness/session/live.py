@@ -80,6 +80,12 @@ class LiveSession:
         self.service_url(name)
         return dict(self.services[name].info)
 
+    def service_received(self, name: str) -> list[dict] | None:
+        """What the service ``name`` received so far, when it says (started if it was not)."""
+        self.service_url(name)
+        received = self.services[name].received
+        return list(received()) if received is not None else None
+
     def terminology(self):
         """The run's terminology set-up, built on first use (one per process)."""
         if self._terminology is None:
@@ -190,7 +196,7 @@ class LiveSession:
     def _computed(self, name: str, inputs: Mapping[str, Artefact]) -> _Collected:
         before = set(self.recorder.recorded)
         ctx = CollectContext(target=self.target, record=self.recorder.record, http=self.http, service_url=self.service_url, lang=self.lang,
-                             service_info=self.service_info,
+                             service_info=self.service_info, service_received=self.service_received,
                              inputs=inputs, check_context=self._check_context, terminology=self.terminology)
         outputs, status, message = self._run_collector(name, ctx)
         produced = {d: a.meta() for d, a in self.recorder.recorded.items() if d not in before}

@@ -517,6 +517,7 @@ class DemoServer(HttpService):
         from dataclasses import replace
 
         from .dmp_client import DmpClient
+        from .mssante_client import send
 
         try:
             asked = json.loads(body[:65536])
@@ -527,6 +528,9 @@ class DemoServer(HttpService):
             dmp = asked.get("dmp") or None  # the DMP the professional shares each new patient's note to
             if dmp is not None:
                 dmp = (str(dmp["url"]), Path(str(dmp["credentials"])))
+            mss = asked.get("mssante") or None  # the MSSanté operator the note goes to a colleague through
+            if mss is not None:
+                mss = (str(mss["host"]), int(mss["port"]), str(mss.get("tls") or "starttls"), str(mss["certificate"]) if mss.get("certificate") else None)
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
         out = []
@@ -545,13 +549,16 @@ class DemoServer(HttpService):
                 shown = patients.registered_patient(len(self.registered) + 1, held)
                 self.registered.append(shown)
                 said = {"ref": person.get("ref"), "status": held.status, "message": held.told_user, "report": held.report, "calls": held.calls}
-                # only a qualified identity's INS goes to the DMP (the defect: a recovered one's too)
-                if dmp is not None and held.ins and (held.status == "QUAL" or "insi-shares-unqualified" in self.cfg.defects):
-                    shared = DmpClient(dmp[0], dmp[1], set(self.cfg.defects), self.cfg.document_version).share(replace(shown, ins=held.ins),
-                                                                                                               held.oid or patients.TEST_NIR)
-                    said["dmp"] = shared["state"]
-                elif dmp is not None:
-                    said["dmp"] = "not-shared"
+                # only a qualified identity's INS goes to the DMP or in a message (the defects: a recovered one's too)
+                defects = set(self.cfg.defects)
+                shares = bool(held.ins) and (held.status == "QUAL" or "insi-shares-unqualified" in defects)
+                mails = bool(held.ins) and (held.status == "QUAL" or "insi-mails-unqualified" in defects)
+                if dmp is not None:
+                    said["dmp"] = DmpClient(dmp[0], dmp[1], defects, self.cfg.document_version).share(
+                        replace(shown, ins=held.ins), held.oid or patients.TEST_NIR)["state"] if shares else "not-shared"
+                if mss is not None:
+                    said["mssante"] = send(*mss, set(self.cfg.defects), self.cfg.document_version, replace(shown, ins=held.ins))["state"] \
+                        if mails else "not-sent"
                 out.append(said)
         return _json(200, {"registered": out})
 

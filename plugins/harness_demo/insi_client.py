@@ -39,6 +39,7 @@ INSI_DEFECTS: dict[str, Message] = {  # each breaks one lifecycle rule, on the c
     "insi-replaced-ins": M("defect.insi-replaced-ins"),  # INSI-04: takes the INS INSi gave as replaced (replaced)
     "insi-qualified-without-document": M("defect.insi-qualified-without-document"),  # INSI-05: QUAL with no document (found)
     "insi-shares-unqualified": M("defect.insi-shares-unqualified"),  # DMP-INSI-01: a recovered identity's INS sent to the DMP (found)
+    "insi-mails-unqualified": M("defect.insi-mails-unqualified"),  # MSS-INSI-01: a recovered identity's INS in a message (found)
     "insi-retry-forever": M("defect.insi-retry-forever"),  # INSI-06: calls an unavailable INSi again and again (unavailable)
     "insi-user-not-told": M("defect.insi-user-not-told"),  # INSI-06: says nothing to its user when INSi is down (unavailable)
 }

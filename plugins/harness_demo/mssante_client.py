@@ -22,10 +22,10 @@ LOGIN, PASSWORD = "cabinet-demo", "mot-de-passe-de-demo"  # the simulator keeps 
 TIMEOUT = 20.0  # seconds, each SMTP exchange
 
 
-def message(defects: set[str], release: str = "3.2.1") -> bytes:
-    """The message the demo sends, as bytes."""
-    patient = PATIENTS[0]
-    data = cda_document(patient, defects, 201, release=release, when="20261102093000+0100")
+def message(defects: set[str], release: str = "3.2.1", patient=None, n: int = 201) -> bytes:
+    """The message the demo sends, as bytes: about the qualified test patient, or ``patient``."""
+    patient = patient or PATIENTS[0]
+    data = cda_document(patient, defects, n, release=release, when="20261102093000+0100")
     who = PATIENTS[1] if "mss-subject-patient" in defects else patient
     to = "dr.destinataire@gmail.com" if "mss-address-domain" in defects else RECIPIENT
     return compose.message(data, sender=f"Cabinet Démo <{SENDER}>", recipient=to, title="Note de consultation",
@@ -43,8 +43,8 @@ def smtp_session(host: str, port: int, tls: str, certificate: str | None, plain:
     return smtp
 
 
-def send(host: str, port: int, tls: str, certificate: str | None, defects: set[str], release: str) -> dict:
-    raw = message(defects, release)
+def send(host: str, port: int, tls: str, certificate: str | None, defects: set[str], release: str, patient=None) -> dict:
+    raw = message(defects, release, patient, 201 if patient is None else 400 + int(patient.ipp[-3:]))
     try:
         with smtp_session(host, port, tls, certificate, plain="mss-plain" in defects) as smtp:
             refused = smtp.sendmail(SENDER, ["dr.destinataire@gmail.com" if "mss-address-domain" in defects else RECIPIENT], raw)

@@ -11,7 +11,7 @@ recorded by the INS plugin's collector (``insi-dmp``).
 from __future__ import annotations
 
 from harness import CheckContext, Evaluation, Severity, UnsafeInput, catalogue, check
-from harness_ins.lifecycle import registrations
+from harness_ins.lifecycle import registrations, sent_for
 from harness_ins.checks import shown
 from harness_xds import ebrim
 
@@ -64,9 +64,8 @@ def check_insi_shared(ctx: CheckContext, ev: Evaluation) -> None:
         submitted += 1
         ev.judged()
         for cx in patients:
-            value, oid = _ins(cx)
-            who = next((p for p in people if p.found and p.found["active"]["ins"].upper() == value), None)
-            brought = next((p for p in people if value in {(p.asked.get("ins") or "").upper(), *(h["ins"].upper() for h in (p.found or {}).get("history", []))}), None)
+            value, _ = _ins(cx)
+            who, brought = sent_for(people, value)
             where = f"{name} XDSSubmissionSet.patientId"
             if who is None:
                 ev.add(rule="DMP-INSI-01", severity=Severity.ERROR, location=f"{brought.ref}: {where}" if brought else where,

@@ -60,4 +60,8 @@ def harness_start_service(name, options, ctx):
     except (OSError, ValueError) as exc:
         raise HarnessError(M("service.failed", name=name, error=str(exc))) from None
     sim.start()
-    return Service(name, sim.base_url, sim.stop, {"credentials": str(sim.credentials), "refuses_certificates": sim.refuse})
+    def received() -> list[dict]:  # every request, as received (the INS lifecycle reads what reached the DMP)
+        return [{"n": ex.n, "at": ex.at, "media_type": ex.content_type, "data": ex.request,
+                 "facts": {"transaction": ex.transaction, "http_status": ex.http_status}} for ex in list(sim.journal.exchanges)]
+
+    return Service(name, sim.base_url, sim.stop, {"credentials": str(sim.credentials), "refuses_certificates": sim.refuse}, received)

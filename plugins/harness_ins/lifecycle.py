@@ -28,9 +28,12 @@ high-trust document checked, ``"CNI"``, or empty; ``ins``: the one the person br
 answers ``{"registered": [{"ref", "status", "message"}]}`` once it registered them (``message``:
 what it told its user). The people are :data:`insi.LIFECYCLE_CASES`; the last is registered
 while the stand-in is down. When the target's ``dmp`` is the DMP simulator of this run, the
-request also names it (``"dmp": {"url", "credentials"}``): the professional shares each new
-patient's note there, which the software may do for a qualified identity only; what the DMP
-received meanwhile is recorded (``insi-dmp``) and judged by the DMP plugin (DMP-INSI-01).
+request also names it (``"dmp": {"url", "credentials"}``), and its ``mssante`` the MSSanté
+operator's simulator (``"mssante": {"host", "port", "tls", "certificate"}``): the professional
+shares each new patient's note to the DMP and sends it to a colleague, which the software may
+do for a qualified identity only; what each received meanwhile is recorded (``insi-dmp``,
+``insi-mss``: read through the core, ``CollectContext.endpoint_received``, never by importing
+their plugins) and judged by their plugins (DMP-INSI-01, MSS-INSI-01).
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ CHANNEL_OUTPUTS = ("hl7", "mllp", "mllp-refused", "mllp.session", "feed.exchange
                    "fhir", "fhir-live", "fhir-live.exchange")
 
 
-@collector(produces=["insi.cases", "insi.session", "insi.answers", "insi-register.exchange", "insi-request", "insi-response", "insi-dmp",
+@collector(produces=["insi.cases", "insi.session", "insi.answers", "insi-register.exchange", "insi-request", "insi-response", "insi-dmp", "insi-mss",
                      *CHANNEL_OUTPUTS], once_per_run=True, alters=True)
 def collect_register(ctx: CollectContext) -> dict:
     """The software registers the lifecycle's people through the INSi stand-in (asked through
@@ -80,8 +83,8 @@ def collect_register(ctx: CollectContext) -> dict:
     outputs["insi.cases"] = ctx.record_json({"cases": [{**c.asked(), "expected": c.expected} for c in cases],
                                              "max_tries": int(ctx.target.section("ins").get("insi_max_tries", MAX_TRIES))},
                                             label="ins.insi-cases")
-    share, dmp = _dmp(ctx)
-    dmp_first = len(dmp.journal.exchanges) if dmp is not None else 0
+    share = _shares(ctx)
+    seen = {name: len(ctx.endpoint_received(name) or []) for name in share}
     first = len(standin.journal.exchanges)
     phases, answers = [], {}
     for phase, group in (("up", [c for c in cases if c.expected != "unavailable"]), ("down", [c for c in cases if c.expected == "unavailable"])):
@@ -89,7 +92,7 @@ def collect_register(ctx: CollectContext) -> dict:
         standin.down = phase == "down"
         try:
             body = json.dumps({"url": standin.base_url, "credentials": str(standin.credentials), "patients": [c.asked() for c in group],
-                               **({"dmp": share} if share else {})})
+                               **share})
             res = ctx.http.post(register, label=f"ins.register:{phase}", body=body.encode(), headers={"Content-Type": "application/json"})
         finally:
             standin.down = False
@@ -111,14 +114,20 @@ def collect_register(ctx: CollectContext) -> dict:
         if ex.response:
             outputs[f"insi-response/{key}"] = ctx.record(ex.response, media_type="application/soap+xml", label=f"ins.insi-response:{key}")
         calls.append({"n": ex.n, "at": ex.at, "phase": phase, "http_status": ex.http_status, **ex.facts})
-    shared = []
-    for ex in (dmp.journal.exchanges[dmp_first:] if dmp is not None else []):  # what the DMP received meanwhile, as received
-        key = f"{ex.n:03d}"
-        outputs[f"insi-dmp/{key}"] = ctx.record(ex.request, media_type=(ex.content_type or "application/octet-stream").split(";")[0],
-                                                label=f"ins.insi-dmp:{key}")
-        shared.append({"n": ex.n, "at": ex.at, "content_type": ex.content_type, "http_status": ex.http_status, "input": f"insi-dmp/{key}"})
-    outputs["insi.session"] = ctx.record_json({"standin": standin.base_url, "phases": phases, "calls": calls,
-                                               "dmp": {"simulator": dmp.base_url, "requests": shared} if dmp is not None else None},
+    received = {}
+    for name, group in (("dmp", "insi-dmp"), ("mssante", "insi-mss")):  # what each received meanwhile, as received
+        if name not in share:
+            received[name] = None
+            continue
+        items = []
+        for item in (ctx.endpoint_received(name) or [])[seen[name]:]:
+            key = f"{item['n']:03d}"
+            outputs[f"{group}/{key}"] = ctx.record(item["data"], media_type=(item.get("media_type") or "application/octet-stream").split(";")[0],
+                                                   label=f"ins.{group}:{key}")
+            items.append({"n": item["n"], "at": item["at"], "content_type": item.get("media_type"), **item.get("facts", {}),
+                          "input": f"{group}/{key}"})
+        received[name] = {"endpoint": ctx.endpoint(name), "requests": items}
+    outputs["insi.session"] = ctx.record_json({"standin": standin.base_url, "phases": phases, "calls": calls, **received},
                                               label="ins.insi-session")
     for channel in (collect_hl7v2, collect_cda, collect_fhir):
         try:
@@ -128,19 +137,22 @@ def collect_register(ctx: CollectContext) -> dict:
     return outputs
 
 
-def _dmp(ctx: CollectContext):
-    """(what the software is told of the DMP, the DMP simulator) when the target's ``dmp``
-    endpoint is a simulator of this run: the professional shares each new patient's note there
-    (a qualified identity's only), and the harness records what it received (judged by the DMP
-    plugin); (None, None) otherwise."""
-    from harness import HttpService
+def _shares(ctx: CollectContext) -> dict:
+    """Where the professional shares each new patient's document, by the endpoint's name: the
+    DMP (``dmp``) and the MSSanté operator (``mssante``), each when the target's endpoint is a
+    service of this run that says what it received (harness.running.context.Service); what the
+    software is told of each."""
+    from urllib.parse import urlsplit
 
-    url = ctx.endpoint("dmp")
-    info = ctx.endpoint_service("dmp")
-    if url is None or not info or not info.get("credentials") or info.get("refuses_certificates"):
-        return None, None
-    sim = HttpService.running(url)
-    return ({"url": url, "credentials": str(info["credentials"])}, sim) if sim is not None else (None, None)
+    out = {}
+    dmp = ctx.endpoint_service("dmp")
+    if dmp and dmp.get("credentials") and not dmp.get("refuses_certificates") and ctx.endpoint_received("dmp") is not None:
+        out["dmp"] = {"url": ctx.endpoint("dmp"), "credentials": str(dmp["credentials"])}
+    mss = ctx.endpoint_service("mssante")
+    if mss and ctx.endpoint_received("mssante") is not None:
+        where = urlsplit(ctx.endpoint("mssante") or "")
+        out["mssante"] = {"host": where.hostname or "127.0.0.1", "port": where.port, "tls": mss.get("tls"), "certificate": mss.get("certificate")}
+    return out
 
 
 # -- judging ------------------------------------------------------------------------------------
@@ -192,6 +204,17 @@ def registrations(cases: dict, session: dict) -> list[Registration]:
     """The registrations of a lifecycle record (``insi.cases``, ``insi.session``), each with its
     INSi calls: for another plugin judging what the software did next (the DMP's)."""
     return [Registration(asked, [c for c in session["calls"] if _asked_for(asked, c)]) for asked in cases["cases"]]
+
+
+def sent_for(people: list[Registration], ins: str) -> tuple[Registration | None, Registration | None]:
+    """Whose INS a software sent somewhere (a DMP, a message): (the person INSi returned it for
+    as their active INS, or None; else the person it is otherwise linked to: the INS they
+    brought, or one INSi gave as replaced)."""
+    value = ins.strip().upper()
+    active = next((p for p in people if p.found and p.found["active"]["ins"].upper() == value), None)
+    linked = next((p for p in people if value in {(p.asked.get("ins") or "").upper(), *(h["ins"].upper() for h in (p.found or {}).get("history", []))}),
+                  None)
+    return active, linked
 
 
 def _cases(ctx: CheckContext) -> tuple[list[Registration], dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness import HarnessError, Service, catalogue, hookimpl
 
-from . import checks, collect
+from . import checks, collect, lifecycle
 
 M = catalogue(__name__)
 SERVICE = "mssante"
@@ -41,7 +41,8 @@ def harness_checks():
     return {**checks.document_checks(), "mssante.transport": checks.check_transport, "mssante.message": checks.check_message,
             "mssante.subject": checks.check_subject, "mssante.addresses": checks.check_addresses,
             "mssante.archive": checks.check_archive, "mssante.metadata": checks.check_metadata,
-            "mssante.metadata_agreement": checks.check_metadata_agreement, "mssante.integration": checks.check_integration}
+            "mssante.metadata_agreement": checks.check_metadata_agreement, "mssante.integration": checks.check_integration,
+            "mssante.insi_sent": lifecycle.check_insi_sent}
 
 
 def _mailbox(name, options):
@@ -73,4 +74,11 @@ def harness_start_service(name, options, ctx):
         sim.start()
     except (OSError, ValueError, RuntimeError) as exc:
         raise HarnessError(M("service.failed", name=name, error=str(exc))) from None
-    return Service(name, sim.base_url, sim.stop, {"tls": sim.tls, "certificate": str(sim.certificate) if sim.certificate else None})
+    def received() -> list[dict]:  # every message, as received (the INS lifecycle reads what reached the operator)
+        with sim.journal.lock:
+            return [{"n": m.n, "at": m.at, "media_type": "message/rfc822", "data": m.raw,
+                     "facts": {"mail_from": m.mail_from, "rcpt_tos": list(m.rcpt_tos), "outcome": m.outcome, "tls": m.tls}}
+                    for m in sim.journal.messages]
+
+    return Service(name, sim.base_url, sim.stop, {"tls": sim.tls, "certificate": str(sim.certificate) if sim.certificate else None,
+                                                  "port": sim.port}, received)
