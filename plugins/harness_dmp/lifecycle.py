@@ -10,34 +10,15 @@ recorded by the INS plugin's collector (``insi-dmp``).
 """
 from __future__ import annotations
 
-from harness import CheckContext, Evaluation, Severity, UnsafeInput, catalogue, check
-from harness_ins.lifecycle import registrations, sent_for
-from harness_ins.checks import shown
+from harness import CheckContext, Evaluation, catalogue, check
+from harness_ins.lifecycle import judge_shared
 from harness_xds import ebrim
 
 from . import soap
 
 M = catalogue(__name__)
-
-
-def _patient_ids(ctx: CheckContext, name: str, content_type: str) -> tuple[str, list[str]]:
-    """(the transaction's body element, every patientId of its submission) of a recorded request."""
-    req = soap.parse(content_type, ctx.read(name))
-    body = req.body
-    if body is None:
-        return "", []
-    request = ebrim.find_request(body)
-    if request is None:
-        return ebrim.local(body), []
-    sub = ebrim.read_submission(request)
-    return ebrim.local(body), sorted({o.identifiers.get("patientId", "") for o in [*sub.submission_sets, *sub.documents]} - {""})
-
-
-def _ins(cx: str) -> tuple[str, str]:
-    """(matricule, OID) of a CX ``ID^^^&OID&ISO^NH``."""
-    value, _, rest = cx.partition("^^^")
-    authority = rest.split("^")[0].split("&")
-    return value.strip().upper(), authority[1] if len(authority) > 1 else ""
+KEYS = {"none": "insi.no_dmp", "nothing": "insi.nothing_shared", "unreadable": "insi.unreadable", "not_from_insi": "insi.not_from_insi",
+        "not_qualified": "insi.not_qualified"}
 
 
 @check(reads=("insi.cases", "insi.session", "insi-dmp"))
@@ -45,34 +26,17 @@ def check_insi_shared(ctx: CheckContext, ev: Evaluation) -> None:
     """DMP-INSI-01: every INS the software sent to the DMP while registering people through INSi
     is the active INS INSi returned for one of them, whose identity was validated on a
     high-trust document (qualified)."""
-    session = ctx.json("insi.session")
-    if not session.get("dmp"):
-        ev.inconclusive(M("insi.no_dmp"))
-        return
-    people = registrations(ctx.json("insi.cases"), session)
-    submitted = 0
-    for request in session["dmp"]["requests"]:
-        name = request["input"]
+
+    def patient_ids(name: str, record: dict) -> list[tuple[str, str]] | None:
         try:
-            kind, patients = _patient_ids(ctx, name, request.get("content_type") or "")
-        except (soap.SoapError, UnsafeInput) as exc:
-            ev.add(rule="DMP-INSI-01", severity=Severity.ERROR, location=name, artefact=ctx.artefact(name).sha256,
-                   message=M("insi.unreadable", reason=str(exc)[:200]))
-            continue
-        if kind != "ProvideAndRegisterDocumentSetRequest":
-            continue
-        submitted += 1
-        ev.judged()
-        for cx in patients:
-            value, _ = _ins(cx)
-            who, brought = sent_for(people, value)
-            where = f"{name} XDSSubmissionSet.patientId"
-            if who is None:
-                ev.add(rule="DMP-INSI-01", severity=Severity.ERROR, location=f"{brought.ref}: {where}" if brought else where,
-                       artefact=ctx.artefact(name).sha256,
-                       message=M("insi.not_from_insi", ins=shown(ctx, value), who=brought.ref if brought else "-"))
-            elif not who.asked.get("document"):
-                ev.add(rule="DMP-INSI-01", severity=Severity.ERROR, location=f"{who.ref}: {where}", artefact=ctx.artefact(name).sha256,
-                       message=M("insi.not_qualified", ref=who.ref, ins=shown(ctx, value)))
-    if not submitted:
-        ev.inconclusive(M("insi.nothing_shared", people=len(people)))
+            body = soap.parse(record.get("content_type") or "", ctx.read(name)).body
+        except soap.SoapError as exc:
+            raise ValueError(str(exc)) from None
+        request = ebrim.find_request(body) if body is not None else None
+        if body is None or ebrim.local(body) != "ProvideAndRegisterDocumentSetRequest" or request is None:
+            return None  # a query, a retrieval: no document shared
+        sub = ebrim.read_submission(request)
+        return [(f"{name} XDSSubmissionSet.patientId", o.identifiers["patientId"]) for o in [*sub.submission_sets, *sub.documents]
+                if o.identifiers.get("patientId")]
+
+    judge_shared(ctx, ev, service="dmp", rule="DMP-INSI-01", patient_ids=patient_ids, said=M, keys=KEYS)

@@ -217,6 +217,55 @@ def sent_for(people: list[Registration], ins: str) -> tuple[Registration | None,
     return active, linked
 
 
+def shared_problem(people: list[Registration], ins: str) -> tuple[str, str, str] | None:
+    """None when a software may have sent ``ins`` (to a DMP, in a message) about one of ``people``:
+    INSi returned it as their active INS and their identity is qualified; else (the person's ref
+    for the finding's location, or ""; the problem, ``"not_from_insi"`` or ``"not_qualified"``;
+    the person concerned, or "-")."""
+    who, linked = sent_for(people, ins)
+    if who is None:
+        return (linked.ref if linked else "", "not_from_insi", linked.ref if linked else "-")
+    if not who.asked.get("document"):
+        return (who.ref, "not_qualified", who.ref)
+    return None
+
+
+def judge_shared(ctx: CheckContext, ev: Evaluation, *, service: str, rule: str, patient_ids, said, keys: dict[str, str]) -> None:
+    """Judge what reached ``service`` ("dmp", "mssante") while the people were registered, for the
+    plugin that reads it: ``patient_ids(input name, record)`` gives each (location, patient CX)
+    of one request, or None for a request that shares no document (an error it raises is an
+    unreadable request, said); ``said`` the plugin's catalogue and ``keys`` its message keys:
+    ``none`` (no such service in the run), ``nothing`` (``people``), ``unreadable``
+    (``reason``), ``not_from_insi`` (``ins``, ``who``), ``not_qualified`` (``ref``, ``ins``)."""
+    session = ctx.json("insi.session")
+    if not session.get(service):
+        ev.inconclusive(said(keys["none"]))
+        return
+    people = registrations(ctx.json("insi.cases"), session)
+    shared = 0
+    for record in session[service]["requests"]:
+        name = record["input"]
+        try:
+            found = patient_ids(name, record)
+        except (UnsafeInput, ValueError) as exc:
+            ev.add(rule=rule, severity=Severity.ERROR, location=name, artefact=ctx.artefact(name).sha256,
+                   message=said(keys["unreadable"], reason=getattr(exc, "detail", None) or str(exc)[:200]))
+            continue
+        if found is None:
+            continue
+        shared += 1
+        ev.judged()
+        for where, cx in sorted(set(found)):
+            value = cx.partition("^^^")[0].strip().upper()
+            problem = shared_problem(people, value)
+            if problem is not None:
+                ref, kind, who = problem
+                ev.add(rule=rule, severity=Severity.ERROR, location=f"{ref}: {where}" if ref else where, artefact=ctx.artefact(name).sha256,
+                       message=said(keys[kind], ins=shown(ctx, value), who=who, ref=who))
+    if not shared:
+        ev.inconclusive(said(keys["nothing"], people=len(people)))
+
+
 def _cases(ctx: CheckContext) -> tuple[list[Registration], dict]:
     cases = ctx.json("insi.cases")
     answers = ctx.json("insi.answers") if ctx.has("insi.answers") else {}
