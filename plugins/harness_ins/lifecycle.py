@@ -38,25 +38,23 @@ their plugins) and judged by their plugins (DMP-INSI-01, MSS-INSI-01).
 from __future__ import annotations
 
 import json
-from datetime import date
 
 from harness import CheckContext, CollectContext, Evaluation, HarnessError, NotApplicable, Severity, UnsafeInput, catalogue, check, collector, parse_json
 
 from . import insi
-from .checks import CHANNEL_INPUTS, READERS, Observation, shown
+from .checks import ALL_CHANNELS, READERS, Observation, shown
+from .collect import collect_cda, collect_fhir, collect_hl7v2
 from .identity import parse_date
 
 M = catalogue(__name__)
 MAX_TRIES = 3  # calls to INSi for one registration while it is down (a setting: no public text fixes it)
-CHANNEL_READS = tuple(name for names in CHANNEL_INPUTS.values() for name in names)
 MAX_ANSWER = 256 * 1024
 
 
 # -- collecting ---------------------------------------------------------------------------------
 
-# what the channel collectors produce (harness_ins.collect), read again once the people are registered
-CHANNEL_OUTPUTS = ("hl7", "mllp", "mllp-refused", "mllp.session", "feed.exchange", "cda", "cda-index.exchange", "cda-live", "cda-live.exchange",
-                   "fhir", "fhir-live", "fhir-live.exchange")
+# what the channel collectors produce, read again once the people are registered
+CHANNEL_OUTPUTS = (*collect_hl7v2.produces, *collect_cda.produces, *collect_fhir.produces)
 
 
 @collector(produces=["insi.cases", "insi.session", "insi.answers", "insi-register.exchange", "insi-request", "insi-response", "insi-dmp", "insi-mss",
@@ -69,7 +67,6 @@ def collect_register(ctx: CollectContext) -> dict:
     (the software that registered the people is the one whose channels are read). It alters the
     software (seven more patients in its channels, notes in the DMP): it runs after every scenario
     that does not, whatever the order or the number of processes."""
-    from .collect import collect_cda, collect_fhir, collect_hl7v2
     from .insi_service import InsiStandIn
 
     url, register = ctx.endpoint("insi"), ctx.endpoint("ins_register")
@@ -157,19 +154,8 @@ def _shares(ctx: CollectContext) -> dict:
 
 # -- judging ------------------------------------------------------------------------------------
 
-def _day(text: str | None) -> date | None:
-    return parse_date(text)
-
-
-def _norm(text: str | None) -> str:
-    return insi.normalise(text or "")
-
-
 def _observations(ctx: CheckContext) -> list[Observation]:
-    out: list[Observation] = []
-    for channel, read in READERS.items():
-        out += read(ctx).observations
-    return out
+    return [o for read in READERS.values() for o in read(ctx).observations]
 
 
 class Registration:
@@ -190,14 +176,14 @@ class Registration:
 
 
 def _same(asked: dict, birth_date: str | None, sex: str | None) -> bool:
-    return _day(birth_date) == _day(asked["birth_date"]) and (sex or "").upper() == asked["sex"]
+    return parse_date(birth_date) == parse_date(asked["birth_date"]) and (sex or "").upper() == asked["sex"]
 
 
 def _asked_for(asked: dict, call: dict) -> bool:
     """Whether an INSi call searched this person: the birth date, and the sex when the search
     carries one (a carte Vitale search does not)."""
     q = call.get("asked") or {}
-    return _day(q.get("birth_date")) == _day(asked["birth_date"]) and (not q.get("sex") or q["sex"] == asked["sex"])
+    return parse_date(q.get("birth_date")) == parse_date(asked["birth_date"]) and (not q.get("sex") or q["sex"] == asked["sex"])
 
 
 def registrations(cases: dict, session: dict) -> list[Registration]:
@@ -289,7 +275,7 @@ def _ins(o: Observation) -> list[tuple[str, str]]:
     return [(i.value.strip().upper(), classify_system(i.system).oid) for i in o.ins]
 
 
-@check(reads=("insi.cases", "insi.session", "insi.answers") + CHANNEL_READS)
+@check(reads=("insi.cases", "insi.session", "insi.answers") + ALL_CHANNELS)
 def check_qualification(ctx: CheckContext, ev: Evaluation) -> None:
     """INSI-01 … INSI-05: what the software emits about each person registered agrees with what
     INSi answered for them, and with whether an identity document was checked."""
@@ -346,13 +332,13 @@ def _traits_differ(o: Observation, traits: dict) -> list[str]:
     pairs = (("birth_name", t.birth_name, traits.get("birth_name")), ("first_given_name", t.first_given_name, names[0] if names else ""),
              ("given_names", " ".join(t.given_names), traits.get("first_names")), ("sex", t.sex, traits.get("sex")),
              ("birth_place", t.birth_place, traits.get("birth_place")))
-    out = [f"{name} {got or '-'} ≠ {want or '-'}" for name, got, want in pairs if _norm(got) != _norm(want)]
-    if _day(t.birth_date) != _day(traits.get("birth_date")):
+    out = [f"{name} {got or '-'} ≠ {want or '-'}" for name, got, want in pairs if insi.normalise(got or "") != insi.normalise(want or "")]
+    if parse_date(t.birth_date) != parse_date(traits.get("birth_date")):
         out.append(f"birth_date {t.birth_date or '-'} ≠ {traits.get('birth_date') or '-'}")
     return out
 
 
-@check(reads=("insi.cases", "insi.session", "insi.answers") + CHANNEL_READS)
+@check(reads=("insi.cases", "insi.session", "insi.answers") + ALL_CHANNELS)
 def check_unavailable(ctx: CheckContext, ev: Evaluation) -> None:
     """INSI-06: INSi down, the software calls it again a bounded number of times, tells its
     user, and invents nothing (no INS, not RECUP nor QUAL)."""
