@@ -147,6 +147,8 @@ class RemoteTerminology:
         self.calls = 0  # HTTP requests sent to the FHIR server (retries included by urllib3 are not counted)
         self._server: dict[str, Any] | None = None
         self._server_lock = threading.Lock()
+        self._identity_asked = 0  # requests for the identity so far
+        self._identity_failure: TerminologyUnavailable | None = None  # how the last one failed
         self._systems_not_held: set[str] = set()  # code systems the server said it does not hold
 
     # -- transport ----------------------------------------------------------------------
@@ -189,15 +191,28 @@ class RemoteTerminology:
     # -- identity -----------------------------------------------------------------------
 
     def server(self) -> dict[str, Any]:
-        """The server's identity from ``/metadata`` (software, version, FHIR version), once."""
+        """The server's identity from ``/metadata`` (software, version, FHIR version), once.
+
+        One request at a time; the questions that waited for it share its outcome, a failure
+        included (asked again by a later question only): a server that never answers costs
+        one timeout for all the questions in flight, not one each, one after the other, past
+        the scenario's deadline."""
+        asked_before = self._identity_asked
         with self._server_lock:
+            if self._server is None and self._identity_failure is not None and self._identity_asked != asked_before:
+                raise self._identity_failure  # the request this question waited for failed
             return self._server_identity()
 
     def _server_identity(self) -> dict[str, Any]:
         if self._server is None:
-            status, body = self._get("metadata", {})
-            if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
-                raise self._garbage("metadata")
+            self._identity_asked += 1
+            try:
+                status, body = self._get("metadata", {})
+                if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+                    raise self._garbage("metadata")
+            except TerminologyUnavailable as exc:
+                self._identity_failure = exc
+                raise
             software = body.get("software") if isinstance(body.get("software"), dict) else {}
             self._server = {"kind": "remote", "server": self.base, "software": software.get("name"),
                             "version": software.get("version"), "fhir": body.get("fhirVersion")}
