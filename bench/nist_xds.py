@@ -102,7 +102,7 @@ def _sections(test_dir: Path) -> list[str]:
 
 class Runner:
     def __init__(self, tests: Path) -> None:
-        from harness_dmp.registry import Registry
+        from harness_xds.registry import Registry
         self.tests = tests
         self.registry = Registry(256 * 1024 * 1024, profile="ihe")
         self.default_patient = self._new_patient()

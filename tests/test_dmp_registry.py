@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness_dmp.registry import Registry
+from harness_xds.registry import Registry
 from harness_xds import ebrim
 
 IHE_PATIENT = "p1^^^&1.3.6.1.4.1.21367.2005.13.20.1000&ISO"

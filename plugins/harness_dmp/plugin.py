@@ -48,6 +48,8 @@ def harness_checks():
 def harness_start_service(name, options, ctx):
     if name not in SERVICES:
         return None
+    from harness_xds import registry
+
     from .simulator import DmpSimulator
 
     folder = options.get("credentials_dir")
@@ -60,8 +62,14 @@ def harness_start_service(name, options, ctx):
     except (OSError, ValueError) as exc:
         raise HarnessError(M("service.failed", name=name, error=str(exc))) from None
     sim.start()
+    registry.share(name, sim.registry)  # a PDSm stand-in of the run that fronts this DMP uses the same store
+
+    def stop() -> None:
+        registry.unshare(name, sim.registry)
+        sim.stop()
+
     def received() -> list[dict]:  # every request, as received (the INS lifecycle reads what reached the DMP)
         return [{"n": ex.n, "at": ex.at, "media_type": ex.content_type, "data": ex.request,
                  "facts": {"transaction": ex.transaction, "http_status": ex.http_status}} for ex in list(sim.journal.exchanges)]
 
-    return Service(name, sim.base_url, sim.stop, {"credentials": str(sim.credentials), "refuses_certificates": sim.refuse}, received)
+    return Service(name, sim.base_url, stop, {"credentials": str(sim.credentials), "refuses_certificates": sim.refuse}, received)

@@ -25,7 +25,7 @@ from lxml import etree
 from harness import ConnectionBounds, Exchange, HttpService, Request, Response, catalogue, pki
 
 from . import soap, vihf
-from .registry import Outcome, Registry
+from harness_xds.registry import Outcome, Registry
 
 M = catalogue(__name__)
 
@@ -179,13 +179,27 @@ class DmpSimulator(HttpService):
                 ex.metadata = etree.tostring(request)
         if assertion is None:
             raise soap.SoapError("Sender", "wsse:InvalidSecurity", M("sim.no_vihf"))
-        outcome = {"ITI-41": self.registry.provide, "ITI-18": self.registry.query, "ITI-43": self.registry.retrieve,
-                   "ITI-57": self.registry.update}[ex.transaction](req)
+        if ex.transaction == "ITI-41":
+            outcome = self._provide(req)
+        elif ex.transaction == "ITI-43":
+            outcome = self.registry.retrieve(req.body, soap.include)
+        else:
+            outcome = {"ITI-18": self.registry.query, "ITI-57": self.registry.update}[ex.transaction](req.body)
         unused = sorted(set(req.parts) - req.used)
         if unused:
             outcome.facts["unreferenced_parts"] = unused
         ex.documents = outcome.documents
         return outcome
+
+    def _provide(self, req: soap.Request) -> Outcome:
+        """ITI-41 over SOAP/MTOM: the documents are the request's attachments."""
+        from harness_xds import ebrim
+
+        request = ebrim.find_request(req.body)
+        if request is None:
+            raise soap.SoapError("Sender", "XDSRegistryMetadataError", M("reg.no_submit_objects"))
+        docs = {el.get("id") or "": req.content(el) for el in req.body if isinstance(el.tag, str) and ebrim.local(el) == "Document"}
+        return self.registry.provide_set(request, docs)
 
     def stop(self) -> None:
         try:

@@ -1,4 +1,7 @@
-"""The registry and repository the DMP simulator plays: what was stored, and the IHE answers.
+"""An XDS.b registry and repository: what was stored, and the IHE answers. The DMP simulator
+plays it over SOAP (ITI-41/18/43/57), the PDSm stand-in over FHIR (ITI-65/67/68, MHD's
+"grouping with an XDS Document Source", IHE MHD 2:3.65.4.1.3.1): one store behind both when
+the target says PDSm fronts the DMP (:func:`share` / :func:`shared`).
 
 ITI-41 provide and register (with RPLC replacement), ITI-18 stored queries (FindDocuments,
 GetDocuments), ITI-43 retrieve, ITI-57 metadata update (availability status; a new version
@@ -19,11 +22,12 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from typing import Callable
+
 from harness import UnsafeInput, catalogue, parse_xml
 from harness_ins.identity import SystemClass, check_matricule, classify_system
-from harness_xds import ebrim, rules
 
-from .soap import Request, SoapError, include
+from . import ebrim, rules
 
 M = catalogue(__name__)
 
@@ -130,15 +134,6 @@ class Registry:
         return next((s for s in self.by_uuid.values() if s.unique_id == unique_id), None)
 
     # -- ITI-41 and ITI-42 -----------------------------------------------------------------
-
-    def provide(self, req: Request) -> Outcome:
-        """ITI-41 over SOAP/MTOM: the documents are the request's attachments."""
-        body = req.body
-        request = ebrim.find_request(body)
-        if request is None:
-            raise SoapError("Sender", "XDSRegistryMetadataError", M("reg.no_submit_objects"))
-        docs = {el.get("id") or "": req.content(el) for el in body if isinstance(el.tag, str) and ebrim.local(el) == "Document"}
-        return self.provide_set(request, docs)
 
     def provide_set(self, request: etree._Element, docs: dict[str, bytes]) -> Outcome:
         """ITI-41: the repository keeps the documents, then registers them (ITI-42 inside)."""
@@ -301,9 +296,10 @@ class Registry:
 
     # -- ITI-18 ---------------------------------------------------------------------------
 
-    def query(self, req: Request) -> Outcome:
-        q = req.body.find(f"{{{ebrim.RIM}}}AdhocQuery")
-        options = req.body.find(f"{{{ebrim.QUERY}}}ResponseOption")
+    def query(self, body: etree._Element) -> Outcome:
+        """ITI-18 (``body``: the ``AdhocQueryRequest``)."""
+        q = body.find(f"{{{ebrim.RIM}}}AdhocQuery")
+        options = body.find(f"{{{ebrim.QUERY}}}ResponseOption")
         return_type = options.get("returnType", "ObjectRef") if options is not None else "ObjectRef"
         resp = etree.Element(f"{{{ebrim.QUERY}}}AdhocQueryResponse", nsmap={"query": ebrim.QUERY, "rim": ebrim.RIM, "rs": ebrim.RS})
         if q is None:
@@ -341,12 +337,14 @@ class Registry:
 
     # -- ITI-43 ---------------------------------------------------------------------------
 
-    def retrieve(self, req: Request) -> Outcome:
+    def retrieve(self, body: etree._Element, include: Callable[[etree._Element, str], None]) -> Outcome:
+        """ITI-43 (``body``: the ``RetrieveDocumentSetRequest``); ``include`` puts a reference
+        to an attachment (its content id) in a ``Document`` element (XOP for SOAP/MTOM)."""
         resp = etree.Element(f"{{{ebrim.XDSB}}}RetrieveDocumentSetResponse", nsmap={"xdsb": ebrim.XDSB, "rs": ebrim.RS})
         rr = etree.SubElement(resp, f"{{{ebrim.RS}}}RegistryResponse")
         errors: list[tuple[str, str]] = []
         out = Outcome(resp, "Success")
-        requests = req.body.findall(f"{{{ebrim.XDSB}}}DocumentRequest")
+        requests = body.findall(f"{{{ebrim.XDSB}}}DocumentRequest")
         if not requests:
             errors.append(("XDSRepositoryError", _text(M("reg.no_document_request"))))
         with self.lock:
@@ -376,8 +374,9 @@ class Registry:
 
     # -- ITI-57 ---------------------------------------------------------------------------
 
-    def update(self, req: Request) -> Outcome:
-        sub = ebrim.read_submission(req.body)
+    def update(self, body: etree._Element) -> Outcome:
+        """ITI-57 (``body``: the ``SubmitObjectsRequest``)."""
+        sub = ebrim.read_submission(body)
         errors: list[tuple[str, str]] = []
         changes = []
         if len(sub.submission_sets) != 1:
@@ -448,3 +447,27 @@ def _replace_confidentiality(held: etree._Element, entry: ebrim.RegistryObject) 
         s = etree.SubElement(cl, f"{{{ebrim.RIM}}}Slot", name="codingScheme")
         etree.SubElement(etree.SubElement(s, f"{{{ebrim.RIM}}}ValueList"), f"{{{ebrim.RIM}}}Value").text = c.scheme
 
+
+# -- one store behind several simulators of a run --------------------------------------------
+
+_SHARED: dict[str, Registry] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def share(name: str, registry: Registry) -> None:
+    """``registry`` is the store of the service ``name`` of this run (the DMP simulator says
+    so), for another simulator that fronts it (PDSm before the DMP)."""
+    with _SHARED_LOCK:
+        _SHARED[name] = registry
+
+
+def unshare(name: str, registry: Registry) -> None:
+    with _SHARED_LOCK:
+        if _SHARED.get(name) is registry:
+            del _SHARED[name]
+
+
+def shared(name: str) -> Registry | None:
+    """The store of the service ``name``, when it runs in this process."""
+    with _SHARED_LOCK:
+        return _SHARED.get(name)
