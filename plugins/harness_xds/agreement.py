@@ -163,14 +163,14 @@ def disagreements(entry: RegistryObject, data: bytes, root: etree._Element, base
     for rule, name in (("XDS-CDA-07", "creationTime"), ("XDS-CDA-08", "serviceStartTime"), ("XDS-CDA-08", "serviceStopTime")):
         meta, cda = entry.slot(name), h[name].value
         if meta is not None and cda and not (len(meta) >= 8 and cda.startswith(meta) if len(meta) <= len(cda) else meta.startswith(cda)):
-            differ(rule, name, meta, f"{entry.location}/Slot[@name='{name}']", h[name])
+            differ(rule, name, meta, entry.place(name), h[name])
     for rule, name in (("XDS-CDA-09", "languageCode"), ("XDS-CDA-11", "legalAuthenticator")):
         meta = entry.slot(name)
         value = _xcn_id(meta) if name == "legalAuthenticator" and meta else meta
         if meta is not None and h[name].value is not None and value != h[name].value:
-            differ(rule, name, meta, f"{entry.location}/Slot[@name='{name}']", h[name])
+            differ(rule, name, meta, entry.place(name), h[name])
     if h["title"].value is not None and entry.title and entry.title != h["title"].value:
-        differ("XDS-CDA-10", "title", entry.title, f"{entry.location}/Name", h["title"])
+        differ("XDS-CDA-10", "title", entry.title, entry.place("title"), h["title"])
     unique = entry.identifiers.get("uniqueId")
     if unique and h["uniqueId"].value and unique != h["uniqueId"].value:
         differ("XDS-CDA-11", "uniqueId", unique, entry.location, h["uniqueId"])
@@ -181,12 +181,12 @@ def disagreements(entry: RegistryObject, data: bytes, root: etree._Element, base
         differ("XDS-CDA-13", "formatCode", entry.coded("formatCode")[0].code, entry.coded("formatCode")[0].location, h["formatCode"])
     mime = entry.attributes.get("mimeType")
     if mime and mime != "text/xml":
-        problems.append(Problem("XDS-CDA-14", Severity.ERROR, f"{entry.location}/@mimeType ↔ {base}", M("agree.mime", value=mime)))
+        problems.append(Problem("XDS-CDA-14", Severity.ERROR, f"{entry.place('mimeType')} ↔ {base}", M("agree.mime", value=mime)))
     digest, size = hashlib.sha1(data).hexdigest(), str(len(data))
     if entry.slot("hash") and entry.slot("hash").lower() != digest:
-        problems.append(Problem("XDS-CDA-15", Severity.ERROR, f"{entry.location}/Slot[@name='hash'] ↔ {base}", M("agree.hash", metadata=entry.slot("hash"), actual=digest)))
+        problems.append(Problem("XDS-CDA-15", Severity.ERROR, f"{entry.place('hash')} ↔ {base}", M("agree.hash", metadata=entry.slot("hash"), actual=digest)))
     if entry.slot("size") and entry.slot("size") != size:
-        problems.append(Problem("XDS-CDA-15", Severity.ERROR, f"{entry.location}/Slot[@name='size'] ↔ {base}", M("agree.size", metadata=entry.slot("size"), actual=size)))
+        problems.append(Problem("XDS-CDA-15", Severity.ERROR, f"{entry.place('size')} ↔ {base}", M("agree.size", metadata=entry.slot("size"), actual=size)))
     return problems
 
 

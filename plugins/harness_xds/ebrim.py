@@ -102,6 +102,18 @@ class RegistryObject:
     title: str = ""
     unknown_schemes: list[tuple[str, str]] = field(default_factory=list)  # (scheme UUID, location)
     attributes: dict[str, str] = field(default_factory=dict)  # mimeType, objectType, status, lid...
+    # where an attribute was read when the object did not come from ebRIM (FHIR: MHD's mapping)
+    places: dict[str, str] = field(default_factory=dict)
+
+    def place(self, name: str) -> str:
+        """Where the attribute ``name`` (a slot, ``title``, ``mimeType``) was read."""
+        if name in self.places:
+            return self.places[name]
+        if name == "title":
+            return f"{self.location}/Name"
+        if name == "mimeType":
+            return f"{self.location}/@mimeType"
+        return f"{self.location}/Slot[@name='{name}']"
 
     def slot(self, name: str) -> str | None:
         values = self.slots.get(name)
@@ -209,6 +221,12 @@ def _read_object(el: etree._Element, schemes: dict[str, str], identifiers: dict[
         else:
             obj.identifiers[name] = ei.get("value") or ""
     return obj
+
+
+def read_object(el: etree._Element, schemes: dict[str, str], identifiers: dict[str, str]) -> RegistryObject:
+    """One ``ExtrinsicObject`` or ``RegistryPackage`` as read (``DE_SCHEMES``/``DE_IDENTIFIERS``
+    for a document entry, ``SS_*`` for a submission set)."""
+    return _read_object(el, schemes, identifiers)
 
 
 def find_request(root: etree._Element) -> etree._Element | None:

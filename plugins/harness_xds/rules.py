@@ -84,7 +84,7 @@ def _times(r: _Rules, obj: RegistryObject, names: tuple[str, ...]) -> None:
     for name in names:
         for value in obj.slots.get(name, []):
             if not valid_dtm(value):
-                r.fail("XDS-MD-07", f"{obj.location}/Slot[@name='{name}']", M("md.dtm", attribute=name, value=value))
+                r.fail("XDS-MD-07", obj.place(name), M("md.dtm", attribute=name, value=value))
 
 
 def _coded(r: _Rules, obj: RegistryObject, schemes: dict[str, str]) -> None:
@@ -139,9 +139,9 @@ def _document(r: _Rules, de: RegistryObject, profile: str, national: bool) -> tu
         if not a.person and not a.institutions:
             r.fail("XDS-MD-04", a.location, M("md.author"))
     if de.slot("hash") and not _HASH.match(de.slot("hash")):
-        r.fail("XDS-MD-08", f"{at}/Slot[@name='hash']", M("md.hash", value=de.slot("hash")))
+        r.fail("XDS-MD-08", de.place("hash"), M("md.hash", value=de.slot("hash")))
     if de.slot("size") and not de.slot("size").isdigit():
-        r.fail("XDS-MD-08", f"{at}/Slot[@name='size']", M("md.size", value=de.slot("size")))
+        r.fail("XDS-MD-08", de.place("size"), M("md.size", value=de.slot("size")))
     _times(r, de, ("creationTime", "serviceStartTime", "serviceStopTime"))
     _coded(r, de, DE_SCHEMES)
     return _patient(r, de.identifiers.get("patientId"), at, "XDSDocumentEntry.patientId", national)
