@@ -17,6 +17,7 @@ PACKAGES = {
     "harness_psc": ROOT / "plugins" / "harness_psc",
     "harness_ins": ROOT / "plugins" / "harness_ins",
     "harness_mssante": ROOT / "plugins" / "harness_mssante",
+    "harness_pdsm": ROOT / "plugins" / "harness_pdsm",
     "harness_terminology": ROOT / "plugins" / "harness_terminology",
     "harness_version": ROOT / "plugins" / "harness_version",
     "harness_xds": ROOT / "plugins" / "harness_xds",

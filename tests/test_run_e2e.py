@@ -272,6 +272,9 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement MSS-RECEIVE: - (A) ≠ PASS (B)",
         "requirement MSS-SUBJECT: - (A) ≠ PASS (B)",
         "requirement MSS-TRANSPORT: - (A) ≠ PASS (B)",
+        # the PDSm plugin (FHIR document sharing, in front of the DMP's store), added since
+        "requirement PDSM-CONSULT: - (A) ≠ PASS (B)",
+        "requirement PDSM-PUBLISH: - (A) ≠ PASS (B)",
         # the Pro Santé Connect plugin (the stand-in, the login in a browser, the DMP calls
         # made through it), added since
         "requirement PSC-DMP: - (A) ≠ PASS (B)",

@@ -21,6 +21,7 @@ from .dmp_defects import DMP_DEFECTS
 from .mssante_defects import MSSANTE_DEFECTS
 from .insi_client import INSI_DEFECTS
 from .psc_defects import PSC_DEFECTS
+from .pdsm_defects import PDSM_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -62,6 +63,7 @@ DEFECTS.update(DMP_DEFECTS)
 DEFECTS.update(MSSANTE_DEFECTS)
 DEFECTS.update(PSC_DEFECTS)
 DEFECTS.update(INSI_DEFECTS)
+DEFECTS.update(PDSM_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -254,7 +256,8 @@ class DemoServer(HttpService):
             if path.startswith("/local/"):
                 return self._local_post(request)
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
-                     "/ins/feed": self._ins_feed, "/ins/register": self._ins_register, "/psc/configure": self._psc_configure}.get(path)
+                     "/ins/feed": self._ins_feed, "/ins/register": self._ins_register, "/psc/configure": self._psc_configure,
+                     "/pdsm/publish": self._pdsm_publish}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed", "text/plain")
@@ -304,6 +307,18 @@ class DemoServer(HttpService):
         cfg = self.cfg
         status = DmpClient(url, credentials, set(cfg.defects), cfg.document_version).run()
         self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
+        return _json(200, {"sent": len(status["calls"]), **status})
+
+    def _pdsm_publish(self, body: bytes) -> Response:
+        """Publish to PDSm now, then consult (the harness names the service and the credentials folder)."""
+        from .pdsm_client import PdsmClient
+
+        try:
+            asked = json.loads(body[:4096])
+            url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        status = PdsmClient(url, credentials, set(self.cfg.defects), self.cfg.document_version).run()
         return _json(200, {"sent": len(status["calls"]), **status})
 
     # -- Pro Santé Connect ------------------------------------------------------------------------

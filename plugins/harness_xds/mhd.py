@@ -710,6 +710,32 @@ def document_reference(element: etree._Element, *, version: int = 1, document_ur
     return dr
 
 
+def submission_set_list(element: etree._Element, members: list[str], *, base: str = "") -> dict:
+    """A stored submission set (its ``RegistryPackage``) as the List ITI-66 returns."""
+    obj = ebrim.read_object(element, ebrim.SS_SCHEMES, ebrim.SS_IDENTIFIERS)
+    lst: dict = {"resourceType": "List", "id": obj.id.removeprefix("urn:uuid:"), "status": "current", "mode": "working",
+                 "code": {"coding": [{"system": LIST_TYPES, "code": "submissionset"}]},
+                 "identifier": [{"use": "official", "system": URI, "value": obj.id}],
+                 "entry": [{"item": {"reference": f"{base}DocumentReference/{m.removeprefix('urn:uuid:')}"}} for m in members]}
+    if obj.identifiers.get("uniqueId"):
+        lst["identifier"].insert(0, {"use": "usual", "system": URI, "value": f"urn:oid:{obj.identifiers['uniqueId']}"})
+    if obj.title:
+        lst["title"] = obj.title
+    subject = _patient_reference(obj.identifiers.get("patientId", ""))
+    if subject:
+        lst["subject"] = subject
+    if obj.slot("submissionTime") and fhir_datetime(obj.slot("submissionTime")):
+        lst["date"] = fhir_datetime(obj.slot("submissionTime"))
+    extensions = []
+    if obj.coded("contentTypeCode"):
+        extensions.append({"url": DESIGNATION_TYPE, "valueCodeableConcept": _coding(obj.coded("contentTypeCode")[0])})
+    if obj.identifiers.get("sourceId"):
+        extensions.append({"url": SOURCE_ID, "valueIdentifier": {"system": URI, "value": f"urn:oid:{obj.identifiers['sourceId']}"}})
+    if extensions:
+        lst["extension"] = extensions
+    return lst
+
+
 def operation_outcome(issues: list[tuple[str, str, str]]) -> dict:
     """An OperationOutcome: each issue as (severity, IHE or FHIR code, text). An IHE error
     code of ITI TF-3 Table 4.2.4.1-2 is given in ``details`` (MHD ITI-65 expected actions

@@ -51,6 +51,18 @@ class Stored:
 
 
 @dataclass
+class Package:
+    """A submission set as the registry holds it (ITI-66 finds them)."""
+
+    entry_uuid: str
+    unique_id: str
+    patient: str
+    element: etree._Element  # the RegistryPackage
+    members: list[str]  # entryUUIDs of the document entries it submitted
+    source_id: str = ""
+
+
+@dataclass
 class Folder:
     entry_uuid: str
     unique_id: str
@@ -115,6 +127,7 @@ class Registry:
         self.by_uuid: dict[str, Stored] = {}
         self.folders: dict[str, Folder] = {}
         self.submission_sets: dict[str, str] = {}  # uniqueId -> entryUUID
+        self.packages: dict[str, Package] = {}  # entryUUID -> the submission set
         self.associations: dict[str, tuple[str, str, str]] = {}  # entryUUID -> (type, source, target)
         self.patients: set[str] = set(patients)
 
@@ -287,8 +300,15 @@ class Registry:
             stored.append(entry_uuid)
         for f in sub.folders:
             self.folders[ids[f.id]] = Folder(ids[f.id], f.identifiers.get("uniqueId", ""), f.identifiers.get("patientId", patient))
+        packages = {el.get("id"): el for el in request.iter() if isinstance(el.tag, str) and ebrim.local(el) == "RegistryPackage"}
         for ss in sub.submission_sets:
             self.submission_sets[ss.identifiers.get("uniqueId", ids[ss.id])] = ids[ss.id]
+            held = copy.deepcopy(packages[ss.id]) if ss.id in packages else etree.Element(f"{{{ebrim.RIM}}}RegistryPackage")
+            held.set("id", ids[ss.id])
+            held.set("status", ebrim.APPROVED)
+            members = [ids.get(a.target, a.target) for a in sub.associations if a.type == ebrim.HAS_MEMBER and a.source == ss.id]
+            self.packages[ids[ss.id]] = Package(ids[ss.id], ss.identifiers.get("uniqueId", ""), ss.identifiers.get("patientId", patient), held,
+                                                [m for m in members if m in self.by_uuid], ss.identifiers.get("sourceId", ""))
         for a in sub.associations:
             a_id = a.id if a.id.startswith("urn:uuid:") else f"urn:uuid:{uuid.uuid4()}"
             self.associations[a_id] = (a.type, ids.get(a.source, a.source), ids.get(a.target, a.target))

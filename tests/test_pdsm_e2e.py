@@ -1,0 +1,57 @@
+"""PDSm end to end: the demo publishes to the stand-in (in front of the DMP's store) and consults
+it; the conformant demo passes, its bundle replays identically offline, and each injected defect
+is caught with its rule."""
+import pytest
+
+from harness_demo.pdsm_defects import PDSM_DEFECTS
+from tests.harness_run import RunPool, assert_caught
+
+SCENARIOS = ("--scenario", "pdsm-publish", "--scenario", "pdsm-consult", "--lang", "en")
+# each defect: the (requirement, rule) that must catch it
+EXPECTED = {
+    "pdsm-not-transaction": {("PDSM-PUBLISH", "MHD-65-01"), ("PDSM-PUBLISH", "PDSM-TX-01")},
+    "pdsm-hash": {("PDSM-PUBLISH", "MHD-65-06"), ("PDSM-PUBLISH", "XDS-CDA-15")},
+    "pdsm-no-custodian": {("PDSM-PUBLISH", "PDSM-DR-01")},
+    "pdsm-type-code": {("PDSM-PUBLISH", "XDS-CDA-01")},
+    "pdsm-search-no-status": {("PDSM-CONSULT", "PDSM-CONS-02")},
+    "pdsm-first-page-only": {("PDSM-CONSULT", "PDSM-CONS-05")},
+    "pdsm-reads-superseded": {("PDSM-CONSULT", "PDSM-CONS-04")},
+}
+# defects that judge different exchanges share a run; one that stops the publication has its own
+RUN_OF = {"pdsm-not-transaction": "not-transaction", "pdsm-hash": "hash", "pdsm-no-custodian": "no-custodian",
+          "pdsm-type-code": "type-and-search", "pdsm-search-no-status": "type-and-search",
+          "pdsm-first-page-only": "pages-and-versions", "pdsm-reads-superseded": "pages-and-versions"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    with RunPool(tmp_path_factory) as pool:
+        pool.harness("conformant", *SCENARIOS)
+        for run in sorted(set(RUN_OF.values())):
+            pool.harness(run, *SCENARIOS, *[a for d, r in sorted(RUN_OF.items()) if r == run for a in ("--defect", d)])
+        yield pool
+
+
+def test_every_pdsm_defect_has_an_expectation():
+    assert set(EXPECTED) == set(PDSM_DEFECTS) == set(RUN_OF)
+
+
+def test_the_conformant_demo_publishes_and_consults_and_replays_identically(runs):
+    import subprocess
+    import sys
+
+    run = runs["conformant"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.requirement_verdicts() == {"PDSM-PUBLISH": "PASS", "PDSM-CONSULT": "PASS"}
+    replay = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "verify", "--replay", str(run.bundle)],
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0 and "identical verdicts" in replay.stdout, replay.stdout + replay.stderr
+
+
+@pytest.mark.parametrize("defect", sorted(EXPECTED))
+def test_each_pdsm_defect_is_caught_with_its_rule(runs, defect):
+    run = assert_caught(runs[RUN_OF[defect]], EXPECTED[defect])
+    # a finding names the recorded request and, for a bundle's rule, the FHIR path in it
+    for _, rule in EXPECTED[defect]:
+        places = [f["location"] for f in run.findings() if f["rule"] == rule]
+        assert places and all(p.startswith("pdsm-request/") for p in places), (rule, places)
