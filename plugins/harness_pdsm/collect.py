@@ -59,8 +59,9 @@ def collect_exchanges(ctx: CollectContext) -> dict:
     exchanges = []
     for ex in standin.journal.exchanges[first:]:
         key = f"{ex.n:03d}"
-        outputs[f"pdsm-request/{key}"] = ctx.record(ex.request, media_type=ex.content_type.split(";")[0] or "application/octet-stream",
-                                                    label=f"pdsm.request:{key}")
+        if ex.request:  # a search or a read sends no body: its path and parameters are in the session
+            outputs[f"pdsm-request/{key}"] = ctx.record(ex.request, media_type=ex.content_type.split(";")[0] or "application/octet-stream",
+                                                        label=f"pdsm.request:{key}")
         if ex.response:
             outputs[f"pdsm-response/{key}"] = ctx.record(ex.response, media_type=ex.response_type.split(";")[0] or "application/octet-stream",
                                                          label=f"pdsm.response:{key}")

@@ -280,8 +280,10 @@ def attachment(dr: dict) -> dict:
     return first.get("attachment") if isinstance(first.get("attachment"), dict) else {}
 
 
-def _document_rules(provided: Provided, dr: Item) -> None:
-    p, r, at = provided.problems, dr.resource, dr.path
+def document_reference_problems(r: dict, at: str = "DocumentReference") -> list[Problem]:
+    """The PDSm_ComprehensiveDocumentReference rules one DocumentReference breaks on its own
+    (cardinalities the profile raises to 1..), wherever it stands (``at``: its path)."""
+    p: list[Problem] = []
     for element, rule in (("custodian", "PDSM-DR-01"), ("date", "PDSM-DR-02"), ("author", "PDSM-DR-03"), ("contained", "PDSM-DR-04"),
                           ("masterIdentifier", "PDSM-DR-05")):
         if not r.get(element):
@@ -294,6 +296,13 @@ def _document_rules(provided: Provided, dr: Item) -> None:
     if not ((r.get("context") or {}).get("period") or {}).get("start"):
         _fail(p, "PDSM-DR-07", f"{at}.context.period.start",
               M("mhd.missing", element="DocumentReference.context.period.start", profile="PDSm_ComprehensiveDocumentReference"))
+    return p
+
+
+def _document_rules(provided: Provided, dr: Item) -> None:
+    p, r, at = provided.problems, dr.resource, dr.path
+    p += document_reference_problems(r, at)
+    att = attachment(r)
     binary, data = _binary(provided, dr)
     if binary is None:  # constr-bind-attachmenturl: for a new document, Binary/[id] of the bundle
         _fail(p, "MHD-65-05", f"{at}.content[0].attachment.url", M("mhd.url_not_binary", url=str(att.get("url") or "-")))
@@ -310,8 +319,9 @@ def _document_rules(provided: Provided, dr: Item) -> None:
         _fail(p, "MHD-65-06", f"{binary.path}.contentType", M("mhd.content_type", said=str(att.get("contentType")), actual=str(binary.resource.get("contentType"))))
 
 
-def _submission_set_rules(provided: Provided, ss: Item) -> None:
-    p, r, at = provided.problems, ss.resource, ss.path
+def submission_set_problems(r: dict, at: str = "List") -> list[Problem]:
+    """The PDSm_SubmissionSetComprehensive rules one submission set List breaks on its own."""
+    p: list[Problem] = []
     for element, rule in (("contained", "PDSM-SS-01"), ("source", "PDSM-SS-03")):
         if not r.get(element):
             _fail(p, rule, f"{at}.{element}", M("mhd.missing", element=f"List.{element}", profile="PDSm_SubmissionSetComprehensive"))
@@ -319,6 +329,12 @@ def _submission_set_rules(provided: Provided, ss: Item) -> None:
     for url, name in ((DESIGNATION_TYPE, "designationType"), (SOURCE_ID, "sourceId")):
         if url not in urls:
             _fail(p, "PDSM-SS-02", f"{at}.extension", M("mhd.missing", element=f"List.extension[{name}]", profile="PDSm_SubmissionSetComprehensive"))
+    return p
+
+
+def _submission_set_rules(provided: Provided, ss: Item) -> None:
+    p, r, at = provided.problems, ss.resource, ss.path
+    p += submission_set_problems(r, at)
     items = [e.get("item", {}).get("reference") for e in (r.get("entry") or []) if isinstance(e, dict) and isinstance(e.get("item"), dict)]
     for dr in provided.documents:
         if dr.full_url not in items and not any(i and dr.resource.get("id") and i.endswith(f"DocumentReference/{dr.resource['id']}") for i in items):
