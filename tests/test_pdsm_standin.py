@@ -224,3 +224,44 @@ def test_without_its_store_the_stand_in_says_so():
         assert res.status_code == 503 and "dmp" in issues(res)[0]
     finally:
         pdsm.stop()
+
+
+def patch(s, target, operations, media="application/json-patch+json"):
+    return client(s).patch(f"{s.base_url}{target}", data=json.dumps(operations), headers={"Content-Type": media, "Accept": JSON}, timeout=20)
+
+
+def test_flow_03_updates_status_confidentiality_and_archiving_and_nothing_else(standin):
+    b = bundle()
+    assert publish(standin, b).status_code == 200
+    dr = search(standin).json()["entry"][0]["resource"]
+    unique = f'{dr["masterIdentifier"]["system"]}|{dr["masterIdentifier"]["value"]}'
+    masked = {"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+                          "code": "MASQUE_PS"}]}
+    # conditional on the business identifier (PDSm flow 03), JSON Patch (RFC 6902)
+    res = patch(standin, f"DocumentReference?identifier={unique}",
+                [{"op": "add", "path": "/securityLabel/-", "value": masked},
+                 {"op": "add", "path": "/extension", "value": [{"url": "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-isarchived",
+                                                                "valueBoolean": True}]}])
+    assert res.status_code == 200, res.text
+    assert res.json()["meta"]["versionId"] == "2" and res.headers["ETag"] == 'W/"2"'
+    assert masked["coding"][0]["code"] in {c["coding"][0]["code"] for c in res.json()["securityLabel"]}
+    assert res.json()["extension"][0]["valueBoolean"] is True
+    held = next(s for s in standin.own.by_uuid.values() if s.entry_uuid.endswith(dr["id"]))
+    assert "MASQUE_PS" in ebrim_codes(held.element) and held.version == 2  # the XDS entry itself (an ITI-18 sees it)
+    # status: superseded, by id
+    res = patch(standin, f"DocumentReference/{dr['id']}", [{"op": "replace", "path": "/status", "value": "superseded"}])
+    assert res.status_code == 200 and res.json()["status"] == "superseded"
+    assert dr["id"] in {e["resource"]["id"] for e in search(standin, status="superseded").json()["entry"]}
+    # anything else: 405, as the guide says; the guide's own example path (not an RFC 6901 pointer): 422
+    assert patch(standin, f"DocumentReference/{dr['id']}", [{"op": "add", "path": "/description", "value": "x"}]).status_code == 405
+    guide_path = '/extension[url:"https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-isArchived"]/valueBoolean'
+    assert patch(standin, f"DocumentReference/{dr['id']}", [{"op": "replace", "path": guide_path, "value": "true"}]).status_code == 422
+    assert patch(standin, f"DocumentReference/{dr['id']}", [], media="application/fhir+json").status_code == 415
+    assert patch(standin, "DocumentReference?identifier=nowhere", [{"op": "replace", "path": "/status", "value": "current"}]).status_code == 404
+    assert patch(standin, f"DocumentReference/{dr['id']}", [{"op": "replace", "path": "/status", "value": "bogus"}]).status_code == 422
+
+
+def ebrim_codes(element) -> set[str]:
+    from harness_xds import ebrim
+
+    return {c.code for c in ebrim.read_object(element, ebrim.DE_SCHEMES, ebrim.DE_IDENTIFIERS).coded("confidentialityCode")}

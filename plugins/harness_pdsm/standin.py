@@ -59,6 +59,7 @@ SEARCH = {"patient", "patient.identifier", "status", "identifier", "type", "cate
 LIST_SEARCH = {"patient", "patient.identifier", "status", "code", "identifier", "_count", "_page", "_format"}
 _STATUS = {"current": ebrim.APPROVED, "superseded": ebrim.DEPRECATED}
 # what the services kit refuses before the stand-in reads a request: the issue's code, the message
+ARCHIVED = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-isarchived"  # PDSm_IsArchived
 REFUSALS = {"too-large": ("too-costly", "standin.too-large"), "deadline": ("timeout", "standin.deadline"),
             "internal": ("exception", "standin.internal"), "broken": ("structure", "standin.broken")}
 
@@ -81,6 +82,7 @@ class PdsmStandIn(HttpService):
         self.store = store  # the name of the service whose registry this one fronts ("" : its own)
         self.own = registry.Registry(max_document, patients=patients)
         self._mapped: dict[str, tuple] = {}  # entryUUID -> ((version, status), patient, DocumentReference)
+        self._archived: dict[str, bool] = {}  # entryUUID -> PDSm isArchived, as flow 03 set it (no XDS attribute holds it)
         self._credentials = pki.ServiceCredentials("Harness PDSm", org="Harness PDSm stand-in (test)", folder=credentials, prefix="harness-pdsm-")
         self.pki, self.credentials = self._credentials.pki, self._credentials.folder
         try:
@@ -164,13 +166,16 @@ class PdsmStandIn(HttpService):
             if request.method == "GET" and len(parts) == 2 and parts[0] == "List":
                 ex.facts["transaction"] = "read List"
                 return self.read_list(request, parts[1])
+            if request.method == "PATCH" and parts[:1] == ["DocumentReference"] and len(parts) <= 2:
+                ex.facts["transaction"] = "PATCH (flow 03)"
+                return self.patch(request, parts[1] if len(parts) == 2 else None)
             if request.method == "GET" and len(parts) == 2 and parts[0] == "Binary":
                 ex.facts["transaction"] = "ITI-68"
                 return self.retrieve(request, parts[1])
         except StoreUnavailable as exc:
             return self._outcome(request, 503, [("error", "transient", M("standin.store", store=str(exc)).render("fr"))])
         ex.facts["transaction"] = "unknown"
-        return self._outcome(request, 404 if request.method in ("GET", "POST") else 405,
+        return self._outcome(request, 404 if request.method in ("GET", "POST", "PATCH") else 405,
                              [("error", "not-supported", M("standin.unknown", method=request.method, path=request.path[:200]).render("fr"))])
 
     # -- ITI-65 -------------------------------------------------------------------------------
@@ -323,6 +328,84 @@ class PdsmStandIn(HttpService):
         request.exchange.facts.update(outcome="found", total=len(resources), shown=len(shown), page=page, next=(page + 1) * count < len(resources))
         return self._resource(request, 200, {"resourceType": "Bundle", "type": "searchset", "total": len(resources), "link": links, "entry": entries})
 
+    # -- PDSm flow 03: a DocumentReference's status, confidentiality, archiving --------------------
+
+    def patch(self, request: Request, fhir_id: str | None) -> Response:
+        """PDSm flow 03/04: a FHIR ``patch`` (conditional on the business identifier, or on the
+        id) in JSON Patch (RFC 6902); only ``status``, ``securityLabel`` and the isArchived
+        extension may change (else 405, as the guide says); the entry gets a new version. XML
+        Patch and FHIRPath Patch, which the guide also allows, are not taken (415, said)."""
+        import jsonpatch
+
+        ex = request.exchange
+        media = request.header("Content-Type").split(";")[0].strip().lower()
+        if media != "application/json-patch+json":
+            return self._outcome(request, 415, [("error", "not-supported", M("standin.patch_media", media=media or "-").render("fr"))])
+        reg = self.registry
+        with reg.lock:
+            if fhir_id is not None:
+                matches = [s for s in reg.by_uuid.values() if s.entry_uuid == f"urn:uuid:{fhir_id}"]
+            else:
+                wanted = {c for token in _values(request.query, "identifier") for c in _identifier_candidates(token)}
+                if not wanted:
+                    return self._outcome(request, 400, [("error", "required", M("standin.patch_condition").render("fr"))])
+                matches = [s for s in reg.by_uuid.values() if s.entry_uuid in wanted or s.unique_id in wanted]
+        if len(matches) != 1:  # FHIR conditional patch: none is 404, several 412
+            return self._outcome(request, 404 if not matches else 412,
+                                 [("error", "not-found" if not matches else "multiple-matches", M("standin.patch_matches", count=len(matches)).render("fr"))])
+        stored = matches[0]
+        with reg.lock:
+            before = json.loads(json.dumps(self._reference(stored)[1]))
+        before.setdefault("extension", []).extend(self._archived_extension(stored.entry_uuid))
+        if not before["extension"]:
+            before.pop("extension")
+        try:
+            operations = parse_json(request.body, source="PATCH", max_bytes=256 * 1024, max_depth=MAX_JSON_DEPTH)
+            after = jsonpatch.JsonPatch(operations).apply(before)
+        except UnsafeInput as exc:
+            return self._outcome(request, 400, [("error", "structure", exc.detail.render("fr"))])
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError, AttributeError) as exc:
+            return self._outcome(request, 422, [("error", "processing", M("standin.patch_failed", reason=str(exc)[:300]).render("fr"))])
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        ex.facts["changed"] = changed
+        others = [k for k in changed if k not in ("status", "securityLabel", "extension")]
+        ext_other = [e for e in (after.get("extension") or []) if e.get("url") != ARCHIVED] != [e for e in (before.get("extension") or []) if e.get("url") != ARCHIVED]
+        if others or ext_other:
+            return self._outcome(request, 405, [("error", "business-rule", M("standin.patch_elements", elements=", ".join(others or ["extension"])).render("fr"))])
+        from fhir.resources.R4B.documentreference import DocumentReference
+        from pydantic import ValidationError
+
+        try:
+            DocumentReference.model_validate(after)
+        except ValidationError as exc:
+            return self._outcome(request, 422, [("error", "structure", str(err.get("msg"))[:200]) for err in exc.errors(include_input=False)][:20])
+        status = None
+        if "status" in changed:
+            status = _STATUS.get(str(after.get("status")))
+            if status is None:
+                return self._outcome(request, 422, [("error", "code-invalid", M("standin.patch_status", status=str(after.get("status"))[:40]).render("fr"))])
+        confidentiality = None
+        if "securityLabel" in changed:
+            confidentiality = []
+            for cc in after.get("securityLabel") or []:
+                for c in (cc.get("coding") or [])[:1]:
+                    confidentiality.append(ebrim.Coded(str(c.get("code") or ""), mhd.system_oid(str(c.get("system") or "")) or str(c.get("system") or ""),
+                                                       str(c.get("display") or ""), ""))
+        if "extension" in changed:
+            archived = next((e.get("valueBoolean") for e in after.get("extension") or [] if e.get("url") == ARCHIVED), None)
+            self._archived[stored.entry_uuid] = bool(archived)
+        version = reg.amend(stored.entry_uuid, status=status, confidentiality=confidentiality) if (status or confidentiality is not None) else stored.version
+        with reg.lock:
+            dr = json.loads(json.dumps(self._reference(stored)[1]))
+        dr.setdefault("extension", []).extend(self._archived_extension(stored.entry_uuid))
+        if not dr["extension"]:
+            dr.pop("extension")
+        ex.facts.update(outcome="updated", entry=stored.entry_uuid, version=version)
+        return self._resource(request, 200, dr, headers={"ETag": f'W/"{version}"'})
+
+    def _archived_extension(self, entry_uuid: str) -> list[dict]:
+        return [{"url": ARCHIVED, "valueBoolean": self._archived[entry_uuid]}] if entry_uuid in self._archived else []
+
     # -- reads and ITI-68 ---------------------------------------------------------------------
 
     def read_document_reference(self, request: Request, fhir_id: str) -> Response:
@@ -386,6 +469,16 @@ def read_bundle(data: bytes, content_type: str, *, max_bytes: int = MAX_REQUEST)
 
 def _values(params: dict[str, list[str]], name: str) -> list[str]:
     return [v for raw in params.get(name, []) for v in raw.split(",") if v]
+
+
+def _identifier_candidates(token: str) -> set[str]:
+    """What ``identifier=system|value`` may name: an entryUUID, a uniqueId (``urn:oid:X`` is X;
+    under an OID system, ``OID^value``: a CDA id's root and extension, as the stand-in writes it)."""
+    system, bar, value = token.rpartition("|")
+    out = {value, value.removeprefix("urn:oid:")}
+    if bar and system.startswith("urn:oid:"):
+        out.add(f"{system[8:]}^{value}")
+    return {v for v in out if v}
 
 
 def _required(params: dict[str, list[str]]) -> str:

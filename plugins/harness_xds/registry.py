@@ -440,6 +440,23 @@ class Registry:
         return Outcome(_registry_response([]), "Success", facts={"updated": facts})
 
 
+    # -- an update that is not ITI-57's: PDSm's flow 03 (a FHIR patch) -----------------------
+
+    def amend(self, entry_uuid: str, *, status: str | None = None, confidentiality: list[ebrim.Coded] | None = None) -> int:
+        """A new version of a held entry's metadata: its availability status (``Approved``,
+        ``Deprecated``) and/or its confidentiality codes, as an ITI-57 metadata update would
+        leave it (the PDSm stand-in's PATCH). The entry's new version; KeyError when unknown."""
+        with self.lock:
+            held = self.by_uuid[entry_uuid]
+            if status is not None:
+                held.status = status
+                held.element.set("status", status)
+            if confidentiality is not None:
+                _replace_confidentiality(held.element, ebrim.RegistryObject(entry_uuid, "", classifications={"confidentialityCode": confidentiality}))
+            held.version += 1
+            return held.version
+
+
 def _query_values(values: list[str]) -> list[str]:
     """Stored-query slot values: ``'a'`` or ``('a','b')`` -> ``["a", "b"]``."""
     out = []
