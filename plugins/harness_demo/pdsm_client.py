@@ -55,6 +55,8 @@ class PdsmClient:
             level1 = root.find("{urn:hl7-org:v3}component/{urn:hl7-org:v3}nonXMLBody") is not None
             entry = agreement.derive(f"urn:uuid:{uuid.uuid4()}", data, root, class_code=CLASS, format_code=None if level1 else STRUCTURED_FORMAT,
                                      institution=INSTITUTION)
+            if "pdsm-class-code" in self.defects:
+                entry.coded["classCode"] = [("99", "1.2.250.1.213.1.1.4.1", "Classe inexistante")]
             if "pdsm-type-code" in self.defects:
                 entry.coded["typeCode"] = [("11490-0", "2.16.840.1.113883.6.1", "Lettre de liaison à la sortie d'un établissement de soins")]
             entries.append((entry, data))

@@ -26,7 +26,31 @@ M = catalogue(__name__)
 WAIT, QUIET, SETTLE = 60.0, 3.0, 0.3
 
 
-@collector(produces=["pdsm.session", "pdsm-publish.exchange", "pdsm-request", "pdsm-response"], once_per_run=True)
+def _record_documents(ctx: CollectContext, key: str, ex, item: dict, outputs: dict) -> None:
+    """Each XML document a publication carries (a CDA in a Binary), as an input of its own
+    (``pdsm-doc/NNN-K``): the built-in CDA checks and the terminology read it as they read what
+    reached the DMP. A bundle the stand-in could not read carries none."""
+    from harness import UnsafeInput
+    from harness_xds import mhd
+
+    from .standin import read_bundle
+
+    try:
+        provided = mhd.read_provide(read_bundle(ex.request, ex.content_type))
+    except UnsafeInput:
+        return
+    except Exception:  # noqa: BLE001 (XML that fhir.resources cannot read as a Bundle: its own error; the check says it)
+        return
+    for k, dr in enumerate(provided.documents, 1):
+        _, data = mhd.binary(provided, dr)
+        if data is None or "xml" not in str(mhd.attachment(dr.resource).get("contentType") or ""):
+            continue
+        name = f"{key}-{k}"
+        outputs[f"pdsm-doc/{name}"] = ctx.record(data, media_type="application/xml", label=f"pdsm.document:{name}")
+        item["documents"].append({"input": f"pdsm-doc/{name}", "path": dr.path})
+
+
+@collector(produces=["pdsm.session", "pdsm-publish.exchange", "pdsm-request", "pdsm-response", "pdsm-doc"], once_per_run=True)
 def collect_exchanges(ctx: CollectContext) -> dict:
     """The software publishes to and consults the stand-in: asked through ``pdsm_publish``, or
     by its user while the harness waits (``[pdsm] wait``)."""
@@ -65,8 +89,11 @@ def collect_exchanges(ctx: CollectContext) -> dict:
         if ex.response:
             outputs[f"pdsm-response/{key}"] = ctx.record(ex.response, media_type=ex.response_type.split(";")[0] or "application/octet-stream",
                                                          label=f"pdsm.response:{key}")
-        exchanges.append({"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path, "content_type": ex.content_type, "complete": ex.complete,
-                          "http_status": ex.http_status, "facts": ex.facts})
+        item = {"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path, "content_type": ex.content_type, "complete": ex.complete,
+                "http_status": ex.http_status, "facts": ex.facts, "documents": []}
+        if ex.facts.get("transaction") == "ITI-65" and ex.complete and ex.request:
+            _record_documents(ctx, key, ex, item, outputs)
+        exchanges.append(item)
     session = {"standin": standin.base_url, "store": standin.store or "own", "page_size": standin.page_size,
                "dropped": standin.journal.dropped, "exchanges": exchanges}
     outputs["pdsm.session"] = ctx.record_json(session, label="pdsm.session")

@@ -1,6 +1,7 @@
 """Hooks of the PDSm plugin: the FHIR document sharing stand-in (a target service).
 
-Domain libraries it uses: :mod:`harness_xds` (XDS metadata, its FHIR form, the registry).
+Domain libraries it uses: :mod:`harness_xds` (XDS metadata, its FHIR form, the registry, the
+bindings of its coded values), :mod:`harness_cda` (CDA reading, the built-in CI-SIS rules).
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from harness import HarnessError, Service, catalogue, hookimpl
 
-from . import checks, collect
+from . import checks, collect, terminology
 
 M = catalogue(__name__)
 SERVICE_OPTIONS = {"port": "int", "credentials_dir": "path", "store": "str", "max_request": "int", "max_document": "int",
@@ -33,7 +34,16 @@ def harness_collectors():
 
 @hookimpl
 def harness_checks():
-    return {"pdsm.publish": checks.check_publish, "pdsm.consult": checks.check_consult}
+    from harness_cda.builtin import RULES, document_check
+
+    # the built-in CDA rules (no kit) on every document published, as the DMP and MSSanté plugins do
+    documents = {f"pdsm.{key}": document_check(rules, ("pdsm-doc",)) for key, rules in RULES.items()}
+    return {**documents, "pdsm.publish": checks.check_publish, "pdsm.consult": checks.check_consult}
+
+
+@hookimpl
+def harness_coded_values():
+    return {"pdsm": terminology.coded_values}
 
 
 @hookimpl

@@ -261,7 +261,7 @@ def read_provide(bundle: Any) -> Provided:
     return provided
 
 
-def _binary(provided: Provided, dr: Item) -> tuple[Item | None, bytes | None]:
+def binary(provided: Provided, dr: Item) -> tuple[Item | None, bytes | None]:
     """The Binary a DocumentReference's attachment points at, and its bytes."""
     content = (dr.resource.get("content") or [{}])[0] if isinstance(dr.resource.get("content"), list) else {}
     url = ((content or {}).get("attachment") or {}).get("url") if isinstance(content, dict) else None
@@ -303,20 +303,20 @@ def _document_rules(provided: Provided, dr: Item) -> None:
     p, r, at = provided.problems, dr.resource, dr.path
     p += document_reference_problems(r, at)
     att = attachment(r)
-    binary, data = _binary(provided, dr)
-    if binary is None:  # constr-bind-attachmenturl: for a new document, Binary/[id] of the bundle
+    held, data = binary(provided, dr)
+    if held is None:  # constr-bind-attachmenturl: for a new document, Binary/[id] of the bundle
         _fail(p, "MHD-65-05", f"{at}.content[0].attachment.url", M("mhd.url_not_binary", url=str(att.get("url") or "-")))
         return
     if data is None:
-        _fail(p, "MHD-65-05", f"{binary.path}.data", M("mhd.binary_unreadable"))
+        _fail(p, "MHD-65-05", f"{held.path}.data", M("mhd.binary_unreadable"))
         return
     digest = base64.b64encode(hashlib.sha1(data).digest()).decode()
     if att.get("hash") and att.get("hash") != digest:
         _fail(p, "MHD-65-06", f"{at}.content[0].attachment.hash", M("mhd.hash", said=str(att.get("hash")), actual=digest))
     if att.get("size") not in (None, "") and str(att.get("size")) != str(len(data)):
         _fail(p, "MHD-65-06", f"{at}.content[0].attachment.size", M("mhd.size", said=str(att.get("size")), actual=len(data)))
-    if binary.resource.get("contentType") and att.get("contentType") and binary.resource.get("contentType") != att.get("contentType"):
-        _fail(p, "MHD-65-06", f"{binary.path}.contentType", M("mhd.content_type", said=str(att.get("contentType")), actual=str(binary.resource.get("contentType"))))
+    if held.resource.get("contentType") and att.get("contentType") and held.resource.get("contentType") != att.get("contentType"):
+        _fail(p, "MHD-65-06", f"{held.path}.contentType", M("mhd.content_type", said=str(att.get("contentType")), actual=str(held.resource.get("contentType"))))
 
 
 def submission_set_problems(r: dict, at: str = "List") -> list[Problem]:
@@ -556,7 +556,7 @@ def to_xds(provided: Provided) -> Mapped:
         places[obj.id] = (dr.path, where)
         relations += [(kind, obj.id, target, {}) for kind, target in related]
         ids[dr.full_url] = obj.id
-        bytes_ = _binary(provided, dr)[1]
+        bytes_ = binary(provided, dr)[1]
         if bytes_ is not None:
             data[obj.id] = bytes_
     if provided.submission_set is not None:

@@ -52,7 +52,12 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
     request = ebrim.find_request(tree.getroot())
     if request is None:
         return None  # XML, but not XDS metadata
-    sub = ebrim.read_submission(request)
+    return submission_values(ebrim.read_submission(request), name)
+
+
+def submission_values(sub: ebrim.Submission, name: str) -> list[CodedValue]:
+    """The coded values of a submission's metadata, each at the place it was read (an ebRIM
+    path, or a FHIR path when the metadata came from FHIR: :mod:`.mhd`)."""
     found = []
     for obj in sub.submission_sets + sub.documents:
         for attribute, codes in sorted(obj.classifications.items()):
@@ -64,8 +69,10 @@ def coded_values(ctx: CheckContext, name: str) -> list[CodedValue] | None:
         for author in obj.authors:
             for value in author.specialties:  # code^display^system
                 parts = value.split("^")
-                found.append(CodedValue(artefact=name, location=author.location, code=parts[0] or None,
-                                        system=(parts[2] if len(parts) > 2 else "").split("&")[-1] or None,
+                system = parts[2] if len(parts) > 2 else ""
+                if system.startswith("&"):  # a HD: &OID&ISO
+                    system = system.split("&")[1] if system.count("&") >= 2 else ""
+                found.append(CodedValue(artefact=name, location=author.location, code=parts[0] or None, system=system or None,
                                         display=parts[1] if len(parts) > 1 else None, value_set=J01,
                                         context=M("binding.attribute", attribute="authorSpecialty")))
     return found
