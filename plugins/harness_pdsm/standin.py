@@ -244,13 +244,18 @@ class PdsmStandIn(HttpService):
                 params.setdefault(k, []).extend(v)
         return params
 
+    def _search(self, request: Request) -> tuple[dict[str, list[str]], Response | None]:
+        """A search's parameters, recorded; the refusal when the patient or the status is missing."""
+        params = self._params(request)
+        request.exchange.facts["params"] = dict(params)
+        problem = _required(params)
+        return params, (self._outcome(request, 400, [("error", "required", problem)]) if problem else None)
+
     def find_documents(self, request: Request) -> Response:
         ex = request.exchange
-        params = self._params(request)
-        ex.facts["params"] = {k: v for k, v in params.items()}
-        problem = _required(params)
-        if problem:
-            return self._outcome(request, 400, [("error", "required", problem)])
+        params, refused = self._search(request)
+        if refused is not None:
+            return refused
         reg = self.registry
         try:
             patient = _patient(params)
@@ -280,11 +285,9 @@ class PdsmStandIn(HttpService):
 
     def find_lists(self, request: Request) -> Response:
         ex = request.exchange
-        params = self._params(request)
-        ex.facts["params"] = {k: v for k, v in params.items()}
-        problem = _required(params)
-        if problem:
-            return self._outcome(request, 400, [("error", "required", problem)])
+        params, refused = self._search(request)
+        if refused is not None:
+            return refused
         codes = _values(params, "code")
         reg = self.registry
         try:
