@@ -282,6 +282,7 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         "requirement PSC-LOGOUT: - (A) ≠ PASS (B)",
         "requirement PSC-REFUSE: - (A) ≠ PASS (B)",
         "requirement PSC-TOKENS: - (A) ≠ PASS (B)",
+        "requirement SMT-USE: - (A) ≠ PASS (B)",  # how the software consumes the terminology server (issue 28)
         "requirement XDM-ARCHIVE: - (A) ≠ PASS (B)",
         "requirement XDM-METADATA: - (A) ≠ PASS (B)",
         "requirement XDM-METADATA-CDA: - (A) ≠ PASS (B)",

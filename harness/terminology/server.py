@@ -175,6 +175,10 @@ class TerminologyServer(HttpService):
             return _send(404, _outcome("not-found", "the FHIR base is /fhir/"))
         op = path[len("/fhir/"):].strip("/")
         self.requests[op] += 1
+        # what was asked, as data (the consumption scenarios judge what a software asks): the
+        # operation, its parameters (not tx-resource's resources), the language and the client
+        request.exchange.facts.update(op=op, params={k: v for k, v in params.values.items() if k != "tx-resource"},
+                                      accept_language=request.header("Accept-Language"), user_agent=request.header("User-Agent")[:200])
         if op != "metadata" and not self._authorised(request.header("Authorization")):
             return _send(401, _outcome("login", "bearer token missing or refused"))
         if self.latency:

@@ -22,6 +22,7 @@ from .mssante_defects import MSSANTE_DEFECTS
 from .insi_client import INSI_DEFECTS
 from .psc_defects import PSC_DEFECTS
 from .pdsm_defects import PDSM_DEFECTS
+from .smt_client import SMT_DEFECTS
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -64,6 +65,7 @@ DEFECTS.update(MSSANTE_DEFECTS)
 DEFECTS.update(PSC_DEFECTS)
 DEFECTS.update(INSI_DEFECTS)
 DEFECTS.update(PDSM_DEFECTS)
+DEFECTS.update(SMT_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -257,7 +259,7 @@ class DemoServer(HttpService):
                 return self._local_post(request)
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
                      "/ins/feed": self._ins_feed, "/ins/register": self._ins_register, "/psc/configure": self._psc_configure,
-                     "/pdsm/publish": self._pdsm_publish}.get(path)
+                     "/pdsm/publish": self._pdsm_publish, "/smt/check": self._smt_check}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed", "text/plain")
@@ -320,6 +322,16 @@ class DemoServer(HttpService):
             return _json(400, {"error": str(exc)})
         status = PdsmClient(url, credentials, set(self.cfg.defects), self.cfg.document_version).run()
         return _json(200, {"sent": len(status["calls"]), **status})
+
+    def _smt_check(self, body: bytes) -> Response:
+        """Do what the user interface does with the terminology server now (the harness names it)."""
+        from .smt_client import check
+
+        try:
+            fhir = str(json.loads(body[:4096])["fhir"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        return _json(200, check(fhir, set(self.cfg.defects)))
 
     # -- Pro Santé Connect ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness import HarnessError, ReportSection, Service, SummaryContext, Text, UnsafeInput, catalogue, hookimpl, parse_json
 
-from . import checks, collect
+from . import checks, collect, consumption
 
 SERVICE = "terminology"
 M = catalogue(__name__)
@@ -27,12 +27,13 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"terminology.answers": collect.collect_answers}
+    return {"terminology.answers": collect.collect_answers, "terminology.consumption": consumption.collect_consumption}
 
 
 @hookimpl
 def harness_checks():
-    return {"terminology.value_sets": checks.check_value_sets, "terminology.codes": checks.check_codes}
+    return {"terminology.value_sets": checks.check_value_sets, "terminology.codes": checks.check_codes,
+            "terminology.consumption": consumption.check_consumption}
 
 
 @hookimpl

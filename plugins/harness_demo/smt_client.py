@@ -1,0 +1,69 @@
+"""The demo's use of the national terminology server (SMT), as its user interface uses it:
+check the type of the note it writes (``ValueSet/$validate-code`` in JDV_J07), list the document
+classes of its picker (``ValueSet/$expand`` of JDV_J06), show a code's French display
+(``CodeSystem/$lookup``). Asked by ``POST /smt/check`` (``{"fhir": base URL}``), it answers what
+it concluded for each: ``valid``, ``invalid``, or ``unverified`` when the server did not answer.
+Each defect of :data:`SMT_DEFECTS` breaks one rule of the consumption scenario."""
+from __future__ import annotations
+
+import requests
+
+from harness import Message, catalogue
+
+M = catalogue(__name__)
+TIMEOUT = (5, 10)
+LOINC = "http://loinc.org"
+J07 = "https://mos.esante.gouv.fr/NOS/JDV_J07-XdsTypeCode-CISIS/FHIR/JDV-J07-XdsTypeCode-CISIS"
+J07_OID = "urn:oid:1.2.250.1.213.1.1.5.471"
+J06 = "https://mos.esante.gouv.fr/NOS/JDV_J06-XdsClassCode-CISIS/FHIR/JDV-J06-XdsClassCode-CISIS"
+
+SMT_DEFECTS: dict[str, Message] = {
+    "smt-oid-url": M("defect.smt-oid-url"),  # SMT-USE-01
+    "smt-no-system": M("defect.smt-no-system"),  # SMT-USE-02
+    "smt-no-language": M("defect.smt-no-language"),  # SMT-USE-03
+    "smt-invents-valid": M("defect.smt-invents-valid"),  # SMT-USE-04
+}
+
+
+def check(fhir: str, defects: set[str]) -> dict:
+    base = fhir if fhir.endswith("/") else fhir + "/"
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["User-Agent"] = "cabinet-demo/3.2.1"
+    language = {} if "smt-no-language" in defects else {"displayLanguage": "fr-FR"}
+
+    def ask(path: str, params: dict) -> dict | None:
+        try:
+            res = session.get(base + path, params=params, headers={"Accept": "application/fhir+json"}, timeout=TIMEOUT)
+        except requests.RequestException:
+            return None
+        if res.status_code != 200:
+            return None
+        try:
+            return res.json()
+        except ValueError:
+            return None
+
+    def param(body: dict | None, name: str):
+        for p in (body or {}).get("parameter", []):
+            if p.get("name") == name:
+                return next((v for k, v in p.items() if k.startswith("value")), None)
+        return None
+
+    def conclude(answer, value: bool) -> str:
+        if answer is None:
+            return "valid" if "smt-invents-valid" in defects else "unverified"
+        return "valid" if value else "invalid"
+
+    results = []
+    validate = {"url": J07_OID if "smt-oid-url" in defects else J07, "code": "11488-4", **language}
+    if "smt-no-system" not in defects:
+        validate["system"] = LOINC
+    answer = ask("ValueSet/$validate-code", validate)
+    results.append({"question": "11488-4 dans JDV_J07", "conclusion": conclude(answer, bool(param(answer, "result")))})
+    answer = ask("ValueSet/$expand", {"url": J06, **language})
+    codes = {c.get("code") for c in ((answer or {}).get("expansion") or {}).get("contains", [])}
+    results.append({"question": "classe 10 proposée (JDV_J06)", "conclusion": conclude(answer, "10" in codes)})
+    answer = ask("CodeSystem/$lookup", {"system": LOINC, "code": "11488-4", **language})
+    results.append({"question": "libellé de 11488-4", "conclusion": conclude(answer, param(answer, "display") is not None), "display": param(answer, "display")})
+    return {"results": results}
