@@ -15,7 +15,8 @@ benchmark can show how many questions reached it.
 Faults can be switched on to rehearse failures: ``slow`` (answers after ``delay``
 seconds), ``error500``, ``garbage`` (not JSON), ``cut`` (connection closed without an
 answer), ``refuse-token`` (the identity provider says no), ``reject-bearer`` (every
-token refused by the server itself).
+token refused by the server itself), ``throttle`` (the next request answered 429 with
+``Retry-After``, then served). ``cache_control``, when set, is sent with every answer.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from .snapshot import SnapshotTerminology
 
 M = catalogue(__name__)
 
-FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer")
+FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer", "throttle")
+RETRY_AFTER = 1  # seconds a throttled client is told to wait (the ``throttle`` fault: its first request only, 429)
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024  # a request may carry its own code systems and value sets (tx-resource)
 
@@ -65,6 +67,8 @@ class TerminologyServer(HttpService):
         self.terminology = terminology
         self.users = dict(users or {})
         self.faults = set(faults)
+        self.cache_control = ""  # a Cache-Control header for every answer (the consumption scenario's)
+        self.throttled = False  # the throttle fault's one 429 was answered
         self.delay = delay
         self.latency = latency  # added to every answer: a distant server, for benchmarks
         self.version = version
@@ -189,6 +193,10 @@ class TerminologyServer(HttpService):
             return Response(cut=True)
         if "error500" in self.faults:
             return _send(500, _outcome("exception", "simulated failure"))
+        if "throttle" in self.faults and not self.throttled:
+            self.throttled = True
+            return Response(429, json.dumps(_outcome("throttled", "too many requests"), ensure_ascii=False).encode(), FHIR_JSON,
+                            headers={"Retry-After": str(RETRY_AFTER)})
         if "garbage" in self.faults:
             return Response(200, b"<html>502 Bad Gateway</html>\x00\xff", FHIR_JSON)
         threshold = request.header("X-TOO-COSTLY-THRESHOLD")
@@ -198,7 +206,10 @@ class TerminologyServer(HttpService):
         except Exception as exc:  # a request the engine did not foresee: an error answer, never a hang-up
             answer = 500, _outcome("exception", f"the stand-in failed on this request ({type(exc).__name__})")
             self.failures.append(f"{op}: {type(exc).__name__}: {exc}")
-        return _send(*answer)
+        response = _send(*answer)
+        if self.cache_control:
+            response.headers["Cache-Control"] = self.cache_control
+        return response
 
 
 def _send(status: int, body: Any) -> Response:

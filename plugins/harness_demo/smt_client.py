@@ -6,6 +6,8 @@ it concluded for each: ``valid``, ``invalid``, or ``unverified`` when the server
 Each defect of :data:`SMT_DEFECTS` breaks one rule of the consumption scenario."""
 from __future__ import annotations
 
+import time
+
 import requests
 
 from harness import Message, catalogue
@@ -22,7 +24,12 @@ SMT_DEFECTS: dict[str, Message] = {
     "smt-no-system": M("defect.smt-no-system"),  # SMT-USE-02
     "smt-no-language": M("defect.smt-no-language"),  # SMT-USE-03
     "smt-invents-valid": M("defect.smt-invents-valid"),  # SMT-USE-04
+    "smt-retry-now": M("defect.smt-retry-now"),  # SMT-USE-05
+    "smt-cache-everything": M("defect.smt-cache-everything"),  # SMT-USE-06
 }
+MAX_WAIT = 5.0  # seconds it waits at most when told to (Retry-After), once
+# its answers kept between checks, as HTTP caching allows (RFC 9111): URL -> (until, answer)
+_CACHE: dict[str, tuple[float, dict]] = {}
 
 
 def check(fhir: str, defects: set[str]) -> dict:
@@ -33,16 +40,29 @@ def check(fhir: str, defects: set[str]) -> dict:
     language = {} if "smt-no-language" in defects else {"displayLanguage": "fr-FR"}
 
     def ask(path: str, params: dict) -> dict | None:
+        key = requests.Request("GET", base + path, params=params).prepare().url
+        kept = _CACHE.get(key)
+        if kept is not None and (kept[0] > time.monotonic() or "smt-cache-everything" in defects):
+            return kept[1]
         try:
-            res = session.get(base + path, params=params, headers={"Accept": "application/fhir+json"}, timeout=TIMEOUT)
-        except requests.RequestException:
+            res = session.get(key, headers={"Accept": "application/fhir+json"}, timeout=TIMEOUT)
+            if res.status_code == 429:  # told to wait: once, as long as it says (bounded), unless the defect
+                wait = 0.0 if "smt-retry-now" in defects else min(float(res.headers.get("Retry-After", "1") or 1), MAX_WAIT)
+                time.sleep(wait)
+                res = session.get(key, headers={"Accept": "application/fhir+json"}, timeout=TIMEOUT)
+        except (requests.RequestException, ValueError):
             return None
         if res.status_code != 200:
             return None
         try:
-            return res.json()
+            body = res.json()
         except ValueError:
             return None
+        control = res.headers.get("Cache-Control", "").lower()
+        age = next((int(d.split("=", 1)[1]) for d in control.split(",") if d.strip().startswith("max-age=") and d.split("=", 1)[1].strip().isdigit()), 0)
+        if "smt-cache-everything" in defects or ("no-store" not in control and age > 0):
+            _CACHE[key] = (time.monotonic() + age, body)
+        return body
 
     def param(body: dict | None, name: str):
         for p in (body or {}).get("parameter", []):

@@ -11,8 +11,9 @@ Target file::
                         # display); it answers {"results": [{"question": ..., "conclusion":
                         # "valid" | "invalid" | "unverified", ...}]}
 
-Two phases: the server answering, then failing (HTTP 500 on every operation, the stand-in's
-``error500`` fault). Every request the software sent in each phase is recorded with its
+Three phases, every answer marked ``Cache-Control: no-store``: the server answering (the software
+asked twice), then throttling (its first request answered 429 with ``Retry-After: 1``), then failing
+(HTTP 500 on every operation, the stand-in's ``error500`` fault). Every request the software sent in each phase is recorded with its
 operation, parameters, language and client, and the software's conclusions with them.
 
 Rules (``terminology.consumption``, requirement SMT-USE), each with its source:
@@ -27,7 +28,11 @@ Rules (``terminology.consumption``, requirement SMT-USE), each with its source:
 - SMT-USE-03: displays asked in French (``displayLanguage`` or ``Accept-Language``, FHIR R4
   terminology service: what a user of a French software reads is the French display);
 - SMT-USE-04: while the server fails, no question is concluded ``valid`` or ``invalid`` (nothing
-  invented: the software says it could not check).
+  invented: the software says it could not check);
+- SMT-USE-05: told to wait (429 with ``Retry-After``: RFC 6585 4, RFC 9110 10.2.3), the software
+  does not ask the same operation again before the delay;
+- SMT-USE-06: answers marked ``Cache-Control: no-store`` (RFC 9111 5.2.2.5) are asked again the
+  next time, never served from a store.
 
 Only our stand-in can say what it was asked: against the real SMT (no recording proxy in this
 version), the scenario is not applicable, and says so.
@@ -44,6 +49,7 @@ SESSION = "smt.consumption"
 SETTLE, QUIET = 0.3, 3.0
 VALUE_SET_OPS = ("ValueSet/$validate-code", "ValueSet/$expand")
 FRENCH = ("fr", "fr-fr")
+RETRY_WAIT = 1.0  # the stand-in's Retry-After (harness.terminology.server.RETRY_AFTER), in seconds
 
 
 def _published(server, url: str) -> bool:
@@ -51,7 +57,8 @@ def _published(server, url: str) -> bool:
     return any(vs.url == url.split("|")[0] for vs in server.terminology.snapshot.value_sets)
 
 
-@collector(produces=[SESSION, "smt-check-answering.exchange", "smt-check-failing.exchange"], once_per_run=True)
+@collector(produces=[SESSION, "smt-check-answering.exchange", "smt-check-answering-2.exchange", "smt-check-throttled.exchange",
+                     "smt-check-failing.exchange"], once_per_run=True)
 def collect_consumption(ctx: CollectContext) -> dict:
     from harness.terminology import TerminologyServer
 
@@ -64,35 +71,50 @@ def collect_consumption(ctx: CollectContext) -> dict:
         raise NotApplicable(M("use.not_standin"))
     outputs: dict = {}
     phases = []
-    saved = set(server.faults)
+    saved = set(server.faults), server.cache_control
     try:
-        for phase, faults in (("answering", set()), ("failing", {"error500"})):
-            server.faults = faults
-            first, first_connection = len(server.journal.exchanges), len(server.journal.connections)
-            res = ctx.http.post(endpoint, label=f"smt-check-{phase}", body=json.dumps({"fhir": server.base_url}).encode(),
-                                headers={"Content-Type": "application/json"})
-            outputs[f"smt-check-{phase}.exchange"] = res.exchange
-            if not res.ok:
-                raise HarnessError(M("use.refused", url=endpoint, status=res.status, said=res.error or res.data[:200].decode("utf-8", "replace")))
-            server.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + QUIET)
-            try:
-                answer = json.loads(res.data[:1024 * 1024])
-            except ValueError:
-                answer = None
-            asked = []
-            for ex in server.journal.exchanges[first:]:
-                f = ex.facts
-                if not f.get("op") or "ehealth-conformity-harness" in str(f.get("user_agent") or ""):
-                    continue  # the harness's own questions are not the software's
-                asked.append({"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path[:2000], "http_status": ex.http_status, "op": f["op"],
-                              "params": f.get("params", {}), "accept_language": f.get("accept_language"),
-                              "published": [_published(server, str(u)) for u in f.get("params", {}).get("url", [])]})
-            phases.append({"phase": phase, "faults": sorted(faults), "asked": asked,
-                           "results": answer.get("results") if isinstance(answer, dict) and isinstance(answer.get("results"), list) else None})
+        for phase, faults, rounds in PHASES:
+            server.faults, server.cache_control, server.throttled = set(faults), "no-store", False
+            record = {"phase": phase, "faults": sorted(faults), "cache_control": "no-store", "asked": [], "rounds": []}
+            for n in range(1, rounds + 1):
+                first, first_connection = len(server.journal.exchanges), len(server.journal.connections)
+                label = f"smt-check-{phase}" + (f"-{n}" if n > 1 else "")
+                res = ctx.http.post(endpoint, label=label, body=json.dumps({"fhir": server.base_url}).encode(), headers={"Content-Type": "application/json"})
+                outputs[f"{label}.exchange"] = res.exchange
+                if not res.ok:
+                    raise HarnessError(M("use.refused", url=endpoint, status=res.status, said=res.error or res.data[:200].decode("utf-8", "replace")))
+                server.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + QUIET)
+                try:
+                    answer = json.loads(res.data[:1024 * 1024])
+                except ValueError:
+                    answer = None
+                asked = [_asked(server, ex) for ex in server.journal.exchanges[first:] if _software(ex)]
+                record["asked"] += asked
+                record["rounds"].append({"round": n, "asked": [a["n"] for a in asked],
+                                         "results": answer.get("results") if isinstance(answer, dict) and isinstance(answer.get("results"), list) else None})
+            record["results"] = record["rounds"][-1]["results"]
+            phases.append(record)
     finally:
-        server.faults = saved
+        server.faults, server.cache_control = saved
     outputs[SESSION] = ctx.record_json({"server": server.base_url, "phases": phases}, label=SESSION)
     return outputs
+
+
+# (phase, the stand-in's faults, how many times the software is asked): every answer says
+# ``Cache-Control: no-store``; the first phase asks twice (a stored answer would not be asked again)
+PHASES = (("answering", (), 2), ("throttled", ("throttle",), 1), ("failing", ("error500",), 1))
+
+
+def _software(ex) -> bool:
+    """A request of the software's (the harness's own terminology questions are not)."""
+    return bool(ex.facts.get("op")) and "ehealth-conformity-harness" not in str(ex.facts.get("user_agent") or "")
+
+
+def _asked(server, ex) -> dict:
+    f = ex.facts
+    return {"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path[:2000], "http_status": ex.http_status, "op": f["op"],
+            "params": f.get("params", {}), "accept_language": f.get("accept_language"),
+            "published": [_published(server, str(u)) for u in f.get("params", {}).get("url", [])]}
 
 
 def _where(phase: str, a: dict) -> str:
@@ -131,6 +153,23 @@ def check_consumption(ctx: CheckContext, ev: Evaluation) -> None:
                 language = str((params.get("displayLanguage") or [""])[0] or a.get("accept_language") or "").lower()
                 ev.check(language.split(",")[0].split(";")[0].strip() in FRENCH, rule="SMT-USE-03", location=_where(phase["phase"], a),
                          message=M("use.language", op=op, language=Text.same(language or "-")))
+    # no-store (RFC 9111 5.2.2.5): what round 1 asked is asked again in round 2, not served from a store
+    rounds = answering.get("rounds") or []
+    if len(rounds) == 2:
+        by_n = {a["n"]: a for a in answering["asked"]}
+        again = {by_n[n]["op"] for n in rounds[1]["asked"] if n in by_n}
+        for op in sorted({by_n[n]["op"] for n in rounds[0]["asked"] if n in by_n and by_n[n]["http_status"] == 200}):
+            ev.check(op in again, rule="SMT-USE-06", location=f"{SESSION} answering round 2", message=M("use.stored", op=op))
+    # 429 with Retry-After (RFC 6585 4, RFC 9110 10.2.3): the same operation not asked again before the delay
+    throttled = phases.get("throttled")
+    if throttled is not None:
+        asked = throttled["asked"]
+        for i, a in enumerate(asked):
+            if a["http_status"] != 429:
+                continue
+            early = [b for b in asked[i + 1:] if b["op"] == a["op"] and _seconds(a["at"], b["at"]) < RETRY_WAIT]
+            ev.check(not early, rule="SMT-USE-05", location=_where("throttled", a),
+                     message=M("use.retry", op=a["op"], seconds=f"{min((_seconds(a['at'], b['at']) for b in early), default=0):.2f}", wait=RETRY_WAIT))
     failing = phases.get("failing")
     if failing is None or failing["results"] is None:
         ev.inconclusive(M("use.no_conclusions"))
@@ -141,3 +180,10 @@ def check_consumption(ctx: CheckContext, ev: Evaluation) -> None:
                  message=M("use.invented", question=Text.same(str((r or {}).get("question") or "-")[:200]), conclusion=Text.same(conclusion)))
     if not failing["asked"]:
         ev.add(rule="SMT-USE-04", severity=Severity.WARNING, location=f"{SESSION} failing", message=M("use.not_asked"))
+
+
+def _seconds(earlier: str, later: str) -> float:
+    from datetime import datetime
+
+    parse = lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731 (the journal's own format)
+    return (parse(later) - parse(earlier)).total_seconds()
