@@ -301,26 +301,24 @@ class DemoServer(HttpService):
         """Feed the DMP now (the harness names the DMP and the credentials folder)."""
         from .dmp_client import DmpClient
 
-        try:
-            asked = json.loads(body[:4096])
-            url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            return _json(400, {"error": str(exc)})
-        cfg = self.cfg
-        status = DmpClient(url, credentials, set(cfg.defects), cfg.document_version).run()
-        self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
-        return _json(200, {"sent": len(status["calls"]), **status})
+        return self._call_service(body, DmpClient, keep_status=True)
 
     def _pdsm_publish(self, body: bytes) -> Response:
         """Publish to PDSm now, then consult (the harness names the service and the credentials folder)."""
         from .pdsm_client import PdsmClient
 
+        return self._call_service(body, PdsmClient)
+
+    def _call_service(self, body: bytes, client, keep_status: bool = False) -> Response:
+        """Run ``client`` against the service the harness names (``{"url", "credentials"}``)."""
         try:
             asked = json.loads(body[:4096])
             url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
-        status = PdsmClient(url, credentials, set(self.cfg.defects), self.cfg.document_version).run()
+        status = client(url, credentials, set(self.cfg.defects), self.cfg.document_version).run()
+        if keep_status:  # what it tells its user about the DMP (dmp_status)
+            self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
         return _json(200, {"sent": len(status["calls"]), **status})
 
     def _smt_check(self, body: bytes) -> Response:
