@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
     """Every run of the module with fixed arguments, started at once (tests/harness_run.py)."""
     f = tmp_path_factory
     with RunPool(f) as pool:
-        pool.harness("version", "--scenario", "version", "--lang", "en")
+        pool.harness("version", "--scenario", "version", "--lang", "en", shared=True)  # also tests/test_version_browser.py's conformant run
         folder = f.mktemp("extra")
         (folder / "extra").mkdir()
         (folder / "extra" / "extra.toml").write_text(SCENARIO_FILE, encoding="utf-8")
