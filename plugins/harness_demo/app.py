@@ -259,7 +259,7 @@ class DemoServer(HttpService):
                 return self._local_post(request)
             route = {"/mssante/receive": self._mssante_receive, "/dmp/feed": self._dmp_feed, "/mssante/send": self._mssante_send,
                      "/ins/feed": self._ins_feed, "/ins/register": self._ins_register, "/psc/configure": self._psc_configure,
-                     "/pdsm/publish": self._pdsm_publish, "/smt/check": self._smt_check}.get(path)
+                     "/pdsm/publish": self._pdsm_publish, "/pdsm/consult": self._pdsm_consult, "/smt/check": self._smt_check}.get(path)
             return route(request.body) if route else Response(404, b"not found", "text/plain")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed", "text/plain")
@@ -309,14 +309,20 @@ class DemoServer(HttpService):
 
         return self._call_service(body, PdsmClient)
 
-    def _call_service(self, body: bytes, client, keep_status: bool = False) -> Response:
+    def _pdsm_consult(self, body: bytes) -> Response:
+        """Consult PDSm now, as its patient screen does (the harness names the service)."""
+        from .pdsm_client import PdsmClient
+
+        return self._call_service(body, PdsmClient, method="consult")
+
+    def _call_service(self, body: bytes, client, keep_status: bool = False, method: str = "run") -> Response:
         """Run ``client`` against the service the harness names (``{"url", "credentials"}``)."""
         try:
             asked = json.loads(body[:4096])
             url, credentials = str(asked["url"]), Path(str(asked["credentials"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": str(exc)})
-        status = client(url, credentials, set(self.cfg.defects), self.cfg.document_version).run()
+        status = getattr(client(url, credentials, set(self.cfg.defects), self.cfg.document_version), method)()
         if keep_status:  # what it tells its user about the DMP (dmp_status)
             self.dmp_status = {k: v for k, v in status.items() if k != "calls"}
         return _json(200, {"sent": len(status["calls"]), **status})

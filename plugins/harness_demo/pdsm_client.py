@@ -33,6 +33,10 @@ SOURCE_ROLE = {"resourceType": "PractitionerRole", "organization": {"identifier"
 
 
 
+class SearchFailed(Exception):
+    pass
+
+
 class PdsmClient:
     def __init__(self, url: str, credentials: Path, defects: set[str], release: str) -> None:
         self.url = url if url.endswith("/") else url + "/"
@@ -79,7 +83,20 @@ class PdsmClient:
     def _publish(self, bundle: dict) -> requests.Response:
         return self._call("POST", self.url, data=json.dumps(bundle).encode("utf-8"), headers={"Content-Type": "application/fhir+json"})
 
-    def _search(self) -> list[dict]:
+    def consult(self) -> dict:
+        """The patient's current documents, as its screen lists them: their number, or that the
+        search failed (the defect: a failed search shown as an empty record)."""
+        try:
+            found = self._search(strict=True)
+        except SearchFailed as exc:
+            if "pdsm-error-as-empty" in self.defects:
+                return {"state": "done", "documents": 0, "calls": self.calls}
+            return {"state": "error", "reason": str(exc), "calls": self.calls}
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            return {"state": "error", "reason": str(exc)[:300], "calls": self.calls}
+        return {"state": "done", "documents": len(found), "calls": self.calls}
+
+    def _search(self, strict: bool = False) -> list[dict]:
         params = {"patient.identifier": f"{INS_SYSTEM}|{self.patient.ins}"}
         if "pdsm-search-no-status" not in self.defects:
             params["status"] = "current"
@@ -87,6 +104,8 @@ class PdsmClient:
         found: list[dict] = []
         for _ in range(MAX_PAGES):
             if res.status_code != 200:
+                if strict:
+                    raise SearchFailed(f"HTTP {res.status_code}")
                 break
             page = res.json()
             found += [e["resource"] for e in page.get("entry", []) if e.get("resource", {}).get("resourceType") == "DocumentReference"]

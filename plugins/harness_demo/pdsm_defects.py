@@ -15,4 +15,5 @@ PDSM_DEFECTS: dict[str, Message] = {  # each breaks one rule of the PDSm scenari
     "pdsm-search-no-status": M("defect.pdsm-search-no-status"),  # PDSM-CONS-02
     "pdsm-first-page-only": M("defect.pdsm-first-page-only"),  # PDSM-CONS-05
     "pdsm-reads-superseded": M("defect.pdsm-reads-superseded"),  # PDSM-CONS-04
+    "pdsm-error-as-empty": M("defect.pdsm-error-as-empty"),  # PDSM-CONS-06
 }

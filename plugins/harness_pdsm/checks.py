@@ -5,7 +5,9 @@
   PDSm's profiles, the XDS metadata rules and the XDS↔CDA agreement through MHD's mapping
   (:mod:`harness_xds.mhd`: one comparison, not a second one), then the stand-in's answer.
 - ``pdsm.consult`` (ITI-67/68, flows 05b-08): the software searched with the patient and the
-  status, followed the pages, and read the current version of what it published.
+  status, followed the pages, and read the current version of what it published; asked to
+  consult while every search fails (503, FHIR: a transient error with an OperationOutcome), it
+  says it could not search rather than showing an empty record (PDSM-CONS-06).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def _where(e: dict) -> str:
 
 
 def _of(session: dict, transaction: str) -> list[dict]:
-    return [e for e in session["exchanges"] if e["facts"].get("transaction") == transaction]
+    """The exchanges of ``transaction`` while the stand-in answered (not those of the failing consultation)."""
+    return [e for e in session["exchanges"] if e["facts"].get("transaction") == transaction and e.get("phase", "answering") == "answering"]
 
 
 @check(reads=["pdsm.session", "pdsm-request"])
@@ -112,6 +115,12 @@ def check_consult(ctx: CheckContext, ev: Evaluation) -> None:
     published = {d for p in _of(session, "ITI-65") if p["facts"].get("outcome") == "stored" for d in p["facts"].get("stored", [])}
     ev.check(any(r["facts"].get("outcome") == "returned" and r["facts"].get("entry") in published for r in retrieves), rule="PDSM-CONS-03",
              location=session["standin"], message=M("check.no_retrieve"))
+    failing = session.get("failing")
+    if failing is not None:  # every search failed (503): the software says it could not search, not that the record is empty
+        answer = failing.get("answer") or {}
+        asked = [e for e in session["exchanges"] if e.get("phase") == "failing" and e["facts"].get("transaction") in ("ITI-67", "ITI-66")]
+        ev.check(answer.get("state") != "done", rule="PDSM-CONS-06", location="pdsm-consult-failing",
+                 message=M("check.error_as_empty", state=str(answer.get("state") or "-"), documents=str(answer.get("documents", "-")), asked=len(asked)))
     for r in retrieves:
         if r["facts"].get("outcome") == "returned":  # the current version, not one replaced since
             ev.check(r["facts"].get("status") == "current", rule="PDSM-CONS-04", location=_where(r),

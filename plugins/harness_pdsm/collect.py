@@ -6,6 +6,9 @@ Target file::
     pdsm = "service://pdsm/"           # the stand-in the software calls
     pdsm_publish = "..."               # optional: POST {"url", "credentials"} asks the software to
                                        # publish its documents now (ITI-65), then consult them (ITI-67/68/66)
+    pdsm_consult = "..."               # optional: POST {"url", "credentials"} asks it to consult only; asked
+                                       # while every search fails (503), it answers what it tells its user:
+                                       # {"state": "done" | "error", "documents": N}
     [pdsm]
     wait = 60    # seconds to wait for the software when nobody can ask it (no pdsm_publish)
     quiet = 3    # seconds without a call that end the wait
@@ -50,7 +53,8 @@ def _record_documents(ctx: CollectContext, key: str, ex, item: dict, outputs: di
         item["documents"].append({"input": f"pdsm-doc/{name}", "path": dr.path})
 
 
-@collector(produces=["pdsm.session", "pdsm-publish.exchange", "pdsm-request", "pdsm-response", "pdsm-doc"], once_per_run=True)
+@collector(produces=["pdsm.session", "pdsm-publish.exchange", "pdsm-consult-failing.exchange", "pdsm-request", "pdsm-response", "pdsm-doc"],
+           once_per_run=True)
 def collect_exchanges(ctx: CollectContext) -> dict:
     """The software publishes to and consults the stand-in: asked through ``pdsm_publish``, or
     by its user while the harness waits (``[pdsm] wait``)."""
@@ -80,6 +84,22 @@ def collect_exchanges(ctx: CollectContext) -> dict:
         standin.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + float(conf.get("quiet", QUIET)) + SETTLE)
     else:
         standin.wait_quiet(after=first_connection, quiet=float(conf.get("quiet", QUIET)), deadline=time.monotonic() + float(conf.get("wait", WAIT)))
+    failing_from, failing = None, None
+    consult = ctx.endpoint("pdsm_consult")
+    if consult is not None:  # the same consultation while every search fails: what does the software tell its user?
+        failing_from = len(standin.journal.exchanges)
+        standin.searches_fail = True
+        try:
+            res = ctx.http.post(consult, label="pdsm-consult-failing", headers={"Content-Type": "application/json"},
+                                body=json.dumps({"url": standin.base_url, "credentials": str(standin.credentials)}).encode())
+        finally:
+            standin.searches_fail = False
+        outputs["pdsm-consult-failing.exchange"] = res.exchange
+        try:
+            answer = json.loads(res.data[:1024 * 1024]) if res.ok else None
+        except ValueError:
+            answer = None
+        failing = {"http_status": res.status, "answer": answer if isinstance(answer, dict) else None}
     exchanges = []
     for ex in standin.journal.exchanges[first:]:
         key = f"{ex.n:03d}"
@@ -90,11 +110,12 @@ def collect_exchanges(ctx: CollectContext) -> dict:
             outputs[f"pdsm-response/{key}"] = ctx.record(ex.response, media_type=ex.response_type.split(";")[0] or "application/octet-stream",
                                                          label=f"pdsm.response:{key}")
         item = {"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path, "content_type": ex.content_type, "complete": ex.complete,
-                "http_status": ex.http_status, "facts": ex.facts, "documents": []}
+                "http_status": ex.http_status, "facts": ex.facts, "documents": [],
+                "phase": "failing" if failing_from is not None and ex.n > failing_from else "answering"}
         if ex.facts.get("transaction") == "ITI-65" and ex.complete and ex.request:
             _record_documents(ctx, key, ex, item, outputs)
         exchanges.append(item)
     session = {"standin": standin.base_url, "store": standin.store or "own", "page_size": standin.page_size,
-               "dropped": standin.journal.dropped, "exchanges": exchanges}
+               "dropped": standin.journal.dropped, "exchanges": exchanges, "failing": failing}
     outputs["pdsm.session"] = ctx.record_json(session, label="pdsm.session")
     return outputs

@@ -83,6 +83,7 @@ class PdsmStandIn(HttpService):
         self.own = registry.Registry(max_document, patients=patients)
         self._mapped: dict[str, tuple] = {}  # entryUUID -> ((version, status), patient, DocumentReference)
         self._archived: dict[str, bool] = {}  # entryUUID -> PDSm isArchived, as flow 03 set it (no XDS attribute holds it)
+        self.searches_fail = False  # set by the harness: every search answered 503 (what the software says then is judged)
         self._credentials = pki.ServiceCredentials("Harness PDSm", org="Harness PDSm stand-in (test)", folder=credentials, prefix="harness-pdsm-")
         self.pki, self.credentials = self._credentials.pki, self._credentials.folder
         try:
@@ -245,9 +246,13 @@ class PdsmStandIn(HttpService):
         return params
 
     def _search(self, request: Request) -> tuple[dict[str, list[str]], Response | None]:
-        """A search's parameters, recorded; the refusal when the patient or the status is missing."""
+        """A search's parameters, recorded; the refusal when the patient or the status is missing,
+        or the failure the harness asked for."""
         params = self._params(request)
         request.exchange.facts["params"] = dict(params)
+        if self.searches_fail:
+            request.exchange.facts["failed_on_purpose"] = True
+            return params, self._outcome(request, 503, [("error", "transient", M("standin.searches_fail").render("fr"))], headers={"Retry-After": "30"})
         problem = _required(params)
         return params, (self._outcome(request, 400, [("error", "required", problem)]) if problem else None)
 
