@@ -265,3 +265,15 @@ def ebrim_codes(element) -> set[str]:
     from harness_xds import ebrim
 
     return {c.code for c in ebrim.read_object(element, ebrim.DE_SCHEMES, ebrim.DE_IDENTIFIERS).coded("confidentialityCode")}
+
+
+def test_a_folder_is_not_kept_and_its_entry_says_so(standin):
+    b = bundle()
+    b["entry"].append({"fullUrl": "urn:uuid:5a2c3e0b-0000-4000-8000-000000000001", "request": {"method": "POST", "url": "List"},
+                       "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                                    "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "folder"}]}}})
+    res = publish(standin, b)
+    assert res.status_code == 200, res.text
+    *documents, folder = res.json()["entry"]
+    assert [i["details"]["text"] for i in folder["response"]["outcome"]["issue"]] == ["PartialFolderContentNotProcessed"]
+    assert not any("outcome" in e["response"] for e in documents)  # the others' entries carry no warning

@@ -69,6 +69,7 @@ class TerminologyServer(HttpService):
         self.faults = set(faults)
         self.cache_control = ""  # a Cache-Control header for every answer (the consumption scenario's)
         self.throttled = False  # the throttle fault's one 429 was answered
+        self.retry_after = RETRY_AFTER  # seconds the throttle fault's 429 asks to wait
         self.delay = delay
         self.latency = latency  # added to every answer: a distant server, for benchmarks
         self.version = version
@@ -196,7 +197,7 @@ class TerminologyServer(HttpService):
         if "throttle" in self.faults and not self.throttled:
             self.throttled = True
             return Response(429, json.dumps(_outcome("throttled", "too many requests"), ensure_ascii=False).encode(), FHIR_JSON,
-                            headers={"Retry-After": str(RETRY_AFTER)})
+                            headers={"Retry-After": str(self.retry_after)})
         if "garbage" in self.faults:
             return Response(200, b"<html>502 Bad Gateway</html>\x00\xff", FHIR_JSON)
         threshold = request.header("X-TOO-COSTLY-THRESHOLD")

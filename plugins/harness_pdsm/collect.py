@@ -23,34 +23,21 @@ from __future__ import annotations
 import json
 import time
 
-from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
+from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, catalogue, collector, parse_json
 
 M = catalogue(__name__)
 WAIT, QUIET, SETTLE = 60.0, 3.0, 0.3
+MAX_ANSWER = 1024 * 1024  # bytes of what the software answers the harness
 
 
 def _record_documents(ctx: CollectContext, key: str, ex, item: dict, outputs: dict) -> None:
-    """Each XML document a publication carries (a CDA in a Binary), as an input of its own
-    (``pdsm-doc/NNN-K``): the built-in CDA checks and the terminology read it as they read what
-    reached the DMP. A bundle the stand-in could not read carries none."""
-    from harness import UnsafeInput
-    from harness_xds import mhd
-
-    from .standin import read_bundle
-
-    try:
-        provided = mhd.read_provide(read_bundle(ex.request, ex.content_type))
-    except UnsafeInput:
-        return
-    except Exception:  # noqa: BLE001 (XML that fhir.resources cannot read as a Bundle: its own error; the check says it)
-        return
-    for k, dr in enumerate(provided.documents, 1):
-        _, data = mhd.binary(provided, dr)
-        if data is None or "xml" not in str(mhd.attachment(dr.resource).get("contentType") or ""):
-            continue
+    """Each XML document a publication carried (a CDA in a Binary, as the stand-in read it), as an
+    input of its own (``pdsm-doc/NNN-K``): the built-in CDA checks and the terminology read it as
+    they read what reached the DMP."""
+    for k, (path, data) in enumerate(ex.documents, 1):
         name = f"{key}-{k}"
         outputs[f"pdsm-doc/{name}"] = ctx.record(data, media_type="application/xml", label=f"pdsm.document:{name}")
-        item["documents"].append({"input": f"pdsm-doc/{name}", "path": dr.path})
+        item["documents"].append({"input": f"pdsm-doc/{name}", "path": path})
 
 
 @collector(produces=["pdsm.session", "pdsm-publish.exchange", "pdsm-consult-failing.exchange", "pdsm-request", "pdsm-response", "pdsm-doc"],
@@ -74,9 +61,9 @@ def collect_exchanges(ctx: CollectContext) -> dict:
     conf = ctx.target.section("pdsm")
     outputs: dict = {}
     first_connection, first = len(standin.journal.connections), len(standin.journal.exchanges)
+    body = json.dumps({"url": standin.base_url, "credentials": str(standin.credentials)}).encode()  # what the software is asked with
     publish = ctx.endpoint("pdsm_publish")
     if publish is not None:
-        body = json.dumps({"url": standin.base_url, "credentials": str(standin.credentials)}).encode()
         res = ctx.http.post(publish, label="pdsm-publish", body=body, headers={"Content-Type": "application/json"})
         outputs["pdsm-publish.exchange"] = res.exchange
         if not res.ok:
@@ -90,14 +77,13 @@ def collect_exchanges(ctx: CollectContext) -> dict:
         failing_from = len(standin.journal.exchanges)
         standin.searches_fail = True
         try:
-            res = ctx.http.post(consult, label="pdsm-consult-failing", headers={"Content-Type": "application/json"},
-                                body=json.dumps({"url": standin.base_url, "credentials": str(standin.credentials)}).encode())
+            res = ctx.http.post(consult, label="pdsm-consult-failing", headers={"Content-Type": "application/json"}, body=body)
         finally:
             standin.searches_fail = False
         outputs["pdsm-consult-failing.exchange"] = res.exchange
         try:
-            answer = json.loads(res.data[:1024 * 1024]) if res.ok else None
-        except ValueError:
+            answer = parse_json(res.data, source="pdsm-consult-failing", max_bytes=MAX_ANSWER) if res.ok else None
+        except UnsafeInput:
             answer = None
         failing = {"http_status": res.status, "answer": answer if isinstance(answer, dict) else None}
     exchanges = []
@@ -112,7 +98,7 @@ def collect_exchanges(ctx: CollectContext) -> dict:
         item = {"n": ex.n, "at": ex.at, "method": ex.method, "path": ex.path, "content_type": ex.content_type, "complete": ex.complete,
                 "http_status": ex.http_status, "facts": ex.facts, "documents": [],
                 "phase": "failing" if failing_from is not None and ex.n > failing_from else "answering"}
-        if ex.facts.get("transaction") == "ITI-65" and ex.complete and ex.request:
+        if ex.documents:
             _record_documents(ctx, key, ex, item, outputs)
         exchanges.append(item)
     session = {"standin": standin.base_url, "store": standin.store or "own", "page_size": standin.page_size,

@@ -38,11 +38,12 @@ import hashlib
 import json
 import re
 import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from harness import ConnectionBounds, HttpService, Request, Response, UnsafeInput, catalogue, parse_json, parse_xml, pki
+from harness import ConnectionBounds, Exchange, HttpService, Request, Response, UnsafeInput, catalogue, parse_json, parse_xml, pki
 from harness_xds import ebrim, mhd, registry
 
 M = catalogue(__name__)
@@ -68,12 +69,20 @@ class StoreUnavailable(Exception):
     pass
 
 
+@dataclass
+class PdsmExchange(Exchange):
+    # the XML documents an ITI-65 bundle carried, as (DocumentReference's path, bytes), read once
+    # here for the collector (the DMP simulator's exchanges keep theirs the same way)
+    documents: list[tuple[str, bytes]] = field(default_factory=list)
+
+
 class PdsmStandIn(HttpService):
     name = "pdsm"
     server_header = "harness-pdsm"
     bounds = ConnectionBounds(max_connections=32, deadline=300.0, idle=10.0)
     max_request = MAX_REQUEST
     request_deadline = 120.0
+    exchange_type = PdsmExchange
 
     def __init__(self, *, port: int = 0, credentials: Path | None = None, store: str = "", max_request: int = MAX_REQUEST,
                  max_document: int = MAX_DOCUMENT, patients: tuple[str, ...] = (), page_size: int = DEFAULT_COUNT) -> None:
@@ -181,24 +190,25 @@ class PdsmStandIn(HttpService):
 
     # -- ITI-65 -------------------------------------------------------------------------------
 
-    def _bundle(self, request: Request) -> dict:
-        return read_bundle(request.body, request.header("Content-Type"), max_bytes=self.max_request)
-
     def provide(self, request: Request) -> Response:
         ex = request.exchange
         try:
-            bundle = self._bundle(request)
+            bundle = read_bundle(request.body, request.header("Content-Type"), max_bytes=self.max_request)
         except UnsafeInput as exc:
             ex.facts["problems"] = ["FHIR-00"]
             return self._outcome(request, 415 if exc.reason == "media-type" else 400, [("error", "structure", exc.detail.render("fr"))])
         except Exception as exc:  # noqa: BLE001 (XML that fhir.resources cannot read as a Bundle)
             ex.facts["problems"] = ["FHIR-00"]
             return self._outcome(request, 400, [("error", "structure", M("standin.unreadable", error=type(exc).__name__).render("fr"))])
+        provided = mhd.read_provide(bundle)
+        for dr in provided.documents:  # what it carried, kept whatever the answer (the CDA checks judge it)
+            data = mhd.binary(provided, dr)[1]
+            if data is not None and "xml" in str(mhd.attachment(dr.resource).get("contentType") or ""):
+                ex.documents.append((dr.path, data))
         structure = fhir_problems(bundle)
         if structure:
-            ex.facts["problems"] = sorted({"FHIR-01"})
+            ex.facts["problems"] = ["FHIR-01"]
             return self._outcome(request, 400, [("error", "structure", f"{where} : {text}") for where, text in structure[:100]])
-        provided = mhd.read_provide(bundle)
         failing = [p for p in provided.problems if p.severity.fails]
         if failing:
             ex.facts["problems"] = sorted({p.rule for p in failing})
@@ -215,8 +225,6 @@ class PdsmStandIn(HttpService):
         if outcome.status != "Success":
             return self._outcome(request, 422, [("error", code, context) for code, context in outcome.errors])
         ex.facts["outcome"] = "stored"
-        warnings = [("warning", "PartialFolderContentNotProcessed", M("standin.folders").render("fr"))] if provided.folders else []
-        warnings += [("warning", "processing", f"{p.rule} {p.location} : {p.message.render('fr')}") for p in mapped.problems]
         entries = []
         for item in provided.items:
             entry_id = mapped.ids.get(item.full_url)
@@ -230,8 +238,12 @@ class PdsmStandIn(HttpService):
             else:
                 location = f"{item.type}/{item.index}"
             response: dict = {"status": "201 Created", "location": location}
-            if item.type == "List" and item in provided.folders and warnings:
-                response["outcome"] = mhd.operation_outcome(warnings[:1])
+            # an entry's warnings in its outcome (ITI-65 2:3.65.4.2.2): a folder not kept, what the mapping said of it
+            warnings = [("warning", "PartialFolderContentNotProcessed", M("standin.folders").render("fr"))] if item in provided.folders else []
+            warnings += [("warning", "processing", f"{p.rule} {p.location} : {p.message.render('fr')}")
+                         for p in mapped.problems if p.location.startswith(item.path)]
+            if warnings:
+                response["outcome"] = mhd.operation_outcome(warnings)
             entries.append({"response": response})
         ex.facts["locations"] = [e["response"]["location"] for e in entries]
         return self._resource(request, 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
@@ -266,13 +278,21 @@ class PdsmStandIn(HttpService):
             patient = _patient(params)
             statuses = {_STATUS.get(v) for v in _values(params, "status")} - {None}
             with reg.lock:
-                held = [self._reference(s) for s in reg.by_uuid.values() if s.status in statuses]
+                held = [(self._reference(s)[0], self._document(s)) for s in reg.by_uuid.values() if s.status in statuses]
             found = [dr for who, dr in held if who == patient and _matches(dr, params)]
         except ValueError as exc:
             return self._outcome(request, 400, [("error", "invalid", str(exc))])
         ignored = sorted(set(params) - SEARCH)
         ex.facts.update({"found": [dr["id"] for dr in found], "ignored": ignored})
         return self._searchset(request, "DocumentReference", found, params, ignored)
+
+    def _document(self, stored: registry.Stored) -> dict:
+        """The DocumentReference of a stored entry as every interaction shows it: the mapped
+        form, with the isArchived extension flow 03 set (a copy then: the cached form stays)."""
+        dr = self._reference(stored)[1]
+        if stored.entry_uuid not in self._archived:
+            return dr
+        return {**dr, "extension": [*dr.get("extension", []), {"url": ARCHIVED, "valueBoolean": self._archived[stored.entry_uuid]}]}
 
     def _reference(self, stored: registry.Stored) -> tuple[tuple[str, str] | None, dict]:
         """A stored entry's patient (id, OID) and DocumentReference, mapped once per version and
@@ -363,10 +383,7 @@ class PdsmStandIn(HttpService):
                                  [("error", "not-found" if not matches else "multiple-matches", M("standin.patch_matches", count=len(matches)).render("fr"))])
         stored = matches[0]
         with reg.lock:
-            before = json.loads(json.dumps(self._reference(stored)[1]))
-        before.setdefault("extension", []).extend(self._archived_extension(stored.entry_uuid))
-        if not before["extension"]:
-            before.pop("extension")
+            before = json.loads(json.dumps(self._document(stored)))
         try:
             operations = parse_json(request.body, source="PATCH", max_bytes=256 * 1024, max_depth=MAX_JSON_DEPTH)
             after = jsonpatch.JsonPatch(operations).apply(before)
@@ -402,17 +419,11 @@ class PdsmStandIn(HttpService):
         if "extension" in changed:
             archived = next((e.get("valueBoolean") for e in after.get("extension") or [] if e.get("url") == ARCHIVED), None)
             self._archived[stored.entry_uuid] = bool(archived)
-        version = reg.amend(stored.entry_uuid, status=status, confidentiality=confidentiality) if (status or confidentiality is not None) else stored.version
+        version = reg.amend(stored.entry_uuid, status=status, confidentiality=confidentiality)  # a new version, whatever changed (flow 03)
         with reg.lock:
-            dr = json.loads(json.dumps(self._reference(stored)[1]))
-        dr.setdefault("extension", []).extend(self._archived_extension(stored.entry_uuid))
-        if not dr["extension"]:
-            dr.pop("extension")
+            dr = self._document(stored)
         ex.facts.update(outcome="updated", entry=stored.entry_uuid, version=version)
         return self._resource(request, 200, dr, headers={"ETag": f'W/"{version}"'})
-
-    def _archived_extension(self, entry_uuid: str) -> list[dict]:
-        return [{"url": ARCHIVED, "valueBoolean": self._archived[entry_uuid]}] if entry_uuid in self._archived else []
 
     # -- reads and ITI-68 ---------------------------------------------------------------------
 
@@ -420,7 +431,7 @@ class PdsmStandIn(HttpService):
         reg = self.registry
         with reg.lock:
             stored = reg.by_uuid.get(f"urn:uuid:{fhir_id}")
-            dr = mhd.document_reference(stored.element, version=stored.version, document_url=f"{self.base_url}Binary/{fhir_id}") if stored else None
+            dr = self._document(stored) if stored else None
         if dr is None:
             return self._outcome(request, 404, [("error", "not-found", M("standin.not_found", kind="DocumentReference", id=fhir_id[:100]).render("fr"))])
         request.exchange.facts["outcome"] = "found"

@@ -42,14 +42,15 @@ from __future__ import annotations
 import json
 import time
 
-from harness import CheckContext, CollectContext, Evaluation, HarnessError, NotApplicable, Severity, Text, catalogue, check, collector
+from harness import (CheckContext, CollectContext, Evaluation, HarnessError, NotApplicable, Severity, Text, UnsafeInput, catalogue, check, collector,
+                     parse_json)
 
 M = catalogue(__name__)
 SESSION = "smt.consumption"
 SETTLE, QUIET = 0.3, 3.0
 VALUE_SET_OPS = ("ValueSet/$validate-code", "ValueSet/$expand")
 FRENCH = ("fr", "fr-fr")
-RETRY_WAIT = 1.0  # the stand-in's Retry-After (harness.terminology.server.RETRY_AFTER), in seconds
+MAX_ANSWER = 1024 * 1024  # bytes of what the software answers the harness
 
 
 def _published(server, url: str) -> bool:
@@ -75,7 +76,8 @@ def collect_consumption(ctx: CollectContext) -> dict:
     try:
         for phase, faults, rounds in PHASES:
             server.faults, server.cache_control, server.throttled = set(faults), "no-store", False
-            record = {"phase": phase, "faults": sorted(faults), "cache_control": "no-store", "asked": [], "rounds": []}
+            record = {"phase": phase, "faults": sorted(faults), "cache_control": "no-store", "asked": [], "rounds": [],
+                      "retry_after": float(server.retry_after) if "throttle" in faults else None}
             for n in range(1, rounds + 1):
                 first, first_connection = len(server.journal.exchanges), len(server.journal.connections)
                 label = f"smt-check-{phase}" + (f"-{n}" if n > 1 else "")
@@ -85,8 +87,8 @@ def collect_consumption(ctx: CollectContext) -> dict:
                     raise HarnessError(M("use.refused", url=endpoint, status=res.status, said=res.error or res.data[:200].decode("utf-8", "replace")))
                 server.wait_quiet(after=first_connection, quiet=SETTLE, deadline=time.monotonic() + QUIET)
                 try:
-                    answer = json.loads(res.data[:1024 * 1024])
-                except ValueError:
+                    answer = parse_json(res.data, source=label, max_bytes=MAX_ANSWER)
+                except UnsafeInput:
                     answer = None
                 asked = [_asked(server, ex) for ex in server.journal.exchanges[first:] if _software(ex)]
                 record["asked"] += asked
@@ -163,13 +165,13 @@ def check_consumption(ctx: CheckContext, ev: Evaluation) -> None:
     # 429 with Retry-After (RFC 6585 4, RFC 9110 10.2.3): the same operation not asked again before the delay
     throttled = phases.get("throttled")
     if throttled is not None:
-        asked = throttled["asked"]
+        asked, wait = throttled["asked"], throttled["retry_after"]
         for i, a in enumerate(asked):
             if a["http_status"] != 429:
                 continue
-            early = [b for b in asked[i + 1:] if b["op"] == a["op"] and _seconds(a["at"], b["at"]) < RETRY_WAIT]
+            early = [b for b in asked[i + 1:] if b["op"] == a["op"] and _seconds(a["at"], b["at"]) < wait]
             ev.check(not early, rule="SMT-USE-05", location=_where("throttled", a),
-                     message=M("use.retry", op=a["op"], seconds=f"{min((_seconds(a['at'], b['at']) for b in early), default=0):.2f}", wait=RETRY_WAIT))
+                     message=M("use.retry", op=a["op"], seconds=f"{min((_seconds(a['at'], b['at']) for b in early), default=0):.2f}", wait=wait))
     failing = phases.get("failing")
     if failing is None or failing["results"] is None:
         ev.inconclusive(M("use.no_conclusions"))

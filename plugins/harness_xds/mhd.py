@@ -47,10 +47,8 @@ M = catalogue(__name__)
 URI = "urn:ietf:rfc:3986"
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 EXT = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
-SOURCE_ID, DESIGNATION_TYPE, AUTHOR_ORG, INTENDED_RECIPIENT = (EXT + "ihe-sourceId", EXT + "ihe-designationType", EXT + "ihe-authorOrg",
-                                                               EXT + "ihe-intendedRecipient")
+SOURCE_ID, DESIGNATION_TYPE, AUTHOR_ORG = EXT + "ihe-sourceId", EXT + "ihe-designationType", EXT + "ihe-authorOrg"
 INS_OIDS = ("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11")
-RPPS_OID = "1.2.250.1.71.4.2.1"
 # relatesTo.code -> association type (MHD's ConceptMap AssociationTypeVsRelatesTo)
 RELATES_TO = {"replaces": ebrim.RPLC, "transforms": "urn:ihe:iti:2007:AssociationType:XFRM",
               "appends": "urn:ihe:iti:2007:AssociationType:APND", "signs": "urn:ihe:iti:2007:AssociationType:signs"}
@@ -86,7 +84,6 @@ TRE_NAMES = {
     "TRE_R02": "SecteurActivite", "TRE_R209": "TypeActivite",
 }
 _NOS = re.compile(r"^https://mos\.esante\.gouv\.fr/NOS/(TRE_[A-Z]\d+)[-_]")
-MAX_REFERENCES = 10_000  # references followed while reading one bundle (a bundle of references to itself)
 
 
 def system_oid(system: str) -> str | None:
@@ -173,6 +170,7 @@ class Provided:
     binaries: list[Item] = field(default_factory=list)
     folders: list[Item] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    decoded: dict[int, bytes | None] = field(default_factory=dict)  # a Binary's bytes by entry index, decoded once
 
     def resolve(self, reference: str, container: dict | None = None) -> tuple[dict, str] | None:
         """The resource ``reference`` names, and its path: ``#id`` in ``container``'s contained
@@ -262,15 +260,17 @@ def read_provide(bundle: Any) -> Provided:
 
 
 def binary(provided: Provided, dr: Item) -> tuple[Item | None, bytes | None]:
-    """The Binary a DocumentReference's attachment points at, and its bytes."""
-    content = (dr.resource.get("content") or [{}])[0] if isinstance(dr.resource.get("content"), list) else {}
-    url = ((content or {}).get("attachment") or {}).get("url") if isinstance(content, dict) else None
+    """The Binary a DocumentReference's attachment points at, and its bytes (decoded once:
+    the rules, the mapping and the stand-in's record all ask)."""
+    url = attachment(dr.resource).get("url")
     for b in provided.binaries:
         if url and (b.full_url == url or (b.resource.get("id") and str(url).endswith(f"Binary/{b.resource['id']}"))):
-            try:
-                return b, base64.b64decode(str(b.resource.get("data") or ""), validate=True)
-            except (binascii.Error, ValueError):
-                return b, None
+            if b.index not in provided.decoded:
+                try:
+                    provided.decoded[b.index] = base64.b64decode(str(b.resource.get("data") or ""), validate=True)
+                except (binascii.Error, ValueError):
+                    provided.decoded[b.index] = None
+            return b, provided.decoded[b.index]
     return None, None
 
 
