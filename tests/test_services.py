@@ -3,6 +3,7 @@ and the test PKI with its OCSP responder and CRL."""
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import inspect
 import socket
 import ssl
@@ -141,6 +142,52 @@ def test_a_stop_is_heard_at_once_and_a_connection_gone_before_its_accept_blocks_
             gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             gone.close()
         assert _post(svc.base_url, b"still here") == (200, b"STILL HERE")
+
+
+def test_a_silent_server_is_rehearsed_and_how_long_the_client_waited_is_recorded(tmp_path):
+    """``Response(hold=...)``: nothing is said; the connection ends when the client gives up
+    (recorded as the client's), at the bound (the service's), or when the service stops; over
+    TLS too."""
+    class Silent(HttpService):
+        def handle(self, request: Request) -> Response:
+            return Response(hold=float(request.path.strip("/")))
+
+    authority = TestPKI("Kit test")
+    pem, key = authority.issue("127.0.0.1", usage="server").write(tmp_path, "server")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pem, key)
+    (tmp_path / "ca.pem").write_bytes(authority.anchors_pem())
+    client_tls = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    for context, secure in ((None, None), (tls, client_tls)):
+        with Silent(tls=context) as svc:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=secure))
+            started = time.monotonic()
+            with pytest.raises((TimeoutError, urllib.error.URLError, socket.timeout)):
+                opener.open(urllib.request.Request(svc.base_url + "30", data=b"?"), timeout=0.5)
+            waited = time.monotonic() - started
+            deadline = time.monotonic() + 5
+            while "held" not in svc.journal.exchanges[0].facts and time.monotonic() < deadline:
+                time.sleep(0.02)
+            gave_up = svc.journal.exchanges[0]
+            assert gave_up.facts["ended_by"] == "client" and gave_up.http_status == 0 and gave_up.response == b""
+            assert 0.4 < gave_up.facts["held"] < waited + 1.0, (gave_up.facts, waited)  # ended when the client left, not at 30 s
+            started = time.monotonic()
+            with pytest.raises((urllib.error.URLError, ConnectionError, http.client.RemoteDisconnected)):
+                opener.open(urllib.request.Request(svc.base_url + "0.6", data=b"?"), timeout=5)
+            assert 0.5 < time.monotonic() - started < 3
+            bounded = svc.journal.exchanges[1]
+            assert bounded.facts["ended_by"] == "service" and 0.55 < bounded.facts["held"] < 1.5
+            if context is None:  # a stop ends a held connection: its thread does not outlive the service by the bound
+                sock = socket.create_connection((svc.host, svc.port))
+                sock.sendall(b"GET /60 HTTP/1.1\r\nHost: x\r\n\r\n")
+                while len(svc.journal.exchanges) < 3 and time.monotonic() < deadline + 5:
+                    time.sleep(0.02)
+        if context is None:
+            stopped = time.monotonic()
+            while "held" not in svc.journal.exchanges[2].facts and time.monotonic() < stopped + 5:
+                time.sleep(0.02)
+            assert svc.journal.exchanges[2].facts["ended_by"] == "service" and svc.journal.exchanges[2].facts["held"] < 5
+            sock.close()
 
 
 def test_over_tls_a_client_certificate_is_described_and_the_service_may_refuse_it(tmp_path):

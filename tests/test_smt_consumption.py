@@ -11,9 +11,12 @@ from harness_demo.smt_client import SMT_DEFECTS
 from tests.harness_run import RunPool, assert_caught
 
 EXPECTED = {"smt-oid-url": "SMT-USE-01", "smt-no-system": "SMT-USE-02", "smt-no-language": "SMT-USE-03", "smt-invents-valid": "SMT-USE-04",
-            "smt-retry-now": "SMT-USE-05", "smt-cache-everything": "SMT-USE-06"}
-# a demo that keeps every answer asks nothing the second time nor while the server fails: it has its own run
-RUN_OF = {d: "cache" if d == "smt-cache-everything" else "defects" for d in EXPECTED}
+            "smt-retry-now": "SMT-USE-05", "smt-cache-everything": "SMT-USE-06", "smt-cache-stale": "SMT-USE-06",
+            "smt-silence-as-invalid": "SMT-USE-04", "smt-no-timeout": "SMT-USE-07"}
+WARNINGS = {"smt-no-timeout"}  # no national text sets the delay: said, not failed
+# a demo that keeps every answer asks nothing the second time nor while the server fails: it has its own run; so does the
+# demo that takes silence for "invalid" (the one that invents "valid" would hide it), with the one that waits without a deadline
+RUN_OF = {d: {"smt-cache-everything": "cache", "smt-silence-as-invalid": "silence", "smt-no-timeout": "silence"}.get(d, "defects") for d in EXPECTED}
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +44,17 @@ def test_the_conformant_demo_asks_as_fhir_says_concludes_nothing_while_the_serve
         [record] = [json.loads(zf.read(f"artefacts/{d}")) for d, m in run.manifest["artefacts"].items() if m["label"] == "smt.consumption"]
     answering, throttled, failing = record["phases"]
     ops = ["ValueSet/$validate-code", "ValueSet/$expand", "CodeSystem/$lookup"]
-    assert [a["op"] for a in answering["asked"]] == ops * 2  # no-store: asked again the second time
-    assert all(a["http_status"] == 200 for a in answering["asked"]) and all(a["http_status"] == 500 for a in failing["asked"])
+    # round 2 came once every answer of round 1 was stale (no-store, max-age=1): every one asked again
+    assert [a["op"] for a in answering["asked"]] == ops * 2
+    assert [a["cache_control"] for a in answering["asked"]] == ["no-store", "max-age=1", "max-age=1"] * 2
+    assert all(a["http_status"] == 200 for a in answering["asked"])
     assert [a["http_status"] for a in throttled["asked"]] == [429, 200, 200, 200]  # told to wait, waited, asked again
     assert [r["conclusion"] for r in answering["results"]] == ["valid", "valid", "valid"]  # the server's answers, as it gave them
+    # failing, one way per operation: a silent server the demo gave up on by itself (2 s), a value set not found, a 503
+    assert [(a["op"], a["fault"], a["http_status"]) for a in failing["asked"]] == [
+        ("ValueSet/$validate-code", "stall", 0), ("ValueSet/$expand", "not-found", 404), ("CodeSystem/$lookup", "error503", 503)]
+    silent = failing["asked"][0]
+    assert silent["ended_by"] == "client" and 1.5 < silent["held"] < failing["stall"], silent
     assert [r["conclusion"] for r in failing["results"]] == ["unverified"] * 3
     replay = subprocess.run([sys.executable, "-m", "harness.cli", "--lang", "en", "verify", "--replay", str(run.bundle)],
                             capture_output=True, text=True, timeout=120)
@@ -53,7 +63,23 @@ def test_the_conformant_demo_asks_as_fhir_says_concludes_nothing_while_the_serve
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED))
 def test_each_smt_defect_is_caught_with_its_rule(runs, defect):
-    run = assert_caught(runs[RUN_OF[defect]], {("SMT-USE", EXPECTED[defect])})
+    if defect in WARNINGS:
+        run = runs[RUN_OF[defect]]
+        assert any(f["rule"] == EXPECTED[defect] and f["severity"] == "warning" for f in run.findings()), run.stdout
+    else:
+        run = assert_caught(runs[RUN_OF[defect]], {("SMT-USE", EXPECTED[defect])})
     places = {f["location"] for f in run.findings() if f["rule"] == EXPECTED[defect]}
     assert places and all(p.startswith(("smt.consumption answering", "smt.consumption throttled/", "smt.consumption failing/", "smt-check-failing results["))
                           for p in places), places
+
+
+def test_what_each_smt_defect_meets_is_what_it_breaks(runs):
+    """The findings say why: the stale store at the answers whose max-age had passed, a silence
+    taken for a verdict at the question whose request got no answer, a wait the stand-in ended."""
+    stale = [f for f in runs["defects"].findings() if f["rule"] == "SMT-USE-06"]
+    assert sorted(f["message"]["en"].split(" ")[0] for f in stale) == ["CodeSystem/$lookup", "ValueSet/$expand"], stale
+    assert all("max-age=1" in f["message"]["en"] for f in stale)
+    silence = {f["location"]: f for f in runs["silence"].findings() if f["rule"] in ("SMT-USE-04", "SMT-USE-07")}
+    assert "smt-check-failing results[0]" in silence and "concluded invalid" in silence["smt-check-failing results[0]"]["message"]["en"]
+    [waited] = [f for f in silence.values() if f["rule"] == "SMT-USE-07"]
+    assert "ValueSet/$validate-code" in waited["location"] and "after 8.0 s" in waited["message"]["en"]

@@ -185,6 +185,34 @@ def test_server_failures_are_typed(server, fault, kind):
     assert exc.value.kind == kind
 
 
+def test_a_fault_may_be_given_to_one_operation_and_each_answer_says_its_cache_header(server):
+    """The stand-in's ``op_faults`` (one operation's fault instead of the others') and its
+    Cache-Control per operation, recorded with each exchange: what the consumption scenario's
+    failing and answering phases rest on."""
+    remote = client(server, retries=0, timeout=0.5)
+    remote.server()  # the server's identity, asked once, before the faults
+    server.faults = {"error500"}
+    server.op_faults = {"CodeSystem/$lookup": "not-found", "ValueSet/$expand": "error503", "ValueSet/$validate-code": "stall"}
+    server.cache_control = {"ValueSet/$expand": "no-store", "*": "max-age=60"}
+    for call, kind in ((lambda: remote.lookup(LOCAL, "MOTIF-SUIVI"), "http"), (lambda: remote.expand(CONF_OID), "http"),
+                       (lambda: remote.validate_code(CONF_OID, LOCAL, "MOTIF-SUIVI"), "timeout")):
+        with pytest.raises(TerminologyUnavailable) as exc:
+            call()
+        assert exc.value.kind == kind
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "held" not in server.journal.exchanges[-1].facts:
+        time.sleep(0.02)
+    asked = {ex.facts["op"]: ex for ex in server.journal.exchanges if ex.facts.get("op") not in (None, "metadata")}
+    met = {op: (ex.http_status, ex.facts.get("fault")) for op, ex in asked.items()}
+    assert {op: met.pop(op) for op in server.op_faults} == {
+        "CodeSystem/$lookup": (404, "not-found"), "ValueSet/$expand": (503, "error503"), "ValueSet/$validate-code": (0, "stall")}
+    assert met and set(met.values()) == {(500, "error500")}  # the client's other questions met the fault for every operation
+    assert asked["ValueSet/$validate-code"].facts["ended_by"] == "client" and asked["ValueSet/$validate-code"].facts["held"] < 3
+    server.faults, server.op_faults = set(), {}
+    assert remote.lookup(LOCAL, "MOTIF-SUIVI").display
+    assert server.journal.exchanges[-1].facts["cache_control"] == "max-age=60"
+
+
 def test_500_is_retried_before_giving_up(server):
     server.faults = {"error500"}
     with pytest.raises(TerminologyUnavailable):

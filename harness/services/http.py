@@ -17,6 +17,9 @@ every one:
 - **records**: every connection and every exchange in a :class:`Journal`, raw bytes both
   ways, in order (at most :attr:`~HttpService.max_recorded` exchanges; more are counted);
 - **no crash**: an exception in ``handle`` is answered 500 and recorded, never printed;
+- **faults rehearsed**: a :class:`Response` may be no answer at all, at once (``cut``) or
+  after holding the connection silent until the client gives up or ``hold`` seconds pass
+  (a server that does not answer: how long the client waited is recorded);
 - **stops cleanly**: :meth:`~HttpService.stop` ends the serving thread and closes the
   socket, and raises :class:`ServiceStopError` when it could not (a failed stop is reported,
   not ignored).
@@ -26,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import email.message
 import re
+import select
 import socket
 import ssl
 import threading
@@ -158,6 +162,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False  # the connection ends after this answer
     cut: bool = False  # no answer at all: the connection is shut down (a fault rehearsed)
+    hold: float = 0.0  # no answer, the connection held silent until the client leaves or this many seconds pass, then shut down
 
     @classmethod
     def json(cls, status: int, value: Any, content_type: str = "application/json", **kw: Any) -> "Response":
@@ -286,9 +291,30 @@ class _Handler(BaseHTTPRequestHandler):
             response = service.refusal(ex, 500, "internal", ex.error)
         self._answer(ex, response)
 
+    def _hold(self, ex: Any, seconds: float) -> None:
+        """Say nothing until the client leaves, the service stops or ``seconds`` (within the
+        connection's deadline) pass; recorded: how long, and who ended the wait."""
+        started = time.monotonic()
+        until = started + min(seconds, self.server.connection_bounds.deadline)
+        left = False
+        while not left and time.monotonic() < until and getattr(self.server, "_serving", None) is not None:
+            ready, _, _ = select.select([self.connection], [], [], min(0.1, max(0.0, until - time.monotonic())))
+            if not ready:
+                continue
+            self.connection.settimeout(0.05)
+            try:
+                left = not self.connection.recv(1)  # end of stream: the client gave up (bytes sent meanwhile are ignored)
+            except (TimeoutError, ssl.SSLWantReadError, BlockingIOError):
+                pass
+            except OSError:
+                left = True
+        ex.facts.update(held=round(time.monotonic() - started, 3), ended_by="client" if left else "service")
+
     def _answer(self, ex: Any, response: Response, close: bool = False) -> None:
         service = self.server.service
-        if response.cut:
+        if response.hold > 0:
+            self._hold(ex, response.hold)
+        if response.cut or response.hold > 0:
             ex.http_status = 0
             self.close_connection = True
             try:

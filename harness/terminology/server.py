@@ -16,7 +16,12 @@ Faults can be switched on to rehearse failures: ``slow`` (answers after ``delay`
 seconds), ``error500``, ``garbage`` (not JSON), ``cut`` (connection closed without an
 answer), ``refuse-token`` (the identity provider says no), ``reject-bearer`` (every
 token refused by the server itself), ``throttle`` (the next request answered 429 with
-``Retry-After``, then served). ``cache_control``, when set, is sent with every answer.
+``Retry-After``, then served), ``stall`` (no answer: the connection held silent until the
+client gives up, or ``stall`` seconds, then closed), ``error503`` (service unavailable),
+``not-found`` (404: the value set or code system asked of is not found). ``op_faults`` gives
+one operation its own fault, instead of the others (``{"ValueSet/$expand": "not-found"}``). ``cache_control``,
+when set, is sent with every answer: one header, or one per operation (``"*"`` for the
+others).
 """
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ from .snapshot import SnapshotTerminology
 
 M = catalogue(__name__)
 
-FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer", "throttle")
+FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer", "throttle", "stall", "error503", "not-found")
+STALL = 10.0  # seconds the ``stall`` fault holds a request at most before closing the connection unanswered
 RETRY_AFTER = 1  # seconds a throttled client is told to wait (the ``throttle`` fault: its first request only, 429)
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 MAX_BODY = 16 * 1024 * 1024  # a request may carry its own code systems and value sets (tx-resource)
@@ -67,7 +73,9 @@ class TerminologyServer(HttpService):
         self.terminology = terminology
         self.users = dict(users or {})
         self.faults = set(faults)
-        self.cache_control = ""  # a Cache-Control header for every answer (the consumption scenario's)
+        self.op_faults: dict[str, str] = {}  # operation: a fault for that operation only
+        self.cache_control: str | dict[str, str] = ""  # Cache-Control for every answer, or per operation ("*": the others)
+        self.stall = STALL
         self.throttled = False  # the throttle fault's one 429 was answered
         self.retry_after = RETRY_AFTER  # seconds the throttle fault's 429 asks to wait
         self.delay = delay
@@ -188,17 +196,29 @@ class TerminologyServer(HttpService):
             return _send(401, _outcome("login", "bearer token missing or refused"))
         if self.latency:
             time.sleep(self.latency)
-        if "slow" in self.faults:
+        faults = {self.op_faults[op]} if op in self.op_faults else self.faults
+        applied = next((f for f in ("cut", "stall", "error500", "error503", "not-found", "garbage") if f in faults), None)
+        if applied is None and "throttle" in faults and not self.throttled:
+            applied = "throttle"
+        if applied is not None:
+            request.exchange.facts["fault"] = applied
+        if "slow" in faults:
             time.sleep(self.delay or 5.0)
-        if "cut" in self.faults:
+        if "cut" in faults:
             return Response(cut=True)
-        if "error500" in self.faults:
+        if "stall" in faults:
+            return Response(hold=self.stall)
+        if "error500" in faults:
             return _send(500, _outcome("exception", "simulated failure"))
-        if "throttle" in self.faults and not self.throttled:
+        if "error503" in faults:
+            return _send(503, _outcome("transient", "service unavailable (simulated)"))
+        if "not-found" in faults:
+            return _send(404, _outcome("not-found", f"{op.split('/')[0]} not found (simulated): {', '.join(map(str, params.all('url') or params.all('system')))[:300]}"))
+        if "throttle" in faults and not self.throttled:
             self.throttled = True
             return Response(429, json.dumps(_outcome("throttled", "too many requests"), ensure_ascii=False).encode(), FHIR_JSON,
                             headers={"Retry-After": str(self.retry_after)})
-        if "garbage" in self.faults:
+        if "garbage" in faults:
             return Response(200, b"<html>502 Bad Gateway</html>\x00\xff", FHIR_JSON)
         threshold = request.header("X-TOO-COSTLY-THRESHOLD")
         try:
@@ -208,8 +228,10 @@ class TerminologyServer(HttpService):
             answer = 500, _outcome("exception", f"the stand-in failed on this request ({type(exc).__name__})")
             self.failures.append(f"{op}: {type(exc).__name__}: {exc}")
         response = _send(*answer)
-        if self.cache_control:
-            response.headers["Cache-Control"] = self.cache_control
+        control = self.cache_control if isinstance(self.cache_control, str) else self.cache_control.get(op, self.cache_control.get("*", ""))
+        if control:
+            response.headers["Cache-Control"] = control
+            request.exchange.facts["cache_control"] = control
         return response
 
 
