@@ -16,7 +16,7 @@ Three phases. Answering, the software asked twice: ``ValueSet/$validate-code`` a
 once those answers are stale. Throttling: its first request answered 429 with ``Retry-After: 1``
 (the stand-in's ``throttle`` fault). Failing, one way per operation (the stand-in's ``op_faults``):
 ``ValueSet/$validate-code`` never answered (the connection held silent until the software gives
-up, or :data:`STALL` seconds), ``ValueSet/$expand`` 404 (the value set not found),
+up, or the stand-in's ``stall`` seconds), ``ValueSet/$expand`` 404 (the value set not found),
 ``CodeSystem/$lookup`` 503, any other 500. Every request the software sent in each phase is
 recorded with its operation, parameters, language, client, the fault or the cache header it was
 answered with and how long a silent server was waited for, and the software's conclusions with
@@ -43,8 +43,9 @@ Rules (``terminology.consumption``, requirement SMT-USE), each with its source:
 - SMT-USE-06: an answer is not reused beyond what its headers allow (RFC 9111 5.2.2.5
   ``no-store``: never; 4.2 and 5.2.2.1 ``max-age``: not once stale): asked again the next time;
 - SMT-USE-07 (warning): a server that does not answer is given up by the software itself, within
-  :data:`STALL` seconds (a wait without a deadline of its own holds its user; no national text
-  sets the figure: the harness's bound, said in the finding, and a warning, not a failure).
+  the stand-in's ``stall`` seconds (``[services.terminology] stall``, 8 by default): a wait
+  without a deadline of its own holds its user; no national text sets the figure, so it is a
+  setting, said in the finding, and a warning, not a failure.
 
 Only our stand-in can say what it was asked: against the real SMT (no recording proxy in this
 version), the scenario is not applicable, and says so. What the real SMT sends in
@@ -86,13 +87,17 @@ def collect_consumption(ctx: CollectContext) -> dict:
         raise NotApplicable(M("use.not_standin"))
     outputs: dict = {}
     phases = []
-    saved = set(server.faults), dict(server.op_faults), server.cache_control, server.stall
+    saved = set(server.faults), dict(server.op_faults), server.cache_control
+    # the harness waits for the software's answer at most its read timeout ([network] read_timeout, 10 s by
+    # default): a silent server is held for less, whatever the stand-in's setting
+    stall = min(server.stall, max(1.0, float(ctx.target.section("network").get("read_timeout", 10)) - 2))
+    saved_stall = server.stall
     try:
         for phase in PHASES:
             server.faults, server.op_faults, server.throttled = set(phase["faults"]), dict(phase["op_faults"]), False
-            server.cache_control, server.stall = dict(phase["cache_control"]), STALL
+            server.cache_control, server.stall = dict(phase["cache_control"]), stall
             record = {"phase": phase["phase"], "faults": sorted(phase["faults"]), "op_faults": dict(phase["op_faults"]),
-                      "cache_control": dict(phase["cache_control"]), "stall": STALL, "asked": [], "rounds": [],
+                      "cache_control": dict(phase["cache_control"]), "stall": stall, "asked": [], "rounds": [],
                       "retry_after": float(server.retry_after) if "throttle" in phase["faults"] else None}
             ended = 0.0
             for n in range(1, phase["rounds"] + 1):
@@ -118,13 +123,13 @@ def collect_consumption(ctx: CollectContext) -> dict:
             record["results"] = record["rounds"][-1]["results"]
             phases.append(record)
     finally:
-        server.faults, server.op_faults, server.cache_control, server.stall = saved
+        server.faults, server.op_faults, server.cache_control = saved
+        server.stall = saved_stall
     outputs[SESSION] = ctx.record_json({"server": server.base_url, "phases": phases}, label=SESSION)
     return outputs
 
 
 MAX_AGE = 1  # seconds: the freshness the answering phase gives its cacheable answers
-STALL = 8.0  # seconds a silent server is held at most (under the harness's own 10 s wait for the software's answer)
 # each phase: the stand-in's faults (for every operation, and per operation), its Cache-Control
 # per operation ("*": the others), and how many times the software is asked
 PHASES = (
@@ -223,7 +228,7 @@ def check_consumption(ctx: CheckContext, ev: Evaluation) -> None:
     for a in failing["asked"]:
         if a.get("fault") == "stall" and a.get("held") is not None:
             ev.check(a.get("ended_by") == "client", rule="SMT-USE-07", location=_where("failing", a), severity=Severity.WARNING,
-                     message=M("use.no_timeout", op=a["op"], seconds=f"{float(a['held']):.1f}", stall=failing.get("stall", STALL)))
+                     message=M("use.no_timeout", op=a["op"], seconds=f"{float(a['held']):.1f}", stall=failing.get("stall")))
 
 
 # what each fault of the failing phase does, as the finding says it

@@ -22,7 +22,7 @@ def harness_scenario_dirs():
 @hookimpl
 def harness_target_schema():
     return {f"services.{SERVICE}": {"snapshot": "list[path]", "builtin_snapshot": "bool", "port": "int", "faults": "list[str]",
-                                    "delay": "int", "user": "str", "password": "secret"}}
+                                    "delay": "int", "stall": "int", "user": "str", "password": "secret"}}
 
 
 @hookimpl
@@ -56,6 +56,10 @@ def harness_start_service(name, options, ctx):
                                    faults=tuple(options.get("faults", [])), delay=float(options.get("delay", 0)))
     except HarnessError as exc:
         raise HarnessError(M("service.error", reason=exc.detail)) from None
+    if options.get("stall") is not None:  # seconds a silent answer is held (the stall fault), a setting: no national figure
+        if not 1 <= int(options["stall"]) <= 60:
+            raise HarnessError(M("service.stall", value=options["stall"]))
+        server.stall = float(options["stall"])
     server.start()
     # the service's root: the FHIR base is service://terminology/fhir/, the token endpoint service://terminology/token
     root = server.base_url.removesuffix("fhir/")
