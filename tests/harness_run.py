@@ -60,6 +60,8 @@ class RunOutcome:
 def harness_env(env: dict | None = None) -> dict[str, str]:
     """The environment of a harness run: this one's, without pytest's and the harness's own settings."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
+    # a kit this machine's user fetched (harness kit fetch) is not the suite's: runs see none unless a test names one
+    full_env["HARNESS_KIT_HOME"] = os.path.join(tempfile.gettempdir(), "harness-suite-no-fetched-kit")
     full_env.update(env or {})
     return full_env
 

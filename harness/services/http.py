@@ -19,7 +19,8 @@ every one:
 - **no crash**: an exception in ``handle`` is answered 500 and recorded, never printed;
 - **faults rehearsed**: a :class:`Response` may be no answer at all, at once (``cut``) or
   after holding the connection silent until the client gives up or ``hold`` seconds pass
-  (a server that does not answer: how long the client waited is recorded);
+  (a server that does not answer: how long the client waited is recorded), or a body cut
+  short of the length it announced (``truncate``);
 - **stops cleanly**: :meth:`~HttpService.stop` ends the serving thread and closes the
   socket, and raises :class:`ServiceStopError` when it could not (a failed stop is reported,
   not ignored).
@@ -163,6 +164,7 @@ class Response:
     close: bool = False  # the connection ends after this answer
     cut: bool = False  # no answer at all: the connection is shut down (a fault rehearsed)
     hold: float = 0.0  # no answer, the connection held silent until the client leaves or this many seconds pass, then shut down
+    truncate: int | None = None  # the whole body's length announced, only this many bytes sent, then the connection closed
 
     @classmethod
     def json(cls, status: int, value: Any, content_type: str = "application/json", **kw: Any) -> "Response":
@@ -323,19 +325,22 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             service.journal.done()
             return
-        ex.http_status, ex.response_type, ex.response = response.status, response.content_type, response.body
+        sent = response.body if response.truncate is None else response.body[:response.truncate]
+        ex.http_status, ex.response_type, ex.response = response.status, response.content_type, sent
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
             for k, v in {**service.headers, **response.headers}.items():
                 self.send_header(k, v)
-            if close or response.close:
+            if close or response.close or response.truncate is not None:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
+            if response.truncate is not None:
+                self.close_connection = True
             if self.command != "HEAD":
-                self.wfile.write(response.body)
+                self.wfile.write(sent)
         except OSError:
             self.close_connection = True  # the client left: what it sent is recorded
         service.journal.done()

@@ -11,6 +11,7 @@ from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, ca
 from .document import CdaDocument, read_cda
 from .engine import EngineError, Saxon
 from .kit import Kit
+from .release import installed
 from .volets import select
 from .xsd import XsdError, load_schema, validate
 
@@ -98,8 +99,9 @@ def load(path: Path) -> _Loaded:
 
 
 def kit_of(ctx: CollectContext) -> Kit:
-    # the target (file or --set cda.kit=...) first; the environment names a default kit
-    root = ctx.target.section("cda").get("kit") or os.environ.get(KIT_ENV)
+    # the target (file or --set cda.kit=...) first; the environment names a default kit; else the
+    # pinned release, once fetched (harness kit fetch)
+    root = ctx.target.section("cda").get("kit") or os.environ.get(KIT_ENV) or installed()
     if not root:
         raise NotApplicable(M("collect.no_kit"))
     return _kit(str(Path(root).resolve()), core_version())

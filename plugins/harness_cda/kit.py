@@ -59,6 +59,18 @@ class CompiledSchematron:
     documents: dict[str, str] = field(default_factory=dict)  # stylesheet parameter -> file to preload
 
 
+def content_digest(root: Path) -> tuple[list[Path], str]:
+    """The files of a kit's parts (``schematrons/``, ``jeuxDeValeurs/``, ``infrastructure/``)
+    and their digest: each file's path relative to ``root`` and the SHA-256 of its bytes, in
+    order. A kit's identity whatever archive or folder it came in."""
+    files = sorted(p for part in KIT_PARTS if (root / part).exists() for p in (root / part).rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(p.read_bytes()).digest())
+    return files, digest.hexdigest()
+
+
 class Kit:
     """A kit folder: ``schematrons/``, ``jeuxDeValeurs/``, ``infrastructure/cda/CDA_extended.xsd``."""
 
@@ -67,12 +79,7 @@ class Kit:
         if not (self.root / "schematrons").is_dir():
             raise KitError(M("kit.not_a_kit", root=str(self.root)))
         self.harness_version = harness_version
-        self.files = sorted(p for part in KIT_PARTS if (self.root / part).exists() for p in (self.root / part).rglob("*") if p.is_file())
-        digest = hashlib.sha256()
-        for p in self.files:
-            digest.update(p.relative_to(self.root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(p.read_bytes()).digest())
-        self.sha256 = digest.hexdigest()
+        self.files, self.sha256 = content_digest(self.root)
         # Compiled stylesheets carry the kit's location (document() resolves against it),
         # so the location is part of the key along with the content hash and our version.
         where = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]

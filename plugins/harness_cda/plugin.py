@@ -6,6 +6,7 @@ from pathlib import Path
 from harness import hookimpl
 
 from . import checks, collect, terminology
+from .commands import add_kit_commands
 
 
 @hookimpl
@@ -32,3 +33,8 @@ def harness_checks():
 @hookimpl
 def harness_coded_values():
     return {"cda": terminology.coded_values}
+
+
+@hookimpl
+def harness_commands(subparsers):
+    add_kit_commands(subparsers)
