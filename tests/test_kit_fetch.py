@@ -166,3 +166,20 @@ def test_the_command_fetches_then_says_where_and_refuses_in_french_by_default(se
     assert main(["kit", "where"]) == 0 and capsys.readouterr().out.strip().startswith(str(kit_home))
     assert main(["kit", "fetch", "--url", svc.base_url + "good.zip", "--sha256", "f" * 64, "--force"]) == 2
     assert "archive du kit refusée : SHA-256" in capsys.readouterr().err
+
+
+@needs_corpus
+def test_a_target_that_names_no_kit_is_judged_with_the_fetched_one(served, kit_home, tmp_path):
+    from tests.harness_run import run_harness
+
+    svc, good = served
+    identity = _corpus_identity()
+    folder, _ = fetch(Release(RELEASE.name, RELEASE.commit, svc.base_url + "good.zip", "", identity))
+    target = tmp_path / "vendor.toml"
+    target.write_text(f'[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n[cda]\ndocuments = "{folder / "ExemplesCDA"}"\n')
+    run = run_harness(tmp_path, "--scenario", "cda-kit-xsd", "--target", str(target), "--lang", "en",
+                      env={"HARNESS_KIT_HOME": str(kit_home), "HARNESS_KIT_CONTENT": identity})
+    assert run.bundle is not None, run.stdout + run.stderr
+    [result] = [r for r in run.manifest["results"] if r["scenario"] == "cda-kit-xsd"]
+    assert result["verdict"] == "PASS", run.stdout
+    assert "no CDA kit given" not in run.stdout
