@@ -315,3 +315,57 @@ def test_a_system_the_server_lacks_costs_one_extra_request_once(server):
     for code in ("99999-1", "99999-2", "99999-3"):
         assert remote.lookup(LOINC, code).error["kind"] == "code-system-not-held"
     assert server.requests["CodeSystem/$lookup"] == 3 and server.requests["CodeSystem/$validate-code"] == 1
+
+
+# -- the SMT as the ANS documents it ---------------------------------------------------------
+
+# ansforge/finess, docs/referentiels/terminologies-smt.md @ 98eee690 ("Interroger un code particulier"):
+# the request a software sends the SMT, and the answer the SMT gives, for TRE-R397 code 377
+SMT_R397 = "https://smt.esante.gouv.fr/fhir/CodeSystem/tre-r397-categorie-entite-geographique-exercice"
+SMT_DOCUMENTED_ANSWER = {"resourceType": "Parameters", "parameter": [
+    {"name": "code", "valueCode": "377"},
+    {"name": "display", "valueString": "Etablissement Expérimental pour Enfance Handicapée"},
+    {"name": "name", "valueString": "TreR397CategorieEntiteGeographiqueExercice"},
+    {"name": "system", "valueUri": SMT_R397},
+    {"name": "version", "valueString": "20260601120000"},
+    {"name": "property", "part": [{"name": "code", "valueCode": "inactive"}, {"name": "value", "valueBoolean": False}]},
+    {"name": "property", "part": [{"name": "code", "valueCode": "parent"}, {"name": "value", "valueCode": "4107"}]},
+    {"name": "designation", "part": [{"name": "language", "valueCode": "fr-FR"},
+                                     {"name": "use", "valueCoding": {"system": "http://snomed.info/sct", "code": "900000000000013009"}},
+                                     {"name": "value", "valueString": "Etab.Expér.Enf.Hand."}]},
+    {"name": "designation", "part": [{"name": "language", "valueCode": "fr-FR"},
+                                     {"name": "use", "valueCoding": {"system": "http://terminology.hl7.org/CodeSystem/hl7TermMaintInfra",
+                                                                     "code": "preferredForLanguage"}},
+                                     {"name": "value", "valueString": "Etablissement Expérimental pour Enfance Handicapée"}]},
+]}
+
+
+def test_the_stand_in_answers_the_smt_request_the_ans_documents_as_the_smt_answers_it(tmp_path):
+    """The request of the ANS's own SMT documentation (GET ``CodeSystem/$lookup?system=…&code=377``,
+    ``Accept: application/fhir+json``, or ``_format=json``) sent to the stand-in holding that code
+    system: every parameter of the SMT's documented answer is there, with the same value, and
+    nothing is answered that the SMT does not."""
+    import requests
+
+    concept = {"code": "377", "display": "Etablissement Expérimental pour Enfance Handicapée",
+               "designation": [{"language": "fr-FR", "use": {"system": "http://snomed.info/sct", "code": "900000000000013009"},
+                                "value": "Etab.Expér.Enf.Hand."},
+                               {"language": "fr-FR", "use": {"system": "http://terminology.hl7.org/CodeSystem/hl7TermMaintInfra",
+                                                             "code": "preferredForLanguage"},
+                                "value": "Etablissement Expérimental pour Enfance Handicapée"}],
+               "property": [{"code": "parent", "valueCode": "4107"}]}
+    (tmp_path / "r397.json").write_text(json.dumps({
+        "resourceType": "CodeSystem", "id": "tre-r397-categorie-entite-geographique-exercice", "url": SMT_R397,
+        "version": "20260601120000", "name": "TreR397CategorieEntiteGeographiqueExercice", "status": "active", "content": "fragment",
+        "property": [{"code": "parent", "type": "code"}], "concept": [{"code": "4107", "display": "Etablissements pour enfants"}, concept]},
+        ensure_ascii=False), encoding="utf-8")
+    with TerminologyServer(SnapshotTerminology(Snapshot.load([tmp_path], name="smt-r397"))) as srv:
+        for how in ({"headers": {"Accept": "application/fhir+json"}}, {"params_extra": {"_format": "json"}}):
+            params = {"system": SMT_R397, "code": "377", **how.get("params_extra", {})}
+            res = requests.get(srv.base_url + "CodeSystem/$lookup", params=params, headers=how.get("headers", {}), timeout=5)
+            assert res.status_code == 200 and res.headers["Content-Type"].startswith("application/fhir+json")
+            got = res.json()["parameter"]
+            for documented in SMT_DOCUMENTED_ANSWER["parameter"]:
+                assert documented in got, (documented, got)
+            extra = [p for p in got if p not in SMT_DOCUMENTED_ANSWER["parameter"]]
+            assert extra == [{"name": "abstract", "valueBoolean": False}], extra  # FHIR R4 $lookup's own, which the SMT leaves out
