@@ -4,7 +4,9 @@
 
 Runs `pytest --scenario cda-kit` on fixtures/targets/official-kit.toml (XSD, the four
 generic schematron profiles and the volets) with an empty compile cache (cold), then --warm times
-(default 5) with the cache filled (warm; the median is reported). Reports wall time, peak resident memory of the whole process
+(default 5) with the cache filled (warm; the median is reported); then through a kit server
+(`harness kit serve`): one run that compiles into it, --warm runs in one process and --warm with
+the workers. Reports wall time, peak resident memory of the whole process
 tree (sampled every 50 ms) and of its largest process, documents per second, and the
 compile time of each schematron (ours, then SaxonC's). Writes bench/results/cda_kit.json.
 """
@@ -48,10 +50,11 @@ def _tree_rss_kib(root: int) -> int:
     return total
 
 
-def run(cache: Path, workers: int) -> tuple[float, int, int, str]:
-    """One run: wall time, peak RSS of the whole process tree, of its largest process, summary."""
+def run(cache: Path, workers: int, state: Path | None = None) -> tuple[float, int, int, str]:
+    """One run: wall time, peak RSS of the whole process tree, of its largest process, summary.
+    With ``state``, through the kit server that file advertises."""
     work = Path(tempfile.mkdtemp(prefix="harness-cda-bench-"))
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), HARNESS_KIT_SERVER_STATE=str(state or cache / "no-kit-server.json"))
     # As a user's installation runs it: without the plugins of our own test tools
     # (hypothesis registers one that imports all of hypothesis at the end of every session).
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
@@ -118,6 +121,27 @@ def main() -> None:
     walls = sorted(r["wall_s"] for r in results["warm"])
     results["warm_median_s"] = statistics.median(walls)
     print(f"warm: median {statistics.median(walls):.2f} s, min {walls[0]:.2f} s, max {walls[-1]:.2f} s over {len(walls)} runs")
+    # through a kit server (harness kit serve): its first run compiles into it, the next ones find every stylesheet compiled
+    state = cache / "kit-server.json"
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve"], env=dict(os.environ, XDG_CACHE_HOME=str(cache),
+                              HARNESS_KIT_SERVER_STATE=str(state)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.05)
+        for label, workers in [("server-first", 1)] + [("server-warm", 1)] * args.warm + [("server-warm-n2", args.workers)] * args.warm:
+            wall, tree, process, summary = run(cache, workers, state)
+            results.setdefault(label, []).append({"wall_s": round(wall, 2), "docs_per_s": round(docs / wall, 1), "peak_rss_mib_tree": round(tree / 1024),
+                                                  "pytest": summary})
+            print(f"{label:<14} {wall:6.2f} s  {docs / wall:5.1f} docs/s  peak RSS of the run's tree {tree / 1024:.0f} MiB  [{summary}]")
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    print(f"kit server: {out.strip().splitlines()[-1] if out.strip() else '?'}")
+    for label in ("server-warm", "server-warm-n2"):
+        walls = sorted(r["wall_s"] for r in results[label])
+        results[f"{label}_median_s"] = statistics.median(walls)
+        print(f"{label}: median {statistics.median(walls):.2f} s over {len(walls)} runs")
     times = compile_times(args.kit, Path(tempfile.mkdtemp(prefix="harness-cda-cache-")))
     results["compile"] = times
     slow = sorted(times.items(), key=lambda kv: -(kv[1]["ours_s"] + kv[1]["saxon_s"]))[:6]

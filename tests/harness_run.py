@@ -62,6 +62,8 @@ def harness_env(env: dict | None = None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HARNESS_"))}
     # a kit this machine's user fetched (harness kit fetch) is not the suite's: runs see none unless a test names one
     full_env["HARNESS_KIT_HOME"] = os.path.join(tempfile.gettempdir(), "harness-suite-no-fetched-kit")
+    # nor a kit server this machine's user started (harness kit serve): the suite's runs compile in process unless a test starts one
+    full_env["HARNESS_KIT_SERVER_STATE"] = os.path.join(tempfile.gettempdir(), "harness-suite-no-kit-server.json")
     full_env.update(env or {})
     return full_env
 

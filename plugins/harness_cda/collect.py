@@ -12,6 +12,7 @@ from .document import CdaDocument, read_cda
 from .engine import EngineError, Saxon
 from .kit import Kit
 from .release import installed
+from .server import RemoteKit, ServerGone
 from .volets import select
 from .xsd import XsdError, load_schema, validate
 
@@ -25,6 +26,7 @@ PROFILES = {
 }
 
 _saxon: Saxon | None = None
+_remote: "RemoteKit | None | bool" = False  # False: not looked for yet in this process
 
 
 def saxon() -> Saxon:
@@ -32,6 +34,20 @@ def saxon() -> Saxon:
     if _saxon is None:
         _saxon = Saxon()
     return _saxon
+
+
+def svrl_of(compiled, loaded: "_Loaded") -> bytes:
+    """The SVRL of a compiled schematron on a document: from the kit server when one of this
+    harness is running (stylesheets already compiled), else in process; the same bytes."""
+    global _remote
+    if _remote is False:
+        _remote = RemoteKit.find()
+    if _remote is not None:
+        try:
+            return _remote.run(compiled.xslt_path, loaded.doc.text().encode("utf-8"), compiled.documents)
+        except ServerGone:
+            _remote = None  # gone meanwhile: the rest of the run in process
+    return saxon().run(compiled.xslt_path, loaded.node(), compiled.documents)
 
 
 class _Loaded:
@@ -202,14 +218,13 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     outputs = {f"sch/{key}": ctx.record_json(_description(compiled, kit), label=f"cda.schematron:{key}")}
     if compiled.error:
         return outputs
-    engine = saxon()
     for src in documents_of(ctx):
         try:
             loaded = src.load()
             if loaded.unreadable is not None:
                 outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.svrl-error:{key}:{src.name}")
                 continue
-            svrl = engine.run(compiled.xslt_path, loaded.node(), compiled.documents)
+            svrl = svrl_of(compiled, loaded)
             outputs[f"svrl/{key}/{src.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{src.name}")
         except (UnsafeInput, EngineError) as exc:
             outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{key}:{src.name}")
@@ -224,7 +239,6 @@ def collect_volets(ctx: CollectContext) -> dict:
     outputs = {}
     used: dict[str, dict] = {}
     compiled_volets: dict = {}
-    engine = saxon()
     for src in documents_of(ctx):
         loaded = src.load()
         if loaded.unreadable is not None:
@@ -242,7 +256,7 @@ def collect_volets(ctx: CollectContext) -> dict:
                 outputs[name] = ctx.record_json({"error": compiled.error, "quirks": compiled.quirks}, label=f"cda.svrl-error:{volet}:{src.name}")
                 continue
             try:
-                outputs[name] = ctx.record(engine.run(compiled.xslt_path, loaded.node(), compiled.documents), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{src.name}")
+                outputs[name] = ctx.record(svrl_of(compiled, loaded), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{src.name}")
             except EngineError as exc:
                 outputs[name] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{volet}:{src.name}")
     outputs["sch/volets"] = ctx.record_json(used, label="cda.schematron:volets")

@@ -1,6 +1,7 @@
 """``harness kit fetch``: the pinned official kit into the user's cache (:mod:`.release`)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from harness import catalogue
@@ -25,6 +26,10 @@ def add_kit_commands(subparsers) -> None:
     f.set_defaults(func=run_fetch, plugin_command=True)
     w = sub.add_parser("where", help=_help("help.kit_where"))
     w.set_defaults(func=run_where, plugin_command=True)
+    s = sub.add_parser("serve", help=_help("help.kit_serve"))
+    s.add_argument("--port", type=int, default=0, help=_help("help.kit_serve_port"))
+    s.add_argument("--max-stylesheets", type=int, default=256, help=_help("help.kit_serve_max"))
+    s.set_defaults(func=run_serve, plugin_command=True)
 
 
 def run_fetch(args, ctx) -> int:
@@ -49,4 +54,27 @@ def run_where(args, ctx) -> int:
         print(M("where.none", home=str(home()), content=pinned().content[:16]).render(ctx.lang), file=sys.stderr)
         return 1
     print(folder)
+    return 0
+
+
+def run_serve(args, ctx) -> int:
+    """Serve until interrupted (Ctrl-C, SIGTERM); the state file goes with the server."""
+    import signal
+    import threading
+
+    from .server import serve
+
+    if not 1 <= args.max_stylesheets <= 4096:
+        print(M("serve.max", value=args.max_stylesheets).render(ctx.lang), file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(args.port, args.max_stylesheets)
+    try:
+        print(M("serve.ready", url=server.base_url, state=str(server._state), pid=os.getpid()).render(ctx.lang), flush=True)
+        stop.wait()
+    finally:
+        server.stop()
+    print(M("serve.stopped", served=server.served, compiled=server.saxon.compiled).render(ctx.lang), flush=True)
     return 0

@@ -1,6 +1,8 @@
 """Running compiled schematrons with SaxonC-HE (no Java) and reading their SVRL."""
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -27,43 +29,61 @@ class SvrlItem:
 
 
 class Saxon:
-    """One SaxonC processor per process, with compiled stylesheets kept in memory."""
+    """One SaxonC processor per process, with compiled stylesheets kept in memory: at most
+    ``max_stylesheets`` (the least recently used goes), each recompiled when its file
+    changed (size or modification time), as a long-lived kit server needs."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_stylesheets: int = 1024) -> None:
         from saxonche import PySaxonProcessor
 
         self._proc = PySaxonProcessor(license=False)
         self._xslt = self._proc.new_xslt30_processor()
-        self._executables: dict[str, object] = {}
-        self._files: dict[str, object] = {}
+        self._executables: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
+        self._files: dict[str, tuple[tuple, object]] = {}
+        self.max_stylesheets = max_stylesheets
+        self.compiled = 0  # stylesheets compiled by this processor
 
     def executable(self, xslt_path: str, documents: Mapping[str, str] | None = None):
         """The compiled stylesheet, with the files its rules read supplied as parameters.
 
         ``documents`` maps parameters to kit files (value sets): each is parsed once per
-        process. One that cannot be parsed is not supplied, so the rule reads it itself
-        and fails as it would have.
+        process (again when it changed). One that cannot be parsed is not supplied, so the
+        rule reads it itself and fails as it would have.
         """
-        ex = self._executables.get(xslt_path)
-        if ex is None:
-            try:
-                ex = self._xslt.compile_stylesheet(stylesheet_file=xslt_path)
-            except Exception as exc:  # PySaxonApiError: a static error in generated code
-                raise EngineError(M("engine.compile", error=str(exc))) from None
-            for name, path in (documents or {}).items():
-                node = self._file(path)
-                if node is not None:
-                    ex.set_parameter(name, node)
-            self._executables[xslt_path] = ex
+        key = (_stamp(xslt_path), tuple(sorted((name, path, _stamp(path)) for name, path in (documents or {}).items())))
+        kept = self._executables.get(xslt_path)
+        if kept is not None and kept[0] == key:
+            self._executables.move_to_end(xslt_path)
+            return kept[1]
+        try:
+            ex = self._xslt.compile_stylesheet(stylesheet_file=xslt_path)
+        except Exception as exc:  # PySaxonApiError: a static error in generated code
+            raise EngineError(M("engine.compile", error=str(exc))) from None
+        self.compiled += 1
+        for name, path in (documents or {}).items():
+            node = self._file(path)
+            if node is not None:
+                ex.set_parameter(name, node)
+        self._executables[xslt_path] = (key, ex)
+        self._executables.move_to_end(xslt_path)
+        while len(self._executables) > self.max_stylesheets:
+            self._executables.popitem(last=False)
         return ex
 
+    @property
+    def stylesheets(self) -> int:
+        return len(self._executables)
+
     def _file(self, path: str):
-        if path not in self._files:
+        stamp = _stamp(path)
+        kept = self._files.get(path)
+        if kept is None or kept[0] != stamp:
             try:
-                self._files[path] = self._proc.parse_xml(xml_file_name=path)
+                node = self._proc.parse_xml(xml_file_name=path)
             except Exception:
-                self._files[path] = None
-        return self._files[path]
+                node = None
+            kept = self._files[path] = (stamp, node)
+        return kept[1]
 
     def parse(self, data: bytes):
         """A Saxon tree of a document already checked by the hardened parser."""
@@ -79,6 +99,15 @@ class Saxon:
             raise
         except Exception as exc:
             raise EngineError(M("engine.run", error=str(exc))) from None
+
+
+def _stamp(path: str) -> tuple:
+    """What says a file changed: its size and modification time (None when it is gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (None,)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def read_svrl(svrl: bytes) -> list[SvrlItem]:

@@ -1,0 +1,208 @@
+"""The kit server: the kit's compiled stylesheets kept in memory between runs (``harness kit serve``).
+
+Every run of the CDA kit scenarios compiles, in each process, every stylesheet it runs (SaxonC-HE
+cannot save a compiled stylesheet: exporting one needs Saxon-EE), which costs most of a warm run.
+A kit server is a long-lived local process that compiles each stylesheet once and answers the
+SVRL of a document; the harness's runs use it when it advertises itself and is of the same
+harness (version and compiler fingerprint), and run in process otherwise, with the same verdicts.
+
+- **Advertised** by a state file, ``$XDG_CACHE_HOME/harness/kit-server.json`` (or
+  ``HARNESS_KIT_SERVER_STATE``), readable by its user only: its address, a token, its process,
+  the harness version and compiler fingerprint. Removed when it stops.
+- **Loopback only**: it listens on 127.0.0.1 and answers nothing to another address; every request
+  but ``/health`` carries the token (compared in constant time).
+- **Runs only the harness's own stylesheets**: an ``xslt`` outside the kit cache
+  (``…/harness/cda-kit/``) is refused, as is a parameter file that is not a ``.xml`` file; the
+  document goes through the hardened parser before Saxon sees it.
+- **Notices change**: a stylesheet or value-set file whose size or modification time changed is
+  compiled again; a changed kit or harness compiles to other files (the cache's keys), and a
+  harness of another version or compiler does not use it at all.
+- **Bounded**: at most ``max_stylesheets`` compiled stylesheets and 256 parsed documents (256 MiB;
+  the least recently used dropped), a request body of at most 80 MiB read within 60 s, 16
+  connections; transformations one at a time (one Saxon processor).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from harness import Text, UnsafeInput, atomic_write, catalogue, core_version, is_loopback, parse_json, parse_xml
+from harness.services import HttpService, Request, Response
+from harness.services.bounds import ConnectionBounds
+
+from .engine import EngineError, Saxon
+from .kit import COMPILER, cache_root
+
+M = catalogue(__name__)
+MAX_BODY = 80 * 1024 * 1024  # a document of 64 MiB, base64, and its request
+MAX_DOCUMENTS = 256  # parsed documents kept (least recently used dropped) ...
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # ... and their bytes at most
+
+
+def state_path() -> Path:
+    return Path(os.environ.get("HARNESS_KIT_SERVER_STATE") or cache_root() / "kit-server.json")
+
+
+class KitServer(HttpService):
+    name = "cda-kit-server"
+    server_header = "harness-kit-server"
+    bounds = ConnectionBounds(max_connections=16, deadline=600.0, idle=30.0)
+    max_request = MAX_BODY
+    request_deadline = 60.0
+    max_recorded = 1_000  # exchanges kept (a long-lived server: more are counted, not kept)
+
+    def __init__(self, *, port: int = 0, max_stylesheets: int = 256) -> None:
+        super().__init__(host="127.0.0.1", port=port)
+        self.token = secrets.token_urlsafe(32)
+        self.saxon = Saxon(max_stylesheets=max_stylesheets)
+        self.kit_cache = (cache_root() / "cda-kit").resolve()
+        self.served = 0
+        self._nodes: OrderedDict[bytes, object] = OrderedDict()  # parsed documents, by SHA-256
+        self._node_bytes: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        self._state: Path | None = None
+
+    # -- advertising --------------------------------------------------------------------
+
+    def advertise(self, path: Path | None = None) -> Path:
+        """Write the state file (its user only) the harness's runs find the server by."""
+        path = path or state_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        said = {"url": self.base_url, "token": self.token, "pid": os.getpid(), "version": core_version(), "compiler": COMPILER}
+        old = os.umask(0o077)
+        try:
+            atomic_write(path, json.dumps(said).encode())
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._state = path
+        return path
+
+    def stop(self) -> None:
+        if self._state is not None:
+            try:
+                if json.loads(self._state.read_text(encoding="utf-8")).get("token") == self.token:
+                    self._state.unlink()
+            except (OSError, ValueError):
+                pass
+        super().stop()
+
+    # -- answering ----------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if not is_loopback("http://" + request.connection.peer.rsplit(":", 1)[0].strip("[]") + "/"):
+            return Response.json(403, {"error": "loopback only"})
+        if request.path == "/health":
+            return Response.json(200, {"version": core_version(), "compiler": COMPILER, "pid": os.getpid(),
+                                       "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served})
+        if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
+            return Response.json(401, {"error": "token"})
+        if request.path != "/svrl" or request.method != "POST":
+            return Response.json(404, {"error": "POST /svrl"})
+        try:
+            asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
+            xslt = Path(str(asked["xslt"])).resolve()
+            documents = {str(k): str(v) for k, v in dict(asked.get("documents") or {}).items()}
+            data = base64.b64decode(str(asked["document"]), validate=True)
+        except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
+            return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
+        if not xslt.is_relative_to(self.kit_cache) or xslt.suffix != ".xsl" or not xslt.is_file():
+            return Response.json(403, {"error": M("server.xslt", path=str(xslt)).texts()})
+        if any(not p.endswith(".xml") or not Path(p).is_file() for p in documents.values()):
+            return Response.json(403, {"error": M("server.documents").texts()})
+        digest = hashlib.sha256(data).digest()
+        with self._lock:
+            try:
+                svrl = self.saxon.run(str(xslt), self._node(digest, data), documents)
+            except UnsafeInput as exc:
+                return Response.json(422, {"error": exc.messages})
+            except EngineError as exc:
+                return Response.json(422, {"error": exc.messages})
+            self.served += 1
+        return Response(200, svrl, "application/svrl+xml")
+
+    def _node(self, digest: bytes, data: bytes):
+        """The document's Saxon tree, parsed once (the hardened parser first, as in process)
+        while the same bytes come back: every profile and volet asks for the same documents."""
+        node = self._nodes.get(digest)
+        if node is None:
+            parse_xml(data, source="document")
+            node = self.saxon.parse(data)
+            self._nodes[digest] = node
+            self._node_bytes[digest] = len(data)
+            while len(self._nodes) > 1 and (len(self._nodes) > MAX_DOCUMENTS or sum(self._node_bytes.values()) > MAX_DOCUMENT_BYTES):
+                old = next(iter(self._nodes))
+                del self._nodes[old], self._node_bytes[old]
+        else:
+            self._nodes.move_to_end(digest)
+        return node
+
+
+class RemoteKit:
+    """The harness's side: SVRL from the advertised kit server."""
+
+    def __init__(self, url: str, token: str, pid: int) -> None:
+        import requests
+
+        self.url, self.token, self.pid = url, token, pid
+        self.session = requests.Session()  # one connection kept alive for the run
+        self.session.trust_env = False
+        self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+
+    @classmethod
+    def find(cls) -> "RemoteKit | None":
+        """The advertised server, when it answers and is of this harness; None otherwise."""
+        import requests
+
+        try:
+            said = json.loads(state_path().read_text(encoding="utf-8"))
+            if said.get("version") != core_version() or said.get("compiler") != COMPILER or not is_loopback(str(said["url"])):
+                return None
+            with requests.Session() as session:
+                session.trust_env = False
+                health = session.get(str(said["url"]) + "health", timeout=(1, 2)).json()
+            if health.get("version") != core_version() or health.get("compiler") != COMPILER:
+                return None
+            return cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
+        except (OSError, ValueError, KeyError, TypeError, requests.RequestException):
+            return None
+
+    def run(self, xslt_path: str, data: bytes, documents: dict[str, str] | None = None) -> bytes:
+        """The SVRL; :class:`EngineError` for what the stylesheet or document caused (as in
+        process), :class:`ServerGone` when the server could not be asked."""
+        import requests
+
+        body = json.dumps({"xslt": xslt_path, "documents": dict(documents or {}), "document": base64.b64encode(data).decode("ascii")})
+        try:
+            res = self.session.post(self.url + "svrl", data=body.encode(), timeout=(2, 300))
+        except requests.RequestException as exc:
+            raise ServerGone(type(exc).__name__) from None
+        if res.status_code == 200:
+            return res.content
+        if res.status_code == 422:
+            try:
+                error = Text.of(res.json()["error"])
+            except (ValueError, KeyError, TypeError):
+                error = None
+            if error is not None:
+                raise EngineError(error)
+        raise ServerGone(f"HTTP {res.status_code}")
+
+
+class ServerGone(Exception):
+    """The kit server could not be asked (gone, refused, another harness): run in process."""
+
+
+def serve(port: int, max_stylesheets: int) -> KitServer:
+    server = KitServer(port=port, max_stylesheets=max_stylesheets).start()
+    server.advertise()
+    return server
+

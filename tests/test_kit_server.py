@@ -1,0 +1,132 @@
+"""The kit server (``harness kit serve``): the kit's stylesheets compiled once and kept between runs,
+the same SVRL as in process, loopback and token only, only the kit cache's stylesheets, a changed
+stylesheet compiled again, and a run that falls back in process when the server is gone."""
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import core_version
+from harness_cda import collect
+from harness_cda.collect import PROFILES, _Loaded, svrl_of
+from harness_cda.kit import Kit
+from harness_cda.server import KitServer, RemoteKit
+
+CORPUS = Path(__file__).parents[2] / "shared" / "corpus" / "ans-testcontenucda"
+pytestmark = pytest.mark.skipif(not (CORPUS / "schematrons").is_dir(), reason="the shared corpus (ans-testcontenucda) is absent")
+EXAMPLES = sorted((CORPUS / "ExemplesCDA").glob("*.xml"))[:6]
+
+
+@pytest.fixture(scope="module")
+def kit():
+    return Kit(CORPUS, core_version())
+
+
+@pytest.fixture(scope="module")
+def header(kit):
+    return kit.compiled(kit.root / "schematrons" / PROFILES["header"])
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    state = tmp_path / "kit-server.json"
+    monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(state))
+    monkeypatch.setattr(collect, "_remote", False)  # looked for again by this test
+    with KitServer(max_stylesheets=8) as srv:
+        srv.advertise()
+        yield srv
+    assert not state.exists()  # the state goes with the server
+
+
+def _post(srv, body: dict | bytes, token: str | None = None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(srv.base_url + "svrl", data=data, timeout=30,
+                         headers={"Authorization": f"Bearer {token if token is not None else srv.token}", "Content-Type": "application/json"})
+
+
+def test_the_server_answers_the_same_svrl_as_in_process_and_compiles_each_stylesheet_once(server, header):
+    local = collect.saxon()  # the run's own processor (a document's tree belongs to the processor that parsed it)
+    assert server.advertise().stat().st_mode & 0o777 == 0o600  # its token: its user's only
+    remote = RemoteKit.find()
+    assert remote is not None and remote.pid == os.getpid()
+    for path in EXAMPLES:
+        loaded = _Loaded(path.read_bytes(), path.name)
+        expected = local.run(header.xslt_path, loaded.node(), header.documents)
+        assert svrl_of(header, loaded) == expected  # through the server (found from its state file)
+    assert server.served == len(EXAMPLES) and server.saxon.compiled == 1
+    health = requests.get(server.base_url + "health", timeout=5).json()
+    assert health["served"] == len(EXAMPLES) and health["compiled"] == 1 and health["version"] == core_version()
+
+
+def test_the_server_refuses_what_is_not_the_harness_asking_for_its_own_stylesheets(server, header, tmp_path):
+    doc = base64.b64encode(EXAMPLES[0].read_bytes()).decode()
+    asked = {"xslt": header.xslt_path, "documents": header.documents, "document": doc}
+    assert _post(server, asked, token="").status_code == 401
+    assert _post(server, asked, token=server.token[:-1] + "x").status_code == 401
+    elsewhere = tmp_path / "evil.xsl"
+    elsewhere.write_text(Path(header.xslt_path).read_text())
+    assert _post(server, {**asked, "xslt": str(elsewhere)}).status_code == 403  # a stylesheet outside the kit cache
+    assert _post(server, {**asked, "xslt": header.xslt_path + "/../../../../../etc/passwd"}).status_code == 403
+    assert _post(server, {**asked, "documents": {"x": "/etc/passwd"}}).status_code == 403
+    assert _post(server, b"{not json").status_code == 400
+    assert _post(server, {**asked, "document": "not base64!"}).status_code == 400
+    xxe = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>'
+    refused = _post(server, {**asked, "document": base64.b64encode(xxe).decode()})
+    assert refused.status_code == 422 and "passwd" not in refused.text.replace("file:///etc/passwd", "")
+    assert server.served == 0
+
+
+def test_a_stylesheet_changed_under_the_server_is_compiled_again(server, header):
+    loaded = _Loaded(EXAMPLES[0].read_bytes(), EXAMPLES[0].name)
+    remote = RemoteKit.find()
+    first = remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents)
+    remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents)
+    assert server.saxon.compiled == 1
+    stamp = os.stat(header.xslt_path)
+    os.utime(header.xslt_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))  # rewritten, same bytes
+    try:
+        assert remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents) == first
+        assert server.saxon.compiled == 2
+    finally:
+        os.utime(header.xslt_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+
+def test_without_a_server_or_when_it_goes_a_run_continues_in_process(tmp_path, monkeypatch, header):
+    monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(tmp_path / "none.json"))
+    assert RemoteKit.find() is None
+    (tmp_path / "stale.json").write_text(json.dumps({"url": "http://127.0.0.1:9/", "token": "t", "pid": 1, "version": core_version()}))
+    monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(tmp_path / "stale.json"))
+    assert RemoteKit.find() is None  # nobody answers there (and its compiler is not said)
+    loaded = _Loaded(EXAMPLES[1].read_bytes(), EXAMPLES[1].name)
+    expected = collect.saxon().run(header.xslt_path, loaded.node(), header.documents)
+    monkeypatch.setattr(collect, "_remote", RemoteKit("http://127.0.0.1:9/", "t", 1))  # found, then gone
+    started = time.monotonic()
+    assert svrl_of(header, loaded) == expected and collect._remote is None
+    assert time.monotonic() - started < 5
+
+
+def test_a_run_through_the_server_concludes_what_a_run_in_process_concludes(tmp_path):
+    """Two harness runs of the kit's header profile and volets on the official examples: one with
+    a kit server advertised, one without; the same verdicts and findings, and the server used."""
+    from tests.harness_run import run_harness
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for path in EXAMPLES:  # a few of the official examples (linked, not copied into the project)
+        (docs / path.name).symlink_to(path)
+    target = tmp_path / "kit.toml"
+    target.write_text(f'[product]\nid = "x"\nname = "X"\nversion = "1.0.0"\n[cda]\nkit = "{CORPUS}"\ndocuments = "{docs}"\n')
+    args = ("--scenario", "cda-kit-header", "--scenario", "cda-kit-volets", "--target", str(target), "--lang", "en")
+    alone = run_harness(tmp_path, *args)
+    with KitServer() as srv:
+        state = srv.advertise(tmp_path / "kit-server.json")
+        served = run_harness(tmp_path, *args, env={"HARNESS_KIT_SERVER_STATE": str(state)})
+        assert srv.served >= 2 * len(EXAMPLES)  # the header profile and at least one volet per document
+    assert alone.bundle != served.bundle
+    assert alone.requirement_verdicts() == served.requirement_verdicts()
+    key = lambda run: sorted(json.dumps(f, sort_keys=True) for f in run.findings())  # noqa: E731
+    assert key(alone) == key(served) and len(key(alone)) > 0
