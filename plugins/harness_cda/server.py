@@ -34,9 +34,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from harness import Text, UnsafeInput, atomic_write, catalogue, core_version, is_loopback, parse_json, parse_xml
-from harness.services import HttpService, Request, Response
-from harness.services.bounds import ConnectionBounds
+from harness import (ConnectionBounds, HttpService, Request, Response, Text, UnsafeInput, atomic_write, catalogue, core_version, is_loopback,
+                     parse_json, parse_xml)
 
 from .engine import EngineError, Saxon
 from .kit import COMPILER, cache_root
