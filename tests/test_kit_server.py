@@ -130,3 +130,32 @@ def test_a_run_through_the_server_concludes_what_a_run_in_process_concludes(tmp_
     assert alone.requirement_verdicts() == served.requirement_verdicts()
     key = lambda run: sorted(json.dumps(f, sort_keys=True) for f in run.findings())  # noqa: E731
     assert key(alone) == key(served) and len(key(alone)) > 0
+
+
+def test_the_command_serves_until_told_to_stop_and_takes_its_state_with_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    state = tmp_path / "kit-server.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")} | {"HARNESS_KIT_SERVER_STATE": str(state)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve", "--max-stylesheets", "4"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        said = json.loads(state.read_text())
+        assert said["pid"] == proc.pid and said["url"].startswith("http://127.0.0.1:") and state.stat().st_mode & 0o777 == 0o600
+        assert requests.get(said["url"] + "health", timeout=5).json()["compiled"] == 0
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "serveur du kit prêt" in out and "serveur du kit arrêté : 0 SVRL servis" in out
+    assert not state.exists()
+    refused = subprocess.run([sys.executable, "-m", "harness.cli", "kit", "serve", "--max-stylesheets", "0"], env=env,
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "de 1 à 4096" in refused.stderr
