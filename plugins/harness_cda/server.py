@@ -18,8 +18,9 @@ harness (version and compiler fingerprint), and run in process otherwise, with t
   compiled again; a changed kit or harness compiles to other files (the cache's keys), and a
   harness of another version or compiler does not use it at all.
 - **Bounded**: at most ``max_stylesheets`` compiled stylesheets and 256 parsed documents (256 MiB;
-  the least recently used dropped), a request body of at most 80 MiB read within 60 s, 16
-  connections; transformations one at a time (one Saxon processor).
+  the least recently used dropped), the first 32 exchanges kept (the others counted), a request
+  body of at most 80 MiB read within 60 s, 16 connections; transformations one at a time (one
+  Saxon processor).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class KitServer(HttpService):
     bounds = ConnectionBounds(max_connections=16, deadline=600.0, idle=30.0)
     max_request = MAX_BODY
     request_deadline = 60.0
-    max_recorded = 1_000  # exchanges kept (a long-lived server: more are counted, not kept)
+    max_recorded = 32  # exchanges kept with their bodies (documents, SVRL): a long-lived server counts the rest, keeps none
 
     def __init__(self, *, port: int = 0, max_stylesheets: int = 256) -> None:
         super().__init__(host="127.0.0.1", port=port)
