@@ -159,3 +159,28 @@ def test_the_command_serves_until_told_to_stop_and_takes_its_state_with_it(tmp_p
     refused = subprocess.run([sys.executable, "-m", "harness.cli", "kit", "serve", "--max-stylesheets", "0"], env=env,
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and "de 1 à 4096" in refused.stderr
+
+
+def test_a_batch_sends_each_document_once_and_answers_each_as_in_process(server, header):
+    """One request per stylesheet: documents named by their SHA-256, their bytes sent only when the
+    server lacks them (a 409 names them); a document the hardened parser refuses is that item's
+    error, not the batch's; a digest that lies is refused."""
+    from harness_cda.engine import EngineError
+
+    remote = RemoteKit.find()
+    loaded = [_Loaded(p.read_bytes(), p.name) for p in EXAMPLES]
+    expected = [collect.saxon().run(header.xslt_path, one.node(), header.documents) for one in loaded]
+    xxe = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>'
+    got = remote.run_many(header.xslt_path, [one.text() for one in loaded] + [xxe], header.documents)
+    assert got[:-1] == expected and isinstance(got[-1], EngineError)
+    posts = [ex for ex in server.journal.exchanges if ex.path == "/svrl-batch"]
+    assert [ex.http_status for ex in posts] == [409, 200]  # digests first, then the bytes it lacked
+    again = remote.run_many(header.xslt_path, [one.text() for one in loaded], header.documents)
+    assert again == expected and [ex.http_status for ex in server.journal.exchanges if ex.path == "/svrl-batch"][2:] == [200]
+    lie = {"xslt": header.xslt_path, "documents": header.documents,
+           "items": [{"sha256": "00" * 32, "document": base64.b64encode(loaded[0].text()).decode()}]}
+    assert requests.post(server.base_url + "svrl-batch", data=json.dumps(lie), timeout=30,
+                         headers={"Authorization": f"Bearer {server.token}"}).status_code == 400
+    # through the collectors' prefetch: the same SVRL handed out, asked once
+    ready = collect.svrl_prefetch([(header, one) for one in loaded])
+    assert [svrl_of(header, one, ready) for one in loaded] == expected

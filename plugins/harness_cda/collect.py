@@ -1,6 +1,7 @@
 """Collectors: run the official kit (XSD, schematrons) live and record what it said."""
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from typing import Callable, NamedTuple
@@ -36,15 +37,46 @@ def saxon() -> Saxon:
     return _saxon
 
 
-def svrl_of(compiled, loaded: "_Loaded") -> bytes:
-    """The SVRL of a compiled schematron on a document: from the kit server when one of this
-    harness is running (stylesheets already compiled), else in process; the same bytes."""
+def _server() -> "RemoteKit | None":
     global _remote
     if _remote is False:
         _remote = RemoteKit.find()
-    if _remote is not None:
+    return _remote
+
+
+def svrl_prefetch(pairs: list) -> dict:
+    """With a kit server: the SVRL of every (compiled schematron, document) pair, asked in one
+    batch per stylesheet (each document sent once, by its digest after), for :func:`svrl_of`
+    to hand out; in process, nothing (each is computed when asked)."""
+    global _remote
+    if _server() is None:
+        return {}
+    groups: dict[str, tuple] = {}
+    for compiled, loaded in pairs:
+        groups.setdefault(compiled.xslt_path, (compiled, []))[1].append(loaded)
+    ready: dict = {}
+    try:
+        for xslt, (compiled, loadeds) in groups.items():
+            results = _remote.run_many(xslt, [loaded.text() for loaded in loadeds], compiled.documents)
+            ready.update({(xslt, loaded.digest()): result for loaded, result in zip(loadeds, results)})
+    except ServerGone:
+        _remote = None  # gone meanwhile: what it answered is kept, the rest is computed in process
+    return ready
+
+
+def svrl_of(compiled, loaded: "_Loaded", ready: dict | None = None) -> bytes:
+    """The SVRL of a compiled schematron on a document: prefetched (:func:`svrl_prefetch`), or
+    from the kit server when one of this harness is running (stylesheets already compiled), else
+    in process; the same bytes."""
+    global _remote
+    if ready and (compiled.xslt_path, loaded.digest()) in ready:
+        result = ready[(compiled.xslt_path, loaded.digest())]
+        if isinstance(result, EngineError):
+            raise result
+        return result
+    if _server() is not None:
         try:
-            return _remote.run(compiled.xslt_path, loaded.doc.text().encode("utf-8"), compiled.documents)
+            return _remote.run(compiled.xslt_path, loaded.text(), compiled.documents)
         except ServerGone:
             _remote = None  # gone meanwhile: the rest of the run in process
     return saxon().run(compiled.xslt_path, loaded.node(), compiled.documents)
@@ -66,6 +98,7 @@ class _Loaded:
         except UnsafeInput as exc:
             self.unreadable = exc
         self._node = None
+        self._text: tuple[bytes, str] | None = None
         self._xsd: dict[int, list[dict]] = {}
 
     def xsd_errors(self, schema) -> list[dict]:
@@ -74,9 +107,20 @@ class _Loaded:
             self._xsd[id(schema)] = validate(schema, self.doc.root)
         return self._xsd[id(schema)]
 
+    def text(self) -> bytes:
+        """The document as Saxon reads it (the hardened parse, serialised), and its SHA-256."""
+        if self._text is None:
+            text = self.doc.text().encode("utf-8")
+            self._text = (text, hashlib.sha256(text).hexdigest())
+        return self._text[0]
+
+    def digest(self) -> str:
+        self.text()
+        return self._text[1]
+
     def node(self):
         if self._node is None:
-            self._node = saxon().parse(self.doc.text().encode("utf-8"))
+            self._node = saxon().parse(self.text())
         return self._node
 
 
@@ -218,13 +262,23 @@ def _collect_profile(ctx: CollectContext, key: str) -> dict:
     outputs = {f"sch/{key}": ctx.record_json(_description(compiled, kit), label=f"cda.schematron:{key}")}
     if compiled.error:
         return outputs
-    for src in documents_of(ctx):
+    sources = documents_of(ctx)
+    pairs = []
+    for src in sources:
+        try:
+            loaded = src.load()
+        except UnsafeInput:
+            continue  # said below, as before
+        if loaded.unreadable is None:
+            pairs.append((compiled, loaded))
+    ready = svrl_prefetch(pairs)
+    for src in sources:
         try:
             loaded = src.load()
             if loaded.unreadable is not None:
                 outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.svrl-error:{key}:{src.name}")
                 continue
-            svrl = svrl_of(compiled, loaded)
+            svrl = svrl_of(compiled, loaded, ready)
             outputs[f"svrl/{key}/{src.name}"] = ctx.record(svrl, media_type="application/svrl+xml", label=f"cda.svrl:{key}:{src.name}")
         except (UnsafeInput, EngineError) as exc:
             outputs[f"svrl/{key}/{src.name}"] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{key}:{src.name}")
@@ -239,24 +293,36 @@ def collect_volets(ctx: CollectContext) -> dict:
     outputs = {}
     used: dict[str, dict] = {}
     compiled_volets: dict = {}
-    for src in documents_of(ctx):
+    sources = documents_of(ctx)
+    chosen_of: dict[str, dict] = {}
+    pairs = []
+    for src in sources:  # which volets each document takes, first: with a kit server, their SVRL asked in batches
+        loaded = src.load()
+        if loaded.unreadable is not None:
+            continue
+        chosen_of[src.name] = select(loaded.doc.root, identities)
+        for volet in chosen_of[src.name]["volets"]:
+            if volet not in compiled_volets:  # read the cache entry once per volet, not once per document
+                compiled_volets[volet] = kit.compiled(kit.root / volet)
+                used[volet] = _description(compiled_volets[volet], kit)
+            if not compiled_volets[volet].error:
+                pairs.append((compiled_volets[volet], loaded))
+    ready = svrl_prefetch(pairs)
+    for src in sources:
         loaded = src.load()
         if loaded.unreadable is not None:
             outputs[f"volets/{src.name}"] = ctx.record_json({"unreadable": loaded.unreadable.messages}, label=f"cda.volets:{src.name}")
             continue
-        chosen = select(loaded.doc.root, identities)
+        chosen = chosen_of[src.name]
         outputs[f"volets/{src.name}"] = ctx.record_json(chosen, label=f"cda.volets:{src.name}")
         for volet in chosen["volets"]:
             name = f"svrl/volet/{src.name}/{volet}"
-            if volet not in compiled_volets:  # read the cache entry once per volet, not once per document
-                compiled_volets[volet] = kit.compiled(kit.root / volet)
-                used[volet] = _description(compiled_volets[volet], kit)
             compiled = compiled_volets[volet]
             if compiled.error:
                 outputs[name] = ctx.record_json({"error": compiled.error, "quirks": compiled.quirks}, label=f"cda.svrl-error:{volet}:{src.name}")
                 continue
             try:
-                outputs[name] = ctx.record(svrl_of(compiled, loaded), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{src.name}")
+                outputs[name] = ctx.record(svrl_of(compiled, loaded, ready), media_type="application/svrl+xml", label=f"cda.svrl:{volet}:{src.name}")
             except EngineError as exc:
                 outputs[name] = ctx.record_json({"error": exc.messages}, label=f"cda.svrl-error:{volet}:{src.name}")
     outputs["sch/volets"] = ctx.record_json(used, label="cda.schematron:volets")

@@ -45,6 +45,8 @@ M = catalogue(__name__)
 MAX_BODY = 80 * 1024 * 1024  # a document of 64 MiB, base64, and its request
 MAX_DOCUMENTS = 256  # parsed documents kept (least recently used dropped) ...
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # ... and their bytes at most
+MAX_BATCH = 128  # documents in one batch (under MAX_DOCUMENTS: a batch never evicts its own documents)
+BATCH_BYTES = 24 * 1024 * 1024  # bytes of documents a client sends in one batch request
 
 
 def state_path() -> Path:
@@ -105,19 +107,25 @@ class KitServer(HttpService):
                                        "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served})
         if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
             return Response.json(401, {"error": "token"})
-        if request.path != "/svrl" or request.method != "POST":
-            return Response.json(404, {"error": "POST /svrl"})
+        if request.path not in ("/svrl", "/svrl-batch") or request.method != "POST":
+            return Response.json(404, {"error": "POST /svrl, /svrl-batch"})
         try:
             asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
             xslt = Path(str(asked["xslt"])).resolve()
             documents = {str(k): str(v) for k, v in dict(asked.get("documents") or {}).items()}
-            data = base64.b64decode(str(asked["document"]), validate=True)
+            if request.path == "/svrl-batch":
+                items = [(bytes.fromhex(str(i["sha256"])), base64.b64decode(str(i["document"]), validate=True) if i.get("document") else None)
+                         for i in list(asked["items"])[:MAX_BATCH]]
+            else:
+                data = base64.b64decode(str(asked["document"]), validate=True)
         except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
             return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
         if not xslt.is_relative_to(self.kit_cache) or xslt.suffix != ".xsl" or not xslt.is_file():
             return Response.json(403, {"error": M("server.xslt", path=str(xslt)).texts()})
         if any(not p.endswith(".xml") or not Path(p).is_file() for p in documents.values()):
             return Response.json(403, {"error": M("server.documents").texts()})
+        if request.path == "/svrl-batch":
+            return self._batch(str(xslt), documents, items)
         digest = hashlib.sha256(data).digest()
         with self._lock:
             try:
@@ -129,11 +137,42 @@ class KitServer(HttpService):
             self.served += 1
         return Response(200, svrl, "application/svrl+xml")
 
-    def _node(self, digest: bytes, data: bytes):
+    def _batch(self, xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> Response:
+        """Many documents through one stylesheet: each named by its SHA-256, its bytes sent only
+        when the server does not hold it (409 names those it lacks; nothing is run then)."""
+        with self._lock:
+            if any(data is not None and hashlib.sha256(data).digest() != digest for digest, data in items):
+                return Response.json(400, {"error": M("server.request", reason="sha256").texts()})
+            refused: dict[bytes, dict] = {}
+            for digest, data in items:  # what was sent is kept first, so that a 409 still makes progress
+                if data is not None and digest not in self._nodes:
+                    try:
+                        self._node(digest, data)
+                    except (UnsafeInput, EngineError) as exc:
+                        refused[digest] = exc.messages
+            missing = sorted({d.hex() for d, _ in items if d not in self._nodes and d not in refused})
+            if missing:
+                return Response.json(409, {"missing": missing})
+            results = []
+            for digest, _ in items:
+                if digest in refused:
+                    results.append({"error": refused[digest]})
+                    continue
+                try:
+                    svrl = self.saxon.run(xslt, self._node(digest, None), documents)
+                    results.append({"svrl": base64.b64encode(svrl).decode("ascii")})
+                    self.served += 1
+                except (UnsafeInput, EngineError) as exc:
+                    results.append({"error": exc.messages})
+        return Response.json(200, {"results": results})
+
+    def _node(self, digest: bytes, data: bytes | None):
         """The document's Saxon tree, parsed once (the hardened parser first, as in process)
         while the same bytes come back: every profile and volet asks for the same documents."""
         node = self._nodes.get(digest)
         if node is None:
+            if data is None:  # evicted meanwhile by a larger batch: the client sends it again
+                raise EngineError(M("server.evicted"))
             parse_xml(data, source="document")
             node = self.saxon.parse(data)
             self._nodes[digest] = node
@@ -195,6 +234,52 @@ class RemoteKit:
             if error is not None:
                 raise EngineError(error)
         raise ServerGone(f"HTTP {res.status_code}")
+
+
+    def run_many(self, xslt_path: str, texts: list[bytes], documents: dict[str, str] | None = None) -> list[bytes | EngineError]:
+        """The SVRL of each document (or the :class:`EngineError` it caused), in order: batches
+        of at most :data:`MAX_BATCH` documents, each sent by its SHA-256 first and its bytes only
+        when the server lacks it. :class:`ServerGone` when the server could not be asked."""
+        import requests
+
+        out: list[bytes | EngineError] = []
+        for start in range(0, len(texts), MAX_BATCH):
+            chunk = texts[start:start + MAX_BATCH]
+            digests = [hashlib.sha256(t).hexdigest() for t in chunk]
+            send: set[str] = set()
+            for _ in range(len(chunk) + 2):  # digests only; then with what the server lacks, as much as a request carries
+                items, size = [], 0
+                for digest, text in zip(digests, chunk):
+                    item = {"sha256": digest}
+                    if digest in send and (size == 0 or size + len(text) * 4 // 3 <= BATCH_BYTES):  # at least one a request
+                        item["document"] = base64.b64encode(text).decode("ascii")
+                        size += len(item["document"])
+                        send.discard(digest)
+                    items.append(item)
+                body = json.dumps({"xslt": xslt_path, "documents": dict(documents or {}), "items": items})
+                try:
+                    res = self.session.post(self.url + "svrl-batch", data=body.encode(), timeout=(2, 600))
+                except requests.RequestException as exc:
+                    raise ServerGone(type(exc).__name__) from None
+                if res.status_code == 409:
+                    try:
+                        send |= set(res.json()["missing"])
+                    except (ValueError, KeyError, TypeError):
+                        raise ServerGone("HTTP 409") from None
+                    continue
+                if res.status_code != 200:
+                    raise ServerGone(f"HTTP {res.status_code}")
+                try:
+                    results = res.json()["results"]
+                    out += [base64.b64decode(r["svrl"]) if "svrl" in r else EngineError(Text.of(r["error"])) for r in results]
+                except (ValueError, KeyError, TypeError, binascii.Error):
+                    raise ServerGone("unreadable answer") from None
+                if len(results) != len(chunk):
+                    raise ServerGone("answers missing")
+                break
+            else:
+                raise ServerGone("documents evicted")
+        return out
 
 
 class ServerGone(Exception):
