@@ -2,6 +2,7 @@
 the same SVRL as in process, loopback and token only, only the kit cache's stylesheets, a changed
 stylesheet compiled again, and a run that falls back in process when the server is gone."""
 import base64
+import hashlib
 import json
 import os
 import time
@@ -44,7 +45,7 @@ def server(tmp_path, monkeypatch):
 
 def _post(srv, body: dict | bytes, token: str | None = None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.post(srv.base_url + "svrl", data=data, timeout=30,
+    return requests.post(srv.base_url + "svrl-batch", data=data, timeout=30,
                          headers={"Authorization": f"Bearer {token if token is not None else srv.token}", "Content-Type": "application/json"})
 
 
@@ -63,8 +64,10 @@ def test_the_server_answers_the_same_svrl_as_in_process_and_compiles_each_styles
 
 
 def test_the_server_refuses_what_is_not_the_harness_asking_for_its_own_stylesheets(server, header, tmp_path):
-    doc = base64.b64encode(EXAMPLES[0].read_bytes()).decode()
-    asked = {"xslt": header.xslt_path, "documents": header.documents, "document": doc}
+    def item(data: bytes) -> dict:
+        return {"sha256": hashlib.sha256(data).hexdigest(), "document": base64.b64encode(data).decode()}
+
+    asked = {"xslt": header.xslt_path, "documents": header.documents, "items": [item(EXAMPLES[0].read_bytes())]}
     assert _post(server, asked, token="").status_code == 401
     assert _post(server, asked, token=server.token[:-1] + "x").status_code == 401
     elsewhere = tmp_path / "evil.xsl"
@@ -73,23 +76,24 @@ def test_the_server_refuses_what_is_not_the_harness_asking_for_its_own_styleshee
     assert _post(server, {**asked, "xslt": header.xslt_path + "/../../../../../etc/passwd"}).status_code == 403
     assert _post(server, {**asked, "documents": {"x": "/etc/passwd"}}).status_code == 403
     assert _post(server, b"{not json").status_code == 400
-    assert _post(server, {**asked, "document": "not base64!"}).status_code == 400
+    assert _post(server, {**asked, "items": [{"sha256": "00" * 32, "document": "not base64!"}]}).status_code == 400
     xxe = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>'
-    refused = _post(server, {**asked, "document": base64.b64encode(xxe).decode()})
-    assert refused.status_code == 422 and "passwd" not in refused.text.replace("file:///etc/passwd", "")
+    refused = _post(server, {**asked, "items": [item(xxe)]})  # the hardened parser's refusal, as that document's error
+    assert refused.status_code == 200 and "error" in refused.json()["results"][0]
+    assert "root:" not in refused.text
     assert server.served == 0
 
 
 def test_a_stylesheet_changed_under_the_server_is_compiled_again(server, header):
     loaded = _Loaded(EXAMPLES[0].read_bytes(), EXAMPLES[0].name)
     remote = RemoteKit.find()
-    first = remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents)
-    remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents)
+    first = remote.run_many(header.xslt_path, [loaded.text()], header.documents)
+    remote.run_many(header.xslt_path, [loaded.text()], header.documents)
     assert server.saxon.compiled == 1
     stamp = os.stat(header.xslt_path)
     os.utime(header.xslt_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))  # rewritten, same bytes
     try:
-        assert remote.run(header.xslt_path, loaded.doc.text().encode(), header.documents) == first
+        assert remote.run_many(header.xslt_path, [loaded.text()], header.documents) == first
         assert server.saxon.compiled == 2
     finally:
         os.utime(header.xslt_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))

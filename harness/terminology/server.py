@@ -45,6 +45,8 @@ from .snapshot import SnapshotTerminology
 M = catalogue(__name__)
 
 FAULTS = ("slow", "error500", "garbage", "cut", "refuse-token", "reject-bearer", "throttle", "stall", "error503", "not-found")
+# the faults that answer in place of the operation, in the order they prevail
+ANSWERING = ("cut", "stall", "error500", "error503", "not-found", "throttle", "garbage")
 STALL = 10.0  # seconds the ``stall`` fault holds a request at most before closing the connection unanswered
 RETRY_AFTER = 1  # seconds a throttled client is told to wait (the ``throttle`` fault: its first request only, 429)
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -197,28 +199,27 @@ class TerminologyServer(HttpService):
         if self.latency:
             time.sleep(self.latency)
         faults = {self.op_faults[op]} if op in self.op_faults else self.faults
-        applied = next((f for f in ("cut", "stall", "error500", "error503", "not-found", "garbage") if f in faults), None)
-        if applied is None and "throttle" in faults and not self.throttled:
-            applied = "throttle"
-        if applied is not None:
-            request.exchange.facts["fault"] = applied
-        if "slow" in faults:
+        if "slow" in faults:  # a delay, then whatever else applies
             time.sleep(self.delay or 5.0)
-        if "cut" in faults:
+        # the one fault this request meets, the first of ANSWERING that is on (throttle: once)
+        fault = next((f for f in ANSWERING if f in faults and (f != "throttle" or not self.throttled)), None)
+        if fault is not None:
+            request.exchange.facts["fault"] = fault
+        if fault == "cut":
             return Response(cut=True)
-        if "stall" in faults:
+        if fault == "stall":
             return Response(hold=self.stall)
-        if "error500" in faults:
+        if fault == "error500":
             return _send(500, _outcome("exception", "simulated failure"))
-        if "error503" in faults:
+        if fault == "error503":
             return _send(503, _outcome("transient", "service unavailable (simulated)"))
-        if "not-found" in faults:
+        if fault == "not-found":
             return _send(404, _outcome("not-found", f"{op.split('/')[0]} not found (simulated): {', '.join(map(str, params.all('url') or params.all('system')))[:300]}"))
-        if "throttle" in faults and not self.throttled:
+        if fault == "throttle":
             self.throttled = True
             return Response(429, json.dumps(_outcome("throttled", "too many requests"), ensure_ascii=False).encode(), FHIR_JSON,
                             headers={"Retry-After": str(self.retry_after)})
-        if "garbage" in faults:
+        if fault == "garbage":
             return Response(200, b"<html>502 Bad Gateway</html>\x00\xff", FHIR_JSON)
         threshold = request.header("X-TOO-COSTLY-THRESHOLD")
         try:

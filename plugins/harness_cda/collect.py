@@ -76,9 +76,13 @@ def svrl_of(compiled, loaded: "_Loaded", ready: dict | None = None) -> bytes:
         return result
     if _server() is not None:
         try:
-            return _remote.run(compiled.xslt_path, loaded.text(), compiled.documents)
+            [result] = _remote.run_many(compiled.xslt_path, [loaded.text()], compiled.documents)
         except ServerGone:
             _remote = None  # gone meanwhile: the rest of the run in process
+        else:
+            if isinstance(result, EngineError):
+                raise result
+            return result
     return saxon().run(compiled.xslt_path, loaded.node(), compiled.documents)
 
 

@@ -3,7 +3,8 @@
 Every run of the CDA kit scenarios compiles, in each process, every stylesheet it runs (SaxonC-HE
 cannot save a compiled stylesheet: exporting one needs Saxon-EE), which costs most of a warm run.
 A kit server is a long-lived local process that compiles each stylesheet once and answers the
-SVRL of a document; the harness's runs use it when it advertises itself and is of the same
+SVRL of documents, one batch per stylesheet (each document sent once, then named by its
+SHA-256); the harness's runs use it when it advertises itself and is of the same
 harness (version and compiler fingerprint), and run in process otherwise, with the same verdicts.
 
 - **Advertised** by a state file, ``$XDG_CACHE_HOME/harness/kit-server.json`` (or
@@ -32,6 +33,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -47,6 +49,8 @@ MAX_DOCUMENTS = 256  # parsed documents kept (least recently used dropped) ...
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # ... and their bytes at most
 MAX_BATCH = 128  # documents in one batch (under MAX_DOCUMENTS: a batch never evicts its own documents)
 BATCH_BYTES = 24 * 1024 * 1024  # bytes of documents a client sends in one batch request
+BATCH_DEADLINE = 600.0  # seconds a batch may take in all (128 documents through one stylesheet)
+MAX_ANSWER = 512 * 1024 * 1024  # bytes of a batch's answer (its SVRL, base64)
 
 
 def state_path() -> Path:
@@ -107,35 +111,21 @@ class KitServer(HttpService):
                                        "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served})
         if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
             return Response.json(401, {"error": "token"})
-        if request.path not in ("/svrl", "/svrl-batch") or request.method != "POST":
-            return Response.json(404, {"error": "POST /svrl, /svrl-batch"})
+        if request.path != "/svrl-batch" or request.method != "POST":
+            return Response.json(404, {"error": "POST /svrl-batch"})
         try:
             asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
             xslt = Path(str(asked["xslt"])).resolve()
             documents = {str(k): str(v) for k, v in dict(asked.get("documents") or {}).items()}
-            if request.path == "/svrl-batch":
-                items = [(bytes.fromhex(str(i["sha256"])), base64.b64decode(str(i["document"]), validate=True) if i.get("document") else None)
-                         for i in list(asked["items"])[:MAX_BATCH]]
-            else:
-                data = base64.b64decode(str(asked["document"]), validate=True)
+            items = [(bytes.fromhex(str(i["sha256"])), base64.b64decode(str(i["document"]), validate=True) if i.get("document") else None)
+                     for i in list(asked["items"])[:MAX_BATCH]]
         except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
             return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
         if not xslt.is_relative_to(self.kit_cache) or xslt.suffix != ".xsl" or not xslt.is_file():
             return Response.json(403, {"error": M("server.xslt", path=str(xslt)).texts()})
         if any(not p.endswith(".xml") or not Path(p).is_file() for p in documents.values()):
             return Response.json(403, {"error": M("server.documents").texts()})
-        if request.path == "/svrl-batch":
-            return self._batch(str(xslt), documents, items)
-        digest = hashlib.sha256(data).digest()
-        with self._lock:
-            try:
-                svrl = self.saxon.run(str(xslt), self._node(digest, data), documents)
-            except UnsafeInput as exc:
-                return Response.json(422, {"error": exc.messages})
-            except EngineError as exc:
-                return Response.json(422, {"error": exc.messages})
-            self.served += 1
-        return Response(200, svrl, "application/svrl+xml")
+        return self._batch(str(xslt), documents, items)
 
     def _batch(self, xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> Response:
         """Many documents through one stylesheet: each named by its SHA-256, its bytes sent only
@@ -158,35 +148,29 @@ class KitServer(HttpService):
                 if digest in refused:
                     results.append({"error": refused[digest]})
                     continue
+                self._nodes.move_to_end(digest)
                 try:
-                    svrl = self.saxon.run(xslt, self._node(digest, None), documents)
+                    svrl = self.saxon.run(xslt, self._nodes[digest], documents)
                     results.append({"svrl": base64.b64encode(svrl).decode("ascii")})
                     self.served += 1
                 except (UnsafeInput, EngineError) as exc:
                     results.append({"error": exc.messages})
         return Response.json(200, {"results": results})
 
-    def _node(self, digest: bytes, data: bytes | None):
-        """The document's Saxon tree, parsed once (the hardened parser first, as in process)
-        while the same bytes come back: every profile and volet asks for the same documents."""
-        node = self._nodes.get(digest)
-        if node is None:
-            if data is None:  # evicted meanwhile by a larger batch: the client sends it again
-                raise EngineError(M("server.evicted"))
-            parse_xml(data, source="document")
-            node = self.saxon.parse(data)
-            self._nodes[digest] = node
-            self._node_bytes[digest] = len(data)
-            while len(self._nodes) > 1 and (len(self._nodes) > MAX_DOCUMENTS or sum(self._node_bytes.values()) > MAX_DOCUMENT_BYTES):
-                old = next(iter(self._nodes))
-                del self._nodes[old], self._node_bytes[old]
-        else:
-            self._nodes.move_to_end(digest)
-        return node
+    def _node(self, digest: bytes, data: bytes) -> None:
+        """Keep the document's Saxon tree (the hardened parser first, as in process), while the
+        same bytes come back: every profile and volet asks for the same documents."""
+        parse_xml(data, source="document")
+        self._nodes[digest] = self.saxon.parse(data)
+        self._node_bytes[digest] = len(data)
+        while len(self._nodes) > 1 and (len(self._nodes) > MAX_DOCUMENTS or sum(self._node_bytes.values()) > MAX_DOCUMENT_BYTES):
+            old = next(iter(self._nodes))
+            del self._nodes[old], self._node_bytes[old]
 
 
 class RemoteKit:
-    """The harness's side: SVRL from the advertised kit server."""
+    """The harness's side: SVRL from the advertised kit server. Every exchange within a total
+    deadline and a size bound, like every other network wait of the harness."""
 
     def __init__(self, url: str, token: str, pid: int) -> None:
         import requests
@@ -199,49 +183,41 @@ class RemoteKit:
     @classmethod
     def find(cls) -> "RemoteKit | None":
         """The advertised server, when it answers and is of this harness; None otherwise."""
-        import requests
-
         try:
             said = json.loads(state_path().read_text(encoding="utf-8"))
             if said.get("version") != core_version() or said.get("compiler") != COMPILER or not is_loopback(str(said["url"])):
                 return None
-            with requests.Session() as session:
-                session.trust_env = False
-                health = session.get(str(said["url"]) + "health", timeout=(1, 2)).json()
-            if health.get("version") != core_version() or health.get("compiler") != COMPILER:
+            remote = cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
+            status, health = remote._exchange("GET", "health", None, deadline=3.0)
+            if status != 200 or health.get("version") != core_version() or health.get("compiler") != COMPILER:
                 return None
-            return cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
-        except (OSError, ValueError, KeyError, TypeError, requests.RequestException):
+            return remote
+        except (OSError, ValueError, KeyError, TypeError, ServerGone):
             return None
 
-    def run(self, xslt_path: str, data: bytes, documents: dict[str, str] | None = None) -> bytes:
-        """The SVRL; :class:`EngineError` for what the stylesheet or document caused (as in
-        process), :class:`ServerGone` when the server could not be asked."""
+    def _exchange(self, method: str, path: str, body: dict | None, *, deadline: float) -> tuple[int, dict]:
+        """(status, JSON answer) within ``deadline`` seconds in all and :data:`MAX_ANSWER` bytes;
+        :class:`ServerGone` otherwise."""
         import requests
 
-        body = json.dumps({"xslt": xslt_path, "documents": dict(documents or {}), "document": base64.b64encode(data).decode("ascii")})
+        started = time.monotonic()
         try:
-            res = self.session.post(self.url + "svrl", data=body.encode(), timeout=(2, 300))
-        except requests.RequestException as exc:
+            with self.session.request(method, self.url + path, data=json.dumps(body).encode() if body is not None else None, stream=True,
+                                      timeout=(2, deadline)) as res:
+                chunks, size = [], 0
+                for chunk in res.iter_content(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ANSWER or time.monotonic() - started > deadline:
+                        raise ServerGone("answer too large or too slow")
+                    chunks.append(chunk)
+                return res.status_code, parse_json(b"".join(chunks), source="kit server", max_bytes=MAX_ANSWER)
+        except (requests.RequestException, UnsafeInput) as exc:
             raise ServerGone(type(exc).__name__) from None
-        if res.status_code == 200:
-            return res.content
-        if res.status_code == 422:
-            try:
-                error = Text.of(res.json()["error"])
-            except (ValueError, KeyError, TypeError):
-                error = None
-            if error is not None:
-                raise EngineError(error)
-        raise ServerGone(f"HTTP {res.status_code}")
-
 
     def run_many(self, xslt_path: str, texts: list[bytes], documents: dict[str, str] | None = None) -> list[bytes | EngineError]:
         """The SVRL of each document (or the :class:`EngineError` it caused), in order: batches
         of at most :data:`MAX_BATCH` documents, each sent by its SHA-256 first and its bytes only
         when the server lacks it. :class:`ServerGone` when the server could not be asked."""
-        import requests
-
         out: list[bytes | EngineError] = []
         for start in range(0, len(texts), MAX_BATCH):
             chunk = texts[start:start + MAX_BATCH]
@@ -256,23 +232,17 @@ class RemoteKit:
                         size += len(item["document"])
                         send.discard(digest)
                     items.append(item)
-                body = json.dumps({"xslt": xslt_path, "documents": dict(documents or {}), "items": items})
-                try:
-                    res = self.session.post(self.url + "svrl-batch", data=body.encode(), timeout=(2, 600))
-                except requests.RequestException as exc:
-                    raise ServerGone(type(exc).__name__) from None
-                if res.status_code == 409:
-                    try:
-                        send |= set(res.json()["missing"])
-                    except (ValueError, KeyError, TypeError):
-                        raise ServerGone("HTTP 409") from None
+                status, answer = self._exchange("POST", "svrl-batch", {"xslt": xslt_path, "documents": dict(documents or {}), "items": items},
+                                                deadline=BATCH_DEADLINE)
+                if status == 409:
+                    send |= {str(d) for d in ((answer.get("missing") or []) if isinstance(answer, dict) else [])}
                     continue
-                if res.status_code != 200:
-                    raise ServerGone(f"HTTP {res.status_code}")
+                if status != 200:
+                    raise ServerGone(f"HTTP {status}")
                 try:
-                    results = res.json()["results"]
+                    results = list(answer["results"])
                     out += [base64.b64decode(r["svrl"]) if "svrl" in r else EngineError(Text.of(r["error"])) for r in results]
-                except (ValueError, KeyError, TypeError, binascii.Error):
+                except (KeyError, TypeError, binascii.Error):
                     raise ServerGone("unreadable answer") from None
                 if len(results) != len(chunk):
                     raise ServerGone("answers missing")

@@ -87,11 +87,10 @@ def collect_consumption(ctx: CollectContext) -> dict:
         raise NotApplicable(M("use.not_standin"))
     outputs: dict = {}
     phases = []
-    saved = set(server.faults), dict(server.op_faults), server.cache_control
+    saved = set(server.faults), dict(server.op_faults), server.cache_control, server.stall
     # the harness waits for the software's answer at most its read timeout ([network] read_timeout, 10 s by
     # default): a silent server is held for less, whatever the stand-in's setting
     stall = min(server.stall, max(1.0, float(ctx.target.section("network").get("read_timeout", 10)) - 2))
-    saved_stall = server.stall
     try:
         for phase in PHASES:
             server.faults, server.op_faults, server.throttled = set(phase["faults"]), dict(phase["op_faults"]), False
@@ -123,8 +122,7 @@ def collect_consumption(ctx: CollectContext) -> dict:
             record["results"] = record["rounds"][-1]["results"]
             phases.append(record)
     finally:
-        server.faults, server.op_faults, server.cache_control = saved
-        server.stall = saved_stall
+        server.faults, server.op_faults, server.cache_control, server.stall = saved
     outputs[SESSION] = ctx.record_json({"server": server.base_url, "phases": phases}, label=SESSION)
     return outputs
 
