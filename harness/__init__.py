@@ -23,6 +23,7 @@ _WHERE = {
     "core_version": "running.plugins", "hookimpl": "running.plugins",
     "ArchiveLimits": "safety.inputs", "SafeArchive": "safety.inputs", "parse_json": "safety.inputs", "parse_xml": "safety.inputs",
     "ANY_INPUT": "running.steps", "check": "running.steps", "collector": "running.steps",
+    "RecordedRun": "proof.recorded",
     "ReportSection": "evidence.summary", "SummaryContext": "evidence.summary",
     "Target": "running.target",
     "Evaluation": "verdicts", "Finding": "verdicts", "Problem": "verdicts", "Severity": "verdicts", "Verdict": "verdicts",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what static readers (type checkers, editors) see
     from .errors import BundleError, HarnessError, NotApplicable, PluginError, ScenarioError, TargetError, UnsafeInput
     from .evidence.bundle import Bundle, verify_bundle
     from .evidence.summary import ReportSection, SummaryContext
+    from .proof.recorded import RecordedRun
     from .files import atomic_write
     from .messages import Catalogue, Localized, Message, Text, catalogue
     from .running.commands import CommandContext
@@ -78,6 +80,7 @@ __all__ = [*_SERVICES,
     "CollectContext",
     "Evaluation",
     "Finding",
+    "RecordedRun",
     "HarnessError",
     "Localized",
     "Message",

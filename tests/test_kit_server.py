@@ -15,7 +15,8 @@ from harness import core_version
 from harness_cda import collect
 from harness_cda.collect import PROFILES, _Loaded, svrl_of
 from harness_cda.kit import Kit
-from harness_cda.server import KitServer, RemoteKit
+from harness_cda.remote import RemoteKit
+from harness_cda.server import KitServer
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus" / "ans-testcontenucda"
 pytestmark = pytest.mark.skipif(not (CORPUS / "schematrons").is_dir(), reason="the shared corpus (ans-testcontenucda) is absent")

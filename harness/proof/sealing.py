@@ -88,10 +88,11 @@ class RunInfo:
     incidents: list[Localized] = field(default_factory=list)
     # Masks sensitive values in findings (CheckContext.mask); one per run, shared with workers.
     salt: str = field(default_factory=lambda: secrets.token_hex(16))
+    store_root: Path | None = None  # a run recorded by a command keeps its store in its own folder (proof.recorded)
 
     @property
     def store(self) -> ObjectStore:
-        return ObjectStore(staging_dir(self.evidence_dir, self.run_id) / "objects")
+        return ObjectStore(self.store_root or staging_dir(self.evidence_dir, self.run_id) / "objects")
 
 
 @dataclass

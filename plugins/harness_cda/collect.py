@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Callable, NamedTuple
 from pathlib import Path
@@ -10,10 +12,10 @@ from pathlib import Path
 from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, catalogue, collector, core_version
 
 from .document import CdaDocument, read_cda
-from .engine import EngineError, Saxon
+from .engine import EngineError, Saxon, shared_saxon
 from .kit import Kit
 from .release import installed
-from .server import RemoteKit, ServerGone
+from .remote import RemoteKit, ServerGone
 from .volets import select
 from .xsd import XsdError, load_schema, validate
 
@@ -26,22 +28,40 @@ PROFILES = {
     "ans-models": "profils/CI-SIS_Modeles_ANS.sch",
 }
 
-_saxon: Saxon | None = None
 _remote: "RemoteKit | None | bool" = False  # False: not looked for yet in this process
 
 
 def saxon() -> Saxon:
-    global _saxon
-    if _saxon is None:
-        _saxon = Saxon()
-    return _saxon
+    return shared_saxon()
+
+
+_LOCAL = threading.local()  # .on: this thread runs the stylesheets itself (a judge; the kit server judging)
+
+
+@contextmanager
+def locally():
+    """Within it, this thread runs every stylesheet itself and never asks a kit server: a judge
+    (:mod:`.judge`) is what a kit server runs, and may run in one."""
+    before = getattr(_LOCAL, "on", False)
+    _LOCAL.on = True
+    try:
+        yield
+    finally:
+        _LOCAL.on = before
 
 
 def _server() -> "RemoteKit | None":
     global _remote
+    if getattr(_LOCAL, "on", False):
+        return None
     if _remote is False:
         _remote = RemoteKit.find()
     return _remote
+
+
+def forget_files() -> None:
+    """Forget the documents read from files (a judge reuses one file name for each document)."""
+    _load_cached.cache_clear()
 
 
 def svrl_prefetch(pairs: list) -> dict:

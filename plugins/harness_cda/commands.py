@@ -1,8 +1,11 @@
 """``harness kit fetch``: the pinned official kit into the user's cache (:mod:`.release`)."""
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 from harness import catalogue
 
@@ -30,6 +33,22 @@ def add_kit_commands(subparsers) -> None:
     s.add_argument("--port", type=int, default=0, help=_help("help.kit_serve_port"))
     s.add_argument("--max-stylesheets", type=int, default=256, help=_help("help.kit_serve_max"))
     s.set_defaults(func=run_serve, plugin_command=True)
+    c = sub.add_parser("check", help=_help("help.kit_check"))
+    from .quick import add_arguments
+
+    add_arguments(c)
+    c.set_defaults(func=run_check, plugin_command=True)
+    b = sub.add_parser("batch", help=_help("help.kit_batch"))
+    b.add_argument("folder", type=Path, metavar="FOLDER", help=_help("help.batch_folder"))
+    b.add_argument("--kit", type=Path, default=None, help=_help("help.batch_kit"))
+    b.add_argument("--target", type=Path, default=None, help=_help("help.batch_target"))
+    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help=_help("help.batch_workers"))
+    b.add_argument("--dask", default=None, metavar="ADDRESS", help=_help("help.batch_dask"))
+    b.add_argument("--evidence-dir", type=Path, default=Path("reports"), help=_help("help.batch_evidence"))
+    b.add_argument("--work", type=Path, default=None, help=_help("help.batch_work"))
+    b.add_argument("--keep", action="store_true", help=_help("help.batch_keep"))
+    b.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # an interruption, for tests
+    b.set_defaults(func=run_batch, plugin_command=True)
 
 
 def run_fetch(args, ctx) -> int:
@@ -78,3 +97,73 @@ def run_serve(args, ctx) -> int:
         server.stop()
     print(M("serve.stopped", served=server.served, compiled=server.saxon.compiled).render(ctx.lang), flush=True)
     return 0
+
+
+def run_check(args, ctx) -> int:
+    from .quick import run
+
+    if args.lang is None:
+        args.lang = ctx.lang
+    return run(args)
+
+
+def _batch_target(args, ctx, kit: Path, work: Path):
+    """The batch's target: the one named (its documents and kit set to the batch's), else a
+    small one written in the working folder, naming the archive as the product judged."""
+    documents = str(args.folder.resolve())
+    if args.target is not None:
+        return ctx.load_target(args.target, [f"cda.documents={documents}", f"cda.kit={kit}"])
+    path = work / "target.toml"
+    if not path.exists():
+        from harness import atomic_write
+
+        work.mkdir(parents=True, exist_ok=True)
+        name = args.folder.resolve().name
+        atomic_write(path, (f"# written by harness kit batch for {documents}\n[product]\nid = {_toml('batch:' + name)}\n"
+                            f"name = {_toml(name)}\nversion = \"-\"\n\n[cda]\nkit = {_toml(str(kit))}\ndocuments = {_toml(documents)}\n").encode())
+    return ctx.load_target(path)
+
+
+def _toml(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def run_batch(args, ctx) -> int:
+    from harness import HarnessError
+
+    from .batch import run_batch as batch
+    from .judge import default_kit
+
+    lang = ctx.lang
+    if not args.folder.is_dir():
+        print(M("batch.no_folder", folder=str(args.folder)).render(lang), file=sys.stderr)
+        return 2
+    if args.dask is None and not 1 <= args.workers <= 256:
+        print(M("batch.workers", value=args.workers).render(lang), file=sys.stderr)
+        return 2
+    kit = args.kit or default_kit()
+    if kit is None or not (Path(kit) / "schematrons").is_dir():
+        print(M("batch.no_kit", kit=str(kit or "-")).render(lang), file=sys.stderr)
+        return 2
+    kit = Path(kit).resolve()
+    evidence = args.evidence_dir.resolve()
+    folder = args.folder.resolve()
+    work = args.work or evidence / f".batch-{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+    try:
+        target = _batch_target(args, ctx, kit, work.resolve())
+        done = batch(folder=folder, work=work.resolve(), kit=str(kit), target=target, evidence_dir=evidence, workers=args.workers,
+                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after)
+    except HarnessError as exc:
+        print(exc.message(lang), file=sys.stderr)
+        return 2
+    if done["stopped"]:
+        print(M("batch.stopped", new=done["new"], work=str(work)).render(lang))
+        return 3
+    requirements = done["manifest"].requirements
+    print(M("batch.sealed", bundle=str(done["bundle"]), documents=done["documents"], new=done["new"], seconds=f"{done['seconds']:.1f}",
+            lines=str(done["lines"])).render(lang))
+    for req, said in sorted(requirements.items()):
+        print(f"  {req:<24} {said['verdict']}")
+    return 0 if all(said["verdict"] == "PASS" for said in requirements.values()) else 1

@@ -101,6 +101,18 @@ class Saxon:
             raise EngineError(M("engine.run", error=str(exc))) from None
 
 
+_SHARED: Saxon | None = None
+
+
+def shared_saxon() -> Saxon:
+    """This process's one processor: what it compiled serves every collector, judge and the
+    kit server alike (a document's tree belongs to the processor that parsed it)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = Saxon()
+    return _SHARED
+
+
 def _stamp(path: str) -> tuple:
     """What says a file changed: its size and modification time (None when it is gone)."""
     try:

@@ -12,10 +12,10 @@ from lxml import etree
 
 from harness import HarnessError, UnsafeInput, atomic_write, catalogue, parse_xml
 
+from .local import KIT_PARTS, cache_root
 from .schematron import Quirk, SchematronError, compile_schema, resolve_case_insensitive
 
 SVS = "{urn:ihe:iti:svs:2008}"
-KIT_PARTS = ("schematrons", "jeuxDeValeurs", "infrastructure")
 # a variable holding a file name, as the volets declare their value sets: <let value="'../jeuxDeValeurs/X.xml'"/>
 _FILE_VARIABLE = re.compile(r"""<xsl:variable name="[^"]+" select="'([^'"$]+\.xml)'"/>""")
 _VOC = re.compile(r"voc-([0-9.]+)-DYNAMIC\.xml$")
@@ -36,12 +36,6 @@ COMPILER = _compiler_fingerprint()
 
 class KitError(HarnessError):
     pass
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/harness`` (default ``~/.cache/harness``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "harness"
 
 
 @dataclass

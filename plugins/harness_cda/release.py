@@ -29,7 +29,7 @@ from pathlib import Path
 
 from harness import ArchiveLimits, HarnessError, SafeArchive, UnsafeInput, atomic_write, catalogue
 
-from .kit import KIT_PARTS, cache_root
+from .local import KIT_PARTS, cache_root
 
 M = catalogue(__name__)
 

@@ -2,22 +2,26 @@
 
 Every run of the CDA kit scenarios compiles, in each process, every stylesheet it runs (SaxonC-HE
 cannot save a compiled stylesheet: exporting one needs Saxon-EE), which costs most of a warm run.
-A kit server is a long-lived local process that compiles each stylesheet once and answers the
-SVRL of documents, one batch per stylesheet (each document sent once, then named by its
-SHA-256); the harness's runs use it when it advertises itself and is of the same
-harness (version and compiler fingerprint), and run in process otherwise, with the same verdicts.
+A kit server is a long-lived local process that compiles each stylesheet once and answers
+(``POST /svrl-batch``) the SVRL of documents, one batch per stylesheet (each document sent once,
+then named by its SHA-256), and (``POST /judge``) one document's whole verdict as the ``cda-kit-*``
+scenarios give it (:mod:`.judge`; the ``harness-kit-check`` command, :mod:`.quick`). The
+harness's runs use it when it advertises itself and is of the same harness (version, compiler
+and code fingerprints), and run in process otherwise, with the same verdicts.
 
 - **Advertised** by a state file, ``$XDG_CACHE_HOME/harness/kit-server.json`` (or
   ``HARNESS_KIT_SERVER_STATE``), readable by its user only: its address, a token, its process,
-  the harness version and compiler fingerprint. Removed when it stops.
+  the harness version, compiler and code fingerprints. Removed when it stops.
 - **Loopback only**: it listens on 127.0.0.1 and answers nothing to another address; every request
   but ``/health`` carries the token (compared in constant time).
 - **Runs only the harness's own stylesheets**: an ``xslt`` outside the kit cache
   (``…/harness/cda-kit/``) is refused, as is a parameter file that is not a ``.xml`` file; the
   document goes through the hardened parser before Saxon sees it.
 - **Notices change**: a stylesheet or value-set file whose size or modification time changed is
-  compiled again; a changed kit or harness compiles to other files (the cache's keys), and a
-  harness of another version or compiler does not use it at all.
+  compiled again; a changed kit or harness compiles to other files (the cache's keys); a kit
+  folder whose files changed (path, size, modification time: :func:`kit_stamp`, 10 ms) is read
+  again before its next document is judged; a harness of another version, compiler or code
+  (any module of this plugin) does not use it at all.
 - **Bounded**: at most ``max_stylesheets`` compiled stylesheets and 256 parsed documents (256 MiB;
   the least recently used dropped), the first 32 exchanges kept (the others counted), a request
   body of at most 80 MiB read within 60 s, 16 connections; transformations one at a time (one
@@ -33,28 +37,41 @@ import json
 import os
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
 
-from harness import (ConnectionBounds, HttpService, Request, Response, Text, UnsafeInput, atomic_write, catalogue, core_version, is_loopback,
+from harness import (ConnectionBounds, HarnessError, HttpService, Request, Response, UnsafeInput, atomic_write, catalogue, core_version, is_loopback,
                      parse_json, parse_xml)
 
-from .engine import EngineError, Saxon
+from .engine import EngineError, shared_saxon
 from .kit import COMPILER, cache_root
+from .local import KIT_PARTS, code_fingerprint, state_path
+from .remote import MAX_BATCH
 
 M = catalogue(__name__)
 MAX_BODY = 80 * 1024 * 1024  # a document of 64 MiB, base64, and its request
 MAX_DOCUMENTS = 256  # parsed documents kept (least recently used dropped) ...
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # ... and their bytes at most
-MAX_BATCH = 128  # documents in one batch (under MAX_DOCUMENTS: a batch never evicts its own documents)
-BATCH_BYTES = 24 * 1024 * 1024  # bytes of documents a client sends in one batch request
-BATCH_DEADLINE = 600.0  # seconds a batch may take in all (128 documents through one stylesheet)
-MAX_ANSWER = 512 * 1024 * 1024  # bytes of a batch's answer (its SVRL, base64)
 
 
-def state_path() -> Path:
-    return Path(os.environ.get("HARNESS_KIT_SERVER_STATE") or cache_root() / "kit-server.json")
+CODE = code_fingerprint()
+
+
+def kit_stamp(root: Path) -> str:
+    """What says a kit's files changed under a long-lived server: each file's path, size and
+    modification time (10 ms for the 2,167 files of the official kit, where hashing them all
+    takes 85 ms)."""
+    digest = hashlib.sha256()
+    for part in KIT_PARTS:
+        for folder, dirs, files in os.walk(root / part):
+            dirs.sort()
+            for name in sorted(files):
+                try:
+                    st = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                digest.update(f"{os.path.relpath(os.path.join(folder, name), root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class KitServer(HttpService):
@@ -68,7 +85,9 @@ class KitServer(HttpService):
     def __init__(self, *, port: int = 0, max_stylesheets: int = 256) -> None:
         super().__init__(host="127.0.0.1", port=port)
         self.token = secrets.token_urlsafe(32)
-        self.saxon = Saxon(max_stylesheets=max_stylesheets)
+        self.saxon = shared_saxon()  # the one processor of this process: batches and judges share what it compiled
+        self.saxon.max_stylesheets = max_stylesheets
+        self._judges: OrderedDict[str, tuple[str, object]] = OrderedDict()  # kit folder -> (its stamp, its Judge)
         self.kit_cache = (cache_root() / "cda-kit").resolve()
         self.served = 0
         self._nodes: OrderedDict[bytes, object] = OrderedDict()  # parsed documents, by SHA-256
@@ -82,7 +101,7 @@ class KitServer(HttpService):
         """Write the state file (its user only) the harness's runs find the server by."""
         path = path or state_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        said = {"url": self.base_url, "token": self.token, "pid": os.getpid(), "version": core_version(), "compiler": COMPILER}
+        said = {"url": self.base_url, "token": self.token, "pid": os.getpid(), "version": core_version(), "compiler": COMPILER, "code": CODE}
         old = os.umask(0o077)
         try:
             atomic_write(path, json.dumps(said).encode())
@@ -107,12 +126,14 @@ class KitServer(HttpService):
         if not is_loopback("http://" + request.connection.peer.rsplit(":", 1)[0].strip("[]") + "/"):
             return Response.json(403, {"error": "loopback only"})
         if request.path == "/health":
-            return Response.json(200, {"version": core_version(), "compiler": COMPILER, "pid": os.getpid(),
+            return Response.json(200, {"version": core_version(), "compiler": COMPILER, "code": CODE, "pid": os.getpid(),
                                        "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served})
         if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
             return Response.json(401, {"error": "token"})
+        if request.path == "/judge" and request.method == "POST":
+            return self._judge(request)
         if request.path != "/svrl-batch" or request.method != "POST":
-            return Response.json(404, {"error": "POST /svrl-batch"})
+            return Response.json(404, {"error": "POST /svrl-batch | /judge"})
         try:
             asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
             xslt = Path(str(asked["xslt"])).resolve()
@@ -157,6 +178,35 @@ class KitServer(HttpService):
                     results.append({"error": exc.messages})
         return Response.json(200, {"results": results})
 
+    def _judge(self, request: Request) -> Response:
+        """One document judged whole, as the ``cda-kit-*`` scenarios judge it (:mod:`.judge`),
+        with what this server compiled: the kit is named by its folder, the document sent."""
+        from .judge import Judge
+
+        try:
+            asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
+            kit = Path(str(asked["kit"])).resolve()
+            name = str(asked["name"])
+            data = base64.b64decode(str(asked["document"]), validate=True)
+        except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
+            return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
+        with self._lock:
+            try:
+                stamp = kit_stamp(kit)
+                kept = self._judges.get(str(kit))
+                if kept is None or kept[0] != stamp:  # new, or its files changed: read again (and compiled again, by their keys)
+                    if kept is not None:
+                        kept[1].close()
+                    self._judges[str(kit)] = (stamp, Judge(kit))
+                    while len(self._judges) > 4:
+                        self._judges.popitem(last=False)[1][1].close()
+                self._judges.move_to_end(str(kit))
+                judged = self._judges[str(kit)][1].judge(data, name)
+            except (HarnessError, UnsafeInput) as exc:  # no kit there, a refused name
+                return Response.json(422, {"error": exc.messages})
+            self.served += 1
+        return Response.json(200, {"judged": judged.summary()})
+
     def _node(self, digest: bytes, data: bytes) -> None:
         """Keep the document's Saxon tree (the hardened parser first, as in process), while the
         same bytes come back: every profile and volet asks for the same documents."""
@@ -166,94 +216,6 @@ class KitServer(HttpService):
         while len(self._nodes) > 1 and (len(self._nodes) > MAX_DOCUMENTS or sum(self._node_bytes.values()) > MAX_DOCUMENT_BYTES):
             old = next(iter(self._nodes))
             del self._nodes[old], self._node_bytes[old]
-
-
-class RemoteKit:
-    """The harness's side: SVRL from the advertised kit server. Every exchange within a total
-    deadline and a size bound, like every other network wait of the harness."""
-
-    def __init__(self, url: str, token: str, pid: int) -> None:
-        import requests
-
-        self.url, self.token, self.pid = url, token, pid
-        self.session = requests.Session()  # one connection kept alive for the run
-        self.session.trust_env = False
-        self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-
-    @classmethod
-    def find(cls) -> "RemoteKit | None":
-        """The advertised server, when it answers and is of this harness; None otherwise."""
-        try:
-            said = json.loads(state_path().read_text(encoding="utf-8"))
-            if said.get("version") != core_version() or said.get("compiler") != COMPILER or not is_loopback(str(said["url"])):
-                return None
-            remote = cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
-            status, health = remote._exchange("GET", "health", None, deadline=3.0)
-            if status != 200 or health.get("version") != core_version() or health.get("compiler") != COMPILER:
-                return None
-            return remote
-        except (OSError, ValueError, KeyError, TypeError, ServerGone):
-            return None
-
-    def _exchange(self, method: str, path: str, body: dict | None, *, deadline: float) -> tuple[int, dict]:
-        """(status, JSON answer) within ``deadline`` seconds in all and :data:`MAX_ANSWER` bytes;
-        :class:`ServerGone` otherwise."""
-        import requests
-
-        started = time.monotonic()
-        try:
-            with self.session.request(method, self.url + path, data=json.dumps(body).encode() if body is not None else None, stream=True,
-                                      timeout=(2, deadline)) as res:
-                chunks, size = [], 0
-                for chunk in res.iter_content(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_ANSWER or time.monotonic() - started > deadline:
-                        raise ServerGone("answer too large or too slow")
-                    chunks.append(chunk)
-                return res.status_code, parse_json(b"".join(chunks), source="kit server", max_bytes=MAX_ANSWER)
-        except (requests.RequestException, UnsafeInput) as exc:
-            raise ServerGone(type(exc).__name__) from None
-
-    def run_many(self, xslt_path: str, texts: list[bytes], documents: dict[str, str] | None = None) -> list[bytes | EngineError]:
-        """The SVRL of each document (or the :class:`EngineError` it caused), in order: batches
-        of at most :data:`MAX_BATCH` documents, each sent by its SHA-256 first and its bytes only
-        when the server lacks it. :class:`ServerGone` when the server could not be asked."""
-        out: list[bytes | EngineError] = []
-        for start in range(0, len(texts), MAX_BATCH):
-            chunk = texts[start:start + MAX_BATCH]
-            digests = [hashlib.sha256(t).hexdigest() for t in chunk]
-            send: set[str] = set()
-            for _ in range(len(chunk) + 2):  # digests only; then with what the server lacks, as much as a request carries
-                items, size = [], 0
-                for digest, text in zip(digests, chunk):
-                    item = {"sha256": digest}
-                    if digest in send and (size == 0 or size + len(text) * 4 // 3 <= BATCH_BYTES):  # at least one a request
-                        item["document"] = base64.b64encode(text).decode("ascii")
-                        size += len(item["document"])
-                        send.discard(digest)
-                    items.append(item)
-                status, answer = self._exchange("POST", "svrl-batch", {"xslt": xslt_path, "documents": dict(documents or {}), "items": items},
-                                                deadline=BATCH_DEADLINE)
-                if status == 409:
-                    send |= {str(d) for d in ((answer.get("missing") or []) if isinstance(answer, dict) else [])}
-                    continue
-                if status != 200:
-                    raise ServerGone(f"HTTP {status}")
-                try:
-                    results = list(answer["results"])
-                    out += [base64.b64decode(r["svrl"]) if "svrl" in r else EngineError(Text.of(r["error"])) for r in results]
-                except (KeyError, TypeError, binascii.Error):
-                    raise ServerGone("unreadable answer") from None
-                if len(results) != len(chunk):
-                    raise ServerGone("answers missing")
-                break
-            else:
-                raise ServerGone("documents evicted")
-        return out
-
-
-class ServerGone(Exception):
-    """The kit server could not be asked (gone, refused, another harness): run in process."""
 
 
 def serve(port: int, max_stylesheets: int) -> KitServer:

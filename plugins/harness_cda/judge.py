@@ -1,0 +1,167 @@
+"""One document at a time, the way the ``cda-kit-*`` scenarios record and judge it.
+
+The kit server's one-document answer (``harness-kit-check``), and each worker of a batch
+(``harness kit batch``, local processes or a Dask cluster), run the plugin's own collectors on
+a folder holding that one document, then the scenarios' own checks on what they recorded: the
+same input names, the same bytes, the same findings as a scenario run over a folder of those
+documents, by construction (a test holds it on the 94 official examples).
+
+Each process compiles each stylesheet at most once (:func:`collect.saxon`), and runs them
+itself: a judge never asks the kit server (it may be the kit server).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import Artefact, CheckContext, CollectContext, Evaluation, HarnessError, Target, catalogue
+
+from . import checks, collect
+
+M = catalogue(__name__)
+
+# scenario -> (its collectors, its check), as scenarios/cda-kit.toml declares them (a test holds them equal)
+SCENARIOS: dict[str, tuple[tuple[str, ...], str]] = {
+    "cda-kit-xsd": (("cda.documents",), "cda.xsd"),
+    "cda-kit-header": (("cda.documents", "cda.svrl.header"), "cda.schematron.header"),
+    "cda-kit-ihe": (("cda.documents", "cda.svrl.ihe"), "cda.schematron.ihe"),
+    "cda-kit-content-models": (("cda.documents", "cda.svrl.content-models"), "cda.schematron.content-models"),
+    "cda-kit-ans-models": (("cda.documents", "cda.svrl.ans-models"), "cda.schematron.ans-models"),
+    "cda-kit-volets": (("cda.documents", "cda.svrl.volets"), "cda.volets"),
+}
+_SCHEMA = {"cda": {"kit": "path", "documents": "path"}}
+
+
+def collectors() -> dict:
+    return {"cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
+
+
+def check_functions() -> dict:
+    return {"cda.xsd": checks.check_xsd, **checks.schematron_checks()}
+
+
+@dataclass
+class Judged:
+    """One document judged: what was recorded (input name -> artefact; the bytes by SHA-256),
+    and per scenario its verdict, assertions and findings (as the bundle writes them)."""
+
+    name: str
+    sha256: str  # of the document's bytes
+    inputs: dict[str, Artefact] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    results: dict[str, dict] = field(default_factory=dict)
+    refused: list[dict] = field(default_factory=list)  # {"item", "reason": {fr, en}}
+    collectors: dict[str, list[str]] = field(default_factory=dict)  # collector -> the inputs it recorded
+    seconds: float = 0.0
+
+    def verdict(self) -> str:
+        """The document's worst verdict over the scenarios."""
+        order = ["PASS", "MANUAL_PENDING", "INCONCLUSIVE", "NOT_RUN", "ERROR", "FAIL"]
+        return max((r["verdict"] for r in self.results.values()), key=order.index, default="ERROR")
+
+    def summary(self) -> dict:
+        """What a results line says of it (no bytes): inputs by SHA-256, verdicts, findings."""
+        return {"document": self.name, "sha256": self.sha256, "verdict": self.verdict(), "seconds": round(self.seconds, 4),
+                "inputs": {k: [a.sha256, a.size, a.media_type, a.label] for k, a in sorted(self.inputs.items())},
+                "collectors": self.collectors, "results": self.results, "refused": self.refused}
+
+
+class Judge:
+    """The kit on one document at a time, in this process. ``kit`` is the kit's folder."""
+
+    def __init__(self, kit: str | Path) -> None:
+        self.kit = Path(kit).resolve()
+        self._folder = Path(tempfile.mkdtemp(prefix="harness-judge-"))
+        self._collectors = collectors()
+        self._checks = check_functions()
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self) -> "Judge":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def judge(self, data: bytes, name: str) -> Judged:
+        """Record the document as the scenarios do, then judge it with their checks."""
+        started = time.perf_counter()
+        if "/" in name or name in ("", ".", "..") or not name.endswith(".xml"):
+            raise HarnessError(M("judge.name", name=name))
+        for old in self._folder.iterdir():
+            old.unlink()
+        collect.forget_files()  # a document of the same name, size and time is another document here
+        path = self._folder / name
+        path.write_bytes(data)
+        try:
+            judged = Judged(name, hashlib.sha256(data).hexdigest())
+            target = Target.from_record({"cda": {"kit": str(self.kit), "documents": str(self._folder)}}, _SCHEMA)
+
+            def record(body: bytes, *, media_type: str, label: str) -> Artefact:
+                digest = hashlib.sha256(body).hexdigest()
+                judged.blobs[digest] = body
+                return Artefact(digest, len(body), media_type, label)
+
+            ctx = CollectContext(target=target, record=record, http=None, service_url=lambda _: "", lang="fr")
+            outputs: dict[str, dict[str, Artefact]] = {}
+            for cname, fn in self._collectors.items():
+                try:
+                    with collect.locally():
+                        outputs[cname] = fn(ctx)
+                except HarnessError as exc:
+                    # the collectors record what a document does wrong; what they raise is the kit's
+                    # or the machine's (no kit there): the document is not judged, and that is said
+                    raise HarnessError(M("judge.collector", collector=cname, reason=exc.detail)) from None
+            judged.refused = [{"item": item, "reason": reason.texts()} for item, reason in ctx.refused]
+            for cname, out in outputs.items():
+                judged.inputs.update(out)
+                judged.collectors[cname] = sorted(out)
+            for scenario, (needs, check_name) in SCENARIOS.items():
+                judged.results[scenario] = self._evaluate(scenario, needs, check_name, outputs, judged, target)
+        finally:
+            path.unlink(missing_ok=True)
+        judged.seconds = time.perf_counter() - started
+        return judged
+
+    def _evaluate(self, scenario, needs, check_name, outputs, judged: Judged, target) -> dict:
+        inputs = {k: a for c in needs for k, a in outputs[c].items()}
+        fn = self._checks[check_name]
+        ev = Evaluation(requirement=_requirement(scenario))
+        ctx = CheckContext(inputs, judged.blobs.__getitem__, target, scenario, reads=getattr(fn, "reads", None))
+        try:
+            fn(ctx, ev)
+        except HarnessError as exc:
+            ev.error(exc.detail)
+        verdict = ev.verdict.value if not judged.refused else "ERROR"
+        findings, kit = [], []
+        for f in ev.findings:
+            d = f.to_json()
+            d["check"] = check_name
+            # what the check says of the kit itself (its quirks) is said again for every document
+            # judged alone: kept apart, so that a batch keeps it once
+            (kit if f.location.startswith("kit:") else findings).append(d)
+        return {"verdict": verdict, "assertions": ev.assertions, "findings": findings, "kit_findings": kit,
+                "reasons": [m.texts() for m in ev.errors + ev.inconclusive_reasons]}
+
+
+_REQUIREMENTS = {"cda-kit-xsd": "CISIS-CDA-XSD", "cda-kit-header": "CISIS-CDA-STRUCMIN", "cda-kit-ihe": "CISIS-CDA-IHE",
+                 "cda-kit-content-models": "CISIS-CDA-MODELES", "cda-kit-ans-models": "CISIS-CDA-MODELES-ANS",
+                 "cda-kit-volets": "CISIS-CDA-VOLET"}
+
+
+def _requirement(scenario: str) -> str:
+    return _REQUIREMENTS[scenario]
+
+
+def default_kit() -> str | None:
+    """The kit a judge uses when none is named: ``HARNESS_CDA_KIT``, else the fetched release."""
+    from .release import installed
+
+    root = os.environ.get(collect.KIT_ENV) or installed()
+    return str(root) if root else None
