@@ -34,9 +34,9 @@ version = "1.0.0"
 # that while one worker waits the other's runs use both cores.
 FIRST = ("test_version_pages.py", "test_hostile_dmp.py", "test_version_browser.py", "test_hostile_network.py", "test_run_e2e.py", "test_psc_e2e.py",
          "test_hostile_mail.py", "test_demo_vendor.py", "test_ins_e2e.py", "test_browser.py", "test_reports.py", "test_bundle.py",
-         "test_dmp_e2e.py", "test_smt_consumption.py", "test_terminology_e2e.py", "test_mssante_e2e.py", "test_pdsm_e2e.py",
+         "test_dmp_e2e.py", "test_kit_batch.py", "test_smt_consumption.py", "test_terminology_e2e.py", "test_mssante_e2e.py", "test_pdsm_e2e.py",
          "test_plugin_guide.py", "test_version_history.py", "test_services.py", "test_pdsm_standin.py",
-         "test_offline_netns.py", "test_junit.py", "test_signature.py", "test_mssante_receive.py", "test_cda_kit.py",
+         "test_offline_netns.py", "test_junit.py", "test_signature.py", "test_mssante_receive.py", "test_cda_kit.py", "test_kit_check.py",
          "test_hostile_bundles.py", "test_hostile_targets.py")
 
 

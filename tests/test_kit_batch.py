@@ -164,7 +164,7 @@ def test_the_same_batch_on_a_dask_cluster_gives_the_same_bundle(archive, local_b
 
 def test_an_unreachable_scheduler_or_a_missing_folder_or_kit_is_said_plainly(archive, tmp_path):
     root, docs, env = archive
-    gone = _harness(root, "kit", "batch", str(docs), "--dask", "tcp://127.0.0.1:9", "--evidence-dir", str(tmp_path), env=env, timeout=120)
+    gone = _harness(root, "kit", "batch", str(docs), "--dask", "tcp://127.0.0.1:9", "--dask-timeout", "2", "--evidence-dir", str(tmp_path), env=env, timeout=120)
     assert gone.returncode == 2 and "ordonnanceur Dask injoignable à tcp://127.0.0.1:9" in gone.stderr
     missing = _harness(root, "kit", "batch", str(tmp_path / "nowhere"), "--evidence-dir", str(tmp_path), env=env)
     assert missing.returncode == 2 and "dossier introuvable" in missing.stderr

@@ -111,7 +111,7 @@ def test_public_surface_is_pinned():
     assert sorted(harness.__all__) == sorted([
         "ANY_INPUT", "ArchiveLimits", "Artefact", "BoundedServer", "Bundle", "BundleError", "Catalogue", "CheckContext",
         "CollectContext", "CommandContext", "ConnectionBounds", "Evaluation", "Exchange", "Finding", "HarnessError", "HttpService", "Issued",
-        "Localized", "Message", "NotApplicable", "PluginError", "Problem", "ReportSection", "Request", "Response", "Revocation", "SafeArchive",
+        "Localized", "Message", "NotApplicable", "PluginError", "Problem", "RecordedRun", "ReportSection", "Request", "Response", "Revocation", "SafeArchive",
         "ScenarioError", "Service", "ServiceContext", "ServiceStopError", "Severity", "SummaryContext", "Target", "TargetError", "TestPKI",
         "Text", "UnsafeInput", "Verdict", "atomic_write", "browser", "catalogue", "check", "check_revocation", "collector", "core_version", "hookimpl",
         "is_loopback", "parse_json", "parse_xml", "pki", "verify_bundle",

@@ -109,13 +109,13 @@ class DaskPool:
 
     name = "dask"
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, connect: float = DASK_CONNECT) -> None:
         try:
             from distributed import Client
         except ImportError:
             raise HarnessError(M("batch.no_dask")) from None
         try:
-            self.client = Client(address, timeout=DASK_CONNECT, set_as_default=False)
+            self.client = Client(address, timeout=connect, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise HarnessError(M("batch.dask_unreachable", address=address, error=f"{type(exc).__name__}: {exc}")) from None
         self.workers = max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
@@ -210,7 +210,7 @@ class Progress:
 
 
 def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path, workers: int = 2, dask: str | None = None,
-              lang: str = "fr", keep: bool = False, stop_after: int | None = None, out=None,
+              lang: str = "fr", keep: bool = False, stop_after: int | None = None, out=None, dask_connect: float = DASK_CONNECT,
               pool_factory: Callable[[], Any] | None = None) -> dict:
     """Judge every document of ``folder`` not judged yet in ``work``, then seal; what was done.
     ``stop_after`` stops after that many new documents without sealing (an interruption, for tests)."""
@@ -222,7 +222,7 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
     todo = [p for p in paths if p.name not in done or done[p.name].get("sha256") != _sha256_of(p)]
     if run.resumed or done:
         print(M("batch.resumed", done=len(paths) - len(todo), total=len(paths), work=str(work)).render(lang), file=out)
-    pool = pool_factory() if pool_factory else (DaskPool(dask) if dask else LocalPool(workers))
+    pool = pool_factory() if pool_factory else (DaskPool(dask, dask_connect) if dask else LocalPool(workers))
     started = time.monotonic()
     progress = Progress(len(paths), len(paths) - len(todo), lang, out)
     new = 0

@@ -44,6 +44,7 @@ def add_kit_commands(subparsers) -> None:
     b.add_argument("--target", type=Path, default=None, help=_help("help.batch_target"))
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help=_help("help.batch_workers"))
     b.add_argument("--dask", default=None, metavar="ADDRESS", help=_help("help.batch_dask"))
+    b.add_argument("--dask-timeout", type=float, default=30.0, metavar="SECONDS", help=_help("help.batch_dask_timeout"))
     b.add_argument("--evidence-dir", type=Path, default=Path("reports"), help=_help("help.batch_evidence"))
     b.add_argument("--work", type=Path, default=None, help=_help("help.batch_work"))
     b.add_argument("--keep", action="store_true", help=_help("help.batch_keep"))
@@ -140,7 +141,7 @@ def run_batch(args, ctx) -> int:
     if not args.folder.is_dir():
         print(M("batch.no_folder", folder=str(args.folder)).render(lang), file=sys.stderr)
         return 2
-    if args.dask is None and not 1 <= args.workers <= 256:
+    if (args.dask is None and not 1 <= args.workers <= 256) or not 0 < args.dask_timeout <= 600:
         print(M("batch.workers", value=args.workers).render(lang), file=sys.stderr)
         return 2
     kit = args.kit or default_kit()
@@ -154,7 +155,7 @@ def run_batch(args, ctx) -> int:
     try:
         target = _batch_target(args, ctx, kit, work.resolve())
         done = batch(folder=folder, work=work.resolve(), kit=str(kit), target=target, evidence_dir=evidence, workers=args.workers,
-                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after)
+                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after, dask_connect=args.dask_timeout)
     except HarnessError as exc:
         print(exc.message(lang), file=sys.stderr)
         return 2

@@ -25,15 +25,17 @@ from . import checks, collect
 
 M = catalogue(__name__)
 
-# scenario -> (its collectors, its check), as scenarios/cda-kit.toml declares them (a test holds them equal)
-SCENARIOS: dict[str, tuple[tuple[str, ...], str]] = {
-    "cda-kit-xsd": (("cda.documents",), "cda.xsd"),
-    "cda-kit-header": (("cda.documents", "cda.svrl.header"), "cda.schematron.header"),
-    "cda-kit-ihe": (("cda.documents", "cda.svrl.ihe"), "cda.schematron.ihe"),
-    "cda-kit-content-models": (("cda.documents", "cda.svrl.content-models"), "cda.schematron.content-models"),
-    "cda-kit-ans-models": (("cda.documents", "cda.svrl.ans-models"), "cda.schematron.ans-models"),
-    "cda-kit-volets": (("cda.documents", "cda.svrl.volets"), "cda.volets"),
-}
+def _scenarios() -> dict[str, tuple[tuple[str, ...], tuple[str, ...], str]]:
+    """scenario -> (its collectors, its checks, its requirement), read from the plugin's own
+    scenario file (scenarios/cda-kit.toml), where each is written once."""
+    import tomllib
+
+    with open(Path(__file__).with_name("scenarios") / "cda-kit.toml", "rb") as fh:
+        said = tomllib.load(fh)
+    return {s["id"]: (tuple(s["collect"]), tuple(s["checks"]), s["requirements"][0]) for s in said["scenario"]}
+
+
+SCENARIOS = _scenarios()
 _SCHEMA = {"cda": {"kit": "path", "documents": "path"}}
 
 
@@ -122,41 +124,38 @@ class Judge:
             for cname, out in outputs.items():
                 judged.inputs.update(out)
                 judged.collectors[cname] = sorted(out)
-            for scenario, (needs, check_name) in SCENARIOS.items():
-                judged.results[scenario] = self._evaluate(scenario, needs, check_name, outputs, judged, target)
+            for scenario, (needs, check_names, requirement) in SCENARIOS.items():
+                judged.results[scenario] = self._evaluate(scenario, needs, check_names, requirement, outputs, judged, target)
         finally:
             path.unlink(missing_ok=True)
         judged.seconds = time.perf_counter() - started
         return judged
 
-    def _evaluate(self, scenario, needs, check_name, outputs, judged: Judged, target) -> dict:
+    def _evaluate(self, scenario, needs, check_names, requirement, outputs, judged: Judged, target) -> dict:
+        """The scenario's checks on this document's inputs, as :func:`harness` evaluates them: the
+        worst verdict of its checks, their findings in order."""
         inputs = {k: a for c in needs for k, a in outputs[c].items()}
-        fn = self._checks[check_name]
-        ev = Evaluation(requirement=_requirement(scenario))
-        ctx = CheckContext(inputs, judged.blobs.__getitem__, target, scenario, reads=getattr(fn, "reads", None))
-        try:
-            fn(ctx, ev)
-        except HarnessError as exc:
-            ev.error(exc.detail)
-        verdict = ev.verdict.value if not judged.refused else "ERROR"
-        findings, kit = [], []
-        for f in ev.findings:
-            d = f.to_json()
-            d["check"] = check_name
-            # what the check says of the kit itself (its quirks) is said again for every document
-            # judged alone: kept apart, so that a batch keeps it once
-            (kit if f.location.startswith("kit:") else findings).append(d)
-        return {"verdict": verdict, "assertions": ev.assertions, "findings": findings, "kit_findings": kit,
-                "reasons": [m.texts() for m in ev.errors + ev.inconclusive_reasons]}
-
-
-_REQUIREMENTS = {"cda-kit-xsd": "CISIS-CDA-XSD", "cda-kit-header": "CISIS-CDA-STRUCMIN", "cda-kit-ihe": "CISIS-CDA-IHE",
-                 "cda-kit-content-models": "CISIS-CDA-MODELES", "cda-kit-ans-models": "CISIS-CDA-MODELES-ANS",
-                 "cda-kit-volets": "CISIS-CDA-VOLET"}
-
-
-def _requirement(scenario: str) -> str:
-    return _REQUIREMENTS[scenario]
+        order = ["PASS", "MANUAL_PENDING", "INCONCLUSIVE", "NOT_RUN", "ERROR", "FAIL"]
+        verdicts, assertions, findings, kit, reasons = [], 0, [], [], []
+        for check_name in check_names:
+            fn = self._checks[check_name]
+            ev = Evaluation(requirement=requirement)
+            ctx = CheckContext(inputs, judged.blobs.__getitem__, target, scenario, reads=getattr(fn, "reads", None))
+            try:
+                fn(ctx, ev)
+            except HarnessError as exc:
+                ev.error(exc.detail)
+            verdicts.append(ev.verdict.value)
+            assertions += ev.assertions
+            reasons += [m.texts() for m in ev.errors + ev.inconclusive_reasons]
+            for f in ev.findings:
+                d = f.to_json()
+                d["check"] = check_name
+                # what the check says of the kit itself (its quirks) is said again for every document
+                # judged alone: kept apart, so that a batch keeps it once
+                (kit if f.location.startswith("kit:") else findings).append(d)
+        verdict = max(verdicts, key=order.index) if not judged.refused else "ERROR"
+        return {"verdict": verdict, "assertions": assertions, "findings": findings, "kit_findings": kit, "reasons": reasons}
 
 
 def default_kit() -> str | None:
