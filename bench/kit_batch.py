@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -102,7 +103,7 @@ def batch(folder: Path, evidence: Path, env: dict, *extra: str, kill_at: int | N
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     sampler = Sampler(proc.pid)
     stamps: list[float] = []  # when each results line appeared (monotonic)
-    seen = 0
+    seen = None  # lines when first seen (a resumed run finds some already)
     results = None
     while proc.poll() is None:
         if results is None:
@@ -112,9 +113,11 @@ def batch(folder: Path, evidence: Path, env: dict, *extra: str, kill_at: int | N
             try:
                 lines = results.read_bytes().count(b"\n")
             except OSError:
-                lines = seen
+                lines = seen or 0
+            if seen is None:
+                seen = lines
             now = time.monotonic()
-            stamps += [now] * (lines - seen)
+            stamps += [now] * max(0, lines - seen)
             seen = max(seen, lines)
             if kill_at is not None and seen >= kill_at:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -125,7 +128,7 @@ def batch(folder: Path, evidence: Path, env: dict, *extra: str, kill_at: int | N
     ended = time.monotonic()
     samples = sampler.stop()
     return {"rc": proc.returncode, "stdout": out, "stderr": err[-3000:], "started": started, "ended": ended, "stamps": stamps,
-            "samples": samples, "judged_seen": seen}
+            "samples": samples, "judged_seen": seen or 0}
 
 
 def by_thousands(run: dict, total: int) -> list[dict]:
@@ -195,9 +198,10 @@ def main() -> None:
         again = next((work / "resumed").glob("*.zip"))
         same = record(again) == reference
         said = [line for line in resumed["stderr"].splitlines() if "déjà jugés" in line]
+        new = re.search(r"\((\d+) jugés par cette exécution", resumed["stdout"])
         results["resume"] = {"killed_after": killed["judged_seen"], "resumed_said": said, "resumed_wall_s": round(resumed["ended"] - resumed["started"], 1),
-                             "judged_by_resume": len(resumed["stamps"]), "same_bundle_record": same, "stdout": resumed["stdout"]}
-        print(f"killed after {killed['judged_seen']} documents; resumed: {said}; judged by the resumed run {len(resumed['stamps'])}; "
+                             "judged_by_resume": int(new.group(1)) if new else None, "same_bundle_record": same, "stdout": resumed["stdout"]}
+        print(f"killed after {killed['judged_seen']} documents; resumed: {said}; judged by the resumed run {results['resume']['judged_by_resume']}; "
               f"{results['resume']['resumed_wall_s']} s; bundle record identical to the uninterrupted run's: {same}", flush=True)
 
     # 3. Dask

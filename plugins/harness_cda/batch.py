@@ -217,7 +217,7 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
     out = out or sys.stderr
     run = RecordedRun(work, ["cda-kit"], target, evidence_dir=evidence_dir, lang=lang)
     results = work / RESULTS
-    done = read_done(results)
+    done = {name: line for name, line in read_done(results).items() if _kept_whole(run, line)}
     paths = list(documents(folder))
     todo = [p for p in paths if p.name not in done or done[p.name].get("sha256") != _sha256_of(p)]
     if run.resumed or done:
@@ -283,6 +283,19 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
             pass
     return {"lines": lines, "stopped": False, "new": new, "run_id": run.run_id, "bundle": sealed.path, "manifest": sealed.manifest,
             "seconds": judged_seconds, "documents": len(paths)}
+
+
+def _kept_whole(run: RecordedRun, line: dict) -> bool:
+    """Whether every artefact a results line names is in the store at its size: a line that
+    reached the disk before its artefacts did (a power cut; nothing here waits for the disk)
+    is judged again."""
+    for digest, size, _media, _label in (line.get("inputs") or {}).values():
+        try:
+            if run.store.path(digest).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _sha256_of(path: Path) -> str:
