@@ -2,7 +2,8 @@
 
     python bench/kit_batch.py [--documents 10000] [--workers 2] [--kit ../shared/corpus/ans-testcontenucda]
 
-Builds the archive from the kit's official examples repeated with varied ids (each copy's
+First the kit's 94 official examples, with 2 workers: cold (an empty cache), warm, and through a
+warm kit server (``harness kit serve --workers 2``). Then builds the archive from the examples repeated with varied ids (each copy's
 ClinicalDocument/id and setId extension suffixed with its copy number; file names prefixed by
 it), then:
 
@@ -104,26 +105,30 @@ def batch(folder: Path, evidence: Path, env: dict, *extra: str, kill_at: int | N
     sampler = Sampler(proc.pid)
     stamps: list[float] = []  # when each results line appeared (monotonic)
     seen = None  # lines when first seen (a resumed run finds some already)
-    results = None
+    results, offset = None, 0
     while proc.poll() is None:
         if results is None:
             found = list(evidence.glob(".batch-*/results.jsonl"))
             results = found[0] if found else None
-        if results is not None and results.exists():
-            try:
-                lines = results.read_bytes().count(b"\n")
+        if results is not None:
+            try:  # only what was appended since the last look: reading the whole file again would cost O(n) each time
+                with results.open("rb") as fh:
+                    fh.seek(offset)
+                    new = fh.read()
             except OSError:
-                lines = seen or 0
+                new = b""
+            offset += len(new)
+            lines = new.count(b"\n")
             if seen is None:
                 seen = lines
-            now = time.monotonic()
-            stamps += [now] * max(0, lines - seen)
-            seen = max(seen, lines)
+            else:
+                stamps += [time.monotonic()] * lines
+                seen += lines
             if kill_at is not None and seen >= kill_at:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 break
-        time.sleep(0.1)
+        time.sleep(0.2)
     out, err = proc.communicate()
     ended = time.monotonic()
     samples = sampler.stop()
@@ -158,7 +163,7 @@ def main() -> None:
     parser.add_argument("--kit", type=Path, default=ROOT.parent / "shared" / "corpus" / "ans-testcontenucda")
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip", default="", help="comma-separated: resume, dask")
+    parser.add_argument("--skip", default="", help="comma-separated: examples, resume, dask")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="harness-kit-batch-bench-"))
@@ -171,8 +176,34 @@ def main() -> None:
                HARNESS_KIT_SERVER_STATE=str(work / "no-kit-server.json"))
     results: dict = {"documents": n, "archive_mb": round(size / 1e6), "workers": args.workers}
 
+    # 0. the 94 official examples, with 2 workers: cold (an empty cache), warm (the stylesheets
+    # compiled to XSLT in the cache, Saxon compiling them again in each new worker), and through
+    # a warm kit server of --workers processes (nothing compiled at all)
+    if "examples" not in skip:
+        examples = args.kit / "ExemplesCDA"
+        ex_env = dict(env, XDG_CACHE_HOME=str(work / "ex-cache"))
+        timing: dict = {}
+        for label in ["cold"] + ["warm"] * 3:
+            run = batch(examples, work / f"ex-{label}-{len(timing.get(label, []))}", ex_env, "--workers", str(args.workers), "--no-server")
+            timing.setdefault(label, []).append(round(run["ended"] - run["started"], 2))
+        state = work / "kit-server.json"
+        served_env = dict(ex_env, HARNESS_KIT_SERVER_STATE=str(state))
+        server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve", "--workers", str(args.workers)], env=served_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            server.stdout.readline()
+            for label in ["server-first"] + ["server-warm"] * 3:
+                run = batch(examples, work / f"ex-{label}-{len(timing.get(label, []))}", served_env)
+                timing.setdefault(label, []).append(round(run["ended"] - run["started"], 2))
+                timing.setdefault(label + "-peak-tree-mib", []).append(round(max((x[1] for x in run["samples"]), default=0) / 1024))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        results["examples"] = timing
+        print("94 examples, harness kit batch, 2 workers: " + "; ".join(f"{k} {v}" for k, v in timing.items()), flush=True)
+
     # 1. uninterrupted
-    full = batch(folder, work / "full", env, "--workers", str(args.workers))
+    full = batch(folder, work / "full", env, "--workers", str(args.workers), "--no-server")
     bundle = next((work / "full").glob("*.zip"))
     judged_end = full["stamps"][-1] if full["stamps"] else full["ended"]
     rows = by_thousands(full, n)
@@ -193,8 +224,8 @@ def main() -> None:
 
     # 2. killed half-way, resumed
     if "resume" not in skip:
-        killed = batch(folder, work / "resumed", env, "--workers", str(args.workers), kill_at=n // 2)
-        resumed = batch(folder, work / "resumed", env, "--workers", str(args.workers))
+        killed = batch(folder, work / "resumed", env, "--workers", str(args.workers), "--no-server", kill_at=n // 2)
+        resumed = batch(folder, work / "resumed", env, "--workers", str(args.workers), "--no-server")
         again = next((work / "resumed").glob("*.zip"))
         same = record(again) == reference
         said = [line for line in resumed["stderr"].splitlines() if "déjà jugés" in line]

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness import HarnessError
 from harness_cda import batch
@@ -256,3 +257,29 @@ def test_documents_not_judged_are_sealed_as_an_error_never_as_a_pass(archive, tm
         results = json.loads(zf.read("manifest.json"))["results"]
     refused = [r for res in results for step in res["collect"] for r in step.get("refused", [])]
     assert refused, results
+
+
+def test_a_batch_through_a_warm_kit_server_of_two_processes_seals_the_same_bundle(archive, local_batch, tmp_path):
+    """``harness kit serve --workers 2``: whole documents judged by its two processes, each
+    keeping what it compiled; the batch sends them there when it runs, with the same bundle."""
+    root, docs, env = archive
+    state = tmp_path / "kit-server.json"
+    env = dict(env, HARNESS_KIT_SERVER_STATE=str(state))
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve", "--workers", "2"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert "prêt" in server.stdout.readline()
+        out = tmp_path / "served"
+        done = _harness(root, "kit", "batch", str(docs), "--evidence-dir", str(out), env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "par le serveur du kit" in done.stderr and "(2 processus, déjà chauds)" in done.stderr
+        assert _record(_bundle(out)) == _record(_bundle(local_batch[1]))
+        with zipfile.ZipFile(_bundle(out)) as zf:
+            assert json.loads(zf.read("manifest.json"))["options"]["executor"] == "server"
+        health = requests.get(json.loads(state.read_text())["url"] + "health", timeout=10).json()
+        assert health["workers"] == 2 and health["served"] == len(CHOSEN)
+        local = _harness(root, "kit", "batch", str(docs), "--no-server", "--workers", "1", "--evidence-dir", str(tmp_path / "local"), env=env)
+        assert "par le serveur du kit" not in local.stderr and local.returncode == 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

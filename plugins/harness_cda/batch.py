@@ -41,20 +41,25 @@ TASK_DEADLINE = 900.0  # seconds one document may take on a worker (the first on
 
 # -- the workers' side ----------------------------------------------------------------------------
 
-_JUDGES: dict[str, Any] = {}
+_JUDGES: dict[str, tuple[str, Any]] = {}  # kit folder -> (its stamp, its judge)
 _LOCK = threading.Lock()  # SaxonC runs one transformation at a time per process: a worker's threads take turns
 
 
-def judge_document(kit: str, name: str, data: bytes) -> dict:
-    """One document judged in this worker process (its judge, and what it compiled, kept for the next)."""
+def judge_document(kit: str, name: str, data: bytes, stamp: str = "") -> dict:
+    """One document judged in this process (its judge, and what it compiled, kept for the next;
+    a new ``stamp`` of the kit's files makes a new judge)."""
     from .judge import Judge
 
     with _LOCK:
         try:
-            judge = _JUDGES.get(kit)
-            if judge is None:
-                judge = _JUDGES[kit] = Judge(kit)
-            judged = judge.judge(data, name)
+            kept = _JUDGES.get(kit)
+            if kept is None or kept[0] != stamp:
+                if kept is not None:
+                    kept[1].close()
+                _JUDGES[kit] = kept = (stamp, Judge(kit))
+                while len(_JUDGES) > 4:
+                    _JUDGES.pop(next(iter(_JUDGES)))[1].close()
+            judged = kept[1].judge(data, name)
         except HarnessError as exc:  # said as data: an exception need not cross a process boundary
             return {"error": exc.messages}
         except Exception as exc:  # a bug, or the engine failing: the document is not judged, and that is said
@@ -141,6 +146,36 @@ class DaskPool:
         self.client.close()
 
 
+class ServerPool:
+    """The running kit server's own worker processes (``harness kit serve --workers N``), warm:
+    each document sent to it (``POST /judge``), its artefacts sent back; ``2 x N`` in flight."""
+
+    name = "server"
+
+    def __init__(self, remote) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.remote = remote
+        self.workers = max(1, int(remote.health.get("workers") or 1))
+        self._threads = ThreadPoolExecutor(max_workers=2 * self.workers)
+
+    def identities(self, kit: str) -> list[dict]:
+        return [kit_identity(kit)]  # the server reads the kit at the path named, on this machine
+
+    def submit(self, kit: str, name: str, data: bytes):
+        return self._threads.submit(self.remote.judge, kit, name, data)
+
+    def wait(self, futures: set) -> tuple[set, set]:
+        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
+
+    @staticmethod
+    def result(future) -> dict:
+        return future.result()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+
 # -- the batch ------------------------------------------------------------------------------------
 
 
@@ -211,7 +246,7 @@ class Progress:
 
 def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path, workers: int = 2, dask: str | None = None,
               lang: str = "fr", keep: bool = False, stop_after: int | None = None, out=None, dask_connect: float = DASK_CONNECT,
-              pool_factory: Callable[[], Any] | None = None) -> dict:
+              server: bool = False, pool_factory: Callable[[], Any] | None = None) -> dict:
     """Judge every document of ``folder`` not judged yet in ``work``, then seal; what was done.
     ``stop_after`` stops after that many new documents without sealing (an interruption, for tests)."""
     out = out or sys.stderr
@@ -222,7 +257,8 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
     todo = [p for p in paths if p.name not in done or done[p.name].get("sha256") != _sha256_of(p)]
     if run.resumed or done:
         print(M("batch.resumed", done=len(paths) - len(todo), total=len(paths), work=str(work)).render(lang), file=out)
-    pool = pool_factory() if pool_factory else (DaskPool(dask, dask_connect) if dask else LocalPool(workers))
+    pool = pool_factory() if pool_factory else (DaskPool(dask, dask_connect) if dask else _server_pool(lang, out) if server else None) \
+        or LocalPool(workers)
     started = time.monotonic()
     progress = Progress(len(paths), len(paths) - len(todo), lang, out)
     new = 0
@@ -296,6 +332,18 @@ def _kept_whole(run: RecordedRun, line: dict) -> bool:
         except OSError:
             return False
     return True
+
+
+def _server_pool(lang: str, out) -> "ServerPool | None":
+    """The running kit server of this very harness, when there is one; else None (local processes)."""
+    from .remote import RemoteKit
+
+    remote = RemoteKit.find()
+    if remote is None:
+        return None
+    pool = ServerPool(remote)
+    print(M("batch.through_server", url=remote.url, workers=pool.workers).render(lang), file=out)
+    return pool
 
 
 def _sha256_of(path: Path) -> str:

@@ -32,6 +32,7 @@ def add_kit_commands(subparsers) -> None:
     s = sub.add_parser("serve", help=_help("help.kit_serve"))
     s.add_argument("--port", type=int, default=0, help=_help("help.kit_serve_port"))
     s.add_argument("--max-stylesheets", type=int, default=256, help=_help("help.kit_serve_max"))
+    s.add_argument("--workers", type=int, default=1, help=_help("help.kit_serve_workers"))
     s.set_defaults(func=run_serve, plugin_command=True)
     c = sub.add_parser("check", help=_help("help.kit_check"))
     from .quick import add_arguments
@@ -48,6 +49,7 @@ def add_kit_commands(subparsers) -> None:
     b.add_argument("--evidence-dir", type=Path, default=Path("reports"), help=_help("help.batch_evidence"))
     b.add_argument("--work", type=Path, default=None, help=_help("help.batch_work"))
     b.add_argument("--keep", action="store_true", help=_help("help.batch_keep"))
+    b.add_argument("--no-server", action="store_true", help=_help("help.batch_no_server"))
     b.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # an interruption, for tests
     b.set_defaults(func=run_batch, plugin_command=True)
 
@@ -84,13 +86,13 @@ def run_serve(args, ctx) -> int:
 
     from .server import serve
 
-    if not 1 <= args.max_stylesheets <= 4096:
-        print(M("serve.max", value=args.max_stylesheets).render(ctx.lang), file=sys.stderr)
+    if not 1 <= args.max_stylesheets <= 4096 or not 1 <= args.workers <= 64:
+        print(M("serve.max", value=args.max_stylesheets, workers=args.workers).render(ctx.lang), file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = serve(args.port, args.max_stylesheets)
+    server = serve(args.port, args.max_stylesheets, args.workers)
     try:
         print(M("serve.ready", url=server.base_url, state=str(server._state), pid=os.getpid()).render(ctx.lang), flush=True)
         stop.wait()
@@ -155,7 +157,8 @@ def run_batch(args, ctx) -> int:
     try:
         target = _batch_target(args, ctx, kit, work.resolve())
         done = batch(folder=folder, work=work.resolve(), kit=str(kit), target=target, evidence_dir=evidence, workers=args.workers,
-                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after, dask_connect=args.dask_timeout)
+                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after, dask_connect=args.dask_timeout,
+                     server=not args.no_server and args.dask is None)
     except HarnessError as exc:
         print(exc.message(lang), file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ class RemoteKit:
         import requests
 
         self.url, self.token, self.pid = url, token, pid
+        self.health: dict = {}
         self.session = requests.Session()  # one connection kept alive for the run
         self.session.trust_env = False
         self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -41,6 +42,7 @@ class RemoteKit:
                 return None
             remote = cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
             status, health = remote._exchange("GET", "health", None, deadline=3.0)
+            remote.health = health if isinstance(health, dict) else {}
             if status != 200 or health.get("version") != core_version() or health.get("compiler") != COMPILER or health.get("code") != code_fingerprint():
                 return None
             return remote
@@ -65,6 +67,25 @@ class RemoteKit:
                 return res.status_code, parse_json(b"".join(chunks), source="kit server", max_bytes=MAX_ANSWER)
         except (requests.RequestException, UnsafeInput) as exc:
             raise ServerGone(type(exc).__name__) from None
+
+    def judge(self, kit: str, name: str, data: bytes) -> dict:
+        """One document judged by the server, with its recorded artefacts: as a batch worker
+        answers (``{"summary", "blobs"}``, or ``{"error"}`` when it could not be judged).
+        :class:`ServerGone` when the server could not be asked."""
+        status, answer = self._exchange("POST", "judge", {"kit": kit, "name": name, "document": base64.b64encode(data).decode("ascii"),
+                                                          "blobs": True}, deadline=BATCH_DEADLINE)
+        if status == 422 and isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            return {"error": answer["error"]}
+        if status != 200 or not isinstance(answer, dict):
+            raise ServerGone(f"HTTP {status}")
+        try:
+            blobs = {str(k): base64.b64decode(v) for k, v in dict(answer.get("blobs") or {}).items()}
+            summary = dict(answer["judged"])
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise ServerGone("unreadable answer") from None
+        if any(hashlib.sha256(v).hexdigest() != k for k, v in blobs.items()):
+            raise ServerGone("artefact digest")
+        return {"summary": summary, "blobs": blobs}
 
     def run_many(self, xslt_path: str, texts: list[bytes], documents: dict[str, str] | None = None) -> list[bytes | EngineError]:
         """The SVRL of each document (or the :class:`EngineError` it caused), in order: batches

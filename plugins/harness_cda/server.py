@@ -37,16 +37,17 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
-from harness import (ConnectionBounds, HarnessError, HttpService, Request, Response, UnsafeInput, atomic_write, catalogue, core_version, is_loopback,
+from harness import (ConnectionBounds, HttpService, Request, Response, UnsafeInput, atomic_write, catalogue, core_version, is_loopback,
                      parse_json, parse_xml)
 
 from .engine import EngineError, shared_saxon
 from .kit import COMPILER, cache_root
 from .local import KIT_PARTS, code_fingerprint, state_path
-from .remote import MAX_BATCH
+from .remote import BATCH_DEADLINE, MAX_BATCH
 
 M = catalogue(__name__)
 MAX_BODY = 80 * 1024 * 1024  # a document of 64 MiB, base64, and its request
@@ -82,18 +83,27 @@ class KitServer(HttpService):
     request_deadline = 60.0
     max_recorded = 32  # exchanges kept with their bodies (documents, SVRL): a long-lived server counts the rest, keeps none
 
-    def __init__(self, *, port: int = 0, max_stylesheets: int = 256) -> None:
+    def __init__(self, *, port: int = 0, max_stylesheets: int = 256, workers: int = 1) -> None:
         super().__init__(host="127.0.0.1", port=port)
+        # with workers > 1, whole documents (/judge) are judged by that many processes of its own,
+        # each compiling each stylesheet once and keeping it; with 1, in this process
+        self.workers = workers
+        self._pool = None
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
         self.token = secrets.token_urlsafe(32)
         self.saxon = shared_saxon()  # the one processor of this process: batches and judges share what it compiled
         self.saxon.max_stylesheets = max_stylesheets
-        self._judges: OrderedDict[str, tuple[str, object]] = OrderedDict()  # kit folder -> (its stamp, its Judge)
         self.kit_cache = (cache_root() / "cda-kit").resolve()
         self.served = 0
         self._nodes: OrderedDict[bytes, object] = OrderedDict()  # parsed documents, by SHA-256
         self._node_bytes: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._state: Path | None = None
+        self._stamps: dict[Path, tuple[float, str]] = {}  # kit folder -> (when looked at, its stamp)
 
     # -- advertising --------------------------------------------------------------------
 
@@ -112,6 +122,8 @@ class KitServer(HttpService):
         return path
 
     def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._state is not None:
             try:
                 if json.loads(self._state.read_text(encoding="utf-8")).get("token") == self.token:
@@ -127,7 +139,8 @@ class KitServer(HttpService):
             return Response.json(403, {"error": "loopback only"})
         if request.path == "/health":
             return Response.json(200, {"version": core_version(), "compiler": COMPILER, "code": CODE, "pid": os.getpid(),
-                                       "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served})
+                                       "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served,
+                                       "workers": self.workers})
         if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
             return Response.json(401, {"error": "token"})
         if request.path == "/judge" and request.method == "POST":
@@ -180,32 +193,49 @@ class KitServer(HttpService):
 
     def _judge(self, request: Request) -> Response:
         """One document judged whole, as the ``cda-kit-*`` scenarios judge it (:mod:`.judge`),
-        with what this server compiled: the kit is named by its folder, the document sent."""
-        from .judge import Judge
+        with what this server compiled: the kit is named by its folder, the document sent;
+        ``blobs``: the recorded artefacts too (base64), for a batch to keep."""
+        from .batch import judge_document
 
         try:
             asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
             kit = Path(str(asked["kit"])).resolve()
             name = str(asked["name"])
             data = base64.b64decode(str(asked["document"]), validate=True)
+            blobs = bool(asked.get("blobs"))
         except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
             return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
-        with self._lock:
+        stamp = self._stamp(kit)  # its files changed: read again (and compiled again, by their keys)
+        if self._pool is not None:
             try:
-                stamp = kit_stamp(kit)
-                kept = self._judges.get(str(kit))
-                if kept is None or kept[0] != stamp:  # new, or its files changed: read again (and compiled again, by their keys)
-                    if kept is not None:
-                        kept[1].close()
-                    self._judges[str(kit)] = (stamp, Judge(kit))
-                    while len(self._judges) > 4:
-                        self._judges.popitem(last=False)[1][1].close()
-                self._judges.move_to_end(str(kit))
-                judged = self._judges[str(kit)][1].judge(data, name)
-            except (HarnessError, UnsafeInput) as exc:  # no kit there, a refused name
-                return Response.json(422, {"error": exc.messages})
+                answer = self._pool.submit(judge_document, str(kit), name, data, stamp).result(timeout=BATCH_DEADLINE)
+            except Exception as exc:  # a worker died (killed, the engine crashed): said, the server goes on
+                return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
+        else:
+            with self._lock:
+                answer = judge_document(str(kit), name, data, stamp)
+        if "error" in answer:
+            return Response.json(422, {"error": answer["error"]})
+        with self._lock:
             self.served += 1
-        return Response.json(200, {"judged": judged.summary()})
+        said = {"judged": answer["summary"]}
+        if blobs:
+            said["blobs"] = {k: base64.b64encode(v).decode("ascii") for k, v in answer["blobs"].items()}
+        return Response.json(200, said)
+
+    def _stamp(self, kit: Path) -> str:
+        """The kit's :func:`kit_stamp`, looked at again at most once a second (10 ms each time:
+        a batch sends tens of documents a second)."""
+        now = time.monotonic()
+        with self._lock:
+            kept = self._stamps.get(kit)
+        if kept is None or now - kept[0] > 1.0:
+            kept = (now, kit_stamp(kit))
+            with self._lock:
+                self._stamps[kit] = kept
+                while len(self._stamps) > 16:
+                    self._stamps.pop(next(iter(self._stamps)))
+        return kept[1]
 
     def _node(self, digest: bytes, data: bytes) -> None:
         """Keep the document's Saxon tree (the hardened parser first, as in process), while the
@@ -218,8 +248,8 @@ class KitServer(HttpService):
             del self._nodes[old], self._node_bytes[old]
 
 
-def serve(port: int, max_stylesheets: int) -> KitServer:
-    server = KitServer(port=port, max_stylesheets=max_stylesheets).start()
+def serve(port: int, max_stylesheets: int, workers: int = 1) -> KitServer:
+    server = KitServer(port=port, max_stylesheets=max_stylesheets, workers=workers).start()
     server.advertise()
     return server
 
