@@ -180,8 +180,9 @@ class ServerPool:
 
 
 def documents(folder: Path) -> Iterator[Path]:
-    """The ``.xml`` files of ``folder`` in name order (as a scenario over the folder reads them)."""
-    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".xml") and e.is_file())
+    """The ``.xml`` files of ``folder`` in name order, hidden ones aside (as a scenario over the
+    folder reads them: ``*.xml``)."""
+    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".xml") and not e.name.startswith(".") and e.is_file())
     for name in names:
         yield folder / name
 
@@ -245,10 +246,9 @@ class Progress:
 
 
 def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path, workers: int = 2, dask: str | None = None,
-              lang: str = "fr", keep: bool = False, stop_after: int | None = None, out=None, dask_connect: float = DASK_CONNECT,
+              lang: str = "fr", keep: bool = False, out=None, dask_connect: float = DASK_CONNECT,
               server: bool = False, pool_factory: Callable[[], Any] | None = None) -> dict:
-    """Judge every document of ``folder`` not judged yet in ``work``, then seal; what was done.
-    ``stop_after`` stops after that many new documents without sealing (an interruption, for tests)."""
+    """Judge every document of ``folder`` not judged yet in ``work``, then seal; what was done."""
     out = out or sys.stderr
     run = RecordedRun(work, ["cda-kit"], target, evidence_dir=evidence_dir, lang=lang)
     results = work / RESULTS
@@ -270,7 +270,7 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
         queue = iter(todo)
         with results.open("ab") as fh:
             while True:
-                while len(pending) < window and (stop_after is None or new + len(pending) < stop_after):
+                while len(pending) < window:
                     path = next(queue, None)
                     if path is None:
                         break
@@ -296,9 +296,6 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
                     _write(fh, line)
                     new += 1
                     progress.update(line["verdict"])
-                if stop_after is not None and new >= stop_after and not pending:
-                    progress.show(end=True)
-                    return {"stopped": True, "new": new, "run_id": run.run_id}
         progress.show(end=True)
     finally:
         pool.close()
@@ -317,7 +314,7 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
             work.rmdir()
         except OSError:
             pass
-    return {"lines": lines, "stopped": False, "new": new, "run_id": run.run_id, "bundle": sealed.path, "manifest": sealed.manifest,
+    return {"lines": lines, "new": new, "run_id": run.run_id, "bundle": sealed.path, "manifest": sealed.manifest,
             "seconds": judged_seconds, "documents": len(paths)}
 
 

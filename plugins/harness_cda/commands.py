@@ -1,7 +1,6 @@
 """``harness kit fetch``: the pinned official kit into the user's cache (:mod:`.release`)."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -50,7 +49,6 @@ def add_kit_commands(subparsers) -> None:
     b.add_argument("--work", type=Path, default=None, help=_help("help.batch_work"))
     b.add_argument("--keep", action="store_true", help=_help("help.batch_keep"))
     b.add_argument("--no-server", action="store_true", help=_help("help.batch_no_server"))
-    b.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # an interruption, for tests
     b.set_defaults(func=run_batch, plugin_command=True)
 
 
@@ -157,14 +155,11 @@ def run_batch(args, ctx) -> int:
     try:
         target = _batch_target(args, ctx, kit, work.resolve())
         done = batch(folder=folder, work=work.resolve(), kit=str(kit), target=target, evidence_dir=evidence, workers=args.workers,
-                     dask=args.dask, lang=lang, keep=args.keep, stop_after=args.stop_after, dask_connect=args.dask_timeout,
+                     dask=args.dask, lang=lang, keep=args.keep, dask_connect=args.dask_timeout,
                      server=not args.no_server and args.dask is None)
     except HarnessError as exc:
         print(exc.message(lang), file=sys.stderr)
         return 2
-    if done["stopped"]:
-        print(M("batch.stopped", new=done["new"], work=str(work)).render(lang))
-        return 3
     requirements = done["manifest"].requirements
     print(M("batch.sealed", bundle=str(done["bundle"]), documents=done["documents"], new=done["new"], seconds=f"{done['seconds']:.1f}",
             lines=str(done["lines"])).render(lang))

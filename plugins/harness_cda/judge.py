@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,6 +37,8 @@ def _scenarios() -> dict[str, tuple[tuple[str, ...], tuple[str, ...], str]]:
 
 
 SCENARIOS = _scenarios()
+# a file name the collectors read from a folder (*.xml, not hidden), without a folder or a control character
+_NAME = re.compile(r"[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*\.xml")
 _SCHEMA = {"cda": {"kit": "path", "documents": "path"}}
 
 
@@ -94,8 +97,8 @@ class Judge:
     def judge(self, data: bytes, name: str) -> Judged:
         """Record the document as the scenarios do, then judge it with their checks."""
         started = time.perf_counter()
-        if "/" in name or name in ("", ".", "..") or not name.endswith(".xml"):
-            raise HarnessError(M("judge.name", name=name))
+        if not _NAME.fullmatch(name) or len(name.encode("utf-8")) > 255:
+            raise HarnessError(M("judge.name", name=name[:80]))
         for old in self._folder.iterdir():
             old.unlink()
         collect.forget_files()  # a document of the same name, size and time is another document here
