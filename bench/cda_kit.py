@@ -5,7 +5,7 @@
 Runs `pytest --scenario cda-kit` on fixtures/targets/official-kit.toml (XSD, the four
 generic schematron profiles and the volets) with an empty compile cache (cold), then --warm times
 (default 5) with the cache filled (warm; the median is reported); then through a kit server
-(`harness kit serve`): one run that compiles into it, --warm runs in one process and --warm with
+(`harness kit serve --workers 2`: the documents of each batch shared among its two processes): one run that compiles into it, --warm runs in one process and --warm with
 the workers. Reports wall time, peak resident memory of the whole process
 tree (sampled every 50 ms) and of its largest process, documents per second, and the
 compile time of each schematron (ours, then SaxonC's). Writes bench/results/cda_kit.json.
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--kit", type=Path, default=ROOT.parent / "shared" / "corpus" / "ans-testcontenucda")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warm", type=int, default=5, help="warm runs (the median is reported)")
+    parser.add_argument("--server-workers", type=int, default=2, help="processes of the kit server (harness kit serve --workers)")
     args = parser.parse_args()
     docs = len(list((args.kit / "ExemplesCDA").glob("*.xml")))
     cache = Path(tempfile.mkdtemp(prefix="harness-cda-cache-"))
@@ -123,7 +124,7 @@ def main() -> None:
     print(f"warm: median {statistics.median(walls):.2f} s, min {walls[0]:.2f} s, max {walls[-1]:.2f} s over {len(walls)} runs")
     # through a kit server (harness kit serve): its first run compiles into it, the next ones find every stylesheet compiled
     state = cache / "kit-server.json"
-    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve"], env=dict(os.environ, XDG_CACHE_HOME=str(cache),
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve", "--workers", str(args.server_workers)], env=dict(os.environ, XDG_CACHE_HOME=str(cache),
                               HARNESS_KIT_SERVER_STATE=str(state)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

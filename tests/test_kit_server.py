@@ -189,3 +189,20 @@ def test_a_batch_sends_each_document_once_and_answers_each_as_in_process(server,
     # through the collectors' prefetch: the same SVRL handed out, asked once
     ready = collect.svrl_prefetch([(header, one) for one in loaded])
     assert [svrl_of(header, one, ready) for one in loaded] == expected
+
+
+def test_a_server_of_two_processes_shares_each_batch_among_them_with_the_same_svrl(tmp_path, monkeypatch, header):
+    """``--workers 2``: each document of a batch goes to one process by its SHA-256 (which keeps
+    its tree), both run at once; the SVRL is the one computed in process, in order."""
+    monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(tmp_path / "kit-server.json"))
+    loaded = [_Loaded(path.read_bytes(), path.name) for path in EXAMPLES]
+    expected = [collect.saxon().run(header.xslt_path, one.node(), header.documents) for one in loaded]
+    with KitServer(max_stylesheets=8, workers=2) as srv:
+        srv.advertise()
+        remote = RemoteKit.find()
+        assert remote.health["workers"] == 2
+        texts = [one.text() for one in loaded]
+        assert {hashlib.sha256(t).digest()[0] % 2 for t in texts} == {0, 1}  # both processes have a share
+        assert remote.run_many(header.xslt_path, texts, header.documents) == expected
+        assert remote.run_many(header.xslt_path, texts, header.documents) == expected  # their trees kept: digests only
+        assert srv.served == 2 * len(texts)

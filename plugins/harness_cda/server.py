@@ -85,22 +85,18 @@ class KitServer(HttpService):
 
     def __init__(self, *, port: int = 0, max_stylesheets: int = 256, workers: int = 1) -> None:
         super().__init__(host="127.0.0.1", port=port)
-        # with workers > 1, whole documents (/judge) are judged by that many processes of its own,
-        # each compiling each stylesheet once and keeping it; with 1, in this process
+        # with workers > 1, that many processes of its own: a batch's documents are shared among
+        # them by their SHA-256 (each process keeps the trees of its share, and compiles each
+        # stylesheet once), whole documents (/judge) go to each in turn; with 1, this process
         self.workers = workers
-        self._pool = None
-        if workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-            from multiprocessing import get_context
-
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._procs: list = [_executor() for _ in range(workers)] if workers > 1 else []
+        self._turn = 0
         self.token = secrets.token_urlsafe(32)
         self.saxon = shared_saxon()  # the one processor of this process: batches and judges share what it compiled
         self.saxon.max_stylesheets = max_stylesheets
         self.kit_cache = (cache_root() / "cda-kit").resolve()
         self.served = 0
-        self._nodes: OrderedDict[bytes, object] = OrderedDict()  # parsed documents, by SHA-256
-        self._node_bytes: dict[bytes, int] = {}
+        self._trees = Trees()  # with workers == 1: the parsed documents, here
         self._lock = threading.Lock()
         self._state: Path | None = None
         self._stamps: dict[Path, tuple[float, str]] = {}  # kit folder -> (when looked at, its stamp)
@@ -122,8 +118,8 @@ class KitServer(HttpService):
         return path
 
     def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in self._procs:
+            proc.shutdown(wait=False, cancel_futures=True)
         if self._state is not None:
             try:
                 if json.loads(self._state.read_text(encoding="utf-8")).get("token") == self.token:
@@ -163,33 +159,47 @@ class KitServer(HttpService):
 
     def _batch(self, xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> Response:
         """Many documents through one stylesheet: each named by its SHA-256, its bytes sent only
-        when the server does not hold it (409 names those it lacks; nothing is run then)."""
-        with self._lock:
-            if any(data is not None and hashlib.sha256(data).digest() != digest for digest, data in items):
-                return Response.json(400, {"error": M("server.request", reason="sha256").texts()})
-            refused: dict[bytes, dict] = {}
-            for digest, data in items:  # what was sent is kept first, so that a 409 still makes progress
-                if data is not None and digest not in self._nodes:
-                    try:
-                        self._node(digest, data)
-                    except (UnsafeInput, EngineError) as exc:
-                        refused[digest] = exc.messages
-            missing = sorted({d.hex() for d, _ in items if d not in self._nodes and d not in refused})
+        when the server does not hold it (409 names those it lacks; nothing is run then). With
+        several processes, each runs its share of the documents (by their SHA-256) at once."""
+        if any(data is not None and hashlib.sha256(data).digest() != digest for digest, data in items):
+            return Response.json(400, {"error": M("server.request", reason="sha256").texts()})
+        if not self._procs:
+            with self._lock:
+                said = self._trees.run(xslt, documents, items)
+        else:
+            shares: dict[int, list[int]] = {}
+            for pos, (digest, _) in enumerate(items):
+                shares.setdefault(digest[0] % len(self._procs), []).append(pos)
+            try:
+                futures = {k: self._submit(k, run_share, xslt, documents, [items[pos] for pos in positions])
+                           for k, positions in shares.items()}
+                answers = {k: f.result(timeout=BATCH_DEADLINE) for k, f in futures.items()}
+            except Exception as exc:  # a process died (killed, the engine crashed): said, the server goes on
+                return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
+            missing = sorted({d for a in answers.values() for d in a.get("missing", [])})
             if missing:
-                return Response.json(409, {"missing": missing})
-            results = []
-            for digest, _ in items:
-                if digest in refused:
-                    results.append({"error": refused[digest]})
-                    continue
-                self._nodes.move_to_end(digest)
-                try:
-                    svrl = self.saxon.run(xslt, self._nodes[digest], documents)
-                    results.append({"svrl": base64.b64encode(svrl).decode("ascii")})
-                    self.served += 1
-                except (UnsafeInput, EngineError) as exc:
-                    results.append({"error": exc.messages})
-        return Response.json(200, {"results": results})
+                said = {"missing": missing}
+            else:
+                results: list = [None] * len(items)
+                for k, positions in shares.items():
+                    for pos, result in zip(positions, answers[k]["results"]):
+                        results[pos] = result
+                said = {"results": results, "served": sum(a.get("served", 0) for a in answers.values())}
+        if "missing" in said:
+            return Response.json(409, {"missing": said["missing"]})
+        with self._lock:
+            self.served += said.get("served", 0)
+        return Response.json(200, {"results": said["results"]})
+
+    def _submit(self, k: int, fn, *args):
+        """Work for process ``k``: started again if it died (a killed process leaves its executor broken)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._procs[k].submit(fn, *args)
+        except BrokenProcessPool:
+            self._procs[k] = _executor()
+            return self._procs[k].submit(fn, *args)
 
     def _judge(self, request: Request) -> Response:
         """One document judged whole, as the ``cda-kit-*`` scenarios judge it (:mod:`.judge`),
@@ -206,9 +216,11 @@ class KitServer(HttpService):
         except (UnsafeInput, KeyError, TypeError, ValueError, binascii.Error) as exc:
             return Response.json(400, {"error": M("server.request", reason=type(exc).__name__).texts()})
         stamp = self._stamp(kit)  # its files changed: read again (and compiled again, by their keys)
-        if self._pool is not None:
+        if self._procs:
+            with self._lock:
+                k, self._turn = self._turn % len(self._procs), self._turn + 1
             try:
-                answer = self._pool.submit(judge_document, str(kit), name, data, stamp).result(timeout=BATCH_DEADLINE)
+                answer = self._submit(k, judge_document, str(kit), name, data, stamp).result(timeout=BATCH_DEADLINE)
             except Exception as exc:  # a worker died (killed, the engine crashed): said, the server goes on
                 return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
         else:
@@ -237,15 +249,73 @@ class KitServer(HttpService):
                     self._stamps.pop(next(iter(self._stamps)))
         return kept[1]
 
-    def _node(self, digest: bytes, data: bytes) -> None:
-        """Keep the document's Saxon tree (the hardened parser first, as in process), while the
-        same bytes come back: every profile and volet asks for the same documents."""
+
+
+class Trees:
+    """The Saxon trees of the documents a process was sent, by SHA-256 (at most
+    :data:`MAX_DOCUMENTS`, :data:`MAX_DOCUMENT_BYTES`; the least recently used dropped), and the
+    batches run on them with this process's one processor."""
+
+    def __init__(self) -> None:
+        self.nodes: OrderedDict[bytes, object] = OrderedDict()
+        self.sizes: dict[bytes, int] = {}
+
+    def run(self, xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> dict:
+        """``{"missing": [hex...]}`` when some documents are neither held nor sent, else
+        ``{"results": [...], "served": n}`` in the order of ``items``."""
+        refused: dict[bytes, dict] = {}
+        for digest, data in items:  # what was sent is kept first, so that a 409 still makes progress
+            if data is not None and digest not in self.nodes:
+                try:
+                    self._keep(digest, data)
+                except (UnsafeInput, EngineError) as exc:
+                    refused[digest] = exc.messages
+        missing = sorted({d.hex() for d, _ in items if d not in self.nodes and d not in refused})
+        if missing:
+            return {"missing": missing}
+        results, served = [], 0
+        saxon = shared_saxon()
+        for digest, _ in items:
+            if digest in refused:
+                results.append({"error": refused[digest]})
+                continue
+            self.nodes.move_to_end(digest)
+            try:
+                svrl = saxon.run(xslt, self.nodes[digest], documents)
+                results.append({"svrl": base64.b64encode(svrl).decode("ascii")})
+                served += 1
+            except (UnsafeInput, EngineError) as exc:
+                results.append({"error": exc.messages})
+        return {"results": results, "served": served}
+
+    def _keep(self, digest: bytes, data: bytes) -> None:
+        """The hardened parser first, as in process; then Saxon's tree, kept while the same
+        bytes come back (every profile and volet asks for the same documents)."""
         parse_xml(data, source="document")
-        self._nodes[digest] = self.saxon.parse(data)
-        self._node_bytes[digest] = len(data)
-        while len(self._nodes) > 1 and (len(self._nodes) > MAX_DOCUMENTS or sum(self._node_bytes.values()) > MAX_DOCUMENT_BYTES):
-            old = next(iter(self._nodes))
-            del self._nodes[old], self._node_bytes[old]
+        self.nodes[digest] = shared_saxon().parse(data)
+        self.sizes[digest] = len(data)
+        while len(self.nodes) > 1 and (len(self.nodes) > MAX_DOCUMENTS or sum(self.sizes.values()) > MAX_DOCUMENT_BYTES):
+            old = next(iter(self.nodes))
+            del self.nodes[old], self.sizes[old]
+
+
+_SHARE: Trees | None = None
+
+
+def run_share(xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> dict:
+    """A server process's share of a batch (its trees kept for the next batch)."""
+    global _SHARE
+    if _SHARE is None:
+        _SHARE = Trees()
+    return _SHARE.run(xslt, documents, items)
+
+
+def _executor():
+    """One spawned process of the server (nothing of the server's state carried into it)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
 
 
 def serve(port: int, max_stylesheets: int, workers: int = 1) -> KitServer:
