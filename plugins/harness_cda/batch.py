@@ -82,7 +82,31 @@ def kit_identity(kit: str) -> dict:
 # -- executors ------------------------------------------------------------------------------------
 
 
-class LocalPool:
+class Pool:
+    """Where documents are judged: ``submit`` gives a ``concurrent.futures`` future (the local
+    pool's, the server's threads', or a Dask client executor's), waited for here alike."""
+
+    name = "?"
+    workers = 1
+
+    def identities(self, kit: str) -> list[dict]:
+        raise NotImplementedError
+
+    def submit(self, kit: str, name: str, data: bytes):
+        raise NotImplementedError
+
+    def wait(self, futures: set) -> tuple[set, set]:
+        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
+
+    @staticmethod
+    def result(future) -> dict:
+        return future.result()
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPool(Pool):
     """``workers`` local processes (spawned: no state of this process carried into them)."""
 
     name = "local"
@@ -97,18 +121,11 @@ class LocalPool:
     def submit(self, kit: str, name: str, data: bytes):
         return self._pool.submit(judge_document, kit, name, data)
 
-    def wait(self, futures: set) -> tuple[set, set]:
-        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
-
-    @staticmethod
-    def result(future) -> dict:
-        return future.result()
-
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class DaskPool:
+class DaskPool(Pool):
     """The workers of a Dask distributed cluster (``--dask tcp://host:8786``): each compiles
     each stylesheet once and keeps it; documents are sent to them as they are read."""
 
@@ -134,19 +151,12 @@ class DaskPool:
     def submit(self, kit: str, name: str, data: bytes):
         return self._executor.submit(judge_document, kit, name, data)
 
-    def wait(self, futures: set) -> tuple[set, set]:
-        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
-
-    @staticmethod
-    def result(future) -> dict:
-        return future.result()
-
     def close(self) -> None:
         self._executor.shutdown(wait=False)
         self.client.close()
 
 
-class ServerPool:
+class ServerPool(Pool):
     """The running kit server's own worker processes (``harness kit serve --workers N``), warm:
     each document sent to it (``POST /judge``), its artefacts sent back; ``2 x N`` in flight."""
 
@@ -164,13 +174,6 @@ class ServerPool:
 
     def submit(self, kit: str, name: str, data: bytes):
         return self._threads.submit(self.remote.judge, kit, name, data)
-
-    def wait(self, futures: set) -> tuple[set, set]:
-        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
-
-    @staticmethod
-    def result(future) -> dict:
-        return future.result()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
