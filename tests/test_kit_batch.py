@@ -176,6 +176,10 @@ def test_an_unreachable_scheduler_or_a_missing_folder_or_kit_is_said_plainly(arc
     assert nokit.returncode == 2 and "n'est pas un dossier du kit" in nokit.stderr
     workers = _harness(root, "kit", "batch", str(docs), "--workers", "0", "--evidence-dir", str(tmp_path), env=env)
     assert workers.returncode == 2 and "--workers 0" in workers.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".hidden.xml").write_text("<a/>")
+    empty = _harness(root, "kit", "batch", str(tmp_path / "empty"), "--evidence-dir", str(tmp_path / "ev"), env=env)
+    assert empty.returncode == 2 and "aucun document .xml" in empty.stderr and not list((tmp_path / "ev").glob("*.zip"))
 
 
 def test_a_worker_that_sees_another_kit_stops_the_batch_before_it_starts():

@@ -257,6 +257,8 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
     results = work / RESULTS
     done = {name: line for name, line in read_done(results).items() if _kept_whole(run, line)}
     paths = list(documents(folder))
+    if not paths:  # nothing to judge proves nothing: said, before anything is sealed
+        raise HarnessError(M("batch.empty", folder=str(folder)))
     todo = [p for p in paths if p.name not in done or done[p.name].get("sha256") != _sha256_of(p)]
     if run.resumed or done:
         print(M("batch.resumed", done=len(paths) - len(todo), total=len(paths), work=str(work)).render(lang), file=out)
