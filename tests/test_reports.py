@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.evidence.bundle import verify_bundle
+from harness.evidence.bundle import Bundle, verify_bundle
 from harness.session.liveview import parse_address
-from harness.reporting.report import Source, coverage_csv, coverage_xlsx, render_html
+from harness.reporting.report import Source, bundle_facts, coverage_csv, coverage_xlsx, render_html
 from harness.running.scenarios import load_catalogue
 from harness_version.browser import find_browser
 from tests.harness_run import RunPool, run_harness
@@ -89,6 +89,13 @@ def test_the_reports_are_written_beside_the_bundle_and_sealed_inside_it(version_
     inside = _members(bundle)["reports/report.html"].decode("utf-8")
     assert hashlib.sha256(bundle.read_bytes()).hexdigest() in beside
     assert "unsigned" in beside and "this report is inside the evidence bundle" in inside
+    # the matrix beside is the sealed one, byte for byte (the run that sealed it took it from there),
+    # and what rendering it again from the bundle's record gives
+    for suffix, member in ((".coverage.csv", "reports/coverage.csv"), (".coverage.xlsx", "reports/coverage.xlsx")):
+        assert (bundle.parent / f"{stem}{suffix}").read_bytes() == _members(bundle)[member]
+    with Bundle(bundle) as opened:
+        source = Source.of_bundle(opened, bundle_facts(opened))
+        assert coverage_xlsx(source, "en") == _members(bundle)["reports/coverage.xlsx"]
 
 
 @needs_browser

@@ -515,7 +515,7 @@ def _write_reports(state: HarnessState) -> None:
     from ..reporting.report import write_beside
 
     try:
-        state.reports = write_beside(state.sealed.path, state.lang)
+        state.reports = write_beside(state.sealed.path, state.lang, sealed_here=True)
     except Exception as exc:
         state.report_error = f"{type(exc).__name__}: {exc}"
 
