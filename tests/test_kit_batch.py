@@ -53,7 +53,8 @@ def archive(tmp_path_factory):
     docs.mkdir()
     for name in CHOSEN:
         shutil.copyfile(CORPUS / "ExemplesCDA" / name, docs / name)
-    env = harness_env({"XDG_CACHE_HOME": str(root / "cache"), "HARNESS_CDA_KIT": str(CORPUS)})
+    (root / "tmp").mkdir()
+    env = harness_env({"XDG_CACHE_HOME": str(root / "cache"), "HARNESS_CDA_KIT": str(CORPUS), "TMPDIR": str(root / "tmp")})
     return root, docs, env
 
 
@@ -96,6 +97,7 @@ def test_a_batch_seals_what_the_scenarios_over_the_folder_seal_and_replays(local
     line_findings = sorted(json.dumps(f, sort_keys=True) for line in lines for r in line["results"].values() for f in r["findings"])
     assert line_findings == bundle_findings
     assert not [p for p in out.iterdir() if p.name.startswith(".batch-")]
+    assert not list((archive[0] / "tmp").glob("harness-judge-*"))  # each worker's scratch folder gone with it
     with zipfile.ZipFile(bundle) as zf:
         options = json.loads(zf.read("manifest.json"))["options"]
     assert options["executor"] == "local" and options["workers"] == 2 and options["documents"] == 6

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,11 +83,13 @@ class Judge:
     def __init__(self, kit: str | Path) -> None:
         self.kit = Path(kit).resolve()
         self._folder = Path(tempfile.mkdtemp(prefix="harness-judge-"))
+        # gone with the judge, or when its process ends (a batch worker's never calls close())
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._folder), True)
         self._collectors = collectors()
         self._checks = check_functions()
 
     def close(self) -> None:
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._cleanup()
 
     def __enter__(self) -> "Judge":
         return self
