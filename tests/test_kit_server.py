@@ -206,3 +206,18 @@ def test_a_server_of_two_processes_shares_each_batch_among_them_with_the_same_sv
         assert remote.run_many(header.xslt_path, texts, header.documents) == expected
         assert remote.run_many(header.xslt_path, texts, header.documents) == expected  # their trees kept: digests only
         assert srv.served == 2 * len(texts)
+
+
+def test_a_document_the_server_refuses_is_that_documents_error_and_the_server_stays(tmp_path, monkeypatch):
+    """Over the server's request bound (413, the services kit's own text answer) or unreadable:
+    the document is not judged and says why; the client does not take the server for gone."""
+    monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(tmp_path / "kit-server.json"))
+    with KitServer(max_stylesheets=8) as srv:
+        srv.advertise()
+        remote = RemoteKit.find()
+        monkeypatch.setattr(srv, "max_request", 4096)
+        said = remote.judge(str(CORPUS), "big.xml", b"<a>" + b"x" * 8192 + b"</a>")
+        assert "HTTP 413" in said["error"]["fr"]
+        said = remote.judge(str(CORPUS), "../a.xml", b"<a/>")
+        assert "sans dossier" in said["error"]["fr"]
+        assert RemoteKit.find() is not None

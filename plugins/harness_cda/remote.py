@@ -7,11 +7,13 @@ import hashlib
 import json
 import time
 
-from harness import Text, UnsafeInput, core_version, is_loopback, parse_json
+from harness import Text, UnsafeInput, catalogue, core_version, is_loopback, parse_json
 
 from .engine import EngineError
 from .kit import COMPILER
 from .local import code_fingerprint, state_path
+
+M = catalogue(__name__)
 
 MAX_BATCH = 128  # documents in one batch (under MAX_DOCUMENTS: a batch never evicts its own documents)
 BATCH_BYTES = 24 * 1024 * 1024  # bytes of documents a client sends in one batch request
@@ -64,7 +66,10 @@ class RemoteKit:
                     if size > MAX_ANSWER or time.monotonic() - started > deadline:
                         raise ServerGone("answer too large or too slow")
                     chunks.append(chunk)
-                return res.status_code, parse_json(b"".join(chunks), source="kit server", max_bytes=MAX_ANSWER)
+                body = b"".join(chunks)
+                if res.status_code != 200 and not body.lstrip().startswith(b"{"):  # the services kit's own refusal (413): a text
+                    return res.status_code, {"text": body[:300].decode("utf-8", "replace").strip()}
+                return res.status_code, parse_json(body, source="kit server", max_bytes=MAX_ANSWER)
         except (requests.RequestException, UnsafeInput) as exc:
             raise ServerGone(type(exc).__name__) from None
 
@@ -74,8 +79,9 @@ class RemoteKit:
         :class:`ServerGone` when the server could not be asked."""
         status, answer = self._exchange("POST", "judge", {"kit": kit, "name": name, "document": base64.b64encode(data).decode("ascii"),
                                                           "blobs": True}, deadline=BATCH_DEADLINE)
-        if status == 422 and isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-            return {"error": answer["error"]}
+        if status in (400, 413, 422) and isinstance(answer, dict):  # this document refused (too large, unreadable): the others go on
+            error = answer.get("error")
+            return {"error": error if isinstance(error, dict) else M("remote.refused", status=status, text=str(answer.get("text", ""))).texts()}
         if status != 200 or not isinstance(answer, dict):
             raise ServerGone(f"HTTP {status}")
         try:
