@@ -276,12 +276,16 @@ def test_a_batch_through_a_warm_kit_server_of_two_processes_seals_the_same_bundl
     try:
         assert "prêt" in server.stdout.readline()
         out = tmp_path / "served"
-        done = _harness(root, "kit", "batch", str(docs), "--evidence-dir", str(out), env=env)
+        target = tmp_path / "vendor.toml"  # a vendor's own target names the product; the batch sets its documents and kit
+        target.write_text('[product]\nid = "fr.example.archive"\nname = "Archive"\nversion = "7.1"\n')
+        done = _harness(root, "kit", "batch", str(docs), "--target", str(target), "--evidence-dir", str(out), env=env)
         assert done.returncode == 1, done.stdout + done.stderr
         assert "par le serveur du kit" in done.stderr and "(2 processus, déjà chauds)" in done.stderr
         assert _record(_bundle(out)) == _record(_bundle(local_batch[1]))
         with zipfile.ZipFile(_bundle(out)) as zf:
-            assert json.loads(zf.read("manifest.json"))["options"]["executor"] == "server"
+            manifest = json.loads(zf.read("manifest.json"))
+        assert manifest["options"]["executor"] == "server" and manifest["target"]["product"]["id"] == "fr.example.archive"
+        assert manifest["target"]["cda"]["documents"] == str(docs)
         health = requests.get(json.loads(state.read_text())["url"] + "health", timeout=10).json()
         assert health["workers"] == 2 and health["served"] == len(CHOSEN)
         local = _harness(root, "kit", "batch", str(docs), "--no-server", "--workers", "1", "--evidence-dir", str(tmp_path / "local"), env=env)
