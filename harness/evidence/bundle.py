@@ -47,7 +47,7 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
     """Write the bundle at ``path`` atomically: a temporary file renamed into place.
 
     ``members`` maps member names to bytes (or to a function returning them, so large
-    artefacts are read one at a time). ``manifest.members`` is filled in here. ``sign`` makes
+    artefacts are read one at a time, or None for a member not written). ``manifest.members`` is filled in here. ``sign`` makes
     ``manifest.p7s``, a detached signature of the manifest's bytes (:mod:`harness.evidence.signature`).
     Every member but the artefacts (scrubbed when recorded, and named by their hash) goes
     through the run's scrubber on its way in: the last gate before anything leaves.
@@ -63,6 +63,8 @@ def write_bundle(path: Path, manifest: Manifest, members: dict[str, bytes | Call
             for name in sorted(members):
                 data = members[name]
                 data = data() if callable(data) else data
+                if data is None:  # a member that could not be made (a report whose rendering failed: an incident says so)
+                    continue
                 if not name.startswith(ARTEFACTS):
                     data = scrubber.bytes(data)
                 hashes[name] = sha256(data)

