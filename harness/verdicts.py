@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Iterable
 
 from .messages import Localized, Text
 from .secrets import scrub
@@ -18,6 +19,11 @@ class Verdict(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @classmethod
+    def combine(cls, verdicts: "Iterable[Verdict | str]") -> "Verdict":
+        """The verdict of a whole made of parts (:func:`combine`), for plugins that judge parts."""
+        return combine([cls(v) for v in verdicts])
 
 
 # When several verdicts combine (steps of a scenario, scenarios of a requirement), the

@@ -240,11 +240,6 @@ def test_documents_not_judged_are_sealed_as_an_error_never_as_a_pass(archive, tm
             future.set_result({"error": {"fr": "moteur arrêté", "en": "engine stopped"}})
             return future
 
-        def wait(self, futures):
-            return set(futures), set()
-
-        result = staticmethod(lambda future: future.result())
-
         def close(self):
             pass
 

@@ -63,7 +63,7 @@ def judge_document(kit: str, name: str, data: bytes, stamp: str = "") -> dict:
         except HarnessError as exc:  # said as data: an exception need not cross a process boundary
             return {"error": exc.messages}
         except Exception as exc:  # a bug, or the engine failing: the document is not judged, and that is said
-            return {"error": M("batch.crashed", error=f"{type(exc).__name__}: {exc}"[:500]).texts()}
+            return {"error": M("judge.crashed", error=f"{type(exc).__name__}: {exc}"[:500]).texts()}
         return {"summary": judged.summary(), "blobs": judged.blobs}
 
 
@@ -84,7 +84,7 @@ def kit_identity(kit: str) -> dict:
 
 class Pool:
     """Where documents are judged: ``submit`` gives a ``concurrent.futures`` future (the local
-    pool's, the server's threads', or a Dask client executor's), waited for here alike."""
+    pool's, the server's threads', or a Dask client executor's), all waited for alike."""
 
     name = "?"
     workers = 1
@@ -94,13 +94,6 @@ class Pool:
 
     def submit(self, kit: str, name: str, data: bytes):
         raise NotImplementedError
-
-    def wait(self, futures: set) -> tuple[set, set]:
-        return wait(futures, timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
-
-    @staticmethod
-    def result(future) -> dict:
-        return future.result()
 
     def close(self) -> None:
         pass
@@ -226,12 +219,12 @@ class Progress:
         self.every = 1.0 if self.tty else every
         self._last = 0.0
 
-    def update(self, verdict: str, force: bool = False) -> None:
+    def update(self, verdict: str) -> None:
         self.done += 1
         self.new += 1
         self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
         now = time.monotonic()
-        if force or now - self._last >= self.every:
+        if now - self._last >= self.every:
             self._last = now
             self.show()
 
@@ -255,7 +248,8 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
     out = out or sys.stderr
     run = RecordedRun(work, ["cda-kit"], target, evidence_dir=evidence_dir, lang=lang)
     results = work / RESULTS
-    done = {name: line for name, line in read_done(results).items() if _kept_whole(run, line)}
+    # what was judged whole stays judged; a document refused or not judged (a worker's failure) is tried again
+    done = {name: line for name, line in read_done(results).items() if line.get("results") and _kept_whole(run, line)}
     paths = list(documents(folder))
     if not paths:  # nothing to judge proves nothing: said, before anything is sealed
         raise HarnessError(M("batch.empty", folder=str(folder)))
@@ -288,13 +282,13 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
                     pending[pool.submit(kit, path.name, path.read_bytes())] = path
                 if not pending:
                     break
-                finished, _ = pool.wait(set(pending))
+                finished, _ = wait(set(pending), timeout=TASK_DEADLINE, return_when=FIRST_COMPLETED)
                 if not finished:
                     raise HarnessError(M("batch.stalled", seconds=int(TASK_DEADLINE)))
                 for fut in finished:
                     path = pending.pop(fut)
                     try:
-                        answer = pool.result(fut)
+                        answer = fut.result()
                     except Exception as exc:  # the worker itself died (a crash of the engine, killed): what was judged is kept
                         raise HarnessError(M("batch.worker_died", name=path.name, error=f"{type(exc).__name__}: {exc}"[:300])) from None
                     line = _kept(run, answer) if "error" not in answer else _failed(path, answer["error"])
@@ -313,8 +307,7 @@ def run_batch(*, folder: Path, work: Path, kit: str, target, evidence_dir: Path,
         shutil.copyfile(results, lines)
     else:
         os.replace(results, lines)
-        for leftover in ("target.toml",):
-            (work / leftover).unlink(missing_ok=True)
+        (work / "target.toml").unlink(missing_ok=True)
         try:
             work.rmdir()
         except OSError:

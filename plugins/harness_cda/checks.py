@@ -183,3 +183,8 @@ def _schematron_check(key: str):
 
 def schematron_checks() -> dict:
     return {**{f"cda.schematron.{key}": _schematron_check(key) for key in PROFILES}, "cda.volets": check_volets}
+
+
+def kit_checks() -> dict:
+    """The kit's checks: the plugin registers them, and a judge (:mod:`.judge`) runs them on one document."""
+    return {"cda.xsd": check_xsd, **schematron_checks()}

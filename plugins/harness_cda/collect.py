@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -14,13 +13,12 @@ from harness import CollectContext, HarnessError, NotApplicable, UnsafeInput, ca
 from .document import CdaDocument, read_cda
 from .engine import EngineError, Saxon, shared_saxon
 from .kit import Kit
-from .release import installed
+from .release import default_kit
 from .remote import RemoteKit, ServerGone
 from .volets import select
 from .xsd import XsdError, load_schema, validate
 
 M = catalogue(__name__)
-KIT_ENV = "HARNESS_CDA_KIT"
 PROFILES = {
     "header": "profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.sch",
     "ihe": "profils/IHE.sch",
@@ -185,7 +183,7 @@ def load(path: Path) -> _Loaded:
 def kit_of(ctx: CollectContext) -> Kit:
     # the target (file or --set cda.kit=...) first; the environment names a default kit; else the
     # pinned release, once fetched (harness kit fetch)
-    root = ctx.target.section("cda").get("kit") or os.environ.get(KIT_ENV) or installed()
+    root = ctx.target.section("cda").get("kit") or default_kit()
     if not root:
         raise NotApplicable(M("collect.no_kit"))
     return _kit(str(Path(root).resolve()), core_version())
@@ -363,3 +361,9 @@ def _profile_collector(key: str):
 
 def profile_collectors() -> dict:
     return {f"cda.svrl.{key}": _profile_collector(key) for key in PROFILES}
+
+
+def kit_collectors() -> dict:
+    """The kit's collectors (the documents with their XSD results, each profile, the volets):
+    the plugin registers them, and a judge (:mod:`.judge`) runs them on one document."""
+    return {"cda.documents": collect_documents, "cda.svrl.volets": collect_volets, **profile_collectors()}

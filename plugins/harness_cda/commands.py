@@ -135,7 +135,7 @@ def run_batch(args, ctx) -> int:
     from harness import HarnessError
 
     from .batch import run_batch as batch
-    from .judge import default_kit
+    from .release import default_kit
 
     lang = ctx.lang
     if not args.folder.is_dir():

@@ -12,7 +12,6 @@ itself: a judge never asks the kit server (it may be the kit server).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import Artefact, CheckContext, CollectContext, Evaluation, HarnessError, Target, catalogue
+from harness import Artefact, CheckContext, CollectContext, Evaluation, HarnessError, Target, Verdict, catalogue
 
 from . import checks, collect
 
@@ -43,14 +42,6 @@ _NAME = re.compile(r"[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*\.xml")
 _SCHEMA = {"cda": {"kit": "path", "documents": "path"}}
 
 
-def collectors() -> dict:
-    return {"cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
-
-
-def check_functions() -> dict:
-    return {"cda.xsd": checks.check_xsd, **checks.schematron_checks()}
-
-
 @dataclass
 class Judged:
     """One document judged: what was recorded (input name -> artefact; the bytes by SHA-256),
@@ -66,9 +57,8 @@ class Judged:
     seconds: float = 0.0
 
     def verdict(self) -> str:
-        """The document's worst verdict over the scenarios."""
-        order = ["PASS", "MANUAL_PENDING", "INCONCLUSIVE", "NOT_RUN", "ERROR", "FAIL"]
-        return max((r["verdict"] for r in self.results.values()), key=order.index, default="ERROR")
+        """The document's verdict over the scenarios, combined as the core combines them."""
+        return Verdict.combine(r["verdict"] for r in self.results.values()).value
 
     def summary(self) -> dict:
         """What a results line says of it (no bytes): inputs by SHA-256, verdicts, findings."""
@@ -85,8 +75,8 @@ class Judge:
         self._folder = Path(tempfile.mkdtemp(prefix="harness-judge-"))
         # gone with the judge, or when its process ends (a batch worker's never calls close())
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._folder), True)
-        self._collectors = collectors()
-        self._checks = check_functions()
+        self._collectors = collect.kit_collectors()
+        self._checks = checks.kit_checks()
 
     def close(self) -> None:
         self._cleanup()
@@ -141,7 +131,6 @@ class Judge:
         """The scenario's checks on this document's inputs, as :func:`harness` evaluates them: the
         worst verdict of its checks, their findings in order."""
         inputs = {k: a for c in needs for k, a in outputs[c].items()}
-        order = ["PASS", "MANUAL_PENDING", "INCONCLUSIVE", "NOT_RUN", "ERROR", "FAIL"]
         verdicts, assertions, findings, kit, reasons = [], 0, [], [], []
         for check_name in check_names:
             fn = self._checks[check_name]
@@ -151,7 +140,9 @@ class Judge:
                 fn(ctx, ev)
             except HarnessError as exc:
                 ev.error(exc.detail)
-            verdicts.append(ev.verdict.value)
+            except Exception as exc:  # a bug in a check: ERROR, as the core says it of a scenario
+                ev.error(M("judge.crashed", error=f"{type(exc).__name__}: {exc}"[:500]))
+            verdicts.append(ev.verdict)
             assertions += ev.assertions
             reasons += [m.texts() for m in ev.errors + ev.inconclusive_reasons]
             for f in ev.findings:
@@ -160,13 +151,5 @@ class Judge:
                 # what the check says of the kit itself (its quirks) is said again for every document
                 # judged alone: kept apart, so that a batch keeps it once
                 (kit if f.location.startswith("kit:") else findings).append(d)
-        verdict = max(verdicts, key=order.index) if not judged.refused else "ERROR"
+        verdict = Verdict.combine(verdicts).value if not judged.refused else Verdict.ERROR.value
         return {"verdict": verdict, "assertions": assertions, "findings": findings, "kit_findings": kit, "reasons": reasons}
-
-
-def default_kit() -> str | None:
-    """The kit a judge uses when none is named: ``HARNESS_CDA_KIT``, else the fetched release."""
-    from .release import installed
-
-    root = os.environ.get(collect.KIT_ENV) or installed()
-    return str(root) if root else None

@@ -1,7 +1,7 @@
 """Where this plugin keeps things on the user's machine, and what says its code changed.
 
-Light on purpose (the standard library and the core's version only): the one-document client
-(``harness-kit-check``, :mod:`.quick`) reads it before deciding whether to load the rest.
+Light on purpose (the standard library and the core's version only): the kit server's client
+(:mod:`.remote`, which ``harness-kit-check`` loads first) reads it before anything else is loaded.
 """
 from __future__ import annotations
 

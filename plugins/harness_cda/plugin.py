@@ -22,12 +22,12 @@ def harness_target_schema():
 
 @hookimpl
 def harness_collectors():
-    return {"cda.files": collect.collect_files, "cda.documents": collect.collect_documents, "cda.svrl.volets": collect.collect_volets, **collect.profile_collectors()}
+    return {"cda.files": collect.collect_files, **collect.kit_collectors()}
 
 
 @hookimpl
 def harness_checks():
-    return {"cda.xsd": checks.check_xsd, **checks.schematron_checks()}
+    return checks.kit_checks()
 
 
 @hookimpl

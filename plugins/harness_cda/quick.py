@@ -3,8 +3,9 @@
 For an editor, a pre-commit hook, a CI step: each document is sent to the running kit server
 (``harness kit serve``), which judges it as the ``cda-kit-*`` scenarios do (XSD, the four generic
 profiles, the volets it takes; :mod:`.judge`) with the stylesheets it keeps compiled. This
-module loads nothing else before it knows it must (measured end to end: see the README), so the
-command costs little more than the judging itself. Without a server of this very harness (same
+module loads the kit server's client (:class:`.remote.RemoteKit`: a total deadline and a size
+bound on every exchange) and nothing else before it knows it must (measured end to end: see the
+README), so the command costs little more than the judging itself. Without a server of this very harness (same
 version, same code), the documents are judged in this process, which compiles what it needs
 first; the verdicts are the same. ``harness kit check`` is the same command under ``harness``.
 
@@ -14,20 +15,13 @@ Exit status: 0 when every document passes, 1 when one fails, 2 when one could no
 from __future__ import annotations
 
 import argparse
-import base64
-import http.client
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from .local import code_fingerprint, state_path
 
 MAX_DOCUMENT = 64 * 1024 * 1024  # as the scenarios (collect.MAX_FILE)
-MAX_ANSWER = 64 * 1024 * 1024
-DEADLINE = 120.0  # seconds for one document through the server, in all
 _FAILS = {"FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 2, "NOT_RUN": 2}
 
 
@@ -37,63 +31,17 @@ def _m(key: str, lang: str, **kw) -> str:
     return catalogue("harness_cda.quick")(key, **kw).render(lang)
 
 
-class _NoServer(Exception):
-    pass
-
-
-def _server() -> tuple[str, int, str]:
-    """(host, port, token) of the advertised kit server of this very harness; _NoServer otherwise."""
-    try:
-        said = json.loads(state_path().read_text(encoding="utf-8"))
-        url = urlsplit(str(said["url"]))
-        if url.hostname != "127.0.0.1" or said.get("code") != code_fingerprint():
-            raise _NoServer("other")
-        return url.hostname, int(url.port), str(said["token"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _NoServer("none") from exc
-
-
-def _ask(where: tuple[str, int, str], kit: str, name: str, data: bytes) -> dict:
-    """The server's judgement of one document, within :data:`DEADLINE` seconds in all."""
-    host, port, token = where
-    started = time.monotonic()
-    body = json.dumps({"kit": kit, "name": name, "document": base64.b64encode(data).decode("ascii")}).encode()
-    conn = http.client.HTTPConnection(host, port, timeout=DEADLINE)
-    try:
-        conn.request("POST", "/judge", body, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        res = conn.getresponse()
-        chunks, size = [], 0
-        while True:
-            chunk = res.read(1 << 20)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_ANSWER or time.monotonic() - started > DEADLINE:
-                raise _NoServer("slow")
-            chunks.append(chunk)
-    except (OSError, http.client.HTTPException) as exc:
-        raise _NoServer("gone") from exc
-    finally:
-        conn.close()
-    try:
-        answer = json.loads(b"".join(chunks))
-    except ValueError:
-        raise _NoServer("unreadable") from None
-    if res.status == 200 and isinstance(answer, dict) and isinstance(answer.get("judged"), dict):
-        return answer["judged"]
-    if res.status == 422 and isinstance(answer, dict):
-        raise _Refused(answer.get("error") or {})
-    raise _NoServer(f"HTTP {res.status}")
-
-
 class _Refused(Exception):
     def __init__(self, texts: dict) -> None:
         super().__init__(texts)
         self.texts = texts
 
 
-def _render(judged: dict, lang: str, how: str, out) -> int:
-    status = max((_FAILS.get(r["verdict"], 0) for r in judged["results"].values()), default=2)
+def _status(judged: dict) -> int:
+    return max((_FAILS.get(r["verdict"], 0) for r in judged["results"].values()), default=2)
+
+
+def _render(judged: dict, lang: str, how: str, out) -> None:
     print(_m("quick.document", lang, name=judged["document"], verdict=judged["verdict"], seconds=f"{judged['seconds']:.2f}", how=how), file=out)
     for scenario, result in judged["results"].items():
         print(f"  {scenario:<24} {result['verdict']}" + (f"  ({len(result['findings'])})" if result["findings"] else ""), file=out)
@@ -104,7 +52,6 @@ def _render(judged: dict, lang: str, how: str, out) -> int:
             print(f"              {f['message'].get(lang) or f['message'].get('en', '')}", file=out)
     for r in judged.get("refused") or []:
         print(f"  ! {r['item']}: {r['reason'].get(lang) or r['reason'].get('en', '')}", file=out)
-    return status
 
 
 def _lang() -> str:
@@ -130,21 +77,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lang = args.lang or _lang()
-    kit = args.kit or os.environ.get("HARNESS_CDA_KIT")
+    kit = args.kit
     if kit is None:
-        from .release import installed
+        from .release import default_kit
 
-        kit = installed()
+        kit = default_kit()
     if kit is None or not (Path(kit) / "schematrons").is_dir():
         print(_m("quick.no_kit", lang, kit=str(kit or "-")), file=sys.stderr)
         return 2
     kit = str(Path(kit).resolve())
-    where, judge, status = None, None, 0
+    remote, judge, status = None, None, 0
     if not args.no_server:
-        try:
-            where = _server()
-        except _NoServer as exc:
-            print(_m("quick.no_server_other" if exc.args[0] == "other" else "quick.no_server_none", lang), file=sys.stderr)
+        from .remote import RemoteKit
+
+        remote, why = RemoteKit.look()
+        if remote is None:
+            print(_m("quick.no_server_other" if why == "other" else "quick.no_server_none", lang), file=sys.stderr)
     try:
         for path in args.files:
             try:
@@ -162,12 +110,18 @@ def run(args: argparse.Namespace) -> int:
                 continue
             judged, how = None, "server"
             try:
-                if where is not None:
+                if remote is not None:
+                    from .remote import ServerGone
+
                     try:
-                        judged = _ask(where, kit, path.name, data)
-                    except _NoServer as exc:
-                        print(_m("quick.server_failed", lang, reason=exc.args[0]), file=sys.stderr)
-                        where = None
+                        said = remote.judge(kit, path.name, data, blobs=False)
+                    except ServerGone as exc:
+                        print(_m("quick.server_failed", lang, reason=str(exc)), file=sys.stderr)
+                        remote = None
+                    else:
+                        if "error" in said:
+                            raise _Refused(said["error"])
+                        judged = said["summary"]
                 if judged is None:
                     how = "process"
                     if judge is None:
@@ -178,16 +132,16 @@ def run(args: argparse.Namespace) -> int:
                         judged = judge.judge(data, path.name).summary()
                     except Exception as exc:  # HarnessError, UnsafeInput: said as the server says it
                         raise _Refused(getattr(exc, "messages", None)
-                                       or {lg: _m("quick.crashed", lg, error=f"{type(exc).__name__}: {exc}") for lg in ("fr", "en")}) from None
+                                       or {lg: _m("judge.crashed", lg, error=f"{type(exc).__name__}: {exc}") for lg in ("fr", "en")}) from None
             except _Refused as exc:
                 print(f"{path.name}: {exc.texts.get(lang) or exc.texts.get('en', '')}", file=sys.stderr)
                 status = max(status, 2)
                 continue
             if args.json:
                 print(json.dumps(judged, ensure_ascii=False, sort_keys=True))
-                status = max(status, max((_FAILS.get(r["verdict"], 0) for r in judged["results"].values()), default=2))
             else:
-                status = max(status, _render(judged, lang, _m("quick.how_server" if how == "server" else "quick.how_process", lang), sys.stdout))
+                _render(judged, lang, _m("quick.how_server" if how == "server" else "quick.how_process", lang), sys.stdout)
+            status = max(status, _status(judged))
     finally:
         if judge is not None:
             judge.close()

@@ -191,3 +191,12 @@ def _unpack(archive: Path, into: Path) -> int:
     if not (into / "schematrons").is_dir():
         raise FetchError(M("fetch.not_a_kit"))
     return written
+
+
+KIT_ENV = "HARNESS_CDA_KIT"
+
+
+def default_kit() -> Path | None:
+    """The kit used when a target names none: ``HARNESS_CDA_KIT``, else the fetched release."""
+    root = os.environ.get(KIT_ENV)
+    return Path(root) if root else installed()

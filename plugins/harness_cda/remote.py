@@ -37,19 +37,25 @@ class RemoteKit:
     @classmethod
     def find(cls) -> "RemoteKit | None":
         """The advertised server, when it answers and is of this harness; None otherwise."""
+        return cls.look()[0]
+
+    @classmethod
+    def look(cls) -> "tuple[RemoteKit | None, str]":
+        """(the advertised server of this harness, "") or (None, why): "none" (nothing
+        advertised, or it does not answer) or "other" (another version or code of the harness)."""
         try:
             said = json.loads(state_path().read_text(encoding="utf-8"))
             if said.get("version") != core_version() or said.get("compiler") != COMPILER or said.get("code") != code_fingerprint() \
                     or not is_loopback(str(said["url"])):
-                return None
+                return None, "other"
             remote = cls(str(said["url"]), str(said["token"]), int(said.get("pid", 0)))
             status, health = remote._exchange("GET", "health", None, deadline=3.0)
             remote.health = health if isinstance(health, dict) else {}
             if status != 200 or health.get("version") != core_version() or health.get("compiler") != COMPILER or health.get("code") != code_fingerprint():
-                return None
-            return remote
+                return None, "other"
+            return remote, ""
         except (OSError, ValueError, KeyError, TypeError, ServerGone):
-            return None
+            return None, "none"
 
     def _exchange(self, method: str, path: str, body: dict | None, *, deadline: float) -> tuple[int, dict]:
         """(status, JSON answer) within ``deadline`` seconds in all and :data:`MAX_ANSWER` bytes;
@@ -73,12 +79,12 @@ class RemoteKit:
         except (requests.RequestException, UnsafeInput) as exc:
             raise ServerGone(type(exc).__name__) from None
 
-    def judge(self, kit: str, name: str, data: bytes) -> dict:
+    def judge(self, kit: str, name: str, data: bytes, blobs: bool = True) -> dict:
         """One document judged by the server, with its recorded artefacts: as a batch worker
         answers (``{"summary", "blobs"}``, or ``{"error"}`` when it could not be judged).
         :class:`ServerGone` when the server could not be asked."""
         status, answer = self._exchange("POST", "judge", {"kit": kit, "name": name, "document": base64.b64encode(data).decode("ascii"),
-                                                          "blobs": True}, deadline=BATCH_DEADLINE)
+                                                          "blobs": blobs}, deadline=BATCH_DEADLINE)
         if status in (400, 413, 422) and isinstance(answer, dict):  # this document refused (too large, unreadable): the others go on
             error = answer.get("error")
             return {"error": error if isinstance(error, dict) else M("remote.refused", status=status, text=str(answer.get("text", ""))).texts()}

@@ -38,6 +38,7 @@ import os
 import secrets
 import threading
 import time
+from concurrent.futures import wait
 from collections import OrderedDict
 from pathlib import Path
 
@@ -173,7 +174,8 @@ class KitServer(HttpService):
             try:
                 futures = {k: self._submit(k, run_share, xslt, documents, [items[pos] for pos in positions])
                            for k, positions in shares.items()}
-                answers = {k: f.result(timeout=BATCH_DEADLINE) for k, f in futures.items()}
+                wait(futures.values(), timeout=BATCH_DEADLINE)  # one deadline for all the shares
+                answers = {k: f.result(timeout=0) for k, f in futures.items()}
             except Exception as exc:  # a process died (killed, the engine crashed): said, the server goes on
                 return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
             missing = sorted({d for a in answers.values() for d in a.get("missing", [])})
