@@ -3,8 +3,8 @@
     python bench/cda_kit.py [--kit ../shared/corpus/ans-testcontenucda] [--workers 2]
 
 Runs `pytest --scenario cda-kit` on fixtures/targets/official-kit.toml (XSD, the four
-generic schematron profiles and the volets) with an empty compile cache (cold), then --warm times
-(default 5) with the cache filled (warm; the median is reported); then through a kit server
+generic schematron profiles and the volets) --cold times (default 3), each with an empty compile
+cache (cold), then --warm times (default 5) with the cache filled (warm; medians reported); then through a kit server
 (`harness kit serve --workers 2`: the documents of each batch shared among its two processes): one run that compiles into it, --warm runs in one process and --warm with
 the workers. Reports wall time, peak resident memory of the whole process
 tree (sampled every 50 ms) and of its largest process, documents per second, and the
@@ -50,9 +50,10 @@ def _tree_rss_kib(root: int) -> int:
     return total
 
 
-def run(cache: Path, workers: int, state: Path | None = None) -> tuple[float, int, int, str]:
+def run(cache: Path, workers: int, state: Path | None = None, server: int | None = None) -> tuple[float, int, int, str]:
     """One run: wall time, peak RSS of the whole process tree, of its largest process, summary.
-    With ``state``, through the kit server that file advertises."""
+    With ``state``, through the kit server that file advertises; with ``server`` (its process), the
+    peak counts the server's own tree too."""
     work = Path(tempfile.mkdtemp(prefix="harness-cda-bench-"))
     env = dict(os.environ, XDG_CACHE_HOME=str(cache), HARNESS_KIT_SERVER_STATE=str(state or cache / "no-kit-server.json"))
     # As a user's installation runs it: without the plugins of our own test tools
@@ -69,7 +70,7 @@ def run(cache: Path, workers: int, state: Path | None = None) -> tuple[float, in
     def sample() -> None:
         nonlocal peak_tree
         while not stop.wait(0.05):
-            peak_tree = max(peak_tree, _tree_rss_kib(proc.pid))
+            peak_tree = max(peak_tree, _tree_rss_kib(proc.pid) + (_tree_rss_kib(server) if server else 0))
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -106,22 +107,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kit", type=Path, default=ROOT.parent / "shared" / "corpus" / "ans-testcontenucda")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cold", type=int, default=3, help="cold runs, each with an empty compile cache (the median is reported)")
     parser.add_argument("--warm", type=int, default=5, help="warm runs (the median is reported)")
     parser.add_argument("--server-workers", type=int, default=2, help="processes of the kit server (harness kit serve --workers)")
     args = parser.parse_args()
     docs = len(list((args.kit / "ExemplesCDA").glob("*.xml")))
-    cache = Path(tempfile.mkdtemp(prefix="harness-cda-cache-"))
     results = {"documents": docs, "workers": args.workers}
-    for label in ["cold"] + ["warm"] * args.warm:
+    for label in ["cold"] * args.cold + ["warm"] * args.warm:
+        if label == "cold":
+            cache = Path(tempfile.mkdtemp(prefix="harness-cda-cache-"))  # nothing compiled yet
         wall, tree, process, summary = run(cache, args.workers)
         runs = results.setdefault(label, [])
         runs.append({"wall_s": round(wall, 2), "docs_per_s": round(docs / wall, 1), "peak_rss_mib_tree": round(tree / 1024),
                      "peak_rss_mib_max_process": round(process / 1024), "pytest": summary})
         print(f"{label:<5} {wall:6.2f} s  {docs / wall:5.1f} docs/s  peak RSS whole tree {tree / 1024:.0f} MiB "
               f"(largest process {process / 1024:.0f} MiB)  [{summary}]")
-    walls = sorted(r["wall_s"] for r in results["warm"])
-    results["warm_median_s"] = statistics.median(walls)
-    print(f"warm: median {statistics.median(walls):.2f} s, min {walls[0]:.2f} s, max {walls[-1]:.2f} s over {len(walls)} runs")
+    for label in ("cold", "warm"):
+        walls = sorted(r["wall_s"] for r in results[label])
+        results[f"{label}_median_s"] = statistics.median(walls)
+        print(f"{label}: median {statistics.median(walls):.2f} s, min {walls[0]:.2f} s, max {walls[-1]:.2f} s over {len(walls)} runs")
     # through a kit server (harness kit serve): its first run compiles into it, the next ones find every stylesheet compiled
     state = cache / "kit-server.json"
     server = subprocess.Popen([sys.executable, "-m", "harness.cli", "kit", "serve", "--workers", str(args.server_workers)], env=dict(os.environ, XDG_CACHE_HOME=str(cache),
@@ -131,10 +135,10 @@ def main() -> None:
         while not state.exists() and time.monotonic() < deadline and server.poll() is None:
             time.sleep(0.05)
         for label, workers in [("server-first", 1)] + [("server-warm", 1)] * args.warm + [("server-warm-n2", args.workers)] * args.warm:
-            wall, tree, process, summary = run(cache, workers, state)
-            results.setdefault(label, []).append({"wall_s": round(wall, 2), "docs_per_s": round(docs / wall, 1), "peak_rss_mib_tree": round(tree / 1024),
-                                                  "pytest": summary})
-            print(f"{label:<14} {wall:6.2f} s  {docs / wall:5.1f} docs/s  peak RSS of the run's tree {tree / 1024:.0f} MiB  [{summary}]")
+            wall, tree, process, summary = run(cache, workers, state, server.pid)
+            results.setdefault(label, []).append({"wall_s": round(wall, 2), "docs_per_s": round(docs / wall, 1),
+                                                  "peak_rss_mib_run_and_server": round(tree / 1024), "pytest": summary})
+            print(f"{label:<14} {wall:6.2f} s  {docs / wall:5.1f} docs/s  peak RSS of the run's and the server's trees {tree / 1024:.0f} MiB  [{summary}]")
     finally:
         server.terminate()
         out, _ = server.communicate(timeout=30)

@@ -27,7 +27,7 @@ version = "1.0.0"
 """
 
 
-# The order xdist hands test files to its workers (each file whole: --dist loadfile, in this
+# The order xdist hands test files to its workers (each file whole: pytest_xdist_make_scheduler below, in this
 # order: --no-loadscope-reorder). The longest first, so that no long file is left alone at the
 # end; a file that keeps its worker's cores busy (a pool of harness runs and browsers:
 # tests/harness_run.py) next to one that mostly waits (deadlines, slow clients, timeouts), so
@@ -38,6 +38,19 @@ FIRST = ("test_version_pages.py", "test_hostile_dmp.py", "test_version_browser.p
          "test_plugin_guide.py", "test_version_history.py", "test_services.py", "test_pdsm_standin.py",
          "test_offline_netns.py", "test_junit.py", "test_signature.py", "test_mssante_receive.py", "test_cda_kit.py", "test_kit_check.py",
          "test_hostile_bundles.py", "test_hostile_targets.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist hands each test file whole to one worker (its own "loadfile" scheduler), so
+    that the runs a file's tests share (a module fixture, a pool of runs: tests/harness_run.py)
+    start once. Here and not as ``--dist loadfile`` in pyproject.toml's addopts: a scenario run
+    started from this checkout reads that file too, and would run all the scenarios of a
+    scenario file on one worker. Another ``--dist`` asked for on the command line is kept."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    return LoadFileScheduling(config, log)
 
 
 def pytest_collection_modifyitems(items):

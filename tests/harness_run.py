@@ -231,7 +231,7 @@ class RunPool:
 
     A module's tests that each judge one run submit every run up front (a module fixture),
     then each test reads its own: same runs, same assertions, less waiting. A test file runs
-    whole on one xdist worker (``--dist loadfile`` in the project's pytest options), so its
+    whole on one xdist worker (tests/conftest.py hands xdist its file scheduler), so its
     runs start once."""
 
     def __init__(self, factory: Any, size: int = POOL_SIZE) -> None:

@@ -38,7 +38,7 @@ def server(tmp_path, monkeypatch):
     state = tmp_path / "kit-server.json"
     monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(state))
     monkeypatch.setattr(collect, "_remote", False)  # looked for again by this test
-    with KitServer(max_stylesheets=8) as srv:
+    with KitServer(max_stylesheets=8, recorded=32) as srv:
         srv.advertise()
         yield srv
     assert not state.exists()  # the state goes with the server
@@ -191,7 +191,7 @@ def test_a_batch_sends_each_document_once_and_answers_each_as_in_process(server,
     assert [svrl_of(header, one, ready) for one in loaded] == expected
 
 
-def test_a_server_of_two_processes_shares_each_batch_among_them_with_the_same_svrl(tmp_path, monkeypatch, header):
+def test_a_server_of_two_processes_shares_each_batch_among_them_with_the_same_svrl(tmp_path, monkeypatch, header, kit):
     """``--workers 2``: each document of a batch goes to one process by its SHA-256 (which keeps
     its tree), both run at once; the SVRL is the one computed in process, in order."""
     monkeypatch.setenv("HARNESS_KIT_SERVER_STATE", str(tmp_path / "kit-server.json"))
@@ -206,6 +206,18 @@ def test_a_server_of_two_processes_shares_each_batch_among_them_with_the_same_sv
         assert remote.run_many(header.xslt_path, texts, header.documents) == expected
         assert remote.run_many(header.xslt_path, texts, header.documents) == expected  # their trees kept: digests only
         assert srv.served == 2 * len(texts)
+        # what the processes compiled, as they said it (this process runs nothing, holds no processor):
+        # the one stylesheet, once in each, kept there
+        assert srv.saxon is None
+        assert RemoteKit.find().health["compiled"] == srv.compiled == 2 and srv.stylesheets == 2
+    # the bound on compiled stylesheets holds in each process: one kept, the other compiled again
+    ihe = kit.compiled(kit.root / "schematrons" / PROFILES["ihe"])
+    with KitServer(max_stylesheets=1, workers=2) as srv:
+        srv.advertise()
+        remote = RemoteKit.find()
+        for compiled in (header, ihe, header):
+            remote.run_many(compiled.xslt_path, texts, compiled.documents)
+        assert srv.stylesheets == 2 and srv.compiled == 6
 
 
 def test_a_document_the_server_refuses_is_that_documents_error_and_the_server_stays(tmp_path, monkeypatch):

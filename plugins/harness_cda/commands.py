@@ -96,7 +96,7 @@ def run_serve(args, ctx) -> int:
         stop.wait()
     finally:
         server.stop()
-    print(M("serve.stopped", served=server.served, compiled=server.saxon.compiled).render(ctx.lang), flush=True)
+    print(M("serve.stopped", served=server.served, compiled=server.compiled).render(ctx.lang), flush=True)
     return 0
 
 

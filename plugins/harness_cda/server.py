@@ -24,8 +24,9 @@ and code fingerprints), and run in process otherwise, with the same verdicts.
   (any module of this plugin) does not use it at all.
 - **Bounded**: at most ``max_stylesheets`` compiled stylesheets and 256 parsed documents (256 MiB;
   the least recently used dropped), the first 32 exchanges kept (the others counted), a request
-  body of at most 80 MiB read within 60 s, 16 connections; transformations one at a time (one
-  Saxon processor).
+  body of at most 96 MiB read within 60 s, 16 connections; transformations one at a time per
+  Saxon processor (one per process). No exchange is kept (a request carries tens of MiB of
+  documents; nothing reads them back): they are counted.
 """
 from __future__ import annotations
 
@@ -82,19 +83,27 @@ class KitServer(HttpService):
     bounds = ConnectionBounds(max_connections=16, deadline=600.0, idle=30.0)
     max_request = MAX_BODY
     request_deadline = 60.0
-    max_recorded = 32  # exchanges kept with their bodies (documents, SVRL): a long-lived server counts the rest, keeps none
 
-    def __init__(self, *, port: int = 0, max_stylesheets: int = 256, workers: int = 1) -> None:
+    def __init__(self, *, port: int = 0, max_stylesheets: int = 256, workers: int = 1, recorded: int = 0) -> None:
+        # ``recorded``: exchanges kept with their bodies (a test reads them); a served one is
+        # counted, not kept: the first batches hold every document in base64, tens of MiB
+        self.max_recorded = recorded
         super().__init__(host="127.0.0.1", port=port)
         # with workers > 1, that many processes of its own: a batch's documents are shared among
         # them by their SHA-256 (each process keeps the trees of its share, and compiles each
         # stylesheet once), whole documents (/judge) go to each in turn; with 1, this process
         self.workers = workers
-        self._procs: list = [_executor() for _ in range(workers)] if workers > 1 else []
+        self.max_stylesheets = max_stylesheets
+        self._procs: list = [_executor(max_stylesheets) for _ in range(workers)] if workers > 1 else []
+        self._engines: dict[int, tuple[int, int]] = {}  # process -> (stylesheets kept, compiled), as it last said
         self._turn = 0
         self.token = secrets.token_urlsafe(32)
-        self.saxon = shared_saxon()  # the one processor of this process: batches and judges share what it compiled
-        self.saxon.max_stylesheets = max_stylesheets
+        # with one process, its one processor: batches and judges share what it compiled; with
+        # several, this process runs nothing and holds no processor
+        self.saxon = None
+        if not self._procs:
+            self.saxon = shared_saxon()
+            self.saxon.max_stylesheets = max_stylesheets
         self.kit_cache = (cache_root() / "cda-kit").resolve()
         self.served = 0
         self._trees = Trees()  # with workers == 1: the parsed documents, here
@@ -136,7 +145,7 @@ class KitServer(HttpService):
             return Response.json(403, {"error": "loopback only"})
         if request.path == "/health":
             return Response.json(200, {"version": core_version(), "compiler": COMPILER, "code": CODE, "pid": os.getpid(),
-                                       "stylesheets": self.saxon.stylesheets, "compiled": self.saxon.compiled, "served": self.served,
+                                       "stylesheets": self.stylesheets, "compiled": self.compiled, "served": self.served,
                                        "workers": self.workers})
         if not hmac.compare_digest(request.header("Authorization").encode(), f"Bearer {self.token}".encode()):
             return Response.json(401, {"error": "token"})
@@ -158,6 +167,21 @@ class KitServer(HttpService):
             return Response.json(403, {"error": M("server.documents").texts()})
         return self._batch(str(xslt), documents, items)
 
+    @property
+    def stylesheets(self) -> int:
+        """Compiled stylesheets held, by every process of the server (as each last said)."""
+        return self.saxon.stylesheets if self.saxon is not None else sum(s for s, _ in self._engines.values())
+
+    @property
+    def compiled(self) -> int:
+        """Stylesheets compiled since the server started, by every process (as each last said)."""
+        return self.saxon.compiled if self.saxon is not None else sum(c for _, c in self._engines.values())
+
+    def _heard(self, k: int, answer: dict) -> None:
+        if "engine" in answer:
+            with self._lock:
+                self._engines[k] = tuple(answer["engine"])
+
     def _batch(self, xslt: str, documents: dict[str, str], items: list[tuple[bytes, bytes | None]]) -> Response:
         """Many documents through one stylesheet: each named by its SHA-256, its bytes sent only
         when the server does not hold it (409 names those it lacks; nothing is run then). With
@@ -176,6 +200,8 @@ class KitServer(HttpService):
                            for k, positions in shares.items()}
                 wait(futures.values(), timeout=BATCH_DEADLINE)  # one deadline for all the shares
                 answers = {k: f.result(timeout=0) for k, f in futures.items()}
+                for k, answer in answers.items():
+                    self._heard(k, answer)
             except Exception as exc:  # a process died (killed, the engine crashed): said, the server goes on
                 return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
             missing = sorted({d for a in answers.values() for d in a.get("missing", [])})
@@ -200,15 +226,15 @@ class KitServer(HttpService):
         try:
             return self._procs[k].submit(fn, *args)
         except BrokenProcessPool:
-            self._procs[k] = _executor()
+            self._procs[k] = _executor(self.max_stylesheets)
+            with self._lock:
+                self._engines.pop(k, None)
             return self._procs[k].submit(fn, *args)
 
     def _judge(self, request: Request) -> Response:
         """One document judged whole, as the ``cda-kit-*`` scenarios judge it (:mod:`.judge`),
         with what this server compiled: the kit is named by its folder, the document sent;
         ``blobs``: the recorded artefacts too (base64), for a batch to keep."""
-        from .batch import judge_document
-
         try:
             asked = parse_json(request.body, source="kit-server request", max_bytes=MAX_BODY)
             kit = Path(str(asked["kit"])).resolve()
@@ -222,12 +248,13 @@ class KitServer(HttpService):
             with self._lock:
                 k, self._turn = self._turn % len(self._procs), self._turn + 1
             try:
-                answer = self._submit(k, judge_document, str(kit), name, data, stamp).result(timeout=BATCH_DEADLINE)
+                answer = self._submit(k, judge_share, str(kit), name, data, stamp).result(timeout=BATCH_DEADLINE)
+                self._heard(k, answer)
             except Exception as exc:  # a worker died (killed, the engine crashed): said, the server goes on
                 return Response.json(500, {"error": M("server.worker", error=f"{type(exc).__name__}: {exc}"[:300]).texts()})
         else:
             with self._lock:
-                answer = judge_document(str(kit), name, data, stamp)
+                answer = judge_share(str(kit), name, data, stamp)
         if "error" in answer:
             return Response.json(422, {"error": answer["error"]})
         with self._lock:
@@ -309,15 +336,32 @@ def run_share(xslt: str, documents: dict[str, str], items: list[tuple[bytes, byt
     global _SHARE
     if _SHARE is None:
         _SHARE = Trees()
-    return _SHARE.run(xslt, documents, items)
+    return {**_SHARE.run(xslt, documents, items), "engine": _engine()}
 
 
-def _executor():
-    """One spawned process of the server (nothing of the server's state carried into it)."""
+def judge_share(kit: str, name: str, data: bytes, stamp: str) -> dict:
+    """A whole document judged by a server process (:func:`.batch.judge_document`)."""
+    from .batch import judge_document
+
+    return {**judge_document(kit, name, data, stamp), "engine": _engine()}
+
+
+def _engine() -> tuple[int, int]:
+    saxon = shared_saxon()
+    return (saxon.stylesheets, saxon.compiled)
+
+
+def _start_process(max_stylesheets: int) -> None:
+    shared_saxon().max_stylesheets = max_stylesheets
+
+
+def _executor(max_stylesheets: int):
+    """One spawned process of the server (nothing of the server's state carried into it), whose
+    processor keeps at most ``max_stylesheets`` compiled stylesheets."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_start_process, initargs=(max_stylesheets,))
 
 
 def serve(port: int, max_stylesheets: int, workers: int = 1) -> KitServer:
