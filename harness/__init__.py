@@ -21,7 +21,7 @@ _WHERE = {
     "is_loopback": "safety.http",
     "Catalogue": "messages", "Localized": "messages", "Message": "messages", "Text": "messages", "catalogue": "messages",
     "core_version": "running.plugins", "hookimpl": "running.plugins",
-    "ArchiveLimits": "safety.inputs", "SafeArchive": "safety.inputs", "parse_json": "safety.inputs", "parse_xml": "safety.inputs",
+    "ArchiveLimits": "safety.inputs", "SafeArchive": "safety.inputs", "parse_json": "safety.inputs", "parse_xml": "safety.inputs", "iter_xml": "safety.inputs",
     "ANY_INPUT": "running.steps", "check": "running.steps", "collector": "running.steps",
     "RecordedRun": "proof.recorded",
     "ReportSection": "evidence.summary", "SummaryContext": "evidence.summary",
@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # what static readers (type checkers, editors) see
     from .running.steps import ANY_INPUT, check, collector
     from .running.target import Target
     from .safety.http import is_loopback
-    from .safety.inputs import ArchiveLimits, SafeArchive, parse_json, parse_xml
+    from .safety.inputs import ArchiveLimits, SafeArchive, iter_xml, parse_json, parse_xml
     from .verdicts import Evaluation, Finding, Problem, Severity, Verdict
 
 
@@ -106,6 +106,7 @@ __all__ = [*_SERVICES,
     "core_version",
     "hookimpl",
     "is_loopback",
+    "iter_xml",
     "parse_json",
     "parse_xml",
     "verify_bundle",

@@ -16,6 +16,7 @@ PACKAGES = {
     "harness_dmp": ROOT / "plugins" / "harness_dmp",
     "harness_psc": ROOT / "plugins" / "harness_psc",
     "harness_ins": ROOT / "plugins" / "harness_ins",
+    "harness_label": ROOT / "plugins" / "harness_label",
     "harness_mssante": ROOT / "plugins" / "harness_mssante",
     "harness_pdsm": ROOT / "plugins" / "harness_pdsm",
     "harness_terminology": ROOT / "plugins" / "harness_terminology",

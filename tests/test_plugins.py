@@ -114,7 +114,7 @@ def test_public_surface_is_pinned():
         "Localized", "Message", "NotApplicable", "PluginError", "Problem", "RecordedRun", "ReportSection", "Request", "Response", "Revocation", "SafeArchive",
         "ScenarioError", "Service", "ServiceContext", "ServiceStopError", "Severity", "SummaryContext", "Target", "TargetError", "TestPKI",
         "Text", "UnsafeInput", "Verdict", "atomic_write", "browser", "catalogue", "check", "check_revocation", "collector", "core_version", "hookimpl",
-        "is_loopback", "parse_json", "parse_xml", "pki", "verify_bundle",
+        "is_loopback", "iter_xml", "parse_json", "parse_xml", "pki", "verify_bundle",
     ])
     assert harness.pki.__name__ == "harness.services.pki"  # the test PKI's helpers, a module
     assert harness.browser.__name__ == "harness.services.browser"  # the real browser, a module

@@ -265,6 +265,16 @@ def test_the_main_command_concludes_what_the_previous_format_concluded(demo_run)
         # the INS lifecycle through the INSi stand-in (issue 27), added since
         "requirement INS-INSI: - (A) ≠ PASS (B)",
         "requirement INS-INSI-UNAVAILABLE: - (A) ≠ PASS (B)",
+        # the label's files (transcoding table, reversibility export: issue 30), added since
+        "requirement LES-REV-COMPLETE: - (A) ≠ PASS (B)",
+        "requirement LES-REV-FORMAT: - (A) ≠ PASS (B)",
+        "requirement LES-REV-IDENTITY: - (A) ≠ PASS (B)",
+        "requirement LES-REV-OPEN: - (A) ≠ PASS (B)",
+        "requirement LES-TRANS-COVERAGE: - (A) ≠ PASS (B)",
+        "requirement LES-TRANS-FILE: - (A) ≠ PASS (B)",
+        "requirement LES-TRANS-MAP: - (A) ≠ PASS (B)",
+        "requirement LES-TRANS-SOURCE: - (A) ≠ PASS (B)",
+        "requirement LES-TRANS-TARGET: - (A) ≠ PASS (B)",
         # the MSSanté plugin (mail simulator, XDM archives), added since
         "requirement MSS-ADDRESS: - (A) ≠ PASS (B)",
         "requirement MSS-INSI: - (A) ≠ PASS (B)",  # the INS lifecycle's messages through MSSanté (issue 27)

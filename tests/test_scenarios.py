@@ -99,10 +99,10 @@ def test_each_builtin_plugin_ships_its_scenario_files_as_a_third_party_does():
     assert not (root / "scenarios").exists(), "no top-level scenario folder: each plugin ships its own"
     dirs = scenario_dirs(get_plugin_manager())
     shipped = {d.parent.name for d in dirs}
-    assert {"harness_cda", "harness_dmp", "harness_ins", "harness_mssante", "harness_pdsm", "harness_psc", "harness_terminology",
+    assert {"harness_cda", "harness_dmp", "harness_ins", "harness_label", "harness_mssante", "harness_pdsm", "harness_psc", "harness_terminology",
             "harness_version"} == shipped
     assert all(d.name == "scenarios" and list(d.glob("*.toml")) for d in dirs)
-    assert len(builtin_plugins()) == 10  # the demo and the XDS library ship no scenario
+    assert len(builtin_plugins()) == 11  # the demo and the XDS library ship no scenario
 
 
 def test_a_blocked_plugins_scenarios_are_read_as_data_and_set_aside_and_its_requirements_stay_known(monkeypatch):

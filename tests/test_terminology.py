@@ -20,6 +20,7 @@ from harness.terminology import (
     TerminologyUnavailable,
     build,
 )
+from harness import HarnessError
 from harness.safety.http import is_loopback
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
@@ -156,6 +157,33 @@ def test_expand_and_translate_through_the_server(server):
     e = remote.expand(CONF_OID)
     assert e.total == 6 and {c["code"] for c in e.concepts} == {"L", "M", "N", "R", "U", "V"}
     assert remote.translate("urn:nowhere", LOINC, "1").result is None
+
+
+def test_every_target_of_a_translation_and_the_implicit_value_set_of_a_code_system_held_whole(tmp_path):
+    """$translate answers every target of a source code (snapshot and stand-in alike), and
+    ``<system>?fhir_vs`` (FHIR R4 §4.9.8) expands a code system held whole, completely; one held
+    as a fragment, as incomplete."""
+    system, target, cmap = "http://example.org/cs", "http://example.org/icd", "http://example.org/cm"
+    (tmp_path / "b.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in [
+        {"resourceType": "CodeSystem", "url": system, "status": "active", "content": "complete", "concept": [{"code": "A"}, {"code": "B"}]},
+        {"resourceType": "CodeSystem", "url": target, "status": "active", "content": "fragment", "concept": [{"code": "X1"}, {"code": "X2"}]},
+        {"resourceType": "ConceptMap", "url": cmap, "status": "active", "group": [{"source": system, "target": target, "element": [
+            {"code": "A", "target": [{"code": "X1", "equivalence": "equivalent"}, {"code": "X2", "equivalence": "narrower"}]},
+            {"code": "B", "target": [{"equivalence": "unmatched"}]}]}]}]]}), encoding="utf-8")
+    snap = SnapshotTerminology(Snapshot.load([tmp_path], name="t"))
+    with TerminologyServer(snap) as srv:
+        remote = RemoteTerminology(srv.base_url, timeout=2, retries=0)
+        for service in (snap, remote):
+            a = service.translate(cmap, system, "A")
+            assert a.result is True and [(m["code"], m["relationship"]) for m in a.matches] == [("X1", "equivalent"), ("X2", "narrower")]
+            b = service.translate(cmap, system, "B")
+            assert b.result is False
+            whole = service.expand(f"{system}?fhir_vs")
+            assert whole.complete and sorted(c["code"] for c in whole.concepts) == ["A", "B"]
+        assert snap.expand(f"{target}?fhir_vs").complete is False
+        with pytest.raises(HarnessError) as refused:  # the stand-in does not list "all the codes" of a fragment
+            remote.expand(f"{target}?fhir_vs")
+        assert "fragment" in refused.value.messages["en"]
 
 
 def test_refused_credentials_are_an_auth_error(server):

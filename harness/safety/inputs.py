@@ -13,7 +13,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from lxml import etree
 
@@ -92,6 +92,66 @@ def parse_xml(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_XML_
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise UnsafeInput("xml-doctype", M("safety.xml_dtd", source=source))
     return tree
+
+
+MAX_XML_STREAM_BYTES = 4 * 1024 * 1024 * 1024
+_PROLOG_WAIT = 1024 * 1024  # bytes at most held before the root element is seen
+
+
+def _prolog_read(head: bytes) -> bool:
+    """Whether ``head`` shows everything up to the root element (or a DOCTYPE): nothing of the
+    prolog is left cut at its end."""
+    data = _as_utf8_probe(head)
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while m := _PROLOG_ITEM.match(data, pos):
+        pos = m.end()
+    rest = data[pos:pos + 9]
+    return len(rest) >= 9 or (rest[:1] == b"<" and rest[:2] not in (b"<!", b"<?"))
+
+
+def iter_xml(chunks: Iterable[bytes], *, tags: Iterable[str], source: str = "<stream>", max_bytes: int = MAX_XML_STREAM_BYTES) -> Iterator[etree._Element]:
+    """Stream untrusted XML too large to hold whole (a spreadsheet's million rows): each element
+    named in ``tags`` (``{namespace}name``) as soon as it ends, then cleared with what came before
+    it, so that memory holds about one at a time. The rules of :func:`parse_xml`: no DTD, no
+    entity, no network, at most ``max_bytes``; :class:`UnsafeInput` naming ``source`` otherwise.
+    ``chunks``: the bytes a piece at a time (:meth:`SafeArchive.chunks`, a file read in blocks)."""
+    parser = etree.XMLPullParser(events=("end",), tag=list(tags), resolve_entities=False, no_network=True, load_dtd=False,
+                                 dtd_validation=False, huge_tree=True, remove_blank_text=False)
+    head, checked, total = b"", False, 0
+
+    def events() -> Iterator[etree._Element]:
+        for _, el in parser.read_events():
+            yield el
+            el.clear(keep_tail=True)
+            parent = el.getparent()
+            while parent is not None and el.getprevious() is not None:
+                del parent[0]
+
+    try:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > max_bytes:
+                raise UnsafeInput("xml-too-large", M("safety.xml_too_large", limit=max_bytes, size=total, source=source))
+            if not checked:
+                head += chunk
+                if not _prolog_read(head) and len(head) < _PROLOG_WAIT:
+                    continue
+                if _declares_dtd(_as_utf8_probe(head)):
+                    raise UnsafeInput("xml-doctype", M("safety.xml_doctype", source=source))
+                checked, chunk, head = True, head, b""
+            parser.feed(chunk)
+            yield from events()
+        if not checked:
+            if _declares_dtd(_as_utf8_probe(head)):
+                raise UnsafeInput("xml-doctype", M("safety.xml_doctype", source=source))
+            parser.feed(head)
+            yield from events()
+        root = parser.close()
+        yield from events()
+    except etree.XMLSyntaxError as exc:
+        raise UnsafeInput("xml-malformed", M("safety.xml_malformed", error=str(exc), source=source)) from None
+    if root is not None and (root.getroottree().docinfo.doctype or root.getroottree().docinfo.internalDTD is not None):
+        raise UnsafeInput("xml-doctype", M("safety.xml_dtd", source=source))
 
 
 def parse_json(data: bytes | str, *, source: str = "<json>", max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:

@@ -462,6 +462,14 @@ class Engine:
     def find_value_set(self, ref: str) -> dict | None:
         url, _, version = ref.partition("|")
         versions = self._versions("value_sets", url)
+        held = self.code_system_versions(url[: -len("?fhir_vs")]) if not versions and url.endswith("?fhir_vs") else {}
+        if held:
+            # the implicit value set of a whole code system (FHIR R4 §4.9.8, "http://snomed.info/sct?fhir_vs"): all its
+            # codes, which a code system held as a fragment cannot list
+            if all(cs.content != "complete" for cs in held.values()):
+                raise TxError(422, "incomplete", f"The code system {url[: -len('?fhir_vs')]} is held as a fragment: all its codes cannot be listed",
+                              "not-found")
+            return {"resourceType": "ValueSet", "url": url, "status": "active", "compose": {"include": [{"system": url[: -len("?fhir_vs")]}]}}
         if not versions:
             return None
         if version:

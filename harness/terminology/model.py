@@ -112,6 +112,7 @@ class Answer:
     cache: dict[str, str] | None = None  # {"from": "memory"|"disk", "stored": ...}
     error: dict[str, str] | None = None  # {"kind", "fr", "en"} when result is None
     asked: dict[str, str] | None = None  # the question as sent, when the server knows it by other names
+    matches: list[dict[str, str]] | None = None  # $translate: every target, {"system", "code", "relationship"}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "result"}
@@ -147,6 +148,8 @@ class TerminologyService(Protocol):
 def ask(service: TerminologyService, op: str, question: dict[str, str]) -> Answer:
     if op == "validate-code":
         return service.validate_code(question["value_set"], question["system"], question["code"])
+    if op == "translate":
+        return service.translate(question["concept_map"], question["system"], question["code"])
     return service.lookup(question["system"], question["code"])
 
 

@@ -305,7 +305,14 @@ class RemoteTerminology:
             p = _params(body)
         except ValueError:
             raise self._garbage("$translate") from None
-        return Answer("translate", q, bool(_value(p.get("result"))), message=_value(p.get("message")), source=self.source())
+        matches = []
+        for m in p.get("match") or []:  # FHIR R4 ConceptMap/$translate: match.concept, match.equivalence (R5: relationship)
+            parts = {x.get("name"): x for x in m.get("part") or [] if isinstance(x, dict)}
+            concept = (parts.get("concept") or {}).get("valueCoding") or {}
+            relationship = _value([parts["relationship"]]) if "relationship" in parts else _value([parts["equivalence"]]) if "equivalence" in parts else None
+            if isinstance(concept, dict) and concept.get("code"):
+                matches.append({"system": str(concept.get("system") or ""), "code": str(concept["code"]), "relationship": str(relationship or "equivalent")})
+        return Answer("translate", q, bool(_value(p.get("result"))), message=_value(p.get("message")), source=self.source(), matches=matches)
 
     def describe(self) -> dict[str, Any]:
         return self.source()

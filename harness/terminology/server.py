@@ -139,8 +139,8 @@ class TerminologyServer(HttpService):
         profile = params.get("profile")
         if isinstance(profile, dict) and profile.get("resourceType") == "Parameters":
             params = params.merge(Params.from_resource(profile))
-        params = self._normalise(engine, params)
         try:
+            params = self._normalise(engine, params)
             if path == "ValueSet/$validate-code":
                 return 200, engine.validate_vs(params, languages=languages)
             if path == "CodeSystem/$validate-code":

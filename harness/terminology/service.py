@@ -25,17 +25,21 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import HarnessError
 from ..files import atomic_write
 from ..messages import catalogue
-from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, TerminologyService, bare_oid, error_record
+from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, TerminologyService, ask, bare_oid, error_record
 from .remote import PasswordGrant, RemoteTerminology, TerminologyUnavailable
 from .snapshot import Snapshot, SnapshotTerminology
+
+if TYPE_CHECKING:
+    from ..messages import Localized
 
 M = catalogue(__name__)
 
@@ -311,3 +315,25 @@ def build(conf: dict[str, Any], *, offline: bool, resolve_url: Callable[[str], s
     ttl = 0.0 if is_loopback(server) and not conf.get("cache_dir") else hours * 3600
     cached = CachedTerminology(fallback, server_id=server, disk=disk, ttl_seconds=ttl)
     return TerminologySetup(cached, "remote", remote=remote, snapshot=snapshot, fallback=fallback, notes=notes)
+
+
+def ask_all(setup: "TerminologySetup", questions: list[tuple[str, dict[str, str]]], *, budget: float, late: "Localized",
+            workers: int = 8) -> list[Answer]:
+    """Every question (``(op, question)``: validate-code, lookup, translate), answered in order,
+    all within one total deadline of ``budget`` seconds: each exchange is bounded, but a server
+    answering each just inside its timeout would otherwise hold a run for questions x timeout.
+    A question not yet asked when the deadline passes is not asked: its answer says so (kind
+    ``deadline``, ``late``), and whoever judges it cannot conclude on it. Against a remote
+    server ``workers`` questions are in flight at once. :class:`TerminologyAuthError` is raised."""
+    deadline = time.monotonic() + budget
+
+    def one(item: tuple[str, dict[str, str]]) -> Answer:
+        op, question = item
+        if time.monotonic() >= deadline:
+            return Answer(op, question, None, error=error_record("deadline", late))
+        return ask(setup.service, op, question)
+
+    if len(questions) > 1 and setup.remote is not None:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, questions))
+    return [one(q) for q in questions]

@@ -327,6 +327,7 @@ class Snapshot:
             for alias in filter(None, (cs.url, cs.oid)):
                 self._cs_index.setdefault(self.system_key(alias), cs)
         self._maps = {m.url: m for m in self.concept_maps if m.url}
+        self._map_index: dict[int, dict[tuple[str, str], list]] = {}
         digest = hashlib.sha256()
         for rel, sha in sorted(self.files):
             digest.update(f"{rel}\0{sha}\n".encode("utf-8"))
@@ -477,6 +478,14 @@ class SnapshotTerminology:
     def expand(self, value_set: str) -> Expansion:
         snap = self.snapshot
         vs = snap.find_value_set(value_set)
+        if vs is None and value_set.split("|", 1)[0].endswith("?fhir_vs"):
+            # the implicit value set of a whole code system (FHIR R4 §4.9.8): its codes, when held whole
+            system = value_set.split("|", 1)[0][: -len("?fhir_vs")]
+            cs = snap._cs_index.get(snap.system_key(system))
+            if cs is None:
+                raise HarnessError(M("snapshot.no_value_set", value_set=value_set))
+            concepts = [{"system": snap.system_uri(system), "code": c, "display": v.display or ""} for c, v in cs.concepts.items()]
+            return Expansion(value_set, concepts, len(concepts), snap.source(), cs.complete)
         if vs is None:
             raise HarnessError(M("snapshot.no_value_set", value_set=value_set))
         concepts = [{"system": snap.system_uri(s), "code": c, "display": concept.display or ""}
@@ -492,16 +501,22 @@ class SnapshotTerminology:
 
     def translate(self, concept_map: str, system: str, code: str) -> Answer:
         q = {"concept_map": concept_map, "system": system, "code": code}
-        cm = self.snapshot._maps.get(concept_map)
+        snap = self.snapshot
+        cm = snap._maps.get(concept_map) or snap._maps.get(concept_map.split("|", 1)[0])
         if cm is None:
             return self._answer("translate", q, None, error=error_record("unknown-concept-map", M("snapshot.no_concept_map", concept_map=concept_map)))
-        key = self.snapshot.system_key(system)
-        for (src, c), targets in cm.elements.items():
-            if c == code and self.snapshot.system_key(src or "") == key:
-                good = [t for t in targets if t[3] not in ("unmatched", "disjoint", "not-related-to")]
-                if good:
-                    return self._answer("translate", q, True, display=good[0][2], message=f"{good[0][0]}|{good[0][1]}")
-        return self._answer("translate", q, False)
+        index = snap._map_index.get(id(cm))
+        if index is None:  # (system key, code) -> targets, built once per map
+            index = {}
+            for (src, c), targets in cm.elements.items():
+                index.setdefault((snap.system_key(src or ""), c), []).extend(targets)
+            snap._map_index[id(cm)] = index
+        targets = index.get((snap.system_key(system), code), [])
+        matches = [{"system": snap.system_uri(t[0] or ""), "code": t[1], "relationship": t[3]} for t in targets if t[1]]
+        good = [t for t in targets if t[3] not in ("unmatched", "disjoint", "not-related-to")]
+        if good:
+            return self._answer("translate", q, True, display=good[0][2], message=f"{good[0][0]}|{good[0][1]}", matches=matches)
+        return self._answer("translate", q, False, matches=matches)
 
     def describe(self) -> dict[str, Any]:
         return {**self.snapshot.describe(), "as_of": self.as_of}

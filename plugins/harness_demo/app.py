@@ -23,6 +23,7 @@ from .insi_client import INSI_DEFECTS
 from .psc_defects import PSC_DEFECTS
 from .pdsm_defects import PDSM_DEFECTS
 from .smt_client import SMT_DEFECTS
+from .label_files import LABEL_DEFECTS, export_zip, transcoding_csv
 from .patients import CDA_DEFECTS, INS_DEFECTS, TERMINOLOGY_DEFECTS
 
 M = catalogue(__name__)
@@ -66,6 +67,7 @@ DEFECTS.update(PSC_DEFECTS)
 DEFECTS.update(INSI_DEFECTS)
 DEFECTS.update(PDSM_DEFECTS)
 DEFECTS.update(SMT_DEFECTS)
+DEFECTS.update(LABEL_DEFECTS)
 
 _SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -293,6 +295,10 @@ class DemoServer(HttpService):
             return Response(200, docs[n - 1], "application/xml") if 1 <= n <= len(docs) else Response(404, b"not found", "text/plain")
         if path == "/dmp/status":
             return _json(200, {"dmp": self.dmp_status}, "application/json; charset=utf-8")
+        if path == "/label/transcodage.csv":  # the label's transcoding table, as the software exports it
+            return Response(200, transcoding_csv(set(cfg.defects)), "text/csv")
+        if path == "/label/export.zip":  # its reversibility export: what a practice leaves with
+            return Response(200, export_zip(set(cfg.defects), tuple(self.registered), cfg.document_version), "application/zip")
         if path in ("/patients", "/agenda"):
             return Response(200, _page(PRODUCT_NAME, "<p>Démo</p>").encode(), "text/html; charset=utf-8")
         return Response(404, b"not found", "text/plain")

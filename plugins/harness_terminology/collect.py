@@ -17,11 +17,9 @@ it as unanswered (INCONCLUSIVE, never PASS). What is in flight ends at its own b
 from __future__ import annotations
 
 import json
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 from harness import CollectContext, HarnessError, NotApplicable, catalogue, collector
-from harness.terminology import Answer, TerminologyAuthError, ask, error_record
+from harness.terminology import TerminologyAuthError, ask_all
 
 M = catalogue(__name__)
 
@@ -51,19 +49,8 @@ def collect_answers(ctx: CollectContext) -> dict:
     questions = questions_of(values)
     setup = ctx.terminology()
     budget = float(ctx.target.section("terminology").get("deadline") or DEADLINE)
-    deadline = time.monotonic() + budget
-
-    def one(op: str, question: dict[str, str]) -> Answer:
-        if time.monotonic() >= deadline:
-            return Answer(op, question, None, error=error_record("deadline", M("collect.deadline", seconds=f"{budget:g}")))
-        return ask(setup.service, op, question)
-
     try:
-        if len(questions) > 1 and setup.remote is not None:
-            with ThreadPoolExecutor(WORKERS) as pool:
-                answers = list(pool.map(lambda q: one(*q), questions))
-        else:
-            answers = [one(*q) for q in questions]
+        answers = ask_all(setup, questions, budget=budget, late=M("collect.deadline", seconds=f"{budget:g}"), workers=WORKERS)
         description = setup.describe()
     except TerminologyAuthError as exc:
         raise HarnessError(M("collect.auth", reason=exc.detail)) from None
