@@ -216,7 +216,11 @@ def export_runs(tmp_path_factory):
             pool.harness(f"defect/{defect}", *EXPORT_SELECT, "--lang", "en", "--defect", defect)
         good = _environment_and_export(tmp_path_factory.mktemp("export-good"), _good_members())
         pool.harness("files", *EXPORT_SELECT, "--lang", "en", "--target", str(good / "vendor.toml"), cwd=good)
-        bad_members = dict(_good_members(), **{"notes.json": b"\x00\x01 not json", "scan.pdf": b"GIF89a...", "old.csv": b"a;b\n1;2\n"})
+        from harness_demo import patients as demo
+
+        no_realm = demo.cda_documents(set())[0].replace(b'<realmCode code="FR"/>', b"")
+        bad_members = dict(_good_members(), **{"notes.json": b"\x00\x01 not json", "scan.pdf": b"GIF89a...", "old.csv": b"a;b\n1;2\n",
+                                                "documents/sans-realm.xml": no_realm})
         bad = _environment_and_export(tmp_path_factory.mktemp("export-bad"), bad_members)
         pool.harness("bad", *EXPORT_SELECT, "--lang", "en", "--target", str(bad / "vendor.toml"), cwd=bad)
         slip = _environment_and_export(tmp_path_factory.mktemp("export-slip"), dict(_good_members(), **{"../../evil.json": b"{}"}))
@@ -257,7 +261,7 @@ def test_what_is_not_what_it_says_or_has_no_schema_and_a_zip_slip_are_caught(exp
     run = export_runs["bad"]
     failing = {(f["rule"], f["location"]) for f in run.findings() if f["severity"] == "error"}
     assert {("LABEL-REV-O02", "export.zip!notes.json"), ("LABEL-REV-O02", "export.zip!scan.pdf"), ("LABEL-REV-F01", "export.zip!notes.json"),
-            ("LABEL-REV-F06", "export.zip!old.csv:1")} <= failing, failing
+            ("LABEL-REV-F06", "export.zip!old.csv:1"), ("CDA-HDR-01", "export.zip!documents/sans-realm.xml /ClinicalDocument/realmCode")} <= failing, failing
     assert run.requirement_verdicts()["LES-REV-COMPLETE"] == "PASS"
     slip = export_runs["slip"]
     assert slip.requirement_verdicts() == dict.fromkeys(EXPORT_REQUIREMENTS, "FAIL")

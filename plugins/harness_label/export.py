@@ -10,8 +10,9 @@ its patient feed): a scenario collects with both, and the checks compare what th
 
 - *format* (``LES-REV-FORMAT``): every member parses with its format's own tools: JSON through
   the bounded parser then FHIR R4 through ``fhir.resources`` (each resource by its type); XML
-  through the hardened parser, a CDA document read as the CDA plugin reads it (its header, its
-  patient); CSV against the Table Schema (Frictionless Data, https://specs.frictionlessdata.io/table-schema/)
+  through the hardened parser, a CDA document judged by the CDA plugin's built-in CI-SIS rules
+  (header, body: the rules a document sent to the DMP or by MSSanté meets) and its patient read;
+  CSV against the Table Schema (Frictionless Data, https://specs.frictionlessdata.io/table-schema/)
   the export carries beside it (``NAME.schema.json``) or the target declares;
 - *open* (``LES-REV-OPEN``): every member is in an open, identified format, by its name and by
   its first bytes (JSON, XML, CSV or plain text in UTF-8, PDF, PNG, JPEG, TIFF, DICOM, SQLite): a binary
@@ -38,6 +39,8 @@ from typing import Any, Iterator
 
 from harness import (ArchiveLimits, CheckContext, CollectContext, Evaluation, HarnessError, NotApplicable, SafeArchive, Severity, UnsafeInput,
                      catalogue, check, collector, parse_json, parse_xml)
+from harness_cda import rules as cda_rules
+from harness_cda.document import read_cda
 from harness_ins import cda as ins_cda
 from harness_ins import fhir as ins_fhir
 from harness_ins import hl7v2 as ins_hl7v2
@@ -262,6 +265,27 @@ def _csv_problems(data: bytes, columns: list[Column], where: str) -> Iterator[tu
                 seen[i].add(cell)
 
 
+def _judge_cda(member: Member, where: str, said: "_Said") -> None:
+    """A CDA document of the export, as the CDA plugin's built-in rules judge the documents a DMP or
+    MSSanté exchange carries: the CI-SIS header and body (:mod:`harness_cda.rules`), its patient."""
+    try:
+        doc = read_cda(member.data, member.name)
+    except UnsafeInput as exc:
+        said.fail("LABEL-REV-F03", where, M("export.xml", reason=exc.detail))
+        return
+    base = doc.tree.getpath(doc.root) if doc.embedded else "/ClinicalDocument"
+    problems = cda_rules.check_header(doc.root, base) + cda_rules.check_body(doc.root, base)
+    if not ins_cda.read_identities(doc.tree):
+        said.fail("LABEL-REV-F04", where, M("export.cda_no_patient"))
+    for p in problems:
+        if p.severity.fails:
+            said.fail(p.rule, f"{where} {p.location}", p.message)
+        else:
+            said.ev.add(rule=p.rule, severity=p.severity, location=f"{where} {p.location}", message=p.message, artefact=said.artefact)
+    if not problems:
+        said.ev.judged()
+
+
 def _refused(ctx: CheckContext, ev: Evaluation, exc: UnsafeInput, s: dict) -> None:
     ev.check(False, rule="LABEL-REV-00", location=s["name"], artefact=ctx.artefact(EXPORT).sha256, message=M("export.refused", reason=exc.detail))
 
@@ -326,10 +350,9 @@ def check_format(ctx: CheckContext, ev: Evaluation) -> None:
                 except UnsafeInput as exc:
                     said.fail("LABEL-REV-F03", where, M("export.xml", reason=exc.detail))
                     continue
-                if doc.getroot().tag.endswith("ClinicalDocument") or ins_cda.clinical_document(doc)[0] is not None:
-                    if not ins_cda.read_identities(doc):
-                        said.fail("LABEL-REV-F04", where, M("export.cda_no_patient"))
-                        continue
+                if ins_cda.clinical_document(doc)[0] is not None:
+                    _judge_cda(m, where, said)
+                    continue
                 ev.judged()
             elif kind == "csv":
                 csvs.append(m)

@@ -1,8 +1,10 @@
 """Hooks of the label files plugin: the transcoding table and the reversibility export (collectors, checks, target sections).
 
-Domain libraries it uses: :mod:`harness_ins.fhir`, :mod:`harness_ins.cda` and
-:mod:`harness_ins.identity` (the patients and their identities, in an export as in the
-environment's channels); the terminology through :mod:`harness.terminology`."""
+Domain libraries it uses: :mod:`harness_ins.fhir`, :mod:`harness_ins.cda`, :mod:`harness_ins.hl7v2`
+and :mod:`harness_ins.identity` (the patients and their identities, in an export as in the
+environment's channels), :mod:`harness_cda.document` and :mod:`harness_cda.rules` (an exported
+document read and judged as the CDA plugin's built-in rules judge one); the terminology through
+:mod:`harness.terminology`."""
 from __future__ import annotations
 
 from pathlib import Path
