@@ -223,6 +223,18 @@ def export_runs(tmp_path_factory):
                                                 "documents/sans-realm.xml": no_realm})
         bad = _environment_and_export(tmp_path_factory.mktemp("export-bad"), bad_members)
         pool.harness("bad", *EXPORT_SELECT, "--lang", "en", "--target", str(bad / "vendor.toml"), cwd=bad)
+        from harness_demo import patients as demo_patients
+
+        columns = ["NIR", "OID", "NOM", "PRENOM", "PRENOMS", "SEXE", "NE_LE", "LIEU"]
+        rows = "NIR;OID;NOM;PRENOM;PRENOMS;SEXE;NE_LE;LIEU\n279035121518989;1.2.250.1.213.1.4.10;PAT-TROIS;DOMINIQUE;DOMINIQUE MARIE;F;1979-03-28;51215\n" \
+               ";;MARTIN;PAUL;PAUL HENRI;M;1985-06-12;75057\n"
+        csv_only = {"patients.csv": rows.encode(), "patients.schema.json": json.dumps({"fields": [{"name": c} for c in columns]}).encode(),
+                    **{f"documents/{n}.xml": d for n, d in enumerate(demo_patients.cda_documents(set()), 1)}}
+        mapped = _environment_and_export(tmp_path_factory.mktemp("export-csv"), csv_only, extra_target=(
+            'csv_patients = ["patients.csv"]\n'
+            'csv_traits = ["ins=NIR", "ins_system=OID", "birth_name=NOM", "first_given_name=PRENOM", "given_names=PRENOMS", "sex=SEXE", '
+            '"birth_date=NE_LE", "birth_place=LIEU"]'))
+        pool.harness("csv", *EXPORT_SELECT, "--lang", "en", "--target", str(mapped / "vendor.toml"), cwd=mapped)
         slip = _environment_and_export(tmp_path_factory.mktemp("export-slip"), dict(_good_members(), **{"../../evil.json": b"{}"}))
         pool.harness("slip", *EXPORT_SELECT, "--lang", "en", "--target", str(slip / "vendor.toml"), cwd=slip)
         yield pool
@@ -266,3 +278,12 @@ def test_what_is_not_what_it_says_or_has_no_schema_and_a_zip_slip_are_caught(exp
     slip = export_runs["slip"]
     assert slip.requirement_verdicts() == dict.fromkeys(EXPORT_REQUIREMENTS, "FAIL")
     assert {f["rule"] for f in slip.findings() if f["severity"] == "error"} == {"LABEL-REV-00"}
+
+
+def test_the_patients_of_a_csv_export_read_through_the_columns_the_target_maps(export_runs):
+    run = export_runs["csv"]
+    verdicts = run.requirement_verdicts()
+    assert verdicts == {"LES-REV-FORMAT": "PASS", "LES-REV-OPEN": "PASS", "LES-REV-COMPLETE": "PASS", "LES-REV-IDENTITY": "FAIL"}, run.stdout
+    [changed] = [f for f in run.findings() if f["rule"] == "LABEL-REV-I02"]
+    assert changed["location"] == "export.zip!patients.csv:3"
+    assert changed["message"]["en"].endswith("birth place '75057' in the export, '75056' in the environment")

@@ -63,8 +63,14 @@ def test_a_nul_byte_is_said_and_a_huge_field_or_a_missing_column_stop_the_readin
     # a NUL byte: said where it is (the csv module of Python 3.11 reads it as a character)
     rows, problems = items(b"Code CISP-2;Code CIM-10\nK86;I10\nT90;E1\x001\nP17;F17\n")
     assert [r.target for r in rows] == ["I10", "E1\x001", "F17"] and [(p.kind, p.where, p.fatal) for p in problems] == [("nul", "t.csv:3", False)]
-    rows, problems = items(b"Code CISP-2;Code CIM-10\nK86;I10\nT90;" + b"x" * (70 * 1024) + b"\n")
+    # a field over 64 Ki: that row is not read; over the csv module's own 128 Ki: nothing after it
+    rows, problems = items(b"Code CISP-2;Code CIM-10\nK86;I10\nT90;" + b"x" * (70 * 1024) + b"\nP17;F17\n")
+    assert [r.source for r in rows] == ["K86", "P17"] and [(p.kind, p.where, p.fatal) for p in problems] == [("field-too-large", "t.csv:3", False)]
+    rows, problems = items(b"Code CISP-2;Code CIM-10\nK86;I10\nT90;" + b"x" * (200 * 1024) + b"\nP17;F17\n")
     assert [r.source for r in rows] == ["K86"] and [(p.kind, p.fatal) for p in problems] == [("field-too-large", True)]
+    import csv
+
+    assert csv.field_size_limit() == 131072  # the process-wide setting left as it was
     rows, problems = items(b"Code CISP;Code CIM10\nK86;I10\n")
     assert rows == [] and [(p.kind, p.fatal) for p in problems] == [("columns", True)]
     assert "Code CISP, Code CIM10" in problems[0].detail.render("en")
@@ -173,3 +179,29 @@ def test_a_table_of_100000_rows_is_read_in_bounded_memory():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == 100_000 and peak < 1024 * 1024, peak  # the rows are not kept
+
+
+def test_shared_strings_as_excel_writes_them_with_rich_and_phonetic_runs_and_their_bound(monkeypatch):
+    """Excel and LibreOffice write text cells as indexes into xl/sharedStrings.xml (openpyxl writes
+    them inline): rich-text runs are joined, phonetic runs (rPh) left out; an index out of range is
+    an error value; more strings than the bound and the workbook is refused by name."""
+    from harness_label import table
+
+    main = b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    strings = [b"<si><t>Code CISP-2</t></si>", b"<si><t>Code CIM-10</t></si>", b"<si><t>K86</t></si>",
+               b"<si><r><t>I</t></r><r><rPr><b/></rPr><t>10</t></r><rPh sb=\"0\" eb=\"1\"><t>x</t></rPh></si>"]
+    shared = b"<sst " + main + b">" + b"".join(strings) + b"</sst>"
+    sheet = (b"<worksheet " + main + b"><sheetData>"
+             b'<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+             b'<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>'
+             b'<row r="3"><c r="A3" t="s"><v>2</v></c><c r="B3" t="s"><v>99</v></c></row>'
+             b"</sheetData></worksheet>")
+    data = _zip({"xl/workbook.xml": WORKBOOK, "xl/_rels/workbook.xml.rels": RELS, "xl/worksheets/sheet1.xml": sheet, "xl/sharedStrings.xml": shared})
+    layout = Layout("xlsx", "Code CISP-2", "Code CIM-10")
+    rows, problems = items(data, layout, "t.xlsx")
+    assert [(r.source, r.target) for r in rows] == [("K86", "I10"), ("K86", "")]
+    assert [(p.kind, p.where) for p in problems] == [("cell-error", "t.xlsx#S!B3")]
+    monkeypatch.setattr(table, "MAX_SHARED_STRINGS", 3)
+    rows, problems = items(data, layout, "t.xlsx")
+    assert rows == [] and [(p.kind, p.fatal) for p in problems] == [("archive", True)]
+    assert "3 strings" in problems[0].detail.render("en")

@@ -20,7 +20,9 @@ its patient feed): a scenario collects with both, and the checks compare what th
   describes it (``documented = ["data/*.bin=URL or title of its description"]``);
 - *complete* (``LES-REV-COMPLETE``): every patient the environment shows (by INS, else by the
   strict traits) and every document it lists (by its ``ClinicalDocument/id``) is in the export;
-  what is missing is said per patient;
+  what is missing is said per patient. The export's patients are read from its FHIR resources,
+  its documents, and the CSV files the target names (``csv_patients``) with the columns it maps
+  to the traits (``csv_traits = ["ins=INS", "birth_name=NOM", ...]``);
 - *identity* (``LES-REV-IDENTITY``): each patient found in both has, in the export, the same INS
   (matricule and OID) and the same strict traits (birth name, first given name, given names,
   sex, birth date, birth place) as in the environment.
@@ -66,6 +68,9 @@ EXAMPLES = 50
 MAGIC = [("pdf", lambda b: b.startswith(b"%PDF-")), ("png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
          ("jpeg", lambda b: b.startswith(b"\xff\xd8\xff")), ("tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
          ("dicom", lambda b: b[128:132] == b"DICM"), ("sqlite", lambda b: b.startswith(b"SQLite format 3\x00"))]
+# what a CSV of patients may carry, named by the target (``csv_traits = ["birth_name=NOM", ...]``)
+CSV_TRAITS = ("ins", "ins_system", "birth_name", "first_given_name", "given_names", "sex", "birth_date", "birth_place")
+CSV_SEX = {"M": "M", "F": "F", "I": "I", "MALE": "M", "FEMALE": "F", "OTHER": "I", "H": "M", "HOMME": "M", "FEMME": "F"}
 TEXT_KINDS = {".json": "json", ".xml": "xml", ".csv": "csv", ".txt": "text", ".md": "text", ".html": "text", ".htm": "text"}
 BINARY_KINDS = {".pdf": "pdf", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".dcm": "dicom", ".sqlite": "sqlite",
                 ".db": "sqlite"}
@@ -82,8 +87,17 @@ def _settings(target) -> dict[str, Any]:
         if not pattern.strip() or not description.strip():
             raise HarnessError(M("export.documented", item=item))
         documented[pattern.strip()] = description.strip()
+    traits = {}
+    for item in conf.get("csv_traits") or []:
+        trait, _, column = str(item).partition("=")
+        if trait.strip() not in CSV_TRAITS or not column.strip():
+            raise HarnessError(M("export.csv_traits", item=item, known=", ".join(CSV_TRAITS)))
+        traits[trait.strip()] = column.strip()
+    if conf.get("csv_patients") and not ({"ins", "birth_name"} & set(traits)):
+        raise HarnessError(M("export.csv_traits_none"))
     name = str(conf.get("file") or target.section("endpoints").get(ENDPOINT) or "export")
     return {"format": fmt, "documented": documented, "csv_schema": conf.get("csv_schema"),
+            "csv_patients": [str(x) for x in conf.get("csv_patients") or []], "csv_traits": traits,
             "name": name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "export"}
 
 
@@ -531,6 +545,23 @@ def _environment(ctx: CheckContext) -> tuple[dict[str, Person], dict[str, str]]:
     return people, documents
 
 
+def _csv_people(data: bytes, where: str, s: dict) -> list[Person]:
+    """The patients of a CSV the target maps (``csv_patients``, ``csv_traits``): one a row."""
+    text = data.decode("utf-8-sig", errors="replace")
+    delimiter = max((";", ",", "\t"), key=text.split("\n", 1)[0].count)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    cols = s["csv_traits"]
+    out = []
+    for record in reader:
+        get = lambda trait: (record.get(cols[trait]) or "").strip() or None if trait in cols else None  # noqa: E731
+        traits = Traits(birth_name=get("birth_name"), first_given_name=get("first_given_name"),
+                        given_names=(get("given_names") or "").split(), sex=CSV_SEX.get((get("sex") or "").upper(), get("sex")),
+                        birth_date=get("birth_date"), birth_place=get("birth_place"))
+        system = get("ins_system")
+        out.append(Person(get("ins"), classify_system(system).oid if system else None, traits, f"{where}:{reader.line_num}", record=True))
+    return out
+
+
 def _exported(ctx: CheckContext, s: dict) -> tuple[list[Person], set[str]]:
     """Every view of a patient the export gives (a FHIR resource, a document's patient), and its
     documents' ids."""
@@ -550,6 +581,8 @@ def _exported(ctx: CheckContext, s: dict) -> tuple[list[Person], set[str]]:
                 views += [_person_of_cda(ident, f"{where} {ident.location}") for ident in ins_cda.read_identities(doc)]
                 if doc_id:
                     documents.add(doc_id)
+            elif kind == "csv" and any(fnmatch.fnmatch(m.name, pattern) for pattern in s["csv_patients"]):
+                views += _csv_people(m.data, where, s)
         except UnsafeInput:
             continue  # the format scenario says it
     return views, documents

@@ -25,7 +25,8 @@ def harness_target_schema():
     return {transcoding.SECTION: {"file": "path", "format": "str", "encoding": "str", "delimiter": "str", "sheet": "str", "header_row": "int",
                                   "source_column": "str", "target_column": "str", "source_system": "str", "target_system": "str",
                                   "concept_map": "str", "source_value_set": "str", "min_coverage": "int"},
-            export.SECTION: {"file": "path", "format": "str", "documented": "list[str]", "csv_schema": "path"}}
+            export.SECTION: {"file": "path", "format": "str", "documented": "list[str]", "csv_schema": "path", "csv_patients": "list[str]",
+                             "csv_traits": "list[str]"}}
 
 
 @hookimpl

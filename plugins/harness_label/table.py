@@ -33,7 +33,9 @@ from harness import ArchiveLimits, Message, SafeArchive, UnsafeInput, catalogue,
 M = catalogue(__name__)
 
 MAX_TABLE_BYTES = 256 * 1024 * 1024  # a table's file, read whole once (recorded as evidence)
-MAX_FIELD = 64 * 1024  # characters in one CSV field
+MAX_FIELD = 64 * 1024  # characters in one CSV field (the csv module's own limit, 128 Ki, is left as it is: a process-wide setting)
+MAX_SHARED_STRINGS = 4_000_000  # strings of an XLSX's shared table (a spreadsheet's own limit is the sheet's cells)
+MAX_SHARED_CHARS = 256 * 1024 * 1024  # and their characters in all
 MAX_PROBLEMS = 1_000  # undecodable lines described one by one (the others counted)
 XLSX_LIMITS = ArchiveLimits(max_entries=2_000, max_total_bytes=1024 * 1024 * 1024, max_entry_bytes=1024 * 1024 * 1024, max_ratio=200.0)
 MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -177,7 +179,6 @@ def _csv(data: bytes | BinaryIO, layout: Layout, name: str) -> Iterator[Row | Pr
         yield from buffered
         yield from lines
 
-    csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(all_lines(), delimiter=delimiter, strict=False)
     columns: tuple[int, int] | None = None
     reported = 0
@@ -199,6 +200,9 @@ def _csv(data: bytes | BinaryIO, layout: Layout, name: str) -> Iterator[Row | Pr
                 continue
             if not any(c.strip() for c in record):
                 continue  # an empty line
+            if max(map(len, record)) > MAX_FIELD:
+                yield Problem("field-too-large", f"{name}:{line}", M("table.field_too_large", limit=MAX_FIELD))
+                continue
             cells = [record[i] if i < len(record) else "" for i in columns]
             for cell, column in zip(cells, (layout.source_column, layout.target_column)):
                 if FORMULA.match(cell.strip()):
@@ -312,9 +316,18 @@ def _text(el) -> str:
 
 
 def _shared_strings(archive: SafeArchive) -> list[str]:
+    """The workbook's shared strings (§18.4), at most :data:`MAX_SHARED_STRINGS` strings and
+    :data:`MAX_SHARED_CHARS` characters (they are held while the sheet is read)."""
     if "xl/sharedStrings.xml" not in set(archive.names()):
         return []
-    return [_text(si) for si in iter_xml(archive.chunks("xl/sharedStrings.xml"), tags=[_SI], source="xl/sharedStrings.xml")]
+    out, chars = [], 0
+    for si in iter_xml(archive.chunks("xl/sharedStrings.xml"), tags=[_SI], source="xl/sharedStrings.xml"):
+        text = _text(si)
+        chars += len(text)
+        out.append(text)
+        if len(out) > MAX_SHARED_STRINGS or chars > MAX_SHARED_CHARS:
+            raise UnsafeInput("xlsx-strings", M("table.too_many_strings", strings=MAX_SHARED_STRINGS, chars=MAX_SHARED_CHARS))
+    return out
 
 
 def _cell_value(c, strings: list[str]) -> tuple[str, str | None]:
