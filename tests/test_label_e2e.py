@@ -8,6 +8,7 @@ against its environment's files (open, documented and hostile members, a zip sli
 concludes the same offline."""
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +288,41 @@ def test_the_patients_of_a_csv_export_read_through_the_columns_the_target_maps(e
     [changed] = [f for f in run.findings() if f["rule"] == "LABEL-REV-I02"]
     assert changed["location"] == "export.zip!patients.csv:3"
     assert changed["message"]["en"].endswith("birth place '75057' in the export, '75056' in the environment")
+
+
+CORPUS = Path(__file__).parents[2] / "shared" / "corpus" / "ans-testcontenucda" / "jeuxDeValeurs"
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus absent (../shared/corpus)")
+def test_the_table_judged_on_the_official_kits_value_sets_answers_what_they_hold_and_no_more(tmp_path):
+    """The ANS kit's value sets (official files) hold 827 CIM-10 codes, a fragment of the CIM-10:
+    the codes they hold are answered, with their official labels and the snapshot's hash; a code
+    they do not hold is no "unknown" but no answer, and the scenario is INCONCLUSIVE, never FAIL."""
+    from tests.harness_run import run_harness
+
+    (tmp_path / "t.csv").write_text("Code CISP-2;Code CIM-10\nK86;I10\nT90;E11\nU71;N39.0\nL03;M54.5\n", encoding="utf-8")
+    (tmp_path / "vendor.toml").write_text(f"""
+[product]
+id = "fr.example.msp"
+name = "MSP"
+version = "1.0.0"
+
+[transcoding]
+file = "t.csv"
+source_column = "Code CISP-2"
+target_column = "Code CIM-10"
+
+[terminology]
+snapshot = ["{CORPUS}"]
+builtin_snapshot = false
+""", encoding="utf-8")
+    run = run_harness(tmp_path, "--scenario", "label-transcoding-target", "--scenario", "label-transcoding-source", "--lang", "en",
+                      "--target", str(tmp_path / "vendor.toml"), "--offline")
+    assert run.requirement_verdicts() == {"LES-TRANS-TARGET": "INCONCLUSIVE", "LES-TRANS-SOURCE": "INCONCLUSIVE"}, run.stdout
+    with zipfile.ZipFile(run.bundle) as zf:
+        [record] = [json.loads(zf.read(f"artefacts/{d}")) for d, meta in run.manifest["artefacts"].items() if meta["label"] == "label.table.answers"]
+    said = {a["question"]["code"]: a for a in record["answers"] if a["question"]["system"].endswith("TRE-R310-CIM10")}
+    assert {c: a["result"] for c, a in said.items()} == {"I10": True, "E11": True, "N39.0": True, "M54.5": None}
+    assert said["I10"]["display"] == "Hypertension essentielle (primitive)"
+    assert said["I10"]["source"]["kind"] == "snapshot" and len(said["I10"]["source"]["sha256"]) == 64
+    assert not [f for f in run.findings() if f["severity"] == "error"]

@@ -32,6 +32,16 @@ WELL_KNOWN_SYSTEMS = {
 }
 
 
+# The national terminology's canonical URLs of code systems also known by OID (NOS "TRE"
+# resources: their url and identifier, as the ANS publishes them in ansforge/IG-fhir-mesures-de-sante,
+# input/fsh/CodeSystems): a question naming either is about the same system.
+NOS_SYSTEMS = {
+    "https://mos.esante.gouv.fr/NOS/TRE_R310-CIM10/FHIR/TRE-R310-CIM10": "2.16.840.1.113883.6.3",
+    "https://mos.esante.gouv.fr/NOS/TRE_R311-CIM10Atih/FHIR/TRE-R311-CIM10Atih": "1.2.250.1.213.2.67",
+    "https://mos.esante.gouv.fr/NOS/TRE_R313-CISP2/FHIR/TRE-R313-CISP2": "2.16.840.1.113883.6.139",
+}
+
+
 def bare_oid(ref: str) -> str | None:
     """``1.2.3`` for ``urn:oid:1.2.3`` or ``1.2.3``; None when ``ref`` is not an OID."""
     value = ref[8:] if ref.lower().startswith("urn:oid:") else ref

@@ -30,7 +30,7 @@ from ..errors import HarnessError, UnsafeInput
 from ..messages import Localized, catalogue
 from ..safety.inputs import parse_xml
 from .engine import PARTIAL_EXTENSION, Engine
-from .model import WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid, error_record
+from .model import NOS_SYSTEMS, WELL_KNOWN_SYSTEMS, Answer, Expansion, bare_oid, error_record
 
 M = catalogue(__name__)
 
@@ -119,7 +119,7 @@ class Snapshot:
         self.resources: list[dict] = []  # every FHIR ValueSet, CodeSystem and ConceptMap read
         self.problems: list[dict[str, str]] = []
         self._oid_to_uri: dict[str, str] = dict(WELL_KNOWN_SYSTEMS)
-        self._uri_to_oid: dict[str, str] = {v: k for k, v in WELL_KNOWN_SYSTEMS.items()}
+        self._uri_to_oid: dict[str, str] = {**{v: k for k, v in WELL_KNOWN_SYSTEMS.items()}, **NOS_SYSTEMS}
 
     # -- loading ------------------------------------------------------------------------
 
