@@ -205,3 +205,21 @@ def test_shared_strings_as_excel_writes_them_with_rich_and_phonetic_runs_and_the
     rows, problems = items(data, layout, "t.xlsx")
     assert rows == [] and [(p.kind, p.fatal) for p in problems] == [("archive", True)]
     assert "3 strings" in problems[0].detail.render("en")
+
+
+KIT_VALUE_SETS = __import__("pathlib").Path(__file__).parents[2] / "shared" / "corpus" / "ans-testcontenucda" / "jeuxDeValeurs"
+
+
+@pytest.mark.skipif(not KIT_VALUE_SETS.is_dir(), reason="shared corpus absent (../shared/corpus)")
+def test_every_cim10_code_of_the_official_kits_value_sets_has_the_shape_the_checks_hold_it_to():
+    """A code without the CIM-10's shape is failed as provably not one: the 827 CIM-10 codes the
+    ANS kit's value sets carry (ATIH extensions among them: R47.02, C16.9+0, O04.-0) all have it,
+    and each written without its dot reads back as itself."""
+    from harness.terminology import Snapshot
+    from harness_label.transcoding import CIM10, CIM10_URL, normalised, shaped
+
+    snap = Snapshot.load([KIT_VALUE_SETS])
+    codes = {code for vs in snap.value_sets for (system, code) in vs.members if snap.system_key(system) == CIM10}
+    assert len(codes) == 827
+    assert [c for c in codes if not shaped(c, CIM10_URL)] == []
+    assert [c for c in codes if normalised(c.replace(".", ""), CIM10_URL)[0] != c and "." in c] == []

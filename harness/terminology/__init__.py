@@ -1,6 +1,6 @@
 """Terminology access for every plugin: the national FHIR server (SMT), offline
 snapshots, a cache, a loopback stand-in, all behind one :class:`TerminologyService`."""
-from .model import Answer, CodedValue, Expansion, TerminologyService, ValueSetRef, ask, bare_oid, error_record, question_key
+from .model import Answer, CodedValue, Expansion, TerminologyService, ValueSetRef, ask, bare_oid, error_record, question_key, system_oid
 from .remote import PasswordGrant, RemoteTerminology, TerminologyAuthError, TerminologyUnavailable
 from .service import BUILTIN_SNAPSHOT, CachedTerminology, FallbackTerminology, TerminologySetup, ask_all, build
 from .snapshot import Snapshot, SnapshotTerminology
@@ -19,5 +19,5 @@ def __getattr__(name: str):
 __all__ = [
     "Answer", "BUILTIN_SNAPSHOT", "CachedTerminology", "CodedValue", "Expansion", "FallbackTerminology", "PasswordGrant",
     "RemoteTerminology", "Snapshot", "SnapshotTerminology", "TerminologyAuthError", "TerminologyServer", "TerminologyService",
-    "TerminologySetup", "TerminologyUnavailable", "ValueSetRef", "ask", "ask_all", "bare_oid", "build", "error_record", "question_key",
+    "TerminologySetup", "TerminologyUnavailable", "ValueSetRef", "ask", "ask_all", "bare_oid", "build", "error_record", "question_key", "system_oid",
 ]

@@ -32,6 +32,8 @@ WELL_KNOWN_SYSTEMS = {
 }
 
 
+_URI_TO_OID = {uri: oid for oid, uri in WELL_KNOWN_SYSTEMS.items()}
+
 # The national terminology's canonical URLs of code systems also known by OID (NOS "TRE"
 # resources: their url and identifier, as the ANS publishes them in ansforge/IG-fhir-mesures-de-sante,
 # input/fsh/CodeSystems): a question naming either is about the same system.
@@ -40,6 +42,15 @@ NOS_SYSTEMS = {
     "https://mos.esante.gouv.fr/NOS/TRE_R311-CIM10Atih/FHIR/TRE-R311-CIM10Atih": "1.2.250.1.213.2.67",
     "https://mos.esante.gouv.fr/NOS/TRE_R313-CISP2/FHIR/TRE-R313-CISP2": "2.16.840.1.113883.6.139",
 }
+
+
+def system_oid(system: str) -> str:
+    """The OID a code system is known by, whether named ``urn:oid:X``, ``X``, by a NOS canonical
+    URL or a well-known URI; the name itself when no OID is known for it."""
+    oid = bare_oid(system)
+    if oid:
+        return oid
+    return NOS_SYSTEMS.get(system) or _URI_TO_OID.get(system) or system
 
 
 def bare_oid(ref: str) -> str | None:

@@ -17,7 +17,8 @@ of its codes. Shapes, from the classifications' own structure (none is assumed f
   letter (A B D F H K L N P R S T U W X Y Z) and a two-digit rubric, 01 to 99;
 - CIM-10 (ICD-10, WHO and ATIH; NOS ``TRE_R310-CIM10``, ``urn:oid:2.16.840.1.113883.6.3``): a
   letter and two digits, then a dot and up to four characters for a
-  subdivision (the ATIH's extensions, ``R47.02``, ``C16.9+0``, are in the ANS kit's value sets).
+  subdivision (the ATIH's extensions, ``R47.02``, ``C16.9+0``, ``O04.-0``, are in the ANS kit's value
+  sets: its 827 CIM-10 codes all have this shape, tested).
   Written without its dot (``E119``: the ATIH's PMSI files write it so) it is read as
   ``E11.9``, and said.
 
@@ -31,10 +32,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness import CheckContext, CollectContext, Evaluation, HarnessError, NotApplicable, Severity, Text, catalogue, check, collector
-from harness.terminology import TerminologyAuthError, ask_all
+from harness import CheckContext, CollectContext, Evaluation, HarnessError, Severity, Text, catalogue, check, collector
+from harness.terminology import TerminologyAuthError, ask_all, system_oid
 
-from .files import vendor_file
+from .files import file_name, vendor_file
+from .said import Said
 from .table import MAX_TABLE_BYTES, Layout, Problem, Row, read_table
 
 M = catalogue(__name__)
@@ -52,20 +54,12 @@ CISP2_URL = "https://mos.esante.gouv.fr/NOS/TRE_R313-CISP2/FHIR/TRE-R313-CISP2"
 CIM10_URL = "https://mos.esante.gouv.fr/NOS/TRE_R310-CIM10/FHIR/TRE-R310-CIM10"
 SHAPES = {
     CISP2: re.compile(r"^[ABDFHKLNPRSTUWXYZ](0[1-9]|[1-9][0-9])$"),
-    CIM10: re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Za-z+]{1,4})?$"),
+    CIM10: re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Za-z+\-]{1,4})?$"),
 }
-UNDOTTED = re.compile(r"^([A-Z][0-9]{2})([0-9A-Za-z+]{1,4})$")
+UNDOTTED = re.compile(r"^([A-Z][0-9]{2})([0-9A-Za-z+\-]{1,4})$")
 MAX_CODES = 50_000  # distinct codes asked per side
 WORKERS = 8  # questions in flight against a remote server
 DEADLINE = 300  # seconds for all the questions of the table
-EXAMPLES = 50  # findings of one rule written out; the others are counted
-
-
-def oid_of(system: str) -> str:
-    """The bare OID of ``urn:oid:X``, ``X`` or one of the NOS canonical URLs of CISP-2 and CIM-10."""
-    value = system[8:] if system.lower().startswith("urn:oid:") else system
-    aliases = {CISP2_URL: CISP2, CIM10_URL: CIM10, "http://hl7.org/fhir/sid/icd-10": CIM10}
-    return aliases.get(value, value)
 
 
 @dataclass(frozen=True)
@@ -94,16 +88,15 @@ def settings(target) -> Settings:
     min_coverage = int(conf.get("min_coverage", 100))
     if not 0 <= min_coverage <= 100:
         raise HarnessError(M("settings.coverage", value=min_coverage))
-    where = name or str(target.section("endpoints").get(ENDPOINT) or "table")
     return Settings(layout, source_system, str(conf.get("target_system") or CIM10_URL), conf.get("concept_map") or None,
                     str(conf.get("source_value_set") or f"{source_system}?fhir_vs"), min_coverage,
-                    where.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "table")
+                    file_name(conf, target.section("endpoints"), ENDPOINT, "table"))
 
 
 def normalised(code: str, system: str) -> tuple[str, str | None]:
     """(the code to ask about, why it was rewritten or None): a CIM-10 code without its dot is
     read with it."""
-    if oid_of(system) == CIM10 and not SHAPES[CIM10].match(code):
+    if system_oid(system) == CIM10 and not SHAPES[CIM10].match(code):
         m = UNDOTTED.match(code)
         if m:
             return f"{m.group(1)}.{m.group(2)}", "undotted"
@@ -111,7 +104,7 @@ def normalised(code: str, system: str) -> tuple[str, str | None]:
 
 
 def shaped(code: str, system: str) -> bool:
-    shape = SHAPES.get(oid_of(system))
+    shape = SHAPES.get(system_oid(system))
     return shape is None or bool(shape.match(code))
 
 
@@ -120,37 +113,25 @@ def shaped(code: str, system: str) -> bool:
 
 @collector(produces=[TABLE, f"{TABLE}.exchange", ANSWERS])
 def collect_transcoding(ctx: CollectContext) -> dict:
-    conf = ctx.target.section(SECTION)
-    url = ctx.endpoint(ENDPOINT)
-    if not conf.get("file") and url is None:
-        raise NotApplicable(M("collect.no_table", endpoint=ENDPOINT, section=SECTION))
     s = settings(ctx.target)
     media = "text/csv" if s.layout.format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    outputs, data = vendor_file(ctx, path=conf.get("file"), url=url, name=TABLE, limit=MAX_TABLE_BYTES, media_type=media)
+    outputs, data = vendor_file(ctx, section=SECTION, endpoint=ENDPOINT, none=M("collect.no_table", endpoint=ENDPOINT, section=SECTION),
+                                name=TABLE, limit=MAX_TABLE_BYTES, media_type=media)
     if data is None:
         return outputs
-    sources: dict[str, None] = {}
-    targets: dict[str, None] = {}
-    skipped = {"source": 0, "target": 0}
-    for item in read_table(data, s.layout, s.name):
-        if not isinstance(item, Row):
-            continue
-        for code, system, seen, side in ((item.source, s.source_system, sources, "source"), (item.target, s.target_system, targets, "target")):
-            if not code:
-                continue
-            code = normalised(code, system)[0]
-            if code in seen or not shaped(code, system):
-                continue
-            if len(seen) >= MAX_CODES:
-                skipped[side] += 1
-                continue
-            seen[code] = None
+    summary = summarize(read_table(data, s.layout, s.name), s)
+    asked: dict[str, list[str]] = {}
+    skipped = {}
+    for side, written, system in (("source", summary.sources, s.source_system), ("target", summary.targets, s.target_system)):
+        codes = list(dict.fromkeys(c for c in (normalised(w, system)[0] for w in written) if shaped(c, system)))
+        asked[side] = codes[:MAX_CODES]
+        skipped[side] = len(codes) - len(asked[side]) + summary.beyond[side]
     setup = ctx.terminology()
     budget = float(ctx.target.section("terminology").get("deadline") or DEADLINE)
-    questions: list[tuple[str, dict[str, str]]] = [("lookup", {"system": s.source_system, "code": c}) for c in sources]
-    questions += [("lookup", {"system": s.target_system, "code": c}) for c in targets]
+    questions: list[tuple[str, dict[str, str]]] = [("lookup", {"system": s.source_system, "code": c}) for c in asked["source"]]
+    questions += [("lookup", {"system": s.target_system, "code": c}) for c in asked["target"]]
     if s.concept_map:
-        questions += [("translate", {"concept_map": s.concept_map, "system": s.source_system, "code": c}) for c in sources]
+        questions += [("translate", {"concept_map": s.concept_map, "system": s.source_system, "code": c}) for c in asked["source"]]
     try:
         answers = ask_all(setup, questions, budget=budget, late=M("collect.deadline", seconds=f"{budget:g}"), workers=WORKERS)
         expansion = _expansion(setup.service, s.source_value_set)
@@ -171,34 +152,12 @@ def _expansion(service, value_set: str) -> dict[str, Any]:
     try:
         exp = service.expand(value_set)
     except HarnessError as exc:
-        return {"value_set": value_set, "error": exc.messages if hasattr(exc, "messages") else {"fr": str(exc), "en": str(exc)}}
+        return {"value_set": value_set, "error": exc.messages}
     return {"value_set": value_set, "complete": bool(exp.complete), "total": exp.total, "source": exp.source,
             "codes": sorted({c["code"] for c in exp.concepts if c.get("code")})}
 
 
 # -- judging ------------------------------------------------------------------------------------
-
-
-class _Said:
-    """Findings of one rule written out up to :data:`EXAMPLES`, the others counted."""
-
-    def __init__(self, ev: Evaluation, where: str) -> None:
-        self.ev, self.where = ev, where
-        self.counts: dict[str, int] = {}
-        self.last: dict[str, tuple[Severity, str]] = {}
-
-    def fail(self, rule: str, where: str, message, severity: Severity = Severity.ERROR, artefact: str | None = None) -> None:
-        n = self.counts[rule] = self.counts.get(rule, 0) + 1
-        self.last[rule] = (severity, artefact or "")
-        if n <= EXAMPLES:
-            self.ev.add(rule=rule, location=where, message=message, severity=severity, artefact=artefact)
-
-    def close(self) -> None:
-        for rule, n in sorted(self.counts.items()):
-            if n > EXAMPLES:
-                severity, artefact = self.last[rule]
-                self.ev.add(rule=rule, location=self.where, message=M("check.more", count=n - EXAMPLES, rule=rule), severity=severity,
-                            artefact=artefact or None)
 
 
 def _rows(ctx: CheckContext, s: Settings):
@@ -223,14 +182,11 @@ MAX_TARGETS = 64  # distinct targets kept for one source code
 _SUMMARIES: dict[tuple, Summary] = {}
 
 
-def _summary(ctx: CheckContext, s: Settings) -> Summary:
-    """The table's :class:`Summary`, read once per process for the checks of one recorded table."""
-    key = (ctx.artefact(TABLE).sha256, s)
-    found = _SUMMARIES.get(key)
-    if found is not None:
-        return found
+def summarize(items, s: Settings) -> Summary:
+    """The :class:`Summary` of a table's rows (``read_table``'s items): what the collector asks
+    about and what the checks judge, derived alike."""
     summary = Summary({}, {}, {}, {"source": 0, "target": 0})
-    for item in _rows(ctx, s):
+    for item in items:
         if not isinstance(item, Row):
             continue
         for written, kept, side in ((item.source, summary.sources, "source"), (item.target, summary.targets, "target")):
@@ -245,9 +201,16 @@ def _summary(ctx: CheckContext, s: Settings) -> Summary:
                 where, targets = summary.mapping.setdefault(code, (item.where, set()))
                 if item.target and len(targets) < MAX_TARGETS:
                     targets.add(normalised(item.target, s.target_system)[0])
-    _SUMMARIES.clear()  # one table at a time
-    _SUMMARIES[key] = summary
     return summary
+
+
+def _summary(ctx: CheckContext, s: Settings) -> Summary:
+    """The recorded table's :class:`Summary`, read once per process for the checks of one table."""
+    key = (ctx.artefact(TABLE).sha256, s)
+    if key not in _SUMMARIES:
+        _SUMMARIES.clear()  # one table at a time
+        _SUMMARIES[key] = summarize(_rows(ctx, s), s)
+    return _SUMMARIES[key]
 
 
 def _answers(ctx: CheckContext) -> tuple[dict, dict]:
@@ -258,7 +221,7 @@ def _answers(ctx: CheckContext) -> tuple[dict, dict]:
         if a.get("op") == "translate":
             index[("translate", q.get("code"))] = a
         else:
-            index[("lookup", oid_of(q.get("system", "")), q.get("code"))] = a
+            index[("lookup", system_oid(q.get("system", "")), q.get("code"))] = a
     return record, index
 
 
@@ -267,8 +230,8 @@ def check_file(ctx: CheckContext, ev: Evaluation) -> None:
     """LES-TRANS-FILE: the table reads as declared (encoding, columns, one value per cell, no
     formula, no merged cell, no error value), and each row names a source code."""
     s = settings(ctx.target)
-    said = _Said(ev, s.name)
     artefact = ctx.artefact(TABLE).sha256
+    said = Said(ev, s.name, artefact)
     rows = 0
     rules = {"encoding": "LABEL-TABLE-02", "nul": "LABEL-TABLE-01", "field-too-large": "LABEL-TABLE-01", "malformed": "LABEL-TABLE-01",
              "archive": "LABEL-TABLE-01", "sheet": "LABEL-TABLE-01", "header": "LABEL-TABLE-03", "columns": "LABEL-TABLE-03",
@@ -276,12 +239,12 @@ def check_file(ctx: CheckContext, ev: Evaluation) -> None:
     for item in _rows(ctx, s):
         if isinstance(item, Problem):
             ev.assertions += 1
-            said.fail(rules.get(item.kind, "LABEL-TABLE-01"), item.where, item.detail, artefact=artefact)
+            said.fail(rules.get(item.kind, "LABEL-TABLE-01"), item.where, item.detail)
             continue
         rows += 1
         ev.assertions += 1
         if not item.source:
-            said.fail("LABEL-TABLE-07", item.where, M("check.no_source", column=s.layout.source_column), artefact=artefact)
+            said.fail("LABEL-TABLE-07", item.where, M("check.no_source", column=s.layout.source_column))
     said.close()
     ev.check(rows > 0, rule="LABEL-TABLE-08", location=s.name, artefact=artefact, message=M("check.no_rows"))
     ev.add(rule="LABEL-TABLE-00", location=s.name, message=M("check.rows", rows=rows), artefact=artefact)
@@ -297,8 +260,8 @@ def _judge_codes(ctx: CheckContext, ev: Evaluation, side: str) -> None:
     record, index = _answers(ctx)
     system = s.source_system if side == "source" else s.target_system
     prefix = "LABEL-SRC" if side == "source" else "LABEL-TGT"
-    said = _Said(ev, s.name)
     artefact = ctx.artefact(TABLE).sha256
+    said = Said(ev, s.name, artefact)
     summary = _summary(ctx, s)
     seen = summary.sources if side == "source" else summary.targets
     unanswered: dict[str, int] = {}
@@ -306,12 +269,12 @@ def _judge_codes(ctx: CheckContext, ev: Evaluation, side: str) -> None:
     for written, where in seen.items():
         code, why = normalised(written, system)
         if why == "undotted":
-            said.fail(f"{prefix}-04", where, M("check.undotted", code=written, dotted=code), Severity.WARNING, artefact)
+            said.fail(f"{prefix}-04", where, M("check.undotted", code=written, dotted=code), Severity.WARNING)
         if not shaped(code, system):
             ev.assertions += 1
-            said.fail(f"{prefix}-02", where, M(KEYS[side]["shape"], code=written, system=system), artefact=artefact)
+            said.fail(f"{prefix}-02", where, M(KEYS[side]["shape"], code=written, system=system))
             continue
-        answer = index.get(("lookup", oid_of(system), code))
+        answer = index.get(("lookup", system_oid(system), code))
         if answer is None:
             over += 1
             continue
@@ -321,18 +284,17 @@ def _judge_codes(ctx: CheckContext, ev: Evaluation, side: str) -> None:
             continue
         ev.assertions += 1
         if answer["result"] is False:
-            said.fail(f"{prefix}-01", where, M(KEYS[side]["unknown"], code=code, system=system, server=answer.get("message") or "-"),
-                      artefact=artefact)
+            said.fail(f"{prefix}-01", where, M(KEYS[side]["unknown"], code=code, system=system, server=answer.get("message") or "-"))
         elif answer.get("inactive"):
             severity = Severity.ERROR if side == "target" else Severity.WARNING
-            said.fail(f"{prefix}-03", where, M(KEYS[side]["inactive"], code=code, system=system), severity, artefact)
+            said.fail(f"{prefix}-03", where, M(KEYS[side]["inactive"], code=code, system=system), severity)
     said.close()
     skipped = (record.get("skipped") or {}).get(side, 0)
     if over or skipped:
         ev.inconclusive(M("check.not_asked", count=over, limit=MAX_CODES))
     for kind, n in sorted(unanswered.items()):
         first = next((a for a in index.values() if a.get("result") is None and (a.get("error") or {}).get("kind") == kind
-                      and a.get("op") == "lookup" and oid_of(a["question"].get("system", "")) == oid_of(system)), None)
+                      and a.get("op") == "lookup" and system_oid(a["question"].get("system", "")) == system_oid(system)), None)
         reason = (first or {}).get("error") or {}
         ev.inconclusive(M("check.unanswered", count=n, kind=kind, reason=Text.of({"fr": reason.get("fr", "-"), "en": reason.get("en", "-")})))
     ev.add(rule=f"{prefix}-00", location=s.name, message=M(KEYS[side]["count"], count=len(seen)), artefact=artefact)
@@ -373,12 +335,10 @@ def check_coverage(ctx: CheckContext, ev: Evaluation) -> None:
     missing = sorted(system_codes - covered)
     ev.add(rule="LABEL-COV-00", location=s.name, artefact=artefact,
            message=M("check.coverage", covered=len(covered), total=len(system_codes), share=f"{share:.1f}", value_set=expansion["value_set"]))
-    for code in missing[:EXAMPLES]:
-        ev.add(rule="LABEL-COV-02", location=f"{expansion['value_set']}#{code}", message=M("check.uncovered", code=code), severity=Severity.WARNING,
-               artefact=artefact)
-    if len(missing) > EXAMPLES:
-        ev.add(rule="LABEL-COV-02", location=s.name, message=M("check.more", count=len(missing) - EXAMPLES, rule="LABEL-COV-02"),
-               severity=Severity.WARNING, artefact=artefact)
+    said = Said(ev, s.name, artefact)
+    for code in missing:
+        said.fail("LABEL-COV-02", f"{expansion['value_set']}#{code}", M("check.uncovered", code=code), Severity.WARNING)
+    said.close()
     ev.check(share + 1e-9 >= s.min_coverage, rule="LABEL-COV-01", location=s.name, artefact=artefact,
              message=M("check.coverage_low", share=f"{share:.1f}", minimum=s.min_coverage, missing=len(missing)))
 
@@ -395,7 +355,7 @@ def check_official_map(ctx: CheckContext, ev: Evaluation) -> None:
         ev.inconclusive(M("check.no_concept_map", section=SECTION))
         return
     vendor = _summary(ctx, s).mapping
-    said = _Said(ev, s.name)
+    said = Said(ev, s.name, artefact)
     agree = disagree = unmapped = 0
     unanswered: dict[str, int] = {}
     for code, (where, targets) in vendor.items():
@@ -419,7 +379,7 @@ def check_official_map(ctx: CheckContext, ev: Evaluation) -> None:
             continue
         disagree += 1
         said.fail("LABEL-MAP-01", where, M("check.disagrees", code=code, vendor=", ".join(sorted(targets)) or "-", official=", ".join(sorted(official)),
-                                           concept_map=s.concept_map), artefact=artefact)
+                                           concept_map=s.concept_map))
     said.close()
     ev.add(rule="LABEL-MAP-00", location=s.name, artefact=artefact,
            message=M("check.map_counts", agree=agree, disagree=disagree, unmapped=unmapped, concept_map=s.concept_map))
